@@ -1,0 +1,292 @@
+//! The catalog (data map): everything Candor stores is declared here, with why, how long,
+//! where and for whom. The privacy notice, the record of processing and every access decision
+//! are derived from this one description, so they cannot drift apart.
+//!
+//! Parsing and validation live in [`parse`]; this module is the validated model.
+
+mod parse;
+
+use serde::Serialize;
+
+use crate::ids::{FieldName, PurposeId, RoleId};
+
+pub use parse::{CatalogError, CatalogErrors};
+
+/// The example catalog of an online shop that `candor init` writes.
+pub const EXAMPLE_CATALOG: &str = include_str!("example_catalog.toml");
+
+/// The built-in role of the token `candor init` prints. It manages the installation and may
+/// read the catalog; it acts under no purpose, so it never sees personal data.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// A validated catalog. Construct it with [`Catalog::from_toml_str`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Catalog {
+    pub organisation: Organisation,
+    pub purposes: Vec<Purpose>,
+    pub fields: Vec<FieldDecl>,
+    pub events: Vec<EventDecl>,
+    pub recipients: Vec<Recipient>,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Organisation {
+    pub name: String,
+    /// Where customers reach the privacy team (e-mail address or URL).
+    pub privacy_contact: String,
+    /// Where the data is stored, in words a customer understands ("EU — Frankfurt").
+    pub storage_region: String,
+    /// Who hosts it ("Example Cloud GmbH"), if declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_provider: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Purpose {
+    pub id: PurposeId,
+    /// Customer-facing description: why the data is needed.
+    pub description: String,
+    pub legal_basis: LegalBasis,
+    /// Channels a consent may be given for (communication purposes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<Channel>,
+}
+
+impl Purpose {
+    /// A consent-based purpose is off for every customer until that customer grants it.
+    pub fn needs_consent(&self) -> bool {
+        self.legal_basis == LegalBasis::Consent
+    }
+}
+
+/// GDPR Art. 6(1) legal bases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl LegalBasis {
+    pub const ALL: [(&'static str, LegalBasis); 6] = [
+        ("consent", LegalBasis::Consent),
+        ("contract", LegalBasis::Contract),
+        ("legal_obligation", LegalBasis::LegalObligation),
+        ("vital_interests", LegalBasis::VitalInterests),
+        ("public_task", LegalBasis::PublicTask),
+        ("legitimate_interests", LegalBasis::LegitimateInterests),
+    ];
+}
+
+/// Communication channels a consent can be scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+    Phone,
+    Post,
+    Push,
+}
+
+impl Channel {
+    pub const ALL: [(&'static str, Channel); 5] = [
+        ("email", Channel::Email),
+        ("sms", Channel::Sms),
+        ("phone", Channel::Phone),
+        ("post", Channel::Post),
+        ("push", Channel::Push),
+    ];
+}
+
+/// The type of a field's value; decides validation, normalisation and (later) masking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Text,
+    Email,
+    Phone,
+    Date,
+    PostalAddress,
+    Number,
+    Json,
+}
+
+impl FieldType {
+    pub const ALL: [(&'static str, FieldType); 7] = [
+        ("text", FieldType::Text),
+        ("email", FieldType::Email),
+        ("phone", FieldType::Phone),
+        ("date", FieldType::Date),
+        ("postal_address", FieldType::PostalAddress),
+        ("number", FieldType::Number),
+        ("json", FieldType::Json),
+    ];
+
+    /// Whether values of this type can be searched by exact value (blind index).
+    pub fn supports_lookup(self) -> bool {
+        matches!(
+            self,
+            FieldType::Text | FieldType::Email | FieldType::Phone | FieldType::Date | FieldType::Number
+        )
+    }
+}
+
+/// The fixed taxonomy of personal-data categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Identity,
+    Contact,
+    Financial,
+    Location,
+    Behavioural,
+    Demographic,
+    Technical,
+    Preferences,
+    /// GDPR Art. 9: health, religion, ethnicity, biometrics, sexual orientation, …
+    SpecialCategory,
+    /// GDPR Art. 10.
+    CriminalOffence,
+}
+
+impl Category {
+    pub const ALL: [(&'static str, Category); 10] = [
+        ("identity", Category::Identity),
+        ("contact", Category::Contact),
+        ("financial", Category::Financial),
+        ("location", Category::Location),
+        ("behavioural", Category::Behavioural),
+        ("demographic", Category::Demographic),
+        ("technical", Category::Technical),
+        ("preferences", Category::Preferences),
+        ("special_category", Category::SpecialCategory),
+        ("criminal_offence", Category::CriminalOffence),
+    ];
+}
+
+/// How long a value is kept.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Retention {
+    /// A fixed period (ISO 8601 duration, e.g. `P13M`) counted from when the value was stored.
+    Fixed { period: String },
+    /// As long as the customer's account exists, plus an optional grace period after closure.
+    WhileAccountExists {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        grace: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldDecl {
+    pub name: FieldName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    pub category: Category,
+    pub purposes: Vec<PurposeId>,
+    pub retention: Retention,
+    /// May be searched by exact value through a blind index.
+    pub lookup: bool,
+    /// Must be present when a subject is created, and cannot be removed.
+    pub required: bool,
+}
+
+impl FieldDecl {
+    /// Whether this field may be used under `purpose`.
+    pub fn allows(&self, purpose: &PurposeId) -> bool {
+        self.purposes.contains(purpose)
+    }
+}
+
+/// A type of behavioural event (page view, purchase). Its payload is protected like a field.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDecl {
+    pub name: FieldName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub category: Category,
+    pub purposes: Vec<PurposeId>,
+    pub retention: Retention,
+}
+
+impl EventDecl {
+    pub fn allows(&self, purpose: &PurposeId) -> bool {
+        self.purposes.contains(purpose)
+    }
+}
+
+/// A third party that receives some data (processor or partner).
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipient {
+    pub id: String,
+    pub name: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+    pub purposes: Vec<PurposeId>,
+    pub fields: Vec<FieldName>,
+    /// Reference of the data processing / sharing agreement.
+    pub agreement: String,
+}
+
+/// A role that tokens carry; it may act under the listed purposes only.
+#[derive(Debug, Clone, Serialize)]
+pub struct Role {
+    pub id: RoleId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub purposes: Vec<PurposeId>,
+}
+
+impl Catalog {
+    /// Parses and validates a catalog. `source_name` is used in error messages (`file:line:col`).
+    pub fn from_toml_str(src: &str, source_name: &str) -> Result<Catalog, CatalogErrors> {
+        parse::parse(src, source_name)
+    }
+
+    pub fn purpose(&self, id: &str) -> Option<&Purpose> {
+        self.purposes.iter().find(|p| p.id.as_str() == id)
+    }
+    pub fn field(&self, name: &str) -> Option<&FieldDecl> {
+        self.fields.iter().find(|f| f.name.as_str() == name)
+    }
+    pub fn event(&self, name: &str) -> Option<&EventDecl> {
+        self.events.iter().find(|e| e.name.as_str() == name)
+    }
+    pub fn role(&self, id: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id.as_str() == id)
+    }
+    /// Whether `role` names a role tokens may carry (a declared one or the built-in admin).
+    pub fn is_known_role(&self, role: &str) -> bool {
+        role == ADMIN_ROLE || self.role(role).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_catalog_is_valid() {
+        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+        assert!(c.field("email").unwrap().lookup);
+        assert!(c.purpose("marketing").unwrap().needs_consent());
+        assert!(c.is_known_role(ADMIN_ROLE));
+        assert!(c.event("page_view").is_some());
+    }
+
+    #[test]
+    fn the_catalog_serialises_to_json_with_snake_case_names() {
+        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["fields"][0]["type"], "email");
+        assert_eq!(json["purposes"][0]["legal_basis"], "contract");
+    }
+}

@@ -1,0 +1,261 @@
+//! What a valid value of each field type is, and how lookup values are normalised.
+//!
+//! Errors say what shape was expected and never repeat the value: they end up in API
+//! responses and logs.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::catalog::FieldType;
+
+/// Upper bound on the encoded size of one field value.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// Upper bound on the encoded size of one event payload.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+const MAX_TEXT_BYTES: usize = 4 * 1024;
+
+const ADDRESS_KEYS: [&str; 6] = ["street", "line2", "postal_code", "city", "region", "country"];
+
+/// A personal value that passed validation. `Debug` never prints it.
+#[derive(Clone, PartialEq)]
+pub struct PersonalValue(Value);
+
+impl PersonalValue {
+    pub fn as_json(&self) -> &Value {
+        &self.0
+    }
+    pub fn into_json(self) -> Value {
+        self.0
+    }
+}
+
+impl fmt::Debug for PersonalValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PersonalValue(<redacted>)")
+    }
+}
+
+/// Why a value was refused. The message names the expected shape, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(pub String);
+
+fn invalid(msg: impl Into<String>) -> ValueError {
+    ValueError(msg.into())
+}
+
+/// Validates `value` against `ty` and returns its canonical form (strings trimmed).
+pub fn validate(ty: FieldType, value: &Value) -> Result<PersonalValue, ValueError> {
+    if value.is_null() {
+        return Err(invalid("must not be null (omit the field, or remove it with PATCH and null)"));
+    }
+    let v = match ty {
+        FieldType::Text => Value::String(text(value, MAX_TEXT_BYTES, "a string")?),
+        FieldType::Email => {
+            let s = text(value, 254, "an e-mail address string")?;
+            if !is_email(&s) {
+                return Err(invalid("must be an e-mail address such as name@example.com"));
+            }
+            Value::String(s)
+        }
+        FieldType::Phone => {
+            let s = text(value, 64, "a phone number string")?;
+            if normalise_phone(&s).is_none() {
+                return Err(invalid(
+                    "must be a phone number in international form, such as +44 20 7946 0000 (8 to 15 digits after + or 00)",
+                ));
+            }
+            Value::String(s)
+        }
+        FieldType::Date => {
+            let s = text(value, 10, "a date string")?;
+            if s.len() != 10 || s.parse::<jiff::civil::Date>().is_err() {
+                return Err(invalid("must be a calendar date written YYYY-MM-DD"));
+            }
+            Value::String(s)
+        }
+        FieldType::Number => match value {
+            Value::Number(_) => value.clone(),
+            _ => return Err(invalid("must be a JSON number")),
+        },
+        FieldType::PostalAddress => address(value)?,
+        FieldType::Json => value.clone(),
+    };
+    if serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_VALUE_BYTES {
+        return Err(invalid(format!("is too large (at most {MAX_VALUE_BYTES} bytes once encoded)")));
+    }
+    Ok(PersonalValue(v))
+}
+
+/// The normalised bytes a blind index is computed over, for `lookup` fields. E-mail: trimmed and
+/// lower-cased. Phone: `+` and digits only. Others: the canonical JSON text (strings trimmed).
+/// `None` if the value is not valid for the type (so it cannot match anything stored).
+pub fn lookup_key(ty: FieldType, value: &Value) -> Option<Vec<u8>> {
+    let v = validate(ty, value).ok()?;
+    Some(match (ty, v.as_json()) {
+        (FieldType::Email, Value::String(s)) => s.to_lowercase().into_bytes(),
+        (FieldType::Phone, Value::String(s)) => normalise_phone(s)?.into_bytes(),
+        (FieldType::Text | FieldType::Date, Value::String(s)) => s.clone().into_bytes(),
+        (_, other) => other.to_string().into_bytes(),
+    })
+}
+
+/// Parses a lookup value given as text (from a query string) into the JSON value of the type.
+pub fn lookup_value_from_text(ty: FieldType, text: &str) -> Value {
+    match ty {
+        FieldType::Number => text
+            .trim()
+            .parse::<serde_json::Number>()
+            .map(Value::Number)
+            .unwrap_or_else(|_| Value::String(text.to_string())),
+        _ => Value::String(text.to_string()),
+    }
+}
+
+fn text(value: &Value, max: usize, what: &str) -> Result<String, ValueError> {
+    let Value::String(s) = value else {
+        return Err(invalid(format!("must be {what}")));
+    };
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if s.len() > max {
+        return Err(invalid(format!("is too long (at most {max} bytes)")));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid("must not contain control characters"));
+    }
+    Ok(s.to_string())
+}
+
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !s.chars().any(char::is_whitespace)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+}
+
+/// E.164-like form: `+` followed by 8 to 15 digits. Accepts spaces, dots, dashes, parentheses
+/// and a leading `00` for `+`.
+pub fn normalise_phone(s: &str) -> Option<String> {
+    let s = s.trim();
+    let rest = if let Some(r) = s.strip_prefix('+') {
+        r
+    } else {
+        s.strip_prefix("00")?
+    };
+    let mut digits = String::with_capacity(16);
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    (8..=15).contains(&digits.len()).then(|| format!("+{digits}"))
+}
+
+fn address(value: &Value) -> Result<Value, ValueError> {
+    let Value::Object(map) = value else {
+        return Err(invalid(
+            "must be an object with street, line2, postal_code, city, region and country (city and country required)",
+        ));
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in map {
+        if !ADDRESS_KEYS.contains(&k.as_str()) {
+            return Err(invalid(format!(
+                "has an unknown part `{}`; use street, line2, postal_code, city, region, country",
+                k.chars().take(32).collect::<String>()
+            )));
+        }
+        let s = text(v, 256, "a string").map_err(|e| invalid(format!("part `{k}` {}", e.0)))?;
+        out.insert(k.clone(), Value::String(s));
+    }
+    for required in ["city", "country"] {
+        if !out.contains_key(required) {
+            return Err(invalid(format!("needs a `{required}`")));
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// Validates an event payload: a JSON object of bounded size.
+pub fn validate_event_payload(value: &Value) -> Result<PersonalValue, ValueError> {
+    if !value.is_object() {
+        return Err(invalid("must be a JSON object"));
+    }
+    if serde_json::to_vec(value).map(|b| b.len()).unwrap_or(usize::MAX) > MAX_EVENT_BYTES {
+        return Err(invalid(format!("is too large (at most {MAX_EVENT_BYTES} bytes once encoded)")));
+    }
+    Ok(PersonalValue(value.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_and_normalised_for_lookup() {
+        assert!(validate(FieldType::Email, &json!(" Ada@Example.COM ")).is_ok());
+        for bad in [json!("ada"), json!("ada@"), json!("a b@x.io"), json!("@x.io"), json!(3), json!("a@x..io")] {
+            assert!(validate(FieldType::Email, &bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            lookup_key(FieldType::Email, &json!(" Ada@Example.COM ")),
+            lookup_key(FieldType::Email, &json!("ada@example.com"))
+        );
+    }
+
+    #[test]
+    fn phones_normalise_to_e164_like_form() {
+        assert_eq!(normalise_phone("+44 (20) 7946-0000").as_deref(), Some("+442079460000"));
+        assert_eq!(normalise_phone("0044 20 7946 0000").as_deref(), Some("+442079460000"));
+        assert_eq!(normalise_phone("020 7946 0000"), None);
+        assert_eq!(normalise_phone("+12"), None);
+        assert_eq!(normalise_phone("+44 20 7946 000x"), None);
+    }
+
+    #[test]
+    fn dates_addresses_numbers_and_text_are_typed() {
+        assert!(validate(FieldType::Date, &json!("1990-02-28")).is_ok());
+        assert!(validate(FieldType::Date, &json!("1990-02-30")).is_err());
+        assert!(validate(FieldType::Date, &json!("28/02/1990")).is_err());
+        assert!(validate(FieldType::Number, &json!(12.5)).is_ok());
+        assert!(validate(FieldType::Number, &json!("12")).is_err());
+        assert!(validate(FieldType::PostalAddress, &json!({"city": "Leeds", "country": "GB"})).is_ok());
+        assert!(validate(FieldType::PostalAddress, &json!({"city": "Leeds"})).is_err());
+        assert!(validate(FieldType::PostalAddress, &json!({"city": "L", "country": "GB", "pin": "1"})).is_err());
+        assert!(validate(FieldType::Text, &json!("  ")).is_err());
+        assert!(validate(FieldType::Text, &json!("x".repeat(5000))).is_err());
+        assert!(validate(FieldType::Text, &Value::Null).is_err());
+        assert!(validate(FieldType::Json, &json!({"a": [1, 2]})).is_ok());
+    }
+
+    #[test]
+    fn errors_never_repeat_the_value() {
+        for (ty, v) in [
+            (FieldType::Email, json!("canary-secret-value")),
+            (FieldType::Date, json!("canary-secret-value")),
+            (FieldType::Phone, json!("canary-secret-value")),
+            (FieldType::Number, json!("canary-secret-value")),
+            (FieldType::PostalAddress, json!({"city": "canary-secret-value"})),
+        ] {
+            let e = validate(ty, &v).unwrap_err();
+            assert!(!e.to_string().contains("canary"), "{e}");
+        }
+        assert_eq!(format!("{:?}", validate(FieldType::Text, &json!("secret")).unwrap()), "PersonalValue(<redacted>)");
+    }
+}

@@ -1,0 +1,340 @@
+//! The key ring, per-subject data keys and AEAD sealing.
+//!
+//! Formats (all integers big-endian):
+//! * wrapped DEK: `nonce(12) || AES-256-GCM(KEK, dek(32)) || tag(16)`, associated data
+//!   `"candor/dek/v1" || subject(16) || kek_version(4) || dek_version(4)`;
+//! * sealed value: `0x01 || dek_version(4) || nonce(12) || ciphertext || tag(16)`, associated
+//!   data `"candor/field/v1" || subject(16) || dek_version(4) || field name` for fields and
+//!   `"candor/event/v1" || subject(16) || dek_version(4) || event id(16) || event type` for
+//!   event payloads. The variable-length name comes last, so the encoding is unambiguous.
+//!
+//! Nonces are 96 random bits. Each DEK protects one customer's values, far below the 2^32
+//! random-nonce limit of NIST SP 800-38D; KEK usage is one wrap per customer.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::{hkdf, hmac};
+use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
+use zeroize::Zeroizing;
+
+use crate::CryptoError;
+use crate::keyfile::{self, INDEX_LABEL, KEK_LABEL, KeyError, KeyMaterial};
+
+const TAG_LEN: usize = 16;
+const SEALED_FORMAT: u8 = 1;
+const SEALED_HEADER: usize = 1 + 4 + NONCE_LEN;
+const DEK_AAD: &[u8] = b"candor/dek/v1";
+const FIELD_AAD: &[u8] = b"candor/field/v1";
+const EVENT_AAD: &[u8] = b"candor/event/v1";
+const INDEX_SALT: &[u8] = b"candor/blind-index/v1";
+
+struct Kek {
+    version: u32,
+    key: LessSafeKey,
+}
+
+/// The installation's keys: versioned KEKs (the newest is primary) and the blind-index key.
+pub struct KeyRing {
+    keks: Vec<Kek>,
+    index: hkdf::Prk,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let versions: Vec<u32> = self.keks.iter().map(|k| k.version).collect();
+        write!(f, "KeyRing(kek versions {versions:?}, <redacted>)")
+    }
+}
+
+impl KeyRing {
+    /// Builds a key ring from parsed KEKs (any number of versions) and index keys (the newest
+    /// version is used).
+    pub fn new(keks: Vec<KeyMaterial>, index_keys: Vec<KeyMaterial>) -> Result<Self, KeyError> {
+        let index = index_keys.last().ok_or(KeyError::Empty { origin: "index keys".into(), label: INDEX_LABEL })?;
+        let mut ring_keks = Vec::with_capacity(keks.len());
+        for k in &keks {
+            ring_keks.push(Kek { version: k.version, key: aes_key(&k.bytes[..]) });
+        }
+        if ring_keks.is_empty() {
+            return Err(KeyError::Empty { origin: "key-encryption keys".into(), label: KEK_LABEL });
+        }
+        ring_keks.sort_by_key(|k| k.version);
+        let index = hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(&index.bytes[..]);
+        Ok(Self { keks: ring_keks, index })
+    }
+
+    /// Parses key texts (file contents or environment values; see [`keyfile`]).
+    pub fn from_texts(kek_text: &str, kek_origin: &str, index_text: &str, index_origin: &str) -> Result<Self, KeyError> {
+        Self::new(
+            keyfile::parse_keys(kek_text, KEK_LABEL, kek_origin)?,
+            keyfile::parse_keys(index_text, INDEX_LABEL, index_origin)?,
+        )
+    }
+
+    /// A throw-away ring with fresh random keys (tests, benchmarks, examples).
+    pub fn generate_in_memory() -> Self {
+        let kek = keyfile::generate_key_line(KEK_LABEL, 1).expect("random");
+        let index = keyfile::generate_key_line(INDEX_LABEL, 1).expect("random");
+        Self::from_texts(&kek, "memory", &index, "memory").expect("generated keys parse")
+    }
+
+    /// The KEK version new data keys are wrapped with.
+    pub fn primary_kek_version(&self) -> u32 {
+        self.keks.last().map_or(0, |k| k.version)
+    }
+
+    /// Creates a fresh data key for `subject`, returned usable and wrapped under the primary KEK.
+    pub fn new_subject_key(&self, subject: SubjectId) -> Result<(SubjectKey, StoredDek), CryptoError> {
+        let dek = random_key()?;
+        let kek = self.keks.last().expect("a key ring has at least one KEK");
+        let dek_version = 1;
+        let aad = dek_aad(subject, kek.version, dek_version);
+        let nonce = random_nonce()?;
+        let mut buf = Vec::with_capacity(NONCE_LEN + 32 + TAG_LEN);
+        buf.extend_from_slice(&nonce);
+        let mut body = Zeroizing::new(dek.to_vec());
+        kek.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut *body)
+            .map_err(|_| CryptoError::Random)?;
+        buf.extend_from_slice(&body);
+        let stored = StoredDek { kek_version: kek.version, dek_version, wrapped: WrappedDek::from_bytes(buf) };
+        Ok((SubjectKey { subject, version: dek_version, key: aes_key(&dek[..]) }, stored))
+    }
+
+    /// Unwraps `subject`'s data key. Fails if the wrapped key belongs to another subject, was
+    /// altered, or needs a KEK version the ring does not hold.
+    pub fn open_subject_key(&self, subject: SubjectId, stored: &StoredDek) -> Result<SubjectKey, CryptoError> {
+        let kek = self
+            .keks
+            .iter()
+            .find(|k| k.version == stored.kek_version)
+            .ok_or(CryptoError::UnknownKeyVersion(stored.kek_version))?;
+        let bytes = stored.wrapped.as_bytes();
+        if bytes.len() != NONCE_LEN + 32 + TAG_LEN {
+            return Err(CryptoError::Malformed("wrapped data key"));
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Malformed("wrapped data key"))?;
+        let aad = dek_aad(subject, stored.kek_version, stored.dek_version);
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let dek = kek
+            .key
+            .open_in_place(nonce, Aad::from(&aad[..]), &mut buf)
+            .map_err(|_| CryptoError::Integrity("wrapped data key"))?;
+        Ok(SubjectKey { subject, version: stored.dek_version, key: aes_key(dek) })
+    }
+
+    /// The blind index of a normalised lookup value of `field`.
+    pub fn blind_index(&self, field: &FieldName, normalised: &[u8]) -> BlindIndex {
+        let info = [field.as_str().as_bytes()];
+        let okm = self.index.expand(&info, hmac::HMAC_SHA256).expect("HKDF output of one block");
+        let key = hmac::Key::from(okm);
+        BlindIndex::from_bytes(hmac::sign(&key, normalised).as_ref().to_vec())
+    }
+}
+
+/// A subject's unwrapped data key, bound to that subject. Dropping it wipes the key.
+pub struct SubjectKey {
+    subject: SubjectId,
+    version: u32,
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SubjectKey({}, v{}, <redacted>)", self.subject, self.version)
+    }
+}
+
+impl SubjectKey {
+    pub fn subject(&self) -> SubjectId {
+        self.subject
+    }
+
+    /// Seals one field value.
+    pub fn seal_field(&self, field: &FieldName, plaintext: &[u8]) -> Result<Ciphertext, CryptoError> {
+        self.seal(&self.field_aad(field), plaintext)
+    }
+
+    /// Opens one field value; fails if it was sealed for another subject, field or key.
+    pub fn open_field(&self, field: &FieldName, sealed: &Ciphertext) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.open(&self.field_aad(field), sealed, "field value")
+    }
+
+    /// Seals one event payload.
+    pub fn seal_event(&self, event: EventId, event_type: &FieldName, plaintext: &[u8]) -> Result<Ciphertext, CryptoError> {
+        self.seal(&self.event_aad(event, event_type), plaintext)
+    }
+
+    /// Opens one event payload; fails if it was sealed for another subject, event or type.
+    pub fn open_event(&self, event: EventId, event_type: &FieldName, sealed: &Ciphertext) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.open(&self.event_aad(event, event_type), sealed, "event payload")
+    }
+
+    fn field_aad(&self, field: &FieldName) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(FIELD_AAD.len() + 20 + field.as_str().len());
+        aad.extend_from_slice(FIELD_AAD);
+        aad.extend_from_slice(self.subject.as_bytes());
+        aad.extend_from_slice(&self.version.to_be_bytes());
+        aad.extend_from_slice(field.as_str().as_bytes());
+        aad
+    }
+
+    fn event_aad(&self, event: EventId, event_type: &FieldName) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(EVENT_AAD.len() + 36 + event_type.as_str().len());
+        aad.extend_from_slice(EVENT_AAD);
+        aad.extend_from_slice(self.subject.as_bytes());
+        aad.extend_from_slice(&self.version.to_be_bytes());
+        aad.extend_from_slice(event.as_bytes());
+        aad.extend_from_slice(event_type.as_str().as_bytes());
+        aad
+    }
+
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Ciphertext, CryptoError> {
+        let nonce = random_nonce()?;
+        let mut out = Vec::with_capacity(SEALED_HEADER + plaintext.len() + TAG_LEN);
+        out.push(SEALED_FORMAT);
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[SEALED_HEADER..])
+            .map_err(|_| CryptoError::Random)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(Ciphertext::from_bytes(out))
+    }
+
+    fn open(&self, aad: &[u8], sealed: &Ciphertext, what: &'static str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let bytes = sealed.as_bytes();
+        if bytes.len() < SEALED_HEADER + TAG_LEN || bytes[0] != SEALED_FORMAT {
+            return Err(CryptoError::Malformed(what));
+        }
+        let version = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
+        if version != self.version {
+            return Err(CryptoError::Integrity(what));
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&bytes[5..SEALED_HEADER]).map_err(|_| CryptoError::Malformed(what))?;
+        let mut buf = Zeroizing::new(bytes[SEALED_HEADER..].to_vec());
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| CryptoError::Integrity(what))?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+fn aes_key(bytes: &[u8]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("AES-256 keys are 32 bytes"))
+}
+
+fn random_key() -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    let mut k = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(&mut k[..]).map_err(|_| CryptoError::Random)?;
+    Ok(k)
+}
+
+fn random_nonce() -> Result<[u8; NONCE_LEN], CryptoError> {
+    let mut n = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut n).map_err(|_| CryptoError::Random)?;
+    Ok(n)
+}
+
+fn dek_aad(subject: SubjectId, kek_version: u32, dek_version: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(DEK_AAD.len() + 24);
+    aad.extend_from_slice(DEK_AAD);
+    aad.extend_from_slice(subject.as_bytes());
+    aad.extend_from_slice(&kek_version.to_be_bytes());
+    aad.extend_from_slice(&dek_version.to_be_bytes());
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(n: &str) -> FieldName {
+        FieldName::new(n)
+    }
+
+    #[test]
+    fn a_sealed_value_opens_with_its_own_key_and_context() {
+        let ring = KeyRing::generate_in_memory();
+        let s = SubjectId::random();
+        let (key, stored) = ring.new_subject_key(s).unwrap();
+        let c = key.seal_field(&field("email"), b"ada@example.com").unwrap();
+        assert!(!c.as_bytes().windows(3).any(|w| w == b"ada"));
+        let reopened = ring.open_subject_key(s, &stored).unwrap();
+        assert_eq!(&reopened.open_field(&field("email"), &c).unwrap()[..], b"ada@example.com");
+        // Two seals of the same value differ (random nonce).
+        assert_ne!(key.seal_field(&field("email"), b"x").unwrap(), key.seal_field(&field("email"), b"x").unwrap());
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_field_or_subject_fails_loudly() {
+        let ring = KeyRing::generate_in_memory();
+        let (a, _) = ring.new_subject_key(SubjectId::random()).unwrap();
+        let (b, _) = ring.new_subject_key(SubjectId::random()).unwrap();
+        let c = a.seal_field(&field("email"), b"ada@example.com").unwrap();
+        assert!(matches!(a.open_field(&field("phone"), &c), Err(CryptoError::Integrity(_))));
+        assert!(matches!(b.open_field(&field("email"), &c), Err(CryptoError::Integrity(_))));
+    }
+
+    #[test]
+    fn a_wrapped_key_moved_to_another_subject_does_not_unwrap() {
+        let ring = KeyRing::generate_in_memory();
+        let (_, stored) = ring.new_subject_key(SubjectId::random()).unwrap();
+        assert!(matches!(ring.open_subject_key(SubjectId::random(), &stored), Err(CryptoError::Integrity(_))));
+        let other_ring = KeyRing::generate_in_memory();
+        assert!(other_ring.open_subject_key(SubjectId::random(), &stored).is_err());
+        let bumped = StoredDek { kek_version: 9, ..stored };
+        assert!(matches!(ring.open_subject_key(SubjectId::random(), &bumped), Err(CryptoError::UnknownKeyVersion(9))));
+    }
+
+    #[test]
+    fn event_payloads_are_bound_to_their_event() {
+        let ring = KeyRing::generate_in_memory();
+        let (k, _) = ring.new_subject_key(SubjectId::random()).unwrap();
+        let (e1, e2) = (EventId::random(), EventId::random());
+        let c = k.seal_event(e1, &field("purchase"), b"{}").unwrap();
+        assert_eq!(&k.open_event(e1, &field("purchase"), &c).unwrap()[..], b"{}");
+        assert!(k.open_event(e2, &field("purchase"), &c).is_err());
+        assert!(k.open_event(e1, &field("page_view"), &c).is_err());
+    }
+
+    #[test]
+    fn truncated_or_tampered_ciphertexts_are_refused() {
+        let ring = KeyRing::generate_in_memory();
+        let (k, _) = ring.new_subject_key(SubjectId::random()).unwrap();
+        let c = k.seal_field(&field("f"), b"value").unwrap();
+        let bytes = c.as_bytes();
+        for cut in [0, 1, 5, SEALED_HEADER, bytes.len() - 1] {
+            assert!(k.open_field(&field("f"), &Ciphertext::from_bytes(bytes[..cut].to_vec())).is_err(), "cut {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut t = bytes.to_vec();
+            t[i] ^= 0x40;
+            assert!(k.open_field(&field("f"), &Ciphertext::from_bytes(t)).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn blind_indexes_are_deterministic_per_field_and_key() {
+        let ring = KeyRing::generate_in_memory();
+        let a = ring.blind_index(&field("email"), b"ada@example.com");
+        assert_eq!(a, ring.blind_index(&field("email"), b"ada@example.com"));
+        assert_ne!(a, ring.blind_index(&field("phone"), b"ada@example.com"));
+        assert_ne!(a, ring.blind_index(&field("email"), b"bob@example.com"));
+        assert_ne!(a, KeyRing::generate_in_memory().blind_index(&field("email"), b"ada@example.com"));
+        assert_eq!(a.as_bytes().len(), 32);
+    }
+
+    #[test]
+    fn debug_output_never_shows_keys() {
+        let ring = KeyRing::generate_in_memory();
+        let (k, _) = ring.new_subject_key(SubjectId::random()).unwrap();
+        assert!(format!("{ring:?}").contains("<redacted>"));
+        assert!(format!("{k:?}").contains("<redacted>"));
+    }
+}

@@ -1,0 +1,52 @@
+//! Envelope encryption for Candor. This crate is the only place that ever holds a key or turns
+//! plaintext into ciphertext.
+//!
+//! * A [`KeyRing`] holds versioned key-encryption keys (KEKs) and the blind-index key, loaded
+//!   from owner-only files or the environment ([`keyfile`]).
+//! * Every subject has a random data key (DEK), stored only wrapped by a KEK
+//!   ([`KeyRing::new_subject_key`], [`KeyRing::open_subject_key`]).
+//! * Each value is sealed with AES-256-GCM under the subject's DEK, with associated data binding
+//!   it to (subject id, field or event, key version): a ciphertext moved to another row fails
+//!   to open ([`SubjectKey`]).
+//! * Lookup fields get a blind index: HMAC-SHA-256 of the normalised value under a per-field
+//!   key derived with HKDF from the index key ([`KeyRing::blind_index`]).
+//!
+//! Raw key bytes live in [`zeroize::Zeroizing`] buffers and are wiped on drop; `Debug` of every
+//! key type prints a redaction.
+//!
+//! ```
+//! use candor_core::{FieldName, SubjectId};
+//! use candor_crypto::KeyRing;
+//! let ring = KeyRing::generate_in_memory();
+//! let subject = SubjectId::random();
+//! let (key, wrapped) = ring.new_subject_key(subject).unwrap();
+//! let email = FieldName::new("email");
+//! let sealed = key.seal_field(&email, b"\"ada@example.com\"").unwrap();
+//! let reopened = ring.open_subject_key(subject, &wrapped).unwrap();
+//! assert_eq!(&reopened.open_field(&email, &sealed).unwrap()[..], b"\"ada@example.com\"");
+//! ```
+#![forbid(unsafe_code)]
+
+mod envelope;
+pub mod keyfile;
+mod token;
+
+pub use candor_core::StoredDek;
+pub use envelope::{KeyRing, SubjectKey};
+pub use keyfile::KeyError;
+pub use token::{generate_token, hash_token, TokenHash};
+
+/// A cryptographic operation failed. Messages name what failed, never a value or a key.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Authentication failed: wrong key, or the ciphertext was altered or moved to another
+    /// subject, field or event.
+    #[error("{0} did not decrypt: wrong key, or the ciphertext was altered or moved from another record")]
+    Integrity(&'static str),
+    #[error("{0} is malformed (truncated or unknown format)")]
+    Malformed(&'static str),
+    #[error("key-encryption key version {0} is not in the key ring")]
+    UnknownKeyVersion(u32),
+    #[error("the system random number generator failed")]
+    Random,
+}
