@@ -7,6 +7,7 @@
 //!   roles, parsed from TOML and validated with `file:line:column` errors.
 //! * [`value`] — what a valid value of each field type looks like, and the normalisation
 //!   used for blind indexes.
+//! * [`write`] — checking a write against the catalog and the declared purpose.
 //! * [`access`] — which role may act under which purpose, and which fields and event types
 //!   a purpose may touch.
 //!
@@ -24,6 +25,7 @@ pub mod access;
 pub mod catalog;
 pub mod ids;
 pub mod value;
+pub mod write;
 
 pub use ids::{
     BlindIndex, Ciphertext, EventId, FieldName, PurposeId, RoleId, StoredDek, SubjectId, WrappedDek,

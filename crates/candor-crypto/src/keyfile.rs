@@ -53,6 +53,9 @@ pub fn parse_keys(text: &str, label: &'static str, origin: &str) -> Result<Vec<K
     let mut keys: Vec<KeyMaterial> = Vec::new();
     let bad = |line: usize, reason: String| KeyError::Format { origin: origin.to_string(), line, reason };
     for (i, raw_line) in text.lines().enumerate() {
+        if raw_line.trim_start().starts_with('#') {
+            continue;
+        }
         for entry in raw_line.split(';') {
             let entry = entry.trim();
             if entry.is_empty() || entry.starts_with('#') {
@@ -147,7 +150,7 @@ mod tests {
     fn key_text_parses_versions_comments_and_semicolons() {
         let a = generate_key_line(KEK_LABEL, 2).unwrap();
         let b = generate_key_line(KEK_LABEL, 1).unwrap();
-        let text = format!("# comment\n{}; {}", a.trim(), b.trim());
+        let text = format!("# comment; with a semicolon\n{}; {}", a.trim(), b.trim());
         let keys = parse_keys(&text, KEK_LABEL, "test").unwrap();
         assert_eq!(keys.iter().map(|k| k.version).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(format!("{:?}", keys[0]), "KeyMaterial(v1, <redacted>)");

@@ -1,0 +1,137 @@
+//! Storage for Candor.
+//!
+//! [`Store`] is the one abstraction the vault talks to. Each method is one transaction: it
+//! either happens completely or not at all. A store sees ids, field and event-type names,
+//! times and opaque bytes ([`Ciphertext`], [`WrappedDek`](candor_core::WrappedDek),
+//! [`BlindIndex`]) — never a plaintext personal value and never a key.
+//!
+//! Backends: [`sqlite::SqliteStore`] (embedded default). Every backend must pass
+//! [`testsuite::run_all`].
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId};
+
+pub mod sqlite;
+pub mod testsuite;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded; the request may be retried.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A row that must be unique already exists (for example a token hash).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database holds something this version cannot read.
+    #[error("the database is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// A new subject: its wrapped data key, sealed values and blind indexes.
+#[derive(Debug)]
+pub struct NewSubject {
+    pub id: SubjectId,
+    pub dek: StoredDek,
+    pub values: Vec<(FieldName, Ciphertext)>,
+    pub index: Vec<(FieldName, BlindIndex)>,
+    pub now: Millis,
+}
+
+/// A subject as stored: its data key and the requested values that exist.
+#[derive(Debug)]
+pub struct SubjectRecord {
+    pub dek: StoredDek,
+    pub values: Vec<(FieldName, Ciphertext)>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// One change to a subject's fields.
+#[derive(Debug)]
+pub enum FieldChange {
+    /// Replace (or add) the value; the old ciphertext and index entry are overwritten.
+    Set { field: FieldName, value: Ciphertext, index: Option<BlindIndex> },
+    /// Remove the value and its index entry.
+    Remove { field: FieldName },
+}
+
+#[derive(Debug)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub subject: SubjectId,
+    pub event_type: FieldName,
+    pub recorded_at: Millis,
+    pub payload: Ciphertext,
+}
+
+#[derive(Debug)]
+pub struct StoredEvent {
+    /// Position in the store's event order; used as a paging cursor.
+    pub seq: i64,
+    pub id: EventId,
+    pub event_type: FieldName,
+    pub recorded_at: Millis,
+    pub payload: Ciphertext,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub hash: [u8; 32],
+    pub role: String,
+    pub description: String,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub id: String,
+    pub role: String,
+    pub description: String,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+/// Where the vault keeps its data. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap liveness check (for /healthz).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores a new subject with its values and index entries.
+    async fn create_subject(&self, subject: NewSubject) -> Result<(), StoreError>;
+
+    /// The subject's data key and those of `fields` that have a value; `None` if unknown.
+    async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError>;
+
+    /// Applies `changes` atomically. Returns `false` (and changes nothing) if the subject is unknown.
+    async fn update_subject(&self, id: SubjectId, changes: Vec<FieldChange>, now: Millis) -> Result<bool, StoreError>;
+
+    /// Subjects whose `field` has blind index `index` (exact match), in id order.
+    async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError>;
+
+    /// Appends an event. Returns `false` (and stores nothing) if the subject is unknown.
+    async fn append_event(&self, event: NewEvent) -> Result<bool, StoreError>;
+
+    /// Up to `limit` events of `subject` of the given types, in order, after cursor `after`.
+    async fn list_events(
+        &self,
+        subject: SubjectId,
+        types: &[FieldName],
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    async fn insert_token(&self, token: NewToken) -> Result<(), StoreError>;
+
+    /// The token with this hash, if any (revoked and expired ones included: the caller decides).
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
+}

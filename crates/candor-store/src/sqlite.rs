@@ -1,0 +1,413 @@
+//! The embedded SQLite backend: one file, WAL mode, `synchronous = FULL` (a write is
+//! acknowledged only once it is durable), numbered migrations applied at open.
+//!
+//! rusqlite is blocking, so every operation runs on tokio's blocking pool. Writes go through
+//! one connection (SQLite has a single writer anyway); reads use a small pool of connections,
+//! which WAL lets run concurrently with the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::{
+    FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
+    SubjectRecord,
+};
+
+/// Numbered, forward-only migrations. Never edit one that has shipped; add the next.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MAX_IDLE_READERS: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqliteStore({})", self.path.display())
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable("the database is busy".into()),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted values are overwritten on disk, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    configure(&conn).map_err(db_err)?;
+    Ok(conn)
+}
+
+/// Applies the migrations the database has not seen yet, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
+    )
+    .map_err(db_err)?;
+    let current: i64 = conn
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .map_err(db_err)?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > latest {
+        return Err(StoreError::Corrupt(format!(
+            "the database is at schema version {current}, but this Candor knows only up to {latest}: \
+             it was written by a newer Candor"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_millis()])
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(latest)
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn parse_subject(s: &str) -> Result<SubjectId, StoreError> {
+    SubjectId::parse(s).ok_or_else(|| StoreError::Corrupt("a stored subject id is not a UUID".into()))
+}
+
+fn version(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt("a stored key version is out of range".into()))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let path = path.into();
+        let p = path.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut conn = open_connection(&p)?;
+            migrate(&mut conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        Ok(Self { path, writer: Arc::new(Mutex::new(writer)), readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let result = f(&mut conn);
+            let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)).await
+    }
+
+    async fn create_subject(&self, s: NewSubject) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let id = s.id.to_string();
+            tx.execute(
+                "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![id, s.dek.kek_version, s.dek.dek_version, s.dek.wrapped.as_bytes(), s.now],
+            )
+            .map_err(db_err)?;
+            {
+                let mut put = tx
+                    .prepare_cached("INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(db_err)?;
+                for (field, value) in &s.values {
+                    put.execute(params![id, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
+                }
+                let mut idx = tx
+                    .prepare_cached("INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)")
+                    .map_err(db_err)?;
+                for (field, token) in &s.index {
+                    idx.execute(params![field.as_str(), token.as_bytes(), id]).map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
+        let fields = fields.to_vec();
+        self.read(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let sid = id.to_string();
+            let head = tx
+                .query_row(
+                    "SELECT kek_version, dek_version, wrapped_dek, created_at, updated_at FROM subjects WHERE id = ?1",
+                    params![sid],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some((kek_version, dek_version, wrapped, created_at, updated_at)) = head else {
+                return Ok(None);
+            };
+            let mut values = Vec::with_capacity(fields.len());
+            if !fields.is_empty() {
+                let mut stmt = tx
+                    .prepare_cached("SELECT field, ciphertext FROM field_values WHERE subject_id = ?1 ORDER BY field")
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![sid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                    .map_err(db_err)?;
+                for row in rows {
+                    let (field, bytes) = row.map_err(db_err)?;
+                    if fields.iter().any(|f| f.as_str() == field) {
+                        values.push((FieldName::new(field), Ciphertext::from_bytes(bytes)));
+                    }
+                }
+            }
+            let dek = StoredDek {
+                kek_version: version(kek_version)?,
+                dek_version: version(dek_version)?,
+                wrapped: WrappedDek::from_bytes(wrapped),
+            };
+            Ok(Some(SubjectRecord { dek, values, created_at, updated_at }))
+        })
+        .await
+    }
+
+    async fn update_subject(&self, id: SubjectId, changes: Vec<FieldChange>, now: Millis) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let sid = id.to_string();
+            let found = tx.execute("UPDATE subjects SET updated_at = ?2 WHERE id = ?1", params![sid, now]).map_err(db_err)?;
+            if found == 0 {
+                return Ok(false);
+            }
+            for change in &changes {
+                match change {
+                    FieldChange::Set { field, value, index } => {
+                        tx.execute(
+                            "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                            params![sid, field.as_str(), value.as_bytes(), now],
+                        )
+                        .map_err(db_err)?;
+                        tx.execute("DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2", params![sid, field.as_str()])
+                            .map_err(db_err)?;
+                        if let Some(token) = index {
+                            tx.execute(
+                                "INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)",
+                                params![field.as_str(), token.as_bytes(), sid],
+                            )
+                            .map_err(db_err)?;
+                        }
+                    }
+                    FieldChange::Remove { field } => {
+                        tx.execute("DELETE FROM field_values WHERE subject_id = ?1 AND field = ?2", params![sid, field.as_str()])
+                            .map_err(db_err)?;
+                        tx.execute("DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2", params![sid, field.as_str()])
+                            .map_err(db_err)?;
+                    }
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError> {
+        let (field, index) = (field.clone(), index.clone());
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT subject_id FROM blind_index WHERE field = ?1 AND token = ?2 ORDER BY subject_id")
+                .map_err(db_err)?;
+            let rows = stmt.query_map(params![field.as_str(), index.as_bytes()], |r| r.get::<_, String>(0)).map_err(db_err)?;
+            rows.map(|r| parse_subject(&r.map_err(db_err)?)).collect()
+        })
+        .await
+    }
+
+    async fn append_event(&self, e: NewEvent) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
+                     SELECT ?1, id, ?3, ?4, ?5 FROM subjects WHERE id = ?2",
+                    params![e.id.to_string(), e.subject.to_string(), e.event_type.as_str(), e.recorded_at, e.payload.as_bytes()],
+                )
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        subject: SubjectId,
+        types: &[FieldName],
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let types = types.to_vec();
+        self.read(move |c| {
+            if types.is_empty() {
+                return Ok(Vec::new());
+            }
+            let placeholders = (0..types.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT seq, id, event_type, recorded_at, payload FROM events
+                 WHERE subject_id = ?1 AND seq > ?2 AND event_type IN ({placeholders})
+                 ORDER BY seq LIMIT ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> =
+                vec![Box::new(subject.to_string()), Box::new(after.unwrap_or(0)), Box::new(i64::from(limit))];
+            for t in &types {
+                args.push(Box::new(t.as_str().to_string()));
+            }
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Vec<u8>>(4)?))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, id, event_type, recorded_at, payload) = row.map_err(db_err)?;
+                let id = EventId::parse(&id).ok_or_else(|| StoreError::Corrupt("a stored event id is not a UUID".into()))?;
+                out.push(StoredEvent {
+                    seq,
+                    id,
+                    event_type: FieldName::new(event_type),
+                    recorded_at,
+                    payload: Ciphertext::from_bytes(payload),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn insert_token(&self, t: NewToken) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t.id, &t.hash[..], t.role, t.description, t.created_at, t.expires_at],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
+        let hash = *hash;
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, role, description, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?1",
+            )
+            .map_err(db_err)?
+            .query_row(params![&hash[..]], |r| {
+                Ok(StoredToken {
+                    id: r.get(0)?,
+                    role: r.get(1)?,
+                    description: r.get(2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
+            })
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sqlite_store_passes_the_store_test_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("candor.db")).await.unwrap();
+        crate::testsuite::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_and_newer_databases_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("candor.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        drop(SqliteStore::open(&path).await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)", []).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path).await.unwrap_err().to_string();
+        assert!(err.contains("written by a newer Candor"), "{err}");
+    }
+}

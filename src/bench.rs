@@ -1,0 +1,123 @@
+//! `candor bench`: micro-benchmarks of the vault's hot paths, printed as ops/s.
+//! Numbers go to BENCHMARKS.md together with the command and the machine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use candor_core::value;
+use candor_core::catalog::FieldType;
+use candor_core::{FieldName, SubjectId};
+use candor_crypto::KeyRing;
+use candor_store::{NewSubject, Store};
+use candor_store::sqlite::SqliteStore;
+use serde_json::json;
+
+pub struct BenchOptions {
+    pub subjects: usize,
+    pub seconds: f64,
+}
+
+fn measure(name: &str, seconds: f64, mut op: impl FnMut()) {
+    // Warm up, then run in batches until the time budget is used.
+    for _ in 0..1000 {
+        op();
+    }
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < budget {
+        for _ in 0..256 {
+            op();
+        }
+        n += 256;
+    }
+    report(name, n, start.elapsed());
+}
+
+fn report(name: &str, n: u64, elapsed: Duration) {
+    let per = elapsed.as_secs_f64() / n as f64;
+    println!("{name:<52} {:>12.0} ops/s {:>10.2} µs/op", 1.0 / per, per * 1e6);
+}
+
+fn record() -> Vec<(FieldName, Vec<u8>)> {
+    let values = [
+        ("email", json!("ada.lovelace@example.com")),
+        ("full_name", json!("Ada Lovelace")),
+        ("phone", json!("+44 20 7946 0101")),
+        ("date_of_birth", json!("1990-12-10")),
+        ("shipping_address", json!({"street": "12 Demo Street", "city": "London", "postal_code": "N1 9GU", "country": "GB"})),
+        ("loyalty_points", json!(1240)),
+        ("shop_preferences", json!({"size": "M", "newsletter_topics": ["pens", "paper"]})),
+        ("company", json!("Analytical Engines Ltd")),
+        ("vat_number", json!("GB123456789")),
+        ("notes", json!("Prefers delivery after 5 pm.")),
+    ];
+    values.into_iter().map(|(k, v)| (FieldName::new(k), serde_json::to_vec(&v).expect("json"))).collect()
+}
+
+pub async fn run(opts: BenchOptions) -> Result<()> {
+    let ring = Arc::new(KeyRing::generate_in_memory());
+    let subject = SubjectId::random();
+    let (key, stored) = ring.new_subject_key(subject)?;
+    let fields = record();
+    println!("candor bench — {} (debug build: {})", std::env::consts::ARCH, cfg!(debug_assertions));
+    println!("{:<52} {:>18} {:>16}", "operation", "throughput", "latency");
+
+    measure("seal 10-field record (AES-256-GCM, per-field AAD)", opts.seconds, || {
+        for (name, v) in &fields {
+            std::hint::black_box(key.seal_field(name, v).expect("seal"));
+        }
+    });
+    let sealed: Vec<_> = fields.iter().map(|(n, v)| (n.clone(), key.seal_field(n, v).expect("seal"))).collect();
+    measure("open 10-field record", opts.seconds, || {
+        for (name, c) in &sealed {
+            std::hint::black_box(key.open_field(name, c).expect("open"));
+        }
+    });
+    measure("seal+open 10-field record incl. DEK unwrap", opts.seconds, || {
+        let k = ring.open_subject_key(subject, &stored).expect("unwrap");
+        for (name, v) in &fields {
+            let c = k.seal_field(name, v).expect("seal");
+            std::hint::black_box(k.open_field(name, &c).expect("open"));
+        }
+    });
+    let email = FieldName::new("email");
+    measure("blind index (normalise + HKDF + HMAC-SHA-256)", opts.seconds, || {
+        let n = value::lookup_key(FieldType::Email, &json!("Ada.Lovelace@Example.com")).expect("valid");
+        std::hint::black_box(ring.blind_index(&email, &n));
+    });
+
+    // Lookup through a real SQLite file holding `subjects` customers.
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(dir.path().join("bench.db")).await?;
+    let start = Instant::now();
+    for i in 0..opts.subjects {
+        let id = SubjectId::random();
+        let (k, dek) = ring.new_subject_key(id)?;
+        let address = format!("customer{i}@example.com");
+        let n = value::lookup_key(FieldType::Email, &json!(address)).expect("valid");
+        store
+            .create_subject(NewSubject {
+                id,
+                dek,
+                values: vec![(email.clone(), k.seal_field(&email, address.as_bytes())?)],
+                index: vec![(email.clone(), ring.blind_index(&email, &n))],
+                now: 0,
+            })
+            .await?;
+    }
+    report(&format!("create subject, SQLite durable commit (n={})", opts.subjects), opts.subjects as u64, start.elapsed());
+    let budget = Duration::from_secs_f64(opts.seconds);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        let target = format!("customer{}@example.com", n as usize % opts.subjects.max(1));
+        let key = value::lookup_key(FieldType::Email, &json!(target)).expect("valid");
+        let found = store.find_by_index(&email, &ring.blind_index(&email, &key)).await?;
+        anyhow::ensure!(found.len() == 1, "lookup must find exactly one customer");
+        n += 1;
+    }
+    report(&format!("lookup by e-mail: blind index + SQLite ({} customers)", opts.subjects), n, start.elapsed());
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The installation config (`candor.toml`): where the catalog, database and keys are, and how
+//! the server listens. Relative paths resolve against the config file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = "candor.toml";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub database: Database,
+    /// File the catalog is read from (the config file itself when the catalog is inline).
+    pub catalog_path: PathBuf,
+    pub keys: KeySettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub kek_file: PathBuf,
+    pub index_key_file: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    catalog: Option<String>,
+    database: Option<String>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    keys: RawKeys,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    kek_file: Option<String>,
+    index_key_file: Option<String>,
+}
+
+impl Config {
+    /// Reads and resolves the config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the config file {} (run `candor init` to create one, or pass --config)",
+                path.display()
+            )
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message().trim())
+        })?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+        };
+        let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text
+            .parse()
+            .with_context(|| format!("{}: server.listen `{listen_text}` is not an address like 127.0.0.1:8750", path.display()))?;
+        let database = match raw.database.as_deref() {
+            None => bail!("{}: `database` is missing; set it to the SQLite file, e.g. database = \"data/candor.db\"", path.display()),
+            Some(d) if d.starts_with("postgres://") || d.starts_with("postgresql://") => {
+                bail!("{}: PostgreSQL is not supported by this version yet; use a SQLite file path", path.display())
+            }
+            Some(d) => Database::Sqlite(resolve(d.strip_prefix("sqlite:").unwrap_or(d))),
+        };
+        Ok(Config {
+            listen,
+            max_body_bytes: raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            database,
+            catalog_path: raw.catalog.as_deref().map_or_else(|| path.to_path_buf(), resolve),
+            keys: KeySettings {
+                kek_file: resolve(raw.keys.kek_file.as_deref().unwrap_or("keys/kek.key")),
+                index_key_file: resolve(raw.keys.index_key_file.as_deref().unwrap_or("keys/index.key")),
+            },
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
+}
+
+/// The `candor.toml` that `candor init` writes.
+pub fn initial_config_text() -> String {
+    format!(
+        r#"# Candor installation config. Relative paths resolve against this file's directory.
+
+# The catalog (data map): every field, purpose, retention, recipient and role.
+# Check it with `candor catalog check`.
+catalog = "catalog.toml"
+
+# The embedded SQLite database file.
+database = "data/candor.db"
+
+[server]
+listen = "{DEFAULT_LISTEN}"
+max_body_bytes = {DEFAULT_MAX_BODY_BYTES}
+
+[keys]
+# Key-encryption keys and the blind-index key: files readable only by their owner (0600).
+# CANDOR_KEK and CANDOR_INDEX_KEY, when set, are used instead (same text format).
+kek_file = "keys/kek.key"
+index_key_file = "keys/index.key"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let c = Config::parse(&initial_config_text(), Path::new("/srv/candor/candor.toml")).unwrap();
+        assert_eq!(c.database, Database::Sqlite("/srv/candor/data/candor.db".into()));
+        assert_eq!(c.catalog_path, Path::new("/srv/candor/catalog.toml"));
+        assert_eq!(c.keys.kek_file, Path::new("/srv/candor/keys/kek.key"));
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn an_inline_catalog_is_read_from_the_config_itself() {
+        let c = Config::parse("database = \"/tmp/x.db\"\n[organisation]\nname = \"x\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.catalog_path, Path::new("c.toml"));
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_position() {
+        let e = Config::parse("database = \"x.db\"\n[server]\nlisten = \"nowhere\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        let e = Config::parse("database = \"x.db\"\n[server]\nlisen = \"1\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("c.toml:3:1"), "{e}");
+        let e = Config::parse("[server]\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("`database` is missing"), "{e}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The one error type of the HTTP API: every failure maps here to a status code, a
+//! machine-readable code and a message naming the field. Messages never contain values.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use candor_core::access::AccessDenied;
+use candor_core::write::WriteError;
+use candor_crypto::CryptoError;
+use candor_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::vault::VaultError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// `{"error": {"code": "...", "message": "...", "field": "..."}}`
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable error code, e.g. `undeclared_field`.
+    pub code: &'static str,
+    /// What went wrong and how to fix it, for humans.
+    pub message: String,
+    /// The field, header or parameter the error is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None }
+    }
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut response = (
+            self.status,
+            Json(ErrorBody { error: ErrorDetail { code: self.code, message: self.message, field: self.field } }),
+        )
+            .into_response();
+        if unauthorized {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        use StatusCode as S;
+        let msg = e.to_string();
+        match e {
+            VaultError::Unauthenticated(_) => ApiError::new(S::UNAUTHORIZED, "unauthenticated", msg),
+            VaultError::InvalidToken => ApiError::new(S::UNAUTHORIZED, "invalid_token", msg),
+            VaultError::TokenExpired => ApiError::new(S::UNAUTHORIZED, "token_expired", msg),
+            VaultError::TokenRevoked => ApiError::new(S::UNAUTHORIZED, "token_revoked", msg),
+            VaultError::Access(a) => {
+                let (status, code) = match &a {
+                    AccessDenied::PurposeRequired => (S::BAD_REQUEST, "purpose_required"),
+                    AccessDenied::UnknownPurpose(_) => (S::BAD_REQUEST, "unknown_purpose"),
+                    AccessDenied::UnknownRole(_) => (S::FORBIDDEN, "unknown_role"),
+                    AccessDenied::PurposeNotAllowed { .. } => (S::FORBIDDEN, "purpose_not_allowed"),
+                    AccessDenied::ConsentRequired(_) => (S::FORBIDDEN, "consent_required"),
+                };
+                let mut message = msg;
+                if let AccessDenied::ConsentRequired(_) = a {
+                    message.push_str(" (consent is off until the customer grants it; this version cannot record consent yet)");
+                }
+                ApiError::new(status, code, message).with_field("Candor-Purpose")
+            }
+            VaultError::Write(w) => {
+                let field = w.field().map(str::to_string);
+                let (status, code) = match w {
+                    WriteError::Empty => (S::BAD_REQUEST, "no_fields"),
+                    WriteError::UndeclaredField(_) => (S::UNPROCESSABLE_ENTITY, "undeclared_field"),
+                    WriteError::NotAllowed { .. } | WriteError::RequiredOutsidePurpose { .. } => {
+                        (S::FORBIDDEN, "field_not_allowed")
+                    }
+                    WriteError::Invalid { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_value"),
+                    WriteError::Missing(_) => (S::UNPROCESSABLE_ENTITY, "missing_field"),
+                    WriteError::RequiredRemoval(_) => (S::UNPROCESSABLE_ENTITY, "required_field"),
+                };
+                let e = ApiError::new(status, code, msg);
+                match field {
+                    Some(f) => e.with_field(f),
+                    None => e.with_field("fields"),
+                }
+            }
+            VaultError::UndeclaredLookupField(f) => ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_field", msg).with_field(f),
+            VaultError::NotALookupField(f) => ApiError::new(S::UNPROCESSABLE_ENTITY, "not_a_lookup_field", msg).with_field(f),
+            VaultError::LookupNotAllowed { field, .. } => ApiError::new(S::FORBIDDEN, "field_not_allowed", msg).with_field(field),
+            VaultError::UndeclaredEventType(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_event_type", msg).with_field("type"),
+            VaultError::EventTypeNotAllowed { .. } => ApiError::new(S::FORBIDDEN, "event_type_not_allowed", msg).with_field("type"),
+            VaultError::InvalidInput { field, .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_value", msg).with_field(field),
+            VaultError::SubjectNotFound => ApiError::new(S::NOT_FOUND, "subject_not_found", msg).with_field("id"),
+            VaultError::Integrity(CryptoError::Random) => ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", msg),
+            VaultError::Integrity(_) => ApiError::new(
+                S::INTERNAL_SERVER_ERROR,
+                "integrity_error",
+                format!("{msg}; nothing was returned. The stored record may have been tampered with: investigate before retrying"),
+            ),
+            VaultError::Store(StoreError::Unavailable(_)) => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is unavailable; retry shortly",
+            ),
+            VaultError::Store(StoreError::Conflict(_)) => ApiError::new(S::CONFLICT, "conflict", "the request conflicts with stored data; retry it"),
+            VaultError::Store(e) => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The HTTP JSON API (axum). Handlers are thin: extract, call one vault operation, map the
+//! result. Cross-cutting concerns live in extractors ([`extract`]) and one error type
+//! ([`error::ApiError`]).
+
+pub mod error;
+pub mod extract;
+mod meta;
+mod subjects;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+use self::error::ApiError;
+use crate::vault::Vault;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Vault,
+}
+
+/// The whole API.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/openapi.json", get(meta::openapi))
+        .route("/v1/catalog", get(meta::catalog))
+        .route("/v1/subjects", get(subjects::lookup_subjects).post(subjects::create_subject))
+        .route("/v1/subjects/{id}", get(subjects::get_subject).patch(subjects::correct_subject))
+        .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(log_and_harden))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method; see /openapi.json")
+}
+
+/// Logs each request by its route template (never the concrete path or query, which can hold
+/// ids and lookup values) and sets headers that keep responses out of caches.
+async fn log_and_harden(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or("<unmatched>", |p| p.as_str()).to_string();
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// Binds `addr`, prints the address actually bound (port 0 picks a free one) and serves until
+/// Ctrl-C or SIGTERM.
+pub async fn serve(state: AppState, addr: SocketAddr, max_body_bytes: usize, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    on_ready(local);
+    axum::serve(listener, router(state, max_body_bytes).into_make_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,160 @@
+//! An installation on disk: creating one (`candor init`) and opening one (config -> catalog,
+//! keys, store -> a ready [`Vault`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use candor_core::catalog::{ADMIN_ROLE, Catalog, EXAMPLE_CATALOG};
+use candor_crypto::KeyRing;
+use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL};
+use candor_store::Store;
+use candor_store::sqlite::SqliteStore;
+use zeroize::Zeroizing;
+
+use crate::config::{self, Config, Database};
+use crate::vault::Vault;
+
+/// Environment variables that, when set, replace the key files.
+pub const KEK_ENV: &str = "CANDOR_KEK";
+pub const INDEX_KEY_ENV: &str = "CANDOR_INDEX_KEY";
+
+/// Reads and validates the catalog the config points at.
+pub fn load_catalog(config: &Config) -> Result<Catalog> {
+    let path = &config.catalog_path;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the catalog {}", path.display()))?;
+    Catalog::from_toml_str(&text, &path.display().to_string()).map_err(|errors| {
+        let n = errors.errors.len();
+        anyhow::anyhow!("{errors}\nthe catalog has {n} problem{}; fix {} and try again", if n == 1 { "" } else { "s" }, if n == 1 { "it" } else { "them" })
+    })
+}
+
+/// Loads the key ring from the environment (if set) or the owner-only key files.
+pub fn load_keys(config: &Config) -> Result<KeyRing> {
+    let kek = key_text(KEK_ENV, &config.keys.kek_file, KEK_LABEL)?;
+    let index = key_text(INDEX_KEY_ENV, &config.keys.index_key_file, INDEX_LABEL)?;
+    Ok(KeyRing::new(kek, index)?)
+}
+
+fn key_text(var: &str, file: &Path, label: &'static str) -> Result<Vec<keyfile::KeyMaterial>> {
+    match std::env::var(var) {
+        Ok(text) => {
+            let text = Zeroizing::new(text);
+            Ok(keyfile::parse_keys(&text, label, var)?)
+        }
+        Err(_) => Ok(keyfile::read_key_file(file, label)?),
+    }
+}
+
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    match &config.database {
+        Database::Sqlite(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let store = SqliteStore::open(path.clone()).await.with_context(|| format!("cannot open the database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens an installation: config, catalog, keys and store, checked in that order.
+pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
+    let config = Config::load(config_path)?;
+    let catalog = load_catalog(&config)?;
+    let keys = load_keys(&config)?;
+    let store = open_store(&config).await?;
+    Ok((config, Vault::new(Arc::new(catalog), Arc::new(keys), store)))
+}
+
+pub struct Initialised {
+    pub config_path: PathBuf,
+    pub admin_token: Zeroizing<String>,
+}
+
+/// Creates a working installation in `dir`: config, example catalog, keys (owner-only),
+/// database and an admin token. Refuses to touch an existing installation.
+pub async fn init(dir: &Path) -> Result<Initialised> {
+    let config_path = dir.join(config::DEFAULT_CONFIG);
+    if config_path.exists() {
+        bail!(
+            "{} already exists: this directory holds an installation. Refusing to overwrite it (its keys protect its data)",
+            config_path.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let keys_dir = dir.join("keys");
+    create_private_dir(&keys_dir)?;
+    std::fs::create_dir_all(dir.join("data")).with_context(|| format!("cannot create {}", dir.join("data").display()))?;
+    keyfile::create_key_file(
+        &keys_dir.join("kek.key"),
+        KEK_LABEL,
+        "Candor key-encryption keys. Losing this file makes all data unreadable; back it up\nseparately from the database, and keep it readable only by the Candor user.",
+    )?;
+    keyfile::create_key_file(
+        &keys_dir.join("index.key"),
+        INDEX_LABEL,
+        "Candor blind-index key (exact-match lookups). Keep it secret and readable only by the owner.",
+    )?;
+    write_new(&dir.join("catalog.toml"), EXAMPLE_CATALOG)?;
+    write_new(&config_path, &config::initial_config_text())?;
+    let (_, vault) = open(&config_path).await?;
+    let admin_token = vault.create_token(ADMIN_ROLE, "created by candor init", None).await?;
+    Ok(Initialised { config_path, admin_token })
+}
+
+fn write_new(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn init_creates_a_working_installation_and_refuses_to_run_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = init(dir.path()).await.unwrap();
+        assert!(done.admin_token.starts_with("cnd_"));
+        let (config, vault) = open(&done.config_path).await.unwrap();
+        assert_eq!(vault.authenticate(&done.admin_token).await.unwrap().role, ADMIN_ROLE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&config.keys.kek_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = init(dir.path()).await.err().unwrap().to_string();
+        assert!(again.contains("Refusing to overwrite"), "{again}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_catalog_stops_the_installation_from_opening_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = init(dir.path()).await.unwrap();
+        let catalog = dir.path().join("catalog.toml");
+        let text = std::fs::read_to_string(&catalog).unwrap().replace("legal_basis = \"contract\"", "legal_basis = \"whim\"");
+        std::fs::write(&catalog, text).unwrap();
+        let e = open(&done.config_path).await.err().unwrap().to_string();
+        assert!(e.contains("catalog.toml:21:1") || e.contains("catalog.toml:2"), "{e}");
+        assert!(e.contains("legal_basis `whim` is not known"), "{e}");
+    }
+}

@@ -1,0 +1,351 @@
+//! The vault: the operations Candor offers, each one "decide, encrypt, store" in one place.
+//!
+//! Handlers call exactly one vault operation. The vault checks the declared purpose and the
+//! write against the catalog (pure code in `candor_core`), seals values with the subject's data
+//! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
+
+use std::sync::Arc;
+
+use candor_core::access::{self, AccessDenied};
+use candor_core::catalog::{Catalog, Purpose};
+use candor_core::value::{self, PersonalValue};
+use candor_core::write::{self, WriteError, WriteMode};
+use candor_core::{EventId, FieldName, PurposeId, SubjectId};
+use candor_crypto::{CryptoError, KeyRing, SubjectKey, hash_token};
+use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError};
+use serde_json::{Map, Value};
+
+/// Default and maximum page size of event listings.
+pub const DEFAULT_EVENT_PAGE: u32 = 100;
+pub const MAX_EVENT_PAGE: u32 = 1000;
+
+/// Who is calling: the token's id (for the audit trail) and its role.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: String,
+    pub role: String,
+}
+
+/// A principal allowed to act under a declared purpose (see [`Vault::authorize`]).
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    pub principal: Principal,
+    pub purpose: PurposeId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("the token is not valid")]
+    InvalidToken,
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("the token has been revoked")]
+    TokenRevoked,
+    #[error(transparent)]
+    Access(#[from] AccessDenied),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("field `{0}` is not declared in the catalog")]
+    UndeclaredLookupField(String),
+    #[error("field `{0}` is not declared with lookup = true, so it cannot be searched")]
+    NotALookupField(String),
+    #[error("field `{field}` may not be used under purpose `{purpose}`")]
+    LookupNotAllowed { field: String, purpose: String },
+    #[error("event type `{0}` is not declared in the catalog")]
+    UndeclaredEventType(String),
+    #[error("event type `{event_type}` may not be recorded under purpose `{purpose}`")]
+    EventTypeNotAllowed { event_type: String, purpose: String },
+    #[error("{field} {message}")]
+    InvalidInput { field: &'static str, message: String },
+    #[error("no subject with this id")]
+    SubjectNotFound,
+    #[error("stored data failed its integrity check: {0}")]
+    Integrity(#[from] CryptoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A subject's fields as the declared purpose may see them.
+#[derive(Debug)]
+pub struct SubjectView {
+    pub id: SubjectId,
+    pub fields: Map<String, Value>,
+    /// Declared fields the purpose may not see (whether or not they hold a value).
+    pub withheld: Vec<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug)]
+pub struct Correction {
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct EventView {
+    pub id: EventId,
+    pub event_type: String,
+    pub recorded_at: Millis,
+    pub occurred_at: Option<String>,
+    pub data: Value,
+}
+
+#[derive(Debug)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    pub withheld_types: Vec<String>,
+    pub next: Option<i64>,
+}
+
+pub struct NewEventInput {
+    pub event_type: String,
+    pub data: Value,
+    pub occurred_at: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Vault {
+    catalog: Arc<Catalog>,
+    keys: Arc<KeyRing>,
+    store: Arc<dyn Store>,
+}
+
+pub fn now_millis() -> Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Vault {
+    pub fn new(catalog: Arc<Catalog>, keys: Arc<KeyRing>, store: Arc<dyn Store>) -> Self {
+        Self { catalog, keys, store }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Resolves a bearer token to its principal.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, VaultError> {
+        let found = self.store.token_by_hash(&hash_token(token).0).await?.ok_or(VaultError::InvalidToken)?;
+        if found.revoked_at.is_some() {
+            return Err(VaultError::TokenRevoked);
+        }
+        if found.expires_at.is_some_and(|e| e <= now_millis()) {
+            return Err(VaultError::TokenExpired);
+        }
+        Ok(Principal { token_id: found.id, role: found.role })
+    }
+
+    /// Checks that `principal` may act under the declared purpose.
+    ///
+    /// Consent-based purposes are refused for every customer: consent is off until the customer
+    /// grants it, and this version has no consent ledger to record a grant yet.
+    pub fn authorize(&self, principal: Principal, purpose: Option<&str>) -> Result<Authorized, VaultError> {
+        let p = access::authorize_purpose(&self.catalog, &principal.role, purpose)?;
+        access::require_consent(p, false)?;
+        Ok(Authorized { principal, purpose: p.id.clone() })
+    }
+
+    fn purpose(&self, auth: &Authorized) -> &Purpose {
+        self.catalog.purpose(auth.purpose.as_str()).expect("authorized purposes are declared")
+    }
+
+    /// Stores a new subject with the given fields.
+    pub async fn create_subject(&self, auth: &Authorized, fields: &Map<String, Value>) -> Result<SubjectId, VaultError> {
+        let checked = write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create)?;
+        let id = SubjectId::random();
+        let (key, dek) = self.keys.new_subject_key(id)?;
+        let mut values = Vec::with_capacity(checked.set.len());
+        let mut index = Vec::new();
+        for (decl, value) in &checked.set {
+            values.push((decl.name.clone(), seal_value(&key, &decl.name, value)?));
+            if decl.lookup
+                && let Some(normalised) = value::lookup_key(decl.field_type, value.as_json())
+            {
+                index.push((decl.name.clone(), self.keys.blind_index(&decl.name, &normalised)));
+            }
+        }
+        self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }).await?;
+        trace(auth, id, "subject created", checked.set.iter().map(|(d, _)| d.name.as_str()));
+        Ok(id)
+    }
+
+    /// The subject's fields that the purpose may see; the others are named in `withheld`.
+    pub async fn read_subject(&self, auth: &Authorized, id: SubjectId) -> Result<SubjectView, VaultError> {
+        let (allowed, withheld) = access::fields_for(&self.catalog, self.purpose(auth));
+        let names: Vec<FieldName> = allowed.iter().map(|f| f.name.clone()).collect();
+        let record = self.store.load_subject(id, &names).await?.ok_or(VaultError::SubjectNotFound)?;
+        let key = self.keys.open_subject_key(id, &record.dek)?;
+        let mut fields = Map::new();
+        for (name, sealed) in &record.values {
+            let plain = key.open_field(name, sealed)?;
+            let value: Value = serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("field value"))?;
+            fields.insert(name.to_string(), value);
+        }
+        trace(auth, id, "subject read", fields.keys().map(String::as_str));
+        Ok(SubjectView {
+            id,
+            fields,
+            withheld: withheld.iter().map(|f| f.name.to_string()).collect(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        })
+    }
+
+    /// Corrects (or, with `null`, removes) fields. The old ciphertext is overwritten; no
+    /// readable copy of the old value is kept.
+    pub async fn correct_subject(&self, auth: &Authorized, id: SubjectId, fields: &Map<String, Value>) -> Result<Correction, VaultError> {
+        let checked = write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Correct)?;
+        let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        let key = self.keys.open_subject_key(id, &record.dek)?;
+        let mut changes = Vec::new();
+        for (decl, value) in &checked.set {
+            let index = if decl.lookup {
+                value::lookup_key(decl.field_type, value.as_json()).map(|n| self.keys.blind_index(&decl.name, &n))
+            } else {
+                None
+            };
+            changes.push(FieldChange::Set { field: decl.name.clone(), value: seal_value(&key, &decl.name, value)?, index });
+        }
+        for decl in &checked.remove {
+            changes.push(FieldChange::Remove { field: decl.name.clone() });
+        }
+        if !self.store.update_subject(id, changes, now_millis()).await? {
+            return Err(VaultError::SubjectNotFound);
+        }
+        let names = checked.set.iter().map(|(d, _)| d.name.as_str()).chain(checked.remove.iter().map(|d| d.name.as_str()));
+        trace(auth, id, "subject corrected", names);
+        Ok(Correction {
+            updated: checked.set.iter().map(|(d, _)| d.name.to_string()).collect(),
+            removed: checked.remove.iter().map(|d| d.name.to_string()).collect(),
+        })
+    }
+
+    /// Subjects whose lookup field `field` equals `value` (exact match after normalisation).
+    pub async fn lookup(&self, auth: &Authorized, field: &str, value_text: &str) -> Result<Vec<SubjectId>, VaultError> {
+        let decl = self.catalog.field(field).ok_or_else(|| VaultError::UndeclaredLookupField(write::echo_name(field)))?;
+        if !decl.lookup {
+            return Err(VaultError::NotALookupField(field.to_string()));
+        }
+        if !decl.allows(&auth.purpose) {
+            return Err(VaultError::LookupNotAllowed { field: field.to_string(), purpose: auth.purpose.to_string() });
+        }
+        let value = value::lookup_value_from_text(decl.field_type, value_text);
+        let Some(normalised) = value::lookup_key(decl.field_type, &value) else {
+            // Not a valid value of the type: nothing stored can match it.
+            return Ok(Vec::new());
+        };
+        Ok(self.store.find_by_index(&decl.name, &self.keys.blind_index(&decl.name, &normalised)).await?)
+    }
+
+    /// Appends a behavioural event; its payload is sealed like any field value.
+    pub async fn append_event(&self, auth: &Authorized, id: SubjectId, input: NewEventInput) -> Result<EventId, VaultError> {
+        let decl = self
+            .catalog
+            .event(&input.event_type)
+            .ok_or_else(|| VaultError::UndeclaredEventType(write::echo_name(&input.event_type)))?;
+        if !decl.allows(&auth.purpose) {
+            return Err(VaultError::EventTypeNotAllowed { event_type: input.event_type, purpose: auth.purpose.to_string() });
+        }
+        let data = value::validate_event_payload(&input.data)
+            .map_err(|e| VaultError::InvalidInput { field: "data", message: e.0 })?;
+        if let Some(t) = &input.occurred_at
+            && t.parse::<jiff::Timestamp>().is_err()
+        {
+            return Err(VaultError::InvalidInput {
+                field: "occurred_at",
+                message: "must be an RFC 3339 time such as 2026-11-22T10:00:00Z".into(),
+            });
+        }
+        let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        let key = self.keys.open_subject_key(id, &record.dek)?;
+        let event_id = EventId::random();
+        let mut sealed_body = serde_json::json!({ "data": data.into_json() });
+        if let Some(t) = input.occurred_at {
+            sealed_body["occurred_at"] = Value::String(t);
+        }
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&sealed_body).expect("JSON values serialise"));
+        let payload = key.seal_event(event_id, &decl.name, &plain)?;
+        let stored = self
+            .store
+            .append_event(NewEvent { id: event_id, subject: id, event_type: decl.name.clone(), recorded_at: now_millis(), payload })
+            .await?;
+        if !stored {
+            return Err(VaultError::SubjectNotFound);
+        }
+        trace(auth, id, "event recorded", [decl.name.as_str()]);
+        Ok(event_id)
+    }
+
+    /// The subject's events of the types the purpose may see, oldest first, paged.
+    pub async fn list_events(&self, auth: &Authorized, id: SubjectId, after: Option<i64>, limit: u32) -> Result<EventPage, VaultError> {
+        let (allowed, withheld) = access::events_for(&self.catalog, self.purpose(auth));
+        let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        let key = self.keys.open_subject_key(id, &record.dek)?;
+        let types: Vec<FieldName> = allowed.iter().map(|e| e.name.clone()).collect();
+        let limit = limit.clamp(1, MAX_EVENT_PAGE);
+        let stored = self.store.list_events(id, &types, after, limit).await?;
+        let next = (stored.len() == limit as usize).then(|| stored.last().map(|e| e.seq)).flatten();
+        let mut events = Vec::with_capacity(stored.len());
+        for e in stored {
+            let plain = key.open_event(e.id, &e.event_type, &e.payload)?;
+            let mut body: Value = serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("event payload"))?;
+            events.push(EventView {
+                id: e.id,
+                event_type: e.event_type.to_string(),
+                recorded_at: e.recorded_at,
+                occurred_at: body.get("occurred_at").and_then(Value::as_str).map(str::to_string),
+                data: body.get_mut("data").map(Value::take).unwrap_or(Value::Null),
+            });
+        }
+        trace(auth, id, "events read", types.iter().map(FieldName::as_str));
+        Ok(EventPage { events, withheld_types: withheld.iter().map(|e| e.name.to_string()).collect(), next })
+    }
+
+    /// Creates a token for `role`, stores its hash and returns the token (shown once).
+    pub async fn create_token(&self, role: &str, description: &str, expires_at: Option<Millis>) -> anyhow::Result<zeroize::Zeroizing<String>> {
+        if !self.catalog.is_known_role(role) {
+            let known: Vec<&str> = std::iter::once(candor_core::catalog::ADMIN_ROLE)
+                .chain(self.catalog.roles.iter().map(|r| r.id.as_str()))
+                .collect();
+            anyhow::bail!("role `{role}` is not declared in the catalog; declared roles: {}", known.join(", "));
+        }
+        let token = candor_crypto::generate_token()?;
+        self.store
+            .insert_token(NewToken {
+                id: uuid::Uuid::new_v4().to_string(),
+                hash: hash_token(&token).0,
+                role: role.to_string(),
+                description: description.to_string(),
+                created_at: now_millis(),
+                expires_at,
+            })
+            .await?;
+        Ok(token)
+    }
+}
+
+/// Records who touched which fields of whom, under which purpose: ids and names only, never
+/// values. (The tamper-evident log will carry these records; until then they go to the log.)
+fn trace<'a>(auth: &Authorized, subject: SubjectId, action: &str, fields: impl IntoIterator<Item = &'a str>) {
+    let fields: Vec<&str> = fields.into_iter().collect();
+    tracing::info!(
+        token = %auth.principal.token_id,
+        role = %auth.principal.role,
+        purpose = %auth.purpose,
+        subject = %subject,
+        fields = %fields.join(","),
+        "{action}"
+    );
+}
+
+fn seal_value(key: &SubjectKey, field: &FieldName, value: &PersonalValue) -> Result<candor_core::Ciphertext, CryptoError> {
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(value.as_json()).expect("JSON values serialise"));
+    key.seal_field(field, &plain)
+}
