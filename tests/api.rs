@@ -1,0 +1,286 @@
+//! The HTTP API, driven over loopback against the real binary on a real SQLite file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Install;
+use serde_json::{Value, json};
+
+fn ada() -> Value {
+    json!({"email": "Ada@Example.com", "full_name": "Ada Lovelace", "date_of_birth": "1990-12-10", "loyalty_points": 120})
+}
+
+#[tokio::test]
+async fn an_app_stores_finds_reads_corrects_and_records_events_for_a_customer() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+
+    // Store.
+    let r = backend.post("/v1/subjects", json!({ "fields": ada() })).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.headers["location"], format!("/v1/subjects/{id}").as_str());
+
+    // Find again by e-mail, whatever the case and surrounding spaces.
+    for q in ["ada@example.com", "ADA@EXAMPLE.COM", "%20ada@example.com%20"] {
+        let r = backend.get(&format!("/v1/subjects?email={q}")).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["ids"], json!([id]), "query {q}");
+    }
+    assert_eq!(backend.get("/v1/subjects?email=bob@example.com").await.body["ids"], json!([]));
+
+    // Read back exactly what the purpose may see.
+    let r = backend.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["purpose"], "account");
+    assert_eq!(
+        r.body["fields"],
+        json!({"email": "Ada@Example.com", "full_name": "Ada Lovelace", "date_of_birth": "1990-12-10", "loyalty_points": 120})
+    );
+    assert_eq!(r.body["withheld"], json!(["phone", "shipping_address"]));
+    assert_eq!(r.headers["cache-control"], "no-store");
+
+    // Correct under another purpose of the same role: add phone and address, change e-mail.
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    let r = fulfilment
+        .patch(
+            &format!("/v1/subjects/{id}"),
+            json!({"fields": {"email": "ada@lovelace.example", "phone": "+44 20 7946 0101",
+                              "shipping_address": {"street": "12 Demo St", "city": "London", "country": "GB"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["updated"], json!(["email", "phone", "shipping_address"]));
+    assert!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"].as_array().unwrap().is_empty());
+    assert_eq!(backend.get("/v1/subjects?email=ada@lovelace.example").await.body["ids"], json!([id]));
+    assert_eq!(
+        support.get("/v1/subjects?phone=0044%2020%207946%200101").await.body["ids"],
+        json!([id]),
+        "phone lookups are normalised"
+    );
+
+    // Support sees its fields only: phone yes, address and date of birth no.
+    let r = support.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["fields"]["phone"], "+44 20 7946 0101");
+    assert!(r.body["fields"].get("shipping_address").is_none());
+    assert!(r.body["fields"].get("date_of_birth").is_none());
+    assert!(r.body["withheld"].as_array().unwrap().contains(&json!("shipping_address")));
+
+    // Remove an optional field with null.
+    let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"date_of_birth": null}})).await;
+    assert_eq!(r.body["removed"], json!(["date_of_birth"]));
+    assert!(backend.get(&format!("/v1/subjects/{id}")).await.body["fields"].get("date_of_birth").is_none());
+
+    // Behavioural events: recorded, listed in order, paged.
+    for (item, when) in [("Notebook", "2026-11-01T10:00:00Z"), ("Pen", "2026-11-02T10:00:00Z"), ("Ink", "2026-11-03T10:00:00Z")] {
+        let r = fulfilment
+            .post(&format!("/v1/subjects/{id}/events"), json!({"type": "purchase", "data": {"item": item}, "occurred_at": when}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let r = fulfilment.get(&format!("/v1/subjects/{id}/events?limit=2")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let items: Vec<_> = r.body["events"].as_array().unwrap().iter().map(|e| e["data"]["item"].clone()).collect();
+    assert_eq!(items, [json!("Notebook"), json!("Pen")]);
+    assert_eq!(r.body["events"][0]["occurred_at"], "2026-11-01T10:00:00Z");
+    assert_eq!(r.body["withheld_types"], json!(["page_view"]));
+    let next = r.body["next"].as_str().expect("a next cursor").to_string();
+    let r = fulfilment.get(&format!("/v1/subjects/{id}/events?after={next}&limit=2")).await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["events"][0]["data"]["item"], "Ink");
+    assert!(r.body.get("next").is_none());
+}
+
+#[tokio::test]
+async fn every_request_needs_a_valid_unexpired_token() {
+    let install = Install::new();
+    let server = install.serve();
+    let anon = server.anonymous().with_purpose("account");
+    let r = anon.get("/v1/subjects?email=a@b.io").await;
+    assert_eq!((r.status, r.code()), (401, "unauthenticated"));
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+
+    let r = anon.send(anon.request(reqwest::Method::GET, "/v1/catalog").header("authorization", "Basic Zm9vOmJhcg==")).await;
+    assert_eq!((r.status, r.code()), (401, "unauthenticated"));
+
+    let forged = server.client("cnd_not-a-real-token", Some("account"));
+    assert_eq!(forged.get("/v1/catalog").await.code(), "invalid_token");
+
+    let short = server.client(&install.token_with(&["--role", "shop_backend", "--expires", "1s"]), Some("account"));
+    assert_eq!(short.get("/v1/catalog").await.status, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = short.get("/v1/catalog").await;
+    assert_eq!((r.status, r.code()), (401, "token_expired"));
+
+    // Health needs no token.
+    assert_eq!(server.anonymous().get("/healthz").await.body, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn the_purpose_must_be_declared_known_and_allowed_for_the_role() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), None);
+    let id = backend.with_purpose("account").create(ada()).await;
+    let path = format!("/v1/subjects/{id}");
+
+    let r = backend.get(&path).await;
+    assert_eq!((r.status, r.code(), r.field()), (400, "purpose_required", "Candor-Purpose"));
+    let r = backend.with_purpose("resale").get(&path).await;
+    assert_eq!((r.status, r.code()), (400, "unknown_purpose"));
+    let r = backend.with_purpose("customer_support").get(&path).await;
+    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"));
+
+    // Consent purposes are off until the customer grants them.
+    let marketing = server.client(&install.token("marketing_tool"), Some("marketing"));
+    let r = marketing.get(&path).await;
+    assert_eq!((r.status, r.code()), (403, "consent_required"));
+
+    // The admin token manages the installation and sees no personal data.
+    let admin = server.client(&install.admin_token, Some("account"));
+    assert_eq!(admin.get(&path).await.code(), "purpose_not_allowed");
+    assert_eq!(admin.get("/v1/catalog").await.status, 200);
+}
+
+#[tokio::test]
+async fn bad_writes_name_the_field_never_echo_the_value_and_leave_nothing_behind() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+
+    let cases = [
+        (json!({"email": "leak-check@example.com", "full_name": "A", "shoe_size": 42}), 422, "undeclared_field", "shoe_size"),
+        (json!({"email": "leak-check@example.com", "full_name": "A", "phone": "+442079460000"}), 403, "field_not_allowed", "phone"),
+        (json!({"email": "leak-check@example.com", "full_name": "A", "date_of_birth": "leak-check-date"}), 422, "invalid_value", "date_of_birth"),
+        (json!({"email": "leak-check@example.com", "full_name": 7}), 422, "invalid_value", "full_name"),
+        (json!({"email": "leak-check@example.com"}), 422, "missing_field", "full_name"),
+        (json!({"email": "leak-check-not-an-email", "full_name": "A"}), 422, "invalid_value", "email"),
+        (json!({}), 400, "no_fields", "fields"),
+    ];
+    for (fields, status, code, field) in cases {
+        let r = backend.post("/v1/subjects", json!({ "fields": fields })).await;
+        assert_eq!((r.status, r.code(), r.field()), (status, code, field), "{fields}");
+        assert!(!r.body.to_string().contains("leak-check"), "a value was echoed: {}", r.body);
+    }
+    // None of the refused writes left anything behind.
+    assert_eq!(backend.get("/v1/subjects?email=leak-check@example.com").await.body["ids"], json!([]));
+
+    let id = backend.create(ada()).await;
+    let path = format!("/v1/subjects/{id}");
+    // A correction with one bad field changes nothing, not even the good fields.
+    let r = backend.patch(&path, json!({"fields": {"full_name": "Ada King", "date_of_birth": "not a date"}})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "date_of_birth"));
+    assert_eq!(backend.get(&path).await.body["fields"]["full_name"], "Ada Lovelace");
+    let r = backend.patch(&path, json!({"fields": {"email": null}})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "required_field", "email"));
+
+    // Unknown subjects: 404, and nothing gets created.
+    let ghost = "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70";
+    let r = backend.patch(&format!("/v1/subjects/{ghost}"), json!({"fields": {"full_name": "X"}})).await;
+    assert_eq!((r.status, r.code()), (404, "subject_not_found"));
+    assert_eq!(backend.get(&format!("/v1/subjects/{ghost}")).await.status, 404);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
+    let install = Install::new();
+    let mut server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(ada()).await;
+
+    let r = backend.post_raw("/v1/subjects", "application/json", b"{\"fields\": {\"email\": ".to_vec()).await;
+    assert_eq!((r.status, r.code()), (400, "malformed_json"));
+    let r = backend.post_raw("/v1/subjects", "application/json", b"{\"fields\": {\"full_name\": \"\xff\xfe\"}}".to_vec()).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_utf8"));
+    let r = backend.post_raw("/v1/subjects", "application/json", b"{\"fields\": \"secret-shape@example.com\"}".to_vec()).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_body"));
+    assert!(!r.body.to_string().contains("secret-shape"));
+    let r = backend.post_raw("/v1/subjects", "application/json", b"[1, 2]".to_vec()).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_body"));
+    let r = backend.post_raw("/v1/subjects", "text/plain", b"email=x".to_vec()).await;
+    assert_eq!((r.status, r.code()), (415, "unsupported_media_type"));
+    let huge = format!("{{\"fields\": {{\"full_name\": \"{}\"}}}}", "x".repeat(2 * 1024 * 1024));
+    let r = backend.post_raw("/v1/subjects", "application/json", huge.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (413, "payload_too_large"));
+    let deep = format!("{{\"fields\": {{\"shop_preferences\": {}{}}}}}", "[".repeat(5000), "]".repeat(5000));
+    let r = backend.post_raw("/v1/subjects", "application/json", deep.into_bytes()).await;
+    assert_eq!(r.status, 400, "deeply nested JSON is refused: {:?}", r.body);
+
+    let r = backend.get("/v1/subjects/not-a-uuid").await;
+    assert_eq!((r.status, r.code(), r.field()), (400, "invalid_id", "id"));
+    assert_eq!(backend.get("/v1/nothing-here").await.code(), "not_found");
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    assert_eq!((r.status, r.code()), (405, "method_not_allowed"));
+
+    assert_eq!(backend.get("/v1/subjects").await.code(), "invalid_query");
+    assert_eq!(backend.get("/v1/subjects?email=a@b.io&phone=1").await.code(), "invalid_query");
+    assert_eq!(backend.get("/v1/subjects?email=").await.code(), "invalid_query");
+    let r = backend.get("/v1/subjects?full_name=Ada").await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "not_a_lookup_field", "full_name"));
+    let r = backend.get("/v1/subjects?shoe_size=42").await;
+    assert_eq!((r.status, r.code()), (422, "undeclared_field"));
+    let r = server.client(&install.token("support_agent"), Some("customer_support")).get("/v1/subjects?email=a@b.io").await;
+    assert_eq!(r.status, 200, "support may look up by e-mail: {:?}", r.body);
+    let r = server.client(&install.token("fraud_service"), Some("fraud_prevention")).get("/v1/subjects?phone=%2B442079460000").await;
+    assert_eq!((r.status, r.code()), (403, "field_not_allowed"));
+
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    for q in ["limit=0", "limit=5000", "limit=x", "after=-1", "sort=desc"] {
+        let r = fulfilment.get(&format!("/v1/subjects/{id}/events?{q}")).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_query"), "{q}");
+    }
+
+    // Still serving, and the subject is intact.
+    assert!(server.is_running());
+    assert_eq!(server.anonymous().get("/healthz").await.status, 200);
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.body["fields"]["full_name"], "Ada Lovelace");
+}
+
+#[tokio::test]
+async fn events_are_limited_to_declared_types_the_purpose_covers() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("order_fulfilment"));
+    let id = backend.with_purpose("account").create(ada()).await;
+    let path = format!("/v1/subjects/{id}/events");
+
+    let r = backend.post(&path, json!({"type": "page_view", "data": {"path": "/"}})).await;
+    assert_eq!((r.status, r.code(), r.field()), (403, "event_type_not_allowed", "type"));
+    let r = backend.post(&path, json!({"type": "mouse_moves", "data": {}})).await;
+    assert_eq!((r.status, r.code()), (422, "undeclared_event_type"));
+    let r = backend.post(&path, json!({"type": "purchase", "data": "secret-payload"})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "data"));
+    let r = backend.post(&path, json!({"type": "purchase", "data": {}, "occurred_at": "yesterday"})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "occurred_at"));
+    let r = backend.post(&path, json!({"type": "purchase", "data": {}, "extra": 1})).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_body"));
+    let r = backend.post("/v1/subjects/7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70/events", json!({"type": "purchase", "data": {}})).await;
+    assert_eq!((r.status, r.code()), (404, "subject_not_found"));
+    // Nothing was stored by the refused requests.
+    assert_eq!(backend.get(&path).await.body["events"], json!([]));
+}
+
+#[tokio::test]
+async fn the_catalog_and_the_openapi_document_are_served() {
+    let install = Install::new();
+    let server = install.serve();
+    let admin = server.client(&install.admin_token, None);
+    let r = admin.get("/v1/catalog").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["organisation"]["name"], "Example Shop Ltd");
+    let email = r.body["fields"].as_array().unwrap().iter().find(|f| f["name"] == "email").unwrap().clone();
+    assert_eq!(email["lookup"], true);
+    assert_eq!(email["retention"], json!({"kind": "while_account_exists", "grace": "P30D"}));
+    assert_eq!(server.anonymous().get("/v1/catalog").await.status, 401);
+
+    let doc = server.anonymous().get("/openapi.json").await.body;
+    for path in ["/v1/subjects", "/v1/subjects/{id}", "/v1/subjects/{id}/events", "/v1/catalog", "/healthz"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    assert!(doc["paths"]["/v1/subjects/{id}"].get("patch").is_some());
+    assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
+}
