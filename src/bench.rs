@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use candor_core::value;
 use candor_core::catalog::FieldType;
+use candor_core::value;
 use candor_core::{FieldName, SubjectId};
 use candor_crypto::KeyRing;
-use candor_store::{NewSubject, Store};
 use candor_store::sqlite::SqliteStore;
+use candor_store::{NewSubject, Store};
 use serde_json::json;
 
 pub struct BenchOptions {
@@ -46,7 +46,10 @@ fn record() -> Vec<(FieldName, Vec<u8>)> {
         ("full_name", json!("Ada Lovelace")),
         ("phone", json!("+44 20 7946 0101")),
         ("date_of_birth", json!("1990-12-10")),
-        ("shipping_address", json!({"street": "12 Demo Street", "city": "London", "postal_code": "N1 9GU", "country": "GB"})),
+        (
+            "shipping_address",
+            json!({"street": "12 Demo Street", "city": "London", "postal_code": "N1 9GU", "country": "GB"}),
+        ),
         ("loyalty_points", json!(1240)),
         ("shop_preferences", json!({"size": "M", "newsletter_topics": ["pens", "paper"]})),
         ("company", json!("Analytical Engines Ltd")),
@@ -107,7 +110,11 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
             })
             .await?;
     }
-    report(&format!("create subject, SQLite durable commit (n={})", opts.subjects), opts.subjects as u64, start.elapsed());
+    report(
+        &format!("create subject, SQLite durable commit (n={})", opts.subjects),
+        opts.subjects as u64,
+        start.elapsed(),
+    );
     let budget = Duration::from_secs_f64(opts.seconds);
     let start = Instant::now();
     let mut n = 0u64;

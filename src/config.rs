@@ -79,11 +79,14 @@ impl Config {
             if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
         };
         let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen = listen_text
-            .parse()
-            .with_context(|| format!("{}: server.listen `{listen_text}` is not an address like 127.0.0.1:8750", path.display()))?;
+        let listen = listen_text.parse().with_context(|| {
+            format!("{}: server.listen `{listen_text}` is not an address like 127.0.0.1:8750", path.display())
+        })?;
         let database = match raw.database.as_deref() {
-            None => bail!("{}: `database` is missing; set it to the SQLite file, e.g. database = \"data/candor.db\"", path.display()),
+            None => bail!(
+                "{}: `database` is missing; set it to the SQLite file, e.g. database = \"data/candor.db\"",
+                path.display()
+            ),
             Some(d) if d.starts_with("postgres://") || d.starts_with("postgresql://") => {
                 bail!("{}: PostgreSQL is not supported by this version yet; use a SQLite file path", path.display())
             }
@@ -154,7 +157,8 @@ mod tests {
 
     #[test]
     fn mistakes_are_reported_with_position() {
-        let e = Config::parse("database = \"x.db\"\n[server]\nlisten = \"nowhere\"\n", Path::new("c.toml")).unwrap_err();
+        let e =
+            Config::parse("database = \"x.db\"\n[server]\nlisten = \"nowhere\"\n", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("server.listen"), "{e}");
         let e = Config::parse("database = \"x.db\"\n[server]\nlisen = \"1\"\n", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().starts_with("c.toml:3:1"), "{e}");

@@ -17,7 +17,8 @@ pub async fn seed(vault: &Vault) -> Result<Vec<String>> {
     ];
     let mut ids = Vec::new();
     for (i, (email, name, phone, city, country, dob)) in customers.into_iter().enumerate() {
-        let fields = json!({ "email": email, "full_name": name, "date_of_birth": dob, "loyalty_points": 120 * (i + 1) });
+        let fields =
+            json!({ "email": email, "full_name": name, "date_of_birth": dob, "loyalty_points": 120 * (i + 1) });
         let id = vault.create_subject(&account, fields.as_object().expect("object")).await?;
         let shipping = json!({
             "phone": phone,
@@ -29,7 +30,11 @@ pub async fn seed(vault: &Vault) -> Result<Vec<String>> {
                 .append_event(
                     &fulfilment,
                     id,
-                    NewEventInput { event_type: "purchase".into(), data: json!({ "item": item, "price_eur": price }), occurred_at: None },
+                    NewEventInput {
+                        event_type: "purchase".into(),
+                        data: json!({ "item": item, "price_eur": price }),
+                        occurred_at: None,
+                    },
                 )
                 .await?;
         }

@@ -25,7 +25,11 @@ pub fn load_catalog(config: &Config) -> Result<Catalog> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the catalog {}", path.display()))?;
     Catalog::from_toml_str(&text, &path.display().to_string()).map_err(|errors| {
         let n = errors.errors.len();
-        anyhow::anyhow!("{errors}\nthe catalog has {n} problem{}; fix {} and try again", if n == 1 { "" } else { "s" }, if n == 1 { "it" } else { "them" })
+        anyhow::anyhow!(
+            "{errors}\nthe catalog has {n} problem{}; fix {} and try again",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        )
     })
 }
 
@@ -52,7 +56,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            let store = SqliteStore::open(path.clone()).await.with_context(|| format!("cannot open the database {}", path.display()))?;
+            let store = SqliteStore::open(path.clone())
+                .await
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
             Ok(Arc::new(store))
         }
     }
@@ -85,7 +91,8 @@ pub async fn init(dir: &Path) -> Result<Initialised> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let keys_dir = dir.join("keys");
     create_private_dir(&keys_dir)?;
-    std::fs::create_dir_all(dir.join("data")).with_context(|| format!("cannot create {}", dir.join("data").display()))?;
+    std::fs::create_dir_all(dir.join("data"))
+        .with_context(|| format!("cannot create {}", dir.join("data").display()))?;
     keyfile::create_key_file(
         &keys_dir.join("kek.key"),
         KEK_LABEL,
@@ -151,7 +158,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let done = init(dir.path()).await.unwrap();
         let catalog = dir.path().join("catalog.toml");
-        let text = std::fs::read_to_string(&catalog).unwrap().replace("legal_basis = \"contract\"", "legal_basis = \"whim\"");
+        let text =
+            std::fs::read_to_string(&catalog).unwrap().replace("legal_basis = \"contract\"", "legal_basis = \"whim\"");
         std::fs::write(&catalog, text).unwrap();
         let e = open(&done.config_path).await.err().unwrap().to_string();
         assert!(e.contains("catalog.toml:21:1") || e.contains("catalog.toml:2"), "{e}");

@@ -16,7 +16,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "candor", version, about = "Customer-data vault: field-level encrypted personal data, purpose-bound access.")]
+#[command(
+    name = "candor",
+    version,
+    about = "Customer-data vault: field-level encrypted personal data, purpose-bound access."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -119,7 +123,11 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG").unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi);
     if std::env::var("CANDOR_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -166,9 +174,8 @@ async fn run(command: Command) -> Result<()> {
 }
 
 fn expiry_from_now(text: &str) -> Result<i64> {
-    let span: jiff::Span = text
-        .parse()
-        .with_context(|| format!("--expires `{text}` is not a duration such as 30d, 12h or P1M"))?;
+    let span: jiff::Span =
+        text.parse().with_context(|| format!("--expires `{text}` is not a duration such as 30d, 12h or P1M"))?;
     let at = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).checked_add(span)?.timestamp();
     anyhow::ensure!(at > jiff::Timestamp::now(), "--expires must be a positive duration");
     Ok(at.as_millisecond())
@@ -187,7 +194,9 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
 async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<()> {
     let dir = match dir {
         Some(d) => d,
-        None => std::env::temp_dir().join(format!("candor-quickstart-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+        None => {
+            std::env::temp_dir().join(format!("candor-quickstart-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+        }
     };
     let config_path = dir.join(config::DEFAULT_CONFIG);
     let fresh = !config_path.exists();

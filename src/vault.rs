@@ -157,7 +157,11 @@ impl Vault {
     }
 
     /// Stores a new subject with the given fields.
-    pub async fn create_subject(&self, auth: &Authorized, fields: &Map<String, Value>) -> Result<SubjectId, VaultError> {
+    pub async fn create_subject(
+        &self,
+        auth: &Authorized,
+        fields: &Map<String, Value>,
+    ) -> Result<SubjectId, VaultError> {
         let checked = write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create)?;
         let id = SubjectId::random();
         let (key, dek) = self.keys.new_subject_key(id)?;
@@ -200,7 +204,12 @@ impl Vault {
 
     /// Corrects (or, with `null`, removes) fields. The old ciphertext is overwritten; no
     /// readable copy of the old value is kept.
-    pub async fn correct_subject(&self, auth: &Authorized, id: SubjectId, fields: &Map<String, Value>) -> Result<Correction, VaultError> {
+    pub async fn correct_subject(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+        fields: &Map<String, Value>,
+    ) -> Result<Correction, VaultError> {
         let checked = write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Correct)?;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
@@ -211,7 +220,11 @@ impl Vault {
             } else {
                 None
             };
-            changes.push(FieldChange::Set { field: decl.name.clone(), value: seal_value(&key, &decl.name, value)?, index });
+            changes.push(FieldChange::Set {
+                field: decl.name.clone(),
+                value: seal_value(&key, &decl.name, value)?,
+                index,
+            });
         }
         for decl in &checked.remove {
             changes.push(FieldChange::Remove { field: decl.name.clone() });
@@ -219,7 +232,8 @@ impl Vault {
         if !self.store.update_subject(id, changes, now_millis()).await? {
             return Err(VaultError::SubjectNotFound);
         }
-        let names = checked.set.iter().map(|(d, _)| d.name.as_str()).chain(checked.remove.iter().map(|d| d.name.as_str()));
+        let names =
+            checked.set.iter().map(|(d, _)| d.name.as_str()).chain(checked.remove.iter().map(|d| d.name.as_str()));
         trace(auth, id, "subject corrected", names);
         Ok(Correction {
             updated: checked.set.iter().map(|(d, _)| d.name.to_string()).collect(),
@@ -229,7 +243,8 @@ impl Vault {
 
     /// Subjects whose lookup field `field` equals `value` (exact match after normalisation).
     pub async fn lookup(&self, auth: &Authorized, field: &str, value_text: &str) -> Result<Vec<SubjectId>, VaultError> {
-        let decl = self.catalog.field(field).ok_or_else(|| VaultError::UndeclaredLookupField(write::echo_name(field)))?;
+        let decl =
+            self.catalog.field(field).ok_or_else(|| VaultError::UndeclaredLookupField(write::echo_name(field)))?;
         if !decl.lookup {
             return Err(VaultError::NotALookupField(field.to_string()));
         }
@@ -245,13 +260,21 @@ impl Vault {
     }
 
     /// Appends a behavioural event; its payload is sealed like any field value.
-    pub async fn append_event(&self, auth: &Authorized, id: SubjectId, input: NewEventInput) -> Result<EventId, VaultError> {
+    pub async fn append_event(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+        input: NewEventInput,
+    ) -> Result<EventId, VaultError> {
         let decl = self
             .catalog
             .event(&input.event_type)
             .ok_or_else(|| VaultError::UndeclaredEventType(write::echo_name(&input.event_type)))?;
         if !decl.allows(&auth.purpose) {
-            return Err(VaultError::EventTypeNotAllowed { event_type: input.event_type, purpose: auth.purpose.to_string() });
+            return Err(VaultError::EventTypeNotAllowed {
+                event_type: input.event_type,
+                purpose: auth.purpose.to_string(),
+            });
         }
         let data = value::validate_event_payload(&input.data)
             .map_err(|e| VaultError::InvalidInput { field: "data", message: e.0 })?;
@@ -274,7 +297,13 @@ impl Vault {
         let payload = key.seal_event(event_id, &decl.name, &plain)?;
         let stored = self
             .store
-            .append_event(NewEvent { id: event_id, subject: id, event_type: decl.name.clone(), recorded_at: now_millis(), payload })
+            .append_event(NewEvent {
+                id: event_id,
+                subject: id,
+                event_type: decl.name.clone(),
+                recorded_at: now_millis(),
+                payload,
+            })
             .await?;
         if !stored {
             return Err(VaultError::SubjectNotFound);
@@ -284,7 +313,13 @@ impl Vault {
     }
 
     /// The subject's events of the types the purpose may see, oldest first, paged.
-    pub async fn list_events(&self, auth: &Authorized, id: SubjectId, after: Option<i64>, limit: u32) -> Result<EventPage, VaultError> {
+    pub async fn list_events(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<EventPage, VaultError> {
         let (allowed, withheld) = access::events_for(&self.catalog, self.purpose(auth));
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
@@ -295,7 +330,8 @@ impl Vault {
         let mut events = Vec::with_capacity(stored.len());
         for e in stored {
             let plain = key.open_event(e.id, &e.event_type, &e.payload)?;
-            let mut body: Value = serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("event payload"))?;
+            let mut body: Value =
+                serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("event payload"))?;
             events.push(EventView {
                 id: e.id,
                 event_type: e.event_type.to_string(),
@@ -309,7 +345,12 @@ impl Vault {
     }
 
     /// Creates a token for `role`, stores its hash and returns the token (shown once).
-    pub async fn create_token(&self, role: &str, description: &str, expires_at: Option<Millis>) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    pub async fn create_token(
+        &self,
+        role: &str,
+        description: &str,
+        expires_at: Option<Millis>,
+    ) -> anyhow::Result<zeroize::Zeroizing<String>> {
         if !self.catalog.is_known_role(role) {
             let known: Vec<&str> = std::iter::once(candor_core::catalog::ADMIN_ROLE)
                 .chain(self.catalog.roles.iter().map(|r| r.id.as_str()))
@@ -345,7 +386,11 @@ fn trace<'a>(auth: &Authorized, subject: SubjectId, action: &str, fields: impl I
     );
 }
 
-fn seal_value(key: &SubjectKey, field: &FieldName, value: &PersonalValue) -> Result<candor_core::Ciphertext, CryptoError> {
+fn seal_value(
+    key: &SubjectKey,
+    field: &FieldName,
+    value: &PersonalValue,
+) -> Result<candor_core::Ciphertext, CryptoError> {
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(value.as_json()).expect("JSON values serialise"));
     key.seal_field(field, &plain)
 }

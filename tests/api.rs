@@ -76,9 +76,14 @@ async fn an_app_stores_finds_reads_corrects_and_records_events_for_a_customer() 
     assert!(backend.get(&format!("/v1/subjects/{id}")).await.body["fields"].get("date_of_birth").is_none());
 
     // Behavioural events: recorded, listed in order, paged.
-    for (item, when) in [("Notebook", "2026-11-01T10:00:00Z"), ("Pen", "2026-11-02T10:00:00Z"), ("Ink", "2026-11-03T10:00:00Z")] {
+    for (item, when) in
+        [("Notebook", "2026-11-01T10:00:00Z"), ("Pen", "2026-11-02T10:00:00Z"), ("Ink", "2026-11-03T10:00:00Z")]
+    {
         let r = fulfilment
-            .post(&format!("/v1/subjects/{id}/events"), json!({"type": "purchase", "data": {"item": item}, "occurred_at": when}))
+            .post(
+                &format!("/v1/subjects/{id}/events"),
+                json!({"type": "purchase", "data": {"item": item}, "occurred_at": when}),
+            )
             .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
@@ -104,7 +109,9 @@ async fn every_request_needs_a_valid_unexpired_token() {
     assert_eq!((r.status, r.code()), (401, "unauthenticated"));
     assert_eq!(r.headers["www-authenticate"], "Bearer");
 
-    let r = anon.send(anon.request(reqwest::Method::GET, "/v1/catalog").header("authorization", "Basic Zm9vOmJhcg==")).await;
+    let r = anon
+        .send(anon.request(reqwest::Method::GET, "/v1/catalog").header("authorization", "Basic Zm9vOmJhcg=="))
+        .await;
     assert_eq!((r.status, r.code()), (401, "unauthenticated"));
 
     let forged = server.client("cnd_not-a-real-token", Some("account"));
@@ -153,9 +160,24 @@ async fn bad_writes_name_the_field_never_echo_the_value_and_leave_nothing_behind
     let backend = server.client(&install.token("shop_backend"), Some("account"));
 
     let cases = [
-        (json!({"email": "leak-check@example.com", "full_name": "A", "shoe_size": 42}), 422, "undeclared_field", "shoe_size"),
-        (json!({"email": "leak-check@example.com", "full_name": "A", "phone": "+442079460000"}), 403, "field_not_allowed", "phone"),
-        (json!({"email": "leak-check@example.com", "full_name": "A", "date_of_birth": "leak-check-date"}), 422, "invalid_value", "date_of_birth"),
+        (
+            json!({"email": "leak-check@example.com", "full_name": "A", "shoe_size": 42}),
+            422,
+            "undeclared_field",
+            "shoe_size",
+        ),
+        (
+            json!({"email": "leak-check@example.com", "full_name": "A", "phone": "+442079460000"}),
+            403,
+            "field_not_allowed",
+            "phone",
+        ),
+        (
+            json!({"email": "leak-check@example.com", "full_name": "A", "date_of_birth": "leak-check-date"}),
+            422,
+            "invalid_value",
+            "date_of_birth",
+        ),
         (json!({"email": "leak-check@example.com", "full_name": 7}), 422, "invalid_value", "full_name"),
         (json!({"email": "leak-check@example.com"}), 422, "missing_field", "full_name"),
         (json!({"email": "leak-check-not-an-email", "full_name": "A"}), 422, "invalid_value", "email"),
@@ -194,9 +216,13 @@ async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
 
     let r = backend.post_raw("/v1/subjects", "application/json", b"{\"fields\": {\"email\": ".to_vec()).await;
     assert_eq!((r.status, r.code()), (400, "malformed_json"));
-    let r = backend.post_raw("/v1/subjects", "application/json", b"{\"fields\": {\"full_name\": \"\xff\xfe\"}}".to_vec()).await;
+    let r = backend
+        .post_raw("/v1/subjects", "application/json", b"{\"fields\": {\"full_name\": \"\xff\xfe\"}}".to_vec())
+        .await;
     assert_eq!((r.status, r.code()), (400, "invalid_utf8"));
-    let r = backend.post_raw("/v1/subjects", "application/json", b"{\"fields\": \"secret-shape@example.com\"}".to_vec()).await;
+    let r = backend
+        .post_raw("/v1/subjects", "application/json", b"{\"fields\": \"secret-shape@example.com\"}".to_vec())
+        .await;
     assert_eq!((r.status, r.code()), (400, "invalid_body"));
     assert!(!r.body.to_string().contains("secret-shape"));
     let r = backend.post_raw("/v1/subjects", "application/json", b"[1, 2]".to_vec()).await;
@@ -223,9 +249,13 @@ async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!((r.status, r.code(), r.field()), (422, "not_a_lookup_field", "full_name"));
     let r = backend.get("/v1/subjects?shoe_size=42").await;
     assert_eq!((r.status, r.code()), (422, "undeclared_field"));
-    let r = server.client(&install.token("support_agent"), Some("customer_support")).get("/v1/subjects?email=a@b.io").await;
+    let r =
+        server.client(&install.token("support_agent"), Some("customer_support")).get("/v1/subjects?email=a@b.io").await;
     assert_eq!(r.status, 200, "support may look up by e-mail: {:?}", r.body);
-    let r = server.client(&install.token("fraud_service"), Some("fraud_prevention")).get("/v1/subjects?phone=%2B442079460000").await;
+    let r = server
+        .client(&install.token("fraud_service"), Some("fraud_prevention"))
+        .get("/v1/subjects?phone=%2B442079460000")
+        .await;
     assert_eq!((r.status, r.code()), (403, "field_not_allowed"));
 
     let fulfilment = backend.with_purpose("order_fulfilment");
@@ -258,7 +288,9 @@ async fn events_are_limited_to_declared_types_the_purpose_covers() {
     assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "occurred_at"));
     let r = backend.post(&path, json!({"type": "purchase", "data": {}, "extra": 1})).await;
     assert_eq!((r.status, r.code()), (400, "invalid_body"));
-    let r = backend.post("/v1/subjects/7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70/events", json!({"type": "purchase", "data": {}})).await;
+    let r = backend
+        .post("/v1/subjects/7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70/events", json!({"type": "purchase", "data": {}}))
+        .await;
     assert_eq!((r.status, r.code()), (404, "subject_not_found"));
     // Nothing was stored by the refused requests.
     assert_eq!(backend.get(&path).await.body["events"], json!([]));

@@ -88,7 +88,9 @@ impl From<VaultError> for ApiError {
                 };
                 let mut message = msg;
                 if let AccessDenied::ConsentRequired(_) = a {
-                    message.push_str(" (consent is off until the customer grants it; this version cannot record consent yet)");
+                    message.push_str(
+                        " (consent is off until the customer grants it; this version cannot record consent yet)",
+                    );
                 }
                 ApiError::new(status, code, message).with_field("Candor-Purpose")
             }
@@ -110,25 +112,39 @@ impl From<VaultError> for ApiError {
                     None => e.with_field("fields"),
                 }
             }
-            VaultError::UndeclaredLookupField(f) => ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_field", msg).with_field(f),
-            VaultError::NotALookupField(f) => ApiError::new(S::UNPROCESSABLE_ENTITY, "not_a_lookup_field", msg).with_field(f),
-            VaultError::LookupNotAllowed { field, .. } => ApiError::new(S::FORBIDDEN, "field_not_allowed", msg).with_field(field),
-            VaultError::UndeclaredEventType(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_event_type", msg).with_field("type"),
-            VaultError::EventTypeNotAllowed { .. } => ApiError::new(S::FORBIDDEN, "event_type_not_allowed", msg).with_field("type"),
-            VaultError::InvalidInput { field, .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_value", msg).with_field(field),
+            VaultError::UndeclaredLookupField(f) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_field", msg).with_field(f)
+            }
+            VaultError::NotALookupField(f) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "not_a_lookup_field", msg).with_field(f)
+            }
+            VaultError::LookupNotAllowed { field, .. } => {
+                ApiError::new(S::FORBIDDEN, "field_not_allowed", msg).with_field(field)
+            }
+            VaultError::UndeclaredEventType(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_event_type", msg).with_field("type")
+            }
+            VaultError::EventTypeNotAllowed { .. } => {
+                ApiError::new(S::FORBIDDEN, "event_type_not_allowed", msg).with_field("type")
+            }
+            VaultError::InvalidInput { field, .. } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_value", msg).with_field(field)
+            }
             VaultError::SubjectNotFound => ApiError::new(S::NOT_FOUND, "subject_not_found", msg).with_field("id"),
             VaultError::Integrity(CryptoError::Random) => ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", msg),
             VaultError::Integrity(_) => ApiError::new(
                 S::INTERNAL_SERVER_ERROR,
                 "integrity_error",
-                format!("{msg}; nothing was returned. The stored record may have been tampered with: investigate before retrying"),
+                format!(
+                    "{msg}; nothing was returned. The stored record may have been tampered with: investigate before retrying"
+                ),
             ),
-            VaultError::Store(StoreError::Unavailable(_)) => ApiError::new(
-                S::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database is unavailable; retry shortly",
-            ),
-            VaultError::Store(StoreError::Conflict(_)) => ApiError::new(S::CONFLICT, "conflict", "the request conflicts with stored data; retry it"),
+            VaultError::Store(StoreError::Unavailable(_)) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry shortly")
+            }
+            VaultError::Store(StoreError::Conflict(_)) => {
+                ApiError::new(S::CONFLICT, "conflict", "the request conflicts with stored data; retry it")
+            }
             VaultError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")

@@ -58,12 +58,15 @@ impl<S: Send + Sync> FromRequestParts<S> for SubjectPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::bad_request("invalid_id", "the subject id in the path is missing or malformed").with_field("id"))?;
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| {
+            ApiError::bad_request("invalid_id", "the subject id in the path is missing or malformed").with_field("id")
+        })?;
         SubjectId::parse(&raw).map(SubjectPath).ok_or_else(|| {
-            ApiError::bad_request("invalid_id", "the subject id must be a UUID such as 7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70")
-                .with_field("id")
+            ApiError::bad_request(
+                "invalid_id",
+                "the subject id must be a UUID such as 7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70",
+            )
+            .with_field("id")
         })
     }
 }
@@ -95,7 +98,11 @@ impl<T: DeserializeOwned + BodyShape, S: Send + Sync> FromRequest<S> for JsonBod
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than the server accepts")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than the server accepts",
+                )
             } else {
                 ApiError::bad_request("malformed_body", "the request body could not be read")
             }

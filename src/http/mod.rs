@@ -49,7 +49,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method; see /openapi.json")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method; see /openapi.json",
+    )
 }
 
 /// Logs each request by its route template (never the concrete path or query, which can hold
@@ -74,7 +78,12 @@ async fn log_and_harden(req: Request, next: Next) -> Response {
 
 /// Binds `addr`, prints the address actually bound (port 0 picks a free one) and serves until
 /// Ctrl-C or SIGTERM.
-pub async fn serve(state: AppState, addr: SocketAddr, max_body_bytes: usize, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub async fn serve(
+    state: AppState,
+    addr: SocketAddr,
+    max_body_bytes: usize,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     on_ready(local);

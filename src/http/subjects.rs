@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, SubjectPath};
@@ -157,8 +156,11 @@ pub async fn lookup_subjects(
         ));
     };
     if value.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_query", format!("the value to look up for `{}` is empty", candor_core::write::echo_name(field)))
-            .with_field(candor_core::write::echo_name(field)));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("the value to look up for `{}` is empty", candor_core::write::echo_name(field)),
+        )
+        .with_field(candor_core::write::echo_name(field)));
     }
     let ids = state.vault.lookup(&auth, field, value).await?;
     Ok(Json(LookupResponse { ids: ids.iter().map(ToString::to_string).collect() }))
@@ -184,7 +186,8 @@ fn empty_object() -> Value {
 }
 
 impl BodyShape for NewEventBody {
-    const EXPECTED: &'static str = r#"{"type": "<declared event type>", "data": {...}, "occurred_at": "<RFC 3339 time, optional>"}"#;
+    const EXPECTED: &'static str =
+        r#"{"type": "<declared event type>", "data": {...}, "occurred_at": "<RFC 3339 time, optional>"}"#;
 }
 
 #[derive(Serialize, ToSchema)]
@@ -260,14 +263,18 @@ pub async fn list_events(
     let after = match &params.after {
         None => None,
         Some(a) => Some(a.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", "`after` must be the `next` value of a previous page").with_field("after")
+            ApiError::bad_request("invalid_query", "`after` must be the `next` value of a previous page")
+                .with_field("after")
         })?),
     };
     let limit = match &params.limit {
         None => DEFAULT_EVENT_PAGE,
-        Some(l) => l.parse::<u32>().ok().filter(|n| (1..=crate::vault::MAX_EVENT_PAGE).contains(n)).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", "`limit` must be a whole number from 1 to 1000").with_field("limit")
-        })?,
+        Some(l) => {
+            l.parse::<u32>().ok().filter(|n| (1..=crate::vault::MAX_EVENT_PAGE).contains(n)).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "`limit` must be a whole number from 1 to 1000")
+                    .with_field("limit")
+            })?
+        }
     };
     let page = state.vault.list_events(&auth, id, after, limit).await?;
     Ok(Json(EventsResponse {
@@ -286,4 +293,3 @@ pub async fn list_events(
         next: page.next.map(|n| n.to_string()),
     }))
 }
-

@@ -21,7 +21,11 @@ pub fn candor(args: &[&str], cwd: &Path) -> (bool, String, String) {
         .env_remove("CANDOR_INDEX_KEY")
         .output()
         .expect("run candor");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// An initialised installation in a temporary directory.
@@ -114,7 +118,12 @@ impl Server {
     }
 
     pub fn client(&self, token: &str, purpose: Option<&str>) -> Client {
-        Client { base: self.url.clone(), token: Some(token.to_string()), purpose: purpose.map(str::to_string), http: reqwest::Client::new() }
+        Client {
+            base: self.url.clone(),
+            token: Some(token.to_string()),
+            purpose: purpose.map(str::to_string),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn anonymous(&self) -> Client {

@@ -5,7 +5,7 @@
 //! consent-based purpose additionally needs the customer's active consent.
 //! (The full policy engine with masking and break-glass builds on this.)
 
-use crate::catalog::{Catalog, EventDecl, FieldDecl, Purpose, ADMIN_ROLE};
+use crate::catalog::{ADMIN_ROLE, Catalog, EventDecl, FieldDecl, Purpose};
 
 /// Why a request may not act under the purpose it declared.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

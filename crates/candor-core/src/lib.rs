@@ -27,6 +27,4 @@ pub mod ids;
 pub mod value;
 pub mod write;
 
-pub use ids::{
-    BlindIndex, Ciphertext, EventId, FieldName, PurposeId, RoleId, StoredDek, SubjectId, WrappedDek,
-};
+pub use ids::{BlindIndex, Ciphertext, EventId, FieldName, PurposeId, RoleId, StoredDek, SubjectId, WrappedDek};

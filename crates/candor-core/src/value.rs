@@ -140,20 +140,14 @@ fn is_email(s: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && domain.split('.').all(|label| {
-            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
+        && domain.split('.').all(|label| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-'))
 }
 
 /// E.164-like form: `+` followed by 8 to 15 digits. Accepts spaces, dots, dashes, parentheses
 /// and a leading `00` for `+`.
 pub fn normalise_phone(s: &str) -> Option<String> {
     let s = s.trim();
-    let rest = if let Some(r) = s.strip_prefix('+') {
-        r
-    } else {
-        s.strip_prefix("00")?
-    };
+    let rest = if let Some(r) = s.strip_prefix('+') { r } else { s.strip_prefix("00")? };
     let mut digits = String::with_capacity(16);
     for c in rest.chars() {
         match c {

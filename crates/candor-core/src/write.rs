@@ -33,7 +33,9 @@ pub enum WriteError {
     Invalid { field: String, reason: ValueError },
     #[error("field `{0}` is required")]
     Missing(String),
-    #[error("field `{field}` is required, but purpose `{purpose}` may not write it; create customers under a purpose that covers every required field")]
+    #[error(
+        "field `{field}` is required, but purpose `{purpose}` may not write it; create customers under a purpose that covers every required field"
+    )]
     RequiredOutsidePurpose { field: String, purpose: String },
     #[error("field `{0}` is required and cannot be removed")]
     RequiredRemoval(String),
@@ -129,7 +131,8 @@ mod tests {
     fn undeclared_disallowed_invalid_and_missing_fields_are_named() {
         let e = check("account", json!({"email": "a@x.io", "full_name": "A", "shoe_size": 42}), WriteMode::Create);
         assert_eq!(e, Err(WriteError::UndeclaredField("shoe_size".into())));
-        let e = check("account", json!({"email": "a@x.io", "full_name": "A", "phone": "+4420794600"}), WriteMode::Create);
+        let e =
+            check("account", json!({"email": "a@x.io", "full_name": "A", "phone": "+4420794600"}), WriteMode::Create);
         assert_eq!(e, Err(WriteError::NotAllowed { field: "phone".into(), purpose: "account".into() }));
         let e = check("account", json!({"email": "nope", "full_name": "A"}), WriteMode::Create).unwrap_err();
         assert_eq!(e.field(), Some("email"));

@@ -63,7 +63,12 @@ impl KeyRing {
     }
 
     /// Parses key texts (file contents or environment values; see [`keyfile`]).
-    pub fn from_texts(kek_text: &str, kek_origin: &str, index_text: &str, index_origin: &str) -> Result<Self, KeyError> {
+    pub fn from_texts(
+        kek_text: &str,
+        kek_origin: &str,
+        index_text: &str,
+        index_origin: &str,
+    ) -> Result<Self, KeyError> {
         Self::new(
             keyfile::parse_keys(kek_text, KEK_LABEL, kek_origin)?,
             keyfile::parse_keys(index_text, INDEX_LABEL, index_origin)?,
@@ -161,12 +166,22 @@ impl SubjectKey {
     }
 
     /// Seals one event payload.
-    pub fn seal_event(&self, event: EventId, event_type: &FieldName, plaintext: &[u8]) -> Result<Ciphertext, CryptoError> {
+    pub fn seal_event(
+        &self,
+        event: EventId,
+        event_type: &FieldName,
+        plaintext: &[u8],
+    ) -> Result<Ciphertext, CryptoError> {
         self.seal(&self.event_aad(event, event_type), plaintext)
     }
 
     /// Opens one event payload; fails if it was sealed for another subject, event or type.
-    pub fn open_event(&self, event: EventId, event_type: &FieldName, sealed: &Ciphertext) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open_event(
+        &self,
+        event: EventId,
+        event_type: &FieldName,
+        sealed: &Ciphertext,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         self.open(&self.event_aad(event, event_type), sealed, "event payload")
     }
 
@@ -213,13 +228,11 @@ impl SubjectKey {
         if version != self.version {
             return Err(CryptoError::Integrity(what));
         }
-        let nonce = Nonce::try_assume_unique_for_key(&bytes[5..SEALED_HEADER]).map_err(|_| CryptoError::Malformed(what))?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(&bytes[5..SEALED_HEADER]).map_err(|_| CryptoError::Malformed(what))?;
         let mut buf = Zeroizing::new(bytes[SEALED_HEADER..].to_vec());
-        let len = self
-            .key
-            .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .map_err(|_| CryptoError::Integrity(what))?
-            .len();
+        let len =
+            self.key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| CryptoError::Integrity(what))?.len();
         buf.truncate(len);
         Ok(buf)
     }

@@ -34,7 +34,7 @@ mod token;
 pub use candor_core::StoredDek;
 pub use envelope::{KeyRing, SubjectKey};
 pub use keyfile::KeyError;
-pub use token::{generate_token, hash_token, TokenHash};
+pub use token::{TokenHash, generate_token, hash_token};
 
 /// A cryptographic operation failed. Messages name what failed, never a value or a key.
 #[derive(Debug, thiserror::Error)]

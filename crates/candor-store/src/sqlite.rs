@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
-    SubjectRecord,
+    FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken, SubjectRecord,
 };
 
 /// Numbered, forward-only migrations. Never edit one that has shipped; add the next.
@@ -36,7 +35,9 @@ impl std::fmt::Debug for SqliteStore {
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable("the database is busy".into()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable("the database is busy".into())
+        }
         Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
             StoreError::Unavailable(e.to_string())
         }
@@ -71,9 +72,8 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
     )
     .map_err(db_err)?;
-    let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
-        .map_err(db_err)?;
+    let current: i64 =
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(db_err)?;
     let latest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > latest {
         return Err(StoreError::Corrupt(format!(
@@ -84,17 +84,18 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
         tx.execute_batch(sql).map_err(db_err)?;
-        tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_millis()])
-            .map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, now_millis()],
+        )
+        .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
     }
     Ok(latest)
 }
 
 fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn parse_subject(s: &str) -> Result<SubjectId, StoreError> {
@@ -281,9 +282,12 @@ impl Store for SqliteStore {
         let (field, index) = (field.clone(), index.clone());
         self.read(move |c| {
             let mut stmt = c
-                .prepare_cached("SELECT subject_id FROM blind_index WHERE field = ?1 AND token = ?2 ORDER BY subject_id")
+                .prepare_cached(
+                    "SELECT subject_id FROM blind_index WHERE field = ?1 AND token = ?2 ORDER BY subject_id",
+                )
                 .map_err(db_err)?;
-            let rows = stmt.query_map(params![field.as_str(), index.as_bytes()], |r| r.get::<_, String>(0)).map_err(db_err)?;
+            let rows =
+                stmt.query_map(params![field.as_str(), index.as_bytes()], |r| r.get::<_, String>(0)).map_err(db_err)?;
             rows.map(|r| parse_subject(&r.map_err(db_err)?)).collect()
         })
         .await
@@ -296,7 +300,13 @@ impl Store for SqliteStore {
                 .execute(
                     "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
                      SELECT ?1, id, ?3, ?4, ?5 FROM subjects WHERE id = ?2",
-                    params![e.id.to_string(), e.subject.to_string(), e.event_type.as_str(), e.recorded_at, e.payload.as_bytes()],
+                    params![
+                        e.id.to_string(),
+                        e.subject.to_string(),
+                        e.event_type.as_str(),
+                        e.recorded_at,
+                        e.payload.as_bytes()
+                    ],
                 )
                 .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
@@ -331,13 +341,20 @@ impl Store for SqliteStore {
             }
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Vec<u8>>(4)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                    ))
                 })
                 .map_err(db_err)?;
             let mut out = Vec::new();
             for row in rows {
                 let (seq, id, event_type, recorded_at, payload) = row.map_err(db_err)?;
-                let id = EventId::parse(&id).ok_or_else(|| StoreError::Corrupt("a stored event id is not a UUID".into()))?;
+                let id =
+                    EventId::parse(&id).ok_or_else(|| StoreError::Corrupt("a stored event id is not a UUID".into()))?;
                 out.push(StoredEvent {
                     seq,
                     id,

@@ -65,7 +65,13 @@ async fn unknown_subjects_are_none_and_change_nothing(store: &dyn Store) {
     assert!(!changed);
     assert!(store.find_by_index(&f("email"), &bi(99)).await.unwrap().is_empty());
     let appended = store
-        .append_event(NewEvent { id: EventId::random(), subject: ghost, event_type: f("page_view"), recorded_at: 1, payload: ct(b"p") })
+        .append_event(NewEvent {
+            id: EventId::random(),
+            subject: ghost,
+            event_type: f("page_view"),
+            recorded_at: 1,
+            payload: ct(b"p"),
+        })
         .await
         .unwrap();
     assert!(!appended);
@@ -117,7 +123,13 @@ async fn events_are_listed_in_order_by_type_and_cursor(store: &dyn Store) {
         let eid = EventId::random();
         ids.push(eid);
         let ok = store
-            .append_event(NewEvent { id: eid, subject: id, event_type: f(ty), recorded_at: i as i64, payload: ct(&[i as u8]) })
+            .append_event(NewEvent {
+                id: eid,
+                subject: id,
+                event_type: f(ty),
+                recorded_at: i as i64,
+                payload: ct(&[i as u8]),
+            })
             .await
             .unwrap();
         assert!(ok);
@@ -143,7 +155,10 @@ async fn tokens_are_found_by_hash_only(store: &dyn Store) {
     };
     store.insert_token(token.clone()).await.unwrap();
     let found = store.token_by_hash(&[9; 32]).await.unwrap().unwrap();
-    assert_eq!((found.id.as_str(), found.role.as_str(), found.expires_at, found.revoked_at), ("tok-1", "support_agent", Some(20), None));
+    assert_eq!(
+        (found.id.as_str(), found.role.as_str(), found.expires_at, found.revoked_at),
+        ("tok-1", "support_agent", Some(20), None)
+    );
     assert!(store.token_by_hash(&[8; 32]).await.unwrap().is_none());
     assert!(store.insert_token(token).await.is_err(), "a token hash is unique");
 }

@@ -130,10 +130,7 @@ impl FieldType {
 
     /// Whether values of this type can be searched by exact value (blind index).
     pub fn supports_lookup(self) -> bool {
-        matches!(
-            self,
-            FieldType::Text | FieldType::Email | FieldType::Phone | FieldType::Date | FieldType::Number
-        )
+        matches!(self, FieldType::Text | FieldType::Email | FieldType::Phone | FieldType::Date | FieldType::Number)
     }
 }
 

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Catalog, Category, Channel, EventDecl, FieldDecl, FieldType, LegalBasis, Organisation,
-    Purpose, Recipient, Retention, Role, ADMIN_ROLE,
+    ADMIN_ROLE, Catalog, Category, Channel, EventDecl, FieldDecl, FieldType, LegalBasis, Organisation, Purpose,
+    Recipient, Retention, Role,
 };
 use crate::ids::{FieldName, PurposeId, RoleId};
 
@@ -202,10 +202,7 @@ impl Checker<'_> {
             Some(s) => match table.iter().find(|(n, _)| *n == s.get_ref()) {
                 Some((_, t)) => Some(*t),
                 None => {
-                    self.err(
-                        s.span(),
-                        format!("{what} `{}` is not known. Use one of: {options}.", s.get_ref()),
-                    );
+                    self.err(s.span(), format!("{what} `{}` is not known. Use one of: {options}.", s.get_ref()));
                     None
                 }
             },
@@ -369,7 +366,8 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
         };
         let mut channels = Vec::new();
         for ch in &p.channels {
-            if let Some(ch) = c.choice(ch.span(), &format!("purpose `{id}`: channel"), &Some(ch.clone()), &Channel::ALL) {
+            if let Some(ch) = c.choice(ch.span(), &format!("purpose `{id}`: channel"), &Some(ch.clone()), &Channel::ALL)
+            {
                 if channels.contains(&ch) {
                     c.err(p.channels[0].span(), format!("purpose `{id}` lists a channel twice. Remove one."));
                 } else {
@@ -455,13 +453,17 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
         let owner = format!("recipient `{id}`");
         let name = c.required_text(span.clone(), &format!("{owner}: name"), &r.name);
         let country = c.required_text(span.clone(), &format!("{owner}: country"), &r.country);
-        if !country.is_empty() && !(country.len() == 2 && country.chars().all(|ch| ch.is_ascii_uppercase())) {
-            if let Some(s) = &r.country {
-                c.err(
-                    s.span(),
-                    format!("{owner}: country `{country}` is not an ISO 3166-1 alpha-2 code. Use two capital letters, such as \"DE\"."),
-                );
-            }
+        let is_alpha2 = country.len() == 2 && country.chars().all(|ch| ch.is_ascii_uppercase());
+        if let Some(s) = &r.country
+            && !country.is_empty()
+            && !is_alpha2
+        {
+            c.err(
+                s.span(),
+                format!(
+                    "{owner}: country `{country}` is not an ISO 3166-1 alpha-2 code. Use two capital letters, such as \"DE\"."
+                ),
+            );
         }
         let agreement = c.required_text(
             span.clone(),
@@ -524,7 +526,8 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
         c.err(0..0, "no purposes are declared. Add at least one [[purposes]] table.");
     }
 
-    let catalog = organisation.map(|organisation| Catalog { organisation, purposes, fields, events, recipients, roles });
+    let catalog =
+        organisation.map(|organisation| Catalog { organisation, purposes, fields, events, recipients, roles });
     match finish(c, source_name) {
         Ok(()) => Ok(catalog.expect("an organisation error was reported")),
         Err(e) => Err(e),
@@ -575,9 +578,7 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn is_positive_duration(s: &str) -> bool {
-    s.starts_with('P')
-        && s.parse::<jiff::Span>()
-            .is_ok_and(|span| span.is_positive())
+    s.starts_with('P') && s.parse::<jiff::Span>().is_ok_and(|span| span.is_positive())
 }
 
 /// Words that say a purpose sells or monetises data. Returns the word found, unless the text
@@ -659,7 +660,10 @@ mod tests {
              [[recipients]]\nid = \"carrier\"\nname = \"C\"\ncountry = \"DE\"\nagreement = \"A\"\npurposes = [\"account\"]\nfields = [\"phone\"]\n",
         );
         let errs = errors(&src);
-        assert!(errs.iter().any(|e| e.starts_with("c.toml:13:13: field `email` refers to purpose `acount`")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("c.toml:13:13: field `email` refers to purpose `acount`")),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.contains("role `support` refers to purpose `support`")), "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("recipient `carrier` refers to field `phone`")), "{errs:?}");
     }
@@ -708,7 +712,10 @@ mod tests {
              [[fields]]\nname = \"Email\"\ntype = \"mail\"\ncategory = \"contact\"\npurposes = [\"account\"]\nretention = \"forever\"\n",
         );
         let errs = errors(&src);
-        assert!(errs.iter().any(|e| e.contains("legal_basis `because` is not known. Use one of: consent, contract")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("legal_basis `because` is not known. Use one of: consent, contract")),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.contains("field name `Email` is not a valid identifier")), "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("type `mail` is not known")), "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("retention `forever` is neither")), "{errs:?}");

@@ -1,0 +1,157 @@
+//! The `candor` command line: init, catalog check, token create, quickstart, key safety.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN, Install, candor};
+
+#[test]
+fn init_prints_the_admin_token_once_and_writes_owner_only_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = candor(&["init", "--dir", "shop"], dir.path());
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("admin token: cnd_")).count(), 1, "{out}");
+    let shop = dir.path().join("shop");
+    for f in ["candor.toml", "catalog.toml", "keys/kek.key", "keys/index.key", "data/candor.db"] {
+        assert!(shop.join(f).exists(), "{f} missing");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["keys/kek.key", "keys/index.key"] {
+            assert_eq!(std::fs::metadata(shop.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+        }
+        assert_eq!(std::fs::metadata(shop.join("keys")).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+    // A second init refuses and leaves the keys alone.
+    let key_before = std::fs::read(shop.join("keys/kek.key")).unwrap();
+    let (ok, _, err) = candor(&["init", "--dir", "shop"], dir.path());
+    assert!(!ok);
+    assert!(err.contains("Refusing to overwrite"), "{err}");
+    assert_eq!(std::fs::read(shop.join("keys/kek.key")).unwrap(), key_before);
+    // The token is stored only as a hash.
+    let token = out.lines().find_map(|l| l.strip_prefix("admin token: ")).unwrap();
+    let db = std::fs::read(shop.join("data/candor.db")).unwrap();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
+}
+
+#[test]
+fn catalog_check_reports_each_problem_with_its_line_and_a_fix() {
+    let install = Install::new();
+    let cwd = install.dir.path();
+    let (ok, out, _) = candor(&["catalog", "check"], cwd);
+    assert!(ok);
+    assert!(out.contains("catalog OK — 7 purposes, 7 fields, 2 event types, 2 recipients, 5 roles"), "{out}");
+
+    let catalog = cwd.join("catalog.toml");
+    let original = std::fs::read_to_string(&catalog).unwrap();
+    let broken = original.replacen("legal_basis = \"legitimate_interests\"\n", "", 1).replacen(
+        "purposes = [\"account\"]\nretention",
+        "purposes = [\"acount\"]\nretention",
+        1,
+    ) + "\n[[purposes]]\nid = \"partner_data_sales\"\ndescription = \"We sell purchase histories.\"\nlegal_basis = \"consent\"\n";
+    std::fs::write(&catalog, &broken).unwrap();
+    let (ok, _, err) = candor(&["catalog", "check", "--config", "candor.toml"], cwd);
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().collect();
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("catalog.toml:{}:", line_of("id = \"fraud_prevention\"") - 1))
+            && l.contains("purpose `fraud_prevention` has no legal basis. Add legal_basis")),
+        "{err}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("catalog.toml:{}:", line_of("\"acount\"")))
+            && l.contains("purpose `acount`, which is not declared")),
+        "{err}"
+    );
+    assert!(lines.iter().any(|l| l.contains("sells or monetises customer data")), "{err}");
+    assert!(err.contains("the catalog has 3 problems"), "{err}");
+
+    // The server refuses to start on it, with the same message.
+    let (ok, _, err) = candor(&["serve", "--listen", "127.0.0.1:0"], cwd);
+    assert!(!ok);
+    assert!(err.contains("has no legal basis"), "{err}");
+}
+
+#[test]
+fn token_create_refuses_undeclared_roles_and_bad_expiry() {
+    let install = Install::new();
+    let cwd = install.dir.path();
+    let (ok, _, err) = candor(&["token", "create", "--role", "intern"], cwd);
+    assert!(!ok);
+    assert!(err.contains("role `intern` is not declared") && err.contains("support_agent"), "{err}");
+    let (ok, _, err) = candor(&["token", "create", "--role", "support_agent", "--expires", "soon"], cwd);
+    assert!(!ok);
+    assert!(err.contains("--expires `soon` is not a duration"), "{err}");
+    let (ok, out, _) = candor(&["token", "create", "--role", "support_agent", "--expires", "30d"], cwd);
+    assert!(ok);
+    assert!(out.trim().starts_with("cnd_") && out.trim().lines().count() == 1, "prints only the token: {out}");
+}
+
+#[test]
+fn keys_readable_by_others_or_missing_stop_the_server() {
+    let install = Install::new();
+    let cwd = install.dir.path();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let kek = cwd.join("keys/kek.key");
+        std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (ok, _, err) = candor(&["serve", "--listen", "127.0.0.1:0"], cwd);
+        assert!(!ok);
+        assert!(err.contains("can be read by group or others") && err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::remove_file(cwd.join("keys/index.key")).unwrap();
+    let (ok, _, err) = candor(&["serve", "--listen", "127.0.0.1:0"], cwd);
+    assert!(!ok);
+    assert!(err.contains("index.key"), "{err}");
+}
+
+#[tokio::test]
+async fn quickstart_serves_demo_customers_and_prints_urls_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["quickstart", "--dir", "qs", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("listening on ");
+            seen.push(line);
+            if done {
+                let _ = tx.send(seen.clone());
+            }
+        }
+    });
+    let lines = rx.recv_timeout(Duration::from_secs(60)).expect("quickstart starts");
+    let value = |label: &str| lines.iter().find_map(|l| l.strip_prefix(label)).map(|s| s.trim().to_string()).unwrap();
+    let url = value("listening on ");
+    let backend = value("shop_backend token:");
+    assert!(value("admin token:").starts_with("cnd_"));
+
+    let http = reqwest::Client::new();
+    let found: serde_json::Value = http
+        .get(format!("{url}/v1/subjects?email=ada@example.com"))
+        .bearer_auth(&backend)
+        .header("Candor-Purpose", "account")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["ids"].as_array().map(Vec::len), Some(1), "{found}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

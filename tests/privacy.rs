@@ -1,0 +1,156 @@
+//! Evidence that personal values are protected at rest and in logs, and that ciphertexts
+//! cannot be moved between records.
+
+mod common;
+
+use common::Install;
+use rusqlite::{Connection, params};
+use serde_json::json;
+
+/// Distinctive values that must never appear in plaintext anywhere Candor writes.
+const CANARIES: [&str; 9] = [
+    "Quetzalcoatl Canarywing",
+    "zanzibar.canary.7781@example.org",
+    "ZANZIBAR.CANARY.7781",
+    "+44 20 7946 7781",
+    "+442079467781",
+    "Canaryville-Xq",
+    "Canarystrasse 99",
+    "canary-widget-5531",
+    "1911-07-04",
+];
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[tokio::test]
+async fn no_personal_value_reaches_the_database_its_wal_or_the_server_log() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend
+        .create(json!({"email": "Zanzibar.Canary.7781@example.org", "full_name": "Quetzalcoatl Canarywing", "date_of_birth": "1911-07-04"}))
+        .await;
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    let r = fulfilment
+        .patch(
+            &format!("/v1/subjects/{id}"),
+            json!({"fields": {"phone": "+44 20 7946 7781", "shipping_address": {"street": "Canarystrasse 99", "city": "Canaryville-Xq", "country": "DE"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = fulfilment
+        .post(&format!("/v1/subjects/{id}/events"), json!({"type": "purchase", "data": {"item": "canary-widget-5531"}}))
+        .await;
+    assert_eq!(r.status, 201);
+    // Lookups and refused writes carry values too: in the query string and in bodies.
+    assert_eq!(backend.get("/v1/subjects?email=zanzibar.canary.7781@example.org").await.body["ids"], json!([id]));
+    let r = backend
+        .post(
+            "/v1/subjects",
+            json!({"fields": {"email": "canary-widget-5531", "full_name": "Quetzalcoatl Canarywing"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"date_of_birth": "Canaryville-Xq"}})).await;
+    assert_eq!(r.status, 422);
+    // And reading them back works (so the values really are stored).
+    let r = fulfilment.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.body["fields"]["shipping_address"]["city"], "Canaryville-Xq");
+    assert_eq!(
+        fulfilment.get(&format!("/v1/subjects/{id}/events")).await.body["events"][0]["data"]["item"],
+        "canary-widget-5531"
+    );
+
+    let log = server.stop();
+    assert!(log.contains("subject created"), "the server log is being captured:\n{log}");
+    let db = install.db_path();
+    let mut files = vec![("server log".to_string(), log.into_bytes())];
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            files.push((path, bytes));
+        }
+    }
+    assert!(files.len() >= 2, "the database file was found");
+    // The scan does see what is stored in plaintext on purpose (field names), so it would see
+    // a value too.
+    assert!(files.iter().skip(1).any(|(_, b)| contains(b, "shipping_address")), "the scan reads the stored rows");
+    for (name, bytes) in &files {
+        for canary in CANARIES {
+            assert!(!contains(bytes, canary), "`{canary}` found in plaintext in {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_subject_or_field_fails_loudly() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ada = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let bob = backend.create(json!({"email": "bob@example.com", "full_name": "Bob Builder"})).await;
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    for (who, item) in [(&ada, "ada-item"), (&bob, "bob-item")] {
+        let r = fulfilment
+            .post(&format!("/v1/subjects/{who}/events"), json!({"type": "purchase", "data": {"item": item}}))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+
+    let db = Connection::open(install.db_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    let ciphertext = |subject: &str, field: &str| -> Vec<u8> {
+        db.query_row(
+            "SELECT ciphertext FROM field_values WHERE subject_id = ?1 AND field = ?2",
+            params![subject, field],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let put = |subject: &str, field: &str, bytes: &[u8]| {
+        db.execute(
+            "UPDATE field_values SET ciphertext = ?3 WHERE subject_id = ?1 AND field = ?2",
+            params![subject, field, bytes],
+        )
+        .unwrap();
+    };
+    let bob_email = ciphertext(&bob, "email");
+
+    // Ada's e-mail ciphertext copied into Bob's row: Bob's read fails, Ada's data never shows.
+    put(&bob, "email", &ciphertext(&ada, "email"));
+    let r = backend.get(&format!("/v1/subjects/{bob}")).await;
+    assert_eq!((r.status, r.code()), (500, "integrity_error"), "{:?}", r.body);
+    assert!(!r.body.to_string().contains("ada@"), "{:?}", r.body);
+    put(&bob, "email", &bob_email);
+    assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.body["fields"]["email"], "bob@example.com");
+
+    // Bob's name ciphertext moved into Bob's e-mail field: fails too.
+    put(&bob, "email", &ciphertext(&bob, "full_name"));
+    assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.code(), "integrity_error");
+    put(&bob, "email", &bob_email);
+
+    // Ada's wrapped data key given to Bob: fails.
+    db.execute(
+        "UPDATE subjects SET wrapped_dek = (SELECT wrapped_dek FROM subjects WHERE id = ?1) WHERE id = ?2",
+        params![ada, bob],
+    )
+    .unwrap();
+    assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.code(), "integrity_error");
+
+    // An event payload copied onto another event (here: Bob's event handed to Ada, then given
+    // Ada's payload) fails: payloads are bound to their event id.
+    let ada_payload: Vec<u8> =
+        db.query_row("SELECT payload FROM events WHERE subject_id = ?1", params![ada], |r| r.get(0)).unwrap();
+    db.execute("UPDATE events SET subject_id = ?1 WHERE subject_id = ?2", params![ada, bob]).unwrap();
+    db.execute("UPDATE events SET payload = ?1 WHERE subject_id = ?2 AND payload != ?1", params![ada_payload, ada])
+        .unwrap();
+    let r = fulfilment.get(&format!("/v1/subjects/{ada}/events")).await;
+    assert_eq!((r.status, r.code()), (500, "integrity_error"), "{:?}", r.body);
+    assert!(!r.body.to_string().contains("item"));
+
+    // The server keeps serving other requests.
+    assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], json!([ada]));
+}
