@@ -68,7 +68,7 @@ pub enum VaultError {
 }
 
 /// A subject's fields as the declared purpose may see them.
-#[derive(Debug)]
+// No `Debug`: it holds personal values.
 pub struct SubjectView {
     pub id: SubjectId,
     pub fields: Map<String, Value>,
@@ -84,7 +84,7 @@ pub struct Correction {
     pub removed: Vec<String>,
 }
 
-#[derive(Debug)]
+// No `Debug`: it holds personal values.
 pub struct EventView {
     pub id: EventId,
     pub event_type: String,
@@ -93,7 +93,7 @@ pub struct EventView {
     pub data: Value,
 }
 
-#[derive(Debug)]
+// No `Debug`: it holds personal values.
 pub struct EventPage {
     pub events: Vec<EventView>,
     pub withheld_types: Vec<String>,
