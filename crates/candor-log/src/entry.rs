@@ -1,0 +1,79 @@
+//! What one log entry says, and its canonical bytes.
+//!
+//! Entries name who (token id and role), what (action, field names), whom (random subject ids),
+//! why (purpose), when, and the decision — never a personal value. The bytes stored and hashed
+//! are the compact JSON serialisation of [`LogEntry`] with fields in declaration order; a
+//! verifier hashes the bytes as served and only parses them to display them.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the entry format.
+pub const ENTRY_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub v: u8,
+    /// RFC 3339 time, UTC, milliseconds.
+    pub time: String,
+    /// What happened, e.g. `subject.read`, `subject.create`, `access.denied`.
+    pub action: String,
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Subject ids concerned (random UUIDs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    /// Field or event-type names touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// `full`, `masked` or `denied` for accesses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Extra non-personal detail (an error code, a catalog hash, a role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Token id (not the token), or `system`.
+    pub token: String,
+    pub role: String,
+}
+
+impl LogEntry {
+    /// The canonical bytes that are stored and hashed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("log entries serialise")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_have_a_stable_compact_encoding() {
+        let e = LogEntry {
+            v: ENTRY_VERSION,
+            time: "2026-11-22T10:00:00.000Z".into(),
+            action: "subject.read".into(),
+            actor: Actor { token: "t1".into(), role: "support_agent".into() },
+            purpose: Some("customer_support".into()),
+            subjects: vec!["7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70".into()],
+            fields: vec!["email".into(), "phone".into()],
+            decision: Some("full".into()),
+            detail: None,
+        };
+        let bytes = e.to_bytes();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"v":1,"time":"2026-11-22T10:00:00.000Z","action":"subject.read","actor":{"token":"t1","role":"support_agent"},"purpose":"customer_support","subjects":["7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70"],"fields":["email","phone"],"decision":"full"}"#
+        );
+        assert_eq!(LogEntry::from_bytes(&bytes).unwrap(), e);
+    }
+}

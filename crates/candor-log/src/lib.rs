@@ -1,0 +1,29 @@
+//! Candor's tamper-evident log, as a library that needs nothing of the server.
+//!
+//! * [`merkle`] — RFC 6962 / RFC 9162 hashing (`leaf = SHA-256(0x00 || entry)`,
+//!   `node = SHA-256(0x01 || left || right)`), proofs built from stored complete-subtree hashes
+//!   in O(log n) reads ([`merkle::NodeSource`]), their verification, and [`merkle::RootBuilder`]
+//!   that recomputes a root from entries in one pass with O(log n) memory.
+//! * [`note`] — checkpoints in the C2SP `tlog-checkpoint` format inside a C2SP `signed-note`,
+//!   Ed25519, with verifier keys in the `name+id+key` form.
+//! * [`entry`] — what one log entry says (ids, names, purposes, times; never a personal value)
+//!   and its canonical bytes.
+//!
+//! ```
+//! use candor_log::merkle::{leaf_hash, RootBuilder, verify_inclusion, inclusion_proof_from_leaves};
+//! let entries: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i]).collect();
+//! let mut b = RootBuilder::new();
+//! for e in &entries { b.push(leaf_hash(e)); }
+//! let root = b.root();
+//! let leaves: Vec<_> = entries.iter().map(|e| leaf_hash(e)).collect();
+//! let proof = inclusion_proof_from_leaves(&leaves, 3, 5).unwrap();
+//! verify_inclusion(&leaf_hash(&entries[3]), 3, 5, &proof, &root).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod entry;
+pub mod merkle;
+pub mod note;
+
+/// A SHA-256 hash.
+pub type Hash = [u8; 32];
