@@ -10,7 +10,7 @@ use candor_core::value;
 use candor_core::{FieldName, SubjectId};
 use candor_crypto::KeyRing;
 use candor_store::sqlite::SqliteStore;
-use candor_store::{NewSubject, Store};
+use candor_store::{LogRecord, NewSubject, Store};
 use serde_json::json;
 
 pub struct BenchOptions {
@@ -101,17 +101,23 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         let address = format!("customer{i}@example.com");
         let n = value::lookup_key(FieldType::Email, &json!(address)).expect("valid");
         store
-            .create_subject(NewSubject {
-                id,
-                dek,
-                values: vec![(email.clone(), k.seal_field(&email, address.as_bytes())?)],
-                index: vec![(email.clone(), ring.blind_index(&email, &n))],
-                now: 0,
-            })
+            .create_subject(
+                NewSubject {
+                    id,
+                    dek,
+                    values: vec![(email.clone(), k.seal_field(&email, address.as_bytes())?)],
+                    index: vec![(email.clone(), ring.blind_index(&email, &n))],
+                    now: 0,
+                },
+                LogRecord {
+                    entry: format!("{{\"action\":\"bench.create\",\"n\":{i}}}").into_bytes(),
+                    subjects: vec![id],
+                },
+            )
             .await?;
     }
     report(
-        &format!("create subject, SQLite durable commit (n={})", opts.subjects),
+        &format!("create subject + log entry, SQLite durable commit (n={})", opts.subjects),
         opts.subjects as u64,
         start.elapsed(),
     );

@@ -19,6 +19,16 @@ pub struct Config {
     /// File the catalog is read from (the config file itself when the catalog is inline).
     pub catalog_path: PathBuf,
     pub keys: KeySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// The log's name in checkpoints (C2SP origin line), e.g. `shop.example/candor-log`.
+    pub origin: String,
+    pub signing_key_file: PathBuf,
+    /// How often a checkpoint is signed and kept while the log grows.
+    pub checkpoint_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +50,16 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     keys: RawKeys,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    origin: Option<String>,
+    signing_key_file: Option<String>,
+    checkpoint_interval_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,8 +121,24 @@ impl Config {
                 kek_file: resolve(raw.keys.kek_file.as_deref().unwrap_or("keys/kek.key")),
                 index_key_file: resolve(raw.keys.index_key_file.as_deref().unwrap_or("keys/index.key")),
             },
+            log: LogSettings {
+                origin: match raw.log.origin {
+                    Some(o) if is_origin(&o) => o,
+                    Some(o) => bail!(
+                        "{}: log.origin `{o}` must be one line of printable text without spaces, such as shop.example/candor-log",
+                        path.display()
+                    ),
+                    None => "candor/log".to_string(),
+                },
+                signing_key_file: resolve(raw.log.signing_key_file.as_deref().unwrap_or("keys/log.key")),
+                checkpoint_interval_seconds: raw.log.checkpoint_interval_seconds.unwrap_or(60).max(1),
+            },
         })
     }
+}
+
+fn is_origin(o: &str) -> bool {
+    !o.is_empty() && o.len() <= 200 && o.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// 1-based line and column of a byte offset.
@@ -112,7 +148,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The `candor.toml` that `candor init` writes.
-pub fn initial_config_text() -> String {
+pub fn initial_config_text(log_origin: &str) -> String {
     format!(
         r#"# Candor installation config. Relative paths resolve against this file's directory.
 
@@ -132,6 +168,14 @@ max_body_bytes = {DEFAULT_MAX_BODY_BYTES}
 # CANDOR_KEK and CANDOR_INDEX_KEY, when set, are used instead (same text format).
 kek_file = "keys/kek.key"
 index_key_file = "keys/index.key"
+
+[log]
+# The tamper-evident log's name in its signed checkpoints. Set it to something that
+# identifies your installation (e.g. your domain + /candor-log) before publishing checkpoints.
+origin = "{log_origin}"
+# Ed25519 key that signs checkpoints (owner-only file; or CANDOR_LOG_KEY).
+signing_key_file = "keys/log.key"
+checkpoint_interval_seconds = 60
 "#
     )
 }
@@ -142,11 +186,14 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_config_directory() {
-        let c = Config::parse(&initial_config_text(), Path::new("/srv/candor/candor.toml")).unwrap();
+        let c = Config::parse(&initial_config_text("shop.example/candor-log"), Path::new("/srv/candor/candor.toml"))
+            .unwrap();
         assert_eq!(c.database, Database::Sqlite("/srv/candor/data/candor.db".into()));
         assert_eq!(c.catalog_path, Path::new("/srv/candor/catalog.toml"));
         assert_eq!(c.keys.kek_file, Path::new("/srv/candor/keys/kek.key"));
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.log.origin, "shop.example/candor-log");
+        assert_eq!(c.log.signing_key_file, Path::new("/srv/candor/keys/log.key"));
     }
 
     #[test]

@@ -6,18 +6,24 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use candor_core::catalog::{ADMIN_ROLE, Catalog, EXAMPLE_CATALOG};
-use candor_crypto::KeyRing;
 use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL};
+use candor_crypto::{KeyRing, LOG_KEY_LABEL, LogSigner};
 use candor_store::Store;
 use candor_store::sqlite::SqliteStore;
 use zeroize::Zeroizing;
 
+use crate::audit::LogContext;
 use crate::config::{self, Config, Database};
 use crate::vault::Vault;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    candor_crypto::sha256(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Environment variables that, when set, replace the key files.
 pub const KEK_ENV: &str = "CANDOR_KEK";
 pub const INDEX_KEY_ENV: &str = "CANDOR_INDEX_KEY";
+pub const LOG_KEY_ENV: &str = "CANDOR_LOG_KEY";
 
 /// Reads and validates the catalog the config points at.
 pub fn load_catalog(config: &Config) -> Result<Catalog> {
@@ -50,6 +56,19 @@ fn key_text(var: &str, file: &Path, label: &'static str) -> Result<Vec<keyfile::
     }
 }
 
+/// Loads the log's signing key. An installation created before the log existed gets one
+/// generated (owner-only) on first start.
+pub fn load_log_signer(config: &Config) -> Result<LogSigner> {
+    let file = &config.log.signing_key_file;
+    if std::env::var(LOG_KEY_ENV).is_err() && !file.exists() {
+        keyfile::create_key_file(file, LOG_KEY_LABEL, LOG_KEY_COMMENT)?;
+        tracing::warn!(path = %file.display(), "generated a log signing key for this installation");
+    }
+    Ok(LogSigner::new(&key_text(LOG_KEY_ENV, file, LOG_KEY_LABEL)?)?)
+}
+
+const LOG_KEY_COMMENT: &str = "Candor log signing key (Ed25519 seed): signs the tamper-evident log's checkpoints.\nKeep it secret; publish only the verifier key (GET /v1/log/key).";
+
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     match &config.database {
         Database::Sqlite(path) => {
@@ -68,9 +87,14 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
 pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let config = Config::load(config_path)?;
     let catalog = load_catalog(&config)?;
+    let catalog_hash = sha256_hex(&std::fs::read(&config.catalog_path)?);
     let keys = load_keys(&config)?;
+    let signer = load_log_signer(&config)?;
     let store = open_store(&config).await?;
-    Ok((config, Vault::new(Arc::new(catalog), Arc::new(keys), store)))
+    let vault =
+        Vault::new(Arc::new(catalog), Arc::new(keys), store, Arc::new(LogContext::new(&config.log.origin, signer)));
+    vault.note_catalog(&catalog_hash).await?;
+    Ok((config, vault))
 }
 
 pub struct Initialised {
@@ -103,8 +127,10 @@ pub async fn init(dir: &Path) -> Result<Initialised> {
         INDEX_LABEL,
         "Candor blind-index key (exact-match lookups). Keep it secret and readable only by the owner.",
     )?;
+    keyfile::create_key_file(&keys_dir.join("log.key"), LOG_KEY_LABEL, LOG_KEY_COMMENT)?;
     write_new(&dir.join("catalog.toml"), EXAMPLE_CATALOG)?;
-    write_new(&config_path, &config::initial_config_text())?;
+    let origin = format!("candor.invalid/{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    write_new(&config_path, &config::initial_config_text(&origin))?;
     let (_, vault) = open(&config_path).await?;
     let admin_token = vault.create_token(ADMIN_ROLE, "created by candor init", None).await?;
     Ok(Initialised { config_path, admin_token })

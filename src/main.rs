@@ -1,12 +1,15 @@
 //! `candor`: the customer-data vault's server and command-line tool.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod bench;
 mod config;
 mod demo;
 mod http;
 mod install;
+mod transparency;
 mod vault;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Work with the tamper-evident log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Measure the hot paths (sealing, blind index, lookup) and print ops/s.
     Bench {
         /// Customers to store before measuring lookups.
@@ -93,6 +101,35 @@ enum TokenCommand {
         /// Lifetime, e.g. `30d`, `12h` or `P1M`; no expiry when omitted.
         #[arg(long)]
         expires: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Recompute the log from its entries and check it against the signed checkpoint (and a
+    /// checkpoint saved earlier). Names the first bad index if anything differs.
+    Verify {
+        /// Verify the installation's own database (default `./candor.toml`).
+        #[arg(long, env = "CANDOR_CONFIG", conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// Verify a running server instead, e.g. http://127.0.0.1:8750.
+        #[arg(long)]
+        url: Option<String>,
+        /// Token for reading entries from the server.
+        #[arg(long, env = "CANDOR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A checkpoint saved earlier (from GET /v1/log/checkpoint): the log must still extend it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The verifier key to trust (`name+id+key`, from GET /v1/log/key), instead of the
+        /// installation's or server's own.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print the current signed checkpoint of the installation (to save for later checks).
+    Checkpoint {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -169,6 +206,23 @@ async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Log { command: LogCommand::Verify { config, url, token, checkpoint, key } } => {
+            let source = match url {
+                Some(url) => verify::Source::Url { url, token },
+                None => verify::Source::Config(config.unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG))),
+            };
+            let saved = checkpoint
+                .map(|p| std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display())))
+                .transpose()?;
+            let report = verify::run(source, saved, key).await?;
+            verify::print(&report);
+            Ok(())
+        }
+        Command::Log { command: LogCommand::Checkpoint { config } } => {
+            let (_, vault) = install::open(&config.config).await?;
+            print!("{}", vault.checkpoint().await?.note);
+            Ok(())
+        }
         Command::Bench { subjects, seconds } => bench::run(bench::BenchOptions { subjects, seconds }).await,
     }
 }
@@ -185,6 +239,7 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     let (config, vault) = install::open(config_path).await?;
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
+    transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
     http::serve(http::AppState { vault }, addr, config.max_body_bytes, |local| {
         println!("listening on http://{local}");
     })
@@ -206,6 +261,7 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
     let backend = vault.create_token("shop_backend", "quickstart", None).await?;
     let support = vault.create_token("support_agent", "quickstart", None).await?;
     let addr = listen.unwrap_or(config.listen);
+    transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
     http::serve(http::AppState { vault }, addr, config.max_body_bytes, move |local| {
         let url = format!("http://{local}");
         println!("Candor quickstart: {}", dir.display());

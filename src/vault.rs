@@ -13,6 +13,8 @@ use candor_core::write::{self, WriteError, WriteMode};
 use candor_core::{EventId, FieldName, PurposeId, SubjectId};
 use candor_crypto::{CryptoError, KeyRing, SubjectKey, hash_token};
 use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError};
+
+use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
 
 /// Default and maximum page size of event listings.
@@ -111,6 +113,7 @@ pub struct Vault {
     catalog: Arc<Catalog>,
     keys: Arc<KeyRing>,
     store: Arc<dyn Store>,
+    log: Arc<LogContext>,
 }
 
 pub fn now_millis() -> Millis {
@@ -118,8 +121,26 @@ pub fn now_millis() -> Millis {
 }
 
 impl Vault {
-    pub fn new(catalog: Arc<Catalog>, keys: Arc<KeyRing>, store: Arc<dyn Store>) -> Self {
-        Self { catalog, keys, store }
+    pub fn new(catalog: Arc<Catalog>, keys: Arc<KeyRing>, store: Arc<dyn Store>, log: Arc<LogContext>) -> Self {
+        Self { catalog, keys, store, log }
+    }
+
+    pub fn log_context(&self) -> &LogContext {
+        &self.log
+    }
+
+    /// Logs a refusal, then returns it. If the refusal cannot be logged, the store error wins:
+    /// nothing happens unlogged.
+    async fn refuse<T>(&self, audit: Audit, code: &str, error: VaultError) -> Result<T, VaultError> {
+        self.store.append_log(vec![audit.decision("denied").detail(code).record()]).await?;
+        Err(error)
+    }
+
+    /// Logs that the catalog changed since the last start (its SHA-256), if it did.
+    pub async fn note_catalog(&self, sha256_hex: &str) -> Result<(), VaultError> {
+        let record = Audit::new(&system_actor(), "catalog.changed").detail(format!("sha256:{sha256_hex}")).record();
+        self.store.note_catalog(sha256_hex, record).await?;
+        Ok(())
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -146,10 +167,37 @@ impl Vault {
     ///
     /// Consent-based purposes are refused for every customer: consent is off until the customer
     /// grants it, and this version has no consent ledger to record a grant yet.
-    pub fn authorize(&self, principal: Principal, purpose: Option<&str>) -> Result<Authorized, VaultError> {
-        let p = access::authorize_purpose(&self.catalog, &principal.role, purpose)?;
-        access::require_consent(p, false)?;
-        Ok(Authorized { principal, purpose: p.id.clone() })
+    pub async fn authorize(&self, principal: Principal, purpose: Option<&str>) -> Result<Authorized, VaultError> {
+        let decided = access::authorize_purpose(&self.catalog, &principal.role, purpose)
+            .and_then(|p| access::require_consent(p, false).map(|()| p));
+        match decided {
+            Ok(p) => Ok(Authorized { principal, purpose: p.id.clone() }),
+            Err(denied) => {
+                let mut audit = Audit::new(&principal, "access.denied");
+                if let Some(p) = self.catalog.purpose(purpose.unwrap_or_default().trim()) {
+                    audit = audit.purpose(&p.id);
+                }
+                let code = denial_code(&denied);
+                self.refuse(audit, code, VaultError::Access(denied)).await
+            }
+        }
+    }
+
+    /// A log record of `action` by the caller under its purpose, about `subjects`.
+    fn audit(&self, auth: &Authorized, action: &str, subjects: &[SubjectId]) -> Audit {
+        Audit::new(&auth.principal, action).purpose(&auth.purpose).subjects(subjects)
+    }
+
+    /// Refuses a write; attempts to touch fields outside the purpose are logged as denials.
+    async fn refuse_write<T>(&self, auth: &Authorized, id: Option<SubjectId>, e: WriteError) -> Result<T, VaultError> {
+        match &e {
+            WriteError::NotAllowed { field, .. } | WriteError::RequiredOutsidePurpose { field, .. } => {
+                let action = if id.is_some() { "subject.correct" } else { "subject.create" };
+                let audit = self.audit(auth, action, id.as_slice()).fields([field]);
+                self.refuse(audit, "field_not_allowed", VaultError::Write(e)).await
+            }
+            _ => Err(VaultError::Write(e)),
+        }
     }
 
     fn purpose(&self, auth: &Authorized) -> &Purpose {
@@ -162,7 +210,10 @@ impl Vault {
         auth: &Authorized,
         fields: &Map<String, Value>,
     ) -> Result<SubjectId, VaultError> {
-        let checked = write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create)?;
+        let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create) {
+            Ok(c) => c,
+            Err(e) => return self.refuse_write(auth, None, e).await,
+        };
         let id = SubjectId::random();
         let (key, dek) = self.keys.new_subject_key(id)?;
         let mut values = Vec::with_capacity(checked.set.len());
@@ -175,8 +226,9 @@ impl Vault {
                 index.push((decl.name.clone(), self.keys.blind_index(&decl.name, &normalised)));
             }
         }
-        self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }).await?;
-        trace(auth, id, "subject created", checked.set.iter().map(|(d, _)| d.name.as_str()));
+        let log =
+            self.audit(auth, "subject.create", &[id]).fields(checked.set.iter().map(|(d, _)| d.name.as_str())).record();
+        self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }, log).await?;
         Ok(id)
     }
 
@@ -192,7 +244,8 @@ impl Vault {
             let value: Value = serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("field value"))?;
             fields.insert(name.to_string(), value);
         }
-        trace(auth, id, "subject read", fields.keys().map(String::as_str));
+        let log = self.audit(auth, "subject.read", &[id]).fields(fields.keys()).decision("full").record();
+        self.store.append_log(vec![log]).await?;
         Ok(SubjectView {
             id,
             fields,
@@ -210,7 +263,10 @@ impl Vault {
         id: SubjectId,
         fields: &Map<String, Value>,
     ) -> Result<Correction, VaultError> {
-        let checked = write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Correct)?;
+        let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Correct) {
+            Ok(c) => c,
+            Err(e) => return self.refuse_write(auth, Some(id), e).await,
+        };
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let mut changes = Vec::new();
@@ -229,12 +285,12 @@ impl Vault {
         for decl in &checked.remove {
             changes.push(FieldChange::Remove { field: decl.name.clone() });
         }
-        if !self.store.update_subject(id, changes, now_millis()).await? {
-            return Err(VaultError::SubjectNotFound);
-        }
         let names =
             checked.set.iter().map(|(d, _)| d.name.as_str()).chain(checked.remove.iter().map(|d| d.name.as_str()));
-        trace(auth, id, "subject corrected", names);
+        let log = self.audit(auth, "subject.correct", &[id]).fields(names).record();
+        if !self.store.update_subject(id, changes, now_millis(), log).await? {
+            return Err(VaultError::SubjectNotFound);
+        }
         Ok(Correction {
             updated: checked.set.iter().map(|(d, _)| d.name.to_string()).collect(),
             removed: checked.remove.iter().map(|d| d.name.to_string()).collect(),
@@ -249,14 +305,21 @@ impl Vault {
             return Err(VaultError::NotALookupField(field.to_string()));
         }
         if !decl.allows(&auth.purpose) {
-            return Err(VaultError::LookupNotAllowed { field: field.to_string(), purpose: auth.purpose.to_string() });
+            let audit = self.audit(auth, "subject.lookup", &[]).fields([field]);
+            let error = VaultError::LookupNotAllowed { field: field.to_string(), purpose: auth.purpose.to_string() };
+            return self.refuse(audit, "field_not_allowed", error).await;
         }
         let value = value::lookup_value_from_text(decl.field_type, value_text);
-        let Some(normalised) = value::lookup_key(decl.field_type, &value) else {
+        let found = match value::lookup_key(decl.field_type, &value) {
+            Some(normalised) => {
+                self.store.find_by_index(&decl.name, &self.keys.blind_index(&decl.name, &normalised)).await?
+            }
             // Not a valid value of the type: nothing stored can match it.
-            return Ok(Vec::new());
+            None => Vec::new(),
         };
-        Ok(self.store.find_by_index(&decl.name, &self.keys.blind_index(&decl.name, &normalised)).await?)
+        let log = self.audit(auth, "subject.lookup", &found).fields([field]).decision("full").record();
+        self.store.append_log(vec![log]).await?;
+        Ok(found)
     }
 
     /// Appends a behavioural event; its payload is sealed like any field value.
@@ -271,10 +334,10 @@ impl Vault {
             .event(&input.event_type)
             .ok_or_else(|| VaultError::UndeclaredEventType(write::echo_name(&input.event_type)))?;
         if !decl.allows(&auth.purpose) {
-            return Err(VaultError::EventTypeNotAllowed {
-                event_type: input.event_type,
-                purpose: auth.purpose.to_string(),
-            });
+            let audit = self.audit(auth, "event.append", &[id]).fields([decl.name.as_str()]);
+            let error =
+                VaultError::EventTypeNotAllowed { event_type: input.event_type, purpose: auth.purpose.to_string() };
+            return self.refuse(audit, "event_type_not_allowed", error).await;
         }
         let data = value::validate_event_payload(&input.data)
             .map_err(|e| VaultError::InvalidInput { field: "data", message: e.0 })?;
@@ -295,20 +358,12 @@ impl Vault {
         }
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&sealed_body).expect("JSON values serialise"));
         let payload = key.seal_event(event_id, &decl.name, &plain)?;
-        let stored = self
-            .store
-            .append_event(NewEvent {
-                id: event_id,
-                subject: id,
-                event_type: decl.name.clone(),
-                recorded_at: now_millis(),
-                payload,
-            })
-            .await?;
-        if !stored {
+        let log = self.audit(auth, "event.append", &[id]).fields([decl.name.as_str()]).record();
+        let event =
+            NewEvent { id: event_id, subject: id, event_type: decl.name.clone(), recorded_at: now_millis(), payload };
+        if !self.store.append_event(event, log).await? {
             return Err(VaultError::SubjectNotFound);
         }
-        trace(auth, id, "event recorded", [decl.name.as_str()]);
         Ok(event_id)
     }
 
@@ -340,7 +395,11 @@ impl Vault {
                 data: body.get_mut("data").map(Value::take).unwrap_or(Value::Null),
             });
         }
-        trace(auth, id, "events read", types.iter().map(FieldName::as_str));
+        let mut seen: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let log = self.audit(auth, "event.read", &[id]).fields(seen).decision("full").record();
+        self.store.append_log(vec![log]).await?;
         Ok(EventPage { events, withheld_types: withheld.iter().map(|e| e.name.to_string()).collect(), next })
     }
 
@@ -358,32 +417,19 @@ impl Vault {
             anyhow::bail!("role `{role}` is not declared in the catalog; declared roles: {}", known.join(", "));
         }
         let token = candor_crypto::generate_token()?;
-        self.store
-            .insert_token(NewToken {
-                id: uuid::Uuid::new_v4().to_string(),
-                hash: hash_token(&token).0,
-                role: role.to_string(),
-                description: description.to_string(),
-                created_at: now_millis(),
-                expires_at,
-            })
-            .await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let log = Audit::new(&system_actor(), "token.create").detail(format!("token {id} for role {role}")).record();
+        let new = NewToken {
+            id,
+            hash: hash_token(&token).0,
+            role: role.to_string(),
+            description: description.to_string(),
+            created_at: now_millis(),
+            expires_at,
+        };
+        self.store.insert_token(new, log).await?;
         Ok(token)
     }
-}
-
-/// Records who touched which fields of whom, under which purpose: ids and names only, never
-/// values. (The tamper-evident log will carry these records; until then they go to the log.)
-fn trace<'a>(auth: &Authorized, subject: SubjectId, action: &str, fields: impl IntoIterator<Item = &'a str>) {
-    let fields: Vec<&str> = fields.into_iter().collect();
-    tracing::info!(
-        token = %auth.principal.token_id,
-        role = %auth.principal.role,
-        purpose = %auth.purpose,
-        subject = %subject,
-        fields = %fields.join(","),
-        "{action}"
-    );
 }
 
 fn seal_value(
@@ -393,4 +439,15 @@ fn seal_value(
 ) -> Result<candor_core::Ciphertext, CryptoError> {
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(value.as_json()).expect("JSON values serialise"));
     key.seal_field(field, &plain)
+}
+
+/// The machine-readable code of a purpose-level refusal (as the API reports it).
+pub fn denial_code(denied: &AccessDenied) -> &'static str {
+    match denied {
+        AccessDenied::PurposeRequired => "purpose_required",
+        AccessDenied::UnknownPurpose(_) => "unknown_purpose",
+        AccessDenied::UnknownRole(_) => "unknown_role",
+        AccessDenied::PurposeNotAllowed { .. } => "purpose_not_allowed",
+        AccessDenied::ConsentRequired(_) => "consent_required",
+    }
 }

@@ -65,7 +65,7 @@ async fn no_personal_value_reaches_the_database_its_wal_or_the_server_log() {
     );
 
     let log = server.stop();
-    assert!(log.contains("subject created"), "the server log is being captured:\n{log}");
+    assert!(log.contains("subject.create"), "the server log is being captured:\n{log}");
     let db = install.db_path();
     let mut files = vec![("server log".to_string(), log.into_bytes())];
     for suffix in ["", "-wal", "-shm"] {

@@ -79,12 +79,10 @@ impl From<VaultError> for ApiError {
             VaultError::TokenExpired => ApiError::new(S::UNAUTHORIZED, "token_expired", msg),
             VaultError::TokenRevoked => ApiError::new(S::UNAUTHORIZED, "token_revoked", msg),
             VaultError::Access(a) => {
-                let (status, code) = match &a {
-                    AccessDenied::PurposeRequired => (S::BAD_REQUEST, "purpose_required"),
-                    AccessDenied::UnknownPurpose(_) => (S::BAD_REQUEST, "unknown_purpose"),
-                    AccessDenied::UnknownRole(_) => (S::FORBIDDEN, "unknown_role"),
-                    AccessDenied::PurposeNotAllowed { .. } => (S::FORBIDDEN, "purpose_not_allowed"),
-                    AccessDenied::ConsentRequired(_) => (S::FORBIDDEN, "consent_required"),
+                let code = crate::vault::denial_code(&a);
+                let status = match a {
+                    AccessDenied::PurposeRequired | AccessDenied::UnknownPurpose(_) => S::BAD_REQUEST,
+                    _ => S::FORBIDDEN,
                 };
                 let mut message = msg;
                 if let AccessDenied::ConsentRequired(_) = a {
@@ -142,6 +140,7 @@ impl From<VaultError> for ApiError {
             VaultError::Store(StoreError::Unavailable(_)) => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry shortly")
             }
+            VaultError::Store(StoreError::OutOfRange(m)) => ApiError::new(S::BAD_REQUEST, "out_of_range", m),
             VaultError::Store(StoreError::Conflict(_)) => {
                 ApiError::new(S::CONFLICT, "conflict", "the request conflicts with stored data; retry it")
             }

@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for Authorized {
                     .with_field("Candor-Purpose")
             })?),
         };
-        Ok(state.vault.authorize(principal, purpose)?)
+        Ok(state.vault.authorize(principal, purpose).await?)
     }
 }
 

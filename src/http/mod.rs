@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+mod log;
 mod meta;
 mod subjects;
 
@@ -37,6 +38,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/subjects", get(subjects::lookup_subjects).post(subjects::create_subject))
         .route("/v1/subjects/{id}", get(subjects::get_subject).patch(subjects::correct_subject))
         .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
+        .route("/v1/subjects/{id}/access-log", get(log::access_log))
+        .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/key", get(log::key))
+        .route("/v1/log/entries", get(log::entries))
+        .route("/v1/log/proofs/inclusion", get(log::inclusion))
+        .route("/v1/log/proofs/consistency", get(log::consistency))
+        .route("/log/checkpoint", get(log::tiles_checkpoint))
+        .route("/log/tile/{*path}", get(log::tile))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

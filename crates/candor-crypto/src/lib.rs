@@ -29,12 +29,19 @@
 
 mod envelope;
 pub mod keyfile;
+mod signing;
 mod token;
 
 pub use candor_core::StoredDek;
 pub use envelope::{KeyRing, SubjectKey};
 pub use keyfile::KeyError;
+pub use signing::{LOG_KEY_LABEL, LogSigner};
 pub use token::{TokenHash, generate_token, hash_token};
+
+/// SHA-256 of `bytes` (content fingerprints such as the catalog's).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().try_into().expect("32 bytes")
+}
 
 /// A cryptographic operation failed. Messages name what failed, never a value or a key.
 #[derive(Debug, thiserror::Error)]

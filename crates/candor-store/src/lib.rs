@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId};
+pub use candor_log::Hash;
 
 pub mod sqlite;
 pub mod testsuite;
@@ -29,6 +30,9 @@ pub enum StoreError {
     /// The database holds something this version cannot read.
     #[error("the database is inconsistent: {0}")]
     Corrupt(String),
+    /// A log position or tree size beyond what the log holds.
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("database error: {0}")]
     Internal(String),
 }
@@ -100,26 +104,42 @@ pub struct StoredToken {
     pub revoked_at: Option<Millis>,
 }
 
-/// Where the vault keeps its data. Every method is one transaction.
+/// One entry to append to the tamper-evident log, with the subjects it concerns.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Canonical entry bytes (see `candor_log::entry`); never a personal value.
+    pub entry: Vec<u8>,
+    pub subjects: Vec<SubjectId>,
+}
+
+/// Where the vault keeps its data. Every method is one transaction; methods that change data
+/// take the log record describing the change and append it in the same transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap liveness check (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Stores a new subject with its values and index entries.
-    async fn create_subject(&self, subject: NewSubject) -> Result<(), StoreError>;
+    /// Stores a new subject with its values and index entries, and logs it.
+    async fn create_subject(&self, subject: NewSubject, log: LogRecord) -> Result<(), StoreError>;
 
     /// The subject's data key and those of `fields` that have a value; `None` if unknown.
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError>;
 
-    /// Applies `changes` atomically. Returns `false` (and changes nothing) if the subject is unknown.
-    async fn update_subject(&self, id: SubjectId, changes: Vec<FieldChange>, now: Millis) -> Result<bool, StoreError>;
+    /// Applies `changes` atomically and logs them. Returns `false` (and changes and logs
+    /// nothing) if the subject is unknown.
+    async fn update_subject(
+        &self,
+        id: SubjectId,
+        changes: Vec<FieldChange>,
+        now: Millis,
+        log: LogRecord,
+    ) -> Result<bool, StoreError>;
 
     /// Subjects whose `field` has blind index `index` (exact match), in id order.
     async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError>;
 
-    /// Appends an event. Returns `false` (and stores nothing) if the subject is unknown.
-    async fn append_event(&self, event: NewEvent) -> Result<bool, StoreError>;
+    /// Appends an event and logs it. Returns `false` (and stores nothing) if the subject is unknown.
+    async fn append_event(&self, event: NewEvent, log: LogRecord) -> Result<bool, StoreError>;
 
     /// Up to `limit` events of `subject` of the given types, in order, after cursor `after`.
     async fn list_events(
@@ -130,8 +150,39 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    async fn insert_token(&self, token: NewToken) -> Result<(), StoreError>;
+    async fn insert_token(&self, token: NewToken, log: LogRecord) -> Result<(), StoreError>;
 
     /// The token with this hash, if any (revoked and expired ones included: the caller decides).
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
+
+    /// Appends log records (reads, denials, …) in one transaction; returns the first index.
+    async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError>;
+
+    /// Records the catalog's hash; if it differs from the last one recorded, logs `log` in the
+    /// same transaction and returns `true`.
+    async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError>;
+
+    /// Current tree size and root hash.
+    async fn log_head(&self) -> Result<(u64, Hash), StoreError>;
+
+    /// Entries `[start, end)` that exist, with their indexes.
+    async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Stored hashes of level `level` nodes `[start, end)` (level 0: leaf hashes).
+    async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// Inclusion proof of entry `index` in the tree of size `size` (`size` <= current size).
+    async fn log_inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), StoreError>;
+
+    /// Consistency proof between two tree sizes, with both roots.
+    async fn log_consistency_proof(&self, first: u64, second: u64) -> Result<(Hash, Hash, Vec<Hash>), StoreError>;
+
+    /// Indexes of the entries that concern `subject`, ascending.
+    async fn subject_log_indices(&self, subject: SubjectId) -> Result<Vec<u64>, StoreError>;
+
+    /// Keeps a signed checkpoint (ignored if one of that size is kept already).
+    async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError>;
+
+    /// The latest kept checkpoint, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
 }

@@ -13,12 +13,16 @@ use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use candor_log::merkle::{self, NodeSource, ProofError};
+
 use crate::{
-    FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken, SubjectRecord,
+    FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
+    SubjectRecord,
 };
 
 /// Numbered, forward-only migrations. Never edit one that has shipped; add the next.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_init.sql")), (2, include_str!("../migrations/sqlite/0002_log.sql"))];
 const MAX_IDLE_READERS: usize = 8;
 
 pub struct SqliteStore {
@@ -106,6 +110,66 @@ fn version(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt("a stored key version is out of range".into()))
 }
 
+/// Stored log nodes, read through a connection or transaction.
+struct Nodes<'c>(&'c Connection);
+
+impl NodeSource for Nodes<'_> {
+    fn node(&mut self, level: u32, index: u64) -> Result<Hash, ProofError> {
+        let bytes: Option<Vec<u8>> = self
+            .0
+            .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
+            .and_then(|mut s| s.query_row(params![level, index as i64], |r| r.get(0)).optional())
+            .map_err(|e| ProofError::Storage(e.to_string()))?;
+        bytes.and_then(|b| b.try_into().ok()).ok_or(ProofError::MissingNode { level, index })
+    }
+}
+
+fn proof_err(e: ProofError) -> StoreError {
+    match e {
+        ProofError::Storage(m) => StoreError::Internal(m),
+        ProofError::MissingNode { .. } => StoreError::Corrupt(format!("the log's stored hashes are incomplete: {e}")),
+        other => StoreError::OutOfRange(other.to_string()),
+    }
+}
+
+fn log_size(conn: &Connection) -> Result<u64, StoreError> {
+    conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(db_err)
+}
+
+/// Appends records inside the caller's transaction: entry, completed subtree hashes, subject
+/// links. Returns the index of the first record.
+fn append_log_tx(tx: &Connection, records: &[LogRecord]) -> Result<u64, StoreError> {
+    let first = log_size(tx)?;
+    for (i, record) in records.iter().enumerate() {
+        let idx = first + i as u64;
+        tx.prepare_cached("INSERT INTO log_entries (idx, entry) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![idx as i64, record.entry]))
+            .map_err(db_err)?;
+        let leaf = merkle::leaf_hash(&record.entry);
+        for (level, index, hash) in merkle::completed_nodes(&mut Nodes(tx), idx, leaf).map_err(proof_err)? {
+            tx.prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![level, index as i64, &hash[..]]))
+                .map_err(db_err)?;
+        }
+        for subject in &record.subjects {
+            tx.prepare_cached("INSERT OR IGNORE INTO log_subjects (subject_id, idx) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![subject.to_string(), idx as i64]))
+                .map_err(db_err)?;
+        }
+    }
+    Ok(first)
+}
+
+fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
+    let current = log_size(conn)?;
+    if size > current {
+        return Err(StoreError::OutOfRange(format!("tree size {size} is larger than the log ({current} entries)")));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
@@ -168,7 +232,7 @@ impl Store for SqliteStore {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)).await
     }
 
-    async fn create_subject(&self, s: NewSubject) -> Result<(), StoreError> {
+    async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
             let id = s.id.to_string();
@@ -191,6 +255,7 @@ impl Store for SqliteStore {
                     idx.execute(params![field.as_str(), token.as_bytes(), id]).map_err(db_err)?;
                 }
             }
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
             tx.commit().map_err(db_err)
         })
         .await
@@ -237,7 +302,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_subject(&self, id: SubjectId, changes: Vec<FieldChange>, now: Millis) -> Result<bool, StoreError> {
+    async fn update_subject(
+        &self,
+        id: SubjectId,
+        changes: Vec<FieldChange>,
+        now: Millis,
+        log: LogRecord,
+    ) -> Result<bool, StoreError> {
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
             let sid = id.to_string();
@@ -272,6 +343,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
             tx.commit().map_err(db_err)?;
             Ok(true)
         })
@@ -293,7 +365,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_event(&self, e: NewEvent) -> Result<bool, StoreError> {
+    async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
             let inserted = tx
@@ -309,8 +381,12 @@ impl Store for SqliteStore {
                     ],
                 )
                 .map_err(db_err)?;
+            if inserted != 1 {
+                return Ok(false);
+            }
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
             tx.commit().map_err(db_err)?;
-            Ok(inserted == 1)
+            Ok(true)
         })
         .await
     }
@@ -368,14 +444,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_token(&self, t: NewToken) -> Result<(), StoreError> {
+    async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.execute(
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            tx.execute(
                 "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![t.id, &t.hash[..], t.role, t.description, t.created_at, t.expires_at],
             )
             .map_err(db_err)?;
-            Ok(())
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
+            tx.commit().map_err(db_err)
         })
         .await
     }
@@ -396,6 +474,138 @@ impl Store for SqliteStore {
                     expires_at: r.get(4)?,
                     revoked_at: r.get(5)?,
                 })
+            })
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let first = append_log_tx(&tx, &records)?;
+            tx.commit().map_err(db_err)?;
+            Ok(first)
+        })
+        .await
+    }
+
+    async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError> {
+        let hash = hash.to_string();
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let last: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'catalog_hash'", [], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            if last.as_deref() == Some(hash.as_str()) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('catalog_hash', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![hash],
+            )
+            .map_err(db_err)?;
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
+        self.read(|c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let size = log_size(&tx)?;
+            let root = merkle::root(&mut Nodes(&tx), size).map_err(proof_err)?;
+            Ok((size, root))
+        })
+        .await
+    }
+
+    async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT idx, entry FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![start as i64, end as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx")
+                .map_err(db_err)?;
+            let rows =
+                stmt.query_map(params![level, start as i64, end as i64], |r| r.get::<_, Vec<u8>>(0)).map_err(db_err)?;
+            rows.map(|r| {
+                r.map_err(db_err)?
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a stored log hash is not 32 bytes".into()))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn log_inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
+        self.read(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            check_size(&tx, size)?;
+            let proof = merkle::inclusion_proof(&mut Nodes(&tx), index, size).map_err(proof_err)?;
+            let leaf = Nodes(&tx).node(0, index).map_err(proof_err)?;
+            Ok((leaf, proof))
+        })
+        .await
+    }
+
+    async fn log_consistency_proof(&self, first: u64, second: u64) -> Result<(Hash, Hash, Vec<Hash>), StoreError> {
+        self.read(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            check_size(&tx, second)?;
+            let proof = merkle::consistency_proof(&mut Nodes(&tx), first, second).map_err(proof_err)?;
+            let r1 = merkle::root(&mut Nodes(&tx), first).map_err(proof_err)?;
+            let r2 = merkle::root(&mut Nodes(&tx), second).map_err(proof_err)?;
+            Ok((r1, r2, proof))
+        })
+        .await
+    }
+
+    async fn subject_log_indices(&self, subject: SubjectId) -> Result<Vec<u64>, StoreError> {
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT idx FROM log_subjects WHERE subject_id = ?1 ORDER BY idx").map_err(db_err)?;
+            let rows = stmt.query_map(params![subject.to_string()], |r| r.get::<_, i64>(0)).map_err(db_err)?;
+            rows.map(|r| r.map(|i| i as u64).map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError> {
+        let note = note.to_string();
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO log_checkpoints (size, note, created_at) VALUES (?1, ?2, ?3)",
+                params![size as i64, note, now],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
             })
             .optional()
             .map_err(db_err)

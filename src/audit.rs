@@ -1,0 +1,87 @@
+//! What the vault writes to the tamper-evident log: one [`LogRecord`] per access or change,
+//! built here and nowhere else. Records carry ids, names, purposes and times — never a value.
+
+use candor_core::{PurposeId, SubjectId};
+use candor_crypto::LogSigner;
+use candor_log::entry::{Actor, ENTRY_VERSION, LogEntry};
+use candor_log::note::VerifierKey;
+use candor_store::LogRecord;
+
+use crate::vault::Principal;
+
+/// The log's identity: its origin (checkpoint name) and signing key.
+pub struct LogContext {
+    pub origin: String,
+    pub signer: LogSigner,
+    pub key: VerifierKey,
+}
+
+impl LogContext {
+    pub fn new(origin: &str, signer: LogSigner) -> Self {
+        let key = VerifierKey::new(origin, signer.public_key());
+        Self { origin: origin.to_string(), signer, key }
+    }
+}
+
+/// The actor of changes made by the installation itself (init, catalog loading, the CLI).
+pub fn system_actor() -> Principal {
+    Principal { token_id: "system".into(), role: "system".into() }
+}
+
+/// A log record under construction.
+pub struct Audit {
+    entry: LogEntry,
+    subjects: Vec<SubjectId>,
+}
+
+impl Audit {
+    pub fn new(actor: &Principal, action: &str) -> Self {
+        let time = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        Self {
+            entry: LogEntry {
+                v: ENTRY_VERSION,
+                time,
+                action: action.to_string(),
+                actor: Actor { token: actor.token_id.clone(), role: actor.role.clone() },
+                purpose: None,
+                subjects: Vec::new(),
+                fields: Vec::new(),
+                decision: None,
+                detail: None,
+            },
+            subjects: Vec::new(),
+        }
+    }
+
+    pub fn purpose(mut self, purpose: &PurposeId) -> Self {
+        self.entry.purpose = Some(purpose.to_string());
+        self
+    }
+
+    pub fn subjects(mut self, subjects: &[SubjectId]) -> Self {
+        self.entry.subjects = subjects.iter().map(ToString::to_string).collect();
+        self.subjects = subjects.to_vec();
+        self
+    }
+
+    pub fn fields<S: AsRef<str>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
+        self.entry.fields = fields.into_iter().map(|f| f.as_ref().to_string()).collect();
+        self
+    }
+
+    pub fn decision(mut self, decision: &str) -> Self {
+        self.entry.decision = Some(decision.to_string());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.entry.detail = Some(detail.into());
+        self
+    }
+
+    pub fn record(self) -> LogRecord {
+        let entry = self.entry.to_bytes();
+        tracing::info!(entry = %String::from_utf8_lossy(&entry), "logged");
+        LogRecord { entry, subjects: self.subjects }
+    }
+}

@@ -1,0 +1,365 @@
+//! Routes of the tamper-evident log: checkpoints, the verifier key, entries, proofs, a
+//! customer's access log, and the C2SP tlog-tiles read paths for standard verifiers.
+//!
+//! Checkpoints, the key, proofs and hash tiles are public: they are hashes and signatures.
+//! Entries (ids, roles, purposes, field names) need a token.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use candor_log::Hash;
+use candor_log::entry::LogEntry;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::SubjectPath;
+use crate::transparency::MAX_ENTRIES_PER_REQUEST;
+use crate::vault::{Authorized, Principal};
+
+/// Hashes per tile (C2SP tlog-tiles: tile height 8).
+const TILE_WIDTH: u64 = 256;
+
+fn b64(h: &Hash) -> String {
+    STANDARD.encode(h)
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>, expected: &str) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|_| ApiError::bad_request("invalid_query", format!("expected query parameters {expected}")))
+}
+
+/// The current signed tree head (C2SP tlog-checkpoint in a signed note), signed anew if the
+/// log grew since the last one.
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log",
+    responses((status = 200, description = "Signed checkpoint note", content_type = "text/plain", body = String)))]
+pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.vault.checkpoint_if_grown().await?;
+    Ok(text(state.vault.latest_checkpoint().await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyResponse {
+    /// The log's origin (first line of every checkpoint) and the key's name.
+    pub origin: String,
+    /// Verifier key in the signed-note form `<name>+<key id>+<base64(0x01 || Ed25519 key)>`.
+    pub verifier_key: String,
+    pub algorithm: &'static str,
+    /// The raw Ed25519 public key, base64.
+    pub public_key: String,
+}
+
+/// The public key that signs checkpoints.
+#[utoipa::path(get, path = "/v1/log/key", tag = "log", responses((status = 200, body = KeyResponse)))]
+pub async fn key(State(state): State<AppState>) -> Json<KeyResponse> {
+    let k = state.vault.verifier_key();
+    Json(KeyResponse {
+        origin: k.name.clone(),
+        verifier_key: k.to_text(),
+        algorithm: "ed25519",
+        public_key: STANDARD.encode(k.public_key),
+    })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesParams {
+    /// First index (inclusive).
+    pub start: u64,
+    /// End index (exclusive); at most 1000 entries per request.
+    pub end: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntryResponse {
+    pub index: u64,
+    /// The exact entry bytes that are hashed, base64.
+    pub data: String,
+    /// SHA-256(0x00 || data) as the log stores it, base64.
+    pub leaf_hash: String,
+    /// The entry, decoded for reading.
+    #[schema(value_type = Object)]
+    pub entry: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntriesResponse {
+    pub entries: Vec<EntryResponse>,
+}
+
+fn decode_entry(bytes: &[u8]) -> Value {
+    LogEntry::from_bytes(bytes).and_then(|e| serde_json::to_value(e).ok()).unwrap_or(Value::Null)
+}
+
+/// Log entries `[start, end)`.
+#[utoipa::path(get, path = "/v1/log/entries", tag = "log", params(EntriesParams),
+    responses((status = 200, body = EntriesResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn entries(
+    State(state): State<AppState>,
+    _caller: Principal,
+    q: Result<Query<EntriesParams>, QueryRejection>,
+) -> Result<Json<EntriesResponse>, ApiError> {
+    let p = query(q, "start and end (whole numbers)")?;
+    if p.end < p.start || p.end - p.start > MAX_ENTRIES_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`end` must be at least `start` and at most {MAX_ENTRIES_PER_REQUEST} past it"),
+        )
+        .with_field("end"));
+    }
+    let entries = state.vault.log_entries(p.start, p.end).await?;
+    Ok(Json(EntriesResponse {
+        entries: entries
+            .into_iter()
+            .map(|e| EntryResponse {
+                index: e.index,
+                data: STANDARD.encode(&e.bytes),
+                leaf_hash: b64(&e.leaf_hash),
+                entry: decode_entry(&e.bytes),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionParams {
+    pub index: u64,
+    pub tree_size: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InclusionResponse {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    /// Audit path, base64 hashes, leaf to root (RFC 9162 §2.1.3).
+    pub proof: Vec<String>,
+}
+
+/// Inclusion proof of entry `index` in the tree of size `tree_size`.
+#[utoipa::path(get, path = "/v1/log/proofs/inclusion", tag = "log", params(InclusionParams),
+    responses((status = 200, body = InclusionResponse), (status = 400, body = ErrorBody)))]
+pub async fn inclusion(
+    State(state): State<AppState>,
+    q: Result<Query<InclusionParams>, QueryRejection>,
+) -> Result<Json<InclusionResponse>, ApiError> {
+    let p = query(q, "index and tree_size (whole numbers)")?;
+    let (leaf, proof) =
+        state.vault.store().log_inclusion_proof(p.index, p.tree_size).await.map_err(crate::vault::VaultError::from)?;
+    Ok(Json(InclusionResponse {
+        index: p.index,
+        tree_size: p.tree_size,
+        leaf_hash: b64(&leaf),
+        proof: proof.iter().map(b64).collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    pub from: u64,
+    pub to: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsistencyResponse {
+    pub from: u64,
+    pub to: u64,
+    pub from_root: String,
+    pub to_root: String,
+    /// RFC 9162 §2.1.4 consistency proof, base64 hashes.
+    pub proof: Vec<String>,
+}
+
+/// Consistency proof between tree sizes `from` and `to`.
+#[utoipa::path(get, path = "/v1/log/proofs/consistency", tag = "log", params(ConsistencyParams),
+    responses((status = 200, body = ConsistencyResponse), (status = 400, body = ErrorBody)))]
+pub async fn consistency(
+    State(state): State<AppState>,
+    q: Result<Query<ConsistencyParams>, QueryRejection>,
+) -> Result<Json<ConsistencyResponse>, ApiError> {
+    let p = query(q, "from and to (whole numbers)")?;
+    let (r1, r2, proof) =
+        state.vault.store().log_consistency_proof(p.from, p.to).await.map_err(crate::vault::VaultError::from)?;
+    Ok(Json(ConsistencyResponse {
+        from: p.from,
+        to: p.to,
+        from_root: b64(&r1),
+        to_root: b64(&r2),
+        proof: proof.iter().map(b64).collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccessLogEntry {
+    pub index: u64,
+    #[schema(value_type = Object)]
+    pub entry: Value,
+    pub data: String,
+    /// Inclusion proof against `checkpoint`.
+    pub inclusion_proof: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccessLogResponse {
+    /// The signed checkpoint the proofs lead to.
+    pub checkpoint: String,
+    pub tree_size: u64,
+    pub root_hash: String,
+    pub entries: Vec<AccessLogEntry>,
+}
+
+/// Every log entry that concerns this customer — who, when, why, which fields — each with an
+/// inclusion proof against a signed checkpoint.
+#[utoipa::path(get, path = "/v1/subjects/{id}/access-log", tag = "log",
+    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the access log is read")),
+    responses((status = 200, body = AccessLogResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn access_log(
+    State(state): State<AppState>,
+    auth: Authorized,
+    SubjectPath(id): SubjectPath,
+) -> Result<Json<AccessLogResponse>, ApiError> {
+    let (cp, items) = state.vault.access_log(&auth, id).await?;
+    Ok(Json(AccessLogResponse {
+        checkpoint: cp.note,
+        tree_size: cp.size,
+        root_hash: b64(&cp.root),
+        entries: items
+            .into_iter()
+            .map(|i| AccessLogEntry {
+                index: i.index,
+                entry: decode_entry(&i.bytes),
+                data: STANDARD.encode(&i.bytes),
+                inclusion_proof: i.proof.iter().map(b64).collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// C2SP tlog-tiles: the latest kept checkpoint.
+pub async fn tiles_checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.vault.checkpoint_if_grown().await?;
+    Ok(text(state.vault.latest_checkpoint().await?))
+}
+
+/// A parsed tile path: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`.
+#[derive(Debug, PartialEq, Eq)]
+struct TilePath {
+    /// `None` for an entry bundle.
+    level: Option<u32>,
+    index: u64,
+    width: u64,
+}
+
+fn parse_tile_path(path: &str) -> Option<TilePath> {
+    let mut segments: Vec<&str> = path.split('/').collect();
+    let first = segments.remove(0);
+    let level = if first == "entries" { None } else { Some(first.parse::<u32>().ok().filter(|l| *l < 8)?) };
+    let mut width = TILE_WIDTH;
+    if segments.len() >= 2 && segments[segments.len() - 2].ends_with(".p") {
+        let w = segments.pop()?;
+        if w.starts_with('0') {
+            return None;
+        }
+        width = w.parse::<u64>().ok().filter(|w| (1..TILE_WIDTH).contains(w))?;
+        let last = segments.pop()?;
+        segments.push(last.strip_suffix(".p")?);
+    }
+    let (last, upper) = segments.split_last()?;
+    let mut digits = String::new();
+    for s in upper {
+        let d = s.strip_prefix('x')?;
+        if d.len() != 3 || !d.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.push_str(d);
+    }
+    if last.len() != 3 || !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.push_str(last);
+    Some(TilePath { level, index: digits.parse().ok()?, width })
+}
+
+/// C2SP tlog-tiles: hash tiles (`/log/tile/<L>/<N>[.p/<W>]`, public) and entry bundles
+/// (`/log/tile/entries/<N>[.p/<W>]`, token required).
+pub async fn tile(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such tile");
+    let t = parse_tile_path(&path).ok_or_else(not_found)?;
+    let start = t.index.checked_mul(TILE_WIDTH).ok_or_else(not_found)?;
+    let body = match t.level {
+        Some(level) => {
+            let hashes = state
+                .vault
+                .store()
+                .log_nodes(8 * level, start, start + t.width)
+                .await
+                .map_err(crate::vault::VaultError::from)?;
+            if hashes.len() as u64 != t.width {
+                return Err(not_found());
+            }
+            hashes.concat()
+        }
+        None => {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or(crate::vault::VaultError::Unauthenticated("entry bundles need a token"))?;
+            state.vault.authenticate(token.trim()).await?;
+            let entries = state
+                .vault
+                .store()
+                .log_entries(start, start + t.width)
+                .await
+                .map_err(crate::vault::VaultError::from)?;
+            if entries.len() as u64 != t.width {
+                return Err(not_found());
+            }
+            let mut out = Vec::new();
+            for (_, e) in entries {
+                out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+                out.extend_from_slice(&e);
+            }
+            out
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_follow_the_c2sp_encoding() {
+        assert_eq!(parse_tile_path("0/000"), Some(TilePath { level: Some(0), index: 0, width: 256 }));
+        assert_eq!(parse_tile_path("1/x001/x234/067"), Some(TilePath { level: Some(1), index: 1_234_067, width: 256 }));
+        assert_eq!(parse_tile_path("0/005.p/17"), Some(TilePath { level: Some(0), index: 5, width: 17 }));
+        assert_eq!(parse_tile_path("entries/x001/002.p/3"), Some(TilePath { level: None, index: 1002, width: 3 }));
+        for bad in ["0/5", "0/0005", "0/005.p/256", "0/005.p/0", "9/000", "x/000", "0/x01/000", "0/005.p"] {
+            assert_eq!(parse_tile_path(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Reading the tamper-evident log: signed checkpoints, entries, proofs, a customer's access
+//! log with inclusion proofs. (Appends happen inside the vault operations themselves.)
+
+use candor_core::SubjectId;
+use candor_log::Hash;
+use candor_log::note::{Checkpoint, VerifierKey, sign_checkpoint};
+
+use crate::vault::{Authorized, Vault, VaultError, now_millis};
+
+/// Most entries one request may ask for.
+pub const MAX_ENTRIES_PER_REQUEST: u64 = 1000;
+
+/// A checkpoint as signed: the note text and what it says.
+pub struct SignedCheckpoint {
+    pub note: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+pub struct LoggedEntry {
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    pub leaf_hash: Hash,
+}
+
+pub struct AccessLogItem {
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    pub proof: Vec<Hash>,
+}
+
+impl Vault {
+    pub fn verifier_key(&self) -> &VerifierKey {
+        &self.log_context().key
+    }
+
+    /// Signs the current tree head and keeps the checkpoint.
+    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, VaultError> {
+        let (size, root) = self.store().log_head().await?;
+        let ctx = self.log_context();
+        let cp = Checkpoint { origin: ctx.origin.clone(), size, root };
+        let note = sign_checkpoint(&cp, &ctx.key, |m| ctx.signer.sign(m));
+        self.store().save_checkpoint(size, &note, now_millis()).await?;
+        Ok(SignedCheckpoint { note, size, root })
+    }
+
+    /// Signs a checkpoint if the log grew since the last kept one (the periodic task).
+    pub async fn checkpoint_if_grown(&self) -> Result<Option<u64>, VaultError> {
+        let (size, _) = self.store().log_head().await?;
+        let last = self.store().latest_checkpoint().await?.map_or(0, |(s, _)| s);
+        if size > last || (size == 0 && last == 0) {
+            return Ok(Some(self.checkpoint().await?.size));
+        }
+        Ok(None)
+    }
+
+    /// The latest kept checkpoint, signing one if none is kept yet.
+    pub async fn latest_checkpoint(&self) -> Result<String, VaultError> {
+        match self.store().latest_checkpoint().await? {
+            Some((_, note)) => Ok(note),
+            None => Ok(self.checkpoint().await?.note),
+        }
+    }
+
+    /// Entries `[start, end)` with their stored leaf hashes.
+    pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<LoggedEntry>, VaultError> {
+        let entries = self.store().log_entries(start, end).await?;
+        let leaves = self.store().log_nodes(0, start, end).await?;
+        Ok(entries
+            .into_iter()
+            .zip(leaves)
+            .map(|((index, bytes), leaf_hash)| LoggedEntry { index, bytes, leaf_hash })
+            .collect())
+    }
+
+    /// The caller-visible access log of one customer: every entry that concerns them, each with
+    /// an inclusion proof against a freshly signed checkpoint. Reading it is logged too.
+    pub async fn access_log(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+    ) -> Result<(SignedCheckpoint, Vec<AccessLogItem>), VaultError> {
+        let checkpoint = self.checkpoint().await?;
+        let mut items = Vec::new();
+        for index in self.store().subject_log_indices(id).await? {
+            if index >= checkpoint.size {
+                break;
+            }
+            let Some((_, bytes)) = self.store().log_entries(index, index + 1).await?.pop() else {
+                continue;
+            };
+            let (_, proof) = self.store().log_inclusion_proof(index, checkpoint.size).await?;
+            items.push(AccessLogItem { index, bytes, proof });
+        }
+        let log = crate::audit::Audit::new(&auth.principal, "access_log.read")
+            .purpose(&auth.purpose)
+            .subjects(&[id])
+            .decision("full")
+            .record();
+        self.store().append_log(vec![log]).await?;
+        Ok((checkpoint, items))
+    }
+}
+
+/// Signs a checkpoint now and then every `interval_seconds` while the log grows.
+pub fn spawn_checkpointer(vault: Vault, interval_seconds: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_seconds));
+        loop {
+            tick.tick().await;
+            match vault.checkpoint_if_grown().await {
+                Ok(Some(size)) => tracing::info!(size, "signed a log checkpoint"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not sign a log checkpoint"),
+            }
+        }
+    });
+}
