@@ -14,6 +14,12 @@ if command -v rustup >/dev/null 2>&1; then
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 fi
 
+# The log tamper test edits the SQLite file with the sqlite3 command-line tool.
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  echo "installing sqlite3 (needed by the log tamper test)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq sqlite3; else sudo apt-get update -qq && sudo apt-get install -y -qq sqlite3; fi
+fi
+
 if [ -z "${CANDOR_TEST_DATABASE_URL:-}" ]; then
   echo "note: CANDOR_TEST_DATABASE_URL is not set; tests that need PostgreSQL will say they were skipped"
 fi
