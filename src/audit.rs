@@ -79,9 +79,15 @@ impl Audit {
         self
     }
 
+    /// The record to append; also traced to the server log (it holds no values).
     pub fn record(self) -> LogRecord {
-        let entry = self.entry.to_bytes();
-        tracing::info!(entry = %String::from_utf8_lossy(&entry), "logged");
-        LogRecord { entry, subjects: self.subjects }
+        let record = self.record_quiet();
+        tracing::info!(entry = %String::from_utf8_lossy(&record.entry), "logged");
+        record
+    }
+
+    /// The record to append, without tracing it (bulk tools).
+    pub fn record_quiet(self) -> LogRecord {
+        LogRecord { entry: self.entry.to_bytes(), subjects: self.subjects }
     }
 }

@@ -84,6 +84,10 @@ enum Command {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Build a log of this many entries and measure appends, proofs and verification
+        /// (0 skips the log benchmarks).
+        #[arg(long, default_value_t = 100_000)]
+        log_entries: u64,
     },
 }
 
@@ -223,7 +227,9 @@ async fn run(command: Command) -> Result<()> {
             print!("{}", vault.checkpoint().await?.note);
             Ok(())
         }
-        Command::Bench { subjects, seconds } => bench::run(bench::BenchOptions { subjects, seconds }).await,
+        Command::Bench { subjects, seconds, log_entries } => {
+            bench::run(bench::BenchOptions { subjects, seconds, log_entries }).await
+        }
     }
 }
 

@@ -24,12 +24,12 @@ pub enum Source {
 }
 
 /// What verification needs from a source.
-trait LogReader {
+pub(crate) trait LogReader {
     /// Entries `[start, end)` as (index, bytes, the leaf hash the log recorded).
     async fn batch(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Hash)>>;
 }
 
-struct DbReader(std::sync::Arc<dyn candor_store::Store>);
+pub(crate) struct DbReader(pub std::sync::Arc<dyn candor_store::Store>);
 
 impl LogReader for DbReader {
     async fn batch(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Hash)>> {
@@ -95,7 +95,11 @@ pub struct Report {
 
 /// Recomputes roots over `[0, size)`, checking each entry against its recorded leaf hash and
 /// remembering the roots at `marks`.
-async fn recompute(reader: &mut impl LogReader, size: u64, marks: &[u64]) -> Result<(Hash, Vec<(u64, Hash)>)> {
+pub(crate) async fn recompute(
+    reader: &mut impl LogReader,
+    size: u64,
+    marks: &[u64],
+) -> Result<(Hash, Vec<(u64, Hash)>)> {
     let bar = ProgressBar::new(size);
     bar.set_style(
         ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries ({per_sec})").expect("template"),
