@@ -134,9 +134,64 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         n += 1;
     }
     report(&format!("lookup by e-mail: blind index + SQLite ({} customers)", opts.subjects), n, start.elapsed());
+    api_bench(opts.seconds).await?;
     if opts.log_entries > 0 {
         log_bench(dir.path(), opts.log_entries, opts.seconds).await?;
     }
+    Ok(())
+}
+
+/// Audited reads over real HTTP (keep-alive, 32 concurrent clients, server in this process):
+/// each read authenticates, checks the purpose, decrypts and appends a log entry durably.
+/// `/healthz` under the same load is the HTTP stack's floor.
+async fn api_bench(seconds: f64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let done = crate::install::init(dir.path()).await?;
+    let (config, vault) = crate::install::open(&done.config_path).await?;
+    let token = vault.create_token("shop_backend", "bench", None).await?;
+    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
+    let account = vault.authorize(backend, Some("account")).await?;
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let fields = json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}"), "date_of_birth": "1990-01-01"});
+        ids.push(vault.create_subject(&account, fields.as_object().expect("object")).await?.to_string());
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = crate::http::router(crate::http::AppState { vault }, config.max_body_bytes);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let ids = Arc::new(ids);
+    for (name, audited) in [("HTTP GET /healthz (floor), 32 clients", false), ("HTTP audited read (GET subject + durable log append), 32 clients", true)] {
+        let budget = Duration::from_secs_f64(seconds);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..32usize {
+            let (client, url, token, ids) = (reqwest::Client::new(), url.clone(), token.to_string(), ids.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while start.elapsed() < budget {
+                    let req = if audited {
+                        client
+                            .get(format!("{url}/v1/subjects/{}", ids[(t * 7 + n as usize) % ids.len()]))
+                            .bearer_auth(&token)
+                            .header("Candor-Purpose", "account")
+                    } else {
+                        client.get(format!("{url}/healthz"))
+                    };
+                    let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+                    assert_eq!(status, 200, "benchmark request failed");
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await?;
+        }
+        report(name, total, start.elapsed());
+    }
+    server.abort();
     Ok(())
 }
 

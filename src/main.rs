@@ -148,7 +148,8 @@ enum CatalogCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Benchmarks print a table; per-request logging would drown it (and cost time).
+    init_logging(if matches!(cli.command, Command::Bench { .. }) { "warn" } else { "info" });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -161,8 +162,8 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr. `CANDOR_LOG` sets the filter (default `info`); `CANDOR_LOG_FORMAT=json`
 /// switches to JSON lines. Nothing logged carries a personal value.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG").unwrap_or_else(|_| "info".into());
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANDOR_LOG").unwrap_or_else(|_| default_level.into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
