@@ -146,7 +146,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
 /// `/healthz` under the same load is the HTTP stack's floor.
 async fn api_bench(seconds: f64) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let done = crate::install::init(dir.path()).await?;
+    let done = crate::install::init(dir.path(), None).await?;
     let (config, vault) = crate::install::open(&done.config_path).await?;
     let token = vault.create_token("shop_backend", "bench", None).await?;
     let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
@@ -158,10 +158,13 @@ async fn api_bench(seconds: f64) -> Result<()> {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let app = crate::http::router(crate::http::AppState { vault }, config.max_body_bytes);
+    let app = crate::http::router(crate::http::AppState { vault, max_body_bytes: config.max_body_bytes });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let ids = Arc::new(ids);
-    for (name, audited) in [("HTTP GET /healthz (floor), 32 clients", false), ("HTTP audited read (GET subject + durable log append), 32 clients", true)] {
+    for (name, audited) in [
+        ("HTTP GET /healthz (floor), 32 clients", false),
+        ("HTTP audited read (GET subject + durable log append), 32 clients", true),
+    ] {
         let budget = Duration::from_secs_f64(seconds);
         let start = Instant::now();
         let mut tasks = Vec::new();

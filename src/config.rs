@@ -34,7 +34,12 @@ pub struct LogSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf),
+    /// A `postgres://` URL (may carry a password: never printed).
+    Postgres(String),
 }
+
+/// Environment variable that overrides `database` in the config.
+pub const DATABASE_ENV: &str = "CANDOR_DATABASE_URL";
 
 #[derive(Debug, Clone)]
 pub struct KeySettings {
@@ -102,13 +107,14 @@ impl Config {
         let listen = listen_text.parse().with_context(|| {
             format!("{}: server.listen `{listen_text}` is not an address like 127.0.0.1:8750", path.display())
         })?;
-        let database = match raw.database.as_deref() {
+        let from_env = std::env::var(DATABASE_ENV).ok().filter(|v| !v.is_empty());
+        let database = match from_env.as_deref().or(raw.database.as_deref()) {
             None => bail!(
-                "{}: `database` is missing; set it to the SQLite file, e.g. database = \"data/candor.db\"",
+                "{}: `database` is missing; set it to a SQLite file (database = \"data/candor.db\") or a postgres:// URL",
                 path.display()
             ),
             Some(d) if d.starts_with("postgres://") || d.starts_with("postgresql://") => {
-                bail!("{}: PostgreSQL is not supported by this version yet; use a SQLite file path", path.display())
+                Database::Postgres(d.to_string())
             }
             Some(d) => Database::Sqlite(resolve(d.strip_prefix("sqlite:").unwrap_or(d))),
         };
@@ -148,7 +154,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The `candor.toml` that `candor init` writes.
-pub fn initial_config_text(log_origin: &str) -> String {
+pub fn initial_config_text(log_origin: &str, database: &str) -> String {
     format!(
         r#"# Candor installation config. Relative paths resolve against this file's directory.
 
@@ -156,8 +162,9 @@ pub fn initial_config_text(log_origin: &str) -> String {
 # Check it with `candor catalog check`.
 catalog = "catalog.toml"
 
-# The embedded SQLite database file.
-database = "data/candor.db"
+# The database: a SQLite file (embedded default) or a postgres:// URL.
+# CANDOR_DATABASE_URL, when set, overrides it.
+database = "{database}"
 
 [server]
 listen = "{DEFAULT_LISTEN}"
@@ -186,8 +193,11 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_config_directory() {
-        let c = Config::parse(&initial_config_text("shop.example/candor-log"), Path::new("/srv/candor/candor.toml"))
-            .unwrap();
+        let c = Config::parse(
+            &initial_config_text("shop.example/candor-log", "data/candor.db"),
+            Path::new("/srv/candor/candor.toml"),
+        )
+        .unwrap();
         assert_eq!(c.database, Database::Sqlite("/srv/candor/data/candor.db".into()));
         assert_eq!(c.catalog_path, Path::new("/srv/candor/catalog.toml"));
         assert_eq!(c.keys.kek_file, Path::new("/srv/candor/keys/kek.key"));

@@ -9,6 +9,7 @@ use candor_core::catalog::{ADMIN_ROLE, Catalog, EXAMPLE_CATALOG};
 use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL};
 use candor_crypto::{KeyRing, LOG_KEY_LABEL, LogSigner};
 use candor_store::Store;
+use candor_store::postgres::PgStore;
 use candor_store::sqlite::SqliteStore;
 use zeroize::Zeroizing;
 
@@ -80,6 +81,10 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 .with_context(|| format!("cannot open the database {}", path.display()))?;
             Ok(Arc::new(store))
         }
+        Database::Postgres(url) => {
+            let store = PgStore::connect(url).await.context("cannot open the PostgreSQL database")?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -104,7 +109,7 @@ pub struct Initialised {
 
 /// Creates a working installation in `dir`: config, example catalog, keys (owner-only),
 /// database and an admin token. Refuses to touch an existing installation.
-pub async fn init(dir: &Path) -> Result<Initialised> {
+pub async fn init(dir: &Path, database: Option<&str>) -> Result<Initialised> {
     let config_path = dir.join(config::DEFAULT_CONFIG);
     if config_path.exists() {
         bail!(
@@ -130,7 +135,7 @@ pub async fn init(dir: &Path) -> Result<Initialised> {
     keyfile::create_key_file(&keys_dir.join("log.key"), LOG_KEY_LABEL, LOG_KEY_COMMENT)?;
     write_new(&dir.join("catalog.toml"), EXAMPLE_CATALOG)?;
     let origin = format!("candor.invalid/{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    write_new(&config_path, &config::initial_config_text(&origin))?;
+    write_new(&config_path, &config::initial_config_text(&origin, database.unwrap_or("data/candor.db")))?;
     let (_, vault) = open(&config_path).await?;
     let admin_token = vault.create_token(ADMIN_ROLE, "created by candor init", None).await?;
     Ok(Initialised { config_path, admin_token })
@@ -165,7 +170,7 @@ mod tests {
     #[tokio::test]
     async fn init_creates_a_working_installation_and_refuses_to_run_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let done = init(dir.path()).await.unwrap();
+        let done = init(dir.path(), None).await.unwrap();
         assert!(done.admin_token.starts_with("cnd_"));
         let (config, vault) = open(&done.config_path).await.unwrap();
         assert_eq!(vault.authenticate(&done.admin_token).await.unwrap().role, ADMIN_ROLE);
@@ -175,14 +180,14 @@ mod tests {
             let mode = std::fs::metadata(&config.keys.kek_file).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let again = init(dir.path()).await.err().unwrap().to_string();
+        let again = init(dir.path(), None).await.err().unwrap().to_string();
         assert!(again.contains("Refusing to overwrite"), "{again}");
     }
 
     #[tokio::test]
     async fn an_invalid_catalog_stops_the_installation_from_opening_with_its_position() {
         let dir = tempfile::tempdir().unwrap();
-        let done = init(dir.path()).await.unwrap();
+        let done = init(dir.path(), None).await.unwrap();
         let catalog = dir.path().join("catalog.toml");
         let text =
             std::fs::read_to_string(&catalog).unwrap().replace("legal_basis = \"contract\"", "legal_basis = \"whim\"");

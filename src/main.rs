@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod config;
+mod copy;
 mod demo;
 mod http;
 mod install;
@@ -43,6 +44,23 @@ enum Command {
         /// Directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Database to use instead of the embedded SQLite file, e.g. postgres://candor@db/candor.
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Apply pending database migrations and exit (servers also apply them at start-up).
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Copy an installation's data from one database to another (ciphertext copied as is).
+    Copy {
+        /// Source, e.g. sqlite:data/candor.db
+        #[arg(long)]
+        from: String,
+        /// Destination, e.g. postgres://candor@db/candor (must be empty).
+        #[arg(long)]
+        to: String,
     },
     /// Serve the HTTP API.
     Serve {
@@ -179,8 +197,8 @@ fn init_logging(default_level: &str) {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Init { dir } => {
-            let done = install::init(&dir).await?;
+        Command::Init { dir, database } => {
+            let done = install::init(&dir, database.as_deref()).await?;
             println!("Candor is set up in {}", dir.display());
             println!("  config:  {}", done.config_path.display());
             println!("  catalog: {}", dir.join("catalog.toml").display());
@@ -189,6 +207,13 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Serve { config, listen } => serve(&config.config, listen).await,
+        Command::Migrate { config } => {
+            let cfg = config::Config::load(&config.config)?;
+            install::open_store(&cfg).await?;
+            println!("migrations applied: the database schema is current");
+            Ok(())
+        }
+        Command::Copy { from, to } => copy::run(&from, &to).await,
         Command::Quickstart { dir, listen } => quickstart(dir, listen).await,
         Command::Token { command: TokenCommand::Create { config, role, description, expires } } => {
             let expires_at = expires.as_deref().map(expiry_from_now).transpose()?;
@@ -247,7 +272,7 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
-    http::serve(http::AppState { vault }, addr, config.max_body_bytes, |local| {
+    http::serve(http::AppState { vault, max_body_bytes: config.max_body_bytes }, addr, |local| {
         println!("listening on http://{local}");
     })
     .await
@@ -262,14 +287,14 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
     };
     let config_path = dir.join(config::DEFAULT_CONFIG);
     let fresh = !config_path.exists();
-    let admin_token = if fresh { Some(install::init(&dir).await?.admin_token) } else { None };
+    let admin_token = if fresh { Some(install::init(&dir, None).await?.admin_token) } else { None };
     let (config, vault) = install::open(&config_path).await?;
     let demo_ids = if fresh { demo::seed(&vault).await? } else { Vec::new() };
     let backend = vault.create_token("shop_backend", "quickstart", None).await?;
     let support = vault.create_token("support_agent", "quickstart", None).await?;
     let addr = listen.unwrap_or(config.listen);
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
-    http::serve(http::AppState { vault }, addr, config.max_body_bytes, move |local| {
+    http::serve(http::AppState { vault, max_body_bytes: config.max_body_bytes }, addr, move |local| {
         let url = format!("http://{local}");
         println!("Candor quickstart: {}", dir.display());
         if let Some(t) = &admin_token {

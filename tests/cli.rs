@@ -155,3 +155,56 @@ async fn quickstart_serves_demo_customers_and_prints_urls_and_tokens() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn copy_moves_an_installation_to_postgresql_and_it_keeps_working() {
+    let Some(db) = candor_store::pgtest::TestDatabase::create("copy_moves_an_installation_to_postgresql").await else {
+        return;
+    };
+    let install = Install::new();
+    let cwd = install.dir.path();
+    let (id, token) = {
+        let server = install.serve();
+        let token = install.token("shop_backend");
+        let backend = server.client(&token, Some("account"));
+        let id = backend.create(serde_json::json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+        let r = backend
+            .with_purpose("order_fulfilment")
+            .post(
+                &format!("/v1/subjects/{id}/events"),
+                serde_json::json!({"type": "purchase", "data": {"item": "pen"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+        reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap();
+        (id, token)
+    };
+    let (ok, out, err) = candor(&["migrate"], cwd);
+    assert!(ok && out.contains("migrations applied"), "{err}");
+
+    let (ok, out, err) = candor(&["copy", "--from", "sqlite:data/candor.db", "--to", &db.url], cwd);
+    assert!(ok, "copy failed: {err}");
+    assert!(out.contains("copy verified") && out.contains("subjects: 1 rows"), "{out}");
+    let (ok, _, err) = candor(&["copy", "--from", "sqlite:data/candor.db", "--to", &db.url], cwd);
+    assert!(!ok && err.contains("not empty"), "a second copy is refused: {err}");
+
+    // Point the installation at PostgreSQL: same keys, same data, same log.
+    let config = std::fs::read_to_string(install.config()).unwrap().replace("data/candor.db", &db.url);
+    std::fs::write(install.config(), config).unwrap();
+    let server = install.serve();
+    let backend = server.client(&token, Some("account"));
+    assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], serde_json::json!([id]));
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.body["fields"]["full_name"], "Ada Lovelace");
+    let events = backend.with_purpose("order_fulfilment").get(&format!("/v1/subjects/{id}/events")).await.body;
+    assert_eq!(events["events"][0]["data"]["item"], "pen");
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .post(&format!("/v1/subjects/{id}/events"), serde_json::json!({"type": "purchase", "data": {"item": "ink"}}))
+        .await;
+    assert_eq!(r.status, 201, "new events get fresh sequence numbers");
+    reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap();
+    let (ok, out, err) = candor(&["log", "verify"], cwd);
+    assert!(ok && out.contains("log OK"), "{err}");
+    drop(server);
+    db.drop_database().await;
+}

@@ -3,6 +3,11 @@
 
 mod common;
 
+on_both_backends!(
+    every_access_change_and_refusal_is_logged_with_ids_and_names_only,
+    a_customers_access_log_carries_proofs_that_verify_without_trusting_the_server,
+);
+
 use std::process::Command;
 
 use base64::Engine;
@@ -37,9 +42,7 @@ fn sqlite3(db: &std::path::Path, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[tokio::test]
-async fn every_access_change_and_refusal_is_logged_with_ids_and_names_only() {
-    let install = Install::new();
+async fn every_access_change_and_refusal_is_logged_with_ids_and_names_only(install: Install) {
     let server = install.serve();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
     let support = server.client(&install.token("support_agent"), Some("customer_support"));
@@ -104,9 +107,7 @@ async fn every_access_change_and_refusal_is_logged_with_ids_and_names_only() {
     assert_eq!(admin.get("/v1/log/entries?start=5&end=2000").await.code(), "invalid_query");
 }
 
-#[tokio::test]
-async fn a_customers_access_log_carries_proofs_that_verify_without_trusting_the_server() {
-    let install = Install::new();
+async fn a_customers_access_log_carries_proofs_that_verify_without_trusting_the_server(install: Install) {
     let server = install.serve();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
     let support = server.client(&install.token("support_agent"), Some("customer_support"));

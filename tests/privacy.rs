@@ -25,9 +25,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-#[tokio::test]
-async fn no_personal_value_reaches_the_database_its_wal_or_the_server_log() {
-    let install = Install::new();
+/// Stores the canaries through the API (and sends them in refused requests and lookups), then
+/// returns the server's log.
+async fn store_canaries(install: &Install) -> String {
     let server = install.serve();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
     let id = backend
@@ -66,6 +66,13 @@ async fn no_personal_value_reaches_the_database_its_wal_or_the_server_log() {
 
     let log = server.stop();
     assert!(log.contains("subject.create"), "the server log is being captured:\n{log}");
+    log
+}
+
+#[tokio::test]
+async fn no_personal_value_reaches_the_database_its_wal_or_the_server_log() {
+    let install = Install::new();
+    let log = store_canaries(&install).await;
     let db = install.db_path();
     let mut files = vec![("server log".to_string(), log.into_bytes())];
     for suffix in ["", "-wal", "-shm"] {
@@ -81,6 +88,23 @@ async fn no_personal_value_reaches_the_database_its_wal_or_the_server_log() {
     for (name, bytes) in &files {
         for canary in CANARIES {
             assert!(!contains(bytes, canary), "`{canary}` found in plaintext in {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_personal_value_reaches_postgresql_or_the_server_log() {
+    let Some(install) = Install::postgres("no_personal_value_reaches_postgresql_or_the_server_log").await else {
+        return;
+    };
+    let log = store_canaries(&install).await;
+    let url = &install.postgres.as_ref().unwrap().url;
+    let dump = std::process::Command::new("pg_dump").args(["--data-only", url]).output().expect("pg_dump is installed");
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(contains(&dump.stdout, "shipping_address"), "the dump holds the stored rows");
+    for (name, bytes) in [("server log", log.as_bytes()), ("database dump", &dump.stdout[..])] {
+        for canary in CANARIES {
+            assert!(!contains(bytes, canary), "`{canary}` found in plaintext in the {name}");
         }
     }
 }

@@ -79,10 +79,23 @@ pub trait BodyShape {
 /// A JSON request body. Errors name the position or the expected shape, never the content.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned + BodyShape, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than the server accepts",
+    )
+}
+
+impl<T: DeserializeOwned + BodyShape> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Refuse a declared oversized body before reading any of it.
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+            return Err(too_large());
+        }
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)

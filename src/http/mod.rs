@@ -27,10 +27,13 @@ use crate::vault::Vault;
 #[derive(Clone)]
 pub struct AppState {
     pub vault: Vault,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
 }
 
 /// The whole API.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(meta::openapi))
@@ -96,18 +99,11 @@ async fn log_and_harden(req: Request, next: Next) -> Response {
 
 /// Binds `addr`, prints the address actually bound (port 0 picks a free one) and serves until
 /// Ctrl-C or SIGTERM.
-pub async fn serve(
-    state: AppState,
-    addr: SocketAddr,
-    max_body_bytes: usize,
-    on_ready: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
+pub async fn serve(state: AppState, addr: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     on_ready(local);
-    axum::serve(listener, router(state, max_body_bytes).into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, router(state).into_make_service()).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 

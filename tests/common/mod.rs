@@ -28,16 +28,42 @@ pub fn candor(args: &[&str], cwd: &Path) -> (bool, String, String) {
     )
 }
 
-/// An initialised installation in a temporary directory.
+/// An initialised installation in a temporary directory, on SQLite or on a fresh PostgreSQL
+/// database (dropped with the installation).
 pub struct Install {
     pub dir: tempfile::TempDir,
     pub admin_token: String,
+    pub postgres: Option<candor_store::pgtest::TestDatabase>,
+}
+
+impl Drop for Install {
+    fn drop(&mut self) {
+        if let Some(db) = &self.postgres {
+            db.drop_blocking();
+        }
+    }
 }
 
 impl Install {
+    /// On the embedded default, SQLite.
     pub fn new() -> Self {
+        Self::init(None)
+    }
+
+    /// On a fresh PostgreSQL database, or `None` (printed as skipped) without
+    /// `CANDOR_TEST_DATABASE_URL`.
+    pub async fn postgres(test: &str) -> Option<Self> {
+        let db = candor_store::pgtest::TestDatabase::create(test).await?;
+        Some(Self::init(Some(db)))
+    }
+
+    fn init(postgres: Option<candor_store::pgtest::TestDatabase>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (ok, out, err) = candor(&["init", "--dir", "."], dir.path());
+        let mut args = vec!["init", "--dir", "."];
+        if let Some(db) = &postgres {
+            args.extend(["--database", db.url.as_str()]);
+        }
+        let (ok, out, err) = candor(&args, dir.path());
         assert!(ok, "init failed: {err}");
         let admin_token = out
             .lines()
@@ -45,7 +71,7 @@ impl Install {
             .expect("init prints `admin token:`")
             .trim()
             .to_string();
-        Self { dir, admin_token }
+        Self { dir, admin_token, postgres }
     }
 
     pub fn config(&self) -> PathBuf {
@@ -70,7 +96,12 @@ impl Install {
     }
 
     pub fn serve(&self) -> Server {
-        Server::start(&self.config(), &self.dir.path().join("server.log"))
+        self.serve_logging_to("server.log")
+    }
+
+    /// Another server on the same installation (and database), logging to its own file.
+    pub fn serve_logging_to(&self, log: &str) -> Server {
+        Server::start(&self.config(), &self.dir.path().join(log))
     }
 }
 
@@ -213,6 +244,24 @@ impl Client {
         assert_eq!(r.status, 201, "create failed: {:?}", r.body);
         r.body["id"].as_str().expect("id").to_string()
     }
+}
+
+/// Runs each named scenario (an `async fn(Install)`) on SQLite and on PostgreSQL, as tests
+/// `sqlite::<name>` and `postgres::<name>`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::common::Install::new()).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                if let Some(install) = super::common::Install::postgres(stringify!($name)).await {
+                    super::$name(install).await
+                }
+            })*
+        }
+    };
 }
 
 /// Waits until `f` holds, up to `timeout` (for log lines written asynchronously).

@@ -89,10 +89,11 @@ impl VerifierKey {
     /// Parses `<name>+<hex id>+<base64(0x01 || key)>`.
     pub fn parse(text: &str) -> Result<Self, NoteError> {
         let text = text.trim();
-        let mut parts = text.rsplitn(3, '+');
-        let key_b64 = parts.next().ok_or(NoteError::BadKey("missing key"))?;
-        let id_hex = parts.next().ok_or(NoteError::BadKey("missing key id"))?;
+        // Names never contain '+'; the base64 key may.
+        let mut parts = text.splitn(3, '+');
         let name = parts.next().filter(|n| !n.is_empty()).ok_or(NoteError::BadKey("missing name"))?;
+        let id_hex = parts.next().ok_or(NoteError::BadKey("missing key id"))?;
+        let key_b64 = parts.next().ok_or(NoteError::BadKey("missing key"))?;
         let raw = STANDARD.decode(key_b64).map_err(|_| NoteError::BadKey("the key is not base64"))?;
         if raw.len() != 33 || raw[0] != ED25519_ALG {
             return Err(NoteError::BadKey("not an Ed25519 key"));
@@ -182,6 +183,15 @@ mod tests {
         assert!(note.contains("\n\n\u{2014} candor.example/log "), "{note}");
         assert_eq!(key.open(&note).unwrap(), cp);
         assert_eq!(VerifierKey::parse(&key.to_text()).unwrap(), key);
+    }
+
+    #[test]
+    fn verifier_keys_whose_base64_contains_a_plus_parse() {
+        for seed in 0u8..64 {
+            let kp = Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap();
+            let key = vkey(&kp);
+            assert_eq!(VerifierKey::parse(&key.to_text()).unwrap(), key, "seed {seed}: {}", key.to_text());
+        }
     }
 
     #[test]

@@ -5,14 +5,18 @@
 //! times and opaque bytes ([`Ciphertext`], [`WrappedDek`](candor_core::WrappedDek),
 //! [`BlindIndex`]) — never a plaintext personal value and never a key.
 //!
-//! Backends: [`sqlite::SqliteStore`] (embedded default). Every backend must pass
-//! [`testsuite::run_all`].
+//! Backends: [`sqlite::SqliteStore`] (embedded default) and [`postgres::PgStore`] (several
+//! servers on one database). Every backend must pass [`testsuite::run_all`]. [`copy`] moves an
+//! installation from SQLite to PostgreSQL.
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId};
 pub use candor_log::Hash;
 
+pub mod copy;
+pub mod pgtest;
+pub mod postgres;
 pub mod sqlite;
 pub mod testsuite;
 

@@ -1,0 +1,177 @@
+//! Copying an installation's data from SQLite to PostgreSQL, as stored: ciphertexts, wrapped
+//! keys, blind indexes and the log are moved byte for byte (nothing is decrypted). The
+//! destination must be empty; the copy is one transaction (all or nothing) and ends by
+//! comparing row counts and the log's root hash on both sides.
+
+use rusqlite::types::ValueRef;
+use tokio_postgres::types::ToSql;
+
+use crate::postgres::PgStore;
+use crate::sqlite::SqliteStore;
+use crate::{Store, StoreError};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Int8,
+    Int4,
+    Bytes,
+    OptInt8,
+}
+
+/// Tables in dependency order, with their columns.
+const TABLES: &[(&str, &[(&str, Kind)])] = &[
+    (
+        "subjects",
+        &[
+            ("id", Kind::Text),
+            ("kek_version", Kind::Int4),
+            ("dek_version", Kind::Int4),
+            ("wrapped_dek", Kind::Bytes),
+            ("created_at", Kind::Int8),
+            ("updated_at", Kind::Int8),
+        ],
+    ),
+    (
+        "field_values",
+        &[("subject_id", Kind::Text), ("field", Kind::Text), ("ciphertext", Kind::Bytes), ("updated_at", Kind::Int8)],
+    ),
+    ("blind_index", &[("field", Kind::Text), ("token", Kind::Bytes), ("subject_id", Kind::Text)]),
+    (
+        "events",
+        &[
+            ("seq", Kind::Int8),
+            ("id", Kind::Text),
+            ("subject_id", Kind::Text),
+            ("event_type", Kind::Text),
+            ("recorded_at", Kind::Int8),
+            ("payload", Kind::Bytes),
+        ],
+    ),
+    (
+        "tokens",
+        &[
+            ("id", Kind::Text),
+            ("hash", Kind::Bytes),
+            ("role", Kind::Text),
+            ("description", Kind::Text),
+            ("created_at", Kind::Int8),
+            ("expires_at", Kind::OptInt8),
+            ("revoked_at", Kind::OptInt8),
+        ],
+    ),
+    ("log_entries", &[("idx", Kind::Int8), ("entry", Kind::Bytes)]),
+    ("log_nodes", &[("level", Kind::Int4), ("idx", Kind::Int8), ("hash", Kind::Bytes)]),
+    ("log_subjects", &[("subject_id", Kind::Text), ("idx", Kind::Int8)]),
+    ("log_checkpoints", &[("size", Kind::Int8), ("note", Kind::Text), ("created_at", Kind::Int8)]),
+    ("meta", &[("key", Kind::Text), ("value", Kind::Text)]),
+];
+
+const BATCH: usize = 500;
+
+fn sql_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn value(kind: Kind, v: ValueRef<'_>) -> Result<Box<dyn ToSql + Sync + Send>, StoreError> {
+    let bad = || StoreError::Corrupt("a source value has an unexpected type".into());
+    Ok(match (kind, v) {
+        (Kind::Text, ValueRef::Text(t)) => Box::new(String::from_utf8(t.to_vec()).map_err(|_| bad())?),
+        (Kind::Int8, ValueRef::Integer(i)) => Box::new(i),
+        (Kind::Int4, ValueRef::Integer(i)) => Box::new(i32::try_from(i).map_err(|_| bad())?),
+        (Kind::Bytes, ValueRef::Blob(b)) => Box::new(b.to_vec()),
+        (Kind::OptInt8, ValueRef::Integer(i)) => Box::new(Some(i)),
+        (Kind::OptInt8, ValueRef::Null) => Box::new(None::<i64>),
+        _ => return Err(bad()),
+    })
+}
+
+/// What was copied: rows per table.
+pub type CopyReport = Vec<(&'static str, u64)>;
+
+/// Copies everything from the SQLite file at `from` into the (empty) PostgreSQL database at `to`.
+/// `progress(table, copied, total)` is called as rows go in.
+pub async fn sqlite_to_postgres(
+    from: &std::path::Path,
+    to: &str,
+    progress: impl Fn(&str, u64, u64),
+) -> Result<CopyReport, StoreError> {
+    let source = SqliteStore::open(from).await?;
+    let destination = PgStore::connect(to).await?;
+    if destination.log_head().await?.0 != 0 || destination.count("subjects").await? != 0 {
+        return Err(StoreError::Conflict(
+            "the destination database is not empty; copy only into a new database".into(),
+        ));
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_err)?;
+    let mut client = destination.raw_client().await?;
+    let tx = client.transaction().await.map_err(crate::postgres::pg_err)?;
+    let mut report = Vec::new();
+    for (table, columns) in TABLES {
+        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+        let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).map_err(sql_err)?;
+        let mut stmt = conn.prepare(&format!("SELECT {} FROM {table}", names.join(", "))).map_err(sql_err)?;
+        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let mut batch: Vec<Vec<Box<dyn ToSql + Sync + Send>>> = Vec::with_capacity(BATCH);
+        let mut copied = 0u64;
+        loop {
+            let row = rows.next().map_err(sql_err)?;
+            if let Some(row) = row {
+                let mut values = Vec::with_capacity(columns.len());
+                for (i, (_, kind)) in columns.iter().enumerate() {
+                    values.push(value(*kind, row.get_ref(i).map_err(sql_err)?)?);
+                }
+                batch.push(values);
+            }
+            if batch.len() == BATCH || (row.is_none() && !batch.is_empty()) {
+                let mut placeholders = Vec::with_capacity(batch.len());
+                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(batch.len() * columns.len());
+                for (r, values) in batch.iter().enumerate() {
+                    let cols: Vec<String> =
+                        (0..columns.len()).map(|c| format!("${}", r * columns.len() + c + 1)).collect();
+                    placeholders.push(format!("({})", cols.join(", ")));
+                    params.extend(values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)));
+                }
+                let overriding = if *table == "events" { " OVERRIDING SYSTEM VALUE" } else { "" };
+                let sql = format!(
+                    "INSERT INTO {table} ({}){overriding} VALUES {}",
+                    names.join(", "),
+                    placeholders.join(", ")
+                );
+                tx.execute(sql.as_str(), &params).await.map_err(crate::postgres::pg_err)?;
+                copied += batch.len() as u64;
+                batch.clear();
+                progress(table, copied, total as u64);
+            }
+            if row.is_none() {
+                break;
+            }
+        }
+        report.push((*table, copied));
+    }
+    tx.execute("UPDATE log_head SET size = (SELECT COUNT(*) FROM log_entries)", &[])
+        .await
+        .map_err(crate::postgres::pg_err)?;
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('events', 'seq'), GREATEST((SELECT MAX(seq) FROM events), 1))",
+        &[],
+    )
+    .await
+    .map_err(crate::postgres::pg_err)?;
+    tx.commit().await.map_err(crate::postgres::pg_err)?;
+
+    // Verify: the same rows on both sides, and the same log.
+    for (table, copied) in &report {
+        let there = destination.count(table).await?;
+        if there != *copied {
+            return Err(StoreError::Corrupt(format!(
+                "{table}: copied {copied} rows but the destination holds {there}"
+            )));
+        }
+    }
+    if source.log_head().await? != destination.log_head().await? {
+        return Err(StoreError::Corrupt("the log's root hash differs after the copy".into()));
+    }
+    Ok(report)
+}

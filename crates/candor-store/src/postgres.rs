@@ -1,0 +1,651 @@
+//! The PostgreSQL backend: several stateless Candor servers on one database.
+//!
+//! An async driver (tokio-postgres) behind a connection pool (deadpool). Numbered migrations run
+//! at start-up under an advisory lock, so servers starting together apply them once. Each
+//! `Store` method is one transaction. Log appends lock the one-row `log_head` table, which keeps
+//! the log a single gap-free sequence across servers. Connection loss maps to
+//! `StoreError::Unavailable` (HTTP 503) within the pool's timeouts, and broken connections are
+//! replaced once the database is back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
+use candor_log::merkle::{self, MapSource, NodeRecorder, ProofError};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{GenericClient, NoTls};
+
+use crate::{
+    FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
+    SubjectRecord,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+/// Advisory lock key serialising migrations across servers ("candor" in ASCII).
+const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgStore")
+    }
+}
+
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict("a unique value already exists".into()),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            StoreError::Unavailable("the database asked to retry".into())
+        }
+        Some(c) if c.code().starts_with("08") || c.code().starts_with("57") || c.code().starts_with("53") => {
+            StoreError::Unavailable(format!("the database is unavailable ({})", c.code()))
+        }
+        Some(_) => StoreError::Internal(e.to_string()),
+        // No SQL state: the connection broke or could not be made.
+        None => StoreError::Unavailable("lost the connection to the database".into()),
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("no database connection available: {e}"))
+}
+
+fn u32_of(v: i32) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt("a stored key version is out of range".into()))
+}
+
+fn subject_of(s: &str) -> Result<SubjectId, StoreError> {
+    SubjectId::parse(s).ok_or_else(|| StoreError::Corrupt("a stored subject id is not a UUID".into()))
+}
+
+fn hash_of(b: Vec<u8>) -> Result<Hash, StoreError> {
+    b.try_into().map_err(|_| StoreError::Corrupt("a stored log hash is not 32 bytes".into()))
+}
+
+fn proof_err(e: ProofError) -> StoreError {
+    match e {
+        ProofError::Storage(m) => StoreError::Internal(m),
+        ProofError::MissingNode { .. } => StoreError::Corrupt(format!("the log's stored hashes are incomplete: {e}")),
+        other => StoreError::OutOfRange(other.to_string()),
+    }
+}
+
+/// Fetches the given log nodes in one query.
+async fn fetch_nodes(c: &impl GenericClient, wanted: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let levels: Vec<i32> = wanted.iter().map(|(l, _)| *l as i32).collect();
+    let idxs: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
+    let rows = c
+        .query(
+            "SELECT n.level, n.idx, n.hash FROM log_nodes n
+             JOIN unnest($1::int4[], $2::int8[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx",
+            &[&levels, &idxs],
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        out.insert((r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64), hash_of(r.get(2))?);
+    }
+    Ok(out)
+}
+
+/// Runs a node-reading algorithm over stored nodes: learn the nodes it reads, fetch them, run.
+async fn with_nodes<T>(
+    c: &impl GenericClient,
+    f: impl Fn(&mut dyn merkle::NodeSource) -> Result<T, ProofError>,
+) -> Result<T, StoreError> {
+    let mut rec = NodeRecorder::default();
+    f(&mut rec).map_err(proof_err)?;
+    let mut src = MapSource(fetch_nodes(c, &rec.wanted).await?);
+    f(&mut src).map_err(proof_err)
+}
+
+async fn log_size(c: &impl GenericClient) -> Result<u64, StoreError> {
+    let row = c.query_one("SELECT size FROM log_head", &[]).await.map_err(pg_err)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Appends records inside the caller's transaction, holding the log_head row lock.
+async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecord]) -> Result<u64, StoreError> {
+    let first =
+        tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?.get::<_, i64>(0) as u64;
+    let mut fresh: HashMap<(u32, u64), Hash> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        let idx = first + i as u64;
+        tx.execute("INSERT INTO log_entries (idx, entry) VALUES ($1, $2)", &[&(idx as i64), &record.entry])
+            .await
+            .map_err(pg_err)?;
+        let leaf = merkle::leaf_hash(&record.entry);
+        let mut rec = NodeRecorder::default();
+        merkle::completed_nodes(&mut rec, idx, leaf).map_err(proof_err)?;
+        let missing: Vec<(u32, u64)> = rec.wanted.into_iter().filter(|k| !fresh.contains_key(k)).collect();
+        let mut src = MapSource(fetch_nodes(tx, &missing).await?);
+        src.0.extend(fresh.iter().map(|(k, v)| (*k, *v)));
+        for (level, index, hash) in merkle::completed_nodes(&mut src, idx, leaf).map_err(proof_err)? {
+            tx.execute(
+                "INSERT INTO log_nodes (level, idx, hash) VALUES ($1, $2, $3)",
+                &[&(level as i32), &(index as i64), &&hash[..]],
+            )
+            .await
+            .map_err(pg_err)?;
+            fresh.insert((level, index), hash);
+        }
+        for subject in &record.subjects {
+            tx.execute(
+                "INSERT INTO log_subjects (subject_id, idx) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&subject.to_string(), &(idx as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+    }
+    tx.execute("UPDATE log_head SET size = $1", &[&((first + records.len() as u64) as i64)]).await.map_err(pg_err)?;
+    Ok(first)
+}
+
+async fn check_size(c: &impl GenericClient, size: u64) -> Result<(), StoreError> {
+    let current = log_size(c).await?;
+    if size > current {
+        return Err(StoreError::OutOfRange(format!("tree size {size} is larger than the log ({current} entries)")));
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut pg: tokio_postgres::Config =
+            url.parse().map_err(|_| StoreError::Internal("the PostgreSQL URL is malformed".into()))?;
+        pg.connect_timeout(TIMEOUT);
+        pg.application_name("candor");
+        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts { wait: Some(TIMEOUT), create: Some(TIMEOUT), recycle: Some(TIMEOUT) })
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies migrations not yet applied, under an advisory lock (safe when servers start together).
+    pub async fn migrate(&self) -> Result<i64, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
+        let result = async {
+            client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                )
+                .await
+                .map_err(pg_err)?;
+            let current: i64 = client
+                .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+            if current > latest {
+                return Err(StoreError::Corrupt(format!(
+                    "the database is at schema version {current}, but this Candor knows only up to {latest}: it was written by a newer Candor"
+                )));
+            }
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+                let tx = client.transaction().await.map_err(pg_err)?;
+                tx.batch_execute(sql).await.map_err(pg_err)?;
+                tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", &[version, &now()])
+                    .await
+                    .map_err(pg_err)?;
+                tx.commit().await.map_err(pg_err)?;
+            }
+            Ok(latest)
+        }
+        .await;
+        let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err);
+        let latest = result?;
+        unlock?;
+        Ok(latest)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    /// A pooled connection, for tools in this crate (copy).
+    pub(crate) async fn raw_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.client().await
+    }
+
+    /// Rows in `table` (one of Candor's own tables).
+    pub(crate) async fn count(&self, table: &str) -> Result<u64, StoreError> {
+        let row =
+            self.client().await?.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]).await.map_err(pg_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.query_one("SELECT 1", &[]).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let id = s.id.to_string();
+        tx.execute(
+            "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            &[&id, &(s.dek.kek_version as i32), &(s.dek.dek_version as i32), &s.dek.wrapped.as_bytes(), &s.now],
+        )
+        .await
+        .map_err(pg_err)?;
+        for (field, value) in &s.values {
+            tx.execute(
+                "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)",
+                &[&id, &field.as_str(), &value.as_bytes(), &s.now],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        for (field, token) in &s.index {
+            tx.execute(
+                "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
+                &[&field.as_str(), &token.as_bytes(), &id],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.build_transaction().read_only(true).start().await.map_err(pg_err)?;
+        let sid = id.to_string();
+        let Some(head) = tx
+            .query_opt(
+                "SELECT kek_version, dek_version, wrapped_dek, created_at, updated_at FROM subjects WHERE id = $1",
+                &[&sid],
+            )
+            .await
+            .map_err(pg_err)?
+        else {
+            return Ok(None);
+        };
+        let mut values = Vec::new();
+        if !fields.is_empty() {
+            let names: Vec<&str> = fields.iter().map(FieldName::as_str).collect();
+            for r in tx
+                .query(
+                    "SELECT field, ciphertext FROM field_values WHERE subject_id = $1 AND field = ANY($2) ORDER BY field",
+                    &[&sid, &names],
+                )
+                .await
+                .map_err(pg_err)?
+            {
+                values.push((FieldName::new(r.get::<_, String>(0)), Ciphertext::from_bytes(r.get(1))));
+            }
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(Some(SubjectRecord {
+            dek: StoredDek {
+                kek_version: u32_of(head.get(0))?,
+                dek_version: u32_of(head.get(1))?,
+                wrapped: WrappedDek::from_bytes(head.get(2)),
+            },
+            values,
+            created_at: head.get(3),
+            updated_at: head.get(4),
+        }))
+    }
+
+    async fn update_subject(
+        &self,
+        id: SubjectId,
+        changes: Vec<FieldChange>,
+        now: Millis,
+        log: LogRecord,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let sid = id.to_string();
+        let found =
+            tx.execute("UPDATE subjects SET updated_at = $2 WHERE id = $1", &[&sid, &now]).await.map_err(pg_err)?;
+        if found == 0 {
+            return Ok(false);
+        }
+        for change in &changes {
+            match change {
+                FieldChange::Set { field, value, index } => {
+                    tx.execute(
+                        "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at",
+                        &[&sid, &field.as_str(), &value.as_bytes(), &now],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    tx.execute(
+                        "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
+                        &[&sid, &field.as_str()],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    if let Some(token) = index {
+                        tx.execute(
+                            "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
+                            &[&field.as_str(), &token.as_bytes(), &sid],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                    }
+                }
+                FieldChange::Remove { field } => {
+                    tx.execute(
+                        "DELETE FROM field_values WHERE subject_id = $1 AND field = $2",
+                        &[&sid, &field.as_str()],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    tx.execute(
+                        "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
+                        &[&sid, &field.as_str()],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                }
+            }
+        }
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(true)
+    }
+
+    async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT subject_id FROM blind_index WHERE field = $1 AND token = $2 ORDER BY subject_id",
+                &[&field.as_str(), &index.as_bytes()],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(|r| subject_of(r.get(0))).collect()
+    }
+
+    async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
+                 SELECT $1, id, $3, $4, $5 FROM subjects WHERE id = $2",
+                &[
+                    &e.id.to_string(),
+                    &e.subject.to_string(),
+                    &e.event_type.as_str(),
+                    &e.recorded_at,
+                    &e.payload.as_bytes(),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        if inserted != 1 {
+            return Ok(false);
+        }
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(true)
+    }
+
+    async fn list_events(
+        &self,
+        subject: SubjectId,
+        types: &[FieldName],
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = types.iter().map(FieldName::as_str).collect();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT seq, id, event_type, recorded_at, payload FROM events
+                 WHERE subject_id = $1 AND seq > $2 AND event_type = ANY($3) ORDER BY seq LIMIT $4",
+                &[&subject.to_string(), &after.unwrap_or(0), &names, &i64::from(limit)],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    seq: r.get(0),
+                    id: EventId::parse(r.get(1))
+                        .ok_or_else(|| StoreError::Corrupt("a stored event id is not a UUID".into()))?,
+                    event_type: FieldName::new(r.get::<_, String>(2)),
+                    recorded_at: r.get(3),
+                    payload: Ciphertext::from_bytes(r.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute(
+            "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&t.id, &&t.hash[..], &t.role, &t.description, &t.created_at, &t.expires_at],
+        )
+        .await
+        .map_err(pg_err)?;
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id, role, description, created_at, expires_at, revoked_at FROM tokens WHERE hash = $1",
+                &[&&hash[..]],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map(|r| StoredToken {
+            id: r.get(0),
+            role: r.get(1),
+            description: r.get(2),
+            created_at: r.get(3),
+            expires_at: r.get(4),
+            revoked_at: r.get(5),
+        }))
+    }
+
+    async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let first = append_log_tx(&tx, &records).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(first)
+    }
+
+    async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        // Take the log lock first: two servers starting together record a change once.
+        tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?;
+        let last: Option<String> = tx
+            .query_opt("SELECT value FROM meta WHERE key = 'catalog_hash'", &[])
+            .await
+            .map_err(pg_err)?
+            .map(|r| r.get(0));
+        if last.as_deref() == Some(hash) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('catalog_hash', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&hash],
+        )
+        .await
+        .map_err(pg_err)?;
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(true)
+    }
+
+    async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
+        let client = self.client().await?;
+        let size = log_size(&**client).await?;
+        let root = with_nodes(&**client, |src| merkle::root(src, size)).await?;
+        Ok((size, root))
+    }
+
+    async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[&(start as i64), &(end as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+    }
+
+    async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT hash FROM log_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                &[&(level as i32), &(start as i64), &(end as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.into_iter().map(|r| hash_of(r.get(0))).collect()
+    }
+
+    async fn log_inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
+        let client = self.client().await?;
+        check_size(&**client, size).await?;
+        let proof = with_nodes(&**client, |src| merkle::inclusion_proof(src, index, size)).await?;
+        let leaf = with_nodes(&**client, |src| src.node(0, index)).await?;
+        Ok((leaf, proof))
+    }
+
+    async fn log_consistency_proof(&self, first: u64, second: u64) -> Result<(Hash, Hash, Vec<Hash>), StoreError> {
+        let client = self.client().await?;
+        check_size(&**client, second).await?;
+        let proof = with_nodes(&**client, |src| merkle::consistency_proof(src, first, second)).await?;
+        let r1 = with_nodes(&**client, |src| merkle::root(src, first)).await?;
+        let r2 = with_nodes(&**client, |src| merkle::root(src, second)).await?;
+        Ok((r1, r2, proof))
+    }
+
+    async fn subject_log_indices(&self, subject: SubjectId) -> Result<Vec<u64>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT idx FROM log_subjects WHERE subject_id = $1 ORDER BY idx", &[&subject.to_string()])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO log_checkpoints (size, note, created_at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
+                &[&(size as i64), &note, &now],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgtest::TestDatabase;
+
+    #[tokio::test]
+    async fn the_postgres_store_passes_the_store_test_suite() {
+        let Some(db) = TestDatabase::create("the_postgres_store_passes_the_store_test_suite").await else {
+            return;
+        };
+        let store = PgStore::connect(&db.url).await.unwrap();
+        crate::testsuite::run_all(&store).await;
+        drop(store);
+        db.drop_database().await;
+    }
+
+    #[tokio::test]
+    async fn servers_starting_together_migrate_once_and_append_one_gap_free_log() {
+        let Some(db) = TestDatabase::create("servers_starting_together_migrate_once").await else {
+            return;
+        };
+        let (a, b) = tokio::join!(PgStore::connect(&db.url), PgStore::connect(&db.url));
+        let (a, b) = (std::sync::Arc::new(a.unwrap()), std::sync::Arc::new(b.unwrap()));
+        let mut tasks = Vec::new();
+        for t in 0..8u8 {
+            let store = if t % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10u8 {
+                    let record = LogRecord { entry: vec![t, i], subjects: vec![] };
+                    store.append_log(vec![record]).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (size, root) = a.log_head().await.unwrap();
+        assert_eq!(size, 80);
+        assert_eq!(b.log_head().await.unwrap(), (size, root));
+        let entries = a.log_entries(0, size).await.unwrap();
+        assert_eq!(entries.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..80).collect::<Vec<_>>(), "gap-free");
+        let mut builder = merkle::RootBuilder::new();
+        for (_, e) in &entries {
+            builder.push(merkle::leaf_hash(e));
+        }
+        assert_eq!(builder.root(), root);
+        drop((a, b));
+        db.drop_database().await;
+    }
+}
