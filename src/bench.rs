@@ -14,6 +14,9 @@ use candor_store::{LogRecord, NewSubject, Store};
 use serde_json::json;
 
 pub struct BenchOptions {
+    /// A PostgreSQL server to also run the HTTP scenarios on (a fresh database is created and
+    /// dropped), with 1 and 2 server instances.
+    pub postgres: Option<String>,
     pub subjects: usize,
     pub seconds: f64,
     /// Size of the log to build for the log benchmarks (0 skips them).
@@ -134,21 +137,44 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         n += 1;
     }
     report(&format!("lookup by e-mail: blind index + SQLite ({} customers)", opts.subjects), n, start.elapsed());
-    api_bench(opts.seconds).await?;
+    println!("-- HTTP scenarios, SQLite, 1 server instance");
+    api_bench(opts.seconds, None, 1).await?;
+    if let Some(server) = &opts.postgres {
+        for instances in [1, 2] {
+            let db = candor_store::pgtest::TestDatabase::create_on(server, "candor_bench").await;
+            println!("-- HTTP scenarios, PostgreSQL, {instances} server instance(s) (separate pools, one process)");
+            let result = api_bench(opts.seconds, Some(&db.url), instances).await;
+            db.drop_database().await;
+            result?;
+        }
+    }
     if opts.log_entries > 0 {
         log_bench(dir.path(), opts.log_entries, opts.seconds).await?;
     }
     Ok(())
 }
 
-/// Audited reads over real HTTP (keep-alive, 32 concurrent clients, server in this process):
-/// each read authenticates, checks the purpose, decrypts and appends a log entry durably.
-/// `/healthz` under the same load is the HTTP stack's floor.
-async fn api_bench(seconds: f64) -> Result<()> {
+/// HTTP scenarios over real loopback connections (keep-alive, 32 concurrent clients, servers in
+/// this process): `/healthz` (the HTTP stack's floor), creates (3 fields, blind index, durable
+/// log entry) and audited reads (token, purpose, decrypt, durable log entry). With several
+/// instances, each has its own store (connection pool) and clients alternate between them.
+async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let done = crate::install::init(dir.path(), None).await?;
-    let (config, vault) = crate::install::open(&done.config_path).await?;
-    let token = vault.create_token("shop_backend", "bench", None).await?;
+    let done = crate::install::init(dir.path(), database).await?;
+    let mut urls = Vec::new();
+    let mut servers = Vec::new();
+    let mut first = None;
+    for _ in 0..instances {
+        let (config, vault) = crate::install::open(&done.config_path).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        urls.push(format!("http://{}", listener.local_addr()?));
+        let app =
+            crate::http::router(crate::http::AppState { vault: vault.clone(), max_body_bytes: config.max_body_bytes });
+        servers.push(tokio::spawn(async move { axum::serve(listener, app).await }));
+        first.get_or_insert(vault);
+    }
+    let vault = first.expect("at least one instance");
+    let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
     let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
     let account = vault.authorize(backend, Some("account")).await?;
     let mut ids = Vec::new();
@@ -156,33 +182,33 @@ async fn api_bench(seconds: f64) -> Result<()> {
         let fields = json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}"), "date_of_birth": "1990-01-01"});
         ids.push(vault.create_subject(&account, fields.as_object().expect("object")).await?.to_string());
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let app = crate::http::router(crate::http::AppState { vault, max_body_bytes: config.max_body_bytes });
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let ids = Arc::new(ids);
-    for (name, audited) in [
-        ("HTTP GET /healthz (floor), 32 clients", false),
-        ("HTTP audited read (GET subject + durable log append), 32 clients", true),
-    ] {
+    let (ids, urls) = (Arc::new(ids), Arc::new(urls));
+    for (name, scenario) in
+        [("GET /healthz (floor)", 0u8), ("POST /v1/subjects (create)", 1), ("GET /v1/subjects/{id} (audited read)", 2)]
+    {
         let budget = Duration::from_secs_f64(seconds);
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..32usize {
-            let (client, url, token, ids) = (reqwest::Client::new(), url.clone(), token.to_string(), ids.clone());
+            let (client, urls, token, ids) = (reqwest::Client::new(), urls.clone(), token.clone(), ids.clone());
             tasks.push(tokio::spawn(async move {
+                let url = &urls[t % urls.len()];
                 let mut n = 0u64;
                 while start.elapsed() < budget {
-                    let req = if audited {
-                        client
-                            .get(format!("{url}/v1/subjects/{}", ids[(t * 7 + n as usize) % ids.len()]))
+                    let req = match scenario {
+                        0 => client.get(format!("{url}/healthz")),
+                        1 => client
+                            .post(format!("{url}/v1/subjects"))
                             .bearer_auth(&token)
                             .header("Candor-Purpose", "account")
-                    } else {
-                        client.get(format!("{url}/healthz"))
+                            .json(&json!({"fields": {"email": format!("t{t}-n{n}@example.com"), "full_name": "Bench Customer", "date_of_birth": "1990-01-01"}})),
+                        _ => client
+                            .get(format!("{url}/v1/subjects/{}", ids[(t * 7 + n as usize) % ids.len()]))
+                            .bearer_auth(&token)
+                            .header("Candor-Purpose", "account"),
                     };
                     let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
-                    assert_eq!(status, 200, "benchmark request failed");
+                    assert!(status == 200 || status == 201, "benchmark request failed with {status}");
                     n += 1;
                 }
                 n
@@ -192,9 +218,11 @@ async fn api_bench(seconds: f64) -> Result<()> {
         for t in tasks {
             total += t.await?;
         }
-        report(name, total, start.elapsed());
+        report(&format!("HTTP {name}, 32 clients"), total, start.elapsed());
     }
-    server.abort();
+    for s in servers {
+        s.abort();
+    }
     Ok(())
 }
 

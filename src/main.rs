@@ -106,6 +106,10 @@ enum Command {
         /// (0 skips the log benchmarks).
         #[arg(long, default_value_t = 100_000)]
         log_entries: u64,
+        /// Also run the HTTP scenarios on this PostgreSQL server (in a fresh database that is
+        /// dropped afterwards), with 1 and 2 server instances.
+        #[arg(long)]
+        postgres: Option<String>,
     },
 }
 
@@ -253,8 +257,8 @@ async fn run(command: Command) -> Result<()> {
             print!("{}", vault.checkpoint().await?.note);
             Ok(())
         }
-        Command::Bench { subjects, seconds, log_entries } => {
-            bench::run(bench::BenchOptions { subjects, seconds, log_entries }).await
+        Command::Bench { subjects, seconds, log_entries, postgres } => {
+            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries }).await
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Test support: a fresh PostgreSQL database per test, on the server named by
+//! Test and benchmark support: a fresh PostgreSQL database per test, on the server named by
 //! `CANDOR_TEST_DATABASE_URL`, dropped afterwards. Without the variable, tests that need
 //! PostgreSQL say loudly that they were skipped.
 
@@ -51,15 +51,20 @@ async fn admin(url: &str) -> tokio_postgres::Client {
 impl TestDatabase {
     /// Creates a fresh database, or returns `None` (and says so) when no server is configured.
     pub async fn create(test: &str) -> Option<Self> {
-        let admin_url = server_url(test)?;
-        let name = format!("candor_t_{}", &uuid_like());
+        Some(Self::create_on(&server_url(test)?, "candor_t").await)
+    }
+
+    /// Creates a fresh database named `<prefix>_<random>` on the server at `admin_url`.
+    pub async fn create_on(admin_url: &str, prefix: &str) -> Self {
+        let admin_url = admin_url.to_string();
+        let name = format!("{prefix}_{}", &uuid_like());
         admin(&admin_url)
             .await
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create a test database");
         let url = with_database(&admin_url, &name);
-        Some(Self { admin_url, name, url })
+        Self { admin_url, name, url }
     }
 
     /// Drops the database (closing any connections left).
