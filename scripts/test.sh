@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "$@"; else sudo apt-get update -qq && sudo apt-get install -y -qq "$@"; fi
+}
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust from https://rustup.rs first" >&2
   exit 1
@@ -17,11 +21,17 @@ fi
 # The log tamper test edits the SQLite file with the sqlite3 command-line tool.
 if ! command -v sqlite3 >/dev/null 2>&1; then
   echo "installing sqlite3 (needed by the log tamper test)"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq sqlite3; else sudo apt-get update -qq && sudo apt-get install -y -qq sqlite3; fi
+  apt_install sqlite3
 fi
 
 if [ -z "${CANDOR_TEST_DATABASE_URL:-}" ]; then
   echo "note: CANDOR_TEST_DATABASE_URL is not set; tests that need PostgreSQL will say they were skipped"
+else
+  # The PostgreSQL canary and swap tests use pg_dump and psql; the fault test starts a
+  # throwaway cluster with PostgreSQL's initdb and pg_ctl.
+  command -v pg_dump >/dev/null 2>&1 && command -v psql >/dev/null 2>&1 \
+    || { echo "installing postgresql-client (pg_dump, psql)"; apt_install postgresql-client; }
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing postgresql (initdb, pg_ctl)"; apt_install postgresql; }
 fi
 
 echo "== cargo fmt --check"

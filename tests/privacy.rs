@@ -3,8 +3,9 @@
 
 mod common;
 
+on_both_backends!(a_ciphertext_moved_to_another_subject_or_field_fails_loudly);
+
 use common::Install;
-use rusqlite::{Connection, params};
 use serde_json::json;
 
 /// Distinctive values that must never appear in plaintext anywhere Candor writes.
@@ -109,9 +110,20 @@ async fn no_personal_value_reaches_postgresql_or_the_server_log() {
     }
 }
 
-#[tokio::test]
-async fn a_ciphertext_moved_to_another_subject_or_field_fails_loudly() {
-    let install = Install::new();
+/// Runs SQL directly against the installation's database, as an attacker with database access
+/// would: the sqlite3 tool on SQLite, psql on PostgreSQL.
+fn sql(install: &Install, statement: &str) {
+    let out = match &install.postgres {
+        Some(db) => std::process::Command::new("psql")
+            .args([db.url.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", statement])
+            .output(),
+        None => std::process::Command::new("sqlite3").arg(install.db_path()).arg(statement).output(),
+    }
+    .expect("the database command-line tool is installed");
+    assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn a_ciphertext_moved_to_another_subject_or_field_fails_loudly(install: Install) {
     let server = install.serve();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
     let ada = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
@@ -123,54 +135,48 @@ async fn a_ciphertext_moved_to_another_subject_or_field_fails_loudly() {
             .await;
         assert_eq!(r.status, 201);
     }
-
-    let db = Connection::open(install.db_path()).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    let ciphertext = |subject: &str, field: &str| -> Vec<u8> {
-        db.query_row(
-            "SELECT ciphertext FROM field_values WHERE subject_id = ?1 AND field = ?2",
-            params![subject, field],
-            |r| r.get(0),
+    sql(&install, "CREATE TABLE fv_backup AS SELECT subject_id, field, ciphertext FROM field_values");
+    let put = |to: &str, field: &str, from: &str, from_field: &str| {
+        format!(
+            "UPDATE field_values SET ciphertext = (SELECT ciphertext FROM fv_backup WHERE subject_id = '{from}' AND field = '{from_field}') \
+             WHERE subject_id = '{to}' AND field = '{field}'"
         )
-        .unwrap()
     };
-    let put = |subject: &str, field: &str, bytes: &[u8]| {
-        db.execute(
-            "UPDATE field_values SET ciphertext = ?3 WHERE subject_id = ?1 AND field = ?2",
-            params![subject, field, bytes],
-        )
-        .unwrap();
-    };
-    let bob_email = ciphertext(&bob, "email");
+    let restore = "UPDATE field_values SET ciphertext = (SELECT ciphertext FROM fv_backup b \
+                   WHERE b.subject_id = field_values.subject_id AND b.field = field_values.field)";
 
     // Ada's e-mail ciphertext copied into Bob's row: Bob's read fails, Ada's data never shows.
-    put(&bob, "email", &ciphertext(&ada, "email"));
+    sql(&install, &put(&bob, "email", &ada, "email"));
     let r = backend.get(&format!("/v1/subjects/{bob}")).await;
     assert_eq!((r.status, r.code()), (500, "integrity_error"), "{:?}", r.body);
     assert!(!r.body.to_string().contains("ada@"), "{:?}", r.body);
-    put(&bob, "email", &bob_email);
+    sql(&install, restore);
     assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.body["fields"]["email"], "bob@example.com");
 
     // Bob's name ciphertext moved into Bob's e-mail field: fails too.
-    put(&bob, "email", &ciphertext(&bob, "full_name"));
+    sql(&install, &put(&bob, "email", &bob, "full_name"));
     assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.code(), "integrity_error");
-    put(&bob, "email", &bob_email);
+    sql(&install, restore);
 
     // Ada's wrapped data key given to Bob: fails.
-    db.execute(
-        "UPDATE subjects SET wrapped_dek = (SELECT wrapped_dek FROM subjects WHERE id = ?1) WHERE id = ?2",
-        params![ada, bob],
-    )
-    .unwrap();
+    sql(
+        &install,
+        &format!(
+            "UPDATE subjects SET wrapped_dek = (SELECT wrapped_dek FROM subjects WHERE id = '{ada}') WHERE id = '{bob}'"
+        ),
+    );
     assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.code(), "integrity_error");
 
-    // An event payload copied onto another event (here: Bob's event handed to Ada, then given
-    // Ada's payload) fails: payloads are bound to their event id.
-    let ada_payload: Vec<u8> =
-        db.query_row("SELECT payload FROM events WHERE subject_id = ?1", params![ada], |r| r.get(0)).unwrap();
-    db.execute("UPDATE events SET subject_id = ?1 WHERE subject_id = ?2", params![ada, bob]).unwrap();
-    db.execute("UPDATE events SET payload = ?1 WHERE subject_id = ?2 AND payload != ?1", params![ada_payload, ada])
-        .unwrap();
+    // An event payload copied onto another event (Bob's event handed to Ada, then given Ada's
+    // payload) fails: payloads are bound to their event id.
+    sql(&install, &format!("UPDATE events SET subject_id = '{ada}' WHERE subject_id = '{bob}'"));
+    sql(
+        &install,
+        &format!(
+            "UPDATE events SET payload = (SELECT payload FROM events WHERE subject_id = '{ada}' ORDER BY seq LIMIT 1) \
+             WHERE subject_id = '{ada}' AND seq = (SELECT MAX(seq) FROM events WHERE subject_id = '{ada}')"
+        ),
+    );
     let r = fulfilment.get(&format!("/v1/subjects/{ada}/events")).await;
     assert_eq!((r.status, r.code()), (500, "integrity_error"), "{:?}", r.body);
     assert!(!r.body.to_string().contains("item"));

@@ -69,6 +69,15 @@ pub enum FieldChange {
     Remove { field: FieldName },
 }
 
+impl FieldChange {
+    /// The field the change is about.
+    pub fn field(&self) -> &FieldName {
+        match self {
+            FieldChange::Set { field, .. } | FieldChange::Remove { field } => field,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct NewEvent {
     pub id: EventId,

@@ -333,18 +333,19 @@ impl Store for PgStore {
             return Ok(false);
         }
         for change in &changes {
+            // The old index entry goes whatever the change; a new value brings its own.
+            tx.execute(
+                "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
+                &[&sid, &change.field().as_str()],
+            )
+            .await
+            .map_err(pg_err)?;
             match change {
                 FieldChange::Set { field, value, index } => {
                     tx.execute(
                         "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at",
                         &[&sid, &field.as_str(), &value.as_bytes(), &now],
-                    )
-                    .await
-                    .map_err(pg_err)?;
-                    tx.execute(
-                        "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
-                        &[&sid, &field.as_str()],
                     )
                     .await
                     .map_err(pg_err)?;
@@ -360,12 +361,6 @@ impl Store for PgStore {
                 FieldChange::Remove { field } => {
                     tx.execute(
                         "DELETE FROM field_values WHERE subject_id = $1 AND field = $2",
-                        &[&sid, &field.as_str()],
-                    )
-                    .await
-                    .map_err(pg_err)?;
-                    tx.execute(
-                        "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
                         &[&sid, &field.as_str()],
                     )
                     .await

@@ -317,6 +317,12 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             for change in &changes {
+                // The old index entry goes whatever the change; a new value brings its own.
+                tx.execute(
+                    "DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2",
+                    params![sid, change.field().as_str()],
+                )
+                .map_err(db_err)?;
                 match change {
                     FieldChange::Set { field, value, index } => {
                         tx.execute(
@@ -325,8 +331,6 @@ impl Store for SqliteStore {
                             params![sid, field.as_str(), value.as_bytes(), now],
                         )
                         .map_err(db_err)?;
-                        tx.execute("DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2", params![sid, field.as_str()])
-                            .map_err(db_err)?;
                         if let Some(token) = index {
                             tx.execute(
                                 "INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)",
@@ -336,10 +340,11 @@ impl Store for SqliteStore {
                         }
                     }
                     FieldChange::Remove { field } => {
-                        tx.execute("DELETE FROM field_values WHERE subject_id = ?1 AND field = ?2", params![sid, field.as_str()])
-                            .map_err(db_err)?;
-                        tx.execute("DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2", params![sid, field.as_str()])
-                            .map_err(db_err)?;
+                        tx.execute(
+                            "DELETE FROM field_values WHERE subject_id = ?1 AND field = ?2",
+                            params![sid, field.as_str()],
+                        )
+                        .map_err(db_err)?;
                     }
                 }
             }
