@@ -273,3 +273,34 @@ async fn log_verify_names_the_entry_edited_with_sqlite3_and_passes_once_restored
     let (ok, _, err) = candor(&["log", "verify", "--checkpoint", saved_arg], cwd);
     assert!(!ok && err.contains(&format!("FAILED at index {}", size - 1)), "{err}");
 }
+
+#[tokio::test]
+async fn no_unlogged_access_a_read_or_write_whose_log_entry_fails_returns_nothing() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let db = install.db_path();
+    // Make every log append fail, as a full disk or a broken log table would.
+    sqlite3(
+        &db,
+        "CREATE TRIGGER refuse_log BEFORE INSERT ON log_entries BEGIN SELECT RAISE(ABORT, 'log unavailable'); END;",
+    );
+
+    let r = backend.get(&format!("/v1/subjects/{id}")).await;
+    assert!(r.status >= 400, "a read that cannot be logged fails: {:?}", r.body);
+    assert!(r.body.get("fields").is_none() && !r.body.to_string().contains("Ada"), "{:?}", r.body);
+    let r = backend.post("/v1/subjects", json!({"fields": {"email": "bob@example.com", "full_name": "Bob"}})).await;
+    assert!(r.status >= 400, "{:?}", r.body);
+    let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"full_name": "Ada King"}})).await;
+    assert!(r.status >= 400, "{:?}", r.body);
+
+    sqlite3(&db, "DROP TRIGGER refuse_log;");
+    assert_eq!(
+        backend.get("/v1/subjects?email=bob@example.com").await.body["ids"],
+        json!([]),
+        "the unlogged create left nothing"
+    );
+    let r = backend.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.body["fields"]["full_name"], "Ada Lovelace", "the unlogged correction changed nothing");
+}
