@@ -176,7 +176,7 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
     let vault = first.expect("at least one instance");
     let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
     let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
-    let account = vault.authorize(backend, Some("account")).await?;
+    let account = vault.authorize(backend, Some("account"), None).await?;
     let mut ids = Vec::new();
     for i in 0..200 {
         let fields = json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}"), "date_of_birth": "1990-01-01"});

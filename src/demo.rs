@@ -8,8 +8,8 @@ use crate::vault::{NewEventInput, Principal, Vault};
 /// Stores a few customers with profile fields and purchases. Returns their ids.
 pub async fn seed(vault: &Vault) -> Result<Vec<String>> {
     let backend = Principal { token_id: "quickstart-demo".into(), role: "shop_backend".into() };
-    let account = vault.authorize(backend.clone(), Some("account")).await?;
-    let fulfilment = vault.authorize(backend, Some("order_fulfilment")).await?;
+    let account = vault.authorize(backend.clone(), Some("account"), None).await?;
+    let fulfilment = vault.authorize(backend, Some("order_fulfilment"), None).await?;
     let customers = [
         ("ada@example.com", "Ada Lovelace", "+44 20 7946 0101", "London", "GB", "1990-12-10"),
         ("grace@example.com", "Grace Hopper", "+1 212 555 0199", "New York", "US", "1986-12-09"),

@@ -167,13 +167,20 @@ impl Vault {
     ///
     /// Consent-based purposes are refused for every customer: consent is off until the customer
     /// grants it, and this version has no consent ledger to record a grant yet.
-    pub async fn authorize(&self, principal: Principal, purpose: Option<&str>) -> Result<Authorized, VaultError> {
+    /// `subject` is the customer the request is about, if known, so that a refusal is logged
+    /// against them.
+    pub async fn authorize(
+        &self,
+        principal: Principal,
+        purpose: Option<&str>,
+        subject: Option<SubjectId>,
+    ) -> Result<Authorized, VaultError> {
         let decided = access::authorize_purpose(&self.catalog, &principal.role, purpose)
             .and_then(|p| access::require_consent(p, false).map(|()| p));
         match decided {
             Ok(p) => Ok(Authorized { principal, purpose: p.id.clone() }),
             Err(denied) => {
-                let mut audit = Audit::new(&principal, "access.denied");
+                let mut audit = Audit::new(&principal, "access.denied").subjects(subject.as_slice());
                 if let Some(p) = self.catalog.purpose(purpose.unwrap_or_default().trim()) {
                     audit = audit.purpose(&p.id);
                 }

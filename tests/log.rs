@@ -89,7 +89,10 @@ async fn every_access_change_and_refusal_is_logged_with_ids_and_names_only(insta
         .filter(|e| e["entry"]["action"] == "access.denied" || e["entry"]["decision"] == "denied")
         .collect();
     assert_eq!(denials.len(), 2, "{denials:?}");
-    assert!(denials.iter().any(|d| d["entry"]["detail"] == "purpose_not_allowed"));
+    assert!(
+        denials.iter().any(|d| d["entry"]["detail"] == "purpose_not_allowed" && d["entry"]["subjects"] == json!([id])),
+        "a refused read is logged against the customer it targeted: {denials:?}"
+    );
     assert!(
         denials.iter().any(|d| d["entry"]["detail"] == "field_not_allowed" && d["entry"]["fields"] == json!(["phone"]))
     );

@@ -42,12 +42,25 @@ impl FromRequestParts<AppState> for Authorized {
         let principal = Principal::from_request_parts(parts, state).await?;
         let purpose = match parts.headers.get(PURPOSE_HEADER) {
             None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::bad_request("unknown_purpose", "the Candor-Purpose header must be a purpose id in ASCII")
-                    .with_field("Candor-Purpose")
-            })?),
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| {
+                        ApiError::bad_request(
+                            "unknown_purpose",
+                            "the Candor-Purpose header must be a purpose id in ASCII",
+                        )
+                        .with_field("Candor-Purpose")
+                    })?
+                    .to_string(),
+            ),
         };
-        Ok(state.vault.authorize(principal, purpose).await?)
+        // The subject the request is about, if its path names one: a refusal is then logged
+        // against that customer too, so it shows in their access log.
+        let subject = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|Path(params)| params.get("id").and_then(|id| SubjectId::parse(id)));
+        Ok(state.vault.authorize(principal, purpose.as_deref(), subject).await?)
     }
 }
 

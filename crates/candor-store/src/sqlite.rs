@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use candor_log::merkle::{self, NodeSource, ProofError};
+use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
@@ -122,6 +122,19 @@ impl NodeSource for Nodes<'_> {
             .map_err(|e| ProofError::Storage(e.to_string()))?;
         bytes.and_then(|b| b.try_into().ok()).ok_or(ProofError::MissingNode { level, index })
     }
+}
+
+/// Runs a node-reading algorithm: learn which nodes it reads, read each once, run it over them.
+/// (Proof algorithms revisit right-edge subtrees; this reads every node once.)
+fn with_nodes<T>(conn: &Connection, f: impl Fn(&mut dyn NodeSource) -> Result<T, ProofError>) -> Result<T, StoreError> {
+    let mut recorder = NodeRecorder::default();
+    f(&mut recorder).map_err(proof_err)?;
+    let mut nodes = Nodes(conn);
+    let mut map = std::collections::HashMap::with_capacity(recorder.wanted.len());
+    for (level, index) in recorder.wanted {
+        map.insert((level, index), nodes.node(level, index).map_err(proof_err)?);
+    }
+    f(&mut MapSource(map)).map_err(proof_err)
 }
 
 fn proof_err(e: ProofError) -> StoreError {
@@ -523,7 +536,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let tx = c.transaction().map_err(db_err)?;
             let size = log_size(&tx)?;
-            let root = merkle::root(&mut Nodes(&tx), size).map_err(proof_err)?;
+            let root = with_nodes(&tx, |src| merkle::root(src, size))?;
             Ok((size, root))
         })
         .await
@@ -565,7 +578,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let tx = c.transaction().map_err(db_err)?;
             check_size(&tx, size)?;
-            let proof = merkle::inclusion_proof(&mut Nodes(&tx), index, size).map_err(proof_err)?;
+            let proof = with_nodes(&tx, |src| merkle::inclusion_proof(src, index, size))?;
             let leaf = Nodes(&tx).node(0, index).map_err(proof_err)?;
             Ok((leaf, proof))
         })
@@ -576,9 +589,9 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let tx = c.transaction().map_err(db_err)?;
             check_size(&tx, second)?;
-            let proof = merkle::consistency_proof(&mut Nodes(&tx), first, second).map_err(proof_err)?;
-            let r1 = merkle::root(&mut Nodes(&tx), first).map_err(proof_err)?;
-            let r2 = merkle::root(&mut Nodes(&tx), second).map_err(proof_err)?;
+            let proof = with_nodes(&tx, |src| merkle::consistency_proof(src, first, second))?;
+            let r1 = with_nodes(&tx, |src| merkle::root(src, first))?;
+            let r2 = with_nodes(&tx, |src| merkle::root(src, second))?;
             Ok((r1, r2, proof))
         })
         .await
