@@ -166,7 +166,8 @@ pub async fn run(source: Source, saved: Option<String>, pinned_key: Option<Strin
                     bail!("the log has no signed checkpoint yet: start the server once (it signs one), then verify")
                 }
             };
-            check(&key, &note, DbReader(store), saved.as_deref(), started).await
+            let history: Vec<String> = store.checkpoints().await?.into_iter().map(|(_, n)| n).collect();
+            check(&key, &note, DbReader(store), saved.as_deref(), &history, started).await
         }
         Source::Url { url, token } => {
             let reader =
@@ -188,7 +189,7 @@ pub async fn run(source: Source, saved: Option<String>, pinned_key: Option<Strin
                 }
             };
             let note = reader.get("/v1/log/checkpoint", false).await?.text().await?;
-            check(&key, &note, reader, saved.as_deref(), started).await
+            check(&key, &note, reader, saved.as_deref(), &[], started).await
         }
     }
 }
@@ -198,6 +199,7 @@ async fn check(
     latest_note: &str,
     mut reader: impl LogReader,
     saved: Option<&str>,
+    history: &[String],
     started: Instant,
 ) -> Result<Report> {
     let latest = key.open(latest_note).map_err(|e| anyhow!("the log's checkpoint does not verify: {e}"))?;
@@ -217,12 +219,43 @@ async fn check(
             );
         }
     }
-    let marks: Vec<u64> = std::iter::once(latest.size).chain(saved_cp.as_ref().map(|s| s.size)).collect();
+    // Older signed checkpoints kept by the installation: if history was rewritten, they narrow
+    // down where.
+    let mut kept = Vec::new();
+    for note in history {
+        let cp = key.open(note).map_err(|e| anyhow!("a kept checkpoint does not verify: {e}"))?;
+        if cp.size <= latest.size {
+            kept.push(cp);
+        }
+    }
+    kept.sort_by_key(|c| c.size);
+    let marks: Vec<u64> = std::iter::once(latest.size)
+        .chain(saved_cp.as_ref().map(|s| s.size))
+        .chain(kept.iter().map(|c| c.size))
+        .collect();
     let (_, roots) = recompute(&mut reader, latest.size, &marks).await?;
     let recomputed = root_at(&roots, latest.size).expect("the latest size is marked");
     if recomputed != latest.root {
+        let mut lo = 0;
+        let mut hi = latest.size;
+        for cp in &kept {
+            if root_at(&roots, cp.size) == Some(cp.root) {
+                lo = lo.max(cp.size);
+            } else {
+                hi = hi.min(cp.size);
+                break;
+            }
+        }
+        let place = if hi == lo + 1 {
+            format!("first bad index: {lo}")
+        } else {
+            format!(
+                "the first altered entry is at an index from {lo} to {} (earlier entries match a signed checkpoint)",
+                hi - 1
+            )
+        };
         bail!(
-            "log verification FAILED: the entries give root {} but the signed checkpoint of size {} says {}: the log was rewritten",
+            "log verification FAILED: the entries give root {} but the signed checkpoint of size {} says {}: the log was rewritten; {place}",
             b64(&recomputed),
             latest.size,
             b64(&latest.root)

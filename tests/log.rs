@@ -263,6 +263,18 @@ async fn log_verify_names_the_entry_edited_with_sqlite3_and_passes_once_restored
     sqlite3(&db, &format!("UPDATE log_nodes SET hash = X'{forged_leaf}' WHERE level = 0 AND idx = {index}"));
     let (ok, _, err) = candor(&["log", "verify"], cwd);
     assert!(!ok && err.contains("the log was rewritten"), "{err}");
+    // Kept checkpoints narrow it down: the edited entry lies in the reported range.
+    let range = err.split("at an index from ").nth(1).map(|r| {
+        let mut nums =
+            r.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|n| n.parse::<u64>().unwrap());
+        (nums.next().unwrap(), nums.next().unwrap())
+    });
+    let exact = err.split("first bad index: ").nth(1).map(|r| r.trim().parse::<u64>().unwrap());
+    match (range, exact) {
+        (Some((lo, hi)), _) => assert!(lo <= index && index <= hi, "{index} not in {lo}..={hi}: {err}"),
+        (None, Some(i)) => assert_eq!(i, index, "{err}"),
+        _ => panic!("no location given: {err}"),
+    }
 
     // Restore: verification passes again.
     sqlite3(&db, &format!("UPDATE log_entries SET entry = X'{original}' WHERE idx = {index}"));

@@ -198,4 +198,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest kept checkpoint, if any.
     async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+
+    /// Every kept checkpoint, smallest tree first (lets a verifier narrow down where history
+    /// was rewritten).
+    async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
 }

@@ -592,6 +592,16 @@ impl Store for PgStore {
             .map_err(pg_err)?;
         Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
     }
+
+    async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+    }
 }
 
 #[cfg(test)]

@@ -630,6 +630,16 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size").map_err(db_err)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))).map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -114,6 +114,7 @@ async fn checkpoints_and_catalog_changes_are_kept(store: &dyn Store) {
     store.save_checkpoint(5, "note-5", 2).await.unwrap();
     store.save_checkpoint(5, "note-5-again", 3).await.unwrap();
     assert_eq!(store.latest_checkpoint().await.unwrap(), Some((5, "note-5".to_string())));
+    assert_eq!(store.checkpoints().await.unwrap(), vec![(3, "note-3".to_string()), (5, "note-5".to_string())]);
     let (size, _) = store.log_head().await.unwrap();
     assert!(store.note_catalog("sha256:aa", log("catalog-a", None)).await.unwrap());
     assert!(!store.note_catalog("sha256:aa", log("catalog-a-again", None)).await.unwrap());
