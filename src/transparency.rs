@@ -73,6 +73,26 @@ impl Vault {
             .collect())
     }
 
+    /// Inclusion proof of entry `index` in the tree of size `size`: (leaf hash, audit path).
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), VaultError> {
+        Ok(self.store().log_inclusion_proof(index, size).await?)
+    }
+
+    /// Consistency proof between two tree sizes: (first root, second root, proof).
+    pub async fn consistency_proof(&self, first: u64, second: u64) -> Result<(Hash, Hash, Vec<Hash>), VaultError> {
+        Ok(self.store().log_consistency_proof(first, second).await?)
+    }
+
+    /// Stored hashes of level `level` nodes `[start, end)` (C2SP hash tiles).
+    pub async fn log_node_range(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, VaultError> {
+        Ok(self.store().log_nodes(level, start, end).await?)
+    }
+
+    /// Entry bytes `[start, end)` (C2SP entry bundles).
+    pub async fn log_entry_bytes(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, VaultError> {
+        Ok(self.store().log_entries(start, end).await?.into_iter().map(|(_, e)| e).collect())
+    }
+
     /// The caller-visible access log of one customer: every entry that concerns them, each with
     /// an inclusion proof against a freshly signed checkpoint. Reading it is logged too.
     pub async fn access_log(

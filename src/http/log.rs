@@ -159,8 +159,7 @@ pub async fn inclusion(
     q: Result<Query<InclusionParams>, QueryRejection>,
 ) -> Result<Json<InclusionResponse>, ApiError> {
     let p = query(q, "index and tree_size (whole numbers)")?;
-    let (leaf, proof) =
-        state.vault.store().log_inclusion_proof(p.index, p.tree_size).await.map_err(crate::vault::VaultError::from)?;
+    let (leaf, proof) = state.vault.inclusion_proof(p.index, p.tree_size).await?;
     Ok(Json(InclusionResponse {
         index: p.index,
         tree_size: p.tree_size,
@@ -195,8 +194,7 @@ pub async fn consistency(
     q: Result<Query<ConsistencyParams>, QueryRejection>,
 ) -> Result<Json<ConsistencyResponse>, ApiError> {
     let p = query(q, "from and to (whole numbers)")?;
-    let (r1, r2, proof) =
-        state.vault.store().log_consistency_proof(p.from, p.to).await.map_err(crate::vault::VaultError::from)?;
+    let (r1, r2, proof) = state.vault.consistency_proof(p.from, p.to).await?;
     Ok(Json(ConsistencyResponse {
         from: p.from,
         to: p.to,
@@ -303,42 +301,27 @@ fn parse_tile_path(path: &str) -> Option<TilePath> {
 pub async fn tile(
     State(state): State<AppState>,
     Path(path): Path<String>,
-    headers: axum::http::HeaderMap,
+    caller: Result<Principal, ApiError>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such tile");
     let t = parse_tile_path(&path).ok_or_else(not_found)?;
     let start = t.index.checked_mul(TILE_WIDTH).ok_or_else(not_found)?;
     let body = match t.level {
         Some(level) => {
-            let hashes = state
-                .vault
-                .store()
-                .log_nodes(8 * level, start, start + t.width)
-                .await
-                .map_err(crate::vault::VaultError::from)?;
+            let hashes = state.vault.log_node_range(8 * level, start, start + t.width).await?;
             if hashes.len() as u64 != t.width {
                 return Err(not_found());
             }
             hashes.concat()
         }
         None => {
-            let token = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or(crate::vault::VaultError::Unauthenticated("entry bundles need a token"))?;
-            state.vault.authenticate(token.trim()).await?;
-            let entries = state
-                .vault
-                .store()
-                .log_entries(start, start + t.width)
-                .await
-                .map_err(crate::vault::VaultError::from)?;
+            caller?;
+            let entries = state.vault.log_entry_bytes(start, start + t.width).await?;
             if entries.len() as u64 != t.width {
                 return Err(not_found());
             }
             let mut out = Vec::new();
-            for (_, e) in entries {
+            for e in entries {
                 out.extend_from_slice(&(e.len() as u16).to_be_bytes());
                 out.extend_from_slice(&e);
             }
