@@ -23,7 +23,9 @@
 
 pub mod access;
 pub mod catalog;
+pub mod consent;
 pub mod ids;
+pub mod notice;
 pub mod value;
 pub mod write;
 

@@ -17,6 +17,8 @@ enum Kind {
     Int4,
     Bytes,
     OptInt8,
+    OptText,
+    OptBytes,
 }
 
 /// Tables in dependency order, with their columns.
@@ -60,6 +62,37 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("revoked_at", Kind::OptInt8),
         ],
     ),
+    (
+        "consent_receipts",
+        &[
+            ("id", Kind::Text),
+            ("subject_id", Kind::Text),
+            ("recorded_at", Kind::Int8),
+            ("body", Kind::Text),
+            ("note", Kind::OptBytes),
+        ],
+    ),
+    (
+        "consents",
+        &[
+            ("seq", Kind::Int8),
+            ("subject_id", Kind::Text),
+            ("purpose", Kind::Text),
+            ("channel", Kind::Text),
+            ("action", Kind::Text),
+            ("notice_version", Kind::Text),
+            ("method", Kind::Text),
+            ("actor_kind", Kind::Text),
+            ("actor_token", Kind::OptText),
+            ("given_at", Kind::Int8),
+            ("recorded_at", Kind::Int8),
+            ("receipt_id", Kind::Text),
+        ],
+    ),
+    (
+        "consent_notices",
+        &[("version", Kind::Text), ("purpose", Kind::Text), ("text", Kind::Text), ("first_seen", Kind::Int8)],
+    ),
     ("log_entries", &[("idx", Kind::Int8), ("entry", Kind::Bytes)]),
     ("log_nodes", &[("level", Kind::Int4), ("idx", Kind::Int8), ("hash", Kind::Bytes)]),
     ("log_subjects", &[("subject_id", Kind::Text), ("idx", Kind::Int8)]),
@@ -82,6 +115,10 @@ fn value(kind: Kind, v: ValueRef<'_>) -> Result<Box<dyn ToSql + Sync + Send>, St
         (Kind::Bytes, ValueRef::Blob(b)) => Box::new(b.to_vec()),
         (Kind::OptInt8, ValueRef::Integer(i)) => Box::new(Some(i)),
         (Kind::OptInt8, ValueRef::Null) => Box::new(None::<i64>),
+        (Kind::OptText, ValueRef::Text(t)) => Box::new(Some(String::from_utf8(t.to_vec()).map_err(|_| bad())?)),
+        (Kind::OptText, ValueRef::Null) => Box::new(None::<String>),
+        (Kind::OptBytes, ValueRef::Blob(b)) => Box::new(Some(b.to_vec())),
+        (Kind::OptBytes, ValueRef::Null) => Box::new(None::<Vec<u8>>),
         _ => return Err(bad()),
     })
 }
@@ -133,7 +170,7 @@ pub async fn sqlite_to_postgres(
                     placeholders.push(format!("({})", cols.join(", ")));
                     params.extend(values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)));
                 }
-                let overriding = if *table == "events" { " OVERRIDING SYSTEM VALUE" } else { "" };
+                let overriding = if matches!(*table, "events" | "consents") { " OVERRIDING SYSTEM VALUE" } else { "" };
                 let sql = format!(
                     "INSERT INTO {table} ({}){overriding} VALUES {}",
                     names.join(", "),
@@ -153,12 +190,16 @@ pub async fn sqlite_to_postgres(
     tx.execute("UPDATE log_head SET size = (SELECT COUNT(*) FROM log_entries)", &[])
         .await
         .map_err(crate::postgres::pg_err)?;
-    tx.execute(
-        "SELECT setval(pg_get_serial_sequence('events', 'seq'), GREATEST((SELECT MAX(seq) FROM events), 1))",
-        &[],
-    )
-    .await
-    .map_err(crate::postgres::pg_err)?;
+    for table in ["events", "consents"] {
+        tx.execute(
+            &format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'seq'), GREATEST((SELECT MAX(seq) FROM {table}), 1))"
+            ),
+            &[],
+        )
+        .await
+        .map_err(crate::postgres::pg_err)?;
+    }
     tx.commit().await.map_err(crate::postgres::pg_err)?;
 
     // Verify: the same rows on both sides, and the same log.

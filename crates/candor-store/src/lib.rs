@@ -13,7 +13,11 @@
 use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId};
 pub use candor_log::Hash;
+pub use consents::{
+    AudienceRow, ConsentStore, NewConsentEntry, NewConsentRecord, NoticeText, Recorded, StoredConsent, StoredReceipt,
+};
 
+pub mod consents;
 pub mod copy;
 pub mod pgtest;
 pub mod postgres;
@@ -128,7 +132,7 @@ pub struct LogRecord {
 /// Where the vault keeps its data. Every method is one transaction; methods that change data
 /// take the log record describing the change and append it in the same transaction.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ConsentStore + Send + Sync + 'static {
     /// Cheap liveness check (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -5,7 +5,14 @@ use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, Subject
 
 use candor_log::merkle::{self, RootBuilder};
 
-use crate::{FieldChange, LogRecord, NewEvent, NewSubject, NewToken, Store};
+use candor_core::PurposeId;
+use candor_core::catalog::Channel;
+use candor_core::consent::{ActorKind, ConsentAction, ConsentMethod};
+
+use crate::{
+    FieldChange, LogRecord, NewConsentEntry, NewConsentRecord, NewEvent, NewSubject, NewToken, NoticeText, Recorded,
+    Store,
+};
 
 fn f(n: &str) -> FieldName {
     FieldName::new(n)
@@ -56,6 +63,127 @@ pub async fn run_all(store: &dyn Store) {
     failed_changes_log_nothing_and_every_change_logs_once(store).await;
     the_log_proves_inclusion_and_consistency(store).await;
     checkpoints_and_catalog_changes_are_kept(store).await;
+    the_consent_ledger_appends_all_or_nothing_and_streams_audiences(store).await;
+}
+
+fn consent(
+    subject: SubjectId,
+    receipt: &str,
+    entries: &[(&str, Option<Channel>, ConsentAction)],
+    at: i64,
+) -> NewConsentRecord {
+    NewConsentRecord {
+        receipt_id: receipt.into(),
+        subject,
+        method: ConsentMethod::Api,
+        actor_kind: ActorKind::Subject,
+        actor_token: Some("t-1".into()),
+        given_at: at,
+        recorded_at: at + 1,
+        entries: entries
+            .iter()
+            .map(|(p, channel, action)| NewConsentEntry {
+                purpose: PurposeId::new(*p),
+                channel: *channel,
+                action: *action,
+                notice_version: "sha256:v1".into(),
+            })
+            .collect(),
+        receipt: format!("{{\"receipt_id\":\"{receipt}\"}}"),
+        note: Some(ct(b"sealed-note")),
+    }
+}
+
+async fn audience(store: &dyn Store, purpose: &str, channel: Option<Channel>) -> Vec<(SubjectId, ConsentAction)> {
+    let mut rx = store.consent_audience(&PurposeId::new(purpose), channel);
+    let mut out = Vec::new();
+    while let Some(row) = rx.recv().await {
+        let row = row.unwrap();
+        out.push((row.subject, row.action));
+    }
+    out
+}
+
+async fn the_consent_ledger_appends_all_or_nothing_and_streams_audiences(store: &dyn Store) {
+    use ConsentAction::{Grant, Withdraw};
+    let email = Some(Channel::Email);
+    let (a, b) = (new_subject(store, 40).await, new_subject(store, 41).await);
+    let (size, _) = store.log_head().await.unwrap();
+    let notice =
+        NoticeText { version: "sha256:v1".into(), purpose: PurposeId::new("marketing"), text: "Why: offers".into() };
+    let recorded = store
+        .record_consents(
+            vec![
+                consent(a, "r-a1", &[("marketing", email, Grant), ("analytics", None, Grant)], 100),
+                consent(b, "r-b1", &[("marketing", email, Grant)], 100),
+            ],
+            vec![notice.clone()],
+            vec![log("consent", Some(a)), log("consent", Some(b))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded, Recorded::All);
+    assert_eq!(store.log_head().await.unwrap().0, size + 2, "logged in the same transaction");
+    store
+        .record_consents(
+            vec![consent(a, "r-a2", &[("marketing", email, Withdraw)], 200)],
+            vec![notice],
+            vec![log("consent", Some(a))],
+        )
+        .await
+        .unwrap();
+
+    // An unknown subject anywhere in the batch: nothing at all is recorded or logged.
+    let ghost = SubjectId::random();
+    let before = store.log_head().await.unwrap();
+    let outcome = store
+        .record_consents(
+            vec![
+                consent(b, "r-b2", &[("analytics", None, Grant)], 300),
+                consent(ghost, "r-g", &[("analytics", None, Grant)], 300),
+            ],
+            vec![],
+            vec![log("consent-ghost", Some(b))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, Recorded::UnknownSubject(ghost));
+    assert_eq!(store.log_head().await.unwrap(), before);
+    assert!(store.consent_receipt(b, "r-b2").await.unwrap().is_none());
+
+    let history = store.consent_history(a, None).await.unwrap();
+    let summary: Vec<_> =
+        history.iter().map(|c| (c.purpose.as_str().to_string(), c.channel, c.action, c.given_at)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("marketing".to_string(), email, Grant, 100),
+            ("analytics".to_string(), None, Grant, 100),
+            ("marketing".to_string(), email, Withdraw, 200)
+        ]
+    );
+    assert_eq!(history[0].receipt_id, "r-a1");
+    assert_eq!(history[0].method, ConsentMethod::Api);
+    assert_eq!(history[0].actor_token.as_deref(), Some("t-1"));
+    assert_eq!(store.consent_history(a, Some(&PurposeId::new("analytics"))).await.unwrap().len(), 1);
+    assert!(store.consent_history(b, Some(&PurposeId::new("analytics"))).await.unwrap().is_empty());
+
+    let receipt = store.consent_receipt(a, "r-a1").await.unwrap().unwrap();
+    assert_eq!(receipt.body, "{\"receipt_id\":\"r-a1\"}");
+    assert_eq!(receipt.note.unwrap().as_bytes(), b"sealed-note");
+    assert!(store.consent_receipt(b, "r-a1").await.unwrap().is_none(), "a receipt belongs to its subject");
+    assert_eq!(store.notice_text("sha256:v1").await.unwrap().as_deref(), Some("Why: offers"));
+    assert_eq!(store.notice_text("sha256:nope").await.unwrap(), None);
+
+    // The audience stream: every entry of the slot, grouped by subject, in deciding order.
+    let mut expected = vec![(a, Grant), (a, Withdraw), (b, Grant)];
+    let got = audience(store, "marketing", email).await;
+    if b.to_string() < a.to_string() {
+        expected = vec![(b, Grant), (a, Grant), (a, Withdraw)];
+    }
+    assert_eq!(got, expected);
+    assert_eq!(audience(store, "analytics", None).await, [(a, Grant)]);
+    assert!(audience(store, "marketing", Some(Channel::Sms)).await.is_empty());
 }
 
 async fn entries(store: &dyn Store) -> Vec<String> {

@@ -51,6 +51,26 @@ pub struct Purpose {
     /// Channels a consent may be given for (communication purposes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<Channel>,
+    /// What happens to consents given on an earlier notice when the notice of this purpose
+    /// changes (consent purposes only).
+    pub material_change: MaterialChange,
+    /// A Global Privacy Control signal (`Sec-GPC: 1`) withdraws this purpose's consent.
+    pub gpc: bool,
+}
+
+/// What a change of a consent purpose's notice does to consents given on an earlier version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaterialChange {
+    /// They need renewal and stop counting (the default).
+    Renew,
+    /// They keep counting (for changes the operator judges not material).
+    Keep,
+}
+
+impl MaterialChange {
+    pub const ALL: [(&'static str, MaterialChange); 2] =
+        [("renew", MaterialChange::Renew), ("keep", MaterialChange::Keep)];
 }
 
 impl Purpose {
@@ -81,10 +101,14 @@ impl LegalBasis {
         ("public_task", LegalBasis::PublicTask),
         ("legitimate_interests", LegalBasis::LegitimateInterests),
     ];
+
+    pub fn name(self) -> &'static str {
+        name_in(&Self::ALL, self)
+    }
 }
 
 /// Communication channels a consent can be scoped to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Email,
@@ -102,6 +126,30 @@ impl Channel {
         ("post", Channel::Post),
         ("push", Channel::Push),
     ];
+
+    pub fn name(self) -> &'static str {
+        name_in(&Self::ALL, self)
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, c)| *c)
+    }
+
+    /// The type of field a message over this channel is addressed to (e-mail address, phone
+    /// number, postal address); `None` for push notifications (addressed to a device).
+    pub fn address_type(self) -> Option<FieldType> {
+        match self {
+            Channel::Email => Some(FieldType::Email),
+            Channel::Sms | Channel::Phone => Some(FieldType::Phone),
+            Channel::Post => Some(FieldType::PostalAddress),
+            Channel::Push => None,
+        }
+    }
+}
+
+/// The name of `value` in one of the `ALL` tables.
+fn name_in<T: PartialEq + Copy>(table: &[(&'static str, T)], value: T) -> &'static str {
+    table.iter().find(|(_, v)| *v == value).map(|(n, _)| *n).expect("every variant is in its table")
 }
 
 /// The type of a field's value; decides validation, normalisation and (later) masking.
@@ -165,6 +213,10 @@ impl Category {
         ("special_category", Category::SpecialCategory),
         ("criminal_offence", Category::CriminalOffence),
     ];
+
+    pub fn name(self) -> &'static str {
+        name_in(&Self::ALL, self)
+    }
 }
 
 /// How long a value is kept.

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    ADMIN_ROLE, Catalog, Category, Channel, EventDecl, FieldDecl, FieldType, LegalBasis, Organisation, Purpose,
-    Recipient, Retention, Role,
+    ADMIN_ROLE, Catalog, Category, Channel, EventDecl, FieldDecl, FieldType, LegalBasis, MaterialChange, Organisation,
+    Purpose, Recipient, Retention, Role,
 };
 use crate::ids::{FieldName, PurposeId, RoleId};
 
@@ -88,6 +88,8 @@ struct RawPurpose {
     legal_basis: Option<S<String>>,
     #[serde(default)]
     channels: Vec<S<String>>,
+    material_change: Option<S<String>>,
+    gpc: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -375,8 +377,33 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 }
             }
         }
-        if let Some(legal_basis) = legal_basis {
-            purposes.push(Purpose { id: PurposeId::new(id), description, legal_basis, channels });
+        let material_change = match &p.material_change {
+            None => Some(MaterialChange::Renew),
+            m => c.choice(span.clone(), &format!("purpose `{id}`: material_change"), m, &MaterialChange::ALL),
+        };
+        let gpc = p.gpc.as_ref().is_some_and(|g| *g.get_ref());
+        if legal_basis.is_some_and(|b| b != LegalBasis::Consent) {
+            if let Some(m) = &p.material_change {
+                c.err(
+                    m.span(),
+                    format!(
+                        "purpose `{id}`: material_change applies to consent purposes only (it says what \
+                         happens to consents given on an earlier notice). Remove it."
+                    ),
+                );
+            }
+            if let Some(g) = p.gpc.as_ref().filter(|g| *g.get_ref()) {
+                c.err(
+                    g.span(),
+                    format!(
+                        "purpose `{id}`: gpc = true applies to consent purposes only (a Global Privacy \
+                         Control signal withdraws consent). Remove it or make the purpose consent-based."
+                    ),
+                );
+            }
+        }
+        if let (Some(legal_basis), Some(material_change)) = (legal_basis, material_change) {
+            purposes.push(Purpose { id: PurposeId::new(id), description, legal_basis, channels, material_change, gpc });
         }
     }
     let purpose_ids: HashSet<String> = raw.purposes.iter().map(|p| p.get_ref().id.get_ref().clone()).collect();

@@ -15,14 +15,19 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
+mod consents;
+
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
     SubjectRecord,
 };
 
 /// Numbered, forward-only migrations. Never edit one that has shipped; add the next.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql")), (2, include_str!("../migrations/sqlite/0002_log.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_log.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_consents.sql")),
+];
 const MAX_IDLE_READERS: usize = 8;
 
 pub struct SqliteStore {
