@@ -17,7 +17,7 @@ use crate::audit::LogContext;
 use crate::config::{self, Config, Database};
 use crate::vault::Vault;
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     candor_crypto::sha256(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -4,10 +4,12 @@
 mod audit;
 mod bench;
 mod config;
+mod consent_cli;
 mod copy;
 mod demo;
 mod http;
 mod install;
+mod receipt;
 mod transparency;
 mod vault;
 mod verify;
@@ -94,6 +96,16 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Work with consent receipts.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+    /// Import data collected elsewhere.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Measure the hot paths (sealing, blind index, lookup) and print ops/s.
     Bench {
         /// Customers to store before measuring lookups.
@@ -127,6 +139,38 @@ enum TokenCommand {
         /// Lifetime, e.g. `30d`, `12h` or `P1M`; no expiry when omitted.
         #[arg(long)]
         expires: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Check a saved consent receipt's signature and print what it records. Exits non-zero if
+    /// it was altered or signed by another key.
+    Verify {
+        /// The receipt (JSON, as returned by the API).
+        file: PathBuf,
+        /// The verifier key to trust (`name+id+key`, from GET /v1/log/key); default: the
+        /// installation's own (from --config).
+        #[arg(long)]
+        key: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import consents with their original time and evidence from a CSV file with the columns
+    /// subject_id,purpose,channel,action,given_at,evidence,notice_version. All lines or none:
+    /// any bad line is reported with its number and nothing is imported.
+    Consents {
+        file: PathBuf,
+        /// Notice version for lines that leave it empty: `current` (the notice in force now)
+        /// or a label of your own. Without it such lines are refused.
+        #[arg(long)]
+        notice_version: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -256,6 +300,13 @@ async fn run(command: Command) -> Result<()> {
             let (_, vault) = install::open(&config.config).await?;
             print!("{}", vault.checkpoint().await?.note);
             Ok(())
+        }
+        Command::Receipt { command: ReceiptCommand::Verify { file, key, config } } => {
+            consent_cli::verify_receipt(&file, key.as_deref(), &config.config)
+        }
+        Command::Import { command: ImportCommand::Consents { file, notice_version, config } } => {
+            let (_, vault) = install::open(&config.config).await?;
+            consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
         }
         Command::Bench { subjects, seconds, log_entries, postgres } => {
             bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries }).await

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use candor_core::access::AccessDenied;
+use candor_core::consent::ConsentError;
 use candor_core::write::WriteError;
 use candor_crypto::CryptoError;
 use candor_store::StoreError;
@@ -87,7 +88,8 @@ impl From<VaultError> for ApiError {
                 let mut message = msg;
                 if let AccessDenied::ConsentRequired(_) = a {
                     message.push_str(
-                        " (consent is off until the customer grants it; this version cannot record consent yet)",
+                        " (consent is off until the customer grants it; a grant is recorded with \
+                         POST /v1/subjects/{id}/consents, and a withdrawal takes effect at once)",
                     );
                 }
                 ApiError::new(status, code, message).with_field("Candor-Purpose")
@@ -129,6 +131,25 @@ impl From<VaultError> for ApiError {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_value", msg).with_field(field)
             }
             VaultError::SubjectNotFound => ApiError::new(S::NOT_FOUND, "subject_not_found", msg).with_field("id"),
+            VaultError::Consent(c) => {
+                let status = match c {
+                    ConsentError::SelfGrant { .. } => S::FORBIDDEN,
+                    _ => S::UNPROCESSABLE_ENTITY,
+                };
+                ApiError::new(status, c.code(), msg).with_field(c.field())
+            }
+            VaultError::MethodNotClaimable(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_value", msg).with_field("method")
+            }
+            VaultError::ReceiptNotFound => {
+                ApiError::new(S::NOT_FOUND, "receipt_not_found", msg).with_field("receipt_id")
+            }
+            VaultError::AudienceQuery { field, .. } => {
+                ApiError::new(S::BAD_REQUEST, "invalid_audience_query", msg).with_field(field)
+            }
+            VaultError::ChannelConsentRequired { field, .. } => {
+                ApiError::new(S::FORBIDDEN, "consent_required", msg).with_field(field)
+            }
             VaultError::Integrity(CryptoError::Random) => ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", msg),
             VaultError::Integrity(_) => ApiError::new(
                 S::INTERNAL_SERVER_ERROR,

@@ -74,14 +74,19 @@ impl<S: Send + Sync> FromRequestParts<S> for SubjectPath {
         let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| {
             ApiError::bad_request("invalid_id", "the subject id in the path is missing or malformed").with_field("id")
         })?;
-        SubjectId::parse(&raw).map(SubjectPath).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_id",
-                "the subject id must be a UUID such as 7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70",
-            )
-            .with_field("id")
-        })
+        parse_subject_id(&raw).map(SubjectPath)
     }
+}
+
+/// Parses a subject id from a path segment.
+pub fn parse_subject_id(raw: &str) -> Result<SubjectId, ApiError> {
+    SubjectId::parse(raw).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_id",
+            "the subject id must be a UUID such as 7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70",
+        )
+        .with_field("id")
+    })
 }
 
 /// Describes the expected body, for error messages (the parser's own messages may quote input).

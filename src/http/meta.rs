@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::{log, subjects};
+use super::{consents, log, subjects};
 use crate::vault::Principal;
 
 #[derive(Serialize, ToSchema)]
@@ -70,6 +70,8 @@ impl Modify for BearerAuth {
         healthz, catalog,
         subjects::create_subject, subjects::lookup_subjects, subjects::get_subject, subjects::correct_subject,
         subjects::append_event, subjects::list_events,
+        consents::get_consents, consents::post_consents, consents::get_history, consents::get_receipt,
+        consents::audience,
         log::checkpoint, log::key, log::entries, log::inclusion, log::consistency, log::access_log,
     ),
     components(schemas(ErrorBody, ErrorDetail, Health)),

@@ -2,6 +2,7 @@
 //! result. Cross-cutting concerns live in extractors ([`extract`]) and one error type
 //! ([`error::ApiError`]).
 
+mod consents;
 pub mod error;
 pub mod extract;
 mod log;
@@ -42,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{id}", get(subjects::get_subject).patch(subjects::correct_subject))
         .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
         .route("/v1/subjects/{id}/access-log", get(log::access_log))
+        .route("/v1/subjects/{id}/consents", get(consents::get_consents).post(consents::post_consents))
+        .route("/v1/subjects/{id}/consents/history", get(consents::get_history))
+        .route("/v1/subjects/{id}/consents/receipts/{receipt_id}", get(consents::get_receipt))
+        .route("/v1/consents/audience", get(consents::audience))
         .route("/v1/log/checkpoint", get(log::checkpoint))
         .route("/v1/log/key", get(log::key))
         .route("/v1/log/entries", get(log::entries))

@@ -113,6 +113,11 @@ impl VerifierKey {
         format!("{}+{}+{}", self.name, hex(&self.id), STANDARD.encode(raw))
     }
 
+    /// Whether `signature` is this key's Ed25519 signature of `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &self.public_key).verify(message, signature).is_ok()
+    }
+
     /// Verifies a signed checkpoint note and returns the checkpoint.
     pub fn open(&self, note: &str) -> Result<Checkpoint, NoteError> {
         let split = note.find("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;

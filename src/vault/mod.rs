@@ -4,6 +4,8 @@
 //! write against the catalog (pure code in `candor_core`), seals values with the subject's data
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
+mod consents;
+
 use std::sync::Arc;
 
 use candor_core::access::{self, AccessDenied};
@@ -16,6 +18,8 @@ use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, S
 
 use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
+
+pub use consents::{ChangeInput, ImportLine, Notices};
 
 /// Default and maximum page size of event listings.
 pub const DEFAULT_EVENT_PAGE: u32 = 100;
@@ -66,6 +70,19 @@ pub enum VaultError {
     #[error("stored data failed its integrity check: {0}")]
     Integrity(#[from] CryptoError),
     #[error(transparent)]
+    Consent(#[from] candor_core::consent::ConsentError),
+    #[error("method `{0}` is recorded by Candor itself; over the API use `api` or `paper`")]
+    MethodNotClaimable(String),
+    #[error("no consent receipt with this id for this subject")]
+    ReceiptNotFound,
+    #[error("{message}")]
+    AudienceQuery { field: &'static str, message: String },
+    #[error(
+        "field `{field}` is used under purpose `{purpose}` only with consent on its channel, and this customer \
+         has not given it"
+    )]
+    ChannelConsentRequired { field: String, purpose: String },
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -114,6 +131,7 @@ pub struct Vault {
     keys: Arc<KeyRing>,
     store: Arc<dyn Store>,
     log: Arc<LogContext>,
+    notices: Arc<Notices>,
 }
 
 pub fn now_millis() -> Millis {
@@ -122,7 +140,8 @@ pub fn now_millis() -> Millis {
 
 impl Vault {
     pub fn new(catalog: Arc<Catalog>, keys: Arc<KeyRing>, store: Arc<dyn Store>, log: Arc<LogContext>) -> Self {
-        Self { catalog, keys, store, log }
+        let notices = Arc::new(Notices::of(&catalog));
+        Self { catalog, keys, store, log, notices }
     }
 
     pub fn log_context(&self) -> &LogContext {
@@ -163,21 +182,17 @@ impl Vault {
         Ok(Principal { token_id: found.id, role: found.role })
     }
 
-    /// Checks that `principal` may act under the declared purpose.
-    ///
-    /// Consent-based purposes are refused for every customer: consent is off until the customer
-    /// grants it, and this version has no consent ledger to record a grant yet.
-    /// `subject` is the customer the request is about, if known, so that a refusal is logged
-    /// against them.
+    /// Checks that `principal` may act under the declared purpose. (Whether the customer
+    /// consented, for a consent-based purpose, is checked by each operation that touches their
+    /// data: see [`Vault::consent_scope`].) `subject` is the customer the request is about, if
+    /// known, so that a refusal is logged against them.
     pub async fn authorize(
         &self,
         principal: Principal,
         purpose: Option<&str>,
         subject: Option<SubjectId>,
     ) -> Result<Authorized, VaultError> {
-        let decided = access::authorize_purpose(&self.catalog, &principal.role, purpose)
-            .and_then(|p| access::require_consent(p, false).map(|()| p));
-        match decided {
+        match access::authorize_purpose(&self.catalog, &principal.role, purpose) {
             Ok(p) => Ok(Authorized { principal, purpose: p.id.clone() }),
             Err(denied) => {
                 let mut audit = Audit::new(&principal, "access.denied").subjects(subject.as_slice());
@@ -217,6 +232,7 @@ impl Vault {
         auth: &Authorized,
         fields: &Map<String, Value>,
     ) -> Result<SubjectId, VaultError> {
+        self.refuse_create_under_consent(auth).await?;
         let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create) {
             Ok(c) => c,
             Err(e) => return self.refuse_write(auth, None, e).await,
@@ -241,7 +257,11 @@ impl Vault {
 
     /// The subject's fields that the purpose may see; the others are named in `withheld`.
     pub async fn read_subject(&self, auth: &Authorized, id: SubjectId) -> Result<SubjectView, VaultError> {
-        let (allowed, withheld) = access::fields_for(&self.catalog, self.purpose(auth));
+        let scope = self.consent_scope(auth, id).await?;
+        let (allowed, mut withheld) = access::fields_for(&self.catalog, self.purpose(auth));
+        let (allowed, unconsented): (Vec<_>, Vec<_>) = allowed.into_iter().partition(|f| scope.allows(f));
+        withheld.extend(unconsented);
+        withheld.sort_by_key(|f| self.catalog.fields.iter().position(|d| d.name == f.name));
         let names: Vec<FieldName> = allowed.iter().map(|f| f.name.clone()).collect();
         let record = self.store.load_subject(id, &names).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
@@ -274,6 +294,14 @@ impl Vault {
             Ok(c) => c,
             Err(e) => return self.refuse_write(auth, Some(id), e).await,
         };
+        let scope = self.consent_scope(auth, id).await?;
+        let mut touched = checked.set.iter().map(|(d, _)| *d).chain(checked.remove.iter().copied());
+        if let Some(field) = touched.find(|d| !scope.allows(d)) {
+            let audit = self.audit(auth, "subject.correct", &[id]).fields([field.name.as_str()]);
+            let error =
+                VaultError::ChannelConsentRequired { field: field.name.to_string(), purpose: auth.purpose.to_string() };
+            return self.refuse(audit, "consent_required", error).await;
+        }
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let mut changes = Vec::new();
@@ -324,6 +352,8 @@ impl Vault {
             // Not a valid value of the type: nothing stored can match it.
             None => Vec::new(),
         };
+        // Under a consent purpose, only customers who consented (to this field's channel) are found.
+        let found = self.with_consent(auth, decl, found).await?;
         let log = self.audit(auth, "subject.lookup", &found).fields([field]).decision("full").record();
         self.store.append_log(vec![log]).await?;
         Ok(found)
@@ -346,6 +376,7 @@ impl Vault {
                 VaultError::EventTypeNotAllowed { event_type: input.event_type, purpose: auth.purpose.to_string() };
             return self.refuse(audit, "event_type_not_allowed", error).await;
         }
+        self.consent_scope(auth, id).await?;
         let data = value::validate_event_payload(&input.data)
             .map_err(|e| VaultError::InvalidInput { field: "data", message: e.0 })?;
         if let Some(t) = &input.occurred_at
@@ -382,6 +413,7 @@ impl Vault {
         after: Option<i64>,
         limit: u32,
     ) -> Result<EventPage, VaultError> {
+        self.consent_scope(auth, id).await?;
         let (allowed, withheld) = access::events_for(&self.catalog, self.purpose(auth));
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
