@@ -57,6 +57,16 @@ async fn store_canaries(install: &Install) -> String {
     assert_eq!(r.status, 422);
     let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"date_of_birth": "Canaryville-Xq"}})).await;
     assert_eq!(r.status, 422);
+    // A consent recorded by staff: the reason and evidence may quote the customer; sealed too.
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let r = support
+        .post(
+            &format!("/v1/subjects/{id}/consents"),
+            json!({"changes": [{"purpose": "marketing", "action": "grant"}], "actor": "staff",
+                   "reason": "Quetzalcoatl Canarywing called from +44 20 7946 7781", "evidence": "canary-widget-5531"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
     // And reading them back works (so the values really are stored).
     let r = fulfilment.get(&format!("/v1/subjects/{id}")).await;
     assert_eq!(r.body["fields"]["shipping_address"]["city"], "Canaryville-Xq");

@@ -696,6 +696,31 @@ mod tests {
     }
 
     #[test]
+    fn consent_settings_belong_to_consent_purposes_only() {
+        let p = "[[purposes]]\nid = \"account\"\ndescription = \"d\"\nlegal_basis = \"contract\"\n\
+                 material_change = \"keep\"\ngpc = true\n\
+                 [[purposes]]\nid = \"news\"\ndescription = \"d\"\nlegal_basis = \"consent\"\n\
+                 material_change = \"sometimes\"\n";
+        let errs = errors(&with_org(p));
+        assert!(
+            errs.iter().any(|e| e.contains("`account`: material_change applies to consent purposes only")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.contains("`account`: gpc = true applies to consent purposes only")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("material_change `sometimes` is not known. Use one of: renew, keep")),
+            "{errs:?}"
+        );
+        let ok = Catalog::from_toml_str(
+            &with_org("[[purposes]]\nid = \"news\"\ndescription = \"d\"\nlegal_basis = \"consent\"\ngpc = true\n"),
+            "t",
+        )
+        .unwrap();
+        let news = ok.purpose("news").unwrap();
+        assert_eq!((news.material_change, news.gpc), (MaterialChange::Renew, true), "renew is the default");
+    }
+
+    #[test]
     fn duplicates_are_refused() {
         let p = "[[purposes]]\nid = \"account\"\ndescription = \"d\"\nlegal_basis = \"contract\"\n";
         let errs = errors(&with_org(&format!("{p}{p}")));
