@@ -21,6 +21,8 @@ pub struct BenchOptions {
     pub seconds: f64,
     /// Size of the log to build for the log benchmarks (0 skips them).
     pub log_entries: u64,
+    /// Customers in the consent audience benchmark (0 skips it).
+    pub audience: usize,
 }
 
 fn measure(name: &str, seconds: f64, mut op: impl FnMut()) {
@@ -151,6 +153,9 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     if opts.log_entries > 0 {
         log_bench(dir.path(), opts.log_entries, opts.seconds).await?;
     }
+    if opts.audience > 0 {
+        audience_bench(opts.audience).await?;
+    }
     Ok(())
 }
 
@@ -182,30 +187,63 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
         let fields = json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}"), "date_of_birth": "1990-01-01"});
         ids.push(vault.create_subject(&account, fields.as_object().expect("object")).await?.to_string());
     }
+    // Every bench customer consents to marketing by e-mail, so the marketing tool can read them.
+    for id in &ids {
+        let id = SubjectId::parse(id).expect("id");
+        let change = candor_core::consent::RequestedChange {
+            purpose: "marketing".into(),
+            channel: Some("email".into()),
+            action: "grant".into(),
+        };
+        let input = crate::vault::ChangeInput {
+            changes: vec![change],
+            method: None,
+            actor: None,
+            reason: None,
+            evidence: None,
+            gpc: false,
+        };
+        vault.change_consents(&account, id, input).await?;
+    }
+    let marketing_token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
+    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into() };
+    let marketing = vault.authorize(tool, Some("marketing"), None).await?;
+    let start = Instant::now();
+    let rounds = 2000usize;
+    for i in 0..rounds {
+        let id = SubjectId::parse(&ids[i % ids.len()]).expect("id");
+        std::hint::black_box(vault.consent_scope(&marketing, id).await?);
+    }
+    report("consent check alone (ledger query + derive state), in-process", rounds as u64, start.elapsed());
     let (ids, urls) = (Arc::new(ids), Arc::new(urls));
-    for (name, scenario) in
-        [("GET /healthz (floor)", 0u8), ("POST /v1/subjects (create)", 1), ("GET /v1/subjects/{id} (audited read)", 2)]
-    {
+    for (name, scenario) in [
+        ("GET /healthz (floor)", 0u8),
+        ("POST /v1/subjects (create)", 1),
+        ("GET /v1/subjects/{id} (audited read)", 2),
+        ("GET /v1/subjects/{id} under consent (read + consent check)", 3),
+    ] {
         let budget = Duration::from_secs_f64(seconds);
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..32usize {
             let (client, urls, token, ids) = (reqwest::Client::new(), urls.clone(), token.clone(), ids.clone());
+            let marketing_token = marketing_token.clone();
             tasks.push(tokio::spawn(async move {
                 let url = &urls[t % urls.len()];
+                let (token, purpose) = if scenario == 3 { (&marketing_token, "marketing") } else { (&token, "account") };
                 let mut n = 0u64;
                 while start.elapsed() < budget {
                     let req = match scenario {
                         0 => client.get(format!("{url}/healthz")),
                         1 => client
                             .post(format!("{url}/v1/subjects"))
-                            .bearer_auth(&token)
+                            .bearer_auth(token)
                             .header("Candor-Purpose", "account")
                             .json(&json!({"fields": {"email": format!("t{t}-n{n}@example.com"), "full_name": "Bench Customer", "date_of_birth": "1990-01-01"}})),
                         _ => client
                             .get(format!("{url}/v1/subjects/{}", ids[(t * 7 + n as usize) % ids.len()]))
-                            .bearer_auth(&token)
-                            .header("Candor-Purpose", "account"),
+                            .bearer_auth(token)
+                            .header("Candor-Purpose", purpose),
                     };
                     let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
                     assert!(status == 200 || status == 201, "benchmark request failed with {status}");
@@ -301,5 +339,119 @@ async fn log_bench(dir: &std::path::Path, entries: u64, seconds: f64) -> Result<
     let (recomputed, _) = crate::verify::recompute(&mut crate::verify::DbReader(store.clone()), size, &[]).await?;
     anyhow::ensure!(recomputed == root, "the recomputed root must match");
     report(&format!("full verification: read + hash + recompute root ({size} entries)"), size, start.elapsed());
+    Ok(())
+}
+
+/// The audience query over `customers` customers on SQLite: about 60% consented to marketing by
+/// e-mail, a tenth of them withdrew again, a tenth gave consent on an earlier notice. The data is
+/// seeded with plain SQL in one transaction (what is measured is the query, not the seeding);
+/// then the audience is read in-process and over HTTP.
+async fn audience_bench(customers: usize) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let dir = tempfile::tempdir()?;
+    let done = crate::install::init(dir.path(), None).await?;
+    let (config, vault) = crate::install::open(&done.config_path).await?;
+    let current = vault.notices().version(&candor_core::PurposeId::new("marketing")).to_string();
+    let crate::config::Database::Sqlite(db) = config.database.clone() else {
+        anyhow::bail!("the audience benchmark runs on SQLite");
+    };
+    let bar = ProgressBar::new(customers as u64);
+    let seeding = bar.clone();
+    bar.set_style(ProgressStyle::with_template("seeding consents {bar:40} {pos}/{len}").expect("template"));
+    let start = Instant::now();
+    let expected = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let mut conn = rusqlite::Connection::open(&db)?;
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        let tx = conn.transaction()?;
+        let mut expected = 0;
+        {
+            let mut subject = tx.prepare(
+                "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at) VALUES (?1, 1, 1, x'00', 0, 0)",
+            )?;
+            let mut receipt =
+                tx.prepare("INSERT INTO consent_receipts (id, subject_id, recorded_at, body) VALUES (?1, ?2, 0, '{}')")?;
+            let mut entry = tx.prepare(
+                "INSERT INTO consents (subject_id, purpose, channel, action, notice_version, method, actor_kind, given_at, recorded_at, receipt_id)
+                 VALUES (?1, 'marketing', 'email', ?2, ?3, 'api', 'subject', ?4, ?4, ?5)",
+            )?;
+            for i in 0..customers {
+                let id = SubjectId::random().to_string();
+                subject.execute([&id])?;
+                let receipt_id = uuid::Uuid::new_v4().to_string();
+                receipt.execute([&receipt_id, &id])?;
+                let mut add = |action: &str, version: &str, at: i64| {
+                    entry.execute(rusqlite::params![id, action, version, at, receipt_id])
+                };
+                match i % 10 {
+                    0..=3 => {}
+                    4 => {
+                        add("grant", &current, 1)?;
+                        add("withdraw", &current, 2)?;
+                    }
+                    5 => {
+                        add("grant", "sha256:earlier-notice", 1)?;
+                    }
+                    _ => {
+                        add("grant", &current, 1)?;
+                        expected += 1;
+                    }
+                }
+                if i % 10_000 == 0 {
+                    seeding.set_position(i as u64);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(expected)
+    })
+    .await??;
+    bar.finish_and_clear();
+    println!("-- consent audience: {customers} customers seeded in {:.1} s", start.elapsed().as_secs_f64());
+
+    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into() };
+    let marketing = vault.authorize(tool, Some("marketing"), None).await?;
+    let start = Instant::now();
+    let mut rx = vault.audience(&marketing, Some("email")).await?;
+    let mut n = 0usize;
+    while let Some(ids) = rx.recv().await {
+        n += ids?.len();
+    }
+    anyhow::ensure!(n == expected, "the audience must hold exactly the consented customers");
+    let elapsed = start.elapsed();
+    println!(
+        "{:<52} {:>12.0} ids/s {:>9.2} s total ({n} ids of {customers})",
+        "audience marketing/email, in-process",
+        n as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
+    let app = crate::http::router(crate::http::AppState { vault, max_body_bytes: config.max_body_bytes });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let start = Instant::now();
+    let mut resp = reqwest::Client::new()
+        .get(format!("{url}/v1/consents/audience?channel=email"))
+        .bearer_auth(&token)
+        .header("Candor-Purpose", "marketing")
+        .send()
+        .await?
+        .error_for_status()?;
+    let (mut lines, mut bytes) = (0usize, 0usize);
+    while let Some(chunk) = resp.chunk().await? {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    anyhow::ensure!(lines == expected, "the HTTP audience must hold exactly the consented customers");
+    let elapsed = start.elapsed();
+    println!(
+        "{:<52} {:>12.0} ids/s {:>9.2} s total ({:.1} MB streamed)",
+        "GET /v1/consents/audience?channel=email (HTTP)",
+        lines as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    server.abort();
     Ok(())
 }

@@ -118,6 +118,9 @@ enum Command {
         /// (0 skips the log benchmarks).
         #[arg(long, default_value_t = 100_000)]
         log_entries: u64,
+        /// Customers in the consent audience benchmark (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        audience: usize,
         /// Also run the HTTP scenarios on this PostgreSQL server (in a fresh database that is
         /// dropped afterwards), with 1 and 2 server instances.
         #[arg(long)]
@@ -308,8 +311,8 @@ async fn run(command: Command) -> Result<()> {
             let (_, vault) = install::open(&config.config).await?;
             consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
         }
-        Command::Bench { subjects, seconds, log_entries, postgres } => {
-            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries }).await
+        Command::Bench { subjects, seconds, log_entries, audience, postgres } => {
+            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries, audience }).await
         }
     }
 }

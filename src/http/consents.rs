@@ -19,8 +19,6 @@ use crate::vault::{Authorized, ChangeInput, Vault};
 
 /// The header a browser sends when its user turned on Global Privacy Control.
 pub const GPC_HEADER: &str = "sec-gpc";
-/// Ids per chunk of an audience stream.
-const AUDIENCE_CHUNK: usize = 2048;
 
 fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
@@ -307,35 +305,23 @@ pub async fn audience(
         ApiError::bad_request("invalid_audience_query", "the only query parameter is `channel`").with_field("channel")
     })?;
     let rx = state.vault.audience(&auth, query.channel.as_deref()).await?;
-    // Batch ids into chunks; a store error ends the body with an error (the transfer is cut).
+    // One chunk per batch of ids; a store error ends the body with an error (the transfer is cut).
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let first = rx.recv().await?;
-        let mut chunk = String::with_capacity(AUDIENCE_CHUNK * 37);
-        let mut push = |item: Result<candor_core::SubjectId, candor_store::StoreError>| match item {
-            Ok(id) => {
-                chunk.push_str(&id.to_string());
-                chunk.push('\n');
-                Ok(())
+        let chunk = match rx.recv().await? {
+            Ok(ids) => {
+                let mut text = String::with_capacity(ids.len() * 37);
+                for id in ids {
+                    use std::fmt::Write;
+                    let _ = writeln!(text, "{id}");
+                }
+                Ok(Bytes::from(text))
             }
             Err(e) => {
                 tracing::error!(error = %e, "audience stream failed");
                 Err(std::io::Error::other("the audience stream failed"))
             }
         };
-        if let Err(e) = push(first) {
-            return Some((Err(e), rx));
-        }
-        for _ in 1..AUDIENCE_CHUNK {
-            match rx.try_recv() {
-                Ok(item) => {
-                    if let Err(e) = push(item) {
-                        return Some((Err(e), rx));
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), rx))
+        Some((chunk, rx))
     });
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], Body::from_stream(stream))
         .into_response())

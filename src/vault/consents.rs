@@ -472,7 +472,7 @@ impl Vault {
         &self,
         auth: &Authorized,
         channel: Option<&str>,
-    ) -> Result<mpsc::Receiver<Result<SubjectId, StoreError>>, VaultError> {
+    ) -> Result<mpsc::Receiver<Result<Vec<SubjectId>, StoreError>>, VaultError> {
         let purpose = self.purpose(auth).clone();
         let bad = |field, message: String| Err(VaultError::AudienceQuery { field, message });
         if !purpose.needs_consent() {
@@ -519,20 +519,22 @@ impl Vault {
         let (tx, rx) = mpsc::channel(candor_store::consents::AUDIENCE_BUFFER);
         tokio::spawn(async move {
             let mut fold = AudienceFold::new(&purpose, &version);
-            while let Some(row) = rows.recv().await {
-                let next = match row {
-                    Ok(r) => fold.push(r.subject, r.action, &r.notice_version).map(Ok),
-                    Err(e) => Some(Err(e)),
+            while let Some(batch) = rows.recv().await {
+                let ids = match batch {
+                    Ok(rows) => {
+                        rows.into_iter().filter_map(|r| fold.push(r.subject, r.action, &r.notice_version)).collect()
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
                 };
-                let failed = matches!(next, Some(Err(_)));
-                if let Some(item) = next
-                    && (tx.send(item).await.is_err() || failed)
-                {
-                    return;
+                if tx.send(Ok(ids)).await.is_err() {
+                    return; // the reader went away
                 }
             }
             if let Some(id) = fold.finish() {
-                let _ = tx.send(Ok(id)).await;
+                let _ = tx.send(Ok(vec![id])).await;
             }
         });
         Ok(rx)

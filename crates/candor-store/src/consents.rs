@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 
 use crate::{LogRecord, Millis, StoreError};
 
-/// Rows an audience stream buffers ahead of its reader.
-pub const AUDIENCE_BUFFER: usize = 4096;
+/// Rows per batch of an audience stream, and batches buffered ahead of the reader.
+pub const AUDIENCE_BATCH: usize = 1024;
+pub const AUDIENCE_BUFFER: usize = 8;
 
 /// One ledger entry to append.
 #[derive(Debug, Clone)]
@@ -110,14 +111,14 @@ pub trait ConsentStore: Send + Sync {
     /// The kept text of a notice version.
     async fn notice_text(&self, version: &str) -> Result<Option<String>, StoreError>;
 
-    /// Streams every entry of one slot, ordered by subject, then time given, then order
-    /// recorded (the order [`candor_core::consent::AudienceFold`] expects). Rows are read in one
-    /// snapshot; dropping the receiver stops the reading.
+    /// Streams every entry of one slot in batches, ordered by subject, then time given, then
+    /// order recorded (the order [`candor_core::consent::AudienceFold`] expects). Rows are read
+    /// in one snapshot; dropping the receiver stops the reading.
     fn consent_audience(
         &self,
         purpose: &PurposeId,
         channel: Option<Channel>,
-    ) -> mpsc::Receiver<Result<AudienceRow, StoreError>>;
+    ) -> mpsc::Receiver<Result<Vec<AudienceRow>, StoreError>>;
 }
 
 /// The stored form of a channel: its name, or `''` for a purpose without channels.

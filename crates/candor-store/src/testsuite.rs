@@ -97,9 +97,8 @@ fn consent(
 async fn audience(store: &dyn Store, purpose: &str, channel: Option<Channel>) -> Vec<(SubjectId, ConsentAction)> {
     let mut rx = store.consent_audience(&PurposeId::new(purpose), channel);
     let mut out = Vec::new();
-    while let Some(row) = rx.recv().await {
-        let row = row.unwrap();
-        out.push((row.subject, row.action));
+    while let Some(batch) = rx.recv().await {
+        out.extend(batch.unwrap().into_iter().map(|row| (row.subject, row.action)));
     }
     out
 }

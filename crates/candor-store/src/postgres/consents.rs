@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 
 use super::{PgStore, append_log_tx, now, pg_err, pool_err, subject_of};
 use crate::consents::{
-    AUDIENCE_BUFFER, AudienceRow, ConsentColumns, ConsentStore, NewConsentRecord, NoticeText, Recorded, StoredConsent,
-    StoredReceipt, channel_column, parse_action,
+    AUDIENCE_BATCH, AUDIENCE_BUFFER, AudienceRow, ConsentColumns, ConsentStore, NewConsentRecord, NoticeText, Recorded,
+    StoredConsent, StoredReceipt, channel_column, parse_action,
 };
 use crate::{LogRecord, StoreError};
 
@@ -147,7 +147,7 @@ impl ConsentStore for PgStore {
         &self,
         purpose: &PurposeId,
         channel: Option<Channel>,
-    ) -> mpsc::Receiver<Result<AudienceRow, StoreError>> {
+    ) -> mpsc::Receiver<Result<Vec<AudienceRow>, StoreError>> {
         let (tx, rx) = mpsc::channel(AUDIENCE_BUFFER);
         let pool = self.pool.clone();
         let purpose = purpose.as_str().to_string();
@@ -172,16 +172,22 @@ impl ConsentStore for PgStore {
                     .await
                     .map_err(pg_err)?;
                 pin_mut!(rows);
+                let mut batch = Vec::with_capacity(AUDIENCE_BATCH);
                 while let Some(row) = rows.next().await {
                     let row = row.map_err(pg_err)?;
-                    let item = AudienceRow {
+                    batch.push(AudienceRow {
                         subject: subject_of(row.get(0))?,
                         action: parse_action(row.get(1))?,
                         notice_version: row.get(2),
-                    };
-                    if tx.send(Ok(item)).await.is_err() {
+                    });
+                    if batch.len() == AUDIENCE_BATCH
+                        && tx.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(AUDIENCE_BATCH)))).await.is_err()
+                    {
                         return Ok(()); // the reader went away
                     }
+                }
+                if !batch.is_empty() {
+                    let _ = tx.send(Ok(batch)).await;
                 }
                 Ok::<_, StoreError>(())
             };

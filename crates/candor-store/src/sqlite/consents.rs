@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 
 use super::{SqliteStore, append_log_tx, db_err, open_connection, parse_subject};
 use crate::consents::{
-    AUDIENCE_BUFFER, AudienceRow, ConsentColumns, ConsentStore, NewConsentRecord, NoticeText, Recorded, StoredConsent,
-    StoredReceipt, channel_column, parse_action,
+    AUDIENCE_BATCH, AUDIENCE_BUFFER, AudienceRow, ConsentColumns, ConsentStore, NewConsentRecord, NoticeText, Recorded,
+    StoredConsent, StoredReceipt, channel_column, parse_action,
 };
 use crate::{LogRecord, StoreError};
 
@@ -156,7 +156,7 @@ impl ConsentStore for SqliteStore {
         &self,
         purpose: &PurposeId,
         channel: Option<Channel>,
-    ) -> mpsc::Receiver<Result<AudienceRow, StoreError>> {
+    ) -> mpsc::Receiver<Result<Vec<AudienceRow>, StoreError>> {
         let (tx, rx) = mpsc::channel(AUDIENCE_BUFFER);
         let path = self.path.clone();
         let purpose = purpose.as_str().to_string();
@@ -172,13 +172,25 @@ impl ConsentStore for SqliteStore {
                     )
                     .map_err(db_err)?;
                 let mut rows = stmt.query(params![purpose, channel_column(channel)]).map_err(db_err)?;
+                let mut batch = Vec::with_capacity(AUDIENCE_BATCH);
                 while let Some(r) = rows.next().map_err(db_err)? {
-                    let subject = parse_subject(&r.get::<_, String>(0).map_err(db_err)?)?;
-                    let action = parse_action(&r.get::<_, String>(1).map_err(db_err)?)?;
-                    let notice_version: String = r.get(2).map_err(db_err)?;
-                    if tx.blocking_send(Ok(AudienceRow { subject, action, notice_version })).is_err() {
+                    let text =
+                        |i| r.get_ref(i).map_err(db_err)?.as_str().map_err(|e| StoreError::Corrupt(e.to_string()));
+                    batch.push(AudienceRow {
+                        subject: parse_subject(text(0)?)?,
+                        action: parse_action(text(1)?)?,
+                        notice_version: text(2)?.to_string(),
+                    });
+                    if batch.len() == AUDIENCE_BATCH
+                        && tx
+                            .blocking_send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(AUDIENCE_BATCH))))
+                            .is_err()
+                    {
                         return Ok(()); // the reader went away
                     }
+                }
+                if !batch.is_empty() {
+                    let _ = tx.blocking_send(Ok(batch));
                 }
                 Ok(())
             };
