@@ -100,7 +100,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
 
     // Lookup through a real SQLite file holding `subjects` customers.
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(dir.path().join("bench.db")).await?;
+    let store = SqliteStore::open_with_adjacent_keys(dir.path().join("bench.db")).await?;
     let start = Instant::now();
     for i in 0..opts.subjects {
         let id = SubjectId::random();
@@ -280,7 +280,7 @@ fn sample_entry(i: u64) -> LogRecord {
 
 async fn log_bench(dir: &std::path::Path, entries: u64, seconds: f64) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("log-bench.db")).await?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with_adjacent_keys(dir.join("log-bench.db")).await?);
     let bar = ProgressBar::new(entries);
     bar.set_style(ProgressStyle::with_template("building log {bar:40} {pos}/{len}").expect("template"));
     let start = Instant::now();
@@ -366,7 +366,7 @@ async fn audience_bench(customers: usize) -> Result<()> {
         let mut expected = 0;
         {
             let mut subject = tx.prepare(
-                "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at) VALUES (?1, 1, 1, x'00', 0, 0)",
+                "INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, 0, 0)",
             )?;
             let mut receipt =
                 tx.prepare("INSERT INTO consent_receipts (id, subject_id, recorded_at, body) VALUES (?1, ?2, 0, '{}')")?;

@@ -45,6 +45,9 @@ pub const DATABASE_ENV: &str = "CANDOR_DATABASE_URL";
 pub struct KeySettings {
     pub kek_file: PathBuf,
     pub index_key_file: PathBuf,
+    /// The key store: each customer's wrapped data key, apart from the data (SQLite
+    /// installations; on PostgreSQL it is the `candor_keys` schema).
+    pub key_store: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +82,7 @@ struct RawServer {
 struct RawKeys {
     kek_file: Option<String>,
     index_key_file: Option<String>,
+    key_store: Option<String>,
 }
 
 impl Config {
@@ -126,6 +130,7 @@ impl Config {
             keys: KeySettings {
                 kek_file: resolve(raw.keys.kek_file.as_deref().unwrap_or("keys/kek.key")),
                 index_key_file: resolve(raw.keys.index_key_file.as_deref().unwrap_or("keys/index.key")),
+                key_store: resolve(raw.keys.key_store.as_deref().unwrap_or("keys/keystore.db")),
             },
             log: LogSettings {
                 origin: match raw.log.origin {
@@ -175,6 +180,10 @@ max_body_bytes = {DEFAULT_MAX_BODY_BYTES}
 # CANDOR_KEK and CANDOR_INDEX_KEY, when set, are used instead (same text format).
 kek_file = "keys/kek.key"
 index_key_file = "keys/index.key"
+# Each customer's wrapped data key, in a SQLite file apart from the data (on PostgreSQL: the
+# candor_keys schema). Erasing a customer destroys their key here, so back this file up
+# separately and keep its backups short-lived: an old copy of the data is unreadable without it.
+key_store = "keys/keystore.db"
 
 [log]
 # The tamper-evident log's name in its signed checkpoints. Set it to something that
@@ -201,6 +210,7 @@ mod tests {
         assert_eq!(c.database, Database::Sqlite("/srv/candor/data/candor.db".into()));
         assert_eq!(c.catalog_path, Path::new("/srv/candor/catalog.toml"));
         assert_eq!(c.keys.kek_file, Path::new("/srv/candor/keys/kek.key"));
+        assert_eq!(c.keys.key_store, Path::new("/srv/candor/keys/keystore.db"));
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.log.origin, "shop.example/candor-log");
         assert_eq!(c.log.signing_key_file, Path::new("/srv/candor/keys/log.key"));

@@ -27,9 +27,23 @@ pub fn verify_receipt(file: &Path, key: Option<&str>, config_path: &Path) -> Res
             VerifierKey::new(&config.log.origin, install::load_log_signer(&config)?.public_key())
         }
     };
-    let body = receipt::verify(&key, CONSENT_RECEIPT, &document)
+    let context = receipt::context_of(&document).unwrap_or(CONSENT_RECEIPT);
+    let body = receipt::verify(&key, context, &document)
         .map_err(|e| anyhow::anyhow!("{}: receipt NOT valid: {e}", file.display()))?;
     println!("{}: receipt valid, signed by {}", file.display(), key.name);
+    if context == receipt::ERASURE_CERTIFICATE {
+        let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+        println!("  erasure certificate: {}", s(&body["certificate_id"]));
+        println!("  subject:    {}", s(&body["subject_id"]));
+        println!("  erased at:  {}", s(&body["erased_at"]));
+        for f in body["erased"]["fields"].as_array().into_iter().flatten() {
+            println!("  field {} ({})", s(&f["field"]), s(&f["category"]));
+        }
+        for r in body["recipients_to_notify"].as_array().into_iter().flatten() {
+            println!("  recipient to notify: {} ({})", s(&r["name"]), s(&r["country"]));
+        }
+        return Ok(());
+    }
     let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
     println!("  receipt:    {}", s(&body["receipt_id"]));
     println!("  subject:    {}", s(&body["subject_id"]));

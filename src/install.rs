@@ -76,7 +76,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            let store = SqliteStore::open(path.clone())
+            let store = SqliteStore::open(path.clone(), config.keys.key_store.clone())
                 .await
                 .with_context(|| format!("cannot open the database {}", path.display()))?;
             Ok(Arc::new(store))

@@ -63,6 +63,9 @@ enum Command {
         /// Destination, e.g. postgres://candor@db/candor (must be empty).
         #[arg(long)]
         to: String,
+        /// The source installation's key store (its data keys go to the `candor_keys` schema).
+        #[arg(long, default_value = "keys/keystore.db")]
+        from_keys: PathBuf,
     },
     /// Serve the HTTP API.
     Serve {
@@ -264,7 +267,7 @@ async fn run(command: Command) -> Result<()> {
             println!("migrations applied: the database schema is current");
             Ok(())
         }
-        Command::Copy { from, to } => copy::run(&from, &to).await,
+        Command::Copy { from, to, from_keys } => copy::run(&from, &from_keys, &to).await,
         Command::Quickstart { dir, listen } => quickstart(dir, listen).await,
         Command::Token { command: TokenCommand::Create { config, role, description, expires } } => {
             let expires_at = expires.as_deref().map(expiry_from_now).transpose()?;

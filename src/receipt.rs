@@ -17,6 +17,19 @@ use crate::audit::LogContext;
 
 /// Domain separation for consent receipts.
 pub const CONSENT_RECEIPT: &str = "candor consent receipt v1";
+/// Domain separation for erasure certificates.
+pub const ERASURE_CERTIFICATE: &str = "candor erasure certificate v1";
+
+/// The context a signed document was made under, from its version field.
+pub fn context_of(document: &Value) -> Option<&'static str> {
+    if document.get("certificate_version").is_some() {
+        Some(ERASURE_CERTIFICATE)
+    } else if document.get("receipt_version").is_some() {
+        Some(CONSENT_RECEIPT)
+    } else {
+        None
+    }
+}
 
 /// Serialises `value` canonically: object keys sorted by their UTF-8 bytes, compact.
 pub fn canonical_json(value: &Value) -> Vec<u8> {

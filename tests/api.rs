@@ -254,7 +254,7 @@ async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving(instal
     let r = backend.get("/v1/subjects/not-a-uuid").await;
     assert_eq!((r.status, r.code(), r.field()), (400, "invalid_id", "id"));
     assert_eq!(backend.get("/v1/nothing-here").await.code(), "not_found");
-    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    let r = backend.send(backend.request(reqwest::Method::PUT, &format!("/v1/subjects/{id}"))).await;
     assert_eq!((r.status, r.code()), (405, "method_not_allowed"));
 
     assert_eq!(backend.get("/v1/subjects").await.code(), "invalid_query");

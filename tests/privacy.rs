@@ -86,10 +86,13 @@ async fn no_personal_value_reaches_the_database_its_wal_or_the_server_log() {
     let log = store_canaries(&install).await;
     let db = install.db_path();
     let mut files = vec![("server log".to_string(), log.into_bytes())];
-    for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{suffix}", db.display());
-        if let Ok(bytes) = std::fs::read(&path) {
-            files.push((path, bytes));
+    let key_store = install.dir.path().join("keys/keystore.db");
+    for file in [&db, &key_store] {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", file.display());
+            if let Ok(bytes) = std::fs::read(&path) {
+                files.push((path, bytes));
+            }
         }
     }
     assert!(files.len() >= 2, "the database file was found");
@@ -133,6 +136,20 @@ fn sql(install: &Install, statement: &str) {
     assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Runs a statement on the key store (`subject_keys`): its own SQLite file, or the
+/// `candor_keys` schema on PostgreSQL.
+fn key_sql(install: &Install, statement: &str) {
+    if install.postgres.is_some() {
+        return sql(install, &statement.replace("subject_keys", "candor_keys.subject_keys"));
+    }
+    let out = std::process::Command::new("sqlite3")
+        .arg(install.dir.path().join("keys/keystore.db"))
+        .arg(statement)
+        .output()
+        .expect("sqlite3 is installed");
+    assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 async fn a_ciphertext_moved_to_another_subject_or_field_fails_loudly(install: Install) {
     let server = install.serve();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
@@ -168,11 +185,12 @@ async fn a_ciphertext_moved_to_another_subject_or_field_fails_loudly(install: In
     assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.code(), "integrity_error");
     sql(&install, restore);
 
-    // Ada's wrapped data key given to Bob: fails.
-    sql(
+    // Ada's wrapped data key given to Bob (in the key store): fails.
+    key_sql(
         &install,
         &format!(
-            "UPDATE subjects SET wrapped_dek = (SELECT wrapped_dek FROM subjects WHERE id = '{ada}') WHERE id = '{bob}'"
+            "UPDATE subject_keys SET wrapped_dek = (SELECT wrapped_dek FROM subject_keys WHERE subject_id = '{ada}') \
+             WHERE subject_id = '{bob}'"
         ),
     );
     assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.code(), "integrity_error");

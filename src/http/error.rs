@@ -158,6 +158,20 @@ impl From<VaultError> for ApiError {
                     "{msg}; nothing was returned. The stored record may have been tampered with: investigate before retrying"
                 ),
             ),
+            VaultError::Restricted => ApiError::new(S::FORBIDDEN, "restricted", msg).with_field("id"),
+            VaultError::LegalHold => ApiError::new(S::CONFLICT, "legal_hold", msg).with_field("id"),
+            VaultError::WrongPurpose(_) => {
+                ApiError::new(S::FORBIDDEN, "purpose_not_allowed", msg).with_field("Candor-Purpose")
+            }
+            VaultError::Store(StoreError::Erased { at }) => ApiError::new(
+                S::GONE,
+                "subject_erased",
+                format!(
+                    "this customer was erased on {}: their data key was destroyed, so no copy of their data can be read",
+                    jiff::Timestamp::from_millisecond(at).map(|t| t.to_string()).unwrap_or_default()
+                ),
+            )
+            .with_field("id"),
             VaultError::Store(StoreError::Unavailable(_)) => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry shortly")
             }

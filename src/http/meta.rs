@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::{consents, log, subjects};
+use super::{consents, log, rights, subjects};
 use crate::vault::Principal;
 
 #[derive(Serialize, ToSchema)]
@@ -72,6 +72,8 @@ impl Modify for BearerAuth {
         subjects::append_event, subjects::list_events,
         consents::get_consents, consents::post_consents, consents::get_history, consents::get_receipt,
         consents::audience,
+        rights::erase_subject, rights::place_hold, rights::lift_hold, rights::get_hold, rights::restrict,
+        rights::lift_restriction,
         log::checkpoint, log::key, log::entries, log::inclusion, log::consistency, log::access_log,
     ),
     components(schemas(ErrorBody, ErrorDetail, Health)),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod log;
 mod meta;
+mod rights;
 mod subjects;
 
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -40,7 +41,12 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(meta::openapi))
         .route("/v1/catalog", get(meta::catalog))
         .route("/v1/subjects", get(subjects::lookup_subjects).post(subjects::create_subject))
-        .route("/v1/subjects/{id}", get(subjects::get_subject).patch(subjects::correct_subject))
+        .route(
+            "/v1/subjects/{id}",
+            get(subjects::get_subject).patch(subjects::correct_subject).delete(rights::erase_subject),
+        )
+        .route("/v1/subjects/{id}/hold", get(rights::get_hold).post(rights::place_hold).delete(rights::lift_hold))
+        .route("/v1/subjects/{id}/restriction", post(rights::restrict).delete(rights::lift_restriction))
         .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
         .route("/v1/subjects/{id}/access-log", get(log::access_log))
         .route("/v1/subjects/{id}/consents", get(consents::get_consents).post(consents::post_consents))

@@ -5,6 +5,7 @@
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
 mod consents;
+mod rights;
 
 use std::sync::Arc;
 
@@ -82,6 +83,12 @@ pub enum VaultError {
          has not given it"
     )]
     ChannelConsentRequired { field: String, purpose: String },
+    #[error("processing of this customer's data is restricted: it is kept but not used (except for legal obligations)")]
+    Restricted,
+    #[error("a legal hold is in place for this customer: their data cannot be erased until it is lifted")]
+    LegalHold,
+    #[error("{0}")]
+    WrongPurpose(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -264,6 +271,7 @@ impl Vault {
         withheld.sort_by_key(|f| self.catalog.fields.iter().position(|d| d.name == f.name));
         let names: Vec<FieldName> = allowed.iter().map(|f| f.name.clone()).collect();
         let record = self.store.load_subject(id, &names).await?.ok_or(VaultError::SubjectNotFound)?;
+        self.refuse_if_restricted(auth, id, record.restricted, "subject.read").await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let mut fields = Map::new();
         for (name, sealed) in &record.values {
@@ -388,6 +396,7 @@ impl Vault {
             });
         }
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        self.refuse_if_restricted(auth, id, record.restricted, "event.append").await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let event_id = EventId::random();
         let mut sealed_body = serde_json::json!({ "data": data.into_json() });
@@ -416,6 +425,7 @@ impl Vault {
         self.consent_scope(auth, id).await?;
         let (allowed, withheld) = access::events_for(&self.catalog, self.purpose(auth));
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        self.refuse_if_restricted(auth, id, record.restricted, "event.read").await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let types: Vec<FieldName> = allowed.iter().map(|e| e.name.clone()).collect();
         let limit = limit.clamp(1, MAX_EVENT_PAGE);

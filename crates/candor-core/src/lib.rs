@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod consent;
 pub mod ids;
 pub mod notice;
+pub mod rights;
 pub mod value;
 pub mod write;
 

@@ -17,23 +17,29 @@ enum Kind {
     Int4,
     Bytes,
     OptInt8,
+    OptInt4,
     OptText,
     OptBytes,
 }
 
-/// Tables in dependency order, with their columns.
+/// Tables in dependency order, with their columns. `keys.` tables are in the key store (an
+/// attached file on SQLite, the `candor_keys` schema on PostgreSQL).
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
     (
-        "subjects",
+        "keys.subject_keys",
         &[
-            ("id", Kind::Text),
-            ("kek_version", Kind::Int4),
-            ("dek_version", Kind::Int4),
-            ("wrapped_dek", Kind::Bytes),
+            ("subject_id", Kind::Text),
+            ("kek_version", Kind::OptInt4),
+            ("dek_version", Kind::OptInt4),
+            ("wrapped_dek", Kind::OptBytes),
             ("created_at", Kind::Int8),
-            ("updated_at", Kind::Int8),
+            ("destroyed_at", Kind::OptInt8),
         ],
     ),
+    ("subjects", &[("id", Kind::Text), ("created_at", Kind::Int8), ("updated_at", Kind::Int8)]),
+    ("legal_holds", &[("subject_id", Kind::Text), ("placed_at", Kind::Int8), ("note", Kind::Bytes)]),
+    ("restrictions", &[("subject_id", Kind::Text), ("since", Kind::Int8), ("note", Kind::OptBytes)]),
+    ("erasures", &[("subject_id", Kind::Text), ("erased_at", Kind::Int8), ("certificate", Kind::Text)]),
     (
         "field_values",
         &[("subject_id", Kind::Text), ("field", Kind::Text), ("ciphertext", Kind::Bytes), ("updated_at", Kind::Int8)],
@@ -115,12 +121,22 @@ fn value(kind: Kind, v: ValueRef<'_>) -> Result<Box<dyn ToSql + Sync + Send>, St
         (Kind::Bytes, ValueRef::Blob(b)) => Box::new(b.to_vec()),
         (Kind::OptInt8, ValueRef::Integer(i)) => Box::new(Some(i)),
         (Kind::OptInt8, ValueRef::Null) => Box::new(None::<i64>),
+        (Kind::OptInt4, ValueRef::Integer(i)) => Box::new(Some(i32::try_from(i).map_err(|_| bad())?)),
+        (Kind::OptInt4, ValueRef::Null) => Box::new(None::<i32>),
         (Kind::OptText, ValueRef::Text(t)) => Box::new(Some(String::from_utf8(t.to_vec()).map_err(|_| bad())?)),
         (Kind::OptText, ValueRef::Null) => Box::new(None::<String>),
         (Kind::OptBytes, ValueRef::Blob(b)) => Box::new(Some(b.to_vec())),
         (Kind::OptBytes, ValueRef::Null) => Box::new(None::<Vec<u8>>),
         _ => return Err(bad()),
     })
+}
+
+/// The PostgreSQL name of a table: the key store is the `candor_keys` schema.
+fn destination_table(table: &str) -> String {
+    match table.strip_prefix("keys.") {
+        Some(t) => format!("candor_keys.{t}"),
+        None => table.to_string(),
+    }
 }
 
 /// What was copied: rows per table.
@@ -130,10 +146,11 @@ pub type CopyReport = Vec<(&'static str, u64)>;
 /// `progress(table, copied, total)` is called as rows go in.
 pub async fn sqlite_to_postgres(
     from: &std::path::Path,
+    from_keys: &std::path::Path,
     to: &str,
     progress: impl Fn(&str, u64, u64),
 ) -> Result<CopyReport, StoreError> {
-    let source = SqliteStore::open(from).await?;
+    let source = SqliteStore::open(from, from_keys).await?;
     let destination = PgStore::connect(to).await?;
     if destination.log_head().await?.0 != 0 || destination.count("subjects").await? != 0 {
         return Err(StoreError::Conflict(
@@ -142,10 +159,12 @@ pub async fn sqlite_to_postgres(
     }
     let conn =
         rusqlite::Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_err)?;
+    conn.execute("ATTACH DATABASE ?1 AS keys", [from_keys.to_string_lossy()]).map_err(sql_err)?;
     let mut client = destination.raw_client().await?;
     let tx = client.transaction().await.map_err(crate::postgres::pg_err)?;
     let mut report = Vec::new();
     for (table, columns) in TABLES {
+        let target = destination_table(table);
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
         let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).map_err(sql_err)?;
         let mut stmt = conn.prepare(&format!("SELECT {} FROM {table}", names.join(", "))).map_err(sql_err)?;
@@ -172,7 +191,7 @@ pub async fn sqlite_to_postgres(
                 }
                 let overriding = if matches!(*table, "events" | "consents") { " OVERRIDING SYSTEM VALUE" } else { "" };
                 let sql = format!(
-                    "INSERT INTO {table} ({}){overriding} VALUES {}",
+                    "INSERT INTO {target} ({}){overriding} VALUES {}",
                     names.join(", "),
                     placeholders.join(", ")
                 );
@@ -204,7 +223,7 @@ pub async fn sqlite_to_postgres(
 
     // Verify: the same rows on both sides, and the same log.
     for (table, copied) in &report {
-        let there = destination.count(table).await?;
+        let there = destination.count(&destination_table(table)).await?;
         if there != *copied {
             return Err(StoreError::Corrupt(format!(
                 "{table}: copied {copied} rows but the destination holds {there}"

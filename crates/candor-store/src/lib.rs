@@ -16,11 +16,13 @@ pub use candor_log::Hash;
 pub use consents::{
     AudienceRow, ConsentStore, NewConsentEntry, NewConsentRecord, NoticeText, Recorded, StoredConsent, StoredReceipt,
 };
+pub use rights::{Erasure, Inventory, RightsStore, Toggle};
 
 pub mod consents;
 pub mod copy;
 pub mod pgtest;
 pub mod postgres;
+pub mod rights;
 pub mod sqlite;
 pub mod testsuite;
 
@@ -41,6 +43,10 @@ pub enum StoreError {
     /// A log position or tree size beyond what the log holds.
     #[error("{0}")]
     OutOfRange(String),
+    /// The customer was erased: their data key is destroyed, so whatever data of theirs is
+    /// still found (an old backup restored) cannot be read.
+    #[error("this customer was erased (data key destroyed)")]
+    Erased { at: Millis },
     #[error("database error: {0}")]
     Internal(String),
 }
@@ -62,6 +68,8 @@ pub struct SubjectRecord {
     pub values: Vec<(FieldName, Ciphertext)>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Processing is restricted (GDPR Art. 18): data kept, not used.
+    pub restricted: bool,
 }
 
 /// One change to a subject's fields.
@@ -132,7 +140,7 @@ pub struct LogRecord {
 /// Where the vault keeps its data. Every method is one transaction; methods that change data
 /// take the log record describing the change and append it in the same transaction.
 #[async_trait]
-pub trait Store: ConsentStore + Send + Sync + 'static {
+pub trait Store: ConsentStore + RightsStore + Send + Sync + 'static {
     /// Cheap liveness check (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;
 

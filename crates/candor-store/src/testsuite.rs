@@ -64,6 +64,84 @@ pub async fn run_all(store: &dyn Store) {
     the_log_proves_inclusion_and_consistency(store).await;
     checkpoints_and_catalog_changes_are_kept(store).await;
     the_consent_ledger_appends_all_or_nothing_and_streams_audiences(store).await;
+    erasure_destroys_the_key_and_the_data_unless_held_and_is_idempotent(store).await;
+    restriction_is_a_flag_on_the_record_and_changes_are_logged_once(store).await;
+}
+
+async fn erasure_destroys_the_key_and_the_data_unless_held_and_is_idempotent(store: &dyn Store) {
+    use crate::rights::{Erasure, Toggle};
+    let (a, b) = (new_subject(store, 50).await, new_subject(store, 51).await);
+    store
+        .append_event(
+            NewEvent {
+                id: EventId::random(),
+                subject: a,
+                event_type: f("purchase"),
+                recorded_at: 1,
+                payload: ct(b"e"),
+            },
+            log("event", Some(a)),
+        )
+        .await
+        .unwrap();
+    let inv = store.inventory(a).await.unwrap().unwrap();
+    assert_eq!(inv.fields, [f("email"), f("name")]);
+    assert_eq!(inv.events, [(f("purchase"), 1)]);
+    assert!(store.inventory(SubjectId::random()).await.unwrap().is_none());
+
+    // A hold blocks erasure and changes nothing.
+    assert_eq!(store.place_hold(a, ct(b"sealed reason"), 5, log("hold", Some(a))).await.unwrap(), Toggle::Changed);
+    assert_eq!(store.place_hold(a, ct(b"again"), 6, log("hold-again", Some(a))).await.unwrap(), Toggle::Unchanged);
+    assert_eq!(store.hold(a).await.unwrap().unwrap().0, 5);
+    let size = store.log_head().await.unwrap().0;
+    assert_eq!(store.erase_subject(a, 7, "cert".into(), log("erase-held", Some(a))).await.unwrap(), Erasure::Held);
+    assert_eq!(store.log_head().await.unwrap().0, size);
+    assert!(store.load_subject(a, &[f("email")]).await.unwrap().is_some());
+    assert_eq!(store.lift_hold(a, log("lift", Some(a))).await.unwrap(), Toggle::Changed);
+    assert_eq!(store.lift_hold(a, log("lift-again", Some(a))).await.unwrap(), Toggle::Unchanged);
+
+    // Erased: no key, no values, no index entry, no events; the certificate is kept; logged once.
+    assert_eq!(store.erase_subject(a, 8, "cert-a".into(), log("erase", Some(a))).await.unwrap(), Erasure::Erased);
+    assert!(store.load_subject(a, &[f("email")]).await.unwrap().is_none());
+    assert_eq!(store.find_by_index(&f("email"), &bi(50)).await.unwrap(), Vec::<SubjectId>::new());
+    assert!(store.list_events(a, &[f("purchase")], None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.erase_subject(a, 9, "cert-again".into(), log("erase-again", Some(a))).await.unwrap(),
+        Erasure::AlreadyErased { erased_at: 8, certificate: Some("cert-a".into()) }
+    );
+    assert_eq!(
+        store.erase_subject(SubjectId::random(), 9, "x".into(), log("ghost-erase", None)).await.unwrap(),
+        Erasure::NotFound
+    );
+    let logged = entries(store).await;
+    for (what, times) in [
+        ("erase", 1),
+        ("erase-held", 0),
+        ("erase-again", 0),
+        ("hold", 1),
+        ("hold-again", 0),
+        ("lift", 1),
+        ("lift-again", 0),
+    ] {
+        assert_eq!(logged.iter().filter(|e| e.contains(&format!("\"{what}\""))).count(), times, "{what}");
+    }
+    // The other customer is untouched.
+    assert_eq!(store.load_subject(b, &[f("email")]).await.unwrap().unwrap().values.len(), 1);
+}
+
+async fn restriction_is_a_flag_on_the_record_and_changes_are_logged_once(store: &dyn Store) {
+    use crate::rights::Toggle;
+    let a = new_subject(store, 60).await;
+    assert!(!store.load_subject(a, &[]).await.unwrap().unwrap().restricted);
+    assert_eq!(store.restrict(a, None, 1, log("restrict", Some(a))).await.unwrap(), Toggle::Changed);
+    assert_eq!(store.restrict(a, None, 2, log("restrict-again", Some(a))).await.unwrap(), Toggle::Unchanged);
+    assert!(store.load_subject(a, &[]).await.unwrap().unwrap().restricted);
+    assert_eq!(store.lift_restriction(a, log("unrestrict", Some(a))).await.unwrap(), Toggle::Changed);
+    assert!(!store.load_subject(a, &[]).await.unwrap().unwrap().restricted);
+    assert_eq!(store.restrict(SubjectId::random(), None, 1, log("ghost", None)).await.unwrap(), Toggle::NotFound);
+    let logged = entries(store).await;
+    assert_eq!(logged.iter().filter(|e| e.contains("\"restrict-again\"")).count(), 0);
+    assert_eq!(logged.iter().filter(|e| e.contains("\"unrestrict\"")).count(), 1);
 }
 
 fn consent(

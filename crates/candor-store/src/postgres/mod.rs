@@ -18,6 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, NoTls};
 
 mod consents;
+mod rights;
 
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
@@ -27,6 +28,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_consents.sql")),
+    (3, include_str!("../../migrations/postgres/0003_rights.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;
@@ -256,11 +258,15 @@ impl Store for PgStore {
         let tx = client.transaction().await.map_err(pg_err)?;
         let id = s.id.to_string();
         tx.execute(
-            "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            "INSERT INTO candor_keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
             &[&id, &(s.dek.kek_version as i32), &(s.dek.dek_version as i32), &s.dek.wrapped.as_bytes(), &s.now],
         )
         .await
         .map_err(pg_err)?;
+        tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES ($1, $2, $2)", &[&id, &s.now])
+            .await
+            .map_err(pg_err)?;
         for (field, value) in &s.values {
             tx.execute(
                 "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)",
@@ -287,13 +293,23 @@ impl Store for PgStore {
         let sid = id.to_string();
         let Some(head) = tx
             .query_opt(
-                "SELECT kek_version, dek_version, wrapped_dek, created_at, updated_at FROM subjects WHERE id = $1",
+                "SELECT k.kek_version, k.dek_version, k.wrapped_dek, s.created_at, s.updated_at, k.destroyed_at,
+                        EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id)
+                 FROM subjects s LEFT JOIN candor_keys.subject_keys k ON k.subject_id = s.id WHERE s.id = $1",
                 &[&sid],
             )
             .await
             .map_err(pg_err)?
         else {
             return Ok(None);
+        };
+        let (Some(kek_version), Some(dek_version), Some(wrapped)) =
+            (head.get::<_, Option<i32>>(0), head.get::<_, Option<i32>>(1), head.get::<_, Option<Vec<u8>>>(2))
+        else {
+            return Err(match head.get::<_, Option<i64>>(5) {
+                Some(at) => StoreError::Erased { at },
+                None => StoreError::Corrupt("a customer has no data key in the key store".into()),
+            });
         };
         let mut values = Vec::new();
         if !fields.is_empty() {
@@ -312,10 +328,11 @@ impl Store for PgStore {
         tx.commit().await.map_err(pg_err)?;
         Ok(Some(SubjectRecord {
             dek: StoredDek {
-                kek_version: u32_of(head.get(0))?,
-                dek_version: u32_of(head.get(1))?,
-                wrapped: WrappedDek::from_bytes(head.get(2)),
+                kek_version: u32_of(kek_version)?,
+                dek_version: u32_of(dek_version)?,
+                wrapped: WrappedDek::from_bytes(wrapped),
             },
+            restricted: head.get(6),
             values,
             created_at: head.get(3),
             updated_at: head.get(4),

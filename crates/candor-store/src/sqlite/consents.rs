@@ -158,12 +158,12 @@ impl ConsentStore for SqliteStore {
         channel: Option<Channel>,
     ) -> mpsc::Receiver<Result<Vec<AudienceRow>, StoreError>> {
         let (tx, rx) = mpsc::channel(AUDIENCE_BUFFER);
-        let path = self.path.clone();
+        let (path, keys_path) = (self.path.clone(), self.keys_path.clone());
         let purpose = purpose.as_str().to_string();
         tokio::task::spawn_blocking(move || {
             let stream = || -> Result<(), StoreError> {
                 // Its own connection: a long stream must not hold one of the pooled readers.
-                let mut conn = open_connection(&path)?;
+                let mut conn = open_connection(&path, &keys_path)?;
                 let snapshot = conn.transaction().map_err(db_err)?;
                 let mut stmt = snapshot
                     .prepare(

@@ -16,6 +16,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
 mod consents;
+mod rights;
 
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
@@ -27,11 +28,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_log.sql")),
     (3, include_str!("../../migrations/sqlite/0003_consents.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_rights.sql")),
 ];
+/// The migration that drops the data keys from `subjects`: they are copied to the key store first.
+const KEYS_LEAVE_DATA: i64 = 4;
+const KEY_STORE_SCHEMA: &str = include_str!("../../migrations/keystore/0001_subject_keys.sql");
 const MAX_IDLE_READERS: usize = 8;
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// The key store file (attached to every connection as schema `keys`).
+    keys_path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -55,24 +62,104 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, keys_path: &Path) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute("ATTACH DATABASE ?1 AS keys", params![keys_path.to_string_lossy()])?;
+    for schema in ["main", "keys"] {
+        conn.pragma_update(Some(schema), "journal_mode", "WAL")?;
+        conn.pragma_update(Some(schema), "synchronous", "FULL")?;
+        // Deleted values and destroyed keys are overwritten on disk, not left in free pages.
+        conn.pragma_update(Some(schema), "secure_delete", "ON")?;
+    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Deleted values are overwritten on disk, not left in free pages.
-    conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(())
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+fn open_connection(path: &Path, keys_path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    configure(&conn).map_err(db_err)?;
+    configure(&conn, keys_path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open the key store {}: {e}", keys_path.display())))?;
     Ok(conn)
+}
+
+/// Creates the key store file readable only by its owner (SQLite gives its WAL the same mode).
+fn create_key_store_file(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create the key store {}: {e}", path.display())))
+}
+
+/// Copies the data keys still held in `subjects` (databases from before the key store) into the
+/// key store and commits there, so that the migration dropping them loses nothing. A key the key
+/// store already has — or has destroyed — is left as it is.
+fn move_keys_to_key_store(conn: &mut Connection) -> Result<(), StoreError> {
+    let columns: i64 = conn
+        .query_row("SELECT COUNT(*) FROM pragma_table_info('subjects') WHERE name = 'wrapped_dek'", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if columns > 0 {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
+             SELECT id, kek_version, dek_version, wrapped_dek, created_at FROM main.subjects",
+            [],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Ties the data and the key store together with one installation id, so that a missing or
+/// foreign key store is refused instead of making every customer look erased.
+fn check_key_store_pairing(conn: &mut Connection, keys_path: &Path) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    let get = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, String>(0)).optional().map_err(db_err);
+    let in_data = get("SELECT value FROM main.meta WHERE key = 'key_store_id'")?;
+    let in_keys = get("SELECT value FROM keys.key_store_meta WHERE key = 'id'")?;
+    let subjects: i64 = tx.query_row("SELECT COUNT(*) FROM main.subjects", [], |r| r.get(0)).map_err(db_err)?;
+    match (in_data, in_keys) {
+        (Some(d), Some(k)) if d == k => {}
+        (Some(_), Some(_)) => {
+            return Err(StoreError::Corrupt(format!(
+                "the key store {} belongs to another installation than this database: fix [keys] key_store",
+                keys_path.display()
+            )));
+        }
+        (Some(_), None) if subjects > 0 => {
+            return Err(StoreError::Corrupt(format!(
+                "the key store {} is new or empty, but this database's customers have their data keys in a key \
+                 store: restore it from its backup or fix [keys] key_store (starting without it would make \
+                 every customer unreadable)",
+                keys_path.display()
+            )));
+        }
+        (data, keys) => {
+            let id = match keys.or(data) {
+                Some(id) => id,
+                None => tx.query_row("SELECT lower(hex(randomblob(16)))", [], |r| r.get(0)).map_err(db_err)?,
+            };
+            tx.execute("INSERT OR REPLACE INTO main.meta (key, value) VALUES ('key_store_id', ?1)", params![id])
+                .map_err(db_err)?;
+            tx.execute("INSERT OR REPLACE INTO keys.key_store_meta (key, value) VALUES ('id', ?1)", params![id])
+                .map_err(db_err)?;
+        }
+    }
+    tx.commit().map_err(db_err)
 }
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
@@ -90,7 +177,12 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
              it was written by a newer Candor"
         )));
     }
+    conn.execute_batch(&KEY_STORE_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TABLE IF NOT EXISTS keys."))
+        .map_err(db_err)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        if *version == KEYS_LEAVE_DATA {
+            move_keys_to_key_store(conn)?;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
         tx.execute_batch(sql).map_err(db_err)?;
         tx.execute(
@@ -188,19 +280,160 @@ fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The data half of creating a subject (its key is already in the key store).
+fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord) -> Result<(), StoreError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![id, s.now])
+        .map_err(db_err)?;
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(db_err)?;
+        for (field, value) in &s.values {
+            put.execute(params![id, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
+        }
+        let mut idx = tx
+            .prepare_cached("INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)")
+            .map_err(db_err)?;
+        for (field, token) in &s.index {
+            idx.execute(params![field.as_str(), token.as_bytes(), id]).map_err(db_err)?;
+        }
+    }
+    append_log_tx(&tx, std::slice::from_ref(log))?;
+    tx.commit().map_err(db_err)
+}
+
+/// A subject's data key (from the key store), restriction flag and the requested values, read in
+/// one snapshot of both files.
+fn load_subject_tx(
+    c: &mut Connection,
+    id: SubjectId,
+    fields: &[FieldName],
+) -> Result<Option<SubjectRecord>, StoreError> {
+    let tx = c.transaction().map_err(db_err)?;
+    let sid = id.to_string();
+    type Head = (Option<i64>, Option<i64>, Option<Vec<u8>>, i64, i64, Option<i64>, bool);
+    let head: Option<Head> = tx
+        .query_row(
+            "SELECT k.kek_version, k.dek_version, k.wrapped_dek, s.created_at, s.updated_at, k.destroyed_at,
+                    EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id)
+             FROM subjects s LEFT JOIN keys.subject_keys k ON k.subject_id = s.id WHERE s.id = ?1",
+            params![sid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    let Some((kek_version, dek_version, wrapped, created_at, updated_at, destroyed_at, restricted)) = head else {
+        return Ok(None);
+    };
+    let (Some(kek_version), Some(dek_version), Some(wrapped)) = (kek_version, dek_version, wrapped) else {
+        return Err(match destroyed_at {
+            Some(at) => StoreError::Erased { at },
+            None => StoreError::Corrupt("a customer has no data key in the key store".into()),
+        });
+    };
+    let mut values = Vec::with_capacity(fields.len());
+    if !fields.is_empty() {
+        let mut stmt = tx
+            .prepare_cached("SELECT field, ciphertext FROM field_values WHERE subject_id = ?1 ORDER BY field")
+            .map_err(db_err)?;
+        let rows =
+            stmt.query_map(params![sid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(db_err)?;
+        for row in rows {
+            let (field, bytes) = row.map_err(db_err)?;
+            if fields.iter().any(|f| f.as_str() == field) {
+                values.push((FieldName::new(field), Ciphertext::from_bytes(bytes)));
+            }
+        }
+    }
+    let dek = StoredDek {
+        kek_version: version(kek_version)?,
+        dek_version: version(dek_version)?,
+        wrapped: WrappedDek::from_bytes(wrapped),
+    };
+    Ok(Some(SubjectRecord { dek, values, created_at, updated_at, restricted }))
+}
+
+fn update_subject_tx(
+    c: &mut Connection,
+    id: SubjectId,
+    changes: &[FieldChange],
+    now: Millis,
+    log: &LogRecord,
+) -> Result<bool, StoreError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    let sid = id.to_string();
+    let found = tx.execute("UPDATE subjects SET updated_at = ?2 WHERE id = ?1", params![sid, now]).map_err(db_err)?;
+    if found == 0 {
+        return Ok(false);
+    }
+    for change in changes {
+        // The old index entry goes whatever the change; a new value brings its own.
+        tx.execute(
+            "DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2",
+            params![sid, change.field().as_str()],
+        )
+        .map_err(db_err)?;
+        match change {
+            FieldChange::Set { field, value, index } => {
+                tx.execute(
+                    "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                    params![sid, field.as_str(), value.as_bytes(), now],
+                )
+                .map_err(db_err)?;
+                if let Some(token) = index {
+                    tx.execute(
+                        "INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)",
+                        params![field.as_str(), token.as_bytes(), sid],
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+            FieldChange::Remove { field } => {
+                tx.execute(
+                    "DELETE FROM field_values WHERE subject_id = ?1 AND field = ?2",
+                    params![sid, field.as_str()],
+                )
+                .map_err(db_err)?;
+            }
+        }
+    }
+    append_log_tx(&tx, std::slice::from_ref(log))?;
+    tx.commit().map_err(db_err)?;
+    Ok(true)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies pending migrations.
-    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let path = path.into();
-        let p = path.clone();
+    /// Opens (creating if needed) the database file and the key store file, and applies pending
+    /// migrations.
+    pub async fn open(path: impl Into<PathBuf>, keys_path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let (path, keys_path) = (path.into(), keys_path.into());
+        let (p, k) = (path.clone(), keys_path.clone());
         let writer = tokio::task::spawn_blocking(move || {
-            let mut conn = open_connection(&p)?;
+            create_key_store_file(&k)?;
+            let mut conn = open_connection(&p, &k)?;
             migrate(&mut conn)?;
+            check_key_store_pairing(&mut conn, &k)?;
             Ok::<_, StoreError>(conn)
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
-        Ok(Self { path, writer: Arc::new(Mutex::new(writer)), readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(Self { path, keys_path, writer: Arc::new(Mutex::new(writer)), readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    /// A store for tests and benchmarks: the key store is `<path>.keys` next to the data.
+    pub async fn open_with_adjacent_keys(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let path = path.into();
+        let mut keys = path.clone().into_os_string();
+        keys.push(".keys");
+        Self::open(path, PathBuf::from(keys)).await
+    }
+
+    pub fn keys_path(&self) -> &Path {
+        &self.keys_path
     }
 
     pub fn path(&self) -> &Path {
@@ -225,12 +458,12 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
-        let path = self.path.clone();
+        let (path, keys_path) = (self.path.clone(), self.keys_path.clone());
         tokio::task::spawn_blocking(move || {
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => open_connection(&path)?,
+                None => open_connection(&path, &keys_path)?,
             };
             let result = f(&mut conn);
             let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -252,72 +485,30 @@ impl Store for SqliteStore {
 
     async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
             let id = s.id.to_string();
-            tx.execute(
-                "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            // The key first, committed on its own: a crash before the data commits leaves an
+            // unused key, never a customer without one.
+            c.execute(
+                "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, s.dek.kek_version, s.dek.dek_version, s.dek.wrapped.as_bytes(), s.now],
             )
             .map_err(db_err)?;
-            {
-                let mut put = tx
-                    .prepare_cached("INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)")
-                    .map_err(db_err)?;
-                for (field, value) in &s.values {
-                    put.execute(params![id, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
-                }
-                let mut idx = tx
-                    .prepare_cached("INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)")
-                    .map_err(db_err)?;
-                for (field, token) in &s.index {
-                    idx.execute(params![field.as_str(), token.as_bytes(), id]).map_err(db_err)?;
-                }
+            let data = insert_subject(c, &id, &s, &log);
+            if data.is_err() {
+                let _ = c.execute(
+                    "DELETE FROM keys.subject_keys WHERE subject_id = ?1 AND destroyed_at IS NULL",
+                    params![id],
+                );
             }
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)
+            data
         })
         .await
     }
 
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
         let fields = fields.to_vec();
-        self.read(move |c| {
-            let tx = c.transaction().map_err(db_err)?;
-            let sid = id.to_string();
-            let head = tx
-                .query_row(
-                    "SELECT kek_version, dek_version, wrapped_dek, created_at, updated_at FROM subjects WHERE id = ?1",
-                    params![sid],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()
-                .map_err(db_err)?;
-            let Some((kek_version, dek_version, wrapped, created_at, updated_at)) = head else {
-                return Ok(None);
-            };
-            let mut values = Vec::with_capacity(fields.len());
-            if !fields.is_empty() {
-                let mut stmt = tx
-                    .prepare_cached("SELECT field, ciphertext FROM field_values WHERE subject_id = ?1 ORDER BY field")
-                    .map_err(db_err)?;
-                let rows = stmt
-                    .query_map(params![sid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
-                    .map_err(db_err)?;
-                for row in rows {
-                    let (field, bytes) = row.map_err(db_err)?;
-                    if fields.iter().any(|f| f.as_str() == field) {
-                        values.push((FieldName::new(field), Ciphertext::from_bytes(bytes)));
-                    }
-                }
-            }
-            let dek = StoredDek {
-                kek_version: version(kek_version)?,
-                dek_version: version(dek_version)?,
-                wrapped: WrappedDek::from_bytes(wrapped),
-            };
-            Ok(Some(SubjectRecord { dek, values, created_at, updated_at }))
-        })
-        .await
+        self.read(move |c| load_subject_tx(c, id, &fields)).await
     }
 
     async fn update_subject(
@@ -327,50 +518,7 @@ impl Store for SqliteStore {
         now: Millis,
         log: LogRecord,
     ) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-            let sid = id.to_string();
-            let found = tx.execute("UPDATE subjects SET updated_at = ?2 WHERE id = ?1", params![sid, now]).map_err(db_err)?;
-            if found == 0 {
-                return Ok(false);
-            }
-            for change in &changes {
-                // The old index entry goes whatever the change; a new value brings its own.
-                tx.execute(
-                    "DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2",
-                    params![sid, change.field().as_str()],
-                )
-                .map_err(db_err)?;
-                match change {
-                    FieldChange::Set { field, value, index } => {
-                        tx.execute(
-                            "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
-                             ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-                            params![sid, field.as_str(), value.as_bytes(), now],
-                        )
-                        .map_err(db_err)?;
-                        if let Some(token) = index {
-                            tx.execute(
-                                "INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)",
-                                params![field.as_str(), token.as_bytes(), sid],
-                            )
-                            .map_err(db_err)?;
-                        }
-                    }
-                    FieldChange::Remove { field } => {
-                        tx.execute(
-                            "DELETE FROM field_values WHERE subject_id = ?1 AND field = ?2",
-                            params![sid, field.as_str()],
-                        )
-                        .map_err(db_err)?;
-                    }
-                }
-            }
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
-        .await
+        self.write(move |c| update_subject_tx(c, id, &changes, now, &log)).await
     }
 
     async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError> {
@@ -650,24 +798,113 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rights::RightsStore;
 
     #[tokio::test]
     async fn the_sqlite_store_passes_the_store_test_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("candor.db")).await.unwrap();
+        let store = SqliteStore::open(dir.path().join("candor.db"), dir.path().join("keystore.db")).await.unwrap();
         crate::testsuite::run_all(&store).await;
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[tokio::test]
+    async fn keys_live_in_their_own_file_and_erasure_overwrites_them_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
+        let store = SqliteStore::open(&data, &keys).await.unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let id = SubjectId::random();
+        let wrapped = vec![0xA5; 48];
+        let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(wrapped.clone()) };
+        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id] };
+        store
+            .create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log("create"))
+            .await
+            .unwrap();
+        let files = |suffixes: &[&str]| -> Vec<u8> {
+            let mut all = Vec::new();
+            for path in [&data, &keys] {
+                for s in suffixes {
+                    all.extend(std::fs::read(format!("{}{s}", path.display())).unwrap_or_default());
+                }
+            }
+            all
+        };
+        assert!(!contains(&std::fs::read(&data).unwrap_or_default(), &wrapped));
+        assert!(contains(&files(&["", "-wal"]), &wrapped), "the key is in the key store");
+        let erased = store.erase_subject(id, 2, "{}".into(), log("erase")).await.unwrap();
+        assert_eq!(erased, crate::rights::Erasure::Erased);
+        assert!(!contains(&files(&["", "-wal"]), &wrapped), "the destroyed key is gone from both files and their WALs");
+        assert!(matches!(store.load_subject(id, &[]).await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_foreign_key_store_is_refused_rather_than_making_everyone_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
+        let store = SqliteStore::open(&data, &keys).await.unwrap();
+        let id = SubjectId::random();
+        let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![1; 48]) };
+        let log = LogRecord { entry: b"create".to_vec(), subjects: vec![id] };
+        store.create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log).await.unwrap();
+        drop(store);
+        let err = SqliteStore::open(&data, dir.path().join("other.db")).await.unwrap_err().to_string();
+        assert!(err.contains("is new or empty") && err.contains("restore it from its backup"), "{err}");
+        let other = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(other.path().join("x.db"), other.path().join("k.db")).await.unwrap());
+        let err = SqliteStore::open(&data, other.path().join("k.db")).await.unwrap_err().to_string();
+        assert!(err.contains("belongs to another installation"), "{err}");
+        assert!(SqliteStore::open(&data, &keys).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_the_key_store_keeps_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("candor.db");
+        // Schema version 3, as the previous release left it, with one customer.
+        {
+            let conn = Connection::open(&data).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT;",
+            )
+            .unwrap();
+            for (v, sql) in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+                conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", params![v]).unwrap();
+            }
+            conn.execute(
+                "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at)
+                 VALUES ('7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70', 1, 1, x'0102030405', 5, 5)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&data, dir.path().join("keystore.db")).await.unwrap();
+        let id = SubjectId::parse("7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70").unwrap();
+        let record = store.load_subject(id, &[]).await.unwrap().unwrap();
+        assert_eq!(record.dek.wrapped.as_bytes(), [1, 2, 3, 4, 5]);
+        assert_eq!(record.created_at, 5);
     }
 
     #[tokio::test]
     async fn migrations_are_idempotent_and_newer_databases_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("candor.db");
-        drop(SqliteStore::open(&path).await.unwrap());
-        drop(SqliteStore::open(&path).await.unwrap());
+        let keys = dir.path().join("keystore.db");
+        drop(SqliteStore::open(&path, &keys).await.unwrap());
+        drop(SqliteStore::open(&path, &keys).await.unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)", []).unwrap();
         drop(conn);
-        let err = SqliteStore::open(&path).await.unwrap_err().to_string();
+        let err = SqliteStore::open(&path, &keys).await.unwrap_err().to_string();
         assert!(err.contains("written by a newer Candor"), "{err}");
     }
 }

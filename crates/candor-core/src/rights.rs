@@ -1,0 +1,94 @@
+//! Customer rights as data: what an erasure certificate states. Pure: the vault supplies what
+//! was stored (names and counts) and signs the result.
+
+use serde_json::{Value, json};
+
+use crate::catalog::Catalog;
+use crate::ids::{FieldName, SubjectId};
+
+/// What was erased, by name and count.
+pub struct Erased<'a> {
+    pub fields: &'a [FieldName],
+    pub events: &'a [(FieldName, u64)],
+    pub consent_entries: u64,
+}
+
+/// Who asked for the erasure (ids and names only).
+pub struct Requester<'a> {
+    pub token: &'a str,
+    pub role: &'a str,
+    pub purpose: &'a str,
+}
+
+/// The unsigned body of an erasure certificate: what was erased (field names with their
+/// categories, event counts), when, how, and which recipients must be told (GDPR Art. 19).
+pub fn erasure_certificate(
+    catalog: &Catalog,
+    certificate_id: &str,
+    subject: SubjectId,
+    erased_at: i64,
+    erased: &Erased<'_>,
+    requester: &Requester<'_>,
+) -> Value {
+    let time = jiff::Timestamp::from_millisecond(erased_at).map(|t| t.to_string()).unwrap_or_default();
+    let fields: Vec<Value> = erased
+        .fields
+        .iter()
+        .map(|f| json!({"field": f.as_str(), "category": catalog.field(f.as_str()).map(|d| d.category.name())}))
+        .collect();
+    let events: Vec<Value> = erased.events.iter().map(|(t, n)| json!({"type": t.as_str(), "count": n})).collect();
+    let recipients: Vec<Value> = catalog
+        .recipients
+        .iter()
+        .filter_map(|r| {
+            let received: Vec<&str> =
+                r.fields.iter().filter(|f| erased.fields.contains(f)).map(|f| f.as_str()).collect();
+            (!received.is_empty()).then(|| {
+                json!({"recipient": r.id, "name": r.name, "country": r.country, "fields": received, "agreement": r.agreement})
+            })
+        })
+        .collect();
+    json!({
+        "certificate_version": "candor-erasure-certificate/1",
+        "certificate_id": certificate_id,
+        "subject_id": subject.to_string(),
+        "erased_at": time,
+        "controller": {"name": catalog.organisation.name, "contact": catalog.organisation.privacy_contact},
+        "method": "crypto-shredding: the customer's data key was destroyed in the key store, then their values, \
+                   lookup index entries, behavioural events and consent records were deleted. Copies of the data \
+                   made before (backups) cannot be decrypted without the key.",
+        "erased": {"fields": fields, "events": events, "consent_entries": erased.consent_entries},
+        "recipients_to_notify": recipients,
+        "requested_by": {"token": requester.token, "role": requester.role, "purpose": requester.purpose},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::EXAMPLE_CATALOG;
+
+    #[test]
+    fn the_certificate_names_categories_counts_and_the_recipients_to_tell() {
+        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+        let subject = SubjectId::random();
+        let fields = [FieldName::new("email"), FieldName::new("phone")];
+        let events = [(FieldName::new("purchase"), 3)];
+        let body = erasure_certificate(
+            &c,
+            "cert-1",
+            subject,
+            1_700_000_000_000,
+            &Erased { fields: &fields, events: &events, consent_entries: 2 },
+            &Requester { token: "t", role: "shop_backend", purpose: "account" },
+        );
+        assert_eq!(body["subject_id"], subject.to_string());
+        assert_eq!(body["erased_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(body["erased"]["fields"][1], json!({"field": "phone", "category": "contact"}));
+        assert_eq!(body["erased"]["events"][0]["count"], 3);
+        let recipients: Vec<&str> =
+            body["recipients_to_notify"].as_array().unwrap().iter().map(|r| r["recipient"].as_str().unwrap()).collect();
+        assert_eq!(recipients, ["parcel_carrier", "payment_provider"]);
+        assert_eq!(body["recipients_to_notify"][0]["fields"], json!(["phone"]));
+    }
+}
