@@ -1,0 +1,213 @@
+//! Customer rights over HTTP against the real binary: erasure by crypto-shredding (with the
+//! backup test), legal holds, restriction.
+
+mod common;
+
+on_both_backends!(
+    erasure_removes_everything_returns_a_signed_certificate_and_is_idempotent,
+    a_legal_hold_blocks_erasure_until_lifted,
+    a_restricted_customer_is_kept_but_not_used_except_for_legal_obligations,
+);
+
+use common::{Client, Install, candor};
+use serde_json::{Value, json};
+
+fn ada() -> Value {
+    json!({"email": "ada@example.com", "full_name": "Ada Lovelace", "date_of_birth": "1990-12-10"})
+}
+
+async fn customer_with_history(backend: &Client) -> String {
+    let id = backend.create(ada()).await;
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    let r = fulfilment.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+44 20 7946 0101"}})).await;
+    assert_eq!(r.status, 200);
+    let r = fulfilment
+        .post(&format!("/v1/subjects/{id}/events"), json!({"type": "purchase", "data": {"item": "pen"}}))
+        .await;
+    assert_eq!(r.status, 201);
+    let r = backend
+        .post(&format!("/v1/subjects/{id}/consents"), json!({"changes": [{"purpose": "marketing", "action": "grant"}]}))
+        .await;
+    assert_eq!(r.status, 201);
+    id
+}
+
+async fn erasure_removes_everything_returns_a_signed_certificate_and_is_idempotent(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = customer_with_history(&backend).await;
+    let other = backend.create(json!({"email": "bob@example.com", "full_name": "Bob"})).await;
+
+    // A consent purpose cannot erase; the customer's own request (their account) can.
+    let marketing = server.client(&install.token("marketing_tool"), Some("marketing"));
+    let r = marketing.send(marketing.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"));
+
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let certificate = r.body.clone();
+    assert_eq!(certificate["subject_id"], id.as_str());
+    let fields: Vec<&str> =
+        certificate["erased"]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["date_of_birth", "email", "full_name", "phone"]);
+    assert_eq!(certificate["erased"]["events"], json!([{"type": "purchase", "count": 1}]));
+    assert_eq!(certificate["erased"]["consent_entries"], 2);
+    let told: Vec<&str> = certificate["recipients_to_notify"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["recipient"].as_str().unwrap())
+        .collect();
+    assert_eq!(told, ["parcel_carrier", "payment_provider"]);
+    assert!(!certificate.to_string().contains("ada@"), "no values in the certificate");
+
+    // Gone: reads, lookups, events, consents.
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 404);
+    assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], json!([]));
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}/consents")).await.status, 404);
+    assert_eq!(backend.with_purpose("order_fulfilment").get(&format!("/v1/subjects/{id}/events")).await.status, 404);
+    assert_eq!(backend.get(&format!("/v1/subjects/{other}")).await.status, 200, "others are untouched");
+
+    // Idempotent: the same certificate again.
+    let again = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, certificate);
+    let ghost = "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70";
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ghost}"))).await;
+    assert_eq!((r.status, r.code()), (404, "subject_not_found"));
+
+    // The certificate verifies offline; altered, it does not.
+    let file = install.dir.path().join("certificate.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&certificate).unwrap()).unwrap();
+    let config = install.config();
+    let verify =
+        |dir| candor(&["receipt", "verify", file.to_str().unwrap(), "--config", config.to_str().unwrap()], dir);
+    let (ok, out, err) = verify(install.dir.path());
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("erasure certificate") && out.contains("recipient to notify: ParcelCo GmbH"), "{out}");
+    std::fs::write(&file, certificate.to_string().replace("\"count\":1", "\"count\":0")).unwrap();
+    assert!(!verify(install.dir.path()).0);
+
+    // The erasure is in the log (names and counts only), and the log still verifies.
+    let (ok, out, err) = candor(&["log", "verify", "--config", config.to_str().unwrap()], install.dir.path());
+    assert!(ok, "{out}{err}");
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let log = support.get(&format!("/v1/subjects/{id}/access-log")).await;
+    let erasures: Vec<&Value> =
+        log.body["entries"].as_array().unwrap().iter().filter(|e| e["entry"]["action"] == "subject.erase").collect();
+    assert_eq!(erasures.len(), 2, "the refused attempt and the erasure");
+    assert_eq!(erasures[0]["entry"]["decision"], "denied");
+    assert_eq!(erasures[1]["entry"]["fields"], json!(["date_of_birth", "email", "full_name", "phone"]));
+    assert!(erasures[1]["entry"]["detail"].as_str().unwrap().starts_with("crypto-shredded; events 1; consent entries 2"));
+}
+
+async fn a_legal_hold_blocks_erasure_until_lifted(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let legal = backend.with_purpose("legal_accounting");
+    let id = backend.create(ada()).await;
+    let hold = format!("/v1/subjects/{id}/hold");
+
+    // Holds are a legal-obligation matter, with a real reason.
+    let r = backend.post(&hold, json!({"reason": "Tax audit 2026 for order 4411"})).await;
+    assert_eq!((r.status, r.code(), r.field()), (403, "purpose_not_allowed", "Candor-Purpose"));
+    let r = legal.post(&hold, json!({})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "reason"));
+    let r = legal.post(&hold, json!({"reason": "Tax audit 2026 for order 4411"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["changed"], true);
+    assert_eq!(legal.post(&hold, json!({"reason": "Tax audit 2026, second request"})).await.body["changed"], false);
+    let r = legal.get(&hold).await;
+    assert_eq!(
+        (r.body["held"].as_bool(), r.body["reason"].as_str()),
+        (Some(true), Some("Tax audit 2026 for order 4411"))
+    );
+
+    let erase = || backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}")));
+    let r = erase().await;
+    assert_eq!((r.status, r.code()), (409, "legal_hold"));
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200, "nothing was erased");
+
+    let r = legal.send(legal.request(reqwest::Method::DELETE, &hold)).await;
+    assert_eq!((r.status, r.body["changed"].as_bool()), (200, Some(true)));
+    assert_eq!(erase().await.status, 200);
+}
+
+async fn a_restricted_customer_is_kept_but_not_used_except_for_legal_obligations(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(ada()).await;
+    let restriction = format!("/v1/subjects/{id}/restriction");
+    let r = backend.post(&restriction, json!({"reason": "Customer contests the accuracy of their data"})).await;
+    assert_eq!((r.status, r.body["changed"].as_bool()), (200, Some(true)));
+
+    let r = backend.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (403, "restricted"));
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    let r = fulfilment.post(&format!("/v1/subjects/{id}/events"), json!({"type": "purchase", "data": {}})).await;
+    assert_eq!((r.status, r.code()), (403, "restricted"));
+    // Legal obligations still apply (invoices must be kept and produced).
+    let r = backend.with_purpose("legal_accounting").get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["fields"]["full_name"], "Ada Lovelace");
+    // Correcting contested data stays possible (it is often why processing is restricted).
+    let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"full_name": "Ada King"}})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &restriction)).await;
+    assert_eq!((r.status, r.body["changed"].as_bool()), (200, Some(true)));
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.body["fields"]["full_name"], "Ada King");
+
+    // Every step is in the customer's access log.
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let log = support.get(&format!("/v1/subjects/{id}/access-log")).await;
+    let actions: Vec<&str> =
+        log.body["entries"].as_array().unwrap().iter().map(|e| e["entry"]["action"].as_str().unwrap()).collect();
+    for expected in ["subject.restrict", "subject.unrestrict"] {
+        assert!(actions.contains(&expected), "{actions:?}");
+    }
+    assert!(log.body["entries"].as_array().unwrap().iter().any(|e| e["entry"]["detail"] == "restricted"));
+}
+
+/// The backup test: an old copy of the data, restored after an erasure with the current key
+/// store, does not bring the customer back — their values cannot be decrypted — while other
+/// customers' values still can.
+#[tokio::test]
+async fn restoring_an_old_copy_of_the_data_does_not_bring_an_erased_customer_back() {
+    let install = Install::new();
+    let db = install.db_path();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ada = customer_with_history(&backend).await;
+    let bob = backend.create(json!({"email": "bob@example.com", "full_name": "Bob Builder"})).await;
+    let backup = install.dir.path().join("backup.db");
+    let out =
+        std::process::Command::new("sqlite3").arg(&db).arg(format!(".backup '{}'", backup.display())).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
+    assert_eq!(r.status, 200);
+    drop(server);
+
+    // Put the old data back (the key store stays current, as its own backups are separate).
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&backup, &db).unwrap();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    // Ada's rows are back in the data file...
+    assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], json!([ada]));
+    // ...but unreadable: her key is gone. Loudly, not as missing data.
+    let r = backend.get(&format!("/v1/subjects/{ada}")).await;
+    assert_eq!((r.status, r.code()), (410, "subject_erased"), "{:?}", r.body);
+    assert!(!r.body.to_string().contains("ada@"));
+    let r = backend.with_purpose("order_fulfilment").get(&format!("/v1/subjects/{ada}/events")).await;
+    assert_eq!(r.code(), "subject_erased");
+    // Bob is fine.
+    assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.body["fields"]["email"], "bob@example.com");
+    // Erasing again cleans the restored rows up.
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], json!([]));
+}
