@@ -31,6 +31,14 @@ pub fn verify_receipt(file: &Path, key: Option<&str>, config_path: &Path) -> Res
     let body = receipt::verify(&key, context, &document)
         .map_err(|e| anyhow::anyhow!("{}: receipt NOT valid: {e}", file.display()))?;
     println!("{}: receipt valid, signed by {}", file.display(), key.name);
+    if context == receipt::EXPORT_MANIFEST {
+        let s = |v: &Value| v.to_string().trim_matches('"').to_string();
+        println!("  export manifest for subject {}", s(&body["subject_id"]));
+        for f in body["files"].as_array().into_iter().flatten() {
+            println!("  {}: {} rows, sha256 {}", s(&f["name"]), s(&f["rows"]), s(&f["sha256"]));
+        }
+        return Ok(());
+    }
     if context == receipt::ERASURE_CERTIFICATE {
         let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
         println!("  erasure certificate: {}", s(&body["certificate_id"]));

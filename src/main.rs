@@ -99,7 +99,7 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
-    /// Work with consent receipts.
+    /// Verify signed documents: consent receipts, erasure certificates, export manifests.
     Receipt {
         #[command(subcommand)]
         command: ReceiptCommand,
@@ -150,8 +150,8 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum ReceiptCommand {
-    /// Check a saved consent receipt's signature and print what it records. Exits non-zero if
-    /// it was altered or signed by another key.
+    /// Check a saved consent receipt, erasure certificate or export manifest: its signature,
+    /// and what it records. Exits non-zero if it was altered or signed by another key.
     Verify {
         /// The receipt (JSON, as returned by the API).
         file: PathBuf,

@@ -20,9 +20,14 @@ pub const CONSENT_RECEIPT: &str = "candor consent receipt v1";
 /// Domain separation for erasure certificates.
 pub const ERASURE_CERTIFICATE: &str = "candor erasure certificate v1";
 
+/// Domain separation for export manifests.
+pub const EXPORT_MANIFEST: &str = "candor export manifest v1";
+
 /// The context a signed document was made under, from its version field.
 pub fn context_of(document: &Value) -> Option<&'static str> {
-    if document.get("certificate_version").is_some() {
+    if document.get("manifest_version").is_some() {
+        Some(EXPORT_MANIFEST)
+    } else if document.get("certificate_version").is_some() {
         Some(ERASURE_CERTIFICATE)
     } else if document.get("receipt_version").is_some() {
         Some(CONSENT_RECEIPT)

@@ -7,6 +7,7 @@ on_both_backends!(
     erasure_removes_everything_returns_a_signed_certificate_and_is_idempotent,
     a_legal_hold_blocks_erasure_until_lifted,
     a_restricted_customer_is_kept_but_not_used_except_for_legal_obligations,
+    the_report_explains_everything_held_and_the_export_carries_it_all,
 );
 
 use common::{Client, Install, candor};
@@ -98,7 +99,9 @@ async fn erasure_removes_everything_returns_a_signed_certificate_and_is_idempote
     assert_eq!(erasures.len(), 2, "the refused attempt and the erasure");
     assert_eq!(erasures[0]["entry"]["decision"], "denied");
     assert_eq!(erasures[1]["entry"]["fields"], json!(["date_of_birth", "email", "full_name", "phone"]));
-    assert!(erasures[1]["entry"]["detail"].as_str().unwrap().starts_with("crypto-shredded; events 1; consent entries 2"));
+    assert!(
+        erasures[1]["entry"]["detail"].as_str().unwrap().starts_with("crypto-shredded; events 1; consent entries 2")
+    );
 }
 
 async fn a_legal_hold_blocks_erasure_until_lifted(install: Install) {
@@ -210,4 +213,100 @@ async fn restoring_an_old_copy_of_the_data_does_not_bring_an_erased_customer_bac
     let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], json!([]));
+}
+
+async fn the_report_explains_everything_held_and_the_export_carries_it_all(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = customer_with_history(&backend).await;
+    // Enough events to span several pages of the stream.
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    for i in 1..600 {
+        let r = fulfilment
+            .post(
+                &format!("/v1/subjects/{id}/events"),
+                json!({"type": "purchase", "data": {"item": format!("item-{i}")}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let requests = backend.with_purpose("privacy_requests");
+
+    // Only a purpose declared for customer requests may produce them.
+    let r = backend.get(&format!("/v1/subjects/{id}/report")).await;
+    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"));
+
+    let r = requests.get(&format!("/v1/subjects/{id}/report")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let report = r.body;
+    assert_eq!(report["document"], "candor-access-report/1");
+    let email = report["fields"].as_array().unwrap().iter().find(|f| f["field"] == "email").unwrap();
+    assert_eq!(email["value"], "ada@example.com");
+    assert_eq!(email["category"], "contact");
+    assert_eq!(email["kept"], "while your account exists, then P30D (ISO 8601)");
+    assert!(
+        email["purposes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["purpose"] == "marketing" && p["legal_basis"] == "consent")
+    );
+    let recipients: Vec<&str> =
+        email["recipients"].as_array().unwrap().iter().map(|r| r["recipient"].as_str().unwrap()).collect();
+    assert_eq!(recipients, ["payment_provider"]);
+    assert_eq!(email["stored_in"], "European Union (Frankfurt, Germany)");
+    let events = report["events"].as_array().unwrap();
+    assert_eq!(events.len(), 600);
+    assert_eq!(events[0]["data"]["item"], "pen");
+    assert_eq!(events[599]["data"]["item"], "item-599");
+    assert!(events[0]["delete_after"].as_str().unwrap().starts_with("20"), "purchases are kept P10Y");
+    assert_eq!(report["event_types"][0]["count"], 600);
+    assert_eq!(report["consents"]["history"].as_array().unwrap().len(), 2);
+    assert!(report["access_history"]["total"].as_u64().unwrap() >= 600);
+
+    // Export as JSON: the same data.
+    let r = requests.get(&format!("/v1/subjects/{id}/export?format=json")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 600);
+    assert!(r.body.get("access_history").is_none());
+    let r = requests.get(&format!("/v1/subjects/{id}/export?format=xml")).await;
+    assert_eq!((r.status, r.code(), r.field()), (400, "invalid_query", "format"));
+
+    // Export as a zip of CSV files with a signed manifest of counts and SHA-256 sums.
+    let resp =
+        requests.request(reqwest::Method::GET, &format!("/v1/subjects/{id}/export?format=csv")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/zip");
+    let bytes = resp.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let read = |zip: &mut zip::ZipArchive<_>, name: &str| {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let manifest: Value = serde_json::from_slice(&read(&mut zip, "manifest.json")).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        let data = read(&mut zip, file["name"].as_str().unwrap());
+        let sha: String = candor_crypto::sha256(&data).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(file["sha256"], sha.as_str(), "{}", file["name"]);
+        let lines = data.iter().filter(|b| **b == b'\n').count() as u64;
+        assert_eq!(file["rows"].as_u64().unwrap() + 1, lines, "{}: rows + header", file["name"]);
+    }
+    assert_eq!(manifest["files"][1]["rows"], 600);
+    let events_csv = String::from_utf8(read(&mut zip, "events.csv")).unwrap();
+    assert!(events_csv.contains("item-599"));
+    let path = install.dir.path().join("manifest.json");
+    std::fs::write(&path, read(&mut zip, "manifest.json")).unwrap();
+    let config = install.config();
+    let (ok, out, err) = candor(
+        &["receipt", "verify", path.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        install.dir.path(),
+    );
+    assert!(ok, "{out}{err}");
+
+    // Restricted customers can still see their own data.
+    let r = backend.post(&format!("/v1/subjects/{id}/restriction"), json!({})).await;
+    assert_eq!(r.status, 200);
+    let r = requests.get(&format!("/v1/subjects/{id}/report")).await;
+    assert_eq!((r.status, r.body["restricted"].as_bool()), (200, Some(true)));
 }

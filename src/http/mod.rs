@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod log;
 mod meta;
+mod report;
 mod rights;
 mod subjects;
 
@@ -47,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/subjects/{id}/hold", get(rights::get_hold).post(rights::place_hold).delete(rights::lift_hold))
         .route("/v1/subjects/{id}/restriction", post(rights::restrict).delete(rights::lift_restriction))
+        .route("/v1/subjects/{id}/report", get(report::report))
+        .route("/v1/subjects/{id}/export", get(report::export))
         .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
         .route("/v1/subjects/{id}/access-log", get(log::access_log))
         .route("/v1/subjects/{id}/consents", get(consents::get_consents).post(consents::post_consents))

@@ -5,6 +5,7 @@
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
 mod consents;
+mod report;
 mod rights;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
 
 pub use consents::{ChangeInput, ImportLine, Notices};
+pub use report::{Document, event_json, head_json};
 
 /// Default and maximum page size of event listings.
 pub const DEFAULT_EVENT_PAGE: u32 = 100;
@@ -433,16 +435,7 @@ impl Vault {
         let next = (stored.len() == limit as usize).then(|| stored.last().map(|e| e.seq)).flatten();
         let mut events = Vec::with_capacity(stored.len());
         for e in stored {
-            let plain = key.open_event(e.id, &e.event_type, &e.payload)?;
-            let mut body: Value =
-                serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("event payload"))?;
-            events.push(EventView {
-                id: e.id,
-                event_type: e.event_type.to_string(),
-                recorded_at: e.recorded_at,
-                occurred_at: body.get("occurred_at").and_then(Value::as_str).map(str::to_string),
-                data: body.get_mut("data").map(Value::take).unwrap_or(Value::Null),
-            });
+            events.push(open_event(&key, e)?);
         }
         let mut seen: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         seen.sort_unstable();
@@ -479,6 +472,19 @@ impl Vault {
         self.store.insert_token(new, log).await?;
         Ok(token)
     }
+}
+
+/// Decrypts a stored event.
+fn open_event(key: &SubjectKey, e: candor_store::StoredEvent) -> Result<EventView, VaultError> {
+    let plain = key.open_event(e.id, &e.event_type, &e.payload)?;
+    let mut body: Value = serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("event payload"))?;
+    Ok(EventView {
+        id: e.id,
+        event_type: e.event_type.to_string(),
+        recorded_at: e.recorded_at,
+        occurred_at: body.get("occurred_at").and_then(Value::as_str).map(str::to_string),
+        data: body.get_mut("data").map(Value::take).unwrap_or(Value::Null),
+    })
 }
 
 fn seal_value(

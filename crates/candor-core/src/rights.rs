@@ -3,8 +3,20 @@
 
 use serde_json::{Value, json};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Retention};
 use crate::ids::{FieldName, SubjectId};
+
+/// When a value stored at `stored_at` (milliseconds) is due for deletion under `retention`:
+/// `None` for values kept while the account exists (they go when it is closed or erased).
+pub fn retention_end(retention: &Retention, stored_at: i64) -> Option<i64> {
+    let Retention::Fixed { period } = retention else {
+        return None;
+    };
+    let span: jiff::Span = period.parse().ok()?;
+    let start = jiff::Timestamp::from_millisecond(stored_at).ok()?;
+    let end = start.to_zoned(jiff::tz::TimeZone::UTC).checked_add(span).ok()?;
+    Some(end.timestamp().as_millisecond())
+}
 
 /// What was erased, by name and count.
 pub struct Erased<'a> {
@@ -69,6 +81,19 @@ mod tests {
     use crate::catalog::EXAMPLE_CATALOG;
 
     #[test]
+    fn fixed_retention_counts_calendar_months_and_years_from_storage() {
+        let at = jiff::Timestamp::from_second(1_706_745_600).unwrap().as_millisecond(); // 2024-02-01
+        let end = |p: &str| {
+            retention_end(&Retention::Fixed { period: p.into() }, at)
+                .map(|ms| jiff::Timestamp::from_millisecond(ms).unwrap().to_string())
+        };
+        assert_eq!(end("P13M").as_deref(), Some("2025-03-01T00:00:00Z"));
+        assert_eq!(end("P10Y").as_deref(), Some("2034-02-01T00:00:00Z"));
+        assert_eq!(end("P30D").as_deref(), Some("2024-03-02T00:00:00Z"));
+        assert_eq!(retention_end(&Retention::WhileAccountExists { grace: None }, at), None);
+    }
+
+    #[test]
     fn the_certificate_names_categories_counts_and_the_recipients_to_tell() {
         let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
         let subject = SubjectId::random();
@@ -91,4 +116,40 @@ mod tests {
         assert_eq!(recipients, ["parcel_carrier", "payment_provider"]);
         assert_eq!(body["recipients_to_notify"][0]["fields"], json!(["phone"]));
     }
+}
+
+/// Why a stored item is held, as the access report explains it: its category, the purposes it
+/// serves with their legal basis, how long it is kept and until when, where it is stored and
+/// which recipients it goes to.
+pub fn explain(
+    catalog: &Catalog,
+    category: crate::catalog::Category,
+    purposes: &[crate::ids::PurposeId],
+    retention: &Retention,
+    stored_at: i64,
+    field: Option<&FieldName>,
+) -> Value {
+    let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
+    let purposes: Vec<Value> = purposes
+        .iter()
+        .filter_map(|id| catalog.purpose(id.as_str()))
+        .map(|p| json!({"purpose": p.id.as_str(), "why": p.description, "legal_basis": p.legal_basis.name()}))
+        .collect();
+    let recipients: Vec<Value> = match field {
+        Some(f) => catalog
+            .recipients
+            .iter()
+            .filter(|r| r.fields.contains(f))
+            .map(|r| json!({"recipient": r.id, "name": r.name, "country": r.country}))
+            .collect(),
+        None => Vec::new(),
+    };
+    json!({
+        "category": category.name(),
+        "purposes": purposes,
+        "kept": retention.plain(),
+        "delete_after": retention_end(retention, stored_at).map(time),
+        "stored_in": catalog.organisation.storage_region,
+        "recipients": recipients,
+    })
 }

@@ -38,6 +38,25 @@ pub use keyfile::KeyError;
 pub use signing::{LOG_KEY_LABEL, LogSigner};
 pub use token::{TokenHash, generate_token, hash_token};
 
+/// Incremental SHA-256 (fingerprints of streamed files, such as an export's).
+pub struct Sha256(aws_lc_rs::digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finish().as_ref().try_into().expect("32 bytes")
+    }
+}
+
 /// SHA-256 of `bytes` (content fingerprints such as the catalog's).
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().try_into().expect("32 bytes")

@@ -66,6 +66,8 @@ pub struct NewSubject {
 pub struct SubjectRecord {
     pub dek: StoredDek,
     pub values: Vec<(FieldName, Ciphertext)>,
+    /// When each of `values` was stored (same order).
+    pub value_times: Vec<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// Processing is restricted (GDPR Art. 18): data kept, not used.

@@ -56,6 +56,9 @@ pub struct Purpose {
     pub material_change: MaterialChange,
     /// A Global Privacy Control signal (`Sec-GPC: 1`) withdraws this purpose's consent.
     pub gpc: bool,
+    /// Answering customers' requests (access report, export): may read everything held about
+    /// one customer. Only with legal basis `legal_obligation`.
+    pub customer_requests: bool,
 }
 
 /// What a change of a consent purpose's notice does to consents given on an earlier version.

@@ -90,6 +90,7 @@ struct RawPurpose {
     channels: Vec<S<String>>,
     material_change: Option<S<String>>,
     gpc: Option<S<bool>>,
+    customer_requests: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -402,8 +403,28 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 );
             }
         }
+        let customer_requests = p.customer_requests.as_ref().is_some_and(|r| *r.get_ref());
+        if let Some(r) = p.customer_requests.as_ref().filter(|r| *r.get_ref())
+            && legal_basis.is_some_and(|b| b != LegalBasis::LegalObligation)
+        {
+            c.err(
+                r.span(),
+                format!(
+                    "purpose `{id}`: customer_requests = true needs legal_basis = \"legal_obligation\" (answering \
+                     access and portability requests is one). Change the legal basis or remove it."
+                ),
+            );
+        }
         if let (Some(legal_basis), Some(material_change)) = (legal_basis, material_change) {
-            purposes.push(Purpose { id: PurposeId::new(id), description, legal_basis, channels, material_change, gpc });
+            purposes.push(Purpose {
+                id: PurposeId::new(id),
+                description,
+                legal_basis,
+                channels,
+                material_change,
+                gpc,
+                customer_requests,
+            });
         }
     }
     let purpose_ids: HashSet<String> = raw.purposes.iter().map(|p| p.get_ref().id.get_ref().clone()).collect();

@@ -312,17 +312,19 @@ impl Store for PgStore {
             });
         };
         let mut values = Vec::new();
+        let mut value_times = Vec::new();
         if !fields.is_empty() {
             let names: Vec<&str> = fields.iter().map(FieldName::as_str).collect();
             for r in tx
                 .query(
-                    "SELECT field, ciphertext FROM field_values WHERE subject_id = $1 AND field = ANY($2) ORDER BY field",
+                    "SELECT field, ciphertext, updated_at FROM field_values WHERE subject_id = $1 AND field = ANY($2) ORDER BY field",
                     &[&sid, &names],
                 )
                 .await
                 .map_err(pg_err)?
             {
                 values.push((FieldName::new(r.get::<_, String>(0)), Ciphertext::from_bytes(r.get(1))));
+                value_times.push(r.get::<_, i64>(2));
             }
         }
         tx.commit().await.map_err(pg_err)?;
@@ -334,6 +336,7 @@ impl Store for PgStore {
             },
             restricted: head.get(6),
             values,
+            value_times,
             created_at: head.get(3),
             updated_at: head.get(4),
         }))

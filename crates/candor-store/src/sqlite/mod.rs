@@ -335,16 +335,21 @@ fn load_subject_tx(
         });
     };
     let mut values = Vec::with_capacity(fields.len());
+    let mut value_times = Vec::with_capacity(fields.len());
     if !fields.is_empty() {
         let mut stmt = tx
-            .prepare_cached("SELECT field, ciphertext FROM field_values WHERE subject_id = ?1 ORDER BY field")
+            .prepare_cached(
+                "SELECT field, ciphertext, updated_at FROM field_values WHERE subject_id = ?1 ORDER BY field",
+            )
             .map_err(db_err)?;
-        let rows =
-            stmt.query_map(params![sid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![sid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(db_err)?;
         for row in rows {
-            let (field, bytes) = row.map_err(db_err)?;
+            let (field, bytes, at) = row.map_err(db_err)?;
             if fields.iter().any(|f| f.as_str() == field) {
                 values.push((FieldName::new(field), Ciphertext::from_bytes(bytes)));
+                value_times.push(at);
             }
         }
     }
@@ -353,7 +358,7 @@ fn load_subject_tx(
         dek_version: version(dek_version)?,
         wrapped: WrappedDek::from_bytes(wrapped),
     };
-    Ok(Some(SubjectRecord { dek, values, created_at, updated_at, restricted }))
+    Ok(Some(SubjectRecord { dek, values, value_times, created_at, updated_at, restricted }))
 }
 
 fn update_subject_tx(

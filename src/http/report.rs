@@ -1,0 +1,309 @@
+//! The access report (`/report`) and the portable export (`/export?format=json|csv`), streamed:
+//! the head is built in memory (fields, consents, access history), events follow page by page,
+//! so memory stays bounded whatever the number of events.
+
+use std::io::Write;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use candor_core::SubjectId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::SubjectPath;
+use crate::receipt::{self, EXPORT_MANIFEST};
+use crate::vault::{Authorized, Document, EventView, Vault, VaultError, event_json, head_json};
+
+/// Bytes per chunk of a streamed body.
+const CHUNK: usize = 64 * 1024;
+
+type Chunk = Result<Bytes, std::io::Error>;
+
+fn stream_failed(e: VaultError) -> std::io::Error {
+    tracing::error!(error = %e, "report or export stream failed");
+    std::io::Error::other("the stream failed")
+}
+
+/// The JSON document: the head object with `"events": [...]` streamed as its last member.
+fn json_body(vault: Vault, head: Map, mut events: mpsc::Receiver<Result<Vec<EventView>, VaultError>>) -> Body {
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    tokio::spawn(async move {
+        let mut out = serde_json::to_vec(&Value::Object(head)).expect("JSON serialises");
+        out.pop(); // the closing brace: events follow
+        out.extend_from_slice(b",\"events\":[");
+        let mut first = true;
+        while let Some(page) = events.recv().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(stream_failed(e))).await;
+                    return;
+                }
+            };
+            for e in &page {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                serde_json::to_writer(&mut out, &event_json(&vault, e)).expect("JSON serialises");
+            }
+            if out.len() >= CHUNK && tx.send(Ok(Bytes::from(std::mem::take(&mut out)))).await.is_err() {
+                return;
+            }
+        }
+        out.extend_from_slice(b"]}");
+        let _ = tx.send(Ok(Bytes::from(out))).await;
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }))
+}
+
+type Map = serde_json::Map<String, Value>;
+
+/// A `Write` that hands full chunks to the response body.
+struct ChannelWriter {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = Bytes::from(std::mem::take(&mut self.buf));
+            self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("the client went away"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts and hashes what goes into one file of the zip.
+struct Tally<'w, W: Write> {
+    inner: &'w mut W,
+    hash: candor_crypto::Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Tally<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.hash.update(&data[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes one CSV file into the zip and returns its manifest entry.
+fn csv_file<W: Write + std::io::Seek>(
+    zip: &mut zip::ZipWriter<W>,
+    name: &str,
+    header: &[&str],
+    mut rows: impl FnMut(&mut csv::Writer<&mut Tally<'_, zip::ZipWriter<W>>>) -> anyhow::Result<u64>,
+) -> anyhow::Result<Value> {
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file(name, options)?;
+    let mut tally = Tally { inner: zip, hash: candor_crypto::Sha256::default(), bytes: 0 };
+    let count = {
+        let mut w = csv::Writer::from_writer(&mut tally);
+        w.write_record(header)?;
+        let n = rows(&mut w)?;
+        w.flush()?;
+        n
+    };
+    let sha: String = tally.hash.finish().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(json!({"name": name, "rows": count, "bytes": tally.bytes, "sha256": sha}))
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The zip of CSV files (fields, events, consents) and the signed manifest, written on a
+/// blocking thread into the response as it goes.
+fn zip_body(
+    vault: Vault,
+    subject: SubjectId,
+    head: Map,
+    mut events: mpsc::Receiver<Result<Vec<EventView>, VaultError>>,
+) -> Body {
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let failed = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let run = || -> anyhow::Result<()> {
+            let mut zip = zip::ZipWriter::new_stream(ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) });
+            let mut files = Vec::new();
+            let empty = Vec::new();
+            let fields = head.get("fields").and_then(Value::as_array).unwrap_or(&empty);
+            files.push(csv_file(
+                &mut zip,
+                "fields.csv",
+                &["field", "value", "category", "kept", "delete_after"],
+                |w| {
+                    for f in fields {
+                        w.write_record([
+                            cell(&f["field"]),
+                            cell(&f["value"]),
+                            cell(&f["category"]),
+                            cell(&f["kept"]),
+                            cell(&f["delete_after"]),
+                        ])?;
+                    }
+                    Ok(fields.len() as u64)
+                },
+            )?);
+            files.push(csv_file(
+                &mut zip,
+                "events.csv",
+                &["id", "type", "recorded_at", "occurred_at", "data", "delete_after"],
+                |w| {
+                    let mut n = 0;
+                    while let Some(page) = events.blocking_recv() {
+                        for e in page? {
+                            let row = event_json(&vault, &e);
+                            w.write_record([
+                                cell(&row["id"]),
+                                cell(&row["type"]),
+                                cell(&row["recorded_at"]),
+                                cell(&row["occurred_at"]),
+                                cell(&row["data"]),
+                                cell(&row["delete_after"]),
+                            ])?;
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                },
+            )?);
+            let history = head["consents"]["history"].as_array().unwrap_or(&empty);
+            files.push(csv_file(
+                &mut zip,
+                "consents.csv",
+                &["purpose", "channel", "action", "given_at", "method", "notice_version", "receipt_id"],
+                |w| {
+                    for c in history {
+                        w.write_record(
+                            ["purpose", "channel", "action", "given_at", "method", "notice_version", "receipt_id"]
+                                .map(|k| cell(&c[k])),
+                        )?;
+                    }
+                    Ok(history.len() as u64)
+                },
+            )?);
+            let manifest = receipt::sign(
+                vault.log_context(),
+                EXPORT_MANIFEST,
+                json!({
+                    "manifest_version": "candor-export-manifest/1",
+                    "subject_id": subject.to_string(),
+                    "generated_at": head["generated_at"],
+                    "controller": head["controller"],
+                    "files": files,
+                }),
+            );
+            let options = zip::write::SimpleFileOptions::default();
+            zip.start_file("manifest.json", options)?;
+            zip.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
+            let mut writer = zip.finish()?;
+            writer.flush()?;
+            Ok(())
+        };
+        if let Err(e) = run() {
+            tracing::error!(error = %e, "export stream failed");
+            let _ = failed.blocking_send(Err(std::io::Error::other("the export failed")));
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }))
+}
+
+/// Everything held about the customer, and why: each field's value with its purposes and legal
+/// basis, where it is stored, until when it is kept and who receives it; every event; consent
+/// state and history; the latest access-log entries. Streamed JSON.
+#[utoipa::path(get, path = "/v1/subjects/{id}/report", tag = "rights",
+    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses(
+        (status = 200, description = "The access report (JSON)", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, description = "The customer was erased", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn report(
+    State(state): State<AppState>,
+    auth: Authorized,
+    SubjectPath(id): SubjectPath,
+) -> Result<Response, ApiError> {
+    let (head, key) = state.vault.report_head(&auth, id, Document::Report).await?;
+    let head = head_json(&state.vault, &head, Document::Report);
+    let events = state.vault.stream_events(id, key);
+    let body = json_body(state.vault.clone(), head, events);
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `json` (default) or `csv` (a zip of CSV files with a signed manifest).
+    pub format: Option<String>,
+}
+
+/// The customer's data in a portable form: JSON, or a zip of CSV files (fields, events,
+/// consents) with `manifest.json` listing each file's rows and SHA-256, signed with the
+/// installation's Ed25519 key (`candor receipt verify manifest.json`). Streamed.
+#[utoipa::path(get, path = "/v1/subjects/{id}/export", tag = "rights",
+    params(("id" = String, Path, description = "Subject id"), ExportQuery, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses(
+        (status = 200, description = "JSON, or application/zip", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    auth: Authorized,
+    SubjectPath(id): SubjectPath,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let bad = || ApiError::bad_request("invalid_query", "format must be `json` or `csv`").with_field("format");
+    let Query(query) = query.map_err(|_| bad())?;
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(bad()),
+    };
+    let (head, key) = state.vault.report_head(&auth, id, Document::Export).await?;
+    let head = head_json(&state.vault, &head, Document::Export);
+    let events = state.vault.stream_events(id, key);
+    if csv {
+        let body = zip_body(state.vault.clone(), id, head, events);
+        let disposition = format!("attachment; filename=\"export-{id}.zip\"");
+        return Ok((
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/zip")),
+                (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ASCII")),
+            ],
+            body,
+        )
+            .into_response());
+    }
+    let body = json_body(state.vault.clone(), head, events);
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
