@@ -20,6 +20,9 @@ pub struct Config {
     pub catalog_path: PathBuf,
     pub keys: KeySettings,
     pub log: LogSettings,
+    /// How often the server deletes what the catalog's retention periods say is due (0: never;
+    /// `candor retention run` does it on demand).
+    pub retention_sweep_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,14 @@ struct RawConfig {
     keys: RawKeys,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    sweep_interval_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -144,6 +155,7 @@ impl Config {
                 signing_key_file: resolve(raw.log.signing_key_file.as_deref().unwrap_or("keys/log.key")),
                 checkpoint_interval_seconds: raw.log.checkpoint_interval_seconds.unwrap_or(60).max(1),
             },
+            retention_sweep_interval_seconds: raw.retention.sweep_interval_seconds.unwrap_or(3600),
         })
     }
 }
@@ -192,6 +204,11 @@ origin = "{log_origin}"
 # Ed25519 key that signs checkpoints (owner-only file; or CANDOR_LOG_KEY).
 signing_key_file = "keys/log.key"
 checkpoint_interval_seconds = 60
+
+[retention]
+# Values and events whose retention period (in the catalog) has passed are deleted this often
+# (0: only by `candor retention run`). Customers under a legal hold are skipped.
+sweep_interval_seconds = 3600
 "#
     )
 }

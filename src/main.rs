@@ -10,6 +10,7 @@ mod demo;
 mod http;
 mod install;
 mod receipt;
+mod retention;
 mod transparency;
 mod vault;
 mod verify;
@@ -104,6 +105,11 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptCommand,
     },
+    /// Apply the catalog's retention periods.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Import data collected elsewhere.
     Import {
         #[command(subcommand)]
@@ -159,6 +165,22 @@ enum ReceiptCommand {
         /// installation's own (from --config).
         #[arg(long)]
         key: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete values and events whose retention period has passed (customers under a legal
+    /// hold are skipped); each deletion is logged with names and counts.
+    Run {
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Act as if it were this time (RFC 3339), e.g. to see what a later sweep will delete.
+        #[arg(long)]
+        now: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -310,6 +332,17 @@ async fn run(command: Command) -> Result<()> {
         Command::Receipt { command: ReceiptCommand::Verify { file, key, config } } => {
             consent_cli::verify_receipt(&file, key.as_deref(), &config.config)
         }
+        Command::Retention { command: RetentionCommand::Run { dry_run, now, config } } => {
+            let now = match now {
+                Some(t) => t
+                    .parse::<jiff::Timestamp>()
+                    .with_context(|| format!("--now `{t}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))?
+                    .as_millisecond(),
+                None => vault::now_millis(),
+            };
+            let (_, vault) = install::open(&config.config).await?;
+            retention_run(&vault, now, dry_run).await
+        }
         Command::Import { command: ImportCommand::Consents { file, notice_version, config } } => {
             let (_, vault) = install::open(&config.config).await?;
             consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
@@ -318,6 +351,44 @@ async fn run(command: Command) -> Result<()> {
             bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries, audience }).await
         }
     }
+}
+
+async fn retention_run(vault: &vault::Vault, now: i64, dry_run: bool) -> Result<()> {
+    let due = vault.retention_due(now).await?;
+    let at = jiff::Timestamp::from_millisecond(now)?;
+    println!("retention at {at}:");
+    for d in &due {
+        let what = match d.rule.target {
+            candor_core::rights::RuleTarget::Event => "events",
+            candor_core::rights::RuleTarget::Field => "field",
+        };
+        println!(
+            "  {what} {:<20} due: {} of {} customer(s); kept under legal hold: {}",
+            d.rule.name.as_str(),
+            d.items,
+            d.subjects,
+            d.held_items
+        );
+    }
+    if due.is_empty() {
+        println!("  nothing in the catalog has a fixed retention period");
+    }
+    if dry_run {
+        println!("dry run: nothing deleted");
+        return Ok(());
+    }
+    let total: u64 = due.iter().map(|d| d.subjects).sum();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("deleting {bar:40} {pos}/{len} customers").expect("template"),
+    );
+    let report = vault.sweep_retention(now, |done| bar.set_position(done)).await?;
+    bar.finish_and_clear();
+    println!(
+        "deleted {} event(s) and {} field value(s) of {} customer(s); {} skipped under a legal hold",
+        report.events, report.fields, report.subjects, report.held
+    );
+    Ok(())
 }
 
 fn expiry_from_now(text: &str) -> Result<i64> {
@@ -333,6 +404,7 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
+    retention::spawn_sweeper(vault.clone(), config.retention_sweep_interval_seconds);
     http::serve(http::AppState { vault, max_body_bytes: config.max_body_bytes }, addr, |local| {
         println!("listening on http://{local}");
     })

@@ -44,7 +44,7 @@ fn catalog_check_reports_each_problem_with_its_line_and_a_fix() {
     let cwd = install.dir.path();
     let (ok, out, _) = candor(&["catalog", "check"], cwd);
     assert!(ok);
-    assert!(out.contains("catalog OK — 7 purposes, 7 fields, 2 event types, 2 recipients, 5 roles"), "{out}");
+    assert!(out.contains("catalog OK — 8 purposes, 7 fields, 2 event types, 2 recipients, 6 roles"), "{out}");
 
     let catalog = cwd.join("catalog.toml");
     let original = std::fs::read_to_string(&catalog).unwrap();

@@ -8,6 +8,8 @@ on_both_backends!(
     a_legal_hold_blocks_erasure_until_lifted,
     a_restricted_customer_is_kept_but_not_used_except_for_legal_obligations,
     the_report_explains_everything_held_and_the_export_carries_it_all,
+    retention_deletes_what_is_due_when_the_clock_moves_and_skips_held_customers,
+    requests_are_tracked_against_their_deadline_and_overdue_ones_show_in_metrics,
 );
 
 use common::{Client, Install, candor};
@@ -309,4 +311,122 @@ async fn the_report_explains_everything_held_and_the_export_carries_it_all(insta
     assert_eq!(r.status, 200);
     let r = requests.get(&format!("/v1/subjects/{id}/report")).await;
     assert_eq!((r.status, r.body["restricted"].as_bool()), (200, Some(true)));
+}
+
+async fn retention_deletes_what_is_due_when_the_clock_moves_and_skips_held_customers(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let analytics = server.client(&install.token("analytics_service"), Some("analytics"));
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = backend.create(json!({"email": format!("r{n}@example.com"), "full_name": "R"})).await;
+        let r = backend
+            .post(
+                &format!("/v1/subjects/{id}/consents"),
+                json!({"changes": [{"purpose": "analytics", "action": "grant"}]}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+        for page in ["/shoes", "/hats"] {
+            let r = analytics
+                .post(&format!("/v1/subjects/{id}/events"), json!({"type": "page_view", "data": {"path": page}}))
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+        }
+        let r = backend
+            .with_purpose("order_fulfilment")
+            .post(&format!("/v1/subjects/{id}/events"), json!({"type": "purchase", "data": {"item": "pen"}}))
+            .await;
+        assert_eq!(r.status, 201);
+        ids.push(id);
+    }
+    let r = backend
+        .with_purpose("legal_accounting")
+        .post(&format!("/v1/subjects/{}/hold", ids[2]), json!({"reason": "Dispute over order 5512, lawyer asked"}))
+        .await;
+    assert_eq!(r.status, 200);
+
+    let config = install.config();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["retention", "run", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        candor(&args, install.dir.path())
+    };
+    // Today nothing is due.
+    let (ok, out, err) = run(&["--dry-run"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("events page_view") && out.contains("due: 0 of 0"), "{out}");
+    // Fourteen months on, page views (kept P13M) are due; purchases (P10Y) are not.
+    let later = (jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC) + jiff::Span::new().months(14))
+        .timestamp()
+        .to_string();
+    let (ok, out, err) = run(&["--dry-run", "--now", &later]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("due: 4 of 2 customer(s); kept under legal hold: 2"), "{out}");
+    assert!(out.contains("dry run: nothing deleted"), "{out}");
+    let events = |id: String| {
+        let client = backend.with_purpose("privacy_requests");
+        async move {
+            let r = client.get(&format!("/v1/subjects/{id}/report")).await;
+            r.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["type"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(events(ids[0].clone()).await.len(), 3, "a dry run deletes nothing");
+
+    let (ok, out, err) = run(&["--now", &later]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("deleted 4 event(s) and 0 field value(s) of 2 customer(s)"), "{out}");
+    assert_eq!(events(ids[0].clone()).await, ["purchase"]);
+    assert_eq!(events(ids[1].clone()).await, ["purchase"]);
+    assert_eq!(events(ids[2].clone()).await.len(), 3, "held: kept");
+    // Logged with names and counts; a second run finds nothing.
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let log = support.get(&format!("/v1/subjects/{}/access-log", ids[0])).await;
+    let entry =
+        log.body["entries"].as_array().unwrap().iter().find(|e| e["entry"]["action"] == "retention.delete").unwrap();
+    assert_eq!(entry["entry"]["fields"], json!(["page_view"]));
+    assert_eq!(entry["entry"]["detail"], "retention passed: events page_view 2");
+    let (ok, out, _) = run(&["--now", &later]);
+    assert!(ok && out.contains("deleted 0 event(s)"), "{out}");
+}
+
+async fn requests_are_tracked_against_their_deadline_and_overdue_ones_show_in_metrics(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let requests = backend.with_purpose("privacy_requests");
+    let id = backend.create(ada()).await;
+    let metrics = || async { reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap() };
+    assert!(metrics().await.contains("candor_requests_overdue 0"));
+
+    let r = backend.post("/v1/requests", json!({"subject_id": id, "kind": "access"})).await;
+    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"));
+    let r = requests.post("/v1/requests", json!({"subject_id": id, "kind": "gossip"})).await;
+    assert_eq!((r.status, r.field()), (422, "kind"));
+    let forty_days_ago = (jiff::Timestamp::now() - jiff::Span::new().hours(24 * 40)).to_string();
+    let r = requests
+        .post("/v1/requests", json!({"subject_id": id, "kind": "erasure", "received_at": forty_days_ago}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let late = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["overdue"], true);
+    let r = requests.post("/v1/requests", json!({"subject_id": id, "kind": "access"})).await;
+    assert_eq!((r.status, r.body["overdue"].as_bool()), (201, Some(false)));
+
+    let r = requests.get("/v1/requests?status=open").await;
+    assert_eq!((r.body["requests"].as_array().unwrap().len(), r.body["overdue"].as_u64()), (2, Some(1)));
+    let m = metrics().await;
+    assert!(m.contains("candor_requests_overdue 1") && m.contains("candor_requests_open 2"), "{m}");
+
+    let r = requests.patch(&format!("/v1/requests/{late}"), json!({"status": "completed"})).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("completed")));
+    assert_eq!(r.body["closed_by"].as_str().map(str::is_empty), Some(false));
+    let r = requests.patch("/v1/requests/nope", json!({"status": "completed"})).await;
+    assert_eq!((r.status, r.code()), (404, "request_not_found"));
+    assert!(metrics().await.contains("candor_requests_overdue 0"));
+    assert_eq!(requests.get("/v1/requests?status=completed").await.body["requests"].as_array().unwrap().len(), 1);
 }

@@ -8,6 +8,7 @@ pub mod extract;
 mod log;
 mod meta;
 mod report;
+mod requests;
 mod rights;
 mod subjects;
 
@@ -50,6 +51,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{id}/restriction", post(rights::restrict).delete(rights::lift_restriction))
         .route("/v1/subjects/{id}/report", get(report::report))
         .route("/v1/subjects/{id}/export", get(report::export))
+        .route("/v1/requests", get(requests::list_requests).post(requests::open_request))
+        .route("/v1/requests/{id}", axum::routing::patch(requests::close_request))
+        .route("/metrics", get(requests::metrics))
         .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
         .route("/v1/subjects/{id}/access-log", get(log::access_log))
         .route("/v1/subjects/{id}/consents", get(consents::get_consents).post(consents::post_consents))

@@ -6,6 +6,7 @@
 
 mod consents;
 mod report;
+mod requests;
 mod rights;
 
 use std::sync::Arc;
@@ -91,6 +92,8 @@ pub enum VaultError {
     LegalHold,
     #[error("{0}")]
     WrongPurpose(String),
+    #[error("no request with this id")]
+    RequestNotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -44,7 +44,7 @@ pub enum Document {
 }
 
 impl Vault {
-    async fn require_customer_requests(
+    pub(crate) async fn require_customer_requests(
         &self,
         auth: &Authorized,
         action: &str,

@@ -18,6 +18,41 @@ pub fn retention_end(retention: &Retention, stored_at: i64) -> Option<i64> {
     Some(end.timestamp().as_millisecond())
 }
 
+/// What a retention rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleTarget {
+    Field,
+    Event,
+}
+
+/// Values of one field (or events of one type) stored at or before `cutoff` are due for deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRule {
+    pub target: RuleTarget,
+    pub name: FieldName,
+    pub cutoff: i64,
+}
+
+/// The retention rules in force at `now` (milliseconds): one per field or event type with a
+/// fixed retention period. Values kept while the account exists go with the account.
+pub fn retention_rules(catalog: &Catalog, now: i64) -> Vec<RetentionRule> {
+    let cutoff = |retention: &Retention| -> Option<i64> {
+        let Retention::Fixed { period } = retention else {
+            return None;
+        };
+        let span: jiff::Span = period.parse().ok()?;
+        let now = jiff::Timestamp::from_millisecond(now).ok()?.to_zoned(jiff::tz::TimeZone::UTC);
+        Some(now.checked_sub(span).ok()?.timestamp().as_millisecond())
+    };
+    let fields = catalog.fields.iter().filter_map(|f| {
+        Some(RetentionRule { target: RuleTarget::Field, name: f.name.clone(), cutoff: cutoff(&f.retention)? })
+    });
+    let events = catalog.events.iter().filter_map(|e| {
+        Some(RetentionRule { target: RuleTarget::Event, name: e.name.clone(), cutoff: cutoff(&e.retention)? })
+    });
+    fields.chain(events).collect()
+}
+
 /// What was erased, by name and count.
 pub struct Erased<'a> {
     pub fields: &'a [FieldName],
@@ -75,49 +110,6 @@ pub fn erasure_certificate(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::EXAMPLE_CATALOG;
-
-    #[test]
-    fn fixed_retention_counts_calendar_months_and_years_from_storage() {
-        let at = jiff::Timestamp::from_second(1_706_745_600).unwrap().as_millisecond(); // 2024-02-01
-        let end = |p: &str| {
-            retention_end(&Retention::Fixed { period: p.into() }, at)
-                .map(|ms| jiff::Timestamp::from_millisecond(ms).unwrap().to_string())
-        };
-        assert_eq!(end("P13M").as_deref(), Some("2025-03-01T00:00:00Z"));
-        assert_eq!(end("P10Y").as_deref(), Some("2034-02-01T00:00:00Z"));
-        assert_eq!(end("P30D").as_deref(), Some("2024-03-02T00:00:00Z"));
-        assert_eq!(retention_end(&Retention::WhileAccountExists { grace: None }, at), None);
-    }
-
-    #[test]
-    fn the_certificate_names_categories_counts_and_the_recipients_to_tell() {
-        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
-        let subject = SubjectId::random();
-        let fields = [FieldName::new("email"), FieldName::new("phone")];
-        let events = [(FieldName::new("purchase"), 3)];
-        let body = erasure_certificate(
-            &c,
-            "cert-1",
-            subject,
-            1_700_000_000_000,
-            &Erased { fields: &fields, events: &events, consent_entries: 2 },
-            &Requester { token: "t", role: "shop_backend", purpose: "account" },
-        );
-        assert_eq!(body["subject_id"], subject.to_string());
-        assert_eq!(body["erased_at"], "2023-11-14T22:13:20Z");
-        assert_eq!(body["erased"]["fields"][1], json!({"field": "phone", "category": "contact"}));
-        assert_eq!(body["erased"]["events"][0]["count"], 3);
-        let recipients: Vec<&str> =
-            body["recipients_to_notify"].as_array().unwrap().iter().map(|r| r["recipient"].as_str().unwrap()).collect();
-        assert_eq!(recipients, ["parcel_carrier", "payment_provider"]);
-        assert_eq!(body["recipients_to_notify"][0]["fields"], json!(["phone"]));
-    }
-}
-
 /// Why a stored item is held, as the access report explains it: its category, the purposes it
 /// serves with their legal basis, how long it is kept and until when, where it is stored and
 /// which recipients it goes to.
@@ -152,4 +144,61 @@ pub fn explain(
         "stored_in": catalog.organisation.storage_region,
         "recipients": recipients,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::EXAMPLE_CATALOG;
+
+    #[test]
+    fn fixed_retention_counts_calendar_months_and_years_from_storage() {
+        let at = jiff::Timestamp::from_second(1_706_745_600).unwrap().as_millisecond(); // 2024-02-01
+        let end = |p: &str| {
+            retention_end(&Retention::Fixed { period: p.into() }, at)
+                .map(|ms| jiff::Timestamp::from_millisecond(ms).unwrap().to_string())
+        };
+        assert_eq!(end("P13M").as_deref(), Some("2025-03-01T00:00:00Z"));
+        assert_eq!(end("P10Y").as_deref(), Some("2034-02-01T00:00:00Z"));
+        assert_eq!(end("P30D").as_deref(), Some("2024-03-02T00:00:00Z"));
+        assert_eq!(retention_end(&Retention::WhileAccountExists { grace: None }, at), None);
+    }
+
+    #[test]
+    fn retention_rules_cover_fixed_periods_only_and_agree_with_retention_end() {
+        let c = Catalog::from_toml_str(crate::catalog::EXAMPLE_CATALOG, "example").unwrap();
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap().as_millisecond();
+        let rules = retention_rules(&c, now);
+        let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["page_view", "purchase"], "fields are kept while the account exists");
+        let page_view = &rules[0];
+        assert_eq!(page_view.target, RuleTarget::Event);
+        // Something stored exactly at the cutoff is due now, by retention_end's reckoning too.
+        let end = retention_end(&Retention::Fixed { period: "P13M".into() }, page_view.cutoff).unwrap();
+        assert_eq!(end, now);
+    }
+
+    #[test]
+    fn the_certificate_names_categories_counts_and_the_recipients_to_tell() {
+        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+        let subject = SubjectId::random();
+        let fields = [FieldName::new("email"), FieldName::new("phone")];
+        let events = [(FieldName::new("purchase"), 3)];
+        let body = erasure_certificate(
+            &c,
+            "cert-1",
+            subject,
+            1_700_000_000_000,
+            &Erased { fields: &fields, events: &events, consent_entries: 2 },
+            &Requester { token: "t", role: "shop_backend", purpose: "account" },
+        );
+        assert_eq!(body["subject_id"], subject.to_string());
+        assert_eq!(body["erased_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(body["erased"]["fields"][1], json!({"field": "phone", "category": "contact"}));
+        assert_eq!(body["erased"]["events"][0]["count"], 3);
+        let recipients: Vec<&str> =
+            body["recipients_to_notify"].as_array().unwrap().iter().map(|r| r["recipient"].as_str().unwrap()).collect();
+        assert_eq!(recipients, ["parcel_carrier", "payment_provider"]);
+        assert_eq!(body["recipients_to_notify"][0]["fields"], json!(["phone"]));
+    }
 }

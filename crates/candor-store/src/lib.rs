@@ -16,7 +16,7 @@ pub use candor_log::Hash;
 pub use consents::{
     AudienceRow, ConsentStore, NewConsentEntry, NewConsentRecord, NoticeText, Recorded, StoredConsent, StoredReceipt,
 };
-pub use rights::{Erasure, Inventory, RightsStore, Toggle};
+pub use rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
 
 pub mod consents;
 pub mod copy;

@@ -6,6 +6,7 @@
 //! a backup restored later — stays unreadable.
 
 use async_trait::async_trait;
+use candor_core::rights::RetentionRule;
 use candor_core::{Ciphertext, FieldName, SubjectId};
 
 use crate::{LogRecord, Millis, StoreError};
@@ -42,6 +43,49 @@ pub enum Toggle {
     Changed,
     Unchanged,
     NotFound,
+}
+
+/// What a retention pass deleted for one customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub fields: Vec<FieldName>,
+    pub events: Vec<(FieldName, u64)>,
+    /// A legal hold was placed in the meantime: nothing was deleted.
+    pub held: bool,
+}
+
+impl Expired {
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.events.is_empty()
+    }
+}
+
+/// Builds the log record of a retention pass once its result is known (inside the transaction).
+pub type RetentionLog = Box<dyn FnOnce(&Expired) -> LogRecord + Send>;
+
+/// Items one retention rule would delete now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub rule: RetentionRule,
+    /// Values or events due, and the customers they belong to (held customers excluded).
+    pub items: u64,
+    pub subjects: u64,
+    /// Items not deleted because their customer is under a legal hold.
+    pub held_items: u64,
+}
+
+/// A customer request (access, export, correction, erasure, restriction, objection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: String,
+    pub subject_id: String,
+    pub kind: String,
+    pub status: String,
+    pub received_at: Millis,
+    pub due_at: Millis,
+    pub created_by: String,
+    pub closed_at: Option<Millis>,
+    pub closed_by: Option<String>,
 }
 
 #[async_trait]
@@ -85,4 +129,49 @@ pub trait RightsStore: Send + Sync {
 
     /// Lifts the restriction; logged only if there was one.
     async fn lift_restriction(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError>;
+
+    /// Customers (after `after`, in id order, at most `limit`) with something due under
+    /// `rules`, leaving out those under a legal hold.
+    async fn retention_candidates(
+        &self,
+        rules: &[RetentionRule],
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> Result<Vec<SubjectId>, StoreError>;
+
+    /// What each rule would delete now (for a dry run).
+    async fn retention_due(&self, rules: &[RetentionRule]) -> Result<Vec<Due>, StoreError>;
+
+    /// Deletes the customer's values and events due under `rules`, in one transaction with the
+    /// log record `log` builds from what was deleted (nothing is logged if nothing was due).
+    /// Re-checks the legal hold inside the transaction.
+    async fn apply_retention(
+        &self,
+        id: SubjectId,
+        rules: &[RetentionRule],
+        log: RetentionLog,
+    ) -> Result<Expired, StoreError>;
+
+    /// Records a customer request; logged.
+    async fn insert_request(&self, request: Request, log: LogRecord) -> Result<(), StoreError>;
+
+    /// Closes an open request with `status`; logged. `None` if there is no such request; an
+    /// already closed one is returned unchanged (and nothing is logged).
+    async fn close_request(
+        &self,
+        id: &str,
+        status: &str,
+        at: Millis,
+        by: &str,
+        log: LogRecord,
+    ) -> Result<Option<Request>, StoreError>;
+
+    /// One request.
+    async fn request(&self, id: &str) -> Result<Option<Request>, StoreError>;
+
+    /// Requests, newest first (of one status, if given), at most `limit`.
+    async fn requests(&self, status: Option<&str>, limit: u32) -> Result<Vec<Request>, StoreError>;
+
+    /// Open requests whose deadline has passed at `now`.
+    async fn overdue_requests(&self, now: Millis) -> Result<u64, StoreError>;
 }

@@ -66,6 +66,91 @@ pub async fn run_all(store: &dyn Store) {
     the_consent_ledger_appends_all_or_nothing_and_streams_audiences(store).await;
     erasure_destroys_the_key_and_the_data_unless_held_and_is_idempotent(store).await;
     restriction_is_a_flag_on_the_record_and_changes_are_logged_once(store).await;
+    retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_counts(store).await;
+    requests_are_tracked_until_closed_and_overdue_ones_are_counted(store).await;
+}
+
+async fn retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_counts(store: &dyn Store) {
+    use candor_core::rights::{RetentionRule, RuleTarget};
+    let (a, b, held) = (new_subject(store, 70).await, new_subject(store, 71).await, new_subject(store, 72).await);
+    for (who, at) in [(a, 100), (a, 200), (a, 900), (b, 900), (held, 100)] {
+        let event = NewEvent {
+            id: EventId::random(),
+            subject: who,
+            event_type: f("retained_view"),
+            recorded_at: at,
+            payload: ct(b"e"),
+        };
+        store.append_event(event, log("event", Some(who))).await.unwrap();
+    }
+    store.place_hold(held, ct(b"r"), 1, log("hold", Some(held))).await.unwrap();
+    let rules = [
+        RetentionRule { target: RuleTarget::Event, name: f("retained_view"), cutoff: 500 },
+        // Every subject's e-mail was stored at 1,000 (new_subject): not due.
+        RetentionRule { target: RuleTarget::Field, name: f("email"), cutoff: 999 },
+    ];
+    let due = store.retention_due(&rules).await.unwrap();
+    assert_eq!((due[0].items, due[0].subjects, due[0].held_items), (2, 1, 1));
+    assert_eq!((due[1].items, due[1].subjects), (0, 0));
+    assert_eq!(store.retention_candidates(&rules, None, 10).await.unwrap(), [a]);
+    assert!(store.retention_candidates(&rules, Some(a), 10).await.unwrap().is_empty());
+
+    let expired = store
+        .apply_retention(a, &rules, Box::new(move |e| log(&format!("retention-{}", e.events[0].1), Some(a))))
+        .await
+        .unwrap();
+    assert_eq!(expired.events, [(f("retained_view"), 2)]);
+    assert!(expired.fields.is_empty());
+    assert_eq!(store.list_events(a, &[f("retained_view")], None, 10).await.unwrap().len(), 1, "the recent one stays");
+    // Nothing more due: nothing deleted, nothing logged.
+    let again = store.apply_retention(a, &rules, Box::new(move |_| log("retention-again", Some(a)))).await.unwrap();
+    assert!(again.is_empty());
+    let held_pass =
+        store.apply_retention(held, &rules, Box::new(move |_| log("retention-held", Some(held)))).await.unwrap();
+    assert!(held_pass.held);
+    assert_eq!(store.list_events(held, &[f("retained_view")], None, 10).await.unwrap().len(), 1);
+    // A field rule deletes the value and its index entry.
+    let field_rule = [RetentionRule { target: RuleTarget::Field, name: f("email"), cutoff: 1_000 }];
+    let expired =
+        store.apply_retention(b, &field_rule, Box::new(move |_| log("retention-field", Some(b)))).await.unwrap();
+    assert_eq!(expired.fields, [f("email")]);
+    assert!(store.find_by_index(&f("email"), &bi(71)).await.unwrap().is_empty());
+    let logged = entries(store).await;
+    for (what, n) in [("retention-2", 1), ("retention-again", 0), ("retention-held", 0), ("retention-field", 1)] {
+        assert_eq!(logged.iter().filter(|e| e.contains(&format!("\"{what}\""))).count(), n, "{what}");
+    }
+}
+
+async fn requests_are_tracked_until_closed_and_overdue_ones_are_counted(store: &dyn Store) {
+    use crate::rights::Request;
+    let request = |id: &str, due_at| Request {
+        id: id.into(),
+        subject_id: "s-1".into(),
+        kind: "access".into(),
+        status: "open".into(),
+        received_at: due_at - 100,
+        due_at,
+        created_by: "t-1".into(),
+        closed_at: None,
+        closed_by: None,
+    };
+    store.insert_request(request("r-1", 1_000), log("request", None)).await.unwrap();
+    store.insert_request(request("r-2", 5_000), log("request", None)).await.unwrap();
+    assert_eq!(store.overdue_requests(2_000).await.unwrap(), 1);
+    assert_eq!(store.requests(Some("open"), 10).await.unwrap().len(), 2);
+    let closed = store.close_request("r-1", "completed", 2_500, "t-2", log("close", None)).await.unwrap().unwrap();
+    assert_eq!((closed.status.as_str(), closed.closed_by.as_deref()), ("completed", Some("t-2")));
+    let again = store.close_request("r-1", "rejected", 2_600, "t-3", log("close-again", None)).await.unwrap().unwrap();
+    assert_eq!(again.status, "completed", "closed once");
+    assert!(store.close_request("r-x", "completed", 1, "t", log("close-ghost", None)).await.unwrap().is_none());
+    assert_eq!(store.overdue_requests(2_000).await.unwrap(), 0);
+    assert_eq!(
+        store.requests(Some("open"), 10).await.unwrap().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r-2"]
+    );
+    assert_eq!(store.requests(None, 10).await.unwrap().len(), 2);
+    let logged = entries(store).await;
+    assert_eq!(logged.iter().filter(|e| e.contains("\"close-again\"")).count(), 0);
 }
 
 async fn erasure_destroys_the_key_and_the_data_unless_held_and_is_idempotent(store: &dyn Store) {

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_consents.sql")),
     (3, include_str!("../../migrations/postgres/0003_rights.sql")),
+    (4, include_str!("../../migrations/postgres/0004_retention.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;

@@ -2,12 +2,38 @@
 //! transaction (key destroyed and data deleted together).
 
 use async_trait::async_trait;
+use candor_core::rights::{RetentionRule, RuleTarget};
 use candor_core::{Ciphertext, FieldName, SubjectId};
 use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 
-use super::{PgStore, append_log_tx, pg_err};
-use crate::rights::{Erasure, Inventory, RightsStore, Toggle};
+use super::{PgStore, append_log_tx, pg_err, subject_of};
+use crate::rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
 use crate::{LogRecord, Millis, StoreError};
+
+/// The table and columns a retention rule reads.
+fn rule_columns(rule: &RetentionRule) -> (&'static str, &'static str, &'static str) {
+    match rule.target {
+        RuleTarget::Event => ("events", "event_type", "recorded_at"),
+        RuleTarget::Field => ("field_values", "field", "updated_at"),
+    }
+}
+
+const REQUEST_COLUMNS: &str = "id, subject_id, kind, status, received_at, due_at, created_by, closed_at, closed_by";
+
+fn request_row(r: &tokio_postgres::Row) -> Request {
+    Request {
+        id: r.get(0),
+        subject_id: r.get(1),
+        kind: r.get(2),
+        status: r.get(3),
+        received_at: r.get(4),
+        due_at: r.get(5),
+        created_by: r.get(6),
+        closed_at: r.get(7),
+        closed_by: r.get(8),
+    }
+}
 
 /// Locks the subject's row; `false` if there is none.
 async fn lock_subject(tx: &Transaction<'_>, sid: &str) -> Result<bool, StoreError> {
@@ -177,5 +203,200 @@ impl RightsStore for PgStore {
     async fn lift_restriction(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError> {
         let sid = id.to_string();
         self.toggle(id, log, "DELETE FROM restrictions WHERE subject_id = $1", &[&sid]).await
+    }
+
+    async fn retention_candidates(
+        &self,
+        rules: &[RetentionRule],
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> Result<Vec<SubjectId>, StoreError> {
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let names: Vec<String> = rules.iter().map(|r| r.name.as_str().to_string()).collect();
+        let mut parts = Vec::new();
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&after];
+        for (rule, name_value) in rules.iter().zip(&names) {
+            let (table, name, time) = rule_columns(rule);
+            let n = args.len();
+            parts.push(format!(
+                "SELECT subject_id FROM {table} WHERE {name} = ${} AND {time} <= ${} AND subject_id > $1",
+                n + 1,
+                n + 2
+            ));
+            args.push(name_value);
+            args.push(&rule.cutoff);
+        }
+        let limit = i64::from(limit);
+        let sql = format!(
+            "SELECT subject_id FROM ({}) AS due WHERE subject_id NOT IN (SELECT subject_id FROM legal_holds)
+             ORDER BY subject_id LIMIT ${}",
+            parts.join(" UNION "),
+            args.len() + 1
+        );
+        args.push(&limit);
+        let rows = self.client().await?.query(sql.as_str(), &args).await.map_err(pg_err)?;
+        rows.iter().map(|r| subject_of(r.get(0))).collect()
+    }
+
+    async fn retention_due(&self, rules: &[RetentionRule]) -> Result<Vec<Due>, StoreError> {
+        let client = self.client().await?;
+        let mut out = Vec::new();
+        for rule in rules {
+            let (table, name, time) = rule_columns(rule);
+            let sql = format!(
+                "SELECT COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 1 ELSE 0 END), 0)::BIGINT,
+                        COUNT(DISTINCT CASE WHEN h.subject_id IS NULL THEN t.subject_id END)::BIGINT,
+                        COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 0 ELSE 1 END), 0)::BIGINT
+                 FROM {table} t LEFT JOIN legal_holds h ON h.subject_id = t.subject_id
+                 WHERE t.{name} = $1 AND t.{time} <= $2"
+            );
+            let r = client.query_one(sql.as_str(), &[&rule.name.as_str(), &rule.cutoff]).await.map_err(pg_err)?;
+            out.push(Due {
+                rule: rule.clone(),
+                items: r.get::<_, i64>(0) as u64,
+                subjects: r.get::<_, i64>(1) as u64,
+                held_items: r.get::<_, i64>(2) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn apply_retention(
+        &self,
+        id: SubjectId,
+        rules: &[RetentionRule],
+        log: RetentionLog,
+    ) -> Result<Expired, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let sid = id.to_string();
+        if !lock_subject(&tx, &sid).await? {
+            return Ok(Expired::default());
+        }
+        if tx.query_opt("SELECT 1 FROM legal_holds WHERE subject_id = $1", &[&sid]).await.map_err(pg_err)?.is_some() {
+            return Ok(Expired { held: true, ..Default::default() });
+        }
+        let mut expired = Expired::default();
+        for rule in rules {
+            let (table, name, time) = rule_columns(rule);
+            let n = tx
+                .execute(
+                    format!("DELETE FROM {table} WHERE subject_id = $1 AND {name} = $2 AND {time} <= $3").as_str(),
+                    &[&sid, &rule.name.as_str(), &rule.cutoff],
+                )
+                .await
+                .map_err(pg_err)?;
+            if n == 0 {
+                continue;
+            }
+            match rule.target {
+                RuleTarget::Event => expired.events.push((rule.name.clone(), n)),
+                RuleTarget::Field => {
+                    tx.execute(
+                        "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
+                        &[&sid, &rule.name.as_str()],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    expired.fields.push(rule.name.clone());
+                }
+            }
+        }
+        if !expired.is_empty() {
+            append_log_tx(&tx, &[log(&expired)]).await?;
+            tx.commit().await.map_err(pg_err)?;
+        }
+        Ok(expired)
+    }
+
+    async fn insert_request(&self, r: Request, log: LogRecord) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute(
+            format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)").as_str(),
+            &[
+                &r.id,
+                &r.subject_id,
+                &r.kind,
+                &r.status,
+                &r.received_at,
+                &r.due_at,
+                &r.created_by,
+                &r.closed_at,
+                &r.closed_by,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn close_request(
+        &self,
+        id: &str,
+        status: &str,
+        at: Millis,
+        by: &str,
+        log: LogRecord,
+    ) -> Result<Option<Request>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let changed = tx
+            .execute(
+                "UPDATE requests SET status = $2, closed_at = $3, closed_by = $4 WHERE id = $1 AND status = 'open'",
+                &[&id, &status, &at, &by],
+            )
+            .await
+            .map_err(pg_err)?;
+        if changed == 1 {
+            append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        }
+        let found = tx
+            .query_opt(format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1").as_str(), &[&id])
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(found.as_ref().map(request_row))
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1").as_str(), &[&id])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.as_ref().map(request_row))
+    }
+
+    async fn requests(&self, status: Option<&str>, limit: u32) -> Result<Vec<Request>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                format!(
+                    "SELECT {REQUEST_COLUMNS} FROM requests WHERE ($1::text IS NULL OR status = $1)
+                     ORDER BY received_at DESC, id LIMIT $2"
+                )
+                .as_str(),
+                &[&status, &i64::from(limit)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(request_row).collect())
+    }
+
+    async fn overdue_requests(&self, now: Millis) -> Result<u64, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT COUNT(*) FROM requests WHERE status = 'open' AND due_at < $1", &[&now])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 }

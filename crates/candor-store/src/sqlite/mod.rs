@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_log.sql")),
     (3, include_str!("../../migrations/sqlite/0003_consents.sql")),
     (4, include_str!("../../migrations/sqlite/0004_rights.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_retention.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;

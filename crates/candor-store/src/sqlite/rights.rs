@@ -1,12 +1,37 @@
 //! Customer rights on SQLite: the key store is the attached `keys` file.
 
 use async_trait::async_trait;
+use candor_core::rights::{RetentionRule, RuleTarget};
 use candor_core::{Ciphertext, FieldName, SubjectId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteStore, append_log_tx, db_err};
-use crate::rights::{Erasure, Inventory, RightsStore, Toggle};
+use super::{SqliteStore, append_log_tx, db_err, parse_subject};
+use crate::rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
 use crate::{LogRecord, Millis, StoreError};
+
+/// The table and columns a retention rule reads.
+fn rule_columns(rule: &RetentionRule) -> (&'static str, &'static str, &'static str) {
+    match rule.target {
+        RuleTarget::Event => ("events", "event_type", "recorded_at"),
+        RuleTarget::Field => ("field_values", "field", "updated_at"),
+    }
+}
+
+fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Request> {
+    Ok(Request {
+        id: r.get(0)?,
+        subject_id: r.get(1)?,
+        kind: r.get(2)?,
+        status: r.get(3)?,
+        received_at: r.get(4)?,
+        due_at: r.get(5)?,
+        created_by: r.get(6)?,
+        closed_at: r.get(7)?,
+        closed_by: r.get(8)?,
+    })
+}
+
+const REQUEST_COLUMNS: &str = "id, subject_id, kind, status, received_at, due_at, created_by, closed_at, closed_by";
 
 fn subject_exists(c: &Connection, sid: &str) -> Result<bool, StoreError> {
     c.query_row("SELECT EXISTS (SELECT 1 FROM subjects WHERE id = ?1)", params![sid], |r| r.get(0)).map_err(db_err)
@@ -194,6 +219,214 @@ impl RightsStore for SqliteStore {
             toggle(c, &sid, &log, |tx| {
                 Ok(tx.execute("DELETE FROM restrictions WHERE subject_id = ?1", params![sid]).map_err(db_err)? == 1)
             })
+        })
+        .await
+    }
+
+    async fn retention_candidates(
+        &self,
+        rules: &[RetentionRule],
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> Result<Vec<SubjectId>, StoreError> {
+        let rules = rules.to_vec();
+        self.read(move |c| {
+            if rules.is_empty() {
+                return Ok(Vec::new());
+            }
+            let after = after.map(|a| a.to_string()).unwrap_or_default();
+            let mut parts = Vec::new();
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            for rule in &rules {
+                let (table, name, time) = rule_columns(rule);
+                let n = args.len();
+                parts.push(format!(
+                    "SELECT subject_id FROM {table} WHERE {name} = ?{} AND {time} <= ?{} AND subject_id > ?{}",
+                    n + 1,
+                    n + 2,
+                    n + 3
+                ));
+                args.push(Box::new(rule.name.as_str().to_string()));
+                args.push(Box::new(rule.cutoff));
+                args.push(Box::new(after.clone()));
+            }
+            let sql = format!(
+                "SELECT subject_id FROM ({}) WHERE subject_id NOT IN (SELECT subject_id FROM legal_holds)
+                 ORDER BY subject_id LIMIT ?{}",
+                parts.join(" UNION "),
+                args.len() + 1
+            );
+            args.push(Box::new(i64::from(limit)));
+            let mut stmt = c.prepare(&sql).map_err(db_err)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0)).map_err(db_err)?;
+            rows.map(|r| parse_subject(&r.map_err(db_err)?)).collect()
+        })
+        .await
+    }
+
+    async fn retention_due(&self, rules: &[RetentionRule]) -> Result<Vec<Due>, StoreError> {
+        let rules = rules.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for rule in rules {
+                let (table, name, time) = rule_columns(&rule);
+                let sql = format!(
+                    "SELECT COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 1 ELSE 0 END), 0),
+                            COUNT(DISTINCT CASE WHEN h.subject_id IS NULL THEN t.subject_id END),
+                            COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 0 ELSE 1 END), 0)
+                     FROM {table} t LEFT JOIN legal_holds h ON h.subject_id = t.subject_id
+                     WHERE t.{name} = ?1 AND t.{time} <= ?2"
+                );
+                let (items, subjects, held): (i64, i64, i64) = c
+                    .query_row(&sql, params![rule.name.as_str(), rule.cutoff], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(db_err)?;
+                out.push(Due { rule, items: items as u64, subjects: subjects as u64, held_items: held as u64 });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply_retention(
+        &self,
+        id: SubjectId,
+        rules: &[RetentionRule],
+        log: RetentionLog,
+    ) -> Result<Expired, StoreError> {
+        let rules = rules.to_vec();
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let sid = id.to_string();
+            let held: bool = tx
+                .query_row("SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)", params![sid], |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)?;
+            if held {
+                return Ok(Expired { held: true, ..Default::default() });
+            }
+            let mut expired = Expired::default();
+            for rule in &rules {
+                let (table, name, time) = rule_columns(rule);
+                let n = tx
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE subject_id = ?1 AND {name} = ?2 AND {time} <= ?3"),
+                        params![sid, rule.name.as_str(), rule.cutoff],
+                    )
+                    .map_err(db_err)?;
+                if n == 0 {
+                    continue;
+                }
+                match rule.target {
+                    RuleTarget::Event => expired.events.push((rule.name.clone(), n as u64)),
+                    RuleTarget::Field => {
+                        tx.execute(
+                            "DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2",
+                            params![sid, rule.name.as_str()],
+                        )
+                        .map_err(db_err)?;
+                        expired.fields.push(rule.name.clone());
+                    }
+                }
+            }
+            if !expired.is_empty() {
+                append_log_tx(&tx, &[log(&expired)])?;
+                tx.commit().map_err(db_err)?;
+            }
+            Ok(expired)
+        })
+        .await
+    }
+
+    async fn insert_request(&self, r: Request, log: LogRecord) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            tx.execute(
+                &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![
+                    r.id,
+                    r.subject_id,
+                    r.kind,
+                    r.status,
+                    r.received_at,
+                    r.due_at,
+                    r.created_by,
+                    r.closed_at,
+                    r.closed_by
+                ],
+            )
+            .map_err(db_err)?;
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn close_request(
+        &self,
+        id: &str,
+        status: &str,
+        at: Millis,
+        by: &str,
+        log: LogRecord,
+    ) -> Result<Option<Request>, StoreError> {
+        let (id, status, by) = (id.to_string(), status.to_string(), by.to_string());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let changed = tx
+                .execute(
+                    "UPDATE requests SET status = ?2, closed_at = ?3, closed_by = ?4 WHERE id = ?1 AND status = 'open'",
+                    params![id, status, at, by],
+                )
+                .map_err(db_err)?;
+            if changed == 1 {
+                append_log_tx(&tx, std::slice::from_ref(&log))?;
+            }
+            let found = tx
+                .query_row(&format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"), params![id], request_row)
+                .optional()
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            c.query_row(&format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"), params![id], request_row)
+                .optional()
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn requests(&self, status: Option<&str>, limit: u32) -> Result<Vec<Request>, StoreError> {
+        let status = status.map(str::to_string);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM requests WHERE (?1 IS NULL OR status = ?1)
+                     ORDER BY received_at DESC, id LIMIT ?2"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt.query_map(params![status, i64::from(limit)], request_row).map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn overdue_requests(&self, now: Millis) -> Result<u64, StoreError> {
+        self.read(move |c| {
+            c.query_row("SELECT COUNT(*) FROM requests WHERE status = 'open' AND due_at < ?1", params![now], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(db_err)
         })
         .await
     }

@@ -1,0 +1,162 @@
+//! `/v1/requests`: customer requests with their legal deadline; `/metrics` counts the overdue.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use candor_store::Request;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{BodyShape, JsonBody, parse_subject_id};
+use crate::vault::Authorized;
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestView {
+    pub id: String,
+    pub subject_id: String,
+    /// access, export, correction, erasure, restriction or objection.
+    pub kind: String,
+    /// open, completed or rejected.
+    pub status: String,
+    pub received_at: String,
+    /// The legal deadline: one month after receipt.
+    pub due_at: String,
+    pub overdue: bool,
+    /// Token id of who recorded it, and who closed it.
+    pub created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+}
+
+fn view(r: Request) -> RequestView {
+    let now = crate::vault::now_millis();
+    RequestView {
+        overdue: r.status == "open" && r.due_at < now,
+        id: r.id,
+        subject_id: r.subject_id,
+        kind: r.kind,
+        status: r.status,
+        received_at: rfc3339(r.received_at),
+        due_at: rfc3339(r.due_at),
+        created_by: r.created_by,
+        closed_at: r.closed_at.map(rfc3339),
+        closed_by: r.closed_by,
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    pub subject_id: String,
+    pub kind: String,
+    /// When the customer made the request (default: now).
+    pub received_at: Option<String>,
+}
+
+impl BodyShape for NewRequestBody {
+    const EXPECTED: &'static str = r#"{"subject_id": "...", "kind": "access" | "export" | "correction" | "erasure" | "restriction" | "objection", "received_at": "<optional RFC 3339>"}"#;
+}
+
+/// Record a customer request; its deadline is one month after receipt.
+#[utoipa::path(post, path = "/v1/requests", tag = "rights",
+    params(("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    request_body = NewRequestBody,
+    responses((status = 201, body = RequestView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn open_request(
+    State(state): State<AppState>,
+    auth: Authorized,
+    JsonBody(body): JsonBody<NewRequestBody>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let subject = parse_subject_id(&body.subject_id).map_err(|e| e.with_field("subject_id"))?;
+    let r = state.vault.open_request(&auth, subject, &body.kind, body.received_at.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(view(r))))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseBody {
+    /// completed or rejected.
+    pub status: String,
+}
+
+impl BodyShape for CloseBody {
+    const EXPECTED: &'static str = r#"{"status": "completed" | "rejected"}"#;
+}
+
+/// Close a request as completed or rejected (once).
+#[utoipa::path(patch, path = "/v1/requests/{id}", tag = "rights",
+    params(("id" = String, Path, description = "Request id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    request_body = CloseBody,
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn close_request(
+    State(state): State<AppState>,
+    auth: Authorized,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CloseBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    Ok(Json(view(state.vault.close_request(&auth, &id, &body.status).await?)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// open, completed or rejected.
+    pub status: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestList {
+    pub requests: Vec<RequestView>,
+    pub overdue: usize,
+}
+
+/// Requests, newest first (at most 1,000).
+#[utoipa::path(get, path = "/v1/requests", tag = "rights",
+    params(ListQuery, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses((status = 200, body = RequestList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_requests(
+    State(state): State<AppState>,
+    auth: Authorized,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<RequestList>, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::bad_request("invalid_query", "the only query parameter is `status`").with_field("status")
+    })?;
+    let requests: Vec<RequestView> =
+        state.vault.list_requests(&auth, query.status.as_deref()).await?.into_iter().map(view).collect();
+    let overdue = requests.iter().filter(|r| r.overdue).count();
+    Ok(Json(RequestList { requests, overdue }))
+}
+
+/// Prometheus metrics (text format): counts only, never an id or a value.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let store = state.vault.store();
+    let overdue = store.overdue_requests(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;
+    let open = store.requests(Some("open"), u32::MAX).await.map_err(crate::vault::VaultError::from)?.len();
+    let (log_size, _) = store.log_head().await.map_err(crate::vault::VaultError::from)?;
+    let body = format!(
+        "# HELP candor_requests_overdue Open customer requests past their legal deadline.\n\
+         # TYPE candor_requests_overdue gauge\n\
+         candor_requests_overdue {overdue}\n\
+         # HELP candor_requests_open Open customer requests.\n\
+         # TYPE candor_requests_open gauge\n\
+         candor_requests_open {open}\n\
+         # HELP candor_log_entries Entries in the tamper-evident log.\n\
+         # TYPE candor_log_entries gauge\n\
+         candor_log_entries {log_size}\n"
+    );
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body))
+}
