@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod bench_rights;
 mod config;
 mod consent_cli;
 mod copy;
@@ -127,6 +128,10 @@ enum Command {
         /// (0 skips the log benchmarks).
         #[arg(long, default_value_t = 100_000)]
         log_entries: u64,
+        /// Events of the customer in the rights benchmark (report, export, erasure, retention;
+        /// 0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        rights_events: u64,
         /// Customers in the consent audience benchmark (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         audience: usize,
@@ -347,8 +352,12 @@ async fn run(command: Command) -> Result<()> {
             let (_, vault) = install::open(&config.config).await?;
             consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
         }
-        Command::Bench { subjects, seconds, log_entries, audience, postgres } => {
-            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries, audience }).await
+        Command::Bench { subjects, seconds, log_entries, audience, rights_events, postgres } => {
+            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries, audience }).await?;
+            if rights_events > 0 {
+                bench_rights::run(rights_events).await?;
+            }
+            Ok(())
         }
     }
 }
