@@ -14,7 +14,8 @@ use crate::vault::{Authorized, Principal, Vault};
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb / 1024.0)
 }
 
@@ -78,7 +79,8 @@ pub async fn run(events: u64) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
-    let app = crate::http::router(crate::http::AppState { vault: vault.clone(), max_body_bytes: config.max_body_bytes });
+    let app =
+        crate::http::router(crate::http::AppState { vault: vault.clone(), max_body_bytes: config.max_body_bytes });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
     println!("-- customer rights, SQLite: one customer with {events} events");
@@ -124,7 +126,11 @@ pub async fn run(events: u64) -> Result<()> {
         vault.erase_subject(&account, *id).await?;
     }
     let per = start.elapsed().as_secs_f64() / n as f64;
-    println!("{:<52} {:>9.2} ms/customer ({n} customers, sequential)", "erasure (key destroyed + data deleted + certificate)", per * 1e3);
+    println!(
+        "{:<52} {:>9.2} ms/customer ({n} customers, sequential)",
+        "erasure (key destroyed + data deleted + certificate)",
+        per * 1e3
+    );
 
     // Retention: customers whose page views are all past P13M.
     let m = 5_000u64;

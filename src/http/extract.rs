@@ -56,10 +56,18 @@ impl FromRequestParts<AppState> for Authorized {
         };
         // The subject the request is about, if its path names one: a refusal is then logged
         // against that customer too, so it shows in their access log.
-        let subject = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .ok()
-            .and_then(|Path(params)| params.get("id").and_then(|id| SubjectId::parse(id)));
+        let names_subject = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|p| p.as_str().starts_with("/v1/subjects/{id}"));
+        let subject = if names_subject {
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .ok()
+                .and_then(|Path(params)| params.get("id").and_then(|id| SubjectId::parse(id)))
+        } else {
+            None
+        };
         Ok(state.vault.authorize(principal, purpose.as_deref(), subject).await?)
     }
 }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use candor_core::rights::{RetentionRule, RuleTarget};
 use candor_core::{Ciphertext, FieldName, SubjectId};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, append_log_tx, db_err, parse_subject};
@@ -37,24 +38,32 @@ fn subject_exists(c: &Connection, sid: &str) -> Result<bool, StoreError> {
     c.query_row("SELECT EXISTS (SELECT 1 FROM subjects WHERE id = ?1)", params![sid], |r| r.get(0)).map_err(db_err)
 }
 
-/// Runs `change` (which returns whether it changed anything) in a transaction that also
-/// appends `log` when it did.
-fn toggle(
-    c: &mut Connection,
-    sid: &str,
-    log: &LogRecord,
-    change: impl FnOnce(&Connection) -> Result<bool, StoreError>,
-) -> Result<Toggle, StoreError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-    if !subject_exists(&tx, sid)? {
-        return Ok(Toggle::NotFound);
+impl SqliteStore {
+    /// Runs `sql` (its first parameter is the subject id, then `args`) in a transaction that
+    /// also appends `log` when it changed a row.
+    async fn toggle_row(
+        &self,
+        id: SubjectId,
+        log: LogRecord,
+        sql: &'static str,
+        args: Vec<Value>,
+    ) -> Result<Toggle, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let sid = id.to_string();
+            if !subject_exists(&tx, &sid)? {
+                return Ok(Toggle::NotFound);
+            }
+            let params = std::iter::once(Value::Text(sid)).chain(args);
+            if tx.execute(sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
+                return Ok(Toggle::Unchanged);
+            }
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
+            tx.commit().map_err(db_err)?;
+            Ok(Toggle::Changed)
+        })
+        .await
     }
-    if !change(&tx)? {
-        return Ok(Toggle::Unchanged);
-    }
-    append_log_tx(&tx, std::slice::from_ref(log))?;
-    tx.commit().map_err(db_err)?;
-    Ok(Toggle::Changed)
 }
 
 #[async_trait]
@@ -155,29 +164,18 @@ impl RightsStore for SqliteStore {
         now: Millis,
         log: LogRecord,
     ) -> Result<Toggle, StoreError> {
-        self.write(move |c| {
-            let sid = id.to_string();
-            toggle(c, &sid, &log, |tx| {
-                let n = tx
-                    .execute(
-                        "INSERT INTO legal_holds (subject_id, placed_at, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                        params![sid, now, note.as_bytes()],
-                    )
-                    .map_err(db_err)?;
-                Ok(n == 1)
-            })
-        })
+        let note = Value::Blob(note.into_bytes());
+        self.toggle_row(
+            id,
+            log,
+            "INSERT INTO legal_holds (subject_id, placed_at, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            vec![Value::Integer(now), note],
+        )
         .await
     }
 
     async fn lift_hold(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError> {
-        self.write(move |c| {
-            let sid = id.to_string();
-            toggle(c, &sid, &log, |tx| {
-                Ok(tx.execute("DELETE FROM legal_holds WHERE subject_id = ?1", params![sid]).map_err(db_err)? == 1)
-            })
-        })
-        .await
+        self.toggle_row(id, log, "DELETE FROM legal_holds WHERE subject_id = ?1", vec![]).await
     }
 
     async fn hold(&self, id: SubjectId) -> Result<Option<(Millis, Ciphertext)>, StoreError> {
@@ -198,29 +196,18 @@ impl RightsStore for SqliteStore {
         now: Millis,
         log: LogRecord,
     ) -> Result<Toggle, StoreError> {
-        self.write(move |c| {
-            let sid = id.to_string();
-            toggle(c, &sid, &log, |tx| {
-                let n = tx
-                    .execute(
-                        "INSERT INTO restrictions (subject_id, since, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                        params![sid, now, note.as_ref().map(Ciphertext::as_bytes)],
-                    )
-                    .map_err(db_err)?;
-                Ok(n == 1)
-            })
-        })
+        let note = note.map_or(Value::Null, |n| Value::Blob(n.into_bytes()));
+        self.toggle_row(
+            id,
+            log,
+            "INSERT INTO restrictions (subject_id, since, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            vec![Value::Integer(now), note],
+        )
         .await
     }
 
     async fn lift_restriction(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError> {
-        self.write(move |c| {
-            let sid = id.to_string();
-            toggle(c, &sid, &log, |tx| {
-                Ok(tx.execute("DELETE FROM restrictions WHERE subject_id = ?1", params![sid]).map_err(db_err)? == 1)
-            })
-        })
-        .await
+        self.toggle_row(id, log, "DELETE FROM restrictions WHERE subject_id = ?1", vec![]).await
     }
 
     async fn retention_candidates(
