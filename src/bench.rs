@@ -25,6 +25,9 @@ pub struct BenchOptions {
     pub audience: usize,
 }
 
+/// Concurrent HTTP clients in the HTTP scenarios.
+const CLIENTS: usize = 64;
+
 fn measure(name: &str, seconds: f64, mut op: impl FnMut()) {
     // Warm up, then run in batches until the time budget is used.
     for _ in 0..1000 {
@@ -225,14 +228,16 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
         let budget = Duration::from_secs_f64(seconds);
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for t in 0..32usize {
+        for t in 0..CLIENTS {
             let (client, urls, token, ids) = (reqwest::Client::new(), urls.clone(), token.clone(), ids.clone());
             let marketing_token = marketing_token.clone();
             tasks.push(tokio::spawn(async move {
                 let url = &urls[t % urls.len()];
                 let (token, purpose) = if scenario == 3 { (&marketing_token, "marketing") } else { (&token, "account") };
                 let mut n = 0u64;
+                let mut latencies = Vec::new();
                 while start.elapsed() < budget {
+                    let sent = Instant::now();
                     let req = match scenario {
                         0 => client.get(format!("{url}/healthz")),
                         1 => client
@@ -247,16 +252,30 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
                     };
                     let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
                     assert!(status == 200 || status == 201, "benchmark request failed with {status}");
+                    latencies.push(sent.elapsed().as_micros() as u32);
                     n += 1;
                 }
-                n
+                (n, latencies)
             }));
         }
         let mut total = 0;
+        let mut latencies = Vec::new();
         for t in tasks {
-            total += t.await?;
+            let (n, l) = t.await?;
+            total += n;
+            latencies.extend(l);
         }
-        report(&format!("HTTP {name}, 32 clients"), total, start.elapsed());
+        let elapsed = start.elapsed();
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
+        report(&format!("HTTP {name}, {CLIENTS} clients"), total, elapsed);
+        println!("{:<52} p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms", "", pct(0.50), pct(0.99), pct(0.999));
     }
     for s in servers {
         s.abort();

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use candor_core::catalog::Channel;
 use candor_core::{Ciphertext, PurposeId, SubjectId};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use super::{SqliteStore, append_log_tx, db_err, open_connection, parse_subject};
@@ -22,7 +22,7 @@ impl ConsentStore for SqliteStore {
         log: Vec<LogRecord>,
     ) -> Result<Recorded, StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             for n in &notices {
                 tx.prepare_cached(
                     "INSERT INTO consent_notices (version, purpose, text, first_seen) VALUES (?1, ?2, ?3, ?4)

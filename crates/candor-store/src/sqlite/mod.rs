@@ -17,6 +17,7 @@ use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
 mod consents;
 mod rights;
+mod writer;
 
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
@@ -34,13 +35,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
 const KEY_STORE_SCHEMA: &str = include_str!("../../migrations/keystore/0001_subject_keys.sql");
-const MAX_IDLE_READERS: usize = 8;
+/// Reader connections kept open between reads (opening one costs more than a read).
+const MAX_IDLE_READERS: usize = 32;
 
 pub struct SqliteStore {
     path: PathBuf,
     /// The key store file (attached to every connection as schema `keys`).
     keys_path: PathBuf,
-    writer: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -283,7 +285,7 @@ fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
 
 /// The data half of creating a subject (its key is already in the key store).
 fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord) -> Result<(), StoreError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    let tx = c.savepoint().map_err(db_err)?;
     tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![id, s.now])
         .map_err(db_err)?;
     {
@@ -369,7 +371,7 @@ fn update_subject_tx(
     now: Millis,
     log: &LogRecord,
 ) -> Result<bool, StoreError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    let tx = c.savepoint().map_err(db_err)?;
     let sid = id.to_string();
     let found = tx.execute("UPDATE subjects SET updated_at = ?2 WHERE id = ?1", params![sid, now]).map_err(db_err)?;
     if found == 0 {
@@ -427,7 +429,7 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
-        Ok(Self { path, keys_path, writer: Arc::new(Mutex::new(writer)), readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(Self { path, keys_path, writer: writer::Writer::start(writer), readers: Arc::new(Mutex::new(Vec::new())) })
     }
 
     /// A store for tests and benchmarks: the key store is `<path>.keys` next to the data.
@@ -446,17 +448,21 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Runs a write in the next group commit: `f` works in a savepoint (`Connection::savepoint`)
+    /// of the batch's transaction, and its result is returned once the batch is committed.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
+        self.writer.batched(None, f).await
+    }
+
+    /// Runs a write alone, between batches, with transactions of its own.
+    async fn write_alone<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.alone(f).await
     }
 
     async fn read<T: Send + 'static>(
@@ -490,26 +496,32 @@ impl Store for SqliteStore {
     }
 
     async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
-        self.write(move |c| {
-            let id = s.id.to_string();
-            // The key first, committed on its own: a crash before the data commits leaves an
-            // unused key, never a customer without one.
+        let id = s.id.to_string();
+        let (key_id, kek_version, dek_version, wrapped, now) =
+            (id.clone(), s.dek.kek_version, s.dek.dek_version, s.dek.wrapped.as_bytes().to_vec(), s.now);
+        // The key first, committed on its own: a crash before the data commits leaves an unused
+        // key, never a customer without one.
+        let key = Box::new(move |c: &Connection| {
             c.execute(
                 "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, s.dek.kek_version, s.dek.dek_version, s.dek.wrapped.as_bytes(), s.now],
+                params![key_id, kek_version, dek_version, wrapped, now],
             )
-            .map_err(db_err)?;
-            let data = insert_subject(c, &id, &s, &log);
-            if data.is_err() {
-                let _ = c.execute(
-                    "DELETE FROM keys.subject_keys WHERE subject_id = ?1 AND destroyed_at IS NULL",
-                    params![id],
-                );
-            }
-            data
-        })
-        .await
+            .map(drop)
+            .map_err(db_err)
+        });
+        self.writer
+            .batched(Some(key), move |c| {
+                let data = insert_subject(c, &id, &s, &log);
+                if data.is_err() {
+                    let _ = c.execute(
+                        "DELETE FROM keys.subject_keys WHERE subject_id = ?1 AND destroyed_at IS NULL",
+                        params![id],
+                    );
+                }
+                data
+            })
+            .await
     }
 
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
@@ -544,7 +556,7 @@ impl Store for SqliteStore {
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             let inserted = tx
                 .execute(
                     "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
@@ -623,7 +635,7 @@ impl Store for SqliteStore {
 
     async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             tx.execute(
                 "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![t.id, &t.hash[..], t.role, t.description, t.created_at, t.expires_at],
@@ -660,7 +672,7 @@ impl Store for SqliteStore {
 
     async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             let first = append_log_tx(&tx, &records)?;
             tx.commit().map_err(db_err)?;
             Ok(first)
@@ -671,7 +683,7 @@ impl Store for SqliteStore {
     async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError> {
         let hash = hash.to_string();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             let last: Option<String> = tx
                 .query_row("SELECT value FROM meta WHERE key = 'catalog_hash'", [], |r| r.get(0))
                 .optional()
@@ -898,6 +910,42 @@ mod tests {
         let record = store.load_subject(id, &[]).await.unwrap().unwrap();
         assert_eq!(record.dek.wrapped.as_bytes(), [1, 2, 3, 4, 5]);
         assert_eq!(record.created_at, 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_commits_and_a_failing_one_leaves_the_others_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open_with_adjacent_keys(dir.path().join("candor.db")).await.unwrap());
+        let id = SubjectId::random();
+        let dek = || StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![1; 48]) };
+        let subject = move |id| NewSubject { id, dek: dek(), values: vec![], index: vec![], now: 1 };
+        let record = |what: String| LogRecord { entry: what.into_bytes(), subjects: vec![] };
+        store.create_subject(subject(id), record("create".into())).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                if i == 32 {
+                    // The same id again: a conflict, in the middle of the others.
+                    store.create_subject(subject(id), record("duplicate".into())).await.map(|_| 0)
+                } else {
+                    store.append_log(vec![record(format!("entry-{i}"))]).await
+                }
+            }));
+        }
+        let mut failed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 1);
+        let (size, _) = store.log_head().await.unwrap();
+        assert_eq!(size, 64, "the create and the 63 appends, not the duplicate");
+        let entries = store.log_entries(0, size).await.unwrap();
+        assert!(!entries.iter().any(|(_, e)| e == b"duplicate"));
+        // The duplicate's failure did not remove the first subject's key.
+        assert!(store.load_subject(id, &[]).await.unwrap().is_some());
     }
 
     #[tokio::test]

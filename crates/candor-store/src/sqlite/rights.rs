@@ -49,7 +49,7 @@ impl SqliteStore {
         args: Vec<Value>,
     ) -> Result<Toggle, StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             let sid = id.to_string();
             if !subject_exists(&tx, &sid)? {
                 return Ok(Toggle::NotFound);
@@ -105,7 +105,7 @@ impl RightsStore for SqliteStore {
         certificate: String,
         log: LogRecord,
     ) -> Result<Erasure, StoreError> {
-        self.write(move |c| {
+        self.write_alone(move |c| {
             let sid = id.to_string();
             let kept: Option<(i64, String)> = c
                 .query_row("SELECT erased_at, certificate FROM erasures WHERE subject_id = ?1", params![sid], |r| {
@@ -285,7 +285,7 @@ impl RightsStore for SqliteStore {
     ) -> Result<Expired, StoreError> {
         let rules = rules.to_vec();
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             let sid = id.to_string();
             let held: bool = tx
                 .query_row("SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)", params![sid], |r| {
@@ -330,7 +330,7 @@ impl RightsStore for SqliteStore {
 
     async fn insert_request(&self, r: Request, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             tx.execute(
                 &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
                 params![
@@ -362,7 +362,7 @@ impl RightsStore for SqliteStore {
     ) -> Result<Option<Request>, StoreError> {
         let (id, status, by) = (id.to_string(), status.to_string(), by.to_string());
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let tx = c.savepoint().map_err(db_err)?;
             let changed = tx
                 .execute(
                     "UPDATE requests SET status = ?2, closed_at = ?3, closed_by = ?4 WHERE id = ?1 AND status = 'open'",
