@@ -18,6 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, NoTls};
 
 mod consents;
+mod log_batch;
 mod rights;
 
 use crate::{
@@ -37,6 +38,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
     pool: Pool,
+    log: log_batch::LogBatcher,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -182,7 +184,8 @@ impl PgStore {
             .timeouts(Timeouts { wait: Some(TIMEOUT), create: Some(TIMEOUT), recycle: Some(TIMEOUT) })
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let store = Self { pool };
+        let log = log_batch::LogBatcher::start(pool.clone());
+        let store = Self { pool, log };
         store.migrate().await?;
         Ok(store)
     }
@@ -506,11 +509,7 @@ impl Store for PgStore {
     }
 
     async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let first = append_log_tx(&tx, &records).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(first)
+        self.log.append(records).await
     }
 
     async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError> {
