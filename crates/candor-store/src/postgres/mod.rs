@@ -128,35 +128,54 @@ async fn log_size(c: &impl GenericClient) -> Result<u64, StoreError> {
 async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecord]) -> Result<u64, StoreError> {
     let first =
         tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?.get::<_, i64>(0) as u64;
-    let mut fresh: HashMap<(u32, u64), Hash> = HashMap::new();
+    // Compute every row first (nodes this batch completes are remembered, older ones fetched
+    // when needed), then write them with one multi-row insert per table: a handful of round
+    // trips per batch, whatever its size.
+    let mut known: HashMap<(u32, u64), Hash> = HashMap::new();
+    let (mut entry_idx, mut entries) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
+    let (mut node_level, mut node_idx, mut node_hash) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut link_subject, mut link_idx) = (Vec::new(), Vec::new());
     for (i, record) in records.iter().enumerate() {
         let idx = first + i as u64;
-        tx.execute("INSERT INTO log_entries (idx, entry) VALUES ($1, $2)", &[&(idx as i64), &record.entry])
-            .await
-            .map_err(pg_err)?;
+        entry_idx.push(idx as i64);
+        entries.push(record.entry.as_slice());
         let leaf = merkle::leaf_hash(&record.entry);
         let mut rec = NodeRecorder::default();
         merkle::completed_nodes(&mut rec, idx, leaf).map_err(proof_err)?;
-        let missing: Vec<(u32, u64)> = rec.wanted.into_iter().filter(|k| !fresh.contains_key(k)).collect();
-        let mut src = MapSource(fetch_nodes(tx, &missing).await?);
-        src.0.extend(fresh.iter().map(|(k, v)| (*k, *v)));
-        for (level, index, hash) in merkle::completed_nodes(&mut src, idx, leaf).map_err(proof_err)? {
-            tx.execute(
-                "INSERT INTO log_nodes (level, idx, hash) VALUES ($1, $2, $3)",
-                &[&(level as i32), &(index as i64), &&hash[..]],
-            )
-            .await
-            .map_err(pg_err)?;
-            fresh.insert((level, index), hash);
+        let missing: Vec<(u32, u64)> = rec.wanted.into_iter().filter(|k| !known.contains_key(k)).collect();
+        known.extend(fetch_nodes(tx, &missing).await?);
+        let mut src = MapSource(std::mem::take(&mut known));
+        let completed = merkle::completed_nodes(&mut src, idx, leaf).map_err(proof_err)?;
+        known = src.0;
+        for (level, index, hash) in completed {
+            node_level.push(level as i32);
+            node_idx.push(index as i64);
+            node_hash.push(hash.to_vec());
+            known.insert((level, index), hash);
         }
         for subject in &record.subjects {
-            tx.execute(
-                "INSERT INTO log_subjects (subject_id, idx) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&subject.to_string(), &(idx as i64)],
-            )
-            .await
-            .map_err(pg_err)?;
+            link_subject.push(subject.to_string());
+            link_idx.push(idx as i64);
         }
+    }
+    tx.execute("INSERT INTO log_entries (idx, entry) SELECT * FROM unnest($1::int8[], $2::bytea[])", &[&entry_idx, &entries])
+        .await
+        .map_err(pg_err)?;
+    if !node_level.is_empty() {
+        tx.execute(
+            "INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
+            &[&node_level, &node_idx, &node_hash],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    if !link_subject.is_empty() {
+        tx.execute(
+            "INSERT INTO log_subjects (subject_id, idx) SELECT * FROM unnest($1::text[], $2::int8[]) ON CONFLICT DO NOTHING",
+            &[&link_subject, &link_idx],
+        )
+        .await
+        .map_err(pg_err)?;
     }
     tx.execute("UPDATE log_head SET size = $1", &[&((first + records.len() as u64) as i64)]).await.map_err(pg_err)?;
     Ok(first)
