@@ -23,59 +23,71 @@ impl ConsentStore for PgStore {
         notices: Vec<NoticeText>,
         log: Vec<LogRecord>,
     ) -> Result<Recorded, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        for n in &notices {
-            tx.execute(
-                "INSERT INTO consent_notices (version, purpose, text, first_seen) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (version) DO NOTHING",
-                &[&n.version, &n.purpose.as_str(), &n.text, &now()],
+        self.changes
+            .run_keeping(
+                move |tx| {
+                    Box::pin(async move {
+                        for n in &notices {
+                            tx.execute(
+                            "INSERT INTO consent_notices (version, purpose, text, first_seen) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (version) DO NOTHING",
+                            &[&n.version, &n.purpose.as_str(), &n.text, &now()],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                        }
+                        let put = tx
+                            .prepare(
+                                "INSERT INTO consents (subject_id, purpose, channel, action, notice_version, method,
+                                 actor_kind, actor_token, given_at, recorded_at, receipt_id)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                            )
+                            .await
+                            .map_err(pg_err)?;
+                        for r in &records {
+                            let sid = r.subject.to_string();
+                            let inserted = tx
+                                .execute(
+                                    "INSERT INTO consent_receipts (id, subject_id, recorded_at, body, note)
+                                 SELECT $1, id, $3, $4, $5 FROM subjects WHERE id = $2",
+                                    &[
+                                        &r.receipt_id,
+                                        &sid,
+                                        &r.recorded_at,
+                                        &r.receipt,
+                                        &r.note.as_ref().map(Ciphertext::as_bytes),
+                                    ],
+                                )
+                                .await
+                                .map_err(pg_err)?;
+                            if inserted != 1 {
+                                // Dropping the transaction rolls it back.
+                                return Ok(Recorded::UnknownSubject(r.subject));
+                            }
+                            for e in &r.entries {
+                                let args: [&(dyn ToSql + Sync); 11] = [
+                                    &sid,
+                                    &e.purpose.as_str(),
+                                    &channel_column(e.channel),
+                                    &e.action.name(),
+                                    &e.notice_version,
+                                    &r.method.name(),
+                                    &r.actor_kind.name(),
+                                    &r.actor_token,
+                                    &r.given_at,
+                                    &r.recorded_at,
+                                    &r.receipt_id,
+                                ];
+                                tx.execute(&put, &args).await.map_err(pg_err)?;
+                            }
+                        }
+                        append_log_tx(tx, &log).await?;
+                        Ok(Recorded::All)
+                    })
+                },
+                |r| *r == Recorded::All,
             )
             .await
-            .map_err(pg_err)?;
-        }
-        let put = tx
-            .prepare(
-                "INSERT INTO consents (subject_id, purpose, channel, action, notice_version, method,
-                     actor_kind, actor_token, given_at, recorded_at, receipt_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .await
-            .map_err(pg_err)?;
-        for r in &records {
-            let sid = r.subject.to_string();
-            let inserted = tx
-                .execute(
-                    "INSERT INTO consent_receipts (id, subject_id, recorded_at, body, note)
-                     SELECT $1, id, $3, $4, $5 FROM subjects WHERE id = $2",
-                    &[&r.receipt_id, &sid, &r.recorded_at, &r.receipt, &r.note.as_ref().map(Ciphertext::as_bytes)],
-                )
-                .await
-                .map_err(pg_err)?;
-            if inserted != 1 {
-                // Dropping the transaction rolls it back.
-                return Ok(Recorded::UnknownSubject(r.subject));
-            }
-            for e in &r.entries {
-                let args: [&(dyn ToSql + Sync); 11] = [
-                    &sid,
-                    &e.purpose.as_str(),
-                    &channel_column(e.channel),
-                    &e.action.name(),
-                    &e.notice_version,
-                    &r.method.name(),
-                    &r.actor_kind.name(),
-                    &r.actor_token,
-                    &r.given_at,
-                    &r.recorded_at,
-                    &r.receipt_id,
-                ];
-                tx.execute(&put, &args).await.map_err(pg_err)?;
-            }
-        }
-        append_log_tx(&tx, &log).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(Recorded::All)
     }
 
     async fn consent_history(

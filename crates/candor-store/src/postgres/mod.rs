@@ -17,6 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, NoTls};
 
+mod batch;
 mod consents;
 mod log_batch;
 mod rights;
@@ -39,6 +40,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgStore {
     pool: Pool,
     log: log_batch::LogBatcher,
+    changes: batch::Batcher,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -158,9 +160,12 @@ async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecor
             link_idx.push(idx as i64);
         }
     }
-    tx.execute("INSERT INTO log_entries (idx, entry) SELECT * FROM unnest($1::int8[], $2::bytea[])", &[&entry_idx, &entries])
-        .await
-        .map_err(pg_err)?;
+    tx.execute(
+        "INSERT INTO log_entries (idx, entry) SELECT * FROM unnest($1::int8[], $2::bytea[])",
+        &[&entry_idx, &entries],
+    )
+    .await
+    .map_err(pg_err)?;
     if !node_level.is_empty() {
         tx.execute(
             "INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
@@ -204,7 +209,8 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let log = log_batch::LogBatcher::start(pool.clone());
-        let store = Self { pool, log };
+        let changes = batch::Batcher::start(pool.clone());
+        let store = Self { pool, log, changes };
         store.migrate().await?;
         Ok(store)
     }
@@ -277,37 +283,41 @@ impl Store for PgStore {
     }
 
     async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let id = s.id.to_string();
-        tx.execute(
-            "INSERT INTO candor_keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&id, &(s.dek.kek_version as i32), &(s.dek.dek_version as i32), &s.dek.wrapped.as_bytes(), &s.now],
-        )
-        .await
-        .map_err(pg_err)?;
-        tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES ($1, $2, $2)", &[&id, &s.now])
+        self.changes
+            .run(move |tx| {
+                Box::pin(async move {
+                    let id = s.id.to_string();
+                    tx.execute(
+                        "INSERT INTO candor_keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[&id, &(s.dek.kek_version as i32), &(s.dek.dek_version as i32), &s.dek.wrapped.as_bytes(), &s.now],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES ($1, $2, $2)", &[&id, &s.now])
+                        .await
+                        .map_err(pg_err)?;
+                    for (field, value) in &s.values {
+                        tx.execute(
+                            "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)",
+                            &[&id, &field.as_str(), &value.as_bytes(), &s.now],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                    }
+                    for (field, token) in &s.index {
+                        tx.execute(
+                            "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
+                            &[&field.as_str(), &token.as_bytes(), &id],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                    }
+                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(pg_err)?;
-        for (field, value) in &s.values {
-            tx.execute(
-                "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)",
-                &[&id, &field.as_str(), &value.as_bytes(), &s.now],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
-        for (field, token) in &s.index {
-            tx.execute(
-                "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
-                &[&field.as_str(), &token.as_bytes(), &id],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)
     }
 
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
@@ -372,53 +382,56 @@ impl Store for PgStore {
         now: Millis,
         log: LogRecord,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let sid = id.to_string();
-        let found =
-            tx.execute("UPDATE subjects SET updated_at = $2 WHERE id = $1", &[&sid, &now]).await.map_err(pg_err)?;
-        if found == 0 {
-            return Ok(false);
-        }
-        for change in &changes {
-            // The old index entry goes whatever the change; a new value brings its own.
-            tx.execute(
-                "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
-                &[&sid, &change.field().as_str()],
-            )
-            .await
-            .map_err(pg_err)?;
-            match change {
-                FieldChange::Set { field, value, index } => {
-                    tx.execute(
-                        "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at",
-                        &[&sid, &field.as_str(), &value.as_bytes(), &now],
-                    )
-                    .await
-                    .map_err(pg_err)?;
-                    if let Some(token) = index {
+        self.changes
+            .run(move |tx| {
+                Box::pin(async move {
+                    let sid = id.to_string();
+                    let found =
+                        tx.execute("UPDATE subjects SET updated_at = $2 WHERE id = $1", &[&sid, &now]).await.map_err(pg_err)?;
+                    if found == 0 {
+                        return Ok(false);
+                    }
+                    for change in &changes {
+                        // The old index entry goes whatever the change; a new value brings its own.
                         tx.execute(
-                            "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
-                            &[&field.as_str(), &token.as_bytes(), &sid],
+                            "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
+                            &[&sid, &change.field().as_str()],
                         )
                         .await
                         .map_err(pg_err)?;
+                        match change {
+                            FieldChange::Set { field, value, index } => {
+                                tx.execute(
+                                    "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)
+                                     ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at",
+                                    &[&sid, &field.as_str(), &value.as_bytes(), &now],
+                                )
+                                .await
+                                .map_err(pg_err)?;
+                                if let Some(token) = index {
+                                    tx.execute(
+                                        "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
+                                        &[&field.as_str(), &token.as_bytes(), &sid],
+                                    )
+                                    .await
+                                    .map_err(pg_err)?;
+                                }
+                            }
+                            FieldChange::Remove { field } => {
+                                tx.execute(
+                                    "DELETE FROM field_values WHERE subject_id = $1 AND field = $2",
+                                    &[&sid, &field.as_str()],
+                                )
+                                .await
+                                .map_err(pg_err)?;
+                            }
+                        }
                     }
-                }
-                FieldChange::Remove { field } => {
-                    tx.execute(
-                        "DELETE FROM field_values WHERE subject_id = $1 AND field = $2",
-                        &[&sid, &field.as_str()],
-                    )
-                    .await
-                    .map_err(pg_err)?;
-                }
-            }
-        }
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(true)
+                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    Ok(true)
+                })
+            })
+            .await
     }
 
     async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError> {
@@ -435,28 +448,31 @@ impl Store for PgStore {
     }
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
-                 SELECT $1, id, $3, $4, $5 FROM subjects WHERE id = $2",
-                &[
-                    &e.id.to_string(),
-                    &e.subject.to_string(),
-                    &e.event_type.as_str(),
-                    &e.recorded_at,
-                    &e.payload.as_bytes(),
-                ],
-            )
+        self.changes
+            .run(move |tx| {
+                Box::pin(async move {
+                    let inserted = tx
+                        .execute(
+                            "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
+                             SELECT $1, id, $3, $4, $5 FROM subjects WHERE id = $2",
+                            &[
+                                &e.id.to_string(),
+                                &e.subject.to_string(),
+                                &e.event_type.as_str(),
+                                &e.recorded_at,
+                                &e.payload.as_bytes(),
+                            ],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                    if inserted != 1 {
+                        return Ok(false);
+                    }
+                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    Ok(true)
+                })
+            })
             .await
-            .map_err(pg_err)?;
-        if inserted != 1 {
-            return Ok(false);
-        }
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(true)
     }
 
     async fn list_events(
@@ -495,16 +511,20 @@ impl Store for PgStore {
     }
 
     async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        tx.execute(
-            "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&t.id, &&t.hash[..], &t.role, &t.description, &t.created_at, &t.expires_at],
-        )
-        .await
-        .map_err(pg_err)?;
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)
+        self.changes
+            .run(move |tx| {
+                Box::pin(async move {
+                    tx.execute(
+                        "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&t.id, &&t.hash[..], &t.role, &t.description, &t.created_at, &t.expires_at],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
