@@ -12,17 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, SubjectPath, parse_subject_id};
+use super::{AppState, rfc3339};
 use crate::vault::{Authorized, ChangeInput, Vault};
 
 /// The header a browser sends when its user turned on Global Privacy Control.
 pub const GPC_HEADER: &str = "sec-gpc";
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct SlotView {

@@ -28,6 +28,11 @@ use tower_http::timeout::TimeoutLayer;
 use self::error::ApiError;
 use crate::vault::Vault;
 
+/// A time in milliseconds as RFC 3339, as the API shows times.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub vault: Vault,

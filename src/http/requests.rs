@@ -9,14 +9,10 @@ use candor_store::Request;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, parse_subject_id};
+use super::{AppState, rfc3339};
 use crate::vault::Authorized;
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct RequestView {

@@ -7,14 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, SubjectPath};
+use super::{AppState, rfc3339};
 use crate::vault::Authorized;
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
-}
 
 /// Erase a customer by crypto-shredding: their data key is destroyed, then their values,
 /// index entries, events and consents are deleted. Idempotent: erasing again returns the same

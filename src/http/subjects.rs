@@ -9,14 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, SubjectPath};
+use super::{AppState, rfc3339};
 use crate::vault::{Authorized, DEFAULT_EVENT_PAGE, NewEventInput};
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
-}
 
 /// Fields to store or correct, by declared field name.
 #[derive(Deserialize, ToSchema)]

@@ -51,6 +51,20 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl StoreError {
+    /// The same error again, for handing one failure (of a shared commit) to several callers.
+    pub fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::OutOfRange(m) => StoreError::OutOfRange(m.clone()),
+            StoreError::Erased { at } => StoreError::Erased { at: *at },
+            StoreError::Internal(m) => StoreError::Internal(m.clone()),
+        }
+    }
+}
+
 /// A new subject: its wrapped data key, sealed values and blind indexes.
 #[derive(Debug)]
 pub struct NewSubject {

@@ -26,14 +26,6 @@ pub(super) struct Batcher {
     tx: mpsc::UnboundedSender<Job>,
 }
 
-fn copy_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-        other => StoreError::Internal(other.to_string()),
-    }
-}
-
 impl Batcher {
     pub(super) fn start(pool: Pool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -110,7 +102,7 @@ async fn run(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>) {
         for d in delivers {
             d(match &outcome {
                 Ok(()) => Ok(()),
-                Err(e) => Err(copy_err(e)),
+                Err(e) => Err(e.duplicate()),
             });
         }
     }

@@ -33,13 +33,6 @@ impl LogBatcher {
     }
 }
 
-fn copy_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        other => StoreError::Internal(other.to_string()),
-    }
-}
-
 async fn run(pool: Pool, mut rx: mpsc::UnboundedReceiver<(Vec<LogRecord>, Reply)>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -63,7 +56,7 @@ async fn run(pool: Pool, mut rx: mpsc::UnboundedReceiver<(Vec<LogRecord>, Reply)
         for ((_, reply), size) in batch.into_iter().zip(sizes) {
             let _ = reply.send(match &result {
                 Ok(_) => Ok(next),
-                Err(e) => Err(copy_err(e)),
+                Err(e) => Err(e.duplicate()),
             });
             next += size as u64;
         }

@@ -46,17 +46,6 @@ fn panicked() -> StoreError {
     StoreError::Internal("a database write panicked".into())
 }
 
-fn copy_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        StoreError::OutOfRange(m) => StoreError::OutOfRange(m.clone()),
-        StoreError::Erased { at } => StoreError::Erased { at: *at },
-        StoreError::Internal(m) => StoreError::Internal(m.clone()),
-    }
-}
-
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub(super) fn start(conn: Connection) -> Self {
@@ -167,7 +156,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
         match begin(conn) {
             Err(e) => {
                 for ((_, tx), _) in pres {
-                    let _ = tx.send(Err(copy_err(&e)));
+                    let _ = tx.send(Err(e.duplicate()));
                 }
             }
             Ok(()) => {
@@ -200,7 +189,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
                     }
                     Err(e) => {
                         for (tx, _) in passed {
-                            let _ = tx.send(Err(copy_err(&e)));
+                            let _ = tx.send(Err(e.duplicate()));
                         }
                     }
                 }
@@ -213,7 +202,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     // Phase 2: the data, one savepoint per write, one commit for all.
     if let Err(e) = begin(conn) {
         for run in runs {
-            run(Err(copy_err(&e)))(Ok(()));
+            run(Err(e.duplicate()))(Ok(()));
         }
         return;
     }
@@ -222,7 +211,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     for d in delivers {
         d(match &result {
             Ok(()) => Ok(()),
-            Err(e) => Err(copy_err(e)),
+            Err(e) => Err(e.duplicate()),
         });
     }
 }
