@@ -1,6 +1,8 @@
 //! Group commit of changes on PostgreSQL: the changes that arrive together run in one
 //! transaction, each in a savepoint (a failing change rolls back only itself), and commit once —
-//! one `log_head` lock and one WAL flush for the batch. Callers are answered after the commit.
+//! one `log_head` lock and one WAL flush for the batch. A change hands its log records to the
+//! batch's [`LogSink`]; they are appended together, in one multi-row append, just before the
+//! commit (records of a change rolled back are dropped). Callers are answered after the commit.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,8 +11,27 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Transaction;
 
-use super::{pg_err, pool_err};
-use crate::StoreError;
+use super::{append_log_tx, pg_err, pool_err};
+use crate::{LogRecord, StoreError};
+
+/// The log records of a batch's changes, appended together before the commit.
+#[derive(Default)]
+pub(super) struct LogSink(std::sync::Mutex<Vec<LogRecord>>);
+
+impl LogSink {
+    pub(super) fn push(&self, record: LogRecord) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+    }
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+    fn truncate(&self, len: usize) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).truncate(len);
+    }
+    fn take(&self) -> Vec<LogRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
 
 /// Most changes committed together.
 const MAX_BATCH: usize = 256;
@@ -19,7 +40,7 @@ pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A change: runs on the batch's transaction (in its savepoint) and says whether to keep it.
 /// Given no transaction (the batch could not start), it only prepares its delivery.
-type Job = Box<dyn for<'t> FnOnce(Option<&'t Transaction<'t>>) -> BoxFuture<'t, (bool, Deliver)> + Send>;
+type Job = Box<dyn for<'t> FnOnce(Option<(&'t Transaction<'t>, &'t LogSink)>) -> BoxFuture<'t, (bool, Deliver)> + Send>;
 
 #[derive(Clone)]
 pub(super) struct Batcher {
@@ -37,7 +58,7 @@ impl Batcher {
     pub(super) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t Transaction<'t>) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
+        F: for<'t> FnOnce(&'t Transaction<'t>, &'t LogSink) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
     {
         self.run_keeping(f, |_| true).await
     }
@@ -47,13 +68,13 @@ impl Batcher {
     pub(super) async fn run_keeping<T, F>(&self, f: F, keep: fn(&T) -> bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t Transaction<'t>) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
+        F: for<'t> FnOnce(&'t Transaction<'t>, &'t LogSink) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |tx| {
             Box::pin(async move {
                 let result = match tx {
-                    Some(tx) => f(tx).await,
+                    Some((tx, log)) => f(tx, log).await,
                     None => Err(StoreError::Internal("not run".into())),
                 };
                 let keep = result.as_ref().is_ok_and(keep);
@@ -82,15 +103,22 @@ async fn run(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>) {
         let outcome = async {
             let mut client = pool.get().await.map_err(pool_err)?;
             let mut tx = client.transaction().await.map_err(pg_err)?;
+            let sink = LogSink::default();
             for job in jobs.by_ref() {
                 let sp = tx.savepoint("change").await.map_err(pg_err)?;
-                let (keep, deliver) = job(Some(&sp)).await;
+                let logged = sink.len();
+                let (keep, deliver) = job(Some((&sp, &sink))).await;
                 delivers.push(deliver);
                 if keep {
                     sp.commit().await.map_err(pg_err)?;
                 } else {
+                    sink.truncate(logged);
                     sp.rollback().await.map_err(pg_err)?;
                 }
+            }
+            let records = sink.take();
+            if !records.is_empty() {
+                append_log_tx(&tx, &records).await?;
             }
             tx.commit().await.map_err(pg_err)
         }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
-use super::{PgStore, append_log_tx, now, pg_err, pool_err, subject_of};
+use super::{PgStore, now, pg_err, pool_err, subject_of};
 use crate::consents::{
     AUDIENCE_BATCH, AUDIENCE_BUFFER, AudienceRow, ConsentColumns, ConsentStore, NewConsentRecord, NoticeText, Recorded,
     StoredConsent, StoredReceipt, channel_column, parse_action,
@@ -25,7 +25,7 @@ impl ConsentStore for PgStore {
     ) -> Result<Recorded, StoreError> {
         self.changes
             .run_keeping(
-                move |tx| {
+                move |tx, log_sink| {
                     Box::pin(async move {
                         for n in &notices {
                             tx.execute(
@@ -81,7 +81,9 @@ impl ConsentStore for PgStore {
                                 tx.execute(&put, &args).await.map_err(pg_err)?;
                             }
                         }
-                        append_log_tx(tx, &log).await?;
+                        for record in log {
+                            log_sink.push(record);
+                        }
                         Ok(Recorded::All)
                     })
                 },

@@ -284,7 +284,7 @@ impl Store for PgStore {
 
     async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
         self.changes
-            .run(move |tx| {
+            .run(move |tx, log_sink| {
                 Box::pin(async move {
                     let id = s.id.to_string();
                     tx.execute(
@@ -313,7 +313,7 @@ impl Store for PgStore {
                         .await
                         .map_err(pg_err)?;
                     }
-                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    log_sink.push(log);
                     Ok(())
                 })
             })
@@ -383,7 +383,7 @@ impl Store for PgStore {
         log: LogRecord,
     ) -> Result<bool, StoreError> {
         self.changes
-            .run(move |tx| {
+            .run(move |tx, log_sink| {
                 Box::pin(async move {
                     let sid = id.to_string();
                     let found =
@@ -427,7 +427,7 @@ impl Store for PgStore {
                             }
                         }
                     }
-                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    log_sink.push(log);
                     Ok(true)
                 })
             })
@@ -449,7 +449,7 @@ impl Store for PgStore {
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
         self.changes
-            .run(move |tx| {
+            .run(move |tx, log_sink| {
                 Box::pin(async move {
                     let inserted = tx
                         .execute(
@@ -468,7 +468,7 @@ impl Store for PgStore {
                     if inserted != 1 {
                         return Ok(false);
                     }
-                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    log_sink.push(log);
                     Ok(true)
                 })
             })
@@ -512,7 +512,7 @@ impl Store for PgStore {
 
     async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
         self.changes
-            .run(move |tx| {
+            .run(move |tx, log_sink| {
                 Box::pin(async move {
                     tx.execute(
                         "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -520,7 +520,7 @@ impl Store for PgStore {
                     )
                     .await
                     .map_err(pg_err)?;
-                    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+                    log_sink.push(log);
                     Ok(())
                 })
             })
