@@ -287,28 +287,34 @@ impl Store for PgStore {
             .run(move |tx, log_sink| {
                 Box::pin(async move {
                     let id = s.id.to_string();
+                    // Key and subject row in one statement; then all values and all index entries in
+                    // one multi-row insert each: three round trips whatever the number of fields.
                     tx.execute(
-                        "INSERT INTO candor_keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
-                         VALUES ($1, $2, $3, $4, $5)",
+                        "WITH k AS (INSERT INTO candor_keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
+                                    VALUES ($1, $2, $3, $4, $5))
+                         INSERT INTO subjects (id, created_at, updated_at) VALUES ($1, $5, $5)",
                         &[&id, &(s.dek.kek_version as i32), &(s.dek.dek_version as i32), &s.dek.wrapped.as_bytes(), &s.now],
                     )
                     .await
                     .map_err(pg_err)?;
-                    tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES ($1, $2, $2)", &[&id, &s.now])
-                        .await
-                        .map_err(pg_err)?;
-                    for (field, value) in &s.values {
+                    if !s.values.is_empty() {
+                        let fields: Vec<&str> = s.values.iter().map(|(f, _)| f.as_str()).collect();
+                        let sealed: Vec<&[u8]> = s.values.iter().map(|(_, v)| v.as_bytes()).collect();
                         tx.execute(
-                            "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)",
-                            &[&id, &field.as_str(), &value.as_bytes(), &s.now],
+                            "INSERT INTO field_values (subject_id, field, ciphertext, updated_at)
+                             SELECT $1, f, c, $4 FROM unnest($2::text[], $3::bytea[]) AS v(f, c)",
+                            &[&id, &fields, &sealed, &s.now],
                         )
                         .await
                         .map_err(pg_err)?;
                     }
-                    for (field, token) in &s.index {
+                    if !s.index.is_empty() {
+                        let fields: Vec<&str> = s.index.iter().map(|(f, _)| f.as_str()).collect();
+                        let tokens: Vec<&[u8]> = s.index.iter().map(|(_, t)| t.as_bytes()).collect();
                         tx.execute(
-                            "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
-                            &[&field.as_str(), &token.as_bytes(), &id],
+                            "INSERT INTO blind_index (field, token, subject_id)
+                             SELECT f, t, $1 FROM unnest($2::text[], $3::bytea[]) AS i(f, t)",
+                            &[&id, &fields, &tokens],
                         )
                         .await
                         .map_err(pg_err)?;
