@@ -7,12 +7,14 @@
 use candor_core::SubjectId;
 use candor_core::rights::retention_rules;
 use candor_store::{Due, Expired, StoreError};
+use futures_util::StreamExt;
 
 use crate::audit::{Audit, system_actor};
 use crate::vault::{Vault, VaultError};
 
-/// Customers fetched per page of candidates.
+/// Customers fetched per page of candidates, and retention passes in flight at once.
 const PAGE: u32 = 5000;
+const IN_FLIGHT: usize = 64;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
@@ -47,26 +49,33 @@ impl Vault {
             let Some(last) = page.last().copied() else {
                 break;
             };
-            for id in page {
-                let expired = self
-                    .store()
-                    .apply_retention(
-                        id,
-                        &rules,
-                        Box::new(move |e| {
-                            let names = e
-                                .fields
-                                .iter()
-                                .map(|f| f.as_str().to_string())
-                                .chain(e.events.iter().map(|(t, _)| t.as_str().to_string()));
-                            Audit::new(&system_actor(), "retention.delete")
-                                .subjects(&[id])
-                                .fields(names.collect::<Vec<_>>())
-                                .detail(describe(e))
-                                .record_quiet()
-                        }),
-                    )
-                    .await?;
+            // Several customers in flight at once: their transactions share commits (group commit).
+            let passes = page.into_iter().map(|id| {
+                let rules = &rules;
+                async move {
+                    self.store()
+                        .apply_retention(
+                            id,
+                            rules,
+                            Box::new(move |e| {
+                                let names = e
+                                    .fields
+                                    .iter()
+                                    .map(|f| f.as_str().to_string())
+                                    .chain(e.events.iter().map(|(t, _)| t.as_str().to_string()));
+                                Audit::new(&system_actor(), "retention.delete")
+                                    .subjects(&[id])
+                                    .fields(names.collect::<Vec<_>>())
+                                    .detail(describe(e))
+                                    .record_quiet()
+                            }),
+                        )
+                        .await
+                }
+            });
+            let mut passes = futures_util::stream::iter(passes).buffer_unordered(IN_FLIGHT);
+            while let Some(expired) = passes.next().await {
+                let expired = expired?;
                 if expired.held {
                     report.held += 1;
                 } else if !expired.is_empty() {
