@@ -157,6 +157,18 @@ enum TokenCommand {
         #[arg(long)]
         expires: Option<String>,
     },
+    /// List tokens: id, role, description, created, expires, revoked (never the token itself).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke a token by id: the next request carrying it is refused (`token_revoked`).
+    Revoke {
+        /// The token's id (from `candor token list`).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -301,6 +313,32 @@ async fn run(command: Command) -> Result<()> {
             let (_, vault) = install::open(&config.config).await?;
             let token = vault.create_token(&role, &description, expires_at).await?;
             println!("{}", token.as_str());
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::List { config } } => {
+            let (_, vault) = install::open(&config.config).await?;
+            let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
+            println!(
+                "{:<36}  {:<18}  {:<20}  {:<20}  {:<20}  description",
+                "id", "role", "created", "expires", "revoked"
+            );
+            for t in vault.tokens(&audit::system_actor()).await? {
+                println!(
+                    "{:<36}  {:<18}  {:<20}  {:<20}  {:<20}  {}",
+                    t.id,
+                    t.role,
+                    time(t.created_at),
+                    t.expires_at.map(time).unwrap_or_else(|| "never".into()),
+                    t.revoked_at.map(time).unwrap_or_else(|| "-".into()),
+                    t.description
+                );
+            }
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Revoke { id, config } } => {
+            let (_, vault) = install::open(&config.config).await?;
+            let t = vault.revoke_token(&audit::system_actor(), &id).await?;
+            println!("token {} ({}) is revoked: the next request carrying it is refused", t.id, t.role);
             Ok(())
         }
         Command::Catalog { command: CatalogCommand::Check { config } } => {

@@ -10,6 +10,7 @@ on_both_backends!(
     malformed_requests_get_clear_errors_and_the_server_keeps_serving,
     events_are_limited_to_declared_types_the_purpose_covers,
     the_catalog_and_the_openapi_document_are_served,
+    tokens_are_listed_without_secrets_and_revocation_takes_effect_on_the_next_request,
 );
 
 use std::time::Duration;
@@ -326,4 +327,42 @@ async fn the_catalog_and_the_openapi_document_are_served(install: Install) {
     }
     assert!(doc["paths"]["/v1/subjects/{id}"].get("patch").is_some());
     assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
+}
+
+async fn tokens_are_listed_without_secrets_and_revocation_takes_effect_on_the_next_request(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let support_token = install.token("support_agent");
+    let support = server.client(&support_token, Some("customer_support"));
+    let id = backend.create(ada()).await;
+    assert_eq!(support.get(&format!("/v1/subjects/{id}")).await.status, 200);
+
+    // The CLI lists ids, roles and lifetimes, never a token.
+    let config = install.config();
+    let (ok, out, err) = common::candor(&["token", "list", "--config", config.to_str().unwrap()], install.dir.path());
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains(&support_token) && !out.contains("cnd_"), "{out}");
+    let support_id =
+        out.lines().find(|l| l.contains("support_agent")).and_then(|l| l.split_whitespace().next()).unwrap();
+    let (ok, out, err) =
+        common::candor(&["token", "revoke", support_id, "--config", config.to_str().unwrap()], install.dir.path());
+    assert!(ok && out.contains("is revoked"), "{out}{err}");
+    let r = support.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "token_revoked"));
+
+    // Over the API: admin only.
+    let r = backend.get("/v1/tokens").await;
+    assert_eq!((r.status, r.code()), (403, "admin_only"));
+    let admin = server.client(&install.admin_token, None);
+    let r = admin.get("/v1/tokens").await;
+    assert_eq!(r.status, 200);
+    assert!(!r.body.to_string().contains("cnd_"));
+    let listed = r.body["tokens"].as_array().unwrap();
+    let backend_id = listed.iter().find(|t| t["role"] == "shop_backend").unwrap()["id"].as_str().unwrap().to_string();
+    assert!(listed.iter().any(|t| t["role"] == "support_agent" && t["revoked_at"].is_string()));
+    let r = admin.send(admin.request(reqwest::Method::DELETE, &format!("/v1/tokens/{backend_id}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.code(), "token_revoked");
+    let r = admin.send(admin.request(reqwest::Method::DELETE, "/v1/tokens/nope")).await;
+    assert_eq!((r.status, r.code()), (404, "token_not_found"));
 }

@@ -158,6 +158,8 @@ impl From<VaultError> for ApiError {
                     "{msg}; nothing was returned. The stored record may have been tampered with: investigate before retrying"
                 ),
             ),
+            VaultError::AdminOnly => ApiError::new(S::FORBIDDEN, "admin_only", msg).with_field("Authorization"),
+            VaultError::TokenNotFound => ApiError::new(S::NOT_FOUND, "token_not_found", msg).with_field("id"),
             VaultError::RequestNotFound => ApiError::new(S::NOT_FOUND, "request_not_found", msg).with_field("id"),
             VaultError::Restricted => ApiError::new(S::FORBIDDEN, "restricted", msg).with_field("id"),
             VaultError::LegalHold => ApiError::new(S::CONFLICT, "legal_hold", msg).with_field("id"),

@@ -11,6 +11,7 @@ mod report;
 mod requests;
 mod rights;
 mod subjects;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -59,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests", get(requests::list_requests).post(requests::open_request))
         .route("/v1/requests/{id}", axum::routing::patch(requests::close_request))
         .route("/metrics", get(requests::metrics))
+        .route("/v1/tokens", get(tokens::list))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
         .route("/v1/subjects/{id}/access-log", get(log::access_log))
         .route("/v1/subjects/{id}/consents", get(consents::get_consents).post(consents::post_consents))

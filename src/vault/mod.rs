@@ -8,6 +8,7 @@ mod consents;
 mod report;
 mod requests;
 mod rights;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -94,6 +95,10 @@ pub enum VaultError {
     WrongPurpose(String),
     #[error("no request with this id")]
     RequestNotFound,
+    #[error("no token with this id")]
+    TokenNotFound,
+    #[error("only the admin role manages tokens")]
+    AdminOnly,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

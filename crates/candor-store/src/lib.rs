@@ -196,6 +196,13 @@ pub trait Store: ConsentStore + RightsStore + Send + Sync + 'static {
     /// The token with this hash, if any (revoked and expired ones included: the caller decides).
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError>;
 
+    /// Every token (never the token itself: it is not stored), newest first.
+    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError>;
+
+    /// Revokes a token and logs it; `None` if there is no such token. An already revoked token
+    /// is returned as it is (and nothing is logged).
+    async fn revoke_token(&self, id: &str, at: Millis, log: LogRecord) -> Result<Option<StoredToken>, StoreError>;
+
     /// Appends log records (reads, denials, …) in one transaction; returns the first index.
     async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError>;
 

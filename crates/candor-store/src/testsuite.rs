@@ -538,4 +538,12 @@ async fn tokens_are_found_by_hash_only(store: &dyn Store) {
     );
     assert!(store.token_by_hash(&[8; 32]).await.unwrap().is_none());
     assert!(store.insert_token(token, log("token-again", None)).await.is_err(), "a token hash is unique");
+    // Listing never shows a token (only its id and metadata); revoking is logged once.
+    let listed = store.tokens().await.unwrap();
+    assert!(listed.iter().any(|t| t.id == "tok-1"), "{listed:?}");
+    let revoked = store.revoke_token("tok-1", 9, log("revoke", None)).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(9));
+    let again = store.revoke_token("tok-1", 10, log("revoke-again", None)).await.unwrap().unwrap();
+    assert_eq!(again.revoked_at, Some(9));
+    assert!(store.revoke_token("nope", 9, log("revoke-ghost", None)).await.unwrap().is_none());
 }

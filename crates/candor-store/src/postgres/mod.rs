@@ -271,6 +271,19 @@ impl PgStore {
     }
 }
 
+const TOKEN_COLUMNS: &str = "id, role, description, created_at, expires_at, revoked_at";
+
+fn token_row(r: &tokio_postgres::Row) -> StoredToken {
+    StoredToken {
+        id: r.get(0),
+        role: r.get(1),
+        description: r.get(2),
+        created_at: r.get(3),
+        expires_at: r.get(4),
+        revoked_at: r.get(5),
+    }
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -528,6 +541,38 @@ impl Store for PgStore {
                     .map_err(pg_err)?;
                     log_sink.push(log);
                     Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id").as_str(), &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(token_row).collect())
+    }
+
+    async fn revoke_token(&self, id: &str, at: Millis, log: LogRecord) -> Result<Option<StoredToken>, StoreError> {
+        let id = id.to_string();
+        self.changes
+            .run(move |tx, log_sink| {
+                Box::pin(async move {
+                    let changed = tx
+                        .execute("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &at])
+                        .await
+                        .map_err(pg_err)?;
+                    if changed == 1 {
+                        log_sink.push(log);
+                    }
+                    let row = tx
+                        .query_opt(format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1").as_str(), &[&id])
+                        .await
+                        .map_err(pg_err)?;
+                    Ok(row.as_ref().map(token_row))
                 })
             })
             .await

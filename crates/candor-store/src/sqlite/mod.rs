@@ -283,6 +283,19 @@ fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+const TOKEN_COLUMNS: &str = "id, role, description, created_at, expires_at, revoked_at";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredToken> {
+    Ok(StoredToken {
+        id: r.get(0)?,
+        role: r.get(1)?,
+        description: r.get(2)?,
+        created_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
 /// The data half of creating a subject (its key is already in the key store).
 fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord) -> Result<(), StoreError> {
     let tx = c.savepoint().map_err(db_err)?;
@@ -643,6 +656,37 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
             append_log_tx(&tx, std::slice::from_ref(&log))?;
             tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], token_row).map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at: Millis, log: LogRecord) -> Result<Option<StoredToken>, StoreError> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let tx = c.savepoint().map_err(db_err)?;
+            let changed = tx
+                .execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])
+                .map_err(db_err)?;
+            if changed == 1 {
+                append_log_tx(&tx, std::slice::from_ref(&log))?;
+            }
+            let found = tx
+                .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), params![id], token_row)
+                .optional()
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(found)
         })
         .await
     }

@@ -1,0 +1,60 @@
+//! `/v1/tokens`: the admin lists and revokes API tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use candor_store::StoredToken;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::{AppState, rfc3339};
+use crate::vault::Principal;
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub role: String,
+    pub description: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+fn view(t: StoredToken) -> TokenView {
+    TokenView {
+        id: t.id,
+        role: t.role,
+        description: t.description,
+        created_at: rfc3339(t.created_at),
+        expires_at: t.expires_at.map(rfc3339),
+        revoked_at: t.revoked_at.map(rfc3339),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// Every token (id, role, description, lifetime; never the token itself). Admin only.
+#[utoipa::path(get, path = "/v1/tokens", tag = "meta",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, caller: Principal) -> Result<Json<TokenList>, ApiError> {
+    Ok(Json(TokenList { tokens: state.vault.tokens(&caller).await?.into_iter().map(view).collect() }))
+}
+
+/// Revoke a token: the next request carrying it gets 401 `token_revoked`. Admin only.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "meta",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, body = TokenView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    Ok(Json(view(state.vault.revoke_token(&caller, &id).await?)))
+}
