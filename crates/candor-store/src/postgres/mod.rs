@@ -582,20 +582,10 @@ impl Store for PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
-                "SELECT id, role, description, created_at, expires_at, revoked_at FROM tokens WHERE hash = $1",
-                &[&&hash[..]],
-            )
+            .query_opt(format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1").as_str(), &[&&hash[..]])
             .await
             .map_err(pg_err)?;
-        Ok(row.map(|r| StoredToken {
-            id: r.get(0),
-            role: r.get(1),
-            description: r.get(2),
-            created_at: r.get(3),
-            expires_at: r.get(4),
-            revoked_at: r.get(5),
-        }))
+        Ok(row.as_ref().map(token_row))
     }
 
     async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError> {

@@ -694,22 +694,11 @@ impl Store for SqliteStore {
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
         let hash = *hash;
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT id, role, description, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?1",
-            )
-            .map_err(db_err)?
-            .query_row(params![&hash[..]], |r| {
-                Ok(StoredToken {
-                    id: r.get(0)?,
-                    role: r.get(1)?,
-                    description: r.get(2)?,
-                    created_at: r.get(3)?,
-                    expires_at: r.get(4)?,
-                    revoked_at: r.get(5)?,
-                })
-            })
-            .optional()
-            .map_err(db_err)
+            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"))
+                .map_err(db_err)?
+                .query_row(params![&hash[..]], token_row)
+                .optional()
+                .map_err(db_err)
         })
         .await
     }
