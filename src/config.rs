@@ -23,6 +23,13 @@ pub struct Config {
     /// How often the server deletes what the catalog's retention periods say is due (0: never;
     /// `candor retention run` does it on demand).
     pub retention_sweep_interval_seconds: u64,
+    pub policy: PolicySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// The operator's own Cedar policies, on top of the catalog's (none by default).
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +72,14 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,6 +171,7 @@ impl Config {
                 checkpoint_interval_seconds: raw.log.checkpoint_interval_seconds.unwrap_or(60).max(1),
             },
             retention_sweep_interval_seconds: raw.retention.sweep_interval_seconds.unwrap_or(3600),
+            policy: PolicySettings { file: raw.policy.file.as_deref().map(resolve) },
         })
     }
 }
@@ -209,6 +225,11 @@ checkpoint_interval_seconds = 60
 # Values and events whose retention period (in the catalog) has passed are deleted this often
 # (0: only by `candor retention run`). Customers under a legal hold are skipped.
 sweep_interval_seconds = 3600
+
+[policy]
+# Your own Cedar policies on top of the catalog's (validated at start-up against Candor's
+# schema; see `candor policy explain` and `candor policy test`). Uncomment to use:
+# file = "policies.cedar"
 "#
     )
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use candor_core::catalog::{ADMIN_ROLE, Catalog, EXAMPLE_CATALOG};
 use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL};
 use candor_crypto::{KeyRing, LOG_KEY_LABEL, LogSigner};
+use candor_policy::{OperatorPolicies, PolicyEngine};
 use candor_store::Store;
 use candor_store::postgres::PgStore;
 use candor_store::sqlite::SqliteStore;
@@ -34,6 +35,25 @@ pub fn load_catalog(config: &Config) -> Result<Catalog> {
         let n = errors.errors.len();
         anyhow::anyhow!(
             "{errors}\nthe catalog has {n} problem{}; fix {} and try again",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        )
+    })
+}
+
+/// Builds the policy engine: the catalog's rules plus the operator's policy file, if the
+/// config names one (validated against Candor's schema; errors say file:line:column).
+pub fn load_policy(config: &Config, catalog: &Catalog) -> Result<PolicyEngine> {
+    let Some(path) = &config.policy.file else {
+        return PolicyEngine::new(catalog, None).map_err(|e| anyhow::anyhow!("{e}"));
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    let name = path.display().to_string();
+    PolicyEngine::new(catalog, Some(OperatorPolicies { source_name: &name, text: &text })).map_err(|errors| {
+        let n = errors.errors.len();
+        anyhow::anyhow!(
+            "{errors}\nthe policy file has {n} problem{}; fix {} and try again",
             if n == 1 { "" } else { "s" },
             if n == 1 { "it" } else { "them" }
         )
@@ -92,12 +112,13 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
 pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let config = Config::load(config_path)?;
     let catalog = load_catalog(&config)?;
+    let policy = load_policy(&config, &catalog)?;
     let catalog_hash = sha256_hex(&std::fs::read(&config.catalog_path)?);
     let keys = load_keys(&config)?;
     let signer = load_log_signer(&config)?;
     let store = open_store(&config).await?;
-    let vault =
-        Vault::new(Arc::new(catalog), Arc::new(keys), store, Arc::new(LogContext::new(&config.log.origin, signer)));
+    let log = Arc::new(LogContext::new(&config.log.origin, signer));
+    let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log);
     vault.note_catalog(&catalog_hash).await?;
     Ok((config, vault))
 }

@@ -10,6 +10,7 @@ mod copy;
 mod demo;
 mod http;
 mod install;
+mod policy_cli;
 mod receipt;
 mod retention;
 mod transparency;
@@ -95,6 +96,11 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Explain and test access decisions (the catalog's rules plus your policy file).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Work with the tamper-evident log.
     Log {
@@ -249,6 +255,39 @@ enum LogCommand {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print what a role gets of a field (or event type) under a purpose, and which policies decided.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        purpose: String,
+        /// A field or event type of the catalog.
+        #[arg(long)]
+        field: String,
+        /// Whether the customer has given consent (matters for consent purposes).
+        #[arg(long, value_parser = ["yes", "no"], default_value = "yes")]
+        consent: String,
+        /// The customer's processing is restricted.
+        #[arg(long)]
+        restricted: bool,
+        /// The caller opened a break-glass override for the customer.
+        #[arg(long)]
+        break_glass: bool,
+    },
+    /// Run a table of expected decisions (CSV); exits non-zero on any mismatch.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// CSV: role,purpose[,consent,restricted,break_glass],<field or event type>… with
+        /// full | masked | withheld | denied in each cell.
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum CatalogCommand {
     /// Validate the catalog; problems are printed as file:line:column with how to fix them.
     Check {
@@ -353,8 +392,20 @@ async fn run(command: Command) -> Result<()> {
                 c.recipients.len(),
                 c.roles.len()
             );
+            let engine = install::load_policy(&cfg, &c)?;
+            if let Some(file) = &cfg.policy.file {
+                println!("{}: policies OK — {} policies", file.display(), engine.operator_policy_count());
+            }
             Ok(())
         }
+        Command::Policy {
+            command: PolicyCommand::Explain { config, role, purpose, field, consent, restricted, break_glass },
+        } => {
+            let situation = candor_policy::Situation { consent_given: consent == "yes", restricted, break_glass };
+            print!("{}", policy_cli::explain(&config.config, &role, &purpose, &field, situation)?);
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Test { config, file } } => policy_cli::test(&config.config, &file),
         Command::Log { command: LogCommand::Verify { config, url, token, checkpoint, key } } => {
             let source = match url {
                 Some(url) => verify::Source::Url { url, token },

@@ -87,10 +87,14 @@ async fn an_app_stores_finds_reads_corrects_and_records_events_for_a_customer(in
         "phone lookups are normalised"
     );
 
-    // Support sees its fields only: phone yes, address and date of birth no.
+    // Support sees its fields only: phone and e-mail masked (the catalog says so), address and
+    // date of birth not at all.
     let r = support.get(&format!("/v1/subjects/{id}")).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body["fields"]["phone"], "+44 20 7946 0101");
+    assert_eq!(r.body["fields"]["phone"], "***01");
+    assert_eq!(r.body["fields"]["email"], "a***@lovelace.example");
+    assert_eq!(r.body["masked"], json!(["email", "phone"]));
+    assert_eq!(r.body["break_glass"], false);
     assert!(r.body["fields"].get("shipping_address").is_none());
     assert!(r.body["fields"].get("date_of_birth").is_none());
     assert!(r.body["withheld"].as_array().unwrap().contains(&json!("shipping_address")));

@@ -222,7 +222,7 @@ async fn the_enforcement_matrix_follows_the_ledger_on_the_very_next_request(inst
     let changes: Vec<&&Value> = logged.iter().filter(|e| e["action"] == "consent.change").collect();
     assert_eq!(changes.len(), 4);
     assert!(changes[0]["detail"].as_str().unwrap().starts_with("grant marketing/email; method api; receipt "));
-    assert!(logged.iter().any(|e| e["action"] == "access.denied" && e["detail"] == "consent_required"));
+    assert!(logged.iter().any(|e| e["decision"] == "denied" && e["detail"] == "consent_required"));
 }
 
 async fn a_changed_notice_asks_for_renewal_unless_the_purpose_keeps_consents(install: Install) {

@@ -42,6 +42,10 @@ pub struct SubjectResponse {
     pub fields: Map<String, Value>,
     /// Declared fields this purpose may not see: withheld, not missing.
     pub withheld: Vec<String>,
+    /// Fields in `fields` that are masked (e-mail `j***@example.com`, phone `***18`, …).
+    pub masked: Vec<String>,
+    /// The values are shown under a break-glass override (logged and shown to the customer).
+    pub break_glass: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -105,6 +109,8 @@ pub async fn get_subject(
         purpose: auth.purpose.to_string(),
         fields: view.fields,
         withheld: view.withheld,
+        masked: view.masked,
+        break_glass: view.break_glass,
         created_at: rfc3339(view.created_at),
         updated_at: rfc3339(view.updated_at),
     }))

@@ -60,11 +60,20 @@ impl Notices {
 pub enum ConsentScope {
     /// The purpose is not consent-based.
     NotNeeded,
-    /// Consent is active on these channels (`None`: a purpose without channels). Never empty.
+    /// The purpose is consent-based, and consent is active on these channels (`None`: a
+    /// purpose without channels). Empty: the customer has not given it.
     Active { purpose: Purpose, channels: Vec<Option<Channel>> },
 }
 
 impl ConsentScope {
+    /// Whether the customer has consented (or the purpose needs no consent).
+    pub fn given(&self) -> bool {
+        match self {
+            ConsentScope::NotNeeded => true,
+            ConsentScope::Active { channels, .. } => !channels.is_empty(),
+        }
+    }
+
     /// Whether `field` may be used (see [`consent::field_usable`]).
     pub fn allows(&self, field: &FieldDecl) -> bool {
         match self {
@@ -155,21 +164,15 @@ struct Draft<'a> {
 }
 
 impl Vault {
-    /// The consent gate: under a consent-based purpose, the customer must have active consent
-    /// (on at least one channel); otherwise the request is refused with `consent_required` and
-    /// the refusal is logged. Read from the ledger on every request, so a withdrawal takes
-    /// effect on the very next one, on every server.
+    /// What the customer's consent covers under the request's purpose. Read from the ledger on
+    /// every request, so a withdrawal takes effect on the very next one, on every server. (The
+    /// policy engine refuses a consent purpose without consent: see `Vault::gate`.)
     pub(crate) async fn consent_scope(&self, auth: &Authorized, id: SubjectId) -> Result<ConsentScope, VaultError> {
         let purpose = self.purpose(auth);
         if !purpose.needs_consent() {
             return Ok(ConsentScope::NotNeeded);
         }
         let channels = self.active_channels(purpose, id).await?;
-        if channels.is_empty() {
-            let audit = Audit::new(&auth.principal, "access.denied").purpose(&auth.purpose).subjects(&[id]);
-            let error = VaultError::Access(AccessDenied::ConsentRequired(purpose.id.to_string()));
-            return self.refuse(audit, "consent_required", error).await;
-        }
         Ok(ConsentScope::Active { purpose: purpose.clone(), channels })
     }
 

@@ -5,6 +5,7 @@
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
 mod consents;
+mod policy;
 mod report;
 mod requests;
 mod rights;
@@ -18,6 +19,7 @@ use candor_core::value::{self, PersonalValue};
 use candor_core::write::{self, WriteError, WriteMode};
 use candor_core::{EventId, FieldName, PurposeId, SubjectId};
 use candor_crypto::{CryptoError, KeyRing, SubjectKey, hash_token};
+use candor_policy::{Action, Outcome, PolicyEngine, Situation, Target};
 use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError};
 
 use crate::audit::{Audit, LogContext, system_actor};
@@ -108,8 +110,12 @@ pub enum VaultError {
 pub struct SubjectView {
     pub id: SubjectId,
     pub fields: Map<String, Value>,
-    /// Declared fields the purpose may not see (whether or not they hold a value).
+    /// Declared fields the caller may not see (whether or not they hold a value).
     pub withheld: Vec<String>,
+    /// Fields returned masked (only those that hold a value).
+    pub masked: Vec<String>,
+    /// The values were shown under a break-glass override.
+    pub break_glass: bool,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -149,6 +155,7 @@ pub struct Vault {
     store: Arc<dyn Store>,
     log: Arc<LogContext>,
     notices: Arc<Notices>,
+    policy: Arc<PolicyEngine>,
 }
 
 pub fn now_millis() -> Millis {
@@ -156,9 +163,15 @@ pub fn now_millis() -> Millis {
 }
 
 impl Vault {
-    pub fn new(catalog: Arc<Catalog>, keys: Arc<KeyRing>, store: Arc<dyn Store>, log: Arc<LogContext>) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        policy: Arc<PolicyEngine>,
+        keys: Arc<KeyRing>,
+        store: Arc<dyn Store>,
+        log: Arc<LogContext>,
+    ) -> Self {
         let notices = Arc::new(Notices::of(&catalog));
-        Self { catalog, keys, store, log, notices }
+        Self { catalog, keys, store, log, notices, policy }
     }
 
     pub fn log_context(&self) -> &LogContext {
@@ -199,9 +212,9 @@ impl Vault {
         Ok(Principal { token_id: found.id, role: found.role })
     }
 
-    /// Checks that `principal` may act under the declared purpose. (Whether the customer
-    /// consented, for a consent-based purpose, is checked by each operation that touches their
-    /// data: see [`Vault::consent_scope`].) `subject` is the customer the request is about, if
+    /// Checks that `principal` may act under the declared purpose. (What is known about the
+    /// customer — consent, restriction, break-glass — is weighed by each operation that touches
+    /// their data: see [`Vault::gate`].) `subject` is the customer the request is about, if
     /// known, so that a refusal is logged against them.
     pub async fn authorize(
         &self,
@@ -209,17 +222,43 @@ impl Vault {
         purpose: Option<&str>,
         subject: Option<SubjectId>,
     ) -> Result<Authorized, VaultError> {
-        match access::authorize_purpose(&self.catalog, &principal.role, purpose) {
-            Ok(p) => Ok(Authorized { principal, purpose: p.id.clone() }),
-            Err(denied) => {
-                let mut audit = Audit::new(&principal, "access.denied").subjects(subject.as_slice());
-                if let Some(p) = self.catalog.purpose(purpose.unwrap_or_default().trim()) {
-                    audit = audit.purpose(&p.id);
+        let refused = match access::declared_purpose(&self.catalog, &principal.role, purpose) {
+            Ok(p) => {
+                let d = self
+                    .policy
+                    .decide(&principal.role, Action::Act, p.id.as_str(), Target::Purpose, Situation::NEUTRAL)
+                    .expect("declared role and purpose");
+                if d.allowed {
+                    return Ok(Authorized { principal, purpose: p.id.clone() });
                 }
-                let code = denial_code(&denied);
-                self.refuse(audit, code, VaultError::Access(denied)).await
+                policy::denial(&d, &principal.role, p.id.as_str())
+            }
+            Err(denied) => (denial_code(&denied), VaultError::Access(denied)),
+        };
+        let mut audit = Audit::new(&principal, "access.denied").subjects(subject.as_slice());
+        if let Some(p) = self.catalog.purpose(purpose.unwrap_or_default().trim()) {
+            audit = audit.purpose(&p.id);
+        }
+        self.refuse(audit, refused.0, refused.1).await
+    }
+
+    /// Refuses a write the policy engine forbids (an operator policy narrowing the catalog).
+    async fn check_writes(
+        &self,
+        auth: &Authorized,
+        id: Option<SubjectId>,
+        fields: &[&FieldName],
+        situation: Situation,
+    ) -> Result<(), VaultError> {
+        for field in fields {
+            let d = self.decide(auth, Action::Write, Target::Field(field.as_str()), situation);
+            if !d.allowed {
+                let action = if id.is_some() { "subject.correct" } else { "subject.create" };
+                let audit = self.audit(auth, action, id.as_slice()).fields([field.as_str()]);
+                return self.refuse_decision(auth, audit, &d).await;
             }
         }
+        Ok(())
     }
 
     /// A log record of `action` by the caller under its purpose, about `subjects`.
@@ -254,6 +293,8 @@ impl Vault {
             Ok(c) => c,
             Err(e) => return self.refuse_write(auth, None, e).await,
         };
+        let names: Vec<&FieldName> = checked.set.iter().map(|(d, _)| &d.name).collect();
+        self.check_writes(auth, None, &names, Situation::NEUTRAL).await?;
         let id = SubjectId::random();
         let (key, dek) = self.keys.new_subject_key(id)?;
         let mut values = Vec::with_capacity(checked.set.len());
@@ -272,29 +313,63 @@ impl Vault {
         Ok(id)
     }
 
-    /// The subject's fields that the purpose may see; the others are named in `withheld`.
+    /// The subject's fields as the policy engine lets the caller see them: in full, masked, or
+    /// withheld (named in `withheld`).
     pub async fn read_subject(&self, auth: &Authorized, id: SubjectId) -> Result<SubjectView, VaultError> {
         let scope = self.consent_scope(auth, id).await?;
-        let (allowed, mut withheld) = access::fields_for(&self.catalog, self.purpose(auth));
-        let (allowed, unconsented): (Vec<_>, Vec<_>) = allowed.into_iter().partition(|f| scope.allows(f));
-        withheld.extend(unconsented);
-        withheld.sort_by_key(|f| self.catalog.fields.iter().position(|d| d.name == f.name));
-        let names: Vec<FieldName> = allowed.iter().map(|f| f.name.clone()).collect();
+        // Load what the caller could see of anyone; the customer's situation only narrows it
+        // (or, with break-glass, unmasks it).
+        let neutral = self.policy.outcomes(&auth.principal.role, auth.purpose.as_str(), Situation::NEUTRAL);
+        let neutral = neutral.expect("authorized requests name declared roles and purposes");
+        let names: Vec<FieldName> = self
+            .catalog
+            .fields
+            .iter()
+            .zip(&neutral.fields)
+            .filter(|(_, o)| **o != Outcome::Withheld)
+            .map(|(f, _)| f.name.clone())
+            .collect();
         let record = self.store.load_subject(id, &names).await?.ok_or(VaultError::SubjectNotFound)?;
-        self.refuse_if_restricted(auth, id, record.restricted, "subject.read").await?;
+        let situation = self.situation(auth, id, &scope, record.restricted).await?;
+        let outcomes = self.gate(auth, id, situation, "subject.read").await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let mut fields = Map::new();
-        for (name, sealed) in &record.values {
-            let plain = key.open_field(name, sealed)?;
-            let value: Value = serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("field value"))?;
-            fields.insert(name.to_string(), value);
+        let mut masked = Vec::new();
+        let mut withheld = Vec::new();
+        for (decl, outcome) in self.catalog.fields.iter().zip(&outcomes.fields) {
+            let outcome = if scope.allows(decl) { *outcome } else { Outcome::Withheld };
+            let sealed = record.values.iter().find(|(n, _)| *n == decl.name).map(|(_, v)| v);
+            match (outcome, sealed) {
+                (Outcome::Withheld, _) => withheld.push(decl.name.to_string()),
+                (_, None) => {}
+                (outcome, Some(sealed)) => {
+                    let plain = key.open_field(&decl.name, sealed)?;
+                    let value: Value =
+                        serde_json::from_slice(&plain).map_err(|_| CryptoError::Malformed("field value"))?;
+                    let value = match outcome {
+                        Outcome::Masked(style) => {
+                            masked.push(decl.name.to_string());
+                            style.apply(&value)
+                        }
+                        _ => value,
+                    };
+                    fields.insert(decl.name.to_string(), value);
+                }
+            }
         }
-        let log = self.audit(auth, "subject.read", &[id]).fields(fields.keys()).decision("full").record();
-        self.store.append_log(vec![log]).await?;
+        let log = self.audit(auth, "subject.read", &[id]).fields(fields.keys());
+        let log = match (situation.break_glass, masked.is_empty()) {
+            (true, _) => log.decision("break_glass"),
+            (false, true) => log.decision("full"),
+            (false, false) => log.decision("masked").detail(format!("masked: {}", masked.join(", "))),
+        };
+        self.store.append_log(vec![log.record()]).await?;
         Ok(SubjectView {
             id,
             fields,
-            withheld: withheld.iter().map(|f| f.name.to_string()).collect(),
+            withheld,
+            masked,
+            break_glass: situation.break_glass,
             created_at: record.created_at,
             updated_at: record.updated_at,
         })
@@ -313,14 +388,18 @@ impl Vault {
             Err(e) => return self.refuse_write(auth, Some(id), e).await,
         };
         let scope = self.consent_scope(auth, id).await?;
-        let mut touched = checked.set.iter().map(|(d, _)| *d).chain(checked.remove.iter().copied());
-        if let Some(field) = touched.find(|d| !scope.allows(d)) {
+        let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        let situation = self.situation(auth, id, &scope, record.restricted).await?;
+        let touched: Vec<&candor_core::catalog::FieldDecl> =
+            checked.set.iter().map(|(d, _)| *d).chain(checked.remove.iter().copied()).collect();
+        let names: Vec<&FieldName> = touched.iter().map(|d| &d.name).collect();
+        self.check_writes(auth, Some(id), &names, situation).await?;
+        if let Some(field) = touched.iter().find(|d| !scope.allows(d)) {
             let audit = self.audit(auth, "subject.correct", &[id]).fields([field.name.as_str()]);
             let error =
                 VaultError::ChannelConsentRequired { field: field.name.to_string(), purpose: auth.purpose.to_string() };
             return self.refuse(audit, "consent_required", error).await;
         }
-        let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let mut changes = Vec::new();
         for (decl, value) in &checked.set {
@@ -357,7 +436,8 @@ impl Vault {
         if !decl.lookup {
             return Err(VaultError::NotALookupField(field.to_string()));
         }
-        if !decl.allows(&auth.purpose) {
+        let may_use = |action| self.decide(auth, action, Target::Field(field), Situation::NEUTRAL).allowed;
+        if !may_use(Action::Read) && !may_use(Action::ReadMasked) {
             let audit = self.audit(auth, "subject.lookup", &[]).fields([field]);
             let error = VaultError::LookupNotAllowed { field: field.to_string(), purpose: auth.purpose.to_string() };
             return self.refuse(audit, "field_not_allowed", error).await;
@@ -388,13 +468,17 @@ impl Vault {
             .catalog
             .event(&input.event_type)
             .ok_or_else(|| VaultError::UndeclaredEventType(write::echo_name(&input.event_type)))?;
-        if !decl.allows(&auth.purpose) {
+        let write = self.decide(auth, Action::Write, Target::Event(decl.name.as_str()), Situation::NEUTRAL);
+        if !write.allowed {
             let audit = self.audit(auth, "event.append", &[id]).fields([decl.name.as_str()]);
+            if write.forbid().is_some() {
+                return self.refuse_decision(auth, audit, &write).await;
+            }
             let error =
                 VaultError::EventTypeNotAllowed { event_type: input.event_type, purpose: auth.purpose.to_string() };
             return self.refuse(audit, "event_type_not_allowed", error).await;
         }
-        self.consent_scope(auth, id).await?;
+        let scope = self.consent_scope(auth, id).await?;
         let data = value::validate_event_payload(&input.data)
             .map_err(|e| VaultError::InvalidInput { field: "data", message: e.0 })?;
         if let Some(t) = &input.occurred_at
@@ -406,7 +490,8 @@ impl Vault {
             });
         }
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
-        self.refuse_if_restricted(auth, id, record.restricted, "event.append").await?;
+        let situation = self.situation(auth, id, &scope, record.restricted).await?;
+        self.gate(auth, id, situation, "event.append").await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let event_id = EventId::random();
         let mut sealed_body = serde_json::json!({ "data": data.into_json() });
@@ -432,10 +517,14 @@ impl Vault {
         after: Option<i64>,
         limit: u32,
     ) -> Result<EventPage, VaultError> {
-        self.consent_scope(auth, id).await?;
-        let (allowed, withheld) = access::events_for(&self.catalog, self.purpose(auth));
+        let scope = self.consent_scope(auth, id).await?;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
-        self.refuse_if_restricted(auth, id, record.restricted, "event.read").await?;
+        let situation = self.situation(auth, id, &scope, record.restricted).await?;
+        let outcomes = self.gate(auth, id, situation, "event.read").await?;
+        let (allowed, withheld): (Vec<_>, Vec<_>) =
+            self.catalog.events.iter().zip(&outcomes.events).partition(|(_, o)| **o == Outcome::Full);
+        let (allowed, withheld): (Vec<_>, Vec<_>) =
+            (allowed.into_iter().map(|(e, _)| e).collect(), withheld.into_iter().map(|(e, _)| e).collect());
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let types: Vec<FieldName> = allowed.iter().map(|e| e.name.clone()).collect();
         let limit = limit.clamp(1, MAX_EVENT_PAGE);
@@ -512,5 +601,6 @@ pub fn denial_code(denied: &AccessDenied) -> &'static str {
         AccessDenied::UnknownRole(_) => "unknown_role",
         AccessDenied::PurposeNotAllowed { .. } => "purpose_not_allowed",
         AccessDenied::ConsentRequired(_) => "consent_required",
+        AccessDenied::PolicyForbids { .. } => "policy_forbids",
     }
 }

@@ -7,6 +7,7 @@ use candor_core::consent::{self, SlotState};
 use candor_core::rights::explain;
 use candor_core::{FieldName, SubjectId};
 use candor_crypto::{CryptoError, SubjectKey};
+use candor_policy::{Action, Situation, Target};
 use candor_store::StoredConsent;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -50,10 +51,14 @@ impl Vault {
         action: &str,
         id: SubjectId,
     ) -> Result<(), VaultError> {
-        if self.purpose(auth).customer_requests {
+        let d = self.decide(auth, Action::Export, Target::Purpose, Situation::NEUTRAL);
+        if d.allowed {
             return Ok(());
         }
         let audit = self.audit(auth, action, &[id]);
+        if d.forbid().is_some() {
+            return self.refuse_decision(auth, audit, &d).await;
+        }
         let error = VaultError::WrongPurpose(format!(
             "access reports and exports are produced under a purpose declared customer_requests = true, not `{}`",
             auth.purpose

@@ -4,6 +4,7 @@
 use candor_core::catalog::LegalBasis;
 use candor_core::rights::{Erased, Requester, erasure_certificate};
 use candor_core::{EventId, FieldName, SubjectId};
+use candor_policy::Situation;
 use candor_store::{Erasure, StoreError, Toggle};
 use serde_json::Value;
 
@@ -36,22 +37,6 @@ fn check_reason(reason: Option<&str>, required: bool) -> Result<Option<&str>, Va
 }
 
 impl Vault {
-    /// Reads under a purpose whose legal basis is not a legal obligation are refused for a
-    /// restricted customer (their data is kept, not used); the refusal is logged.
-    pub(crate) async fn refuse_if_restricted(
-        &self,
-        auth: &Authorized,
-        id: SubjectId,
-        restricted: bool,
-        action: &str,
-    ) -> Result<(), VaultError> {
-        if !restricted || self.purpose(auth).legal_basis == LegalBasis::LegalObligation {
-            return Ok(());
-        }
-        let audit = self.audit(auth, action, &[id]);
-        self.refuse(audit, "restricted", VaultError::Restricted).await
-    }
-
     /// Erases the customer (idempotent) and returns the signed erasure certificate.
     pub async fn erase_subject(&self, auth: &Authorized, id: SubjectId) -> Result<Value, VaultError> {
         self.refuse_under_consent(auth, "subject.erase", id).await?;
@@ -106,12 +91,17 @@ impl Vault {
         }
     }
 
-    /// Consent purposes exist to use data with the customer's agreement; they do not manage it.
+    /// Erasure is allowed by the policy engine: by the catalog, under any purpose but a consent
+    /// purpose (those exist to use data with the customer's agreement, not to manage it).
     async fn refuse_under_consent(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
-        if !self.purpose(auth).needs_consent() {
+        let d = self.decide(auth, candor_policy::Action::Erase, candor_policy::Target::Purpose, Situation::NEUTRAL);
+        if d.allowed {
             return Ok(());
         }
         let audit = self.audit(auth, action, &[id]);
+        if d.forbid().is_some() {
+            return self.refuse_decision(auth, audit, &d).await;
+        }
         let error = VaultError::WrongPurpose(format!(
             "`{}` is a consent purpose: act under the purpose the customer's request belongs to (for example their account)",
             auth.purpose

@@ -25,6 +25,7 @@ pub mod access;
 pub mod catalog;
 pub mod consent;
 pub mod ids;
+pub mod mask;
 pub mod notice;
 pub mod rights;
 pub mod value;

@@ -249,6 +249,10 @@ pub struct FieldDecl {
     pub lookup: bool,
     /// Must be present when a subject is created, and cannot be removed.
     pub required: bool,
+    /// How the field is shown to roles that see it masked (`None`: it cannot be masked, so
+    /// those roles get it withheld). The field's own `mask`, or its type's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<crate::mask::MaskStyle>,
 }
 
 impl FieldDecl {
@@ -295,6 +299,12 @@ pub struct Role {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub purposes: Vec<PurposeId>,
+    /// Fields this role sees masked rather than in full.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mask: Vec<FieldName>,
+    /// May override masking for one customer in an emergency, with a written reason
+    /// (time-boxed, logged, shown to the customer).
+    pub break_glass: bool,
 }
 
 impl Catalog {

@@ -13,6 +13,7 @@ use super::{
     Purpose, Recipient, Retention, Role,
 };
 use crate::ids::{FieldName, PurposeId, RoleId};
+use crate::mask::MaskStyle;
 
 /// One problem in a catalog, with its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,7 @@ struct RawField {
     lookup: Option<S<bool>>,
     #[serde(default)]
     required: bool,
+    mask: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +143,10 @@ struct RawRole {
     description: Option<String>,
     #[serde(default)]
     purposes: Vec<S<String>>,
+    #[serde(default)]
+    mask: Vec<S<String>>,
+    #[serde(default)]
+    break_glass: bool,
 }
 
 struct Checker<'a> {
@@ -454,6 +460,38 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 ),
             );
         }
+        let mask = match (&f.mask, field_type) {
+            (Some(m), Some(t)) => match MaskStyle::ALL.iter().find(|(n, _)| n == m.get_ref()) {
+                Some((_, style)) if style.fits(t) => Some(*style),
+                Some(_) => {
+                    let fitting: Vec<&str> =
+                        MaskStyle::ALL.iter().filter(|(_, s)| s.fits(t)).map(|(n, _)| *n).collect();
+                    c.err(
+                        m.span(),
+                        format!(
+                            "{owner}: mask `{}` does not fit its type; use one of: {}",
+                            m.get_ref(),
+                            if fitting.is_empty() {
+                                "none (this type cannot be masked)".to_string()
+                            } else {
+                                fitting.join(", ")
+                            }
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    let names: Vec<&str> = MaskStyle::ALL.iter().map(|(n, _)| *n).collect();
+                    c.err(
+                        m.span(),
+                        format!("{owner}: unknown mask `{}`; use one of: {}", m.get_ref(), names.join(", ")),
+                    );
+                    None
+                }
+            },
+            (None, Some(t)) => MaskStyle::default_for(t),
+            _ => None,
+        };
         if let (Some(field_type), Some(category), Some(retention)) = (field_type, category, retention) {
             fields.push(FieldDecl {
                 name: FieldName::new(name),
@@ -464,6 +502,7 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 retention,
                 lookup,
                 required: f.required,
+                mask,
             });
         }
     }
@@ -567,7 +606,39 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
             c.err(span, format!("{owner} has no purposes. List the purposes it may act under."));
         }
         let purposes = c.purpose_refs(&owner, &r.purposes, &purpose_ids);
-        roles.push(Role { id: RoleId::new(id), description: r.description.clone(), purposes });
+        let mut mask = Vec::new();
+        for m in &r.mask {
+            let Some(decl) = fields.iter().find(|d| d.name.as_str() == m.get_ref()) else {
+                if !field_names.contains(m.get_ref()) {
+                    c.err(m.span(), format!("{owner} masks field `{}`, which is not declared", m.get_ref()));
+                }
+                continue;
+            };
+            if decl.mask.is_none() {
+                c.err(
+                    m.span(),
+                    format!(
+                        "{owner} masks field `{}`, but a {} field cannot be masked. Leave it out of the role's \
+                         purposes instead, so the role never sees it.",
+                        m.get_ref(),
+                        super::name_in(&FieldType::ALL, decl.field_type)
+                    ),
+                );
+            } else if !purposes.iter().any(|p| decl.allows(p)) {
+                c.err(
+                    m.span(),
+                    format!("{owner} masks field `{}`, which none of the role's purposes uses", m.get_ref()),
+                );
+            }
+            mask.push(decl.name.clone());
+        }
+        roles.push(Role {
+            id: RoleId::new(id),
+            description: r.description.clone(),
+            purposes,
+            mask,
+            break_glass: r.break_glass,
+        });
     }
 
     if raw.purposes.is_empty() {

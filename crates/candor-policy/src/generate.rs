@@ -1,0 +1,214 @@
+//! The catalog as Cedar: one policy text per rule the catalog states, and the entities
+//! (roles, purposes, fields, event types, categories) the policies are evaluated against.
+//!
+//! Every generated policy has an `@id` starting with `catalog.` and a `@reason` in plain
+//! language, so an explanation can say which line of the catalog allowed or refused a use.
+
+use candor_core::catalog::{ADMIN_ROLE, Catalog, Category, FieldType, LegalBasis, Role};
+
+/// Prefix of generated policy ids; operator policies may not use it.
+pub const CATALOG_PREFIX: &str = "catalog.";
+/// The forbid that refuses consent purposes without consent.
+pub const CONSENT_POLICY: &str = "catalog.consent";
+/// The forbid that refuses use of a restricted customer's data.
+pub const RESTRICTION_POLICY: &str = "catalog.restriction";
+
+pub(crate) fn uid(ty: &str, id: &str) -> String {
+    // Catalog ids are identifiers (letters, digits, `_`), so they need no escaping.
+    format!("Candor::{ty}::\"{id}\"")
+}
+
+fn set(ty: &str, ids: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    let items: Vec<String> = ids.into_iter().map(|i| uid(ty, i.as_ref())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn action(name: &str) -> String {
+    uid("Action", name)
+}
+
+fn actions(names: &[&str]) -> String {
+    let items: Vec<String> = names.iter().map(|n| action(n)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The policies the catalog states, as Cedar source.
+pub fn catalog_policies(catalog: &Catalog) -> String {
+    let mut out = String::new();
+    for role in &catalog.roles {
+        role_policies(catalog, role, &mut out);
+    }
+    let data = actions(&["act", "read", "read_masked", "write"]);
+    out.push_str(&format!(
+        "@id(\"{CONSENT_POLICY}\")\n\
+         @reason(\"the purpose is based on consent, and this customer has not given it\")\n\
+         forbid(principal, action in {data}, resource)\n\
+         when {{ context.purpose.needs_consent && !context.consent_given }};\n\n"
+    ));
+    // Correcting restricted data stays possible (contested accuracy is a reason to restrict).
+    let uses = actions(&["act", "read", "read_masked"]);
+    out.push_str(&format!(
+        "@id(\"{RESTRICTION_POLICY}\")\n\
+         @reason(\"processing of this customer's data is restricted: it is kept, and used only for legal obligations\")\n\
+         forbid(principal, action in {uses}, resource)\n\
+         when {{ context.restricted && context.purpose.legal_basis != \"{}\" }};\n\n",
+        LegalBasis::LegalObligation.name()
+    ));
+    out.push_str(&format!(
+        "@id(\"catalog.admin\")\n\
+         @reason(\"the built-in admin role manages the installation (and sees no personal data)\")\n\
+         permit(principal == {}, action == {}, resource);\n",
+        uid("Role", ADMIN_ROLE),
+        action("manage")
+    ));
+    out
+}
+
+fn role_policies(catalog: &Catalog, role: &Role, out: &mut String) {
+    let id = role.id.as_str();
+    let principal = uid("Role", id);
+    let purposes = set("Purpose", role.purposes.iter().map(|p| p.as_str()));
+    let names: Vec<&str> = role.purposes.iter().map(|p| p.as_str()).collect();
+    let names = names.join(", ");
+    out.push_str(&format!(
+        "@id(\"catalog.role.{id}.purposes\")\n\
+         @reason(\"the catalog lets role `{id}` act under: {names}\")\n\
+         permit(principal == {principal}, action == {}, resource)\n\
+         when {{ {purposes}.contains(resource) }};\n\n",
+        action("act")
+    ));
+    out.push_str(&format!(
+        "@id(\"catalog.role.{id}.data\")\n\
+         @reason(\"under each of its purposes, role `{id}` uses the fields and event types the catalog declares for that purpose\")\n\
+         permit(principal == {principal}, action in {}, resource)\n\
+         when {{ {purposes}.contains(context.purpose) && resource.purposes.contains(context.purpose) }};\n\n",
+        actions(&["read", "read_masked", "write"])
+    ));
+    let erasing: Vec<&str> = role
+        .purposes
+        .iter()
+        .filter(|p| catalog.purpose(p.as_str()).is_some_and(|p| !p.needs_consent()))
+        .map(|p| p.as_str())
+        .collect();
+    if !erasing.is_empty() {
+        out.push_str(&format!(
+            "@id(\"catalog.role.{id}.erase\")\n\
+             @reason(\"role `{id}` may erase a customer under a purpose the customer's relationship rests on (not a consent purpose)\")\n\
+             permit(principal == {principal}, action == {}, resource)\n\
+             when {{ {}.contains(resource) }};\n\n",
+            action("erase"),
+            set("Purpose", &erasing)
+        ));
+    }
+    let requests: Vec<&str> = role
+        .purposes
+        .iter()
+        .filter(|p| catalog.purpose(p.as_str()).is_some_and(|p| p.customer_requests))
+        .map(|p| p.as_str())
+        .collect();
+    if !requests.is_empty() {
+        out.push_str(&format!(
+            "@id(\"catalog.role.{id}.export\")\n\
+             @reason(\"role `{id}` answers customers' access and portability requests\")\n\
+             permit(principal == {principal}, action == {}, resource)\n\
+             when {{ {}.contains(resource) }};\n\n",
+            action("export"),
+            set("Purpose", &requests)
+        ));
+    }
+    if !role.mask.is_empty() {
+        let masked: Vec<&str> = role.mask.iter().map(|f| f.as_str()).collect();
+        out.push_str(&format!(
+            "@id(\"catalog.role.{id}.mask\")\n\
+             @reason(\"role `{id}` sees {} masked, unless it opened a break-glass override\")\n\
+             forbid(principal == {principal}, action == {}, resource)\n\
+             when {{ resource in {} }}\n\
+             unless {{ context.break_glass }};\n\n",
+            masked.join(", "),
+            action("read"),
+            set("Field", &masked)
+        ));
+    }
+    if role.break_glass {
+        out.push_str(&format!(
+            "@id(\"catalog.role.{id}.break_glass\")\n\
+             @reason(\"role `{id}` may open a break-glass override, with a written reason\")\n\
+             permit(principal == {principal}, action == {}, resource)\n\
+             when {{ {purposes}.contains(resource) }};\n\n",
+            action("break_glass")
+        ));
+    }
+}
+
+/// The entities, as Cedar's JSON entity format.
+pub fn catalog_entities(catalog: &Catalog) -> String {
+    use std::fmt::Write;
+    let mut items: Vec<String> = Vec::new();
+    let entity = |ty: &str, id: &str, attrs: String, parents: &[(&str, &str)]| {
+        let parents: Vec<String> =
+            parents.iter().map(|(t, i)| format!("{{\"type\":\"Candor::{t}\",\"id\":\"{i}\"}}")).collect();
+        format!(
+            "{{\"uid\":{{\"type\":\"Candor::{ty}\",\"id\":\"{id}\"}},\"attrs\":{{{attrs}}},\"parents\":[{}]}}",
+            parents.join(",")
+        )
+    };
+    let purpose_set = |ids: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::from("[");
+        for (i, p) in ids.enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{{\"__entity\":{{\"type\":\"Candor::Purpose\",\"id\":\"{p}\"}}}}");
+        }
+        s.push(']');
+        s
+    };
+    items.push(entity("Role", ADMIN_ROLE, String::new(), &[]));
+    for r in &catalog.roles {
+        items.push(entity("Role", r.id.as_str(), String::new(), &[]));
+    }
+    for (name, _) in Category::ALL {
+        items.push(entity("Category", name, String::new(), &[]));
+    }
+    for p in &catalog.purposes {
+        items.push(entity(
+            "Purpose",
+            p.id.as_str(),
+            format!(
+                "\"legal_basis\":\"{}\",\"needs_consent\":{},\"customer_requests\":{}",
+                p.legal_basis.name(),
+                p.needs_consent(),
+                p.customer_requests
+            ),
+            &[],
+        ));
+    }
+    for f in &catalog.fields {
+        let ty = FieldType::ALL.iter().find(|(_, t)| *t == f.field_type).map(|(n, _)| *n).unwrap_or("text");
+        items.push(entity(
+            "Field",
+            f.name.as_str(),
+            format!(
+                "\"type\":\"{ty}\",\"category\":\"{}\",\"purposes\":{},\"maskable\":{}",
+                f.category.name(),
+                purpose_set(&mut f.purposes.iter().map(|p| p.as_str())),
+                f.mask.is_some()
+            ),
+            &[("Category", f.category.name())],
+        ));
+    }
+    for e in &catalog.events {
+        items.push(entity(
+            "Event",
+            e.name.as_str(),
+            format!(
+                "\"category\":\"{}\",\"purposes\":{}",
+                e.category.name(),
+                purpose_set(&mut e.purposes.iter().map(|p| p.as_str()))
+            ),
+            &[("Category", e.category.name())],
+        ));
+    }
+    items.push(entity("Installation", "this", String::new(), &[]));
+    format!("[{}]", items.join(",\n"))
+}

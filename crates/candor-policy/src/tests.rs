@@ -1,0 +1,188 @@
+use super::*;
+use candor_core::catalog::EXAMPLE_CATALOG;
+
+fn catalog() -> Catalog {
+    Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap()
+}
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::new(&catalog(), None).unwrap()
+}
+
+fn with_policies(text: &str) -> Result<PolicyEngine, PolicyErrors> {
+    PolicyEngine::new(&catalog(), Some(OperatorPolicies { source_name: "policies.cedar", text }))
+}
+
+/// The outcome name of `name` for role/purpose in situation `s` ("denied" when refused as a whole).
+fn outcome(e: &PolicyEngine, role: &str, purpose: &str, name: &str, s: Situation) -> String {
+    let case = table::Case { line: 0, role: role.into(), purpose: purpose.into(), situation: s, expected: vec![] };
+    table::actual(e, &case, name).unwrap()
+}
+
+const N: Situation = Situation::NEUTRAL;
+
+#[test]
+fn roles_get_their_purposes_fields_in_full_masked_or_withheld() {
+    let e = engine();
+    assert_eq!(outcome(&e, "shop_backend", "account", "email", N), "full");
+    assert_eq!(outcome(&e, "shop_backend", "account", "phone", N), "withheld");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "full_name", N), "full");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "phone", N), "masked");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "email", N), "masked");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "shipping_address", N), "withheld");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "purchase", N), "full");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "page_view", N), "withheld");
+    assert_eq!(outcome(&e, "fraud_service", "fraud_prevention", "shipping_address", N), "masked");
+    assert_eq!(outcome(&e, "support_agent", "account", "email", N), "denied");
+}
+
+#[test]
+fn break_glass_unmasks_but_reveals_nothing_outside_the_purpose() {
+    let e = engine();
+    let bg = Situation { break_glass: true, ..N };
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "phone", bg), "full");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "shipping_address", bg), "withheld");
+    let open =
+        |role: &str, purpose: &str| e.decide(role, Action::BreakGlass, purpose, Target::Purpose, N).unwrap().allowed;
+    assert!(open("support_agent", "customer_support"));
+    assert!(!open("fraud_service", "fraud_prevention"), "fraud_service has no break_glass in the catalog");
+    assert!(!open("support_agent", "account"));
+}
+
+#[test]
+fn consent_and_restriction_refuse_with_their_own_policy() {
+    let e = engine();
+    let no_consent = Situation { consent_given: false, ..N };
+    let d = e.decide("marketing_tool", Action::Act, "marketing", Target::Purpose, no_consent).unwrap();
+    assert!(d.refused_by(CONSENT_POLICY), "{d:?}");
+    assert_eq!(outcome(&e, "marketing_tool", "marketing", "email", N), "full");
+    assert_eq!(outcome(&e, "marketing_tool", "marketing", "email", no_consent), "denied");
+    // Consent only matters for consent purposes.
+    assert_eq!(outcome(&e, "shop_backend", "account", "email", no_consent), "full");
+
+    let restricted = Situation { restricted: true, ..N };
+    let d = e.decide("shop_backend", Action::Act, "account", Target::Purpose, restricted).unwrap();
+    assert!(d.refused_by(RESTRICTION_POLICY), "{d:?}");
+    assert_eq!(outcome(&e, "shop_backend", "legal_accounting", "full_name", restricted), "full");
+}
+
+#[test]
+fn erase_export_and_manage_follow_the_catalog() {
+    let e = engine();
+    let may = |role: &str, action: Action, purpose: &str| {
+        e.decide(role, action, purpose, Target::Purpose, N).unwrap().allowed
+    };
+    assert!(may("shop_backend", Action::Erase, "account"));
+    assert!(!may("marketing_tool", Action::Erase, "marketing"), "a consent purpose does not manage data");
+    assert!(may("privacy_team", Action::Export, "privacy_requests"));
+    assert!(!may("shop_backend", Action::Export, "account"));
+    assert!(!may("support_agent", Action::Share, "customer_support"), "nothing is shared without a grant");
+    assert!(e.may_manage(ADMIN_ROLE));
+    assert!(!e.may_manage("shop_backend"));
+    assert!(!e.may_manage("nobody"));
+    for p in &catalog().purposes {
+        assert!(!e.decide(ADMIN_ROLE, Action::Act, p.id.as_str(), Target::Purpose, N).unwrap().allowed);
+    }
+}
+
+#[test]
+fn unknown_names_are_errors_not_refusals() {
+    let e = engine();
+    assert_eq!(e.outcomes("ghost", "account", N).unwrap_err(), Unknown::Role("ghost".into()));
+    assert_eq!(e.outcomes("shop_backend", "resale", N).unwrap_err(), Unknown::Purpose("resale".into()));
+    assert!(e.explain("shop_backend", "account", "shoe_size", N).is_err());
+}
+
+#[test]
+fn operator_policies_narrow_further_and_explanations_name_them() {
+    let e = with_policies(
+        "// Support staff do not need loyalty balances.\n\
+         @id(\"no_loyalty_for_support\")\n\
+         @reason(\"support does not handle loyalty points\")\n\
+         forbid(principal == Candor::Role::\"support_agent\", action in [Candor::Action::\"read\", Candor::Action::\"read_masked\"], resource == Candor::Field::\"loyalty_points\");\n\
+         \n\
+         forbid(principal, action, resource in Candor::Category::\"demographic\") when { context.break_glass };\n",
+    )
+    .unwrap();
+    assert_eq!(e.operator_policy_count(), 2);
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "loyalty_points", N), "withheld");
+    assert_eq!(outcome(&e, "shop_backend", "account", "loyalty_points", N), "full");
+    let x = e.explain("support_agent", "customer_support", "loyalty_points", N).unwrap();
+    let text = x.to_string();
+    assert!(text.starts_with("decision: withheld"), "{text}");
+    assert!(
+        text.contains("forbidden by no_loyalty_for_support (policies.cedar:2): support does not handle loyalty points"),
+        "{text}"
+    );
+    let x = e.explain("support_agent", "customer_support", "phone", N).unwrap().to_string();
+    assert!(x.contains("decision: masked (last 2 digits)"), "{x}");
+    assert!(x.contains("forbidden by catalog.role.support_agent.mask (the catalog)"), "{x}");
+    // The unnamed policy is named after its line.
+    let bg = Situation { break_glass: true, ..N };
+    let d = e.decide("shop_backend", Action::Read, "account", Target::Field("date_of_birth"), bg).unwrap();
+    assert_eq!(d.forbid().unwrap().id, "policies.cedar:6");
+}
+
+#[test]
+fn a_policy_file_with_a_syntax_error_is_refused_with_its_line() {
+    let err =
+        with_policies("permit(principal, action, resource);\n\nforbid(principal action, resource);\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("policies.cedar:3:"), "{text}");
+}
+
+#[test]
+fn a_policy_that_does_not_fit_the_schema_or_catalog_is_refused() {
+    let err = with_policies(
+        "permit(principal, action == Candor::Action::\"read\", resource)\n  when { resource.colour == \"red\" };\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("policies.cedar:"), "{err}");
+    assert!(err.to_string().contains("colour"), "{err}");
+
+    let err = with_policies("forbid(principal == Candor::Role::\"suport_agent\", action, resource);").unwrap_err();
+    assert!(err.to_string().contains("role `suport_agent` is not declared"), "{err}");
+
+    let err = with_policies("@id(\"catalog.mine\")\npermit(principal, action, resource);").unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+
+    let err = with_policies(
+        "@id(\"a\")\nforbid(principal, action, resource);\n@id(\"a\")\nforbid(principal, action, resource);",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("policies.cedar:3:1: policy id `a` is used twice"), "{err}");
+}
+
+#[test]
+fn decision_tables_report_mismatches_with_their_line() {
+    let e = engine();
+    let cases = table::parse(
+        "role,purpose,consent,break_glass,email,phone,purchase\n\
+         support_agent,customer_support,,,masked,masked,full\n\
+         support_agent,customer_support,,yes,full,full,\n\
+         marketing_tool,marketing,no,,denied,,\n\
+         shop_backend,account,,,full,full,\n",
+    )
+    .unwrap();
+    let (checked, mismatches) = table::run(&e, &cases).unwrap();
+    assert_eq!(checked, 8);
+    assert_eq!(mismatches.len(), 1);
+    assert_eq!(
+        (mismatches[0].line, mismatches[0].name.as_str(), mismatches[0].actual.as_str()),
+        (5, "phone", "withheld")
+    );
+
+    let errs = table::parse("role,purpose,email\nshop_backend,account,visible\n").unwrap_err();
+    assert!(errs[0].starts_with("line 2:"), "{errs:?}");
+    assert!(table::parse("purpose,email\n").is_err());
+    let cases = table::parse("role,purpose,shoe_size\nshop_backend,account,full\n").unwrap();
+    assert!(table::run(&e, &cases).unwrap_err().contains("shoe_size"));
+}
+
+#[test]
+fn decisions_are_cached_and_the_same_twice() {
+    let e = engine();
+    let a = e.outcomes("support_agent", "customer_support", N).unwrap();
+    let b = e.outcomes("support_agent", "customer_support", N).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+}

@@ -1,0 +1,84 @@
+//! The vault's side of access decisions: the policy engine asked with what is known about the
+//! customer, and its refusals turned into logged errors.
+
+use std::sync::Arc;
+
+use candor_core::SubjectId;
+use candor_core::access::AccessDenied;
+use candor_policy::{Action, CONSENT_POLICY, Decision, Outcomes, RESTRICTION_POLICY, Situation, Target};
+
+use super::consents::ConsentScope;
+use super::{Authorized, Vault, VaultError};
+use crate::audit::Audit;
+
+/// The error code and error of a refusal.
+pub(crate) fn denial(d: &Decision, role: &str, purpose: &str) -> (&'static str, VaultError) {
+    match d.forbid() {
+        Some(p) if p.id == CONSENT_POLICY => {
+            ("consent_required", VaultError::Access(AccessDenied::ConsentRequired(purpose.to_string())))
+        }
+        Some(p) if p.id == RESTRICTION_POLICY => ("restricted", VaultError::Restricted),
+        Some(p) => (
+            "policy_forbids",
+            VaultError::Access(AccessDenied::PolicyForbids { policy: p.id.clone(), reason: p.reason.clone() }),
+        ),
+        None => (
+            "purpose_not_allowed",
+            VaultError::Access(AccessDenied::PurposeNotAllowed {
+                role: role.to_string(),
+                purpose: purpose.to_string(),
+            }),
+        ),
+    }
+}
+
+impl Vault {
+    /// Asks the engine; an unknown name here is a bug (names were checked on the way in).
+    pub(crate) fn decide(&self, auth: &Authorized, action: Action, target: Target<'_>, s: Situation) -> Arc<Decision> {
+        self.policy
+            .decide(&auth.principal.role, action, auth.purpose.as_str(), target, s)
+            .expect("authorized requests name declared roles, purposes, fields and event types")
+    }
+
+    /// Logs the refusal `d` under `audit` and returns its error.
+    pub(crate) async fn refuse_decision<T>(
+        &self,
+        auth: &Authorized,
+        audit: Audit,
+        d: &Decision,
+    ) -> Result<T, VaultError> {
+        let (code, error) = denial(d, &auth.principal.role, auth.purpose.as_str());
+        self.refuse(audit, code, error).await
+    }
+
+    /// What is known about customer `id` for this request.
+    pub(crate) async fn situation(
+        &self,
+        _auth: &Authorized,
+        _id: SubjectId,
+        scope: &ConsentScope,
+        restricted: bool,
+    ) -> Result<Situation, VaultError> {
+        Ok(Situation { consent_given: scope.given(), restricted, break_glass: false })
+    }
+
+    /// The customer gate: may the caller act under its purpose for this customer at all? If so,
+    /// every field's and event type's outcome; if not, the refusal is logged as `action`.
+    pub(crate) async fn gate(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+        situation: Situation,
+        action: &str,
+    ) -> Result<Arc<Outcomes>, VaultError> {
+        let outcomes = self
+            .policy
+            .outcomes(&auth.principal.role, auth.purpose.as_str(), situation)
+            .expect("authorized requests name declared roles and purposes");
+        if !outcomes.act.allowed {
+            let audit = self.audit(auth, action, &[id]);
+            return self.refuse_decision(auth, audit, &outcomes.act).await;
+        }
+        Ok(outcomes)
+    }
+}

@@ -1,0 +1,256 @@
+//! The policy engine over HTTP: the full decision matrix of the example catalog, operator
+//! policies, and the ways a caller can get access wrong.
+
+mod common;
+
+use common::{Install, candor};
+use serde_json::{Value, json};
+
+const MATRIX: &str = include_str!("data/decision_matrix.csv");
+
+fn all_fields() -> Value {
+    json!({
+        "email": "grace@hopper.example",
+        "full_name": "Grace Hopper",
+        "phone": "+1 202 555 0143",
+        "shipping_address": {"street": "1 Navy Way", "city": "Arlington", "postal_code": "22202", "country": "US"},
+        "date_of_birth": "1906-12-09",
+        "loyalty_points": 1200,
+        "shop_preferences": {"size": "M"}
+    })
+}
+
+/// What the response says about `name`: full, masked or withheld.
+fn outcome_of(subject: &Value, events: &Value, name: &str) -> String {
+    if events["withheld_types"].as_array().is_some_and(|a| a.contains(&json!(name))) {
+        return "withheld".into();
+    }
+    if name == "page_view" || name == "purchase" {
+        return "full".into();
+    }
+    if subject["withheld"].as_array().unwrap().contains(&json!(name)) {
+        "withheld".into()
+    } else if subject["masked"].as_array().unwrap().contains(&json!(name)) {
+        "masked".into()
+    } else {
+        assert!(subject["fields"].get(name).is_some(), "{name} neither returned nor withheld: {subject}");
+        "full".into()
+    }
+}
+
+#[tokio::test]
+async fn every_role_purpose_and_consent_state_gets_exactly_the_expected_fields() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let mut ids = std::collections::HashMap::new();
+    for consent in ["yes", "no"] {
+        // Fields of several purposes: create with some, add the rest under their own purposes.
+        let all = all_fields();
+        let id = backend.create(json!({"email": all["email"], "full_name": all["full_name"], "date_of_birth": all["date_of_birth"], "loyalty_points": all["loyalty_points"], "shop_preferences": all["shop_preferences"]})).await;
+        let r = backend
+            .with_purpose("order_fulfilment")
+            .patch(
+                &format!("/v1/subjects/{id}"),
+                json!({"fields": {"phone": all["phone"], "shipping_address": all["shipping_address"]}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let grants = json!({"changes": [{"purpose": "marketing", "action": "grant"}, {"purpose": "analytics", "action": "grant"}]});
+        let r = backend.post(&format!("/v1/subjects/{id}/consents"), grants).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        if consent == "no" {
+            let withdrawals = json!({"changes": [{"purpose": "marketing", "action": "withdraw"}, {"purpose": "analytics", "action": "withdraw"}]});
+            let r = backend.post(&format!("/v1/subjects/{id}/consents"), withdrawals).await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+        }
+        ids.insert(consent, id);
+    }
+
+    let mut lines = MATRIX.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..3], ["role", "purpose", "consent"]);
+    let mut tokens = std::collections::HashMap::new();
+    let mut mismatches = Vec::new();
+    let mut checked = 0;
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (role, purpose, consent) = (cells[0], cells[1], cells[2]);
+        let token = tokens
+            .entry(role)
+            .or_insert_with(|| if role == "admin" { install.admin_token.clone() } else { install.token(role) })
+            .clone();
+        let client = server.client(&token, Some(purpose));
+        let id = &ids[consent];
+        let subject = client.get(&format!("/v1/subjects/{id}")).await;
+        let events = client.get(&format!("/v1/subjects/{id}/events")).await;
+        for (name, expected) in header[3..].iter().zip(&cells[3..]) {
+            checked += 1;
+            let actual = if subject.status == 403 {
+                assert_eq!(events.status, 403, "line {}: events answered {:?}", n + 2, events.body);
+                "denied".to_string()
+            } else {
+                assert_eq!(subject.status, 200, "line {}: {:?}", n + 2, subject.body);
+                assert_eq!(events.status, 200, "line {}: {:?}", n + 2, events.body);
+                outcome_of(&subject.body, &events.body, name)
+            };
+            if actual != *expected {
+                mismatches.push(format!(
+                    "line {}: {role} under {purpose} (consent {consent}): {name} expected {expected}, got {actual}",
+                    n + 2
+                ));
+            }
+        }
+    }
+    assert_eq!(checked, 112 * 9);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // Masked values keep only their recognisable part.
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let r = support.get(&format!("/v1/subjects/{}", ids["yes"])).await;
+    assert_eq!(r.body["fields"]["email"], "g***@hopper.example");
+    assert_eq!(r.body["fields"]["phone"], "***43");
+    let fraud = server.client(&install.token("fraud_service"), Some("fraud_prevention"));
+    let r = fraud.get(&format!("/v1/subjects/{}", ids["yes"])).await;
+    assert_eq!(r.body["fields"]["shipping_address"], json!({"city": "Arlington"}));
+    // The log says the read was masked, and which fields; never a value.
+    let log = support.get(&format!("/v1/subjects/{}/access-log", ids["yes"])).await;
+    let masked_read = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .find(|e| e["action"] == "subject.read" && e["decision"] == "masked")
+        .expect("a masked read is logged");
+    assert_eq!(masked_read["detail"], "masked: email, phone");
+    assert!(!log.body.to_string().contains("hopper.example"));
+}
+
+#[test]
+fn the_same_table_passes_candor_policy_test_and_a_wrong_expectation_fails_it() {
+    let install = Install::new();
+    let cwd = install.dir.path();
+    let table = cwd.join("matrix.csv");
+    std::fs::write(&table, MATRIX).unwrap();
+    let (ok, out, err) = candor(&["policy", "test", table.to_str().unwrap()], cwd);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("1008 decisions in 112 rows, all as expected"), "{out}");
+
+    let wrong =
+        MATRIX.replacen("support_agent,customer_support,yes,masked", "support_agent,customer_support,yes,full", 1);
+    std::fs::write(&table, wrong).unwrap();
+    let (ok, out, err) = candor(&["policy", "test", table.to_str().unwrap()], cwd);
+    assert!(!ok);
+    assert!(out.contains("support_agent under customer_support: email expected full, got masked"), "{out}");
+    assert!(err.contains("1 of 1008 decisions differ"), "{err}");
+}
+
+#[test]
+fn explain_names_the_deciding_policies() {
+    let install = Install::new();
+    let cwd = install.dir.path();
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["policy", "explain", "--role", "support_agent", "--purpose", "customer_support"];
+        args.extend_from_slice(extra);
+        candor(&args, cwd)
+    };
+    let (ok, out, err) = explain(&["--field", "phone"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("decision: masked (last 2 digits)"), "{out}");
+    assert!(out.contains("forbidden by catalog.role.support_agent.mask"), "{out}");
+    let (_, out, _) = explain(&["--field", "phone", "--break-glass"]);
+    assert!(out.contains("decision: full"), "{out}");
+    let (_, out, _) = explain(&["--field", "date_of_birth"]);
+    assert!(out.contains("decision: withheld"), "{out}");
+    let (ok, _, err) = explain(&["--field", "shoe_size"]);
+    assert!(!ok && err.contains("`shoe_size` is not declared"), "{err}");
+    let (_, out, _) = candor(
+        &[
+            "policy",
+            "explain",
+            "--role",
+            "marketing_tool",
+            "--purpose",
+            "marketing",
+            "--field",
+            "email",
+            "--consent",
+            "no",
+        ],
+        cwd,
+    );
+    assert!(out.contains("decision: denied") && out.contains("forbidden by catalog.consent"), "{out}");
+}
+
+#[tokio::test]
+async fn operator_policies_apply_over_http_and_a_broken_file_stops_start_up() {
+    let install = Install::new();
+    let cwd = install.dir.path();
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    std::fs::write(install.config(), config.replace("# file = \"policies.cedar\"", "file = \"policies.cedar\""))
+        .unwrap();
+
+    std::fs::write(cwd.join("policies.cedar"), "// Loyalty balances are none of support's business.\n\npermit(principal, action, resource);\nforbid(principal == Candor::Role::\"support_agent\" action, resource);\n").unwrap();
+    let (ok, _, err) = candor(&["serve"], cwd);
+    assert!(!ok);
+    assert!(err.contains("policies.cedar:4:"), "{err}");
+    assert!(err.contains("the policy file has 1 problem"), "{err}");
+    let (ok, _, err) = candor(&["catalog", "check"], cwd);
+    assert!(!ok && err.contains("policies.cedar:4:"), "{err}");
+
+    std::fs::write(
+        cwd.join("policies.cedar"),
+        "@id(\"support_no_loyalty\")\n@reason(\"support does not handle loyalty points\")\n\
+         forbid(principal == Candor::Role::\"support_agent\", action, resource == Candor::Field::\"loyalty_points\");\n\
+         @id(\"no_dob_writes\")\nforbid(principal, action == Candor::Action::\"write\", resource == Candor::Field::\"date_of_birth\");\n",
+    )
+    .unwrap();
+    let (ok, out, err) = candor(&["catalog", "check"], cwd);
+    assert!(ok, "{err}");
+    assert!(out.contains("policies OK — 2 policies"), "{out}");
+
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "a@example.com", "full_name": "A", "loyalty_points": 5})).await;
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let r = support.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["withheld"].as_array().unwrap().contains(&json!("loyalty_points")), "{:?}", r.body);
+    assert!(r.body["fields"].get("loyalty_points").is_none());
+    let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"date_of_birth": "1990-01-01"}})).await;
+    assert_eq!((r.status, r.code()), (403, "policy_forbids"), "{:?}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("no_dob_writes"), "{:?}", r.body);
+    let r = backend
+        .post(
+            "/v1/subjects",
+            json!({"fields": {"email": "b@example.com", "full_name": "B", "date_of_birth": "1990-01-01"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "policy_forbids"), "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn misused_credentials_and_purposes_are_refused_with_their_own_codes() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "m@example.com", "full_name": "M"})).await;
+    let path = format!("/v1/subjects/{id}");
+
+    let no_purpose = server.client(&install.token("shop_backend"), None);
+    let r = no_purpose.get(&path).await;
+    assert_eq!((r.status, r.code()), (400, "purpose_required"));
+    // A purpose that exists, but belongs to another role.
+    let r = backend.with_purpose("customer_support").get(&path).await;
+    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"));
+    // A consent purpose without consent.
+    let marketing = server.client(&install.token("marketing_tool"), Some("marketing"));
+    let r = marketing.get(&path).await;
+    assert_eq!((r.status, r.code()), (403, "consent_required"));
+    // The admin manages tokens and sees no personal data.
+    let admin = server.client(&install.admin_token, Some("account"));
+    assert_eq!(admin.get(&path).await.code(), "purpose_not_allowed");
+    // Only the admin manages tokens.
+    assert_eq!(backend.get("/v1/tokens").await.code(), "admin_only");
+    assert_eq!(server.client(&install.admin_token, None).get("/v1/tokens").await.status, 200);
+}
