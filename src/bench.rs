@@ -101,6 +101,8 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         std::hint::black_box(ring.blind_index(&email, &n));
     });
 
+    policy_bench(opts.seconds)?;
+
     // Lookup through a real SQLite file holding `subjects` customers.
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open_with_adjacent_keys(dir.path().join("bench.db")).await?;
@@ -166,6 +168,39 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
 /// this process): `/healthz` (the HTTP stack's floor), creates (3 fields, blind index, durable
 /// log entry) and audited reads (token, purpose, decrypt, durable log entry). With several
 /// instances, each has its own store (connection pool) and clients alternate between them.
+/// Access decisions: what Cedar costs for a question asked the first time, and what a read pays
+/// per request once the answer is cached (the common case: the questions are few).
+fn policy_bench(seconds: f64) -> Result<()> {
+    let catalog = candor_core::catalog::Catalog::from_toml_str(candor_core::catalog::EXAMPLE_CATALOG, "example")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = candor_policy::PolicyEngine::new(&catalog, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let situation = candor_policy::Situation::NEUTRAL;
+    let phone = candor_policy::Target::Field("phone");
+    measure("policy decision, evaluated by Cedar (uncached)", seconds, || {
+        let d =
+            engine.decide_uncached("support_agent", candor_policy::Action::Read, "customer_support", phone, situation);
+        std::hint::black_box(d.expect("declared names"));
+    });
+    let build = Instant::now();
+    let fresh = candor_policy::PolicyEngine::new(&catalog, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::hint::black_box(fresh.outcomes("support_agent", "customer_support", situation).expect("declared names"));
+    report("policy: compile catalog + first read's outcomes (cold)", 1, build.elapsed());
+    // Per request: the gate and every field's outcome, from the cache.
+    let mut latencies = Vec::new();
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        std::hint::black_box(engine.outcomes("support_agent", "customer_support", situation).expect("declared names"));
+        latencies.push(t.elapsed());
+    }
+    report("policy: a read's decisions (gate + 7 fields + 2 events), cached", latencies.len() as u64, start.elapsed());
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
+    println!("{:<52} p50 {:.2} µs, p99 {:.2} µs", "", pct(0.50), pct(0.99));
+    Ok(())
+}
+
 async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let done = crate::install::init(dir.path(), database).await?;

@@ -30,7 +30,12 @@ pub struct Config {
 pub struct PolicySettings {
     /// The operator's own Cedar policies, on top of the catalog's (none by default).
     pub file: Option<PathBuf>,
+    /// How long a break-glass override lasts.
+    pub break_glass_minutes: u32,
 }
+
+/// Longest break-glass override the config may set.
+pub const MAX_BREAK_GLASS_MINUTES: u32 = 240;
 
 #[derive(Debug, Clone)]
 pub struct LogSettings {
@@ -80,6 +85,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     file: Option<String>,
+    break_glass_minutes: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -171,7 +177,17 @@ impl Config {
                 checkpoint_interval_seconds: raw.log.checkpoint_interval_seconds.unwrap_or(60).max(1),
             },
             retention_sweep_interval_seconds: raw.retention.sweep_interval_seconds.unwrap_or(3600),
-            policy: PolicySettings { file: raw.policy.file.as_deref().map(resolve) },
+            policy: PolicySettings {
+                file: raw.policy.file.as_deref().map(resolve),
+                break_glass_minutes: match raw.policy.break_glass_minutes {
+                    None => 15,
+                    Some(m @ 1..=MAX_BREAK_GLASS_MINUTES) => m,
+                    Some(m) => bail!(
+                        "{}: policy.break_glass_minutes = {m}: an override lasts 1 to {MAX_BREAK_GLASS_MINUTES} minutes",
+                        path.display()
+                    ),
+                },
+            },
         })
     }
 }
@@ -230,6 +246,9 @@ sweep_interval_seconds = 3600
 # Your own Cedar policies on top of the catalog's (validated at start-up against Candor's
 # schema; see `candor policy explain` and `candor policy test`). Uncomment to use:
 # file = "policies.cedar"
+# How long a break-glass override lasts (1 to 240 minutes). Roles with break_glass = true in the
+# catalog may open one for one customer, with a written reason; it is logged and shown to them.
+break_glass_minutes = 15
 "#
     )
 }

@@ -118,7 +118,8 @@ pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let signer = load_log_signer(&config)?;
     let store = open_store(&config).await?;
     let log = Arc::new(LogContext::new(&config.log.origin, signer));
-    let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log);
+    let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log)
+        .with_break_glass_minutes(config.policy.break_glass_minutes);
     vault.note_catalog(&catalog_hash).await?;
     Ok((config, vault))
 }

@@ -4,6 +4,8 @@
 mod common;
 
 use common::{Install, candor};
+use std::str::FromStr;
+
 use serde_json::{Value, json};
 
 const MATRIX: &str = include_str!("data/decision_matrix.csv");
@@ -253,4 +255,91 @@ async fn misused_credentials_and_purposes_are_refused_with_their_own_codes() {
     // Only the admin manages tokens.
     assert_eq!(backend.get("/v1/tokens").await.code(), "admin_only");
     assert_eq!(server.client(&install.admin_token, None).get("/v1/tokens").await.status, 200);
+}
+
+#[tokio::test]
+async fn break_glass_unmasks_one_customer_for_one_token_for_a_while_and_everyone_can_see_it() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada"})).await;
+    let other = backend.create(json!({"email": "bob@example.com", "full_name": "Bob"})).await;
+    for who in [&id, &other] {
+        let r = backend
+            .with_purpose("order_fulfilment")
+            .patch(&format!("/v1/subjects/{who}"), json!({"fields": {"phone": "+44 20 7946 0958"}}))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let colleague = server.client(&install.token("support_agent"), Some("customer_support"));
+    let glass = format!("/v1/subjects/{id}/break-glass");
+
+    // Misuse first: no reason, boilerplate, a role without break-glass, an unknown customer.
+    let r = support.post(&glass, json!({})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "reason"), "{:?}", r.body);
+    let r = support.post(&glass, json!({"reason": "urgent urgent urgent urgent urgent"})).await;
+    assert_eq!((r.status, r.code()), (422, "invalid_value"));
+    let fraud = server.client(&install.token("fraud_service"), Some("fraud_prevention"));
+    let r = fraud.post(&glass, json!({"reason": "Chargeback dispute needs the full delivery address now"})).await;
+    assert_eq!((r.status, r.code()), (403, "break_glass_not_allowed"));
+    let r = support
+        .post(
+            &format!("/v1/subjects/{}/break-glass", uuid_like()),
+            json!({"reason": "Caller locked out after a SIM swap, verifying identity"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+
+    let reason = "Caller locked out after a SIM swap, verifying identity on ticket 4411";
+    let r = support.post(&glass, json!({"reason": reason})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let opened = jiff::Timestamp::from_str(r.body["opened_at"].as_str().unwrap()).unwrap();
+    let expires = jiff::Timestamp::from_str(r.body["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires.as_millisecond() - opened.as_millisecond(), 15 * 60 * 1000, "the configured 15 minutes");
+
+    // This token sees this customer in full; the colleague's token and the other customer stay masked.
+    let r = support.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(
+        (r.body["fields"]["phone"].as_str(), r.body["break_glass"].as_bool()),
+        (Some("+44 20 7946 0958"), Some(true))
+    );
+    assert_eq!(r.body["masked"], json!([]));
+    assert_eq!(colleague.get(&format!("/v1/subjects/{id}")).await.body["fields"]["phone"], "***58");
+    assert_eq!(support.get(&format!("/v1/subjects/{other}")).await.body["fields"]["phone"], "***58");
+    // Not past the purpose either: the address is still none of support's business.
+    assert!(r.body["withheld"].as_array().unwrap().contains(&json!("shipping_address")));
+
+    // Logged as break-glass (never the reason: it is personal), counted in metrics.
+    let log = support.get(&format!("/v1/subjects/{id}/access-log")).await;
+    let entries: Vec<&Value> = log.body["entries"].as_array().unwrap().iter().map(|e| &e["entry"]).collect();
+    assert!(entries.iter().any(|e| e["action"] == "break_glass.open" && e["decision"] == "break_glass"));
+    assert!(entries.iter().any(|e| e["action"] == "subject.read" && e["decision"] == "break_glass"));
+    assert!(entries.iter().filter(|e| e["detail"] == "invalid_reason").count() == 2, "refused attempts are logged");
+    assert!(!log.body.to_string().contains("SIM swap"));
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("candor_break_glass_total 1\n") && metrics.contains("candor_break_glass_open 1\n"),
+        "{metrics}"
+    );
+
+    // The customer's access report shows the override with its reason.
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let report = privacy.get(&format!("/v1/subjects/{id}/report")).await;
+    assert_eq!(report.status, 200, "{:?}", report.body);
+    let overrides = report.body["break_glass"]["overrides"].as_array().unwrap();
+    assert_eq!(overrides.len(), 1);
+    assert_eq!((overrides[0]["role"].as_str(), overrides[0]["reason"].as_str()), (Some("support_agent"), Some(reason)));
+
+    // An override does not get past a restriction.
+    let r = backend
+        .post(&format!("/v1/subjects/{other}/restriction"), json!({"reason": "Customer contests the accuracy"}))
+        .await;
+    assert_eq!(r.status, 200);
+    let r = support.post(&format!("/v1/subjects/{other}/break-glass"), json!({"reason": reason})).await;
+    assert_eq!((r.status, r.code()), (403, "restricted"));
+}
+
+fn uuid_like() -> String {
+    "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70".to_string()
 }

@@ -67,6 +67,15 @@ async fn store_canaries(install: &Install) -> String {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // A break-glass reason may quote the customer too: sealed, and the read under it unmasked.
+    let r = support
+        .post(
+            &format!("/v1/subjects/{id}/break-glass"),
+            json!({"reason": "Quetzalcoatl Canarywing locked out, confirming +44 20 7946 7781 on the call"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(support.get(&format!("/v1/subjects/{id}")).await.body["fields"]["phone"], "+44 20 7946 7781");
     // And reading them back works (so the values really are stored).
     let r = fulfilment.get(&format!("/v1/subjects/{id}")).await;
     assert_eq!(r.body["fields"]["shipping_address"]["city"], "Canaryville-Xq");

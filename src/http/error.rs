@@ -159,6 +159,9 @@ impl From<VaultError> for ApiError {
                 ),
             ),
             VaultError::AdminOnly => ApiError::new(S::FORBIDDEN, "admin_only", msg).with_field("Authorization"),
+            VaultError::BreakGlassNotAllowed { .. } => {
+                ApiError::new(S::FORBIDDEN, "break_glass_not_allowed", msg).with_field("Candor-Purpose")
+            }
             VaultError::TokenNotFound => ApiError::new(S::NOT_FOUND, "token_not_found", msg).with_field("id"),
             VaultError::RequestNotFound => ApiError::new(S::NOT_FOUND, "request_not_found", msg).with_field("id"),
             VaultError::Restricted => ApiError::new(S::FORBIDDEN, "restricted", msg).with_field("id"),

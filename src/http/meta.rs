@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::{consents, log, report, requests, rights, subjects, tokens};
+use super::{consents, log, overrides, report, requests, rights, subjects, tokens};
 use crate::vault::Principal;
 
 #[derive(Serialize, ToSchema)]
@@ -75,7 +75,7 @@ impl Modify for BearerAuth {
         rights::erase_subject, rights::place_hold, rights::lift_hold, rights::get_hold, rights::restrict,
         rights::lift_restriction, report::report, report::export,
         requests::open_request, requests::close_request, requests::list_requests,
-        tokens::list, tokens::revoke,
+        tokens::list, tokens::revoke, overrides::open,
         log::checkpoint, log::key, log::entries, log::inclusion, log::consistency, log::access_log,
     ),
     components(schemas(ErrorBody, ErrorDetail, Health)),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod log;
 mod meta;
+mod overrides;
 mod report;
 mod requests;
 mod rights;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             get(subjects::get_subject).patch(subjects::correct_subject).delete(rights::erase_subject),
         )
         .route("/v1/subjects/{id}/hold", get(rights::get_hold).post(rights::place_hold).delete(rights::lift_hold))
+        .route("/v1/subjects/{id}/break-glass", post(overrides::open))
         .route("/v1/subjects/{id}/restriction", post(rights::restrict).delete(rights::lift_restriction))
         .route("/v1/subjects/{id}/report", get(report::report))
         .route("/v1/subjects/{id}/export", get(report::export))

@@ -143,6 +143,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let overdue = store.overdue_requests(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;
     let open = store.requests(Some("open"), u32::MAX).await.map_err(crate::vault::VaultError::from)?.len();
     let (log_size, _) = store.log_head().await.map_err(crate::vault::VaultError::from)?;
+    let (break_glass, break_glass_open) =
+        store.break_glass_counts(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;
     let body = format!(
         "# HELP candor_requests_overdue Open customer requests past their legal deadline.\n\
          # TYPE candor_requests_overdue gauge\n\
@@ -152,7 +154,13 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
          candor_requests_open {open}\n\
          # HELP candor_log_entries Entries in the tamper-evident log.\n\
          # TYPE candor_log_entries gauge\n\
-         candor_log_entries {log_size}\n"
+         candor_log_entries {log_size}\n\
+         # HELP candor_break_glass_total Break-glass overrides ever opened.\n\
+         # TYPE candor_break_glass_total counter\n\
+         candor_break_glass_total {break_glass}\n\
+         # HELP candor_break_glass_open Break-glass overrides open now.\n\
+         # TYPE candor_break_glass_open gauge\n\
+         candor_break_glass_open {break_glass_open}\n"
     );
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body))
 }

@@ -5,6 +5,7 @@
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
 mod consents;
+mod overrides;
 mod policy;
 mod report;
 mod requests;
@@ -26,6 +27,7 @@ use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
 
 pub use consents::{ChangeInput, ImportLine, Notices};
+pub use overrides::OverrideView;
 pub use report::{Document, event_json, head_json};
 
 /// Default and maximum page size of event listings.
@@ -101,6 +103,10 @@ pub enum VaultError {
     TokenNotFound,
     #[error("only the admin role manages tokens")]
     AdminOnly,
+    #[error(
+        "role `{role}` may not open a break-glass override under purpose `{purpose}` (the catalog's role says break_glass = true when it may)"
+    )]
+    BreakGlassNotAllowed { role: String, purpose: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -156,6 +162,7 @@ pub struct Vault {
     log: Arc<LogContext>,
     notices: Arc<Notices>,
     policy: Arc<PolicyEngine>,
+    break_glass_minutes: u32,
 }
 
 pub fn now_millis() -> Millis {
@@ -171,7 +178,13 @@ impl Vault {
         log: Arc<LogContext>,
     ) -> Self {
         let notices = Arc::new(Notices::of(&catalog));
-        Self { catalog, keys, store, log, notices, policy }
+        Self { catalog, keys, store, log, notices, policy, break_glass_minutes: 15 }
+    }
+
+    /// How long a break-glass override lasts (see `[policy] break_glass_minutes`).
+    pub fn with_break_glass_minutes(mut self, minutes: u32) -> Self {
+        self.break_glass_minutes = minutes;
+        self
     }
 
     pub fn log_context(&self) -> &LogContext {
@@ -471,7 +484,7 @@ impl Vault {
         let write = self.decide(auth, Action::Write, Target::Event(decl.name.as_str()), Situation::NEUTRAL);
         if !write.allowed {
             let audit = self.audit(auth, "event.append", &[id]).fields([decl.name.as_str()]);
-            if write.forbid().is_some() {
+            if write.operator_forbid().is_some() {
                 return self.refuse_decision(auth, audit, &write).await;
             }
             let error =

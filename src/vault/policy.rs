@@ -7,29 +7,24 @@ use candor_core::SubjectId;
 use candor_core::access::AccessDenied;
 use candor_policy::{Action, CONSENT_POLICY, Decision, Outcomes, RESTRICTION_POLICY, Situation, Target};
 
-use super::consents::ConsentScope;
 use super::{Authorized, Vault, VaultError};
 use crate::audit::Audit;
 
 /// The error code and error of a refusal.
 pub(crate) fn denial(d: &Decision, role: &str, purpose: &str) -> (&'static str, VaultError) {
-    match d.forbid() {
-        Some(p) if p.id == CONSENT_POLICY => {
-            ("consent_required", VaultError::Access(AccessDenied::ConsentRequired(purpose.to_string())))
-        }
-        Some(p) if p.id == RESTRICTION_POLICY => ("restricted", VaultError::Restricted),
-        Some(p) => (
-            "policy_forbids",
-            VaultError::Access(AccessDenied::PolicyForbids { policy: p.id.clone(), reason: p.reason.clone() }),
-        ),
-        None => (
-            "purpose_not_allowed",
-            VaultError::Access(AccessDenied::PurposeNotAllowed {
-                role: role.to_string(),
-                purpose: purpose.to_string(),
-            }),
-        ),
+    if d.refused_by(CONSENT_POLICY) {
+        return ("consent_required", VaultError::Access(AccessDenied::ConsentRequired(purpose.to_string())));
     }
+    if d.refused_by(RESTRICTION_POLICY) {
+        return ("restricted", VaultError::Restricted);
+    }
+    if let Some(p) = d.operator_forbid() {
+        let denied = AccessDenied::PolicyForbids { policy: p.id.clone(), reason: p.reason.clone() };
+        return ("policy_forbids", VaultError::Access(denied));
+    }
+    // Nothing permitted, or the catalog's bounds refused.
+    let denied = AccessDenied::PurposeNotAllowed { role: role.to_string(), purpose: purpose.to_string() };
+    ("purpose_not_allowed", VaultError::Access(denied))
 }
 
 impl Vault {
@@ -49,17 +44,6 @@ impl Vault {
     ) -> Result<T, VaultError> {
         let (code, error) = denial(d, &auth.principal.role, auth.purpose.as_str());
         self.refuse(audit, code, error).await
-    }
-
-    /// What is known about customer `id` for this request.
-    pub(crate) async fn situation(
-        &self,
-        _auth: &Authorized,
-        _id: SubjectId,
-        scope: &ConsentScope,
-        restricted: bool,
-    ) -> Result<Situation, VaultError> {
-        Ok(Situation { consent_given: scope.given(), restricted, break_glass: false })
     }
 
     /// The customer gate: may the caller act under its purpose for this customer at all? If so,

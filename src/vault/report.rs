@@ -35,6 +35,8 @@ pub struct ReportHead {
     /// Latest access-log entries about the customer (index, entry JSON), and how many there are.
     pub access: Vec<(u64, Value)>,
     pub access_total: usize,
+    /// Break-glass overrides opened for the customer, with their reasons.
+    pub overrides: Vec<super::OverrideView>,
 }
 
 /// What a request asks for.
@@ -56,7 +58,7 @@ impl Vault {
             return Ok(());
         }
         let audit = self.audit(auth, action, &[id]);
-        if d.forbid().is_some() {
+        if d.operator_forbid().is_some() {
             return self.refuse_decision(auth, audit, &d).await;
         }
         let error = VaultError::WrongPurpose(format!(
@@ -106,6 +108,7 @@ impl Vault {
         let consents = consent::current_state(&self.catalog, |p| self.notices().version(&p.id), &facts);
         let inventory = self.store.inventory(id).await?.unwrap_or_default();
         let legal_hold = self.store.hold(id).await?.is_some();
+        let overrides = self.overrides_of(id, &key).await?;
         let (mut access, mut access_total) = (Vec::new(), 0);
         if document == Document::Report {
             let indices = self.store.subject_log_indices(id).await?;
@@ -134,6 +137,7 @@ impl Vault {
             event_counts: inventory.events,
             access,
             access_total,
+            overrides,
         };
         Ok((head, key))
     }
@@ -260,6 +264,23 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         })
         .collect();
     out.insert("event_types".into(), json!(events));
+    let overrides: Vec<Value> = head
+        .overrides
+        .iter()
+        .map(|o| {
+            json!({
+                "id": o.id, "role": o.role, "purpose": o.purpose, "reason": o.reason,
+                "opened_at": time(o.opened_at), "expires_at": time(o.expires_at),
+            })
+        })
+        .collect();
+    out.insert(
+        "break_glass".into(),
+        json!({
+            "note": "emergency overrides: staff of this role saw masked data in full until the time given, for the reason given; each read is in the access history",
+            "overrides": overrides,
+        }),
+    );
     if document == Document::Report {
         let entries: Vec<Value> = head.access.iter().map(|(i, e)| json!({"index": i, "entry": e})).collect();
         out.insert(

@@ -99,7 +99,7 @@ impl Vault {
             return Ok(());
         }
         let audit = self.audit(auth, action, &[id]);
-        if d.forbid().is_some() {
+        if d.operator_forbid().is_some() {
             return self.refuse_decision(auth, audit, &d).await;
         }
         let error = VaultError::WrongPurpose(format!(

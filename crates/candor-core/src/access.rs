@@ -39,6 +39,55 @@ pub fn declared_purpose<'c>(
     Ok(declared)
 }
 
+/// Shortest and longest break-glass reason, in characters.
+pub const MIN_BREAK_GLASS_REASON: usize = 20;
+pub const MAX_BREAK_GLASS_REASON: usize = 500;
+
+/// Reasons that say nothing about the emergency, refused however they are spelled.
+const BOILERPLATE: [&str; 12] = [
+    "emergency",
+    "urgent",
+    "break glass",
+    "breakglass",
+    "needed",
+    "need access",
+    "access needed",
+    "customer request",
+    "test",
+    "testing",
+    "n a",
+    "na",
+];
+
+/// Checks a break-glass reason: written by a person, saying what the emergency is. At least
+/// 20 characters and four different words, no control characters, not boilerplate (such as
+/// "urgent urgent urgent" or "emergency access needed").
+pub fn check_break_glass_reason(reason: Option<&str>) -> Result<&str, String> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty()).ok_or("is required: say what the emergency is")?;
+    let chars = reason.chars().count();
+    if !(MIN_BREAK_GLASS_REASON..=MAX_BREAK_GLASS_REASON).contains(&chars) {
+        return Err(format!(
+            "must be {MIN_BREAK_GLASS_REASON} to {MAX_BREAK_GLASS_REASON} characters: say what the emergency is"
+        ));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    let words: Vec<String> =
+        reason.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+    let mut distinct: Vec<&str> = words.iter().map(String::as_str).filter(|w| w.chars().count() >= 2).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let meaningful: Vec<&str> =
+        distinct.iter().copied().filter(|w| !BOILERPLATE.iter().any(|b| b.split(' ').any(|bw| bw == *w))).collect();
+    if distinct.len() < 4 || meaningful.len() < 3 {
+        return Err(
+            "must describe the emergency in your own words (four or more different words), not boilerplate".into()
+        );
+    }
+    Ok(reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +102,24 @@ mod tests {
         assert_eq!(denied("shop_backend", Some(" ")), AccessDenied::PurposeRequired);
         assert_eq!(denied("shop_backend", Some("resale")), AccessDenied::UnknownPurpose("resale".into()));
         assert_eq!(denied("gone", Some("account")), AccessDenied::UnknownRole("gone".into()));
+    }
+
+    #[test]
+    fn break_glass_reasons_must_say_what_the_emergency_is() {
+        let ok = "Customer locked out, fraud team confirmed takeover on call #4411";
+        assert_eq!(check_break_glass_reason(Some(ok)), Ok(ok));
+        for bad in [
+            None,
+            Some("   "),
+            Some("urgent"),
+            Some("urgent urgent urgent urgent"),
+            Some("emergency access needed urgent test"),
+            Some("break glass break glass break glass"),
+            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            Some("Customer locked out\u{7} fraud confirmed on call"),
+        ] {
+            assert!(check_break_glass_reason(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_break_glass_reason(Some(&"word ".repeat(200))).is_err(), "too long");
     }
 }

@@ -38,6 +38,21 @@ pub fn catalog_policies(catalog: &Catalog) -> String {
     for role in &catalog.roles {
         role_policies(catalog, role, &mut out);
     }
+    // The catalog's bounds: operator policies may narrow them, never widen them (a forbid wins).
+    out.push_str(&format!(
+        "@id(\"catalog.bounds.purposes\")\n\
+         @reason(\"a role acts only under the purposes the catalog gives it\")\n\
+         forbid(principal, action in {}, resource)\n\
+         unless {{ principal.purposes.contains(resource) }};\n\n",
+        actions(&["act", "erase", "export", "break_glass"])
+    ));
+    out.push_str(&format!(
+        "@id(\"catalog.bounds.data\")\n\
+         @reason(\"data is used only under its role's purposes, and only where the catalog declares it for that purpose\")\n\
+         forbid(principal, action in {}, resource)\n\
+         unless {{ principal.purposes.contains(context.purpose) && resource.purposes.contains(context.purpose) }};\n\n",
+        actions(&["read", "read_masked", "write", "share"])
+    ));
     let data = actions(&["act", "read", "read_masked", "write"]);
     out.push_str(&format!(
         "@id(\"{CONSENT_POLICY}\")\n\
@@ -163,9 +178,10 @@ pub fn catalog_entities(catalog: &Catalog) -> String {
         s.push(']');
         s
     };
-    items.push(entity("Role", ADMIN_ROLE, String::new(), &[]));
+    items.push(entity("Role", ADMIN_ROLE, "\"purposes\":[]".to_string(), &[]));
     for r in &catalog.roles {
-        items.push(entity("Role", r.id.as_str(), String::new(), &[]));
+        let purposes = format!("\"purposes\":{}", purpose_set(&mut r.purposes.iter().map(|p| p.as_str())));
+        items.push(entity("Role", r.id.as_str(), purposes, &[]));
     }
     for (name, _) in Category::ALL {
         items.push(entity("Category", name, String::new(), &[]));

@@ -130,6 +130,11 @@ impl Decision {
         !self.allowed && self.determining.iter().any(|p| p.forbid && p.id == id)
     }
 
+    /// The first forbid from the operator's file that refused, if one did.
+    pub fn operator_forbid(&self) -> Option<&PolicyInfo> {
+        self.determining.iter().find(|p| p.forbid && p.origin != Origin::Catalog).map(|p| p.as_ref())
+    }
+
     /// The first forbid that refused, if one did.
     pub fn forbid(&self) -> Option<&PolicyInfo> {
         self.determining.iter().find(|p| p.forbid).map(|p| p.as_ref())
@@ -323,6 +328,26 @@ impl PolicyEngine {
             situation,
         };
         Ok(self.cached(key, role))
+    }
+
+    /// The same question as [`PolicyEngine::decide`], evaluated by Cedar without the cache (for
+    /// benchmarks: what a first-time question costs).
+    pub fn decide_uncached(
+        &self,
+        role: &str,
+        action: Action,
+        purpose: &str,
+        target: Target<'_>,
+        situation: Situation,
+    ) -> Result<Decision, Unknown> {
+        let key = Key {
+            role: self.role_index(role)?,
+            action,
+            purpose: self.purpose_index(purpose)?,
+            resource: self.resource_key(target)?,
+            situation,
+        };
+        Ok(self.evaluate(key, role))
     }
 
     /// May `role` manage the installation (tokens)?

@@ -124,6 +124,22 @@ fn operator_policies_narrow_further_and_explanations_name_them() {
 }
 
 #[test]
+fn operator_permits_cannot_widen_the_catalog() {
+    let e = with_policies(
+        "permit(principal, action, resource);\n\
+         permit(principal == Candor::Role::\"support_agent\", action == Candor::Action::\"read\", resource == Candor::Field::\"phone\");\n",
+    )
+    .unwrap();
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "phone", N), "masked", "the mask forbid wins");
+    assert_eq!(outcome(&e, "support_agent", "customer_support", "shipping_address", N), "withheld");
+    assert_eq!(outcome(&e, "support_agent", "account", "email", N), "denied");
+    let d = e.decide("support_agent", Action::Act, "account", Target::Purpose, N).unwrap();
+    assert_eq!(d.forbid().unwrap().id, "catalog.bounds.purposes");
+    let no_consent = Situation { consent_given: false, ..N };
+    assert_eq!(outcome(&e, "marketing_tool", "marketing", "email", no_consent), "denied");
+}
+
+#[test]
 fn a_policy_file_with_a_syntax_error_is_refused_with_its_line() {
     let err =
         with_policies("permit(principal, action, resource);\n\nforbid(principal action, resource);\n").unwrap_err();

@@ -41,6 +41,19 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ("restrictions", &[("subject_id", Kind::Text), ("since", Kind::Int8), ("note", Kind::OptBytes)]),
     ("erasures", &[("subject_id", Kind::Text), ("erased_at", Kind::Int8), ("certificate", Kind::Text)]),
     (
+        "break_glass",
+        &[
+            ("id", Kind::Text),
+            ("subject_id", Kind::Text),
+            ("token_id", Kind::Text),
+            ("role", Kind::Text),
+            ("purpose", Kind::Text),
+            ("reason", Kind::Bytes),
+            ("opened_at", Kind::Int8),
+            ("expires_at", Kind::Int8),
+        ],
+    ),
+    (
         "field_values",
         &[("subject_id", Kind::Text), ("field", Kind::Text), ("ciphertext", Kind::Bytes), ("updated_at", Kind::Int8)],
     ),

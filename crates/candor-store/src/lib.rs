@@ -16,10 +16,12 @@ pub use candor_log::Hash;
 pub use consents::{
     AudienceRow, ConsentStore, NewConsentEntry, NewConsentRecord, NoticeText, Recorded, StoredConsent, StoredReceipt,
 };
+pub use overrides::{BreakGlass, OverrideStore};
 pub use rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
 
 pub mod consents;
 pub mod copy;
+pub mod overrides;
 pub mod pgtest;
 pub mod postgres;
 pub mod rights;
@@ -156,7 +158,7 @@ pub struct LogRecord {
 /// Where the vault keeps its data. Every method is one transaction; methods that change data
 /// take the log record describing the change and append it in the same transaction.
 #[async_trait]
-pub trait Store: ConsentStore + RightsStore + Send + Sync + 'static {
+pub trait Store: ConsentStore + RightsStore + OverrideStore + Send + Sync + 'static {
     /// Cheap liveness check (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -68,6 +68,45 @@ pub async fn run_all(store: &dyn Store) {
     restriction_is_a_flag_on_the_record_and_changes_are_logged_once(store).await;
     retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_counts(store).await;
     requests_are_tracked_until_closed_and_overdue_ones_are_counted(store).await;
+    break_glass_overrides_are_open_only_for_their_token_subject_purpose_and_time(store).await;
+}
+
+async fn break_glass_overrides_are_open_only_for_their_token_subject_purpose_and_time(store: &dyn Store) {
+    use crate::overrides::BreakGlass;
+    let (a, b) = (new_subject(store, 90).await, new_subject(store, 91).await);
+    let (log_before, _) = store.log_head().await.unwrap();
+    let (opened_before, _) = store.break_glass_counts(0).await.unwrap();
+    let bg = |id: &str, subject| BreakGlass {
+        id: id.into(),
+        subject,
+        token_id: "t-bg".into(),
+        role: "support_agent".into(),
+        purpose: "customer_support".into(),
+        reason: ct(b"sealed reason"),
+        opened_at: 1_000,
+        expires_at: 2_000,
+    };
+    assert!(store.open_break_glass(bg("bg-1", a), log("bg open", Some(a))).await.unwrap());
+    // A customer that does not exist gets no override, and nothing is logged.
+    assert!(!store.open_break_glass(bg("bg-2", SubjectId::random()), log("bg none", None)).await.unwrap());
+    assert_eq!(store.log_head().await.unwrap().0, log_before + 1);
+
+    let active = |token: &'static str, subject, purpose: &'static str, now| async move {
+        store.active_break_glass(token, subject, purpose, now).await.unwrap()
+    };
+    assert_eq!(active("t-bg", a, "customer_support", 1_500).await.as_deref(), Some("bg-1"));
+    assert_eq!(active("t-bg", a, "customer_support", 2_000).await, None, "expired at expires_at");
+    assert_eq!(active("t-bg", a, "customer_support", 999).await, None);
+    assert_eq!(active("t-other", a, "customer_support", 1_500).await, None);
+    assert_eq!(active("t-bg", b, "customer_support", 1_500).await, None);
+    assert_eq!(active("t-bg", a, "account", 1_500).await, None);
+
+    let listed = store.break_glass_for(a).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].role.as_str(), listed[0].reason.as_bytes()), ("support_agent", &b"sealed reason"[..]));
+    assert!(store.break_glass_for(b).await.unwrap().is_empty());
+    let (opened, open_now) = store.break_glass_counts(1_500).await.unwrap();
+    assert_eq!((opened - opened_before, open_now), (1, 1));
 }
 
 async fn retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_counts(store: &dyn Store) {

@@ -20,6 +20,7 @@ use tokio_postgres::{GenericClient, NoTls};
 mod batch;
 mod consents;
 mod log_batch;
+mod overrides;
 mod rights;
 
 use crate::{
@@ -32,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_consents.sql")),
     (3, include_str!("../../migrations/postgres/0003_rights.sql")),
     (4, include_str!("../../migrations/postgres/0004_retention.sql")),
+    (5, include_str!("../../migrations/postgres/0005_break_glass.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;

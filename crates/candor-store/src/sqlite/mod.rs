@@ -16,6 +16,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
 mod consents;
+mod overrides;
 mod rights;
 mod writer;
 
@@ -31,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_consents.sql")),
     (4, include_str!("../../migrations/sqlite/0004_rights.sql")),
     (5, include_str!("../../migrations/sqlite/0005_retention.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_break_glass.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
