@@ -121,6 +121,7 @@ pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log)
         .with_break_glass_minutes(config.policy.break_glass_minutes);
     vault.note_catalog(&catalog_hash).await?;
+    vault.publish_notice().await?;
     Ok((config, vault))
 }
 

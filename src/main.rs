@@ -13,6 +13,7 @@ mod install;
 mod policy_cli;
 mod receipt;
 mod retention;
+mod ropa;
 mod transparency;
 mod vault;
 mod verify;
@@ -294,6 +295,14 @@ enum CatalogCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Write the record of processing activities (GDPR Art. 30) as ropa.md and ropa.csv.
+    Ropa {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Directory to write into.
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -406,6 +415,16 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Test { config, file } } => policy_cli::test(&config.config, &file),
+        Command::Catalog { command: CatalogCommand::Ropa { config, out } } => {
+            let cfg = config::Config::load(&config.config)?;
+            let c = install::load_catalog(&cfg)?;
+            std::fs::create_dir_all(&out)?;
+            let (md, csv) = (out.join("ropa.md"), out.join("ropa.csv"));
+            std::fs::write(&md, ropa::markdown(&c))?;
+            std::fs::write(&csv, ropa::csv(&c)?)?;
+            println!("wrote {} and {} ({} processing activities)", md.display(), csv.display(), c.purposes.len());
+            Ok(())
+        }
         Command::Log { command: LogCommand::Verify { config, url, token, checkpoint, key } } => {
             let source = match url {
                 Some(url) => verify::Source::Url { url, token },

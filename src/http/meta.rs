@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::{consents, log, overrides, report, requests, rights, subjects, tokens};
+use super::{consents, log, overrides, privacy, report, requests, rights, subjects, tokens};
 use crate::vault::Principal;
 
 #[derive(Serialize, ToSchema)]
@@ -67,7 +67,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Candor", description = "Customer-data vault: field-level encrypted personal data, purpose-bound access. Every request that touches personal data names its purpose in the `Candor-Purpose` header."),
     paths(
-        healthz, catalog,
+        healthz, catalog, privacy::notice,
         subjects::create_subject, subjects::lookup_subjects, subjects::get_subject, subjects::correct_subject,
         subjects::append_event, subjects::list_events,
         consents::get_consents, consents::post_consents, consents::get_history, consents::get_receipt,

@@ -8,6 +8,7 @@ pub mod extract;
 mod log;
 mod meta;
 mod overrides;
+mod privacy;
 mod report;
 mod requests;
 mod rights;
@@ -49,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(meta::openapi))
         .route("/v1/catalog", get(meta::catalog))
+        .route("/v1/notice", get(privacy::notice))
+        .route("/privacy", get(privacy::page))
+        .route("/assets/candor.css", get(privacy::stylesheet))
         .route("/v1/subjects", get(subjects::lookup_subjects).post(subjects::create_subject))
         .route(
             "/v1/subjects/{id}",
@@ -115,6 +119,15 @@ async fn log_and_harden(req: Request, next: Next) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Pages load nothing from anyone else, run no script, and cannot be framed.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     tracing::info!(
         method = %method,
         route = %route,

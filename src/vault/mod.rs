@@ -5,6 +5,7 @@
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
 mod consents;
+mod notice;
 mod overrides;
 mod policy;
 mod report;

@@ -27,6 +27,7 @@ pub mod consent;
 pub mod ids;
 pub mod mask;
 pub mod notice;
+pub mod privacy_notice;
 pub mod rights;
 pub mod value;
 pub mod write;

@@ -40,6 +40,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ("legal_holds", &[("subject_id", Kind::Text), ("placed_at", Kind::Int8), ("note", Kind::Bytes)]),
     ("restrictions", &[("subject_id", Kind::Text), ("since", Kind::Int8), ("note", Kind::OptBytes)]),
     ("erasures", &[("subject_id", Kind::Text), ("erased_at", Kind::Int8), ("certificate", Kind::Text)]),
+    ("notice_versions", &[("version", Kind::Text), ("published_at", Kind::Int8), ("notice", Kind::Text)]),
     (
         "break_glass",
         &[

@@ -212,6 +212,14 @@ pub trait Store: ConsentStore + RightsStore + OverrideStore + Send + Sync + 'sta
     /// same transaction and returns `true`.
     async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError>;
 
+    /// Records a version of the public privacy notice unless it is the latest already; logs
+    /// `log` with it and returns `true` when it was new.
+    async fn publish_notice(&self, version: &str, at: Millis, notice: &str, log: LogRecord)
+    -> Result<bool, StoreError>;
+
+    /// Every published notice version (version, published at, JSON), oldest first.
+    async fn notice_versions(&self) -> Result<Vec<(String, Millis, String)>, StoreError>;
+
     /// Current tree size and root hash.
     async fn log_head(&self) -> Result<(u64, Hash), StoreError>;
 

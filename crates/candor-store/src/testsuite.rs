@@ -69,6 +69,19 @@ pub async fn run_all(store: &dyn Store) {
     retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_counts(store).await;
     requests_are_tracked_until_closed_and_overdue_ones_are_counted(store).await;
     break_glass_overrides_are_open_only_for_their_token_subject_purpose_and_time(store).await;
+    notice_versions_are_kept_in_order_and_republishing_the_latest_changes_nothing(store).await;
+}
+
+async fn notice_versions_are_kept_in_order_and_republishing_the_latest_changes_nothing(store: &dyn Store) {
+    let (log_before, _) = store.log_head().await.unwrap();
+    assert!(store.publish_notice("sha256:a", 10, "{\"v\":\"a\"}", log("notice a", None)).await.unwrap());
+    assert!(!store.publish_notice("sha256:a", 20, "{\"v\":\"a\"}", log("notice a again", None)).await.unwrap());
+    assert!(store.publish_notice("sha256:b", 30, "{\"v\":\"b\"}", log("notice b", None)).await.unwrap());
+    let versions = store.notice_versions().await.unwrap();
+    let names: Vec<&str> = versions.iter().map(|(v, _, _)| v.as_str()).collect();
+    assert_eq!(names, ["sha256:a", "sha256:b"]);
+    assert_eq!(versions[1], ("sha256:b".to_string(), 30, "{\"v\":\"b\"}".to_string()));
+    assert_eq!(store.log_head().await.unwrap().0, log_before + 2);
 }
 
 async fn break_glass_overrides_are_open_only_for_their_token_subject_purpose_and_time(store: &dyn Store) {

@@ -12,3 +12,10 @@ CREATE TABLE break_glass (
 );
 CREATE INDEX break_glass_by_token ON break_glass (token_id, subject_id, expires_at);
 CREATE INDEX break_glass_by_subject ON break_glass (subject_id, opened_at);
+
+-- Every version of the public privacy notice, as published (JSON).
+CREATE TABLE notice_versions (
+    version      TEXT PRIMARY KEY,
+    published_at BIGINT NOT NULL,
+    notice       TEXT NOT NULL
+);

@@ -14,3 +14,11 @@ CREATE TABLE break_glass (
 ) STRICT;
 CREATE INDEX break_glass_by_token ON break_glass (token_id, subject_id, expires_at);
 CREATE INDEX break_glass_by_subject ON break_glass (subject_id, opened_at);
+
+-- Every version of the public privacy notice, as published (JSON), so the notice can show what
+-- changed and when.
+CREATE TABLE notice_versions (
+    version      TEXT PRIMARY KEY,       -- sha256: of the notice's canonical JSON
+    published_at INTEGER NOT NULL,
+    notice       TEXT NOT NULL
+) STRICT;

@@ -618,6 +618,47 @@ impl Store for PgStore {
         Ok(true)
     }
 
+    async fn publish_notice(
+        &self,
+        version: &str,
+        at: Millis,
+        notice: &str,
+        log: LogRecord,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        // Take the log lock first: two servers starting together publish once.
+        tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?;
+        let last: Option<String> = tx
+            .query_opt("SELECT version FROM notice_versions ORDER BY published_at DESC LIMIT 1", &[])
+            .await
+            .map_err(pg_err)?
+            .map(|r| r.get(0));
+        if last.as_deref() == Some(version) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO notice_versions (version, published_at, notice) VALUES ($1, $2, $3)
+             ON CONFLICT (version) DO UPDATE SET published_at = EXCLUDED.published_at",
+            &[&version, &at, &notice],
+        )
+        .await
+        .map_err(pg_err)?;
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(true)
+    }
+
+    async fn notice_versions(&self) -> Result<Vec<(String, Millis, String)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT version, published_at, notice FROM notice_versions ORDER BY published_at, version", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
     async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         let client = self.client().await?;
         let size = log_size(&**client).await?;

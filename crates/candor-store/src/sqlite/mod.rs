@@ -738,6 +738,54 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn publish_notice(
+        &self,
+        version: &str,
+        at: Millis,
+        notice: &str,
+        log: LogRecord,
+    ) -> Result<bool, StoreError> {
+        let (version, notice) = (version.to_string(), notice.to_string());
+        self.write(move |c| {
+            let tx = c.savepoint().map_err(db_err)?;
+            let last: Option<String> = tx
+                .query_row(
+                    "SELECT version FROM notice_versions ORDER BY published_at DESC, rowid DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if last.as_deref() == Some(version.as_str()) {
+                return Ok(false);
+            }
+            // A version published before and then replaced comes back with a new date.
+            tx.execute(
+                "INSERT INTO notice_versions (version, published_at, notice) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (version) DO UPDATE SET published_at = excluded.published_at",
+                params![version, at, notice],
+            )
+            .map_err(db_err)?;
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn notice_versions(&self) -> Result<Vec<(String, Millis, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT version, published_at, notice FROM notice_versions ORDER BY published_at, rowid",
+                )
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+        .await
+    }
+
     async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         self.read(|c| {
             let tx = c.transaction().map_err(db_err)?;

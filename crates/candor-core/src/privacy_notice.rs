@@ -1,0 +1,459 @@
+//! The public privacy notice, generated from the catalog: what is held, why, on which legal
+//! basis, how long, where, who receives it, and the customer's rights. The same catalog also
+//! gives the record of processing activities (see [`crate::ropa`]) and what the system enforces,
+//! so the three cannot disagree.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Category, FieldType, Retention};
+
+/// The whole notice. Serialised as `/v1/notice`; its canonical JSON's hash is its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivacyNotice {
+    pub controller: Controller,
+    pub storage: Storage,
+    /// What is held, grouped by category (in the taxonomy's order).
+    pub data: Vec<DataGroup>,
+    pub purposes: Vec<PurposeEntry>,
+    pub recipients: Vec<RecipientEntry>,
+    pub rights: Vec<Right>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Controller {
+    pub name: String,
+    pub privacy_contact: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Storage {
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    pub protection: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataGroup {
+    pub category: String,
+    pub label: String,
+    pub items: Vec<DataItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataItem {
+    /// The catalog's name (`email`, `purchase`).
+    pub name: String,
+    /// In words (`Email`, `Purchase history`).
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Why it is used: the purposes' descriptions, each with its legal basis in words.
+    pub used_for: Vec<Use>,
+    /// How long it is kept, in words.
+    pub kept: String,
+    /// Who receives it: "ParcelCo GmbH (DE)".
+    pub shared_with: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Use {
+    pub purpose: String,
+    pub why: String,
+    pub legal_basis: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurposeEntry {
+    pub id: String,
+    pub why: String,
+    /// The legal basis's name (`consent`, `contract`, …) and in words.
+    pub legal_basis: String,
+    pub legal_basis_plain: String,
+    /// Only with the customer's consent (off until they turn it on).
+    pub needs_consent: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    pub data: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientEntry {
+    pub name: String,
+    pub country: String,
+    /// Outside the EU/EEA: a transfer with its own safeguards.
+    pub outside_eea: bool,
+    pub why: Vec<String>,
+    pub data: Vec<String>,
+    pub agreement: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Right {
+    pub name: String,
+    pub what: String,
+    pub how: String,
+}
+
+/// EU and EEA member states (ISO 3166-1 alpha-2).
+const EEA: [&str; 30] = [
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT",
+    "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
+];
+
+/// Whether `country` is outside the EU/EEA.
+pub fn outside_eea(country: &str) -> bool {
+    !EEA.contains(&country)
+}
+
+/// The category in words.
+pub fn category_label(c: Category) -> &'static str {
+    match c {
+        Category::Identity => "Who you are",
+        Category::Contact => "How to reach you",
+        Category::Financial => "Payments and purchases",
+        Category::Location => "Addresses and places",
+        Category::Behavioural => "How you use our services",
+        Category::Demographic => "About you",
+        Category::Technical => "Devices and technical data",
+        Category::Preferences => "Your preferences",
+        Category::SpecialCategory => "Sensitive data (health, beliefs and similar)",
+        Category::CriminalOffence => "Criminal offence data",
+    }
+}
+
+/// A catalog name in words: `date_of_birth` -> `Date of birth`.
+pub fn label(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// An ISO 8601 period in words: `P2Y` -> `2 years`, `P1Y6M` -> `1 year and 6 months`.
+pub fn period_plain(period: &str) -> String {
+    let Ok(span) = period.parse::<jiff::Span>() else { return period.to_string() };
+    let parts: Vec<String> = [
+        (span.get_years() as i64, "year"),
+        (span.get_months() as i64, "month"),
+        (span.get_weeks() as i64, "week"),
+        (span.get_days() as i64, "day"),
+        (span.get_hours() as i64, "hour"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n != 0)
+    .map(|(n, unit)| format!("{n} {unit}{}", if *n == 1 { "" } else { "s" }))
+    .collect();
+    match parts.len() {
+        0 => period.to_string(),
+        1 => parts[0].clone(),
+        n => format!("{} and {}", parts[..n - 1].join(", "), parts[n - 1]),
+    }
+}
+
+/// How long a value is kept, in words.
+pub fn retention_plain(r: &Retention) -> String {
+    match r {
+        Retention::Fixed { period } => format!("{} after it is recorded", period_plain(period)),
+        Retention::WhileAccountExists { grace: None } => "while your account exists".into(),
+        Retention::WhileAccountExists { grace: Some(g) } => {
+            format!("while your account exists, then {} after you close it", period_plain(g))
+        }
+    }
+}
+
+fn type_label(name: &str, ty: Option<FieldType>) -> String {
+    match ty {
+        Some(FieldType::Email) if name == "email" => "E-mail address".into(),
+        Some(FieldType::Phone) if name == "phone" => "Phone number".into(),
+        _ => label(name),
+    }
+}
+
+/// The notice of `catalog`.
+pub fn privacy_notice(catalog: &Catalog) -> PrivacyNotice {
+    let org = &catalog.organisation;
+    let uses = |purposes: &[crate::PurposeId]| -> Vec<Use> {
+        purposes
+            .iter()
+            .filter_map(|p| catalog.purpose(p.as_str()))
+            .map(|p| Use {
+                purpose: p.id.to_string(),
+                why: p.description.clone(),
+                legal_basis: p.legal_basis.plain().to_string(),
+            })
+            .collect()
+    };
+    let shared = |name: &str| -> Vec<String> {
+        catalog
+            .recipients
+            .iter()
+            .filter(|r| r.fields.iter().any(|f| f.as_str() == name))
+            .map(|r| format!("{} ({})", r.name, r.country))
+            .collect()
+    };
+    let mut data = Vec::new();
+    for (_, category) in Category::ALL {
+        let mut items = Vec::new();
+        for f in catalog.fields.iter().filter(|f| f.category == category) {
+            items.push(DataItem {
+                name: f.name.to_string(),
+                label: type_label(f.name.as_str(), Some(f.field_type)),
+                description: f.description.clone(),
+                used_for: uses(&f.purposes),
+                kept: retention_plain(&f.retention),
+                shared_with: shared(f.name.as_str()),
+            });
+        }
+        for e in catalog.events.iter().filter(|e| e.category == category) {
+            items.push(DataItem {
+                name: e.name.to_string(),
+                label: format!("{} history", label(e.name.as_str())),
+                description: e.description.clone(),
+                used_for: uses(&e.purposes),
+                kept: retention_plain(&e.retention),
+                shared_with: Vec::new(),
+            });
+        }
+        if !items.is_empty() {
+            data.push(DataGroup {
+                category: category.name().to_string(),
+                label: category_label(category).into(),
+                items,
+            });
+        }
+    }
+    let purposes = catalog
+        .purposes
+        .iter()
+        .map(|p| PurposeEntry {
+            id: p.id.to_string(),
+            why: p.description.clone(),
+            legal_basis: p.legal_basis.name().to_string(),
+            legal_basis_plain: p.legal_basis.plain().to_string(),
+            needs_consent: p.needs_consent(),
+            channels: p.channels.iter().map(|c| c.name().to_string()).collect(),
+            data: catalog
+                .fields
+                .iter()
+                .filter(|f| f.allows(&p.id))
+                .map(|f| type_label(f.name.as_str(), Some(f.field_type)))
+                .chain(
+                    catalog
+                        .events
+                        .iter()
+                        .filter(|e| e.allows(&p.id))
+                        .map(|e| format!("{} history", label(e.name.as_str()))),
+                )
+                .collect(),
+        })
+        .collect();
+    let recipients = catalog
+        .recipients
+        .iter()
+        .map(|r| RecipientEntry {
+            name: r.name.clone(),
+            country: r.country.clone(),
+            outside_eea: outside_eea(&r.country),
+            why: r.purposes.iter().filter_map(|p| catalog.purpose(p.as_str())).map(|p| p.description.clone()).collect(),
+            data: r
+                .fields
+                .iter()
+                .map(|f| type_label(f.as_str(), catalog.field(f.as_str()).map(|d| d.field_type)))
+                .collect(),
+            agreement: r.agreement.clone(),
+        })
+        .collect();
+    let contact = &org.privacy_contact;
+    let how = format!("Write to {contact}. We answer within one month.");
+    let right = |name: &str, what: &str, how: &str| Right { name: name.into(), what: what.into(), how: how.into() };
+    let rights = vec![
+        right("See your data", "Ask what we hold about you, why, and who we shared it with.", &how),
+        right("Take your data with you", "Get your data in a common format (JSON or CSV) to reuse elsewhere.", &how),
+        right("Correct your data", "Have wrong or incomplete data corrected.", &how),
+        right(
+            "Delete your data",
+            "Have your data erased. We destroy the key that encrypts it, so no copy can be read again; \
+             data the law makes us keep is kept until then, and we tell you which.",
+            &how,
+        ),
+        right("Restrict use", "Have us keep your data but stop using it, for example while you contest it.", &how),
+        right("Object", "Object to uses based on our legitimate interests, and to direct marketing at any time.", &how),
+        right(
+            "Withdraw consent",
+            "Turn off anything you agreed to, as easily as you turned it on. It takes effect at once.",
+            &how,
+        ),
+        right(
+            "Complain",
+            "Complain to a data protection authority, in particular where you live or work.",
+            "Contact your national data protection authority.",
+        ),
+    ];
+    PrivacyNotice {
+        controller: Controller { name: org.name.clone(), privacy_contact: contact.clone() },
+        storage: Storage {
+            region: org.storage_region.clone(),
+            provider: org.storage_provider.clone(),
+            protection: "Each piece of your data is encrypted on its own (AES-256-GCM) with a key that is yours \
+                         alone, itself encrypted and kept apart from the data. Only the people and services that \
+                         need a piece of data, for a stated purpose, can read it, and every access is recorded in a \
+                         tamper-evident log you can check."
+                .into(),
+        },
+        data,
+        purposes,
+        recipients,
+        rights,
+    }
+}
+
+/// What changed from `old` to `new`, in plain sentences (empty if nothing did).
+pub fn changes(old: &PrivacyNotice, new: &PrivacyNotice) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.controller != new.controller {
+        out.push(format!(
+            "Who is responsible, or how to reach them, changed: now {} ({}).",
+            new.controller.name, new.controller.privacy_contact
+        ));
+    }
+    if old.storage.region != new.storage.region || old.storage.provider != new.storage.provider {
+        let with = new.storage.provider.as_deref().map(|p| format!(", with {p}")).unwrap_or_default();
+        out.push(format!("Where your data is stored changed: now {}{with}.", new.storage.region));
+    }
+    for p in &new.purposes {
+        match old.purposes.iter().find(|o| o.id == p.id) {
+            None => out.push(format!("New use of data: {} ({}).", p.why, p.legal_basis_plain)),
+            Some(o) if o != p => out.push(format!("Changed use of data: {}", describe_purpose_change(o, p))),
+            _ => {}
+        }
+    }
+    for o in &old.purposes {
+        if !new.purposes.iter().any(|p| p.id == o.id) {
+            out.push(format!("We no longer use data to: {}", o.why));
+        }
+    }
+    let items = |n: &PrivacyNotice| -> Vec<DataItem> { n.data.iter().flat_map(|g| g.items.clone()).collect() };
+    let (old_items, new_items) = (items(old), items(new));
+    for i in &new_items {
+        match old_items.iter().find(|o| o.name == i.name) {
+            None => out.push(format!("We now hold: {}.", i.label)),
+            Some(o) if o.kept != i.kept => out.push(format!("{}: now kept {} (was {}).", i.label, i.kept, o.kept)),
+            _ => {}
+        }
+    }
+    for o in &old_items {
+        if !new_items.iter().any(|i| i.name == o.name) {
+            out.push(format!("We no longer hold: {}.", o.label));
+        }
+    }
+    for r in &new.recipients {
+        match old.recipients.iter().find(|o| o.name == r.name) {
+            None => out.push(format!("New recipient: {} ({}) receives {}.", r.name, r.country, r.data.join(", "))),
+            Some(o) if o != r => out.push(format!("{} ({}) now receives {}.", r.name, r.country, r.data.join(", "))),
+            _ => {}
+        }
+    }
+    for o in &old.recipients {
+        if !new.recipients.iter().any(|r| r.name == o.name) {
+            out.push(format!("{} no longer receives your data.", o.name));
+        }
+    }
+    out
+}
+
+fn describe_purpose_change(o: &PurposeEntry, p: &PurposeEntry) -> String {
+    let mut parts = Vec::new();
+    if o.why != p.why {
+        parts.push(format!("was: {}", o.why));
+    }
+    if o.legal_basis != p.legal_basis {
+        parts.push(format!("legal basis now {}", p.legal_basis_plain));
+    }
+    let added: Vec<&String> = p.data.iter().filter(|d| !o.data.contains(d)).collect();
+    let removed: Vec<&String> = o.data.iter().filter(|d| !p.data.contains(d)).collect();
+    if !added.is_empty() {
+        parts.push(format!("now also uses {}", added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("no longer uses {}", removed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+    }
+    if parts.is_empty() { p.why.clone() } else { format!("{} ({})", p.why, parts.join("; ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::EXAMPLE_CATALOG;
+
+    fn catalog(src: &str) -> Catalog {
+        Catalog::from_toml_str(src, "test").unwrap()
+    }
+
+    #[test]
+    fn the_notice_groups_data_by_category_with_why_how_long_and_who() {
+        let n = privacy_notice(&catalog(EXAMPLE_CATALOG));
+        let contact = n.data.iter().find(|g| g.category == "contact").unwrap();
+        assert_eq!(contact.label, "How to reach you");
+        let email = contact.items.iter().find(|i| i.name == "email").unwrap();
+        assert_eq!(email.label, "E-mail address");
+        assert_eq!(email.kept, "while your account exists, then 30 days after you close it");
+        assert!(email.shared_with.contains(&"PayFast Ltd (IE)".to_string()));
+        assert!(email.used_for.iter().any(|u| u.purpose == "marketing" && u.legal_basis.contains("consent")));
+        let views = n.data.iter().flat_map(|g| &g.items).find(|i| i.name == "page_view").unwrap();
+        assert_eq!(
+            (views.label.as_str(), views.kept.as_str()),
+            ("Page view history", "13 months after it is recorded")
+        );
+        let marketing = n.purposes.iter().find(|p| p.id == "marketing").unwrap();
+        assert!(marketing.needs_consent && marketing.channels == ["email", "sms"]);
+        assert!(n.recipients.iter().all(|r| !r.outside_eea));
+        assert_eq!(n.rights.len(), 8);
+        assert!(n.rights[0].how.contains("privacy@shop.example"));
+    }
+
+    #[test]
+    fn a_published_notice_reads_back_as_it_was() {
+        let n = privacy_notice(&catalog(EXAMPLE_CATALOG));
+        let back: PrivacyNotice = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert_eq!(back, n);
+    }
+
+    #[test]
+    fn periods_read_as_words() {
+        assert_eq!(period_plain("P2Y"), "2 years");
+        assert_eq!(period_plain("P13M"), "13 months");
+        assert_eq!(period_plain("P1Y6M"), "1 year and 6 months");
+        assert_eq!(period_plain("P30D"), "30 days");
+        assert_eq!(period_plain("nonsense"), "nonsense");
+        assert!(outside_eea("US") && !outside_eea("DE"));
+    }
+
+    #[test]
+    fn changes_are_listed_in_plain_sentences() {
+        let old = privacy_notice(&catalog(EXAMPLE_CATALOG));
+        assert!(changes(&old, &old).is_empty());
+        let new_src = EXAMPLE_CATALOG
+            .replace("retention = \"P13M\"", "retention = \"P2Y\"")
+            .replace("country = \"IE\"", "country = \"US\"")
+            .replace(
+                "Send you offers and news, only if you asked for them.",
+                "Send you offers, news and tips, only if you asked for them.",
+            );
+        let new = privacy_notice(&catalog(&new_src));
+        let c = changes(&old, &new);
+        assert!(
+            c.iter().any(|s| s
+                == "Page view history: now kept 2 years after it is recorded (was 13 months after it is recorded)."),
+            "{c:?}"
+        );
+        assert!(
+            c.iter().any(|s| s.starts_with("Changed use of data: Send you offers, news and tips")
+                && s.contains("(was: Send you offers and news")),
+            "{c:?}"
+        );
+        assert!(c.iter().any(|s| s.starts_with("PayFast Ltd (US) now receives")), "{c:?}");
+    }
+}
