@@ -34,6 +34,22 @@ else
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing postgresql (initdb, pg_ctl)"; apt_install postgresql; }
 fi
 
+# The privacy pages are checked in Debian's Chromium, driven by playwright-core with axe-core
+# (npm, versions pinned in tests/browser/package-lock.json; no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (browser tests of the privacy pages)"
+  apt_install chromium
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing nodejs and npm (browser tests)"
+  apt_install nodejs npm
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/axe-core ]; then
+  echo "installing the browser tests' npm packages"
+  npm ci --prefix tests/browser --no-audit --no-fund
+fi
+export CANDOR_BROWSER_TESTS=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
