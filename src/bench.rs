@@ -211,8 +211,7 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
         let (config, vault) = crate::install::open(&done.config_path).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         urls.push(format!("http://{}", listener.local_addr()?));
-        let app =
-            crate::http::router(crate::http::AppState { vault: vault.clone(), max_body_bytes: config.max_body_bytes });
+        let app = crate::http::router(crate::http::AppState::new(vault.clone(), &config)?);
         servers.push(tokio::spawn(async move { axum::serve(listener, app).await }));
         first.get_or_insert(vault);
     }
@@ -482,7 +481,7 @@ async fn audience_bench(customers: usize) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
-    let app = crate::http::router(crate::http::AppState { vault, max_body_bytes: config.max_body_bytes });
+    let app = crate::http::router(crate::http::AppState::new(vault, &config)?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let start = Instant::now();
     let mut resp = reqwest::Client::new()

@@ -24,7 +24,19 @@ pub struct Config {
     /// `candor retention run` does it on demand).
     pub retention_sweep_interval_seconds: u64,
     pub policy: PolicySettings,
+    pub branding: BrandingSettings,
 }
+
+/// `[privacy_center]`: how the customer-facing pages look.
+#[derive(Debug, Clone)]
+pub struct BrandingSettings {
+    pub name: Option<String>,
+    /// `#rrggbb`, with at least 4.5:1 contrast against white (WCAG 2.2 AA for text).
+    pub accent_colour: String,
+    pub logo: Option<PathBuf>,
+}
+
+pub const DEFAULT_ACCENT: &str = "#0b4f9c";
 
 #[derive(Debug, Clone)]
 pub struct PolicySettings {
@@ -79,6 +91,31 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    privacy_center: RawPrivacyCenter,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPrivacyCenter {
+    name: Option<String>,
+    accent_colour: Option<String>,
+    logo: Option<String>,
+}
+
+/// Relative luminance of an sRGB `#rrggbb` colour (WCAG 2.x), or `None` if malformed.
+fn luminance(hex: &str) -> Option<f64> {
+    let h = hex.strip_prefix('#').filter(|h| h.len() == 6 && h.chars().all(|c| c.is_ascii_hexdigit()))?;
+    let channel = |i: usize| {
+        let c = f64::from(u8::from_str_radix(&h[i..i + 2], 16).ok()?) / 255.0;
+        Some(if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) })
+    };
+    Some(0.2126 * channel(0)? + 0.7152 * channel(2)? + 0.0722 * channel(4)?)
+}
+
+/// Contrast ratio of `hex` against white, or `None` if malformed.
+pub fn contrast_with_white(hex: &str) -> Option<f64> {
+    luminance(hex).map(|l| 1.05 / (l + 0.05))
 }
 
 #[derive(Deserialize, Default)]
@@ -177,6 +214,24 @@ impl Config {
                 checkpoint_interval_seconds: raw.log.checkpoint_interval_seconds.unwrap_or(60).max(1),
             },
             retention_sweep_interval_seconds: raw.retention.sweep_interval_seconds.unwrap_or(3600),
+            branding: BrandingSettings {
+                name: raw.privacy_center.name.filter(|n| !n.trim().is_empty()),
+                accent_colour: {
+                    let accent = raw.privacy_center.accent_colour.unwrap_or_else(|| DEFAULT_ACCENT.to_string());
+                    match contrast_with_white(&accent) {
+                        None => {
+                            bail!("{}: privacy_center.accent_colour `{accent}` must be written #rrggbb", path.display())
+                        }
+                        Some(ratio) if ratio < 4.5 => bail!(
+                            "{}: privacy_center.accent_colour `{accent}` has a contrast of {ratio:.1}:1 against white; \
+                             links and buttons need at least 4.5:1 (WCAG 2.2 AA). Choose a darker colour",
+                            path.display()
+                        ),
+                        Some(_) => accent.to_ascii_lowercase(),
+                    }
+                },
+                logo: raw.privacy_center.logo.as_deref().map(resolve),
+            },
             policy: PolicySettings {
                 file: raw.policy.file.as_deref().map(resolve),
                 break_glass_minutes: match raw.policy.break_glass_minutes {
@@ -242,6 +297,14 @@ checkpoint_interval_seconds = 60
 # (0: only by `candor retention run`). Customers under a legal hold are skipped.
 sweep_interval_seconds = 3600
 
+[privacy_center]
+# How the customer-facing pages (/privacy) look. The name defaults to the catalog's organisation.
+# The accent colour needs 4.5:1 contrast against white (checked at start-up).
+# name = "Example Shop"
+accent_colour = "{DEFAULT_ACCENT}"
+# A logo shown beside the name: png, svg, jpg or webp, at most 256 KiB.
+# logo = "branding/logo.svg"
+
 [policy]
 # Your own Cedar policies on top of the catalog's (validated at start-up against Candor's
 # schema; see `candor policy explain` and `candor policy test`). Uncomment to use:
@@ -277,6 +340,24 @@ mod tests {
     fn an_inline_catalog_is_read_from_the_config_itself() {
         let c = Config::parse("database = \"/tmp/x.db\"\n[organisation]\nname = \"x\"\n", Path::new("c.toml")).unwrap();
         assert_eq!(c.catalog_path, Path::new("c.toml"));
+    }
+
+    #[test]
+    fn the_accent_colour_must_be_readable_on_white() {
+        assert!((contrast_with_white("#000000").unwrap() - 21.0).abs() < 0.01);
+        assert!((contrast_with_white("#ffffff").unwrap() - 1.0).abs() < 0.01);
+        assert!(contrast_with_white(DEFAULT_ACCENT).unwrap() >= 4.5);
+        assert!(contrast_with_white("red").is_none());
+        let cfg = |accent: &str| {
+            Config::parse(
+                &format!("database = \"x.db\"\n[privacy_center]\naccent_colour = \"{accent}\"\n"),
+                Path::new("c.toml"),
+            )
+        };
+        assert_eq!(cfg("#7A1F5C").unwrap().branding.accent_colour, "#7a1f5c");
+        let e = cfg("#ffcc00").unwrap_err().to_string();
+        assert!(e.contains("contrast of 1.") && e.contains("4.5:1"), "{e}");
+        assert!(cfg("#12345").is_err());
     }
 
     #[test]

@@ -522,7 +522,7 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
     retention::spawn_sweeper(vault.clone(), config.retention_sweep_interval_seconds);
-    http::serve(http::AppState { vault, max_body_bytes: config.max_body_bytes }, addr, |local| {
+    http::serve(http::AppState::new(vault, &config)?, addr, |local| {
         println!("listening on http://{local}");
     })
     .await
@@ -544,7 +544,7 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
     let support = vault.create_token("support_agent", "quickstart", None).await?;
     let addr = listen.unwrap_or(config.listen);
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
-    http::serve(http::AppState { vault, max_body_bytes: config.max_body_bytes }, addr, move |local| {
+    http::serve(http::AppState::new(vault, &config)?, addr, move |local| {
         let url = format!("http://{local}");
         println!("Candor quickstart: {}", dir.display());
         if let Some(t) = &admin_token {

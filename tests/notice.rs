@@ -93,3 +93,36 @@ fn the_record_of_processing_activities_comes_from_the_same_catalog() {
     assert_eq!(csv.lines().next().unwrap().split(',').next(), Some("activity"));
     assert!(csv.contains("order_fulfilment"));
 }
+
+#[tokio::test]
+async fn the_operator_brands_the_pages_within_accessible_limits() {
+    let install = Install::new();
+    let cwd = install.dir.path();
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    std::fs::create_dir_all(cwd.join("branding")).unwrap();
+    std::fs::write(
+        cwd.join("branding/logo.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"32\" height=\"32\"><rect width=\"32\" height=\"32\" fill=\"#7a1f5c\"/></svg>",
+    )
+    .unwrap();
+    // Too light an accent colour is refused at start-up, with the reason.
+    std::fs::write(install.config(), config.replace("accent_colour = \"#0b4f9c\"", "accent_colour = \"#ffcc00\""))
+        .unwrap();
+    let (ok, _, err) = common::candor(&["serve"], cwd);
+    assert!(!ok && err.contains("contrast of 1.") && err.contains("4.5:1"), "{err}");
+
+    let branded = config
+        .replace("accent_colour = \"#0b4f9c\"", "accent_colour = \"#7A1F5C\"")
+        .replace("# name = \"Example Shop\"", "name = \"Example Shop\"")
+        .replace("# logo = \"branding/logo.svg\"", "logo = \"branding/logo.svg\"");
+    std::fs::write(install.config(), branded).unwrap();
+    let server = install.serve();
+    let (_, _, html) = get(&format!("{}/privacy", server.url)).await;
+    assert!(html.contains("<img src=\"/assets/logo\" alt=\"\" class=\"logo\"> Example Shop</p>"), "{html}");
+    assert!(html.contains("<title>Privacy notice — Example Shop</title>"));
+    let (_, _, css) = get(&format!("{}/assets/brand.css", server.url)).await;
+    assert_eq!(css, ":root { --accent: #7a1f5c; }\n");
+    let (status, headers, svg) = get(&format!("{}/assets/logo", server.url)).await;
+    assert_eq!((status, headers["content-type"].to_str().unwrap()), (200, "image/svg+xml"));
+    assert!(svg.starts_with("<svg"));
+}

@@ -2,6 +2,7 @@
 //! result. Cross-cutting concerns live in extractors ([`extract`]) and one error type
 //! ([`error::ApiError`]).
 
+mod branding;
 mod consents;
 pub mod error;
 pub mod extract;
@@ -41,6 +42,15 @@ pub struct AppState {
     pub vault: Vault,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
+    pub branding: std::sync::Arc<branding::Branding>,
+}
+
+impl AppState {
+    /// The state of a server of this installation (reads the branding's logo, if any).
+    pub fn new(vault: Vault, config: &crate::config::Config) -> anyhow::Result<Self> {
+        let branding = std::sync::Arc::new(branding::Branding::load(&config.branding)?);
+        Ok(AppState { vault, max_body_bytes: config.max_body_bytes, branding })
+    }
 }
 
 /// The whole API.
@@ -53,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/notice", get(privacy::notice))
         .route("/privacy", get(privacy::page))
         .route("/assets/candor.css", get(privacy::stylesheet))
+        .route("/assets/brand.css", get(branding::stylesheet))
+        .route("/assets/logo", get(branding::logo))
         .route("/v1/subjects", get(subjects::lookup_subjects).post(subjects::create_subject))
         .route(
             "/v1/subjects/{id}",

@@ -25,6 +25,8 @@ struct HistoryRow {
 #[template(path = "privacy.html")]
 struct PrivacyPage<'a> {
     org: &'a str,
+    brand: &'a str,
+    has_logo: bool,
     contact: &'a str,
     notice: &'a PrivacyNotice,
     short_version: String,
@@ -54,6 +56,8 @@ pub async fn page(State(state): State<AppState>) -> Result<Html<String>, ApiErro
         .collect();
     let page = PrivacyPage {
         org: &doc.notice.controller.name,
+        brand: state.branding.name.as_deref().unwrap_or(&doc.notice.controller.name),
+        has_logo: state.branding.logo.is_some(),
         contact: &doc.notice.controller.privacy_contact,
         notice: &doc.notice,
         short_version: short(&doc.version),

@@ -320,14 +320,24 @@ impl PolicyEngine {
         target: Target<'_>,
         situation: Situation,
     ) -> Result<Arc<Decision>, Unknown> {
-        let key = Key {
+        Ok(self.cached(self.key(role, action, purpose, target, situation)?, role))
+    }
+
+    fn key(
+        &self,
+        role: &str,
+        action: Action,
+        purpose: &str,
+        target: Target<'_>,
+        situation: Situation,
+    ) -> Result<Key, Unknown> {
+        Ok(Key {
             role: self.role_index(role)?,
             action,
             purpose: self.purpose_index(purpose)?,
             resource: self.resource_key(target)?,
             situation,
-        };
-        Ok(self.cached(key, role))
+        })
     }
 
     /// The same question as [`PolicyEngine::decide`], evaluated by Cedar without the cache (for
@@ -340,14 +350,7 @@ impl PolicyEngine {
         target: Target<'_>,
         situation: Situation,
     ) -> Result<Decision, Unknown> {
-        let key = Key {
-            role: self.role_index(role)?,
-            action,
-            purpose: self.purpose_index(purpose)?,
-            resource: self.resource_key(target)?,
-            situation,
-        };
-        Ok(self.evaluate(key, role))
+        Ok(self.evaluate(self.key(role, action, purpose, target, situation)?, role))
     }
 
     /// May `role` manage the installation (tokens)?
