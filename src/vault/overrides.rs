@@ -54,18 +54,10 @@ impl Vault {
         id: SubjectId,
         reason: Option<&str>,
     ) -> Result<OverrideView, VaultError> {
-        let d = self.decide(auth, Action::BreakGlass, Target::Purpose, Situation::NEUTRAL);
-        if !d.allowed {
-            let audit = self.audit(auth, "break_glass.open", &[id]);
-            if d.operator_forbid().is_some() {
-                return self.refuse_decision(auth, audit, &d).await;
-            }
-            let error = VaultError::BreakGlassNotAllowed {
-                role: auth.principal.role.clone(),
-                purpose: auth.purpose.to_string(),
-            };
-            return self.refuse(audit, "break_glass_not_allowed", error).await;
-        }
+        self.require(auth, Action::BreakGlass, "break_glass.open", id, "break_glass_not_allowed", || {
+            VaultError::BreakGlassNotAllowed { role: auth.principal.role.clone(), purpose: auth.purpose.to_string() }
+        })
+        .await?;
         let reason = match check_break_glass_reason(reason) {
             Ok(r) => r,
             Err(message) => {

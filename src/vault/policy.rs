@@ -46,6 +46,29 @@ impl Vault {
         self.refuse(audit, code, error).await
     }
 
+    /// Requires a purpose-level `action` (erase, export, break-glass) for a request about `id`.
+    /// A refusal is logged as `log_action`: an operator's forbid answers `policy_forbids`,
+    /// anything else (the catalog does not permit it) `code` with `otherwise`.
+    pub(crate) async fn require(
+        &self,
+        auth: &Authorized,
+        action: Action,
+        log_action: &str,
+        id: SubjectId,
+        code: &str,
+        otherwise: impl FnOnce() -> VaultError,
+    ) -> Result<(), VaultError> {
+        let d = self.decide(auth, action, Target::Purpose, Situation::NEUTRAL);
+        if d.allowed {
+            return Ok(());
+        }
+        let audit = self.audit(auth, log_action, &[id]);
+        if d.operator_forbid().is_some() {
+            return self.refuse_decision(auth, audit, &d).await;
+        }
+        self.refuse(audit, code, otherwise()).await
+    }
+
     /// The customer gate: may the caller act under its purpose for this customer at all? If so,
     /// every field's and event type's outcome; if not, the refusal is logged as `action`.
     pub(crate) async fn gate(

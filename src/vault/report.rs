@@ -7,7 +7,7 @@ use candor_core::consent::{self, SlotState};
 use candor_core::rights::explain;
 use candor_core::{FieldName, SubjectId};
 use candor_crypto::{CryptoError, SubjectKey};
-use candor_policy::{Action, Situation, Target};
+use candor_policy::Action;
 use candor_store::StoredConsent;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -53,19 +53,13 @@ impl Vault {
         action: &str,
         id: SubjectId,
     ) -> Result<(), VaultError> {
-        let d = self.decide(auth, Action::Export, Target::Purpose, Situation::NEUTRAL);
-        if d.allowed {
-            return Ok(());
-        }
-        let audit = self.audit(auth, action, &[id]);
-        if d.operator_forbid().is_some() {
-            return self.refuse_decision(auth, audit, &d).await;
-        }
-        let error = VaultError::WrongPurpose(format!(
-            "access reports and exports are produced under a purpose declared customer_requests = true, not `{}`",
-            auth.purpose
-        ));
-        self.refuse(audit, "purpose_not_allowed", error).await
+        self.require(auth, Action::Export, action, id, "purpose_not_allowed", || {
+            VaultError::WrongPurpose(format!(
+                "access reports and exports are produced under a purpose declared customer_requests = true, not `{}`",
+                auth.purpose
+            ))
+        })
+        .await
     }
 
     /// Reads everything but the events, logs the report or export, and returns the data key

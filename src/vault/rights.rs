@@ -4,7 +4,6 @@
 use candor_core::catalog::LegalBasis;
 use candor_core::rights::{Erased, Requester, erasure_certificate};
 use candor_core::{EventId, FieldName, SubjectId};
-use candor_policy::Situation;
 use candor_store::{Erasure, StoreError, Toggle};
 use serde_json::Value;
 
@@ -94,19 +93,13 @@ impl Vault {
     /// Erasure is allowed by the policy engine: by the catalog, under any purpose but a consent
     /// purpose (those exist to use data with the customer's agreement, not to manage it).
     async fn refuse_under_consent(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
-        let d = self.decide(auth, candor_policy::Action::Erase, candor_policy::Target::Purpose, Situation::NEUTRAL);
-        if d.allowed {
-            return Ok(());
-        }
-        let audit = self.audit(auth, action, &[id]);
-        if d.operator_forbid().is_some() {
-            return self.refuse_decision(auth, audit, &d).await;
-        }
-        let error = VaultError::WrongPurpose(format!(
-            "`{}` is a consent purpose: act under the purpose the customer's request belongs to (for example their account)",
-            auth.purpose
-        ));
-        self.refuse(audit, "purpose_not_allowed", error).await
+        self.require(auth, candor_policy::Action::Erase, action, id, "purpose_not_allowed", || {
+            VaultError::WrongPurpose(format!(
+                "`{}` is a consent purpose: act under the purpose the customer's request belongs to (for example their account)",
+                auth.purpose
+            ))
+        })
+        .await
     }
 
     /// Places a legal hold, which blocks erasure. Only under a purpose whose legal basis is a

@@ -235,19 +235,24 @@ pub fn privacy_notice(catalog: &Catalog) -> PrivacyNotice {
             legal_basis_plain: p.legal_basis.plain().to_string(),
             needs_consent: p.needs_consent(),
             channels: p.channels.iter().map(|c| c.name().to_string()).collect(),
-            data: catalog
-                .fields
-                .iter()
-                .filter(|f| f.allows(&p.id))
-                .map(|f| type_label(f.name.as_str(), Some(f.field_type)))
-                .chain(
-                    catalog
-                        .events
-                        .iter()
-                        .filter(|e| e.allows(&p.id))
-                        .map(|e| format!("{} history", label(e.name.as_str()))),
-                )
-                .collect(),
+            data: if p.customer_requests {
+                // It reads everything held about one customer, for that customer's own request.
+                vec!["everything we hold about you, only to answer your own request".to_string()]
+            } else {
+                catalog
+                    .fields
+                    .iter()
+                    .filter(|f| f.allows(&p.id))
+                    .map(|f| type_label(f.name.as_str(), Some(f.field_type)))
+                    .chain(
+                        catalog
+                            .events
+                            .iter()
+                            .filter(|e| e.allows(&p.id))
+                            .map(|e| format!("{} history", label(e.name.as_str()))),
+                    )
+                    .collect()
+            },
         })
         .collect();
     let recipients = catalog
@@ -409,6 +414,8 @@ mod tests {
         );
         let marketing = n.purposes.iter().find(|p| p.id == "marketing").unwrap();
         assert!(marketing.needs_consent && marketing.channels == ["email", "sms"]);
+        let requests = n.purposes.iter().find(|p| p.id == "privacy_requests").unwrap();
+        assert_eq!(requests.data, ["everything we hold about you, only to answer your own request"]);
         assert!(n.recipients.iter().all(|r| !r.outside_eea));
         assert_eq!(n.rights.len(), 8);
         assert!(n.rights[0].how.contains("privacy@shop.example"));
