@@ -23,6 +23,8 @@ pub struct BenchOptions {
     pub log_entries: u64,
     /// Customers in the consent audience benchmark (0 skips it).
     pub audience: usize,
+    /// Customers loaded (full profile and two purchases each) before the HTTP scenarios.
+    pub customers: usize,
 }
 
 /// Concurrent HTTP clients in the HTTP scenarios.
@@ -45,9 +47,42 @@ fn measure(name: &str, seconds: f64, mut op: impl FnMut()) {
     report(name, n, start.elapsed());
 }
 
+/// Every measurement of this run, for `--json`.
+static RESULTS: std::sync::Mutex<Vec<serde_json::Value>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps a measurement for `--json` (printed lines stay the human-readable record).
+pub fn keep(result: serde_json::Value) {
+    RESULTS.lock().unwrap_or_else(|e| e.into_inner()).push(result);
+}
+
+/// Adds `extra` to the last kept measurement.
+fn amend_last(extra: serde_json::Value) {
+    let mut results = RESULTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let (Some(last), Some(extra)) = (results.last_mut().and_then(|v| v.as_object_mut()), extra.as_object()) {
+        last.extend(extra.clone());
+    }
+}
+
+/// The run as JSON: the machine and every measurement.
+pub fn results_json() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+    });
+    json!({
+        "machine": {
+            "arch": std::env::consts::ARCH,
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpu_model": cpu,
+            "debug_build": cfg!(debug_assertions),
+        },
+        "results": *RESULTS.lock().unwrap_or_else(|e| e.into_inner()),
+    })
+}
+
 fn report(name: &str, n: u64, elapsed: Duration) {
     let per = elapsed.as_secs_f64() / n as f64;
     println!("{name:<52} {:>12.0} ops/s {:>10.2} µs/op", 1.0 / per, per * 1e6);
+    keep(json!({"operation": name, "ops_per_s": (1.0 / per).round(), "us_per_op": per * 1e6}));
 }
 
 fn record() -> Vec<(FieldName, Vec<u8>)> {
@@ -145,12 +180,12 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     }
     report(&format!("lookup by e-mail: blind index + SQLite ({} customers)", opts.subjects), n, start.elapsed());
     println!("-- HTTP scenarios, SQLite, 1 server instance");
-    api_bench(opts.seconds, None, 1).await?;
+    api_bench(opts.seconds, None, 1, opts.customers).await?;
     if let Some(server) = &opts.postgres {
         for instances in [1, 2] {
             let db = candor_store::pgtest::TestDatabase::create_on(server, "candor_bench").await;
             println!("-- HTTP scenarios, PostgreSQL, {instances} server instance(s) (separate pools, one process)");
-            let result = api_bench(opts.seconds, Some(&db.url), instances).await;
+            let result = api_bench(opts.seconds, Some(&db.url), instances, opts.customers).await;
             db.drop_database().await;
             result?;
         }
@@ -201,7 +236,70 @@ fn policy_bench(seconds: f64) -> Result<()> {
     Ok(())
 }
 
-async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Result<()> {
+/// Loads `n` customers through the vault, 64 at a time, with a progress bar: a full profile
+/// (e-mail `l<i>@example.com`, name, date of birth, loyalty points, preferences; phone and
+/// address under order fulfilment) and two purchases each. Returns their ids.
+async fn load_customers(vault: &crate::vault::Vault, n: usize) -> Result<Vec<String>> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("loading customers {bar:40} {pos}/{len} ({per_sec})").expect("template"),
+    );
+    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
+    let account = vault.authorize(backend.clone(), Some("account"), None).await?;
+    let fulfilment = vault.authorize(backend, Some("order_fulfilment"), None).await?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..CLIENTS {
+        let (vault, account, fulfilment, bar) = (vault.clone(), account.clone(), fulfilment.clone(), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in (worker..n).step_by(CLIENTS) {
+                let profile = json!({
+                    "email": format!("l{i}@example.com"), "full_name": format!("Loaded Customer {i}"),
+                    "date_of_birth": "1988-04-12", "loyalty_points": i % 5000,
+                    "shop_preferences": {"size": "M", "topics": ["pens", "paper"]},
+                });
+                let id = vault.create_subject(&account, profile.as_object().expect("object")).await?;
+                let shipping = json!({
+                    "phone": format!("+44 20 7946 {:04}", i % 10_000),
+                    "shipping_address": {"street": format!("{} Bench Street", i % 300), "city": "London", "postal_code": "N1 9GU", "country": "GB"},
+                });
+                vault.correct_subject(&fulfilment, id, shipping.as_object().expect("object")).await?;
+                for item in ["Notebook", "Fountain pen"] {
+                    let event = crate::vault::NewEventInput {
+                        event_type: "purchase".into(),
+                        data: json!({"item": item, "price_eur": 12.5}),
+                        occurred_at: None,
+                    };
+                    vault.append_event(&fulfilment, id, event).await?;
+                }
+                ids.push(id.to_string());
+                bar.inc(1);
+            }
+            Ok::<_, crate::vault::VaultError>(ids)
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.extend(t.await??);
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {:>12.1} s ({:.0} customers/s, 4 durable writes each)",
+        format!("loaded {n} customers"),
+        secs,
+        n as f64 / secs
+    );
+    keep(json!({"operation": "load customers (create + correction + 2 events)", "customers": n, "seconds": secs}));
+    Ok(ids)
+}
+
+async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, customers: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let done = crate::install::init(dir.path(), database).await?;
     let mut urls = Vec::new();
@@ -252,19 +350,41 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
         std::hint::black_box(vault.consent_scope(&marketing, id).await?);
     }
     report("consent check alone (ledger query + derive state), in-process", rounds as u64, start.elapsed());
-    let (ids, urls) = (Arc::new(ids), Arc::new(urls));
+    // The loaded population (if any) joins the 200 consenting customers for every scenario but
+    // the consent-checked read.
+    let loaded = load_customers(&vault, customers).await?;
+    let lookup_prefix = if loaded.is_empty() { "c" } else { "l" };
+    let lookup_count = if loaded.is_empty() { ids.len() } else { loaded.len() };
+    let population: Vec<String> = ids.iter().cloned().chain(loaded).collect();
+    // Customers to erase (each can be erased once).
+    let mut victims = Vec::new();
+    for i in 0..((seconds * 2000.0) as usize).clamp(100, 20_000) {
+        let fields = json!({"email": format!("v{i}@example.com"), "full_name": format!("Victim {i}")});
+        victims.push(vault.create_subject(&account, fields.as_object().expect("object")).await?.to_string());
+    }
+    let (victims, next_victim) = (Arc::new(victims), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    let (ids, population, urls) = (Arc::new(ids), Arc::new(population), Arc::new(urls));
+    let mut floor = 0.0f64;
     for (name, scenario) in [
         ("GET /healthz (floor)", 0u8),
         ("POST /v1/subjects (create)", 1),
         ("GET /v1/subjects/{id} (audited read)", 2),
         ("GET /v1/subjects/{id} under consent (read + consent check)", 3),
+        ("GET /v1/subjects?email= (lookup by e-mail)", 4),
+        ("PATCH /v1/subjects/{id} (correction)", 5),
+        ("POST /v1/subjects/{id}/consents (consent change)", 6),
+        ("POST /v1/subjects/{id}/events (event append)", 7),
+        ("GET /v1/subjects/{id}/export (JSON)", 8),
+        ("DELETE /v1/subjects/{id} (erasure + certificate)", 9),
     ] {
         let budget = Duration::from_secs_f64(seconds);
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..CLIENTS {
             let (client, urls, token, ids) = (reqwest::Client::new(), urls.clone(), token.clone(), ids.clone());
-            let marketing_token = marketing_token.clone();
+            let population = population.clone();
+            let (marketing_token, victims, next_victim) =
+                (marketing_token.clone(), victims.clone(), next_victim.clone());
             tasks.push(tokio::spawn(async move {
                 let url = &urls[t % urls.len()];
                 let (token, purpose) = if scenario == 3 { (&marketing_token, "marketing") } else { (&token, "account") };
@@ -272,19 +392,64 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
                 let mut latencies = Vec::new();
                 while start.elapsed() < budget {
                     let sent = Instant::now();
+                    let pick = t * 7919 + n as usize * 64;
+                    let id = if scenario == 3 { &ids[pick % ids.len()] } else { &population[pick % population.len()] };
+                    let victim = if scenario == 9 {
+                        match victims.get(next_victim.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                            Some(v) => v.clone(),
+                            None => break, // every victim erased: this client is done
+                        }
+                    } else {
+                        String::new()
+                    };
                     let req = match scenario {
+                        8 => client
+                            .get(format!("{url}/v1/subjects/{id}/export?format=json"))
+                            .bearer_auth(token)
+                            .header("Candor-Purpose", "privacy_requests"),
+                        9 => client
+                            .delete(format!("{url}/v1/subjects/{victim}"))
+                            .bearer_auth(token)
+                            .header("Candor-Purpose", "account"),
                         0 => client.get(format!("{url}/healthz")),
+                        4 => client
+                            .get(format!("{url}/v1/subjects?email={lookup_prefix}{}@example.com", pick % lookup_count))
+                            .bearer_auth(token)
+                            .header("Candor-Purpose", "account"),
+                        5 => client
+                            .patch(format!("{url}/v1/subjects/{id}"))
+                            .bearer_auth(token)
+                            .header("Candor-Purpose", "account")
+                            .json(&json!({"fields": {"full_name": format!("Customer {t}-{n}")}})),
+                        6 => client
+                            .post(format!("{url}/v1/subjects/{id}/consents"))
+                            .bearer_auth(token)
+                            .header("Candor-Purpose", "account")
+                            .json(&json!({"changes": [{"purpose": "analytics", "action": if n.is_multiple_of(2) { "grant" } else { "withdraw" }}]})),
+                        7 => client
+                            .post(format!("{url}/v1/subjects/{id}/events"))
+                            .bearer_auth(token)
+                            .header("Candor-Purpose", "order_fulfilment")
+                            .json(&json!({"type": "purchase", "data": {"item": "Notebook", "price_eur": 12.5}})),
                         1 => client
                             .post(format!("{url}/v1/subjects"))
                             .bearer_auth(token)
                             .header("Candor-Purpose", "account")
                             .json(&json!({"fields": {"email": format!("t{t}-n{n}@example.com"), "full_name": "Bench Customer", "date_of_birth": "1990-01-01"}})),
-                        _ => client
-                            .get(format!("{url}/v1/subjects/{}", ids[(t * 7 + n as usize) % ids.len()]))
-                            .bearer_auth(token)
-                            .header("Candor-Purpose", purpose),
+                        _ => client.get(format!("{url}/v1/subjects/{id}")).bearer_auth(token).header("Candor-Purpose", purpose),
                     };
-                    let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+                    // The whole body is read, as a client would (an export is streamed).
+                    let status = match req.send().await {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            if r.bytes().await.is_err() {
+                                0
+                            } else {
+                                status
+                            }
+                        }
+                        Err(_) => 0,
+                    };
                     assert!(status == 200 || status == 201, "benchmark request failed with {status}");
                     latencies.push(sent.elapsed().as_micros() as u32);
                     n += 1;
@@ -309,12 +474,41 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize) -> Re
                 / 1000.0
         };
         report(&format!("HTTP {name}, {CLIENTS} clients"), total, elapsed);
-        println!("{:<52} p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms", "", pct(0.50), pct(0.99), pct(0.999));
+        let rate = total as f64 / elapsed.as_secs_f64();
+        if scenario == 0 {
+            floor = rate;
+        }
+        let share = 100.0 * rate / floor.max(1.0);
+        println!(
+            "{:<52} p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; {share:.0}% of the /healthz floor",
+            "",
+            pct(0.50),
+            pct(0.99),
+            pct(0.999),
+        );
+        amend_last(json!({
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
+            "share_of_floor_percent": share.round(), "clients": CLIENTS,
+            "database": database.map_or("sqlite", |_| "postgres"), "instances": instances,
+        }));
+    }
+    if let Some(rss) = peak_rss_kib() {
+        println!("{:<52} {:>12.1} MiB (this process: servers and load generator)", "peak RSS", rss as f64 / 1024.0);
+        keep(json!({"operation": "peak RSS of the benchmark process", "mib": rss as f64 / 1024.0}));
     }
     for s in servers {
         s.abort();
     }
     Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// A realistic entry: a support agent reading two fields of one customer.

@@ -25,6 +25,37 @@ pub struct Config {
     pub retention_sweep_interval_seconds: u64,
     pub policy: PolicySettings,
     pub branding: BrandingSettings,
+    pub sign_in: SignInConfig,
+    /// `[sharing] max_grant_days`: the longest a grant may run.
+    pub max_grant_days: u32,
+    pub webhooks: WebhookSettings,
+}
+
+/// `[sharing]`: how notices reach recipients.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Owner-only file of `<recipient id> <secret>` lines (`candor recipients secret`).
+    pub secrets_file: PathBuf,
+    /// First retry after this long; each further retry waits twice as long (at most 6 hours).
+    pub retry_base_ms: u64,
+}
+
+/// `[privacy_center]`: where customers reach it and how signing in works.
+#[derive(Debug, Clone)]
+pub struct SignInConfig {
+    /// The address customers use (`https://privacy.shop.example`), which sign-in links start
+    /// with. When it is `https`, session cookies are marked `Secure`.
+    pub public_url: Option<String>,
+    pub settings: crate::vault::SignInSettings,
+    /// Sign-in attempts allowed per client address per minute.
+    pub attempts_per_minute: u32,
+}
+
+impl SignInConfig {
+    /// Whether customers reach the server over TLS (a TLS-terminating proxy in front).
+    pub fn secure(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
 }
 
 /// `[privacy_center]`: how the customer-facing pages look.
@@ -93,6 +124,16 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     privacy_center: RawPrivacyCenter,
+    #[serde(default)]
+    sharing: RawSharing,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSharing {
+    max_grant_days: Option<u32>,
+    webhook_secrets: Option<String>,
+    webhook_retry_base_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,6 +142,43 @@ struct RawPrivacyCenter {
     name: Option<String>,
     accent_colour: Option<String>,
     logo: Option<String>,
+    public_url: Option<String>,
+    link_minutes: Option<u32>,
+    session_idle_minutes: Option<u32>,
+    sign_in_attempts_per_minute: Option<u32>,
+}
+
+/// A `[privacy_center]` number within `range`, or its default.
+fn minutes(
+    path: &Path,
+    name: &str,
+    value: Option<u32>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(v),
+        Some(v) => {
+            bail!("{}: privacy_center.{name} = {v}: must be {} to {}", path.display(), range.start(), range.end())
+        }
+    }
+}
+
+fn public_url(path: &Path, url: Option<String>) -> Result<Option<String>> {
+    let Some(url) = url.map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && host.chars().all(|c| c.is_ascii_graphic() && c != '?' && c != '#') => {
+            Ok(Some(url))
+        }
+        _ => bail!(
+            "{}: privacy_center.public_url `{url}` must be an http:// or https:// address such as https://privacy.shop.example",
+            path.display()
+        ),
+    }
 }
 
 /// Relative luminance of an sRGB `#rrggbb` colour (WCAG 2.x), or `None` if malformed.
@@ -232,6 +310,41 @@ impl Config {
                 },
                 logo: raw.privacy_center.logo.as_deref().map(resolve),
             },
+            max_grant_days: match raw.sharing.max_grant_days {
+                None => 30,
+                Some(d @ 1..=365) => d,
+                Some(d) => bail!("{}: sharing.max_grant_days = {d}: a grant runs 1 to 365 days", path.display()),
+            },
+            webhooks: WebhookSettings {
+                secrets_file: resolve(raw.sharing.webhook_secrets.as_deref().unwrap_or("keys/webhook-secrets.txt")),
+                retry_base_ms: match raw.sharing.webhook_retry_base_ms {
+                    None => 30_000,
+                    Some(ms @ 100..=3_600_000) => ms,
+                    Some(ms) => {
+                        bail!("{}: sharing.webhook_retry_base_ms = {ms}: must be 100 to 3600000", path.display())
+                    }
+                },
+            },
+            sign_in: SignInConfig {
+                public_url: public_url(path, raw.privacy_center.public_url)?,
+                settings: crate::vault::SignInSettings {
+                    link_minutes: minutes(path, "link_minutes", raw.privacy_center.link_minutes, 15, 1..=60)?,
+                    idle_minutes: minutes(
+                        path,
+                        "session_idle_minutes",
+                        raw.privacy_center.session_idle_minutes,
+                        20,
+                        5..=120,
+                    )?,
+                },
+                attempts_per_minute: minutes(
+                    path,
+                    "sign_in_attempts_per_minute",
+                    raw.privacy_center.sign_in_attempts_per_minute,
+                    10,
+                    1..=1000,
+                )?,
+            },
             policy: PolicySettings {
                 file: raw.policy.file.as_deref().map(resolve),
                 break_glass_minutes: match raw.policy.break_glass_minutes {
@@ -304,6 +417,25 @@ sweep_interval_seconds = 3600
 accent_colour = "{DEFAULT_ACCENT}"
 # A logo shown beside the name: png, svg, jpg or webp, at most 256 KiB.
 # logo = "branding/logo.svg"
+# The address customers reach the privacy center at; sign-in links start with it, and with
+# https:// the session cookie is marked Secure. Unset: links use this server's listen address.
+# public_url = "https://privacy.shop.example"
+# One-time sign-in links (POST /v1/subjects/{{id}}/privacy-center-links) work once, for this long
+# (1 to 60 minutes); a session ends after this long without activity (5 to 120) or after 12 hours.
+link_minutes = 15
+session_idle_minutes = 20
+# Sign-in attempts and message-code checks allowed per client address per minute (beyond: 429).
+sign_in_attempts_per_minute = 10
+
+[sharing]
+# Grants (POST /v1/grants) let a recipient read named fields of named customers until they
+# expire; the expiry is required and at most this many days ahead (1 to 365).
+max_grant_days = 30
+# Erasures, corrections and restrictions are announced to every recipient that was given the
+# customer's data, as signed webhooks (recipient webhook_url in the catalog), retried with
+# growing waits until delivered. Secrets: `candor recipients secret RECIPIENT` writes them here.
+webhook_secrets = "keys/webhook-secrets.txt"
+webhook_retry_base_ms = 30000
 
 [policy]
 # Your own Cedar policies on top of the catalog's (validated at start-up against Candor's
@@ -340,6 +472,25 @@ mod tests {
     fn an_inline_catalog_is_read_from_the_config_itself() {
         let c = Config::parse("database = \"/tmp/x.db\"\n[organisation]\nname = \"x\"\n", Path::new("c.toml")).unwrap();
         assert_eq!(c.catalog_path, Path::new("c.toml"));
+    }
+
+    #[test]
+    fn sign_in_settings_have_safe_defaults_and_bounds() {
+        let cfg = |extra: &str| {
+            Config::parse(&format!("database = \"x.db\"\n[privacy_center]\n{extra}\n"), Path::new("c.toml"))
+        };
+        let c = cfg("").unwrap();
+        assert_eq!((c.sign_in.settings.link_minutes, c.sign_in.settings.idle_minutes), (15, 20));
+        assert!(!c.sign_in.secure());
+        let c = cfg("public_url = \"https://privacy.shop.example/\"\nlink_minutes = 5").unwrap();
+        assert_eq!(c.sign_in.public_url.as_deref(), Some("https://privacy.shop.example"));
+        assert!(c.sign_in.secure());
+        assert_eq!(c.sign_in.settings.link_minutes, 5);
+        let e = cfg("link_minutes = 600").unwrap_err().to_string();
+        assert!(e.contains("privacy_center.link_minutes = 600") && e.contains("1 to 60"), "{e}");
+        assert!(cfg("session_idle_minutes = 1").is_err());
+        let e = cfg("public_url = \"privacy.shop.example\"").unwrap_err().to_string();
+        assert!(e.contains("public_url") && e.contains("https://"), "{e}");
     }
 
     #[test]

@@ -119,7 +119,9 @@ pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let store = open_store(&config).await?;
     let log = Arc::new(LogContext::new(&config.log.origin, signer));
     let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log)
-        .with_break_glass_minutes(config.policy.break_glass_minutes);
+        .with_break_glass_minutes(config.policy.break_glass_minutes)
+        .with_sign_in(config.sign_in.settings)
+        .with_max_grant_days(config.max_grant_days);
     vault.note_catalog(&catalog_hash).await?;
     vault.publish_notice().await?;
     Ok((config, vault))
@@ -159,6 +161,10 @@ pub async fn init(dir: &Path, database: Option<&str>) -> Result<Initialised> {
     write_new(&dir.join("catalog.toml"), EXAMPLE_CATALOG)?;
     let origin = format!("candor.invalid/{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     write_new(&config_path, &config::initial_config_text(&origin, database.unwrap_or("data/candor.db")))?;
+    if database.is_none() {
+        // The database directory is the owner's only (the files in it hold ids and times in clear).
+        create_private_dir(&dir.join("data"))?;
+    }
     let (_, vault) = open(&config_path).await?;
     let admin_token = vault.create_token(ADMIN_ROLE, "created by candor init", None).await?;
     Ok(Initialised { config_path, admin_token })

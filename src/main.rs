@@ -3,13 +3,19 @@
 
 mod audit;
 mod bench;
+mod bench_keys;
 mod bench_rights;
+mod breach;
 mod config;
 mod consent_cli;
 mod copy;
 mod demo;
+mod doctor;
+mod hardening;
 mod http;
 mod install;
+mod keys_cli;
+mod outbox;
 mod policy_cli;
 mod receipt;
 mod retention;
@@ -118,6 +124,27 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Check the installation for what is unsafe or broken (key file permissions, keys a data
+    /// key needs, TLS in front of the privacy center, keys in the environment).
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Assess a breach: which customers and which kinds of their data were exposed.
+    Breach {
+        #[command(subcommand)]
+        command: BreachCommand,
+    },
+    /// Rotate key-encryption keys: status, rotate, rewrap, retire.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Work with recipients (companies data is shared with).
+    Recipients {
+        #[command(subcommand)]
+        command: RecipientsCommand,
+    },
     /// Import data collected elsewhere.
     Import {
         #[command(subcommand)]
@@ -139,6 +166,16 @@ enum Command {
         /// 0 skips it).
         #[arg(long, default_value_t = 10_000)]
         rights_events: u64,
+        /// Also write every measurement, with the machine, as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Customers to load (full profile, two purchases each, with a progress bar) before the
+        /// HTTP scenarios, which then run against all of them.
+        #[arg(long, default_value_t = 0)]
+        customers: usize,
+        /// Customers in the key-rotation and breach-assessment benchmark (0 skips it).
+        #[arg(long, default_value_t = 0)]
+        keys: usize,
         /// Customers in the consent audience benchmark (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         audience: usize,
@@ -205,6 +242,123 @@ enum RetentionCommand {
         /// Act as if it were this time (RFC 3339), e.g. to see what a later sweep will delete.
         #[arg(long)]
         now: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum BreachCommand {
+    /// Which customers and categories of data the incident could have exposed, from the log
+    /// (reads, reports, exports, recipients' reads) and, with --kek-version, the key store.
+    /// Every filter given must match. Prints a JSON summary; --out also writes the customer ids.
+    Assess {
+        /// Start of the window (RFC 3339, inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the window (RFC 3339, exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// A token id (as the log names it; `candor token list`), e.g. a leaked staff token.
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        /// A recipient id: what it read through its grants.
+        #[arg(long)]
+        recipient: Option<String>,
+        #[arg(long)]
+        field: Option<String>,
+        /// A data category, e.g. contact, financial.
+        #[arg(long)]
+        category: Option<String>,
+        /// A leaked KEK version: every customer whose data key it wraps, with all they hold.
+        #[arg(long)]
+        kek_version: Option<u32>,
+        /// Directory for assessment.json and customers.csv.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Record a breach from an assessment (GDPR Art. 33/34): keeps it with its 72-hour clock,
+    /// registers a notice for each affected customer (shown in their privacy center, checkable as
+    /// genuine), and writes authority-summary.md, customer-notice.txt and notices.csv to --out.
+    Record {
+        /// The assessment.json written by `candor breach assess --out DIR`.
+        #[arg(long)]
+        assessment: PathBuf,
+        /// What happened, in plain words.
+        #[arg(long)]
+        nature: String,
+        /// What it may mean for the people affected.
+        #[arg(long)]
+        consequences: String,
+        /// What was done and will be done about it.
+        #[arg(long)]
+        measures: String,
+        /// When you became aware of it (RFC 3339; default now): the 72 hours count from here.
+        #[arg(long)]
+        detected_at: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Every breach with its 72-hour clock and status.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Mark a breach: the authority was notified, or it is closed.
+    Update {
+        id: String,
+        #[arg(long, conflicts_with = "closed", required_unless_present = "closed")]
+        authority_notified: bool,
+        #[arg(long)]
+        closed: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Each KEK version, how many customers' data keys need it, and which one is primary.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Add a new KEK version to the key file; it becomes primary when servers restart.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Wrap every data key still under an older KEK again under the primary one, while the
+    /// servers keep serving (restart them after `rotate` first). Resumes where it stopped.
+    Rewrap {
+        /// At most this many data keys a second (0: as fast as the database allows).
+        #[arg(long, default_value_t = 0)]
+        per_second: u32,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove an old KEK version from the key file; refused while any data key needs it.
+    Retire {
+        /// The version, e.g. 1 (as `status` prints it: kek v1).
+        version: u32,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecipientsCommand {
+    /// Make a new webhook signing secret for a recipient declared in the catalog, keep it in
+    /// `[sharing] webhook_secrets` (owner-only) and print it once, to give to the recipient.
+    /// Servers read the secrets at start-up.
+    Secret {
+        recipient: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -445,6 +599,66 @@ async fn run(command: Command) -> Result<()> {
         Command::Receipt { command: ReceiptCommand::Verify { file, key, config } } => {
             consent_cli::verify_receipt(&file, key.as_deref(), &config.config)
         }
+        Command::Doctor { config } => {
+            if doctor::run(&config.config).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("some checks failed (FAIL above)")
+            }
+        }
+        Command::Breach {
+            command:
+                BreachCommand::Assess { from, to, token, role, recipient, field, category, kek_version, out, config },
+        } => {
+            let filters = breach::Filters {
+                from: from.as_deref().map(breach::log_time).transpose()?,
+                to: to.as_deref().map(breach::log_time).transpose()?,
+                token,
+                role,
+                recipient,
+                field,
+                category,
+            };
+            breach::assess(&config.config, filters, kek_version, out.as_deref()).await
+        }
+        Command::Breach {
+            command: BreachCommand::Record { assessment, nature, consequences, measures, detected_at, out, config },
+        } => {
+            let args =
+                breach::RecordArgs { assessment: &assessment, nature, consequences, measures, detected_at, out: &out };
+            breach::record(&config.config, args).await
+        }
+        Command::Breach { command: BreachCommand::List { config } } => breach::list(&config.config).await,
+        Command::Breach { command: BreachCommand::Update { id, authority_notified: _, closed, config } } => {
+            breach::update(&config.config, &id, closed).await
+        }
+        Command::Keys { command } => match command {
+            KeysCommand::Status { config } => keys_cli::status(&config.config).await,
+            KeysCommand::Rotate { config } => keys_cli::rotate(&config.config).await,
+            KeysCommand::Rewrap { per_second, config } => keys_cli::rewrap(&config.config, per_second).await,
+            KeysCommand::Retire { version, config } => keys_cli::retire(&config.config, version).await,
+        },
+        Command::Recipients { command: RecipientsCommand::Secret { recipient, config } } => {
+            let config = config::Config::load(&config.config)?;
+            let text = std::fs::read_to_string(&config.catalog_path)
+                .with_context(|| format!("cannot read the catalog {}", config.catalog_path.display()))?;
+            let catalog =
+                candor_core::catalog::Catalog::from_toml_str(&text, &config.catalog_path.display().to_string())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let Some(r) = catalog.recipients.iter().find(|r| r.id == recipient) else {
+                anyhow::bail!("recipient `{recipient}` is not declared in the catalog");
+            };
+            let secret = candor_crypto::webhook::generate_webhook_secret()?;
+            candor_crypto::webhook::store_webhook_secret(&config.webhooks.secrets_file, &r.id, &secret)?;
+            println!("{}", secret.as_str());
+            eprintln!(
+                "kept in {}; give it to {} to check Candor-Signature. Restart servers to use it.{}",
+                config.webhooks.secrets_file.display(),
+                r.name,
+                if r.webhook_url.is_none() { " (The catalog gives this recipient no webhook_url yet.)" } else { "" }
+            );
+            Ok(())
+        }
         Command::Retention { command: RetentionCommand::Run { dry_run, now, config } } => {
             let now = match now {
                 Some(t) => t
@@ -460,10 +674,18 @@ async fn run(command: Command) -> Result<()> {
             let (_, vault) = install::open(&config.config).await?;
             consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
         }
-        Command::Bench { subjects, seconds, log_entries, audience, rights_events, postgres } => {
-            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries, audience }).await?;
+        Command::Bench { subjects, seconds, log_entries, audience, rights_events, keys, json, customers, postgres } => {
+            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries, audience, customers }).await?;
             if rights_events > 0 {
                 bench_rights::run(rights_events).await?;
+            }
+            if keys > 0 {
+                bench_keys::run(keys).await?;
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&bench::results_json())?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("measurements written to {}", path.display());
             }
             Ok(())
         }
@@ -516,7 +738,15 @@ fn expiry_from_now(text: &str) -> Result<i64> {
     Ok(at.as_millisecond())
 }
 
+/// Before a server holds any key: no core dumps.
+fn harden() {
+    for problem in hardening::no_core_dumps() {
+        tracing::warn!(problem = %problem, "could not turn core dumps off");
+    }
+}
+
 async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
+    harden();
     let (config, vault) = install::open(config_path).await?;
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
@@ -529,6 +759,7 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
 }
 
 async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<()> {
+    harden();
     let dir = match dir {
         Some(d) => d,
         None => {
@@ -542,7 +773,18 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
     let demo_ids = if fresh { demo::seed(&vault).await? } else { Vec::new() };
     let backend = vault.create_token("shop_backend", "quickstart", None).await?;
     let support = vault.create_token("support_agent", "quickstart", None).await?;
+    // A one-time link into the first demo customer's privacy center.
+    let sign_in = match demo_ids.first() {
+        Some(id) => {
+            let backend = vault::Principal { token_id: "quickstart-demo".into(), role: "shop_backend".into() };
+            let auth = vault.authorize(backend, Some("privacy_requests"), None).await?;
+            let id = candor_core::SubjectId::parse(id).expect("demo ids are subject ids");
+            Some(vault.create_sign_in_link(&auth, id).await?.secret)
+        }
+        None => None,
+    };
     let addr = listen.unwrap_or(config.listen);
+    let link_minutes = config.sign_in.settings.link_minutes;
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
     http::serve(http::AppState::new(vault, &config)?, addr, move |local| {
         let url = format!("http://{local}");
@@ -560,6 +802,17 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
         println!("  curl -s '{url}/v1/subjects?email=ada@example.com' -H 'Authorization: Bearer {}' -H 'Candor-Purpose: account'", backend.as_str());
         println!("  curl -s {url}/v1/catalog -H 'Authorization: Bearer {}'", support.as_str());
         println!("  OpenAPI: {url}/openapi.json");
+        println!("  Privacy notice: {url}/privacy");
+        if let (Some(secret), Some(id)) = (&sign_in, demo_ids.first()) {
+            println!(
+                "  Ada's privacy center (one-time link, valid {link_minutes} minutes): {url}/privacy/sign-in/{}",
+                secret.as_str()
+            );
+            println!(
+                "  Another link: curl -s -X POST {url}/v1/subjects/{id}/privacy-center-links -H 'Authorization: Bearer {}' -H 'Candor-Purpose: privacy_requests'",
+                backend.as_str()
+            );
+        }
         println!("listening on {url}");
     })
     .await

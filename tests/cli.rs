@@ -208,3 +208,53 @@ async fn copy_moves_an_installation_to_postgresql_and_it_keeps_working() {
     drop(server);
     db.drop_database().await;
 }
+
+#[test]
+fn bench_writes_every_measurement_as_json_with_the_floor_share_of_each_http_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let (ok, stdout, stderr) = candor(
+        &[
+            "bench",
+            "--subjects",
+            "50",
+            "--seconds",
+            "0.05",
+            "--log-entries",
+            "0",
+            "--audience",
+            "0",
+            "--rights-events",
+            "0",
+            "--keys",
+            "200",
+            "--customers",
+            "100",
+            "--json",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(run["machine"]["cpus"].as_u64().unwrap() >= 1);
+    let results = run["results"].as_array().unwrap();
+    let find = |name: &str| results.iter().find(|r| r["operation"].as_str().is_some_and(|o| o.contains(name))).cloned();
+    assert_eq!(find("GET /healthz (floor)").unwrap()["share_of_floor_percent"], 100.0);
+    for scenario in [
+        "(create)",
+        "(audited read)",
+        "(lookup by e-mail)",
+        "(correction)",
+        "(consent change)",
+        "(event append)",
+        "export (JSON)",
+        "(erasure + certificate)",
+    ] {
+        let r = find(scenario).unwrap_or_else(|| panic!("{scenario} measured"));
+        assert!(r["ops_per_s"].as_f64().unwrap() > 0.0 && r["p99_ms"].as_f64().is_some(), "{r}");
+    }
+    assert_eq!(find("keys rewrap").unwrap()["data_keys"], 200);
+    assert_eq!(find("load customers").unwrap()["customers"], 100);
+    assert_eq!(find("breach assess").unwrap()["customers_found"], 2, "1 in 100 reads by the leaked token");
+}

@@ -166,6 +166,22 @@ impl From<VaultError> for ApiError {
             VaultError::RequestNotFound => ApiError::new(S::NOT_FOUND, "request_not_found", msg).with_field("id"),
             VaultError::Restricted => ApiError::new(S::FORBIDDEN, "restricted", msg).with_field("id"),
             VaultError::LegalHold => ApiError::new(S::CONFLICT, "legal_hold", msg).with_field("id"),
+            VaultError::PrivacyCenterUnavailable => ApiError::new(S::CONFLICT, "privacy_center_unavailable", msg),
+            VaultError::SignInLinkInvalid => ApiError::new(S::GONE, "sign_in_link_invalid", msg),
+            VaultError::NotSignedIn => ApiError::new(S::UNAUTHORIZED, "not_signed_in", msg),
+            VaultError::SessionExpired => ApiError::new(S::UNAUTHORIZED, "session_expired", msg),
+            VaultError::UnknownRecipient(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "unknown_recipient", msg).with_field("recipient")
+            }
+            VaultError::AgreementExpired { .. } => ApiError::new(S::FORBIDDEN, "agreement_expired", msg),
+            VaultError::RecipientNotDeclared { .. } => {
+                ApiError::new(S::FORBIDDEN, "recipient_not_declared", msg).with_field("Candor-Purpose")
+            }
+            VaultError::FieldNotShared { .. } => ApiError::new(S::FORBIDDEN, "field_not_shared", msg).with_field("fields"),
+            VaultError::GrantNotFound => ApiError::new(S::NOT_FOUND, "grant_not_found", msg).with_field("id"),
+            VaultError::GrantRevoked => ApiError::new(S::UNAUTHORIZED, "grant_revoked", msg),
+            VaultError::GrantExpired => ApiError::new(S::UNAUTHORIZED, "grant_expired", msg),
+            VaultError::GrantExhausted => ApiError::new(S::FORBIDDEN, "grant_exhausted", msg),
             VaultError::WrongPurpose(_) => {
                 ApiError::new(S::FORBIDDEN, "purpose_not_allowed", msg).with_field("Candor-Purpose")
             }

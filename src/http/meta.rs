@@ -10,7 +10,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::{consents, log, overrides, privacy, report, requests, rights, subjects, tokens};
+use super::{
+    consents, grants, log, messages, notices, overrides, privacy, report, requests, rights, sign_in, subjects, tokens,
+};
 use crate::vault::Principal;
 
 #[derive(Serialize, ToSchema)]
@@ -75,7 +77,10 @@ impl Modify for BearerAuth {
         rights::erase_subject, rights::place_hold, rights::lift_hold, rights::get_hold, rights::restrict,
         rights::lift_restriction, report::report, report::export,
         requests::open_request, requests::close_request, requests::list_requests,
-        tokens::list, tokens::revoke, overrides::open,
+        tokens::list, tokens::revoke, overrides::open, sign_in::create_link,
+        messages::register, messages::verify,
+        grants::recipients, grants::create, grants::get, grants::revoke, grants::records,
+        notices::confirm, notices::unconfirmed,
         log::checkpoint, log::key, log::entries, log::inclusion, log::consistency, log::access_log,
     ),
     components(schemas(ErrorBody, ErrorDetail, Health)),

@@ -3,20 +3,28 @@
 //! ([`error::ApiError`]).
 
 mod branding;
+mod center;
 mod consents;
 pub mod error;
 pub mod extract;
+mod grants;
+mod limit;
 mod log;
+mod messages;
 mod meta;
+mod notices;
 mod overrides;
+mod pages;
 mod privacy;
 mod report;
 mod requests;
 mod rights;
+mod sign_in;
 mod subjects;
 mod tokens;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -42,14 +50,39 @@ pub struct AppState {
     pub vault: Vault,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
-    pub branding: std::sync::Arc<branding::Branding>,
+    pub branding: Arc<branding::Branding>,
+    pub sign_in: Arc<crate::config::SignInConfig>,
+    limiter: Arc<limit::SignInLimiter>,
+    /// This server's own address (`http://127.0.0.1:8750`), known once it listens.
+    bound: Arc<OnceLock<String>>,
+    /// Recipients' webhook secrets (`[sharing] webhook_secrets`).
+    pub webhook_secrets: Arc<std::collections::HashMap<String, zeroize::Zeroizing<String>>>,
+    webhooks: crate::config::WebhookSettings,
 }
 
 impl AppState {
     /// The state of a server of this installation (reads the branding's logo, if any).
     pub fn new(vault: Vault, config: &crate::config::Config) -> anyhow::Result<Self> {
-        let branding = std::sync::Arc::new(branding::Branding::load(&config.branding)?);
-        Ok(AppState { vault, max_body_bytes: config.max_body_bytes, branding })
+        let branding = Arc::new(branding::Branding::load(&config.branding)?);
+        Ok(AppState {
+            vault,
+            max_body_bytes: config.max_body_bytes,
+            branding,
+            sign_in: Arc::new(config.sign_in.clone()),
+            limiter: Arc::new(limit::SignInLimiter::new(config.sign_in.attempts_per_minute)),
+            bound: Arc::new(OnceLock::new()),
+            webhook_secrets: Arc::new(crate::outbox::load_secrets(&config.webhooks)?),
+            webhooks: config.webhooks.clone(),
+        })
+    }
+
+    /// Where customers reach the privacy center: `[privacy_center] public_url`, or this
+    /// server's own address.
+    pub fn public_base(&self) -> String {
+        match &self.sign_in.public_url {
+            Some(u) => u.clone(),
+            None => self.bound.get().cloned().unwrap_or_default(),
+        }
     }
 }
 
@@ -62,6 +95,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/catalog", get(meta::catalog))
         .route("/v1/notice", get(privacy::notice))
         .route("/privacy", get(privacy::page))
+        .route("/privacy/sign-in/{link}", get(sign_in::continue_page))
+        .route("/privacy/sign-in", post(sign_in::sign_in))
+        .route("/privacy/sign-out", post(sign_in::sign_out))
+        .route("/privacy/me", get(center::my_data))
+        .route("/privacy/me/choices", get(center::choices).post(center::save_choices))
+        .route("/privacy/me/access", get(center::access))
+        .route("/privacy/me/download", get(center::download_page).post(center::download))
+        .route("/privacy/me/correct", get(center::correct_form).post(center::correct))
+        .route("/privacy/me/delete", get(center::delete_form).post(center::delete))
+        .route("/privacy/me/messages", get(messages::own_messages))
+        .route("/privacy/check", get(messages::check_page))
+        .route("/v1/messages", post(messages::register))
+        .route("/v1/recipients", get(grants::recipients))
+        .route("/v1/grants", post(grants::create))
+        .route("/v1/grants/{id}", get(grants::get).delete(grants::revoke))
+        .route("/v1/grants/{id}/records", get(grants::records))
+        .route("/v1/notices", get(notices::unconfirmed))
+        .route("/v1/notices/{id}/confirm", post(notices::confirm))
+        .route("/v1/messages/verify", get(messages::verify))
+        .route("/v1/subjects/{id}/privacy-center-links", post(sign_in::create_link))
         .route("/assets/candor.css", get(privacy::stylesheet))
         .route("/assets/brand.css", get(branding::stylesheet))
         .route("/assets/logo", get(branding::logo))
@@ -155,8 +208,17 @@ async fn log_and_harden(req: Request, next: Next) -> Response {
 pub async fn serve(state: AppState, addr: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
+    let _ = state.bound.set(format!("http://{local}"));
+    crate::outbox::spawn_dispatcher(
+        state.vault.clone(),
+        state.webhooks.clone(),
+        (*state.webhook_secrets).clone(),
+        state.public_base(),
+    );
     on_ready(local);
-    axum::serve(listener, router(state).into_make_service()).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use candor_core::privacy_notice::PrivacyNotice;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::pages::Chrome;
 use super::{AppState, rfc3339};
 
 const STYLESHEET: &str = include_str!("../../assets/candor.css");
@@ -24,10 +25,8 @@ struct HistoryRow {
 #[derive(Template)]
 #[template(path = "privacy.html")]
 struct PrivacyPage<'a> {
+    chrome: Chrome,
     org: &'a str,
-    brand: &'a str,
-    has_logo: bool,
-    contact: &'a str,
     notice: &'a PrivacyNotice,
     short_version: String,
     history: Vec<HistoryRow>,
@@ -55,10 +54,8 @@ pub async fn page(State(state): State<AppState>) -> Result<Html<String>, ApiErro
         })
         .collect();
     let page = PrivacyPage {
+        chrome: state.chrome("notice", None),
         org: &doc.notice.controller.name,
-        brand: state.branding.name.as_deref().unwrap_or(&doc.notice.controller.name),
-        has_logo: state.branding.logo.is_some(),
-        contact: &doc.notice.controller.privacy_contact,
         notice: &doc.notice,
         short_version: short(&doc.version),
         history,

@@ -289,11 +289,23 @@ pub async fn export(
         Some("csv") => true,
         Some(_) => return Err(bad()),
     };
-    let (head, key) = state.vault.report_head(&auth, id, Document::Export).await?;
-    let head = head_json(&state.vault, &head, Document::Export);
-    let events = state.vault.stream_events(id, key);
+    Ok(export_response(&state.vault, &auth, id, csv, false).await?)
+}
+
+/// The export of customer `id` as a streamed response: JSON, or a zip of CSV files. As a
+/// download (`attachment`), JSON is also offered to save rather than to show.
+pub async fn export_response(
+    vault: &Vault,
+    auth: &Authorized,
+    id: SubjectId,
+    csv: bool,
+    attachment: bool,
+) -> Result<Response, VaultError> {
+    let (head, key) = vault.report_head(auth, id, Document::Export).await?;
+    let head = head_json(vault, &head, Document::Export);
+    let events = vault.stream_events(id, key);
     if csv {
-        let body = zip_body(state.vault.clone(), id, head, events);
+        let body = zip_body(vault.clone(), id, head, events);
         let disposition = format!("attachment; filename=\"export-{id}.zip\"");
         return Ok((
             [
@@ -304,6 +316,11 @@ pub async fn export(
         )
             .into_response());
     }
-    let body = json_body(state.vault.clone(), head, events);
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+    let body = json_body(vault.clone(), head, events);
+    let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    if attachment {
+        let disposition = format!("attachment; filename=\"export-{id}.json\"");
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ASCII"));
+    }
+    Ok(response)
 }

@@ -145,6 +145,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let (log_size, _) = store.log_head().await.map_err(crate::vault::VaultError::from)?;
     let (break_glass, break_glass_open) =
         store.break_glass_counts(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;
+    let (undelivered, unconfirmed) = store.notice_counts().await.map_err(crate::vault::VaultError::from)?;
     let body = format!(
         "# HELP candor_requests_overdue Open customer requests past their legal deadline.\n\
          # TYPE candor_requests_overdue gauge\n\
@@ -160,7 +161,13 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
          candor_break_glass_total {break_glass}\n\
          # HELP candor_break_glass_open Break-glass overrides open now.\n\
          # TYPE candor_break_glass_open gauge\n\
-         candor_break_glass_open {break_glass_open}\n"
+         candor_break_glass_open {break_glass_open}\n\
+         # HELP candor_recipient_notices_undelivered Notices to recipients (erasure, correction, restriction) not delivered yet.\n\
+         # TYPE candor_recipient_notices_undelivered gauge\n\
+         candor_recipient_notices_undelivered {undelivered}\n\
+         # HELP candor_recipient_notices_unconfirmed Notices delivered but not yet confirmed by their recipient.\n\
+         # TYPE candor_recipient_notices_unconfirmed gauge\n\
+         candor_recipient_notices_unconfirmed {unconfirmed}\n"
     );
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body))
 }

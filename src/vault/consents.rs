@@ -176,7 +176,11 @@ impl Vault {
         Ok(ConsentScope::Active { purpose: purpose.clone(), channels })
     }
 
-    async fn active_channels(&self, purpose: &Purpose, id: SubjectId) -> Result<Vec<Option<Channel>>, VaultError> {
+    pub(crate) async fn active_channels(
+        &self,
+        purpose: &Purpose,
+        id: SubjectId,
+    ) -> Result<Vec<Option<Channel>>, VaultError> {
         let history = self.store.consent_history(id, Some(&purpose.id)).await?;
         let state = consent::purpose_state(purpose, self.notices.version(&purpose.id), &facts(&history));
         Ok(consent::active_channels(&state))
@@ -277,6 +281,17 @@ impl Vault {
                 }
             },
         };
+        self.apply_consent_changes(auth, id, input, method).await
+    }
+
+    /// Records `input` as given by `method` (checked by the caller).
+    pub(crate) async fn apply_consent_changes(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+        input: ChangeInput,
+        method: ConsentMethod,
+    ) -> Result<ChangeOutcome, VaultError> {
         let actor = match input.actor.as_deref() {
             None | Some("subject") => ActorKind::Subject,
             Some("staff") => ActorKind::Staff,

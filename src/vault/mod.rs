@@ -4,7 +4,11 @@
 //! write against the catalog (pure code in `candor_core`), seals values with the subject's data
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
+mod breaches;
+mod center;
 mod consents;
+mod grants;
+mod messages;
 mod notice;
 mod overrides;
 mod policy;
@@ -27,7 +31,11 @@ use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, S
 use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
 
+pub use breaches::{AUTHORITY_DEADLINE_MS, BreachInput};
+pub use center::{CustomerSession, SESSION_MAX_HOURS, SignInSettings};
 pub use consents::{ChangeInput, ImportLine, Notices};
+pub use grants::{DEFAULT_GRANT_PAGE, GrantInput};
+pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
 pub use report::{Document, event_json, head_json};
 
@@ -108,6 +116,36 @@ pub enum VaultError {
         "role `{role}` may not open a break-glass override under purpose `{purpose}` (the catalog's role says break_glass = true when it may)"
     )]
     BreakGlassNotAllowed { role: String, purpose: String },
+    #[error(
+        "the privacy center needs a purpose declared customer_requests = true in the catalog (customers act under it)"
+    )]
+    PrivacyCenterUnavailable,
+    #[error("this sign-in link is not valid: it was already used, has expired, or was never issued")]
+    SignInLinkInvalid,
+    #[error("not signed in")]
+    NotSignedIn,
+    #[error("the session has ended; sign in again")]
+    SessionExpired,
+    #[error("recipient `{0}` is not declared in the catalog")]
+    UnknownRecipient(String),
+    #[error(
+        "the agreement with recipient `{recipient}` has expired: nothing may be shared with it until it is renewed (agreement_expires in the catalog)"
+    )]
+    AgreementExpired { recipient: String },
+    #[error(
+        "recipient `{recipient}` is not declared for purpose `{purpose}`: the catalog lists the purposes each recipient receives data for"
+    )]
+    RecipientNotDeclared { recipient: String, purpose: String },
+    #[error("recipient `{recipient}` is not declared to receive field `{field}`")]
+    FieldNotShared { field: String, recipient: String },
+    #[error("no grant with this id under this purpose")]
+    GrantNotFound,
+    #[error("this grant has been revoked")]
+    GrantRevoked,
+    #[error("this grant has expired")]
+    GrantExpired,
+    #[error("this grant's reads are used up")]
+    GrantExhausted,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -164,6 +202,8 @@ pub struct Vault {
     notices: Arc<Notices>,
     policy: Arc<PolicyEngine>,
     break_glass_minutes: u32,
+    sign_in: SignInSettings,
+    max_grant_days: u32,
 }
 
 pub fn now_millis() -> Millis {
@@ -179,7 +219,29 @@ impl Vault {
         log: Arc<LogContext>,
     ) -> Self {
         let notices = Arc::new(Notices::of(&catalog));
-        Self { catalog, keys, store, log, notices, policy, break_glass_minutes: 15 }
+        Self {
+            catalog,
+            keys,
+            store,
+            log,
+            notices,
+            policy,
+            break_glass_minutes: 15,
+            sign_in: SignInSettings::default(),
+            max_grant_days: 30,
+        }
+    }
+
+    /// The longest a grant may run (`[sharing] max_grant_days`).
+    pub fn with_max_grant_days(mut self, days: u32) -> Self {
+        self.max_grant_days = days;
+        self
+    }
+
+    /// How long privacy-center sign-in links and idle sessions last.
+    pub fn with_sign_in(mut self, settings: SignInSettings) -> Self {
+        self.sign_in = settings;
+        self
     }
 
     /// How long a break-glass override lasts (see `[policy] break_glass_minutes`).
@@ -397,7 +459,17 @@ impl Vault {
         id: SubjectId,
         fields: &Map<String, Value>,
     ) -> Result<Correction, VaultError> {
-        let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Correct) {
+        self.correct(auth, id, fields, WriteMode::Correct).await
+    }
+
+    async fn correct(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+        fields: &Map<String, Value>,
+        mode: WriteMode,
+    ) -> Result<Correction, VaultError> {
+        let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, mode) {
             Ok(c) => c,
             Err(e) => return self.refuse_write(auth, Some(id), e).await,
         };

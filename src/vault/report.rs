@@ -37,6 +37,8 @@ pub struct ReportHead {
     pub access_total: usize,
     /// Break-glass overrides opened for the customer, with their reasons.
     pub overrides: Vec<super::OverrideView>,
+    /// Grants (shares with recipients) that include the customer.
+    pub shares: Vec<super::grants::ShareView>,
 }
 
 /// What a request asks for.
@@ -103,15 +105,10 @@ impl Vault {
         let inventory = self.store.inventory(id).await?.unwrap_or_default();
         let legal_hold = self.store.hold(id).await?.is_some();
         let overrides = self.overrides_of(id, &key).await?;
+        let shares = self.shares_of(id).await?;
         let (mut access, mut access_total) = (Vec::new(), 0);
         if document == Document::Report {
-            let indices = self.store.subject_log_indices(id).await?;
-            access_total = indices.len();
-            for index in indices.iter().rev().take(ACCESS_HISTORY_LIMIT).rev() {
-                if let Some((_, bytes)) = self.store.log_entries(*index, index + 1).await?.pop() {
-                    access.push((*index, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
-                }
-            }
+            (access, access_total) = self.recent_log_entries(id).await?;
         }
         let log = self
             .audit(auth, action, &[id])
@@ -132,8 +129,23 @@ impl Vault {
             access,
             access_total,
             overrides,
+            shares,
         };
         Ok((head, key))
+    }
+
+    /// The latest [`ACCESS_HISTORY_LIMIT`] log entries about customer `id` (index, entry JSON),
+    /// oldest first, and how many there are in all.
+    pub(crate) async fn recent_log_entries(&self, id: SubjectId) -> Result<(Vec<(u64, Value)>, usize), VaultError> {
+        let total = self.store.subject_log_indices(id).await?.len();
+        let entries = self
+            .store
+            .recent_subject_log_entries(id, ACCESS_HISTORY_LIMIT as u32)
+            .await?
+            .into_iter()
+            .map(|(index, bytes)| (index, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+            .collect();
+        Ok((entries, total))
     }
 
     /// Streams every event of the customer, oldest first, decrypted, in pages.
@@ -237,9 +249,20 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         })
         .collect();
     out.insert("consents".into(), json!({"current": consents, "history": history}));
+    let shares: Vec<Value> = head
+        .shares
+        .iter()
+        .map(|s| {
+            json!({
+                "grant_id": s.grant_id, "recipient": s.recipient, "recipient_name": s.recipient_name,
+                "country": s.country, "purpose": s.purpose, "fields": s.fields,
+                "shared_at": time(s.created_at), "until": time(s.expires_at), "revoked_at": s.revoked_at.map(time),
+            })
+        })
+        .collect();
     out.insert(
         "shares".into(),
-        json!({"note": "recipients declared for each field are listed with it; records of individual shares are not kept yet"}),
+        json!({"note": "each grant that gave a recipient some of this customer's data; every read by the recipient is in the access history (actor recipient:<id>)", "grants": shares}),
     );
     let events: Vec<Value> = head
         .event_counts

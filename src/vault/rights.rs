@@ -42,7 +42,16 @@ impl Vault {
         let now = now_millis();
         let inventory: candor_store::Inventory = self.store.inventory(id).await?.unwrap_or_default();
         let certificate_id = EventId::random().to_string();
-        let body = erasure_certificate(
+        // Recipients given the customer's data in grants get a signed notice (the outbox entry
+        // is written with the erasure); the certificate names them.
+        let mut notified: Vec<Value> = Vec::new();
+        for g in self.store.grants_of(id).await? {
+            if !notified.iter().any(|n| n["recipient"] == g.recipient.as_str()) {
+                let name = self.catalog.recipients.iter().find(|r| r.id == g.recipient).map(|r| r.name.clone());
+                notified.push(serde_json::json!({"recipient": g.recipient, "name": name}));
+            }
+        }
+        let mut body = erasure_certificate(
             &self.catalog,
             &certificate_id,
             id,
@@ -50,6 +59,10 @@ impl Vault {
             &Erased { fields: &inventory.fields, events: &inventory.events, consent_entries: inventory.consents },
             &Requester { token: &auth.principal.token_id, role: &auth.principal.role, purpose: auth.purpose.as_str() },
         );
+        body["recipients_notified"] = serde_json::json!({
+            "how": "a signed notice (webhook) to each, written with this erasure and retried until delivered; confirmations: GET /v1/notices",
+            "recipients": notified,
+        });
         let signed = receipt::sign(&self.log, ERASURE_CERTIFICATE, body);
         let text = serde_json::to_string(&signed).expect("JSON serialises");
         let events: u64 = inventory.events.iter().map(|(_, n)| n).sum();

@@ -4,6 +4,7 @@
 // users, and is photographed at desktop and phone widths.
 //
 //   node pages.mjs BASE_URL SCREENSHOT_DIR PATH...
+//   (env CANDOR_PAGES_COOKIE=name=value: visit signed in, with that session cookie)
 //
 // Exit code 0 when every check passes; every failure is printed.
 import { chromium } from 'playwright-core';
@@ -21,6 +22,15 @@ const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const origin = new URL(base).origin;
 const viewports = { desktop: { width: 1280, height: 900 }, phone: { width: 390, height: 844 } };
 mkdirSync(shots, { recursive: true });
+const cookie = process.env.CANDOR_PAGES_COOKIE;
+async function newContext(options) {
+  const context = await browser.newContext(options);
+  if (cookie) {
+    const [name, value] = cookie.split(/=(.*)/s);
+    await context.addCookies([{ name, value, url: base, httpOnly: true, sameSite: 'Strict' }]);
+  }
+  return context;
+}
 
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
@@ -32,7 +42,7 @@ try {
     const name = path.replace(/^\//, '').replace(/[^a-z0-9]+/gi, '-') || 'home';
     for (const [label, viewport] of Object.entries(viewports)) {
       // As a customer's browser sees it: no script needed, nothing fetched from elsewhere.
-      const plain = await browser.newContext({ viewport, javaScriptEnabled: false });
+      const plain = await newContext({ viewport, javaScriptEnabled: false });
       const page = await plain.newPage();
       const foreign = [];
       page.on('request', (r) => { if (new URL(r.url()).origin !== origin) foreign.push(r.url()); });
@@ -50,7 +60,7 @@ try {
       await plain.close();
 
       // axe-core needs script: injected into a separate context (CSP bypassed for the check only).
-      const checked = await browser.newContext({ viewport, bypassCSP: true });
+      const checked = await newContext({ viewport, bypassCSP: true });
       const axePage = await checked.newPage();
       await axePage.goto(base + path, { waitUntil: 'load' });
       await axePage.evaluate(axeSource);

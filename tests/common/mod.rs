@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod visitor;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_candor");
 
 /// Runs `candor` with `args`, returning (success, stdout, stderr).
@@ -138,6 +140,11 @@ impl Server {
             panic!("server did not start; log:\n{}", std::fs::read_to_string(log_path).unwrap_or_default())
         });
         Self { child, url, log_path: log_path.to_path_buf() }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

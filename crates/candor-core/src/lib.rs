@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod breach_notice;
 pub mod catalog;
 pub mod consent;
 pub mod ids;

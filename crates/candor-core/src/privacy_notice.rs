@@ -388,6 +388,44 @@ fn describe_purpose_change(o: &PurposeEntry, p: &PurposeEntry) -> String {
     if parts.is_empty() { p.why.clone() } else { format!("{} ({})", p.why, parts.join("; ")) }
 }
 
+/// What a log entry's action means, in plain words for the customer's "who accessed my data".
+pub fn action_plain(action: &str) -> &'static str {
+    match action {
+        "subject.create" => "Created your record",
+        "subject.read" => "Looked at your details",
+        "subject.correct" => "Changed your details",
+        "subject.lookup" => "Searched for you",
+        "subject.report" => "Looked at everything held about you",
+        "subject.export" => "Downloaded a copy of your data",
+        "subject.erase" => "Deleted your data",
+        "subject.restrict" => "Restricted the use of your data",
+        "subject.unrestrict" => "Lifted the restriction on your data",
+        "event.append" => "Recorded an activity",
+        "event.read" => "Looked at your recorded activity",
+        "consent.read" | "consent.history" | "consent.receipt" => "Looked at your choices",
+        "consent.change" => "Recorded a change of your choices",
+        "consent.audience" => "Checked who agreed to be contacted",
+        "hold.place" => "Placed a legal hold",
+        "hold.lift" => "Lifted a legal hold",
+        "hold.read" => "Checked for a legal hold",
+        "break_glass.open" => "Opened emergency access",
+        "access_log.read" => "Looked at who accessed your data",
+        "retention.delete" => "Deleted data whose time was up",
+        "request.open" | "request.close" => "Handled your request",
+        "privacy_center.link" => "Sent you a sign-in link",
+        "privacy_center.sign_in" => "Signed in to this privacy center",
+        "privacy_center.sign_out" => "Signed out of this privacy center",
+        "access.denied" => "Tried to use your data",
+        "grant.create" => "Shared your data with a recipient",
+        "grant.read" => "Received your data (shared)",
+        "grant.revoke" => "Stopped sharing your data",
+        "message.register" => "Sent you a message",
+        "message.verify" => "Checked that a message to you is genuine",
+        "message.list" => "Looked at the messages sent to you",
+        _ => "Used your data",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,5 +500,14 @@ mod tests {
             "{c:?}"
         );
         assert!(c.iter().any(|s| s.starts_with("PayFast Ltd (US) now receives")), "{c:?}");
+    }
+
+    #[test]
+    fn every_logged_action_has_plain_words_for_the_customer() {
+        for action in ["subject.read", "subject.report", "break_glass.open", "privacy_center.sign_in", "consent.change"]
+        {
+            assert_ne!(action_plain(action), "Used your data", "{action}");
+        }
+        assert_eq!(action_plain("something.new"), "Used your data");
     }
 }

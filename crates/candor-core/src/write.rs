@@ -11,6 +11,9 @@ use crate::value::{self, PersonalValue, ValueError};
 pub enum WriteMode {
     Create,
     Correct,
+    /// The customer correcting their own data (right to rectification, in the privacy center):
+    /// any declared field, under a `customer_requests` purpose that declares none.
+    Rectify,
 }
 
 /// A write that passed every check: values to set and fields to remove.
@@ -78,10 +81,11 @@ pub fn check_write<'c>(
     for name in names {
         let value = &fields[name.as_str()];
         let decl = catalog.field(name).ok_or_else(|| WriteError::UndeclaredField(echo_name(name)))?;
-        if !decl.allows(&purpose.id) {
+        let rectifying = mode == WriteMode::Rectify && purpose.customer_requests;
+        if !(decl.allows(&purpose.id) || rectifying) {
             return Err(WriteError::NotAllowed { field: name.clone(), purpose: purpose.id.to_string() });
         }
-        if value.is_null() && mode == WriteMode::Correct {
+        if value.is_null() && mode != WriteMode::Create {
             if decl.required {
                 return Err(WriteError::RequiredRemoval(name.clone()));
             }
@@ -125,6 +129,21 @@ mod tests {
     fn a_valid_create_passes() {
         let v = json!({"email": "ada@example.com", "full_name": "Ada", "date_of_birth": "1990-01-02"});
         assert_eq!(check("account", v, WriteMode::Create), Ok((3, 0)));
+    }
+
+    #[test]
+    fn customers_rectify_any_declared_field_but_only_under_a_customer_requests_purpose() {
+        let v = json!({"phone": "+442079460000", "date_of_birth": "1990-01-02", "loyalty_points": null});
+        assert_eq!(check("privacy_requests", v.clone(), WriteMode::Rectify), Ok((2, 1)));
+        assert_eq!(
+            check("privacy_requests", v.clone(), WriteMode::Correct),
+            Err(WriteError::NotAllowed { field: "date_of_birth".into(), purpose: "privacy_requests".into() })
+        );
+        assert!(check("account", v, WriteMode::Rectify).is_err(), "not a customer_requests purpose");
+        let e = check("privacy_requests", json!({"email": null}), WriteMode::Rectify);
+        assert_eq!(e, Err(WriteError::RequiredRemoval("email".into())));
+        let e = check("privacy_requests", json!({"shoe_size": 1}), WriteMode::Rectify);
+        assert_eq!(e, Err(WriteError::UndeclaredField("shoe_size".into())));
     }
 
     #[test]

@@ -90,8 +90,14 @@ impl KeyRing {
     /// Creates a fresh data key for `subject`, returned usable and wrapped under the primary KEK.
     pub fn new_subject_key(&self, subject: SubjectId) -> Result<(SubjectKey, StoredDek), CryptoError> {
         let dek = random_key()?;
-        let kek = self.keks.last().expect("a key ring has at least one KEK");
         let dek_version = 1;
+        let stored = self.wrap_dek(subject, dek_version, &dek[..])?;
+        Ok((SubjectKey { subject, version: dek_version, key: aes_key(&dek[..]) }, stored))
+    }
+
+    /// Wraps raw data-key bytes under the primary KEK.
+    fn wrap_dek(&self, subject: SubjectId, dek_version: u32, dek: &[u8]) -> Result<StoredDek, CryptoError> {
+        let kek = self.keks.last().expect("a key ring has at least one KEK");
         let aad = dek_aad(subject, kek.version, dek_version);
         let nonce = random_nonce()?;
         let mut buf = Vec::with_capacity(NONCE_LEN + 32 + TAG_LEN);
@@ -101,13 +107,32 @@ impl KeyRing {
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut *body)
             .map_err(|_| CryptoError::Random)?;
         buf.extend_from_slice(&body);
-        let stored = StoredDek { kek_version: kek.version, dek_version, wrapped: WrappedDek::from_bytes(buf) };
-        Ok((SubjectKey { subject, version: dek_version, key: aes_key(&dek[..]) }, stored))
+        Ok(StoredDek { kek_version: kek.version, dek_version, wrapped: WrappedDek::from_bytes(buf) })
+    }
+
+    /// The KEK versions this ring holds, oldest first (the last is primary).
+    pub fn kek_versions(&self) -> Vec<u32> {
+        self.keks.iter().map(|k| k.version).collect()
+    }
+
+    /// `stored` wrapped again under the primary KEK (the data key itself, and so every value
+    /// sealed with it, stays the same), or `None` if it already is.
+    pub fn rewrap(&self, subject: SubjectId, stored: &StoredDek) -> Result<Option<StoredDek>, CryptoError> {
+        if stored.kek_version == self.primary_kek_version() {
+            return Ok(None);
+        }
+        let dek = self.unwrap_dek(subject, stored)?;
+        self.wrap_dek(subject, stored.dek_version, &dek).map(Some)
     }
 
     /// Unwraps `subject`'s data key. Fails if the wrapped key belongs to another subject, was
     /// altered, or needs a KEK version the ring does not hold.
     pub fn open_subject_key(&self, subject: SubjectId, stored: &StoredDek) -> Result<SubjectKey, CryptoError> {
+        let dek = self.unwrap_dek(subject, stored)?;
+        Ok(SubjectKey { subject, version: stored.dek_version, key: aes_key(&dek) })
+    }
+
+    fn unwrap_dek(&self, subject: SubjectId, stored: &StoredDek) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let kek = self
             .keks
             .iter()
@@ -125,7 +150,7 @@ impl KeyRing {
             .key
             .open_in_place(nonce, Aad::from(&aad[..]), &mut buf)
             .map_err(|_| CryptoError::Integrity("wrapped data key"))?;
-        Ok(SubjectKey { subject, version: stored.dek_version, key: aes_key(dek) })
+        Ok(Zeroizing::new(dek.to_vec()))
     }
 
     /// The blind index of a normalised lookup value of `field`.
@@ -349,5 +374,29 @@ mod tests {
         let (k, _) = ring.new_subject_key(SubjectId::random()).unwrap();
         assert!(format!("{ring:?}").contains("<redacted>"));
         assert!(format!("{k:?}").contains("<redacted>"));
+    }
+
+    #[test]
+    fn rewrapping_moves_a_data_key_to_the_primary_kek_and_its_values_still_open() {
+        let v1 = keyfile::generate_key_line(KEK_LABEL, 1).unwrap();
+        let v2 = keyfile::generate_key_line(KEK_LABEL, 2).unwrap();
+        let index = keyfile::generate_key_line(INDEX_LABEL, 1).unwrap();
+        let old = KeyRing::from_texts(&v1, "t", &index, "t").unwrap();
+        let both = KeyRing::from_texts(&format!("{}{}", v1.as_str(), v2.as_str()), "t", &index, "t").unwrap();
+        let only_new = KeyRing::from_texts(&v2, "t", &index, "t").unwrap();
+        assert_eq!(both.kek_versions(), [1, 2]);
+        let subject = SubjectId::random();
+        let (key, stored) = old.new_subject_key(subject).unwrap();
+        let sealed = key.seal_field(&FieldName::new("email"), b"ada@example.com").unwrap();
+        assert!(old.rewrap(subject, &stored).unwrap().is_none(), "already under the primary KEK");
+
+        let moved = both.rewrap(subject, &stored).unwrap().expect("moved to v2");
+        assert_eq!((moved.kek_version, moved.dek_version), (2, stored.dek_version));
+        assert_ne!(moved.wrapped.as_bytes(), stored.wrapped.as_bytes());
+        let reopened = only_new.open_subject_key(subject, &moved).unwrap();
+        assert_eq!(&reopened.open_field(&FieldName::new("email"), &sealed).unwrap()[..], b"ada@example.com");
+        assert!(both.open_subject_key(SubjectId::random(), &moved).is_err(), "bound to its subject");
+        assert!(matches!(old.open_subject_key(subject, &moved), Err(CryptoError::UnknownKeyVersion(2))));
+        assert!(matches!(only_new.open_subject_key(subject, &stored), Err(CryptoError::UnknownKeyVersion(1))));
     }
 }

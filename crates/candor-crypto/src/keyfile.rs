@@ -99,7 +99,7 @@ pub fn read_key_file(path: &Path, label: &'static str) -> Result<Vec<KeyMaterial
 }
 
 #[cfg(unix)]
-fn check_owner_only(path: &Path) -> Result<(), KeyError> {
+pub(crate) fn check_owner_only(path: &Path) -> Result<(), KeyError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = fs::metadata(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
     let mode = meta.permissions().mode() & 0o777;
@@ -110,7 +110,7 @@ fn check_owner_only(path: &Path) -> Result<(), KeyError> {
 }
 
 #[cfg(not(unix))]
-fn check_owner_only(_path: &Path) -> Result<(), KeyError> {
+pub(crate) fn check_owner_only(_path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
@@ -142,9 +142,62 @@ pub fn create_key_file(path: &Path, label: &'static str, comment: &str) -> Resul
     Ok(())
 }
 
+/// Rewrites an owner-only key file with `text` (owner-only, synced, then renamed into place).
+fn replace_file(path: &Path, text: &str) -> Result<(), KeyError> {
+    let werr = |source| KeyError::Write { path: path.into(), source };
+    let tmp = path.with_extension("tmp");
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(werr)?;
+    file.write_all(text.as_bytes()).map_err(werr)?;
+    file.sync_all().map_err(werr)?;
+    fs::rename(&tmp, path).map_err(werr)
+}
+
+/// Adds a fresh key to a key file as the next version (which becomes primary). Returns it.
+pub fn add_key_version(path: &Path, label: &'static str) -> Result<u32, KeyError> {
+    let keys = read_key_file(path, label)?;
+    let version = keys.last().map_or(1, |k| k.version + 1);
+    let mut text =
+        Zeroizing::new(fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&generate_key_line(label, version)?);
+    replace_file(path, &text)?;
+    Ok(version)
+}
+
+/// Removes key `version` from a key file (the caller made sure nothing needs it any more).
+pub fn remove_key_version(path: &Path, label: &'static str, version: u32) -> Result<(), KeyError> {
+    read_key_file(path, label)?;
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?);
+    let marker = format!("{label} v{version} ");
+    let kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with(&marker)).collect();
+    replace_file(path, &Zeroizing::new(kept.join("\n") + "\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_added_as_the_next_one_and_removed_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.key");
+        create_key_file(&path, KEK_LABEL, "test").unwrap();
+        assert_eq!(add_key_version(&path, KEK_LABEL).unwrap(), 2);
+        assert_eq!(add_key_version(&path, KEK_LABEL).unwrap(), 3);
+        remove_key_version(&path, KEK_LABEL, 1).unwrap();
+        let versions: Vec<u32> = read_key_file(&path, KEK_LABEL).unwrap().iter().map(|k| k.version).collect();
+        assert_eq!(versions, [2, 3]);
+        assert!(fs::read_to_string(&path).unwrap().starts_with("# test"), "comments stay");
+    }
 
     #[test]
     fn key_text_parses_versions_comments_and_semicolons() {

@@ -31,12 +31,16 @@ mod envelope;
 pub mod keyfile;
 mod signing;
 mod token;
+pub mod webhook;
 
 pub use candor_core::StoredDek;
 pub use envelope::{KeyRing, SubjectKey};
 pub use keyfile::KeyError;
 pub use signing::{LOG_KEY_LABEL, LogSigner};
-pub use token::{TokenHash, generate_token, hash_token};
+pub use token::{
+    MESSAGE_CODE_LEN, SESSION_PREFIX, SIGN_IN_PREFIX, TokenHash, csrf_token, generate_message_code, generate_secret,
+    generate_token, hash_token, message_code_hash, secrets_match,
+};
 
 /// Incremental SHA-256 (fingerprints of streamed files, such as an export's).
 pub struct Sha256(aws_lc_rs::digest::Context);

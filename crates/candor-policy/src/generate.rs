@@ -4,7 +4,7 @@
 //! Every generated policy has an `@id` starting with `catalog.` and a `@reason` in plain
 //! language, so an explanation can say which line of the catalog allowed or refused a use.
 
-use candor_core::catalog::{ADMIN_ROLE, Catalog, Category, FieldType, LegalBasis, Role};
+use candor_core::catalog::{ADMIN_ROLE, CUSTOMER_ROLE, Catalog, Category, FieldType, LegalBasis, Role};
 
 /// Prefix of generated policy ids; operator policies may not use it.
 pub const CATALOG_PREFIX: &str = "catalog.";
@@ -48,10 +48,13 @@ pub fn catalog_policies(catalog: &Catalog) -> String {
     ));
     out.push_str(&format!(
         "@id(\"catalog.bounds.data\")\n\
-         @reason(\"data is used only under its role's purposes, and only where the catalog declares it for that purpose\")\n\
+         @reason(\"data is used only under its role's purposes, and only where the catalog declares it for that purpose (customers correct any of their own data)\")\n\
          forbid(principal, action in {}, resource)\n\
-         unless {{ principal.purposes.contains(context.purpose) && resource.purposes.contains(context.purpose) }};\n\n",
-        actions(&["read", "read_masked", "write", "share"])
+         unless {{ principal.purposes.contains(context.purpose) && (resource.purposes.contains(context.purpose) || \
+         (principal == {} && action == {} && context.purpose.customer_requests)) }};\n\n",
+        actions(&["read", "read_masked", "write", "share"]),
+        uid("Role", CUSTOMER_ROLE),
+        action("write")
     ));
     let data = actions(&["act", "read", "read_masked", "write"]);
     out.push_str(&format!(
@@ -68,6 +71,20 @@ pub fn catalog_policies(catalog: &Catalog) -> String {
          forbid(principal, action in {uses}, resource)\n\
          when {{ context.restricted && context.purpose.legal_basis != \"{}\" }};\n\n",
         LegalBasis::LegalObligation.name()
+    ));
+    out.push_str(&format!(
+        "@id(\"catalog.customer.requests\")\n\
+         @reason(\"customers see, download and delete their own data in the privacy center, under a customer_requests purpose\")\n\
+         permit(principal == {customer}, action in {}, resource)\n\
+         when {{ resource.customer_requests }};\n\n\
+         @id(\"catalog.customer.rectify\")\n\
+         @reason(\"customers correct their own names, contact details, addresses and dates in the privacy center (right to rectification); other data through the privacy contact\")\n\
+         permit(principal == {customer}, action == {}, resource is Candor::Field)\n\
+         when {{ context.purpose.customer_requests && {}.contains(resource.type) }};\n\n",
+        actions(&["act", "export", "erase"]),
+        action("write"),
+        "[\"text\", \"email\", \"phone\", \"date\", \"postal_address\"]",
+        customer = uid("Role", CUSTOMER_ROLE),
     ));
     out.push_str(&format!(
         "@id(\"catalog.admin\")\n\
@@ -144,6 +161,15 @@ fn role_policies(catalog: &Catalog, role: &Role, out: &mut String) {
             set("Field", &masked)
         ));
     }
+    if role.share {
+        out.push_str(&format!(
+            "@id(\"catalog.role.{id}.share\")\n\
+             @reason(\"role `{id}` may share the data a purpose declares with recipients declared for it, through grants\")\n\
+             permit(principal == {principal}, action == {}, resource)\n\
+             when {{ {purposes}.contains(context.purpose) && resource.purposes.contains(context.purpose) }};\n\n",
+            action("share")
+        ));
+    }
     if role.break_glass {
         out.push_str(&format!(
             "@id(\"catalog.role.{id}.break_glass\")\n\
@@ -179,6 +205,8 @@ pub fn catalog_entities(catalog: &Catalog) -> String {
         s
     };
     items.push(entity("Role", ADMIN_ROLE, "\"purposes\":[]".to_string(), &[]));
+    let requests = catalog.purposes.iter().filter(|p| p.customer_requests).map(|p| p.id.as_str());
+    items.push(entity("Role", CUSTOMER_ROLE, format!("\"purposes\":{}", purpose_set(&mut requests.into_iter())), &[]));
     for r in &catalog.roles {
         let purposes = format!("\"purposes\":{}", purpose_set(&mut r.purposes.iter().map(|p| p.as_str())));
         items.push(entity("Role", r.id.as_str(), purposes, &[]));

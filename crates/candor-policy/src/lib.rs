@@ -18,7 +18,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
-use candor_core::catalog::{ADMIN_ROLE, Catalog};
+use candor_core::catalog::{ADMIN_ROLE, CUSTOMER_ROLE, Catalog};
 use candor_core::mask::MaskStyle;
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, EntityUid, PolicySet, Request,
@@ -260,6 +260,7 @@ impl PolicyEngine {
         let mut roles: HashMap<String, u16> =
             catalog.roles.iter().enumerate().map(|(i, r)| (r.id.to_string(), i as u16)).collect();
         roles.insert(ADMIN_ROLE.to_string(), u16::MAX);
+        roles.insert(CUSTOMER_ROLE.to_string(), u16::MAX - 1);
         Ok(PolicyEngine {
             authorizer: Authorizer::new(),
             policies,

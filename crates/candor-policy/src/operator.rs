@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
-use candor_core::catalog::{ADMIN_ROLE, Catalog, Category};
+use candor_core::catalog::{ADMIN_ROLE, CUSTOMER_ROLE, Catalog, Category};
 use cedar_policy::{
     Effect, Policy, PolicyId, PolicySet, PrincipalConstraint, ResourceConstraint, Schema, ValidationMode, Validator,
 };
@@ -166,7 +166,12 @@ struct KnownNames {
 impl KnownNames {
     fn of(catalog: &Catalog) -> Self {
         KnownNames {
-            roles: catalog.roles.iter().map(|r| r.id.to_string()).chain([ADMIN_ROLE.to_string()]).collect(),
+            roles: catalog
+                .roles
+                .iter()
+                .map(|r| r.id.to_string())
+                .chain([ADMIN_ROLE.to_string(), CUSTOMER_ROLE.to_string()])
+                .collect(),
             fields: catalog.fields.iter().map(|f| f.name.to_string()).collect(),
             events: catalog.events.iter().map(|e| e.name.to_string()).collect(),
             purposes: catalog.purposes.iter().map(|p| p.id.to_string()).collect(),

@@ -77,6 +77,12 @@ fn erase_export_and_manage_follow_the_catalog() {
     assert!(may("privacy_team", Action::Export, "privacy_requests"));
     assert!(!may("shop_backend", Action::Export, "account"));
     assert!(!may("support_agent", Action::Share, "customer_support"), "nothing is shared without a grant");
+    let share = |role: &str, purpose: &str, field: &str| {
+        e.decide(role, Action::Share, purpose, Target::Field(field), N).unwrap().allowed
+    };
+    assert!(share("shop_backend", "order_fulfilment", "shipping_address"), "roles with share = true");
+    assert!(!share("shop_backend", "order_fulfilment", "date_of_birth"), "only data the purpose declares");
+    assert!(!share("support_agent", "customer_support", "full_name"), "roles without share = true");
     assert!(e.may_manage(ADMIN_ROLE));
     assert!(!e.may_manage("shop_backend"));
     assert!(!e.may_manage("nobody"));
@@ -201,4 +207,47 @@ fn decisions_are_cached_and_the_same_twice() {
     let a = e.outcomes("support_agent", "customer_support", N).unwrap();
     let b = e.outcomes("support_agent", "customer_support", N).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
+}
+
+#[test]
+fn a_signed_in_customer_sees_downloads_corrects_and_deletes_only_under_customer_requests() {
+    let e = engine();
+    let may = |action: Action, purpose: &str| e.decide(CUSTOMER_ROLE, action, purpose, Target::Purpose, N).unwrap();
+    for action in [Action::Act, Action::Export, Action::Erase] {
+        assert!(may(action, "privacy_requests").allowed, "{action:?}");
+        assert!(!may(action, "account").allowed, "{action:?} under account");
+        assert!(!may(action, "marketing").allowed, "{action:?} under marketing");
+    }
+    assert!(!may(Action::BreakGlass, "privacy_requests").allowed);
+    assert!(!may(Action::Share, "privacy_requests").allowed);
+    assert!(!e.may_manage(CUSTOMER_ROLE));
+    // Rectification: any of their own fields, though no field is declared for the purpose.
+    let write = |field: &str, purpose: &str| {
+        e.decide(CUSTOMER_ROLE, Action::Write, purpose, Target::Field(field), N).unwrap().allowed
+    };
+    assert!(write("phone", "privacy_requests"));
+    assert!(write("date_of_birth", "privacy_requests"));
+    assert!(write("shipping_address", "privacy_requests"));
+    assert!(!write("phone", "account"));
+    assert!(!write("loyalty_points", "privacy_requests"), "numbers the business keeps are corrected on request");
+    assert!(!write("shop_preferences", "privacy_requests"));
+    let event = e.decide(CUSTOMER_ROLE, Action::Write, "privacy_requests", Target::Event("purchase"), N).unwrap();
+    assert!(!event.allowed, "events are not corrected by the customer");
+    // Other roles under the same purpose gain nothing from the customer's exception.
+    let staff = e.decide("privacy_team", Action::Write, "privacy_requests", Target::Field("phone"), N).unwrap();
+    assert!(!staff.allowed);
+    // A customer cannot read field by field (the privacy center reads through the export).
+    assert_eq!(outcome(&e, CUSTOMER_ROLE, "privacy_requests", "email", N), "withheld");
+}
+
+#[test]
+fn operator_policies_can_narrow_what_customers_do() {
+    let e = with_policies(
+        "@id(\"no-self-erase\")\n@reason(\"erasure goes through support\")\n\
+         forbid(principal == Candor::Role::\"customer\", action == Candor::Action::\"erase\", resource);",
+    )
+    .unwrap();
+    let d = e.decide(CUSTOMER_ROLE, Action::Erase, "privacy_requests", Target::Purpose, N).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.operator_forbid().map(|p| p.id.as_str()), Some("no-self-erase"));
 }

@@ -22,7 +22,8 @@ enum Kind {
     OptBytes,
 }
 
-/// Tables in dependency order, with their columns. `keys.` tables are in the key store (an
+/// Tables in dependency order, with their columns. Privacy-center sign-in links and sessions are
+/// not copied: they are short-lived credentials, and customers simply sign in again. `keys.` tables are in the key store (an
 /// attached file on SQLite, the `candor_keys` schema on PostgreSQL).
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
     (
@@ -54,6 +55,68 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("expires_at", Kind::Int8),
         ],
     ),
+    (
+        "messages",
+        &[
+            ("id", Kind::Text),
+            ("subject_id", Kind::Text),
+            ("purpose", Kind::Text),
+            ("channel", Kind::Text),
+            ("subject_line", Kind::Bytes),
+            ("body_sha256", Kind::Bytes),
+            ("code_hash", Kind::Bytes),
+            ("sent_at", Kind::Int8),
+        ],
+    ),
+    (
+        "grants",
+        &[
+            ("id", Kind::Text),
+            ("recipient", Kind::Text),
+            ("purpose", Kind::Text),
+            ("fields", Kind::Text),
+            ("credential_hash", Kind::Bytes),
+            ("created_by", Kind::Text),
+            ("created_at", Kind::Int8),
+            ("expires_at", Kind::Int8),
+            ("max_reads", Kind::OptInt8),
+            ("reads", Kind::Int8),
+            ("revoked_at", Kind::OptInt8),
+        ],
+    ),
+    ("grant_subjects", &[("grant_id", Kind::Text), ("subject_id", Kind::Text)]),
+    (
+        "outbox",
+        &[
+            ("id", Kind::Text),
+            ("recipient", Kind::Text),
+            ("subject_id", Kind::Text),
+            ("kind", Kind::Text),
+            ("fields", Kind::Text),
+            ("created_at", Kind::Int8),
+            ("attempts", Kind::Int4),
+            ("next_attempt_at", Kind::Int8),
+            ("delivered_at", Kind::OptInt8),
+            ("confirmed_at", Kind::OptInt8),
+            ("last_error", Kind::OptText),
+        ],
+    ),
+    (
+        "breaches",
+        &[
+            ("id", Kind::Text),
+            ("detected_at", Kind::Int8),
+            ("recorded_at", Kind::Int8),
+            ("nature", Kind::Text),
+            ("categories", Kind::Text),
+            ("customers", Kind::Int8),
+            ("consequences", Kind::Text),
+            ("measures", Kind::Text),
+            ("authority_notified_at", Kind::OptInt8),
+            ("closed_at", Kind::OptInt8),
+        ],
+    ),
+    ("breach_subjects", &[("breach_id", Kind::Text), ("subject_id", Kind::Text)]),
     (
         "field_values",
         &[("subject_id", Kind::Text), ("field", Kind::Text), ("ciphertext", Kind::Bytes), ("updated_at", Kind::Int8)],

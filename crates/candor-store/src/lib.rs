@@ -11,20 +11,32 @@
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
+pub use breaches::{Breach, BreachStore};
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId};
 pub use candor_log::Hash;
 pub use consents::{
     AudienceRow, ConsentStore, NewConsentEntry, NewConsentRecord, NoticeText, Recorded, StoredConsent, StoredReceipt,
 };
+pub use grants::{Grant, GrantStore};
+pub use keys::KeyRingStore;
+pub use messages::{MessageStore, StoredMessage};
+pub use outbox::{Notice, OutboxStore};
 pub use overrides::{BreakGlass, OverrideStore};
 pub use rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
+pub use sessions::{NewSession, Session, SessionStore, SignInLink};
 
+pub mod breaches;
 pub mod consents;
 pub mod copy;
+pub mod grants;
+pub mod keys;
+pub mod messages;
+pub mod outbox;
 pub mod overrides;
 pub mod pgtest;
 pub mod postgres;
 pub mod rights;
+pub mod sessions;
 pub mod sqlite;
 pub mod testsuite;
 
@@ -158,7 +170,20 @@ pub struct LogRecord {
 /// Where the vault keeps its data. Every method is one transaction; methods that change data
 /// take the log record describing the change and append it in the same transaction.
 #[async_trait]
-pub trait Store: ConsentStore + RightsStore + OverrideStore + Send + Sync + 'static {
+pub trait Store:
+    ConsentStore
+    + RightsStore
+    + OverrideStore
+    + SessionStore
+    + MessageStore
+    + GrantStore
+    + OutboxStore
+    + KeyRingStore
+    + BreachStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Cheap liveness check (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -237,6 +262,13 @@ pub trait Store: ConsentStore + RightsStore + OverrideStore + Send + Sync + 'sta
 
     /// Indexes of the entries that concern `subject`, ascending.
     async fn subject_log_indices(&self, subject: SubjectId) -> Result<Vec<u64>, StoreError>;
+
+    /// The latest `limit` entries that concern `subject` (index, bytes), ascending, in one query.
+    async fn recent_subject_log_entries(
+        &self,
+        subject: SubjectId,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
     /// Keeps a signed checkpoint (ignored if one of that size is kept already).
     async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError>;

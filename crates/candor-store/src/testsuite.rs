@@ -70,6 +70,237 @@ pub async fn run_all(store: &dyn Store) {
     requests_are_tracked_until_closed_and_overdue_ones_are_counted(store).await;
     break_glass_overrides_are_open_only_for_their_token_subject_purpose_and_time(store).await;
     notice_versions_are_kept_in_order_and_republishing_the_latest_changes_nothing(store).await;
+    sign_in_links_work_once_before_expiry_and_sessions_go_with_the_customer(store).await;
+    registered_messages_are_found_by_code_listed_per_customer_and_erased_with_them(store).await;
+    grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_customers(store).await;
+    data_keys_are_counted_per_kek_and_replaced_only_if_unchanged(store).await;
+    breaches_are_recorded_with_their_customers_and_their_clock(store).await;
+}
+
+async fn breaches_are_recorded_with_their_customers_and_their_clock(store: &dyn Store) {
+    use crate::breaches::Breach;
+    let (a, b) = (new_subject(store, 130).await, new_subject(store, 131).await);
+    let breach = Breach {
+        id: "br-1".into(),
+        detected_at: 1_000,
+        recorded_at: 2_000,
+        nature: "a support token was used from an unknown device".into(),
+        categories: vec!["contact".into(), "identity".into()],
+        customers: 2,
+        consequences: "phishing".into(),
+        measures: "token revoked".into(),
+        authority_notified_at: None,
+        closed_at: None,
+    };
+    store.record_breach(breach.clone(), vec![a, SubjectId::random()], log("breach", None)).await.unwrap();
+    assert_eq!(store.breaches().await.unwrap().iter().find(|x| x.id == "br-1"), Some(&breach));
+    assert_eq!(store.breaches_of(a).await.unwrap().len(), 1);
+    assert!(store.breaches_of(b).await.unwrap().is_empty());
+    assert!(store.update_breach("br-1", false, 3_000, log("notified", None)).await.unwrap());
+    assert!(store.update_breach("br-1", false, 4_000, log("notified again", None)).await.unwrap());
+    assert!(store.update_breach("br-1", true, 5_000, log("closed", None)).await.unwrap());
+    assert!(!store.update_breach("nope", true, 5_000, log("none", None)).await.unwrap());
+    let kept = store.breaches().await.unwrap().into_iter().find(|x| x.id == "br-1").unwrap();
+    assert_eq!((kept.authority_notified_at, kept.closed_at), (Some(3_000), Some(5_000)), "the first time counts");
+}
+
+async fn data_keys_are_counted_per_kek_and_replaced_only_if_unchanged(store: &dyn Store) {
+    let a = new_subject(store, 120).await;
+    let count = |counts: &[(u32, u64)], v: u32| counts.iter().find(|(k, _)| *k == v).map_or(0, |(_, n)| *n);
+    let before = store.dek_counts().await.unwrap();
+    assert!(count(&before, 1) >= 1);
+    let pending = store.deks_not_under(2, None, 1000).await.unwrap();
+    let (_, old) = pending.iter().find(|(s, _)| *s == a).unwrap().clone();
+    let new = StoredDek { kek_version: 2, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![8; 60]) };
+    assert_eq!(store.replace_deks(vec![(a, old.clone(), new.clone())]).await.unwrap(), 1);
+    assert_eq!(
+        store.replace_deks(vec![(a, old, new.clone())]).await.unwrap(),
+        0,
+        "already replaced: the stale one loses"
+    );
+    assert_eq!(store.load_subject(a, &[]).await.unwrap().unwrap().dek, new);
+    let after = store.dek_counts().await.unwrap();
+    assert_eq!((count(&after, 1), count(&after, 2)), (count(&before, 1) - 1, count(&before, 2) + 1));
+    assert!(store.deks_not_under(2, None, 1000).await.unwrap().iter().all(|(s, _)| *s != a));
+    // Paging by cursor covers every key once.
+    let all = store.deks_not_under(99, None, 1000).await.unwrap();
+    let mut paged = Vec::new();
+    let mut after_id = None;
+    loop {
+        let page = store.deks_not_under(99, after_id, 2).await.unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after_id = Some(*last);
+        paged.extend(page);
+    }
+    assert_eq!(paged.len(), all.len());
+    // An erased customer's key is gone from all of this.
+    store.erase_subject(a, 9_000, "{}".into(), log("erase", Some(a))).await.unwrap();
+    assert!(store.deks_not_under(99, None, 1000).await.unwrap().iter().all(|(s, _)| *s != a));
+}
+
+async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_customers(store: &dyn Store) {
+    use crate::grants::Grant;
+    let (a, b) = (new_subject(store, 101).await, new_subject(store, 102).await);
+    let grant = |id: &str, max_reads| Grant {
+        id: id.into(),
+        recipient: "parcel_carrier".into(),
+        purpose: "order_fulfilment".into(),
+        fields: vec!["full_name".into(), "shipping_address".into()],
+        credential_hash: [id.len() as u8; 32],
+        created_by: "t-1".into(),
+        created_at: 1_000,
+        expires_at: 5_000,
+        max_reads,
+        reads: 0,
+        revoked_at: None,
+    };
+    let (log_before, _) = store.log_head().await.unwrap();
+    let held =
+        store.create_grant(grant("g-1", Some(2)), vec![a, b, SubjectId::random()], log("grant", None)).await.unwrap();
+    assert_eq!(held, 2, "customers that do not exist are not held");
+    assert_eq!(store.grant("g-1").await.unwrap().unwrap(), grant("g-1", Some(2)));
+    let mut all = vec![a, b];
+    all.sort_by_key(|s| s.to_string());
+    assert_eq!(store.grant_subjects("g-1", None, 10).await.unwrap(), all);
+    assert_eq!(store.grant_subjects("g-1", Some(all[0]), 10).await.unwrap(), [all[1]]);
+    assert_eq!(store.grant_subjects("g-1", None, 1).await.unwrap(), [all[0]]);
+
+    // Reads: counted up to max_reads, never after expiry or revocation; refused ones log nothing.
+    assert!(!store.count_grant_read("g-1", 5_000, log("late", None)).await.unwrap());
+    assert!(store.count_grant_read("g-1", 2_000, log("read 1", None)).await.unwrap());
+    assert!(store.count_grant_read("g-1", 2_000, log("read 2", None)).await.unwrap());
+    assert!(!store.count_grant_read("g-1", 2_000, log("read 3", None)).await.unwrap());
+    assert_eq!(store.grant("g-1").await.unwrap().unwrap().reads, 2);
+    store.create_grant(grant("g-22", None), vec![a], log("grant 2", None)).await.unwrap();
+    assert!(store.revoke_grant("g-22", 3_000, log("revoke", None)).await.unwrap());
+    assert!(!store.revoke_grant("g-22", 3_100, log("revoke again", None)).await.unwrap());
+    assert!(!store.count_grant_read("g-22", 3_200, log("after revoke", None)).await.unwrap());
+    assert_eq!(store.log_head().await.unwrap().0, log_before + 5);
+
+    let ids: Vec<String> = store.grants_of(a).await.unwrap().into_iter().map(|g| g.id).collect();
+    assert_eq!(ids, ["g-1", "g-22"]);
+    store.erase_subject(a, 6_000, "{}".into(), log("erase", Some(a))).await.unwrap();
+    assert!(store.grants_of(a).await.unwrap().is_empty());
+    assert_eq!(store.grant_subjects("g-1", None, 10).await.unwrap(), [b]);
+
+    // The outbox: erasing `a` wrote one notice per recipient that held them (one here, though
+    // two grants held them); correcting and restricting `b` write theirs; nothing else does.
+    // (The erasure notice is already there.)
+    let (before_undelivered, before_unconfirmed) = store.notice_counts().await.unwrap();
+    let change = FieldChange::Set { field: f("email"), value: ct(b"new"), index: None };
+    assert!(store.update_subject(b, vec![change], 7_000, log("correct b", Some(b))).await.unwrap());
+    store.restrict(b, None, 7_100, log("restrict b", Some(b))).await.unwrap();
+    store.lift_restriction(b, log("unrestrict b", Some(b))).await.unwrap();
+    let mut due = store.due_notices(i64::MAX, 100).await.unwrap();
+    due.retain(|n| n.subject == a.to_string() || n.subject == b.to_string());
+    let kinds: Vec<(&str, &str, &str)> =
+        due.iter().map(|n| (n.recipient.as_str(), n.kind.as_str(), n.subject.as_str())).collect();
+    let (sa, sb) = (a.to_string(), b.to_string());
+    assert_eq!(
+        kinds,
+        [
+            ("parcel_carrier", "erasure", sa.as_str()),
+            ("parcel_carrier", "correction", sb.as_str()),
+            ("parcel_carrier", "restriction", sb.as_str())
+        ]
+    );
+    assert_eq!(due[1].fields, ["email"]);
+    assert_eq!(store.notice_counts().await.unwrap(), (before_undelivered + 2, before_unconfirmed));
+    assert!(store.due_notices(6_999, 100).await.unwrap().iter().all(|n| n.subject != sb), "not due before it was made");
+
+    store.notice_failed(&due[0].id, 9_000, "HTTP 500").await.unwrap();
+    assert!(store.due_notices(8_999, 100).await.unwrap().iter().all(|n| n.id != due[0].id), "retried later");
+    let retried = store.notice(&due[0].id).await.unwrap().unwrap();
+    assert_eq!((retried.attempts, retried.last_error.as_deref()), (1, Some("HTTP 500")));
+    store.notice_delivered(&due[0].id, 9_100).await.unwrap();
+    assert!(store.due_notices(i64::MAX, 100).await.unwrap().iter().all(|n| n.id != due[0].id));
+    assert_eq!(store.notice_counts().await.unwrap(), (before_undelivered + 1, before_unconfirmed + 1));
+    assert!(store.unconfirmed_notices(100).await.unwrap().iter().any(|n| n.id == due[0].id));
+    assert!(store.confirm_notice(&due[0].id, 9_200).await.unwrap());
+    assert!(!store.confirm_notice("no-such-notice", 9_200).await.unwrap());
+    assert_eq!(store.notice(&due[0].id).await.unwrap().unwrap().confirmed_at, Some(9_200));
+    assert!(store.unconfirmed_notices(100).await.unwrap().iter().all(|n| n.id != due[0].id));
+}
+
+async fn registered_messages_are_found_by_code_listed_per_customer_and_erased_with_them(store: &dyn Store) {
+    use crate::messages::StoredMessage;
+    let (a, b) = (new_subject(store, 97).await, new_subject(store, 98).await);
+    let (log_before, _) = store.log_head().await.unwrap();
+    let message = |id: &str, subject, code: u8, sent_at| StoredMessage {
+        id: id.into(),
+        subject,
+        purpose: "order_fulfilment".into(),
+        channel: "email".into(),
+        subject_line: ct(b"sealed subject line"),
+        body_sha256: [9; 32],
+        code_hash: [code; 32],
+        sent_at,
+    };
+    assert!(store.register_message(message("m-1", a, 1, 1_000), log("m1", Some(a))).await.unwrap());
+    assert!(store.register_message(message("m-2", a, 2, 2_000), log("m2", Some(a))).await.unwrap());
+    assert!(store.register_message(message("m-3", b, 3, 1_500), log("m3", Some(b))).await.unwrap());
+    assert!(!store.register_message(message("m-4", SubjectId::random(), 4, 1), log("m4", None)).await.unwrap());
+    assert!(matches!(
+        store.register_message(message("m-5", b, 1, 1), log("m5", Some(b))).await,
+        Err(crate::StoreError::Conflict(_))
+    ));
+    assert_eq!(store.log_head().await.unwrap().0, log_before + 3);
+    let found = store.message_by_code(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!(found, message("m-2", a, 2, 2_000));
+    assert_eq!(store.message_by_code(&[4; 32]).await.unwrap(), None);
+    let ids: Vec<String> = store.messages_of(a, 10).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["m-2", "m-1"], "newest first");
+    assert_eq!(store.messages_of(a, 1).await.unwrap().len(), 1);
+    store.erase_subject(a, 3_000, "{}".into(), log("erase", Some(a))).await.unwrap();
+    assert_eq!(store.message_by_code(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.messages_of(b, 10).await.unwrap().len(), 1);
+}
+
+async fn sign_in_links_work_once_before_expiry_and_sessions_go_with_the_customer(store: &dyn Store) {
+    use crate::sessions::NewSession;
+    let a = new_subject(store, 95).await;
+    let (log_before, _) = store.log_head().await.unwrap();
+    assert!(store.create_sign_in_link([1; 32], a, 1_000, 2_000, log("link", Some(a))).await.unwrap());
+    assert!(store.create_sign_in_link([2; 32], a, 1_000, 2_000, log("link 2", Some(a))).await.unwrap());
+    // Nobody to sign in: nothing stored, nothing logged.
+    let nobody = SubjectId::random();
+    assert!(!store.create_sign_in_link([3; 32], nobody, 1_000, 2_000, log("link none", None)).await.unwrap());
+    assert_eq!(store.sign_in_link(&[3; 32]).await.unwrap(), None);
+    assert_eq!(store.log_head().await.unwrap().0, log_before + 2);
+    let link = store.sign_in_link(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((link.subject, link.expires_at, link.used_at), (a, 2_000, None));
+
+    let session = |id: &str, hash: u8, now| NewSession { id: id.into(), hash: [hash; 32], subject: a, now };
+    // Expired at expires_at.
+    assert!(!store.redeem_sign_in_link([2; 32], session("s-late", 20, 2_000), 0, log("late", Some(a))).await.unwrap());
+    assert!(store.redeem_sign_in_link([1; 32], session("s-1", 10, 1_500), 0, log("in", Some(a))).await.unwrap());
+    // Once only, even before expiry; the failed attempts logged nothing and started nothing.
+    assert!(!store.redeem_sign_in_link([1; 32], session("s-2", 11, 1_600), 0, log("again", Some(a))).await.unwrap());
+    assert_eq!(store.session_by_hash(&[11; 32]).await.unwrap(), None);
+    assert_eq!(store.session_by_hash(&[20; 32]).await.unwrap(), None);
+    assert_eq!(store.sign_in_link(&[1; 32]).await.unwrap().unwrap().used_at, Some(1_500));
+    assert_eq!(store.log_head().await.unwrap().0, log_before + 3);
+
+    let s = store.session_by_hash(&[10; 32]).await.unwrap().unwrap();
+    assert_eq!((s.id.as_str(), s.subject, s.created_at, s.last_seen_at), ("s-1", a, 1_500, 1_500));
+    store.touch_session("s-1", 1_700).await.unwrap();
+    store.touch_session("s-1", 1_650).await.unwrap();
+    assert_eq!(store.session_by_hash(&[10; 32]).await.unwrap().unwrap().last_seen_at, 1_700);
+    assert!(store.end_session("s-1", Some(log("out", Some(a)))).await.unwrap());
+    assert!(!store.end_session("s-1", Some(log("out again", Some(a)))).await.unwrap());
+    assert_eq!(store.session_by_hash(&[10; 32]).await.unwrap(), None);
+    assert_eq!(store.log_head().await.unwrap().0, log_before + 4);
+
+    // Redeeming prunes what expired long ago; erasing the customer takes their links and sessions.
+    assert!(store.create_sign_in_link([4; 32], a, 3_000, 4_000, log("link 4", Some(a))).await.unwrap());
+    assert!(store.create_sign_in_link([5; 32], a, 3_000, 9_000, log("link 5", Some(a))).await.unwrap());
+    assert!(store.redeem_sign_in_link([5; 32], session("s-5", 50, 5_000), 4_500, log("in", Some(a))).await.unwrap());
+    assert_eq!(store.sign_in_link(&[4; 32]).await.unwrap(), None, "pruned");
+    assert_eq!(store.sign_in_link(&[2; 32]).await.unwrap(), None, "pruned");
+    assert!(store.session_by_hash(&[50; 32]).await.unwrap().is_some());
+    store.erase_subject(a, 6_000, "{}".into(), log("erase", Some(a))).await.unwrap();
+    assert_eq!(store.session_by_hash(&[50; 32]).await.unwrap(), None);
+    assert_eq!(store.sign_in_link(&[5; 32]).await.unwrap(), None);
 }
 
 async fn notice_versions_are_kept_in_order_and_republishing_the_latest_changes_nothing(store: &dyn Store) {
@@ -448,6 +679,10 @@ async fn the_log_proves_inclusion_and_consistency(store: &dyn Store) {
     assert!(store.log_inclusion_proof(size, size).await.is_err());
     assert!(store.log_consistency_proof(1, size + 1).await.is_err());
     assert_eq!(store.subject_log_indices(subject).await.unwrap(), vec![first, first + 2]);
+    let recent = store.recent_subject_log_entries(subject, 10).await.unwrap();
+    let expected: Vec<(u64, Vec<u8>)> = [first, first + 2].iter().map(|i| (*i, all[*i as usize].1.clone())).collect();
+    assert_eq!(recent, expected, "oldest first, with their bytes");
+    assert_eq!(store.recent_subject_log_entries(subject, 1).await.unwrap(), expected[1..], "the latest only");
 }
 
 async fn checkpoints_and_catalog_changes_are_kept(store: &dyn Store) {

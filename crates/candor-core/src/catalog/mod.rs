@@ -19,6 +19,11 @@ pub const EXAMPLE_CATALOG: &str = include_str!("example_catalog.toml");
 /// read the catalog; it acts under no purpose, so it never sees personal data.
 pub const ADMIN_ROLE: &str = "admin";
 
+/// The built-in role of a customer signed in to the privacy center. It acts only under
+/// `customer_requests` purposes and only ever about the signed-in customer (the vault binds the
+/// session to them); no token can carry it.
+pub const CUSTOMER_ROLE: &str = "customer";
+
 /// A validated catalog. Construct it with [`Catalog::from_toml_str`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Catalog {
@@ -290,6 +295,43 @@ pub struct Recipient {
     pub fields: Vec<FieldName>,
     /// Reference of the data processing / sharing agreement.
     pub agreement: String,
+    /// Whether the recipient processes data for us or decides for itself.
+    pub role: RecipientRole,
+    /// Last day the agreement covers (`YYYY-MM-DD`); from the next day nothing is shared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_expires: Option<String>,
+    /// Whom to contact there about shared data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// Where erasure, correction and restriction notices are sent (signed webhooks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+/// GDPR roles of a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientRole {
+    /// Processes data on our behalf and on our instructions (Art. 28).
+    Processor,
+    /// Decides for itself what to do with the data (an independent controller).
+    Controller,
+}
+
+impl RecipientRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecipientRole::Processor => "processor",
+            RecipientRole::Controller => "controller",
+        }
+    }
+}
+
+impl Recipient {
+    /// Whether the agreement still covers the day `today` (`YYYY-MM-DD`, UTC).
+    pub fn agreement_in_force(&self, today: &str) -> bool {
+        self.agreement_expires.as_deref().is_none_or(|last| today <= last)
+    }
 }
 
 /// A role that tokens carry; it may act under the listed purposes only.
@@ -305,6 +347,8 @@ pub struct Role {
     /// May override masking for one customer in an emergency, with a written reason
     /// (time-boxed, logged, shown to the customer).
     pub break_glass: bool,
+    /// May share data with recipients through grants (data rooms).
+    pub share: bool,
 }
 
 impl Catalog {
@@ -334,6 +378,24 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipients_say_their_role_and_how_long_their_agreement_runs() {
+        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+        let carrier = c.recipients.iter().find(|r| r.id == "parcel_carrier").unwrap();
+        assert_eq!(carrier.role, RecipientRole::Processor);
+        assert!(carrier.agreement_in_force("2028-06-30"));
+        assert!(!carrier.agreement_in_force("2028-07-01"));
+        assert!(c.role("shop_backend").unwrap().share);
+        assert!(!c.role("support_agent").unwrap().share);
+        let bad = EXAMPLE_CATALOG.replace("agreement_expires = \"2028-06-30\"", "agreement_expires = \"soon\"");
+        let e = Catalog::from_toml_str(&bad, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("agreement_expires `soon` is not a date"), "{e}");
+        let bad = EXAMPLE_CATALOG.replace("role = \"processor\"", "role = \"partner\"");
+        assert!(
+            Catalog::from_toml_str(&bad, "c.toml").unwrap_err().to_string().contains("role `partner` is not known")
+        );
+    }
 
     #[test]
     fn the_example_catalog_is_valid() {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    ADMIN_ROLE, Catalog, Category, Channel, EventDecl, FieldDecl, FieldType, LegalBasis, MaterialChange, Organisation,
-    Purpose, Recipient, Retention, Role,
+    ADMIN_ROLE, CUSTOMER_ROLE, Catalog, Category, Channel, EventDecl, FieldDecl, FieldType, LegalBasis, MaterialChange,
+    Organisation, Purpose, Recipient, RecipientRole, Retention, Role,
 };
 use crate::ids::{FieldName, PurposeId, RoleId};
 use crate::mask::MaskStyle;
@@ -134,6 +134,10 @@ struct RawRecipient {
     #[serde(default)]
     fields: Vec<S<String>>,
     agreement: Option<S<String>>,
+    role: Option<S<String>>,
+    agreement_expires: Option<S<String>>,
+    contact: Option<S<String>>,
+    webhook_url: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +151,8 @@ struct RawRole {
     mask: Vec<S<String>>,
     #[serde(default)]
     break_glass: bool,
+    #[serde(default)]
+    share: bool,
 }
 
 struct Checker<'a> {
@@ -584,7 +590,50 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
             }
             rf.push(FieldName::new(f.get_ref().clone()));
         }
-        recipients.push(Recipient { id, name, country, purposes: rp, fields: rf, agreement });
+        let role = match r.role.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("processor") => RecipientRole::Processor,
+            Some("controller") => RecipientRole::Controller,
+            Some(other) => {
+                let s = r.role.as_ref().expect("some");
+                c.err(
+                    s.span(),
+                    format!("{owner}: role `{other}` is not known. Use \"processor\" (acts on your instructions) or \"controller\" (decides for itself)."),
+                );
+                RecipientRole::Processor
+            }
+        };
+        let agreement_expires = r.agreement_expires.as_ref().and_then(|s| {
+            let d = s.get_ref().trim();
+            if d.parse::<jiff::civil::Date>().is_ok() && d.len() == 10 {
+                Some(d.to_string())
+            } else {
+                c.err(s.span(), format!("{owner}: agreement_expires `{d}` is not a date. Write it as \"2027-12-31\"."));
+                None
+            }
+        });
+        let contact = r.contact.as_ref().map(|s| s.get_ref().trim().to_string()).filter(|s| !s.is_empty());
+        let webhook_url = r.webhook_url.as_ref().and_then(|s| {
+            let u = s.get_ref().trim();
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && u.len() > "http://".len() + 1
+                && u.chars().all(|ch| ch.is_ascii_graphic());
+            if !ok {
+                c.err(s.span(), format!("{owner}: webhook_url `{u}` must be an http:// or https:// address"));
+            }
+            ok.then(|| u.to_string())
+        });
+        recipients.push(Recipient {
+            id,
+            name,
+            country,
+            purposes: rp,
+            fields: rf,
+            agreement,
+            role,
+            agreement_expires,
+            contact,
+            webhook_url,
+        });
     }
 
     let mut seen = HashSet::new();
@@ -598,6 +647,12 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 r.id.span(),
                 "role `admin` is built in (it manages the installation and sees no personal data). \
                  Give your role another name.",
+            );
+        }
+        if id == CUSTOMER_ROLE {
+            c.err(
+                r.id.span(),
+                "role `customer` is built in (a customer signed in to the privacy center). Give your role another name.",
             );
         }
         c.duplicate(&mut seen, "role", &r.id);
@@ -638,6 +693,7 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
             purposes,
             mask,
             break_glass: r.break_glass,
+            share: r.share,
         });
     }
 

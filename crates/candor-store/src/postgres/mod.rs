@@ -18,10 +18,16 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, NoTls};
 
 mod batch;
+mod breaches;
 mod consents;
+mod grants;
+mod keys;
 mod log_batch;
+mod messages;
+mod outbox;
 mod overrides;
 mod rights;
+mod sessions;
 
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
@@ -34,6 +40,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/postgres/0003_rights.sql")),
     (4, include_str!("../../migrations/postgres/0004_retention.sql")),
     (5, include_str!("../../migrations/postgres/0005_break_glass.sql")),
+    (6, include_str!("../../migrations/postgres/0006_privacy_center.sql")),
+    (7, include_str!("../../migrations/postgres/0007_messages.sql")),
+    (8, include_str!("../../migrations/postgres/0008_grants.sql")),
+    (9, include_str!("../../migrations/postgres/0009_outbox.sql")),
+    (10, include_str!("../../migrations/postgres/0010_breaches.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;
@@ -197,6 +208,24 @@ async fn check_size(c: &impl GenericClient, size: u64) -> Result<(), StoreError>
 }
 
 impl PgStore {
+    /// Runs `sql` (an insert that adds its row only when the customer exists) and, if it added
+    /// one, appends `log` in the same transaction. Returns whether it did.
+    pub(crate) async fn insert_logged(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        log: LogRecord,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        if tx.execute(sql, params).await.map_err(pg_err)? == 0 {
+            return Ok(false);
+        }
+        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(true)
+    }
+
     /// Connects to `url` (`postgres://…`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut pg: tokio_postgres::Config =
@@ -448,6 +477,10 @@ impl Store for PgStore {
                             }
                         }
                     }
+                    let names: Vec<&str> = changes.iter().map(|c| c.field().as_str()).collect();
+                    tx.execute(crate::outbox::ENQUEUE_POSTGRES, &[&sid, &"correction", &names.join(","), &now])
+                        .await
+                        .map_err(pg_err)?;
                     log_sink.push(log);
                     Ok(true)
                 })
@@ -717,6 +750,24 @@ impl Store for PgStore {
             .await
             .map_err(pg_err)?;
         Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    async fn recent_subject_log_entries(
+        &self,
+        subject: SubjectId,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT e.idx, e.entry FROM log_subjects s JOIN log_entries e ON e.idx = s.idx
+                 WHERE s.subject_id = $1 ORDER BY s.idx DESC LIMIT $2",
+                &[&subject.to_string(), &i64::from(limit)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().rev().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
     }
 
     async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use candor_core::{Ciphertext, SubjectId};
 
-use super::{PgStore, append_log_tx, pg_err, subject_of};
+use super::{PgStore, pg_err, subject_of};
 use crate::overrides::{BreakGlass, OverrideStore};
 use crate::{LogRecord, Millis, StoreError};
 
@@ -12,34 +12,21 @@ const COLUMNS: &str = "id, subject_id, token_id, role, purpose, reason, opened_a
 #[async_trait]
 impl OverrideStore for PgStore {
     async fn open_break_glass(&self, b: BreakGlass, log: LogRecord) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let inserted = tx
-            .execute(
-                format!(
-                    "INSERT INTO break_glass ({COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8
-                     WHERE EXISTS (SELECT 1 FROM subjects WHERE id = $2)"
-                )
-                .as_str(),
-                &[
-                    &b.id,
-                    &b.subject.to_string(),
-                    &b.token_id,
-                    &b.role,
-                    &b.purpose,
-                    &b.reason.as_bytes(),
-                    &b.opened_at,
-                    &b.expires_at,
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
-        if inserted == 0 {
-            return Ok(false);
-        }
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(true)
+        let sql = format!(
+            "INSERT INTO break_glass ({COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE EXISTS (SELECT 1 FROM subjects WHERE id = $2)"
+        );
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &b.id,
+            &b.subject.to_string(),
+            &b.token_id,
+            &b.role,
+            &b.purpose,
+            &b.reason.as_bytes(),
+            &b.opened_at,
+            &b.expires_at,
+        ];
+        self.insert_logged(&sql, &params, log).await
     }
 
     async fn active_break_glass(

@@ -49,14 +49,19 @@ impl PgStore {
         log: LogRecord,
         sql: &str,
         args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        notify: Option<(&'static str, Millis)>,
     ) -> Result<Toggle, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        if !lock_subject(&tx, &id.to_string()).await? {
+        let sid = id.to_string();
+        if !lock_subject(&tx, &sid).await? {
             return Ok(Toggle::NotFound);
         }
         if tx.execute(sql, args).await.map_err(pg_err)? == 0 {
             return Ok(Toggle::Unchanged);
+        }
+        if let Some((kind, now)) = notify {
+            tx.execute(crate::outbox::ENQUEUE_POSTGRES, &[&sid, &kind, &"", &now]).await.map_err(pg_err)?;
         }
         append_log_tx(&tx, std::slice::from_ref(&log)).await?;
         tx.commit().await.map_err(pg_err)?;
@@ -137,6 +142,8 @@ impl RightsStore for PgStore {
         )
         .await
         .map_err(pg_err)?;
+        // Recipients given the customer's data are told (before the grants go with them).
+        tx.execute(crate::outbox::ENQUEUE_POSTGRES, &[&sid, &"erasure", &"", &now]).await.map_err(pg_err)?;
         tx.execute("DELETE FROM subjects WHERE id = $1", &[&sid]).await.map_err(pg_err)?;
         tx.execute(
             "INSERT INTO erasures (subject_id, erased_at, certificate) VALUES ($1, $2, $3)
@@ -163,13 +170,14 @@ impl RightsStore for PgStore {
             log,
             "INSERT INTO legal_holds (subject_id, placed_at, note) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&sid, &now, &note.as_bytes()],
+            None,
         )
         .await
     }
 
     async fn lift_hold(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError> {
         let sid = id.to_string();
-        self.toggle(id, log, "DELETE FROM legal_holds WHERE subject_id = $1", &[&sid]).await
+        self.toggle(id, log, "DELETE FROM legal_holds WHERE subject_id = $1", &[&sid], None).await
     }
 
     async fn hold(&self, id: SubjectId) -> Result<Option<(Millis, Ciphertext)>, StoreError> {
@@ -196,13 +204,14 @@ impl RightsStore for PgStore {
             log,
             "INSERT INTO restrictions (subject_id, since, note) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&sid, &now, &note],
+            Some(("restriction", now)),
         )
         .await
     }
 
     async fn lift_restriction(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError> {
         let sid = id.to_string();
-        self.toggle(id, log, "DELETE FROM restrictions WHERE subject_id = $1", &[&sid]).await
+        self.toggle(id, log, "DELETE FROM restrictions WHERE subject_id = $1", &[&sid], None).await
     }
 
     async fn retention_candidates(

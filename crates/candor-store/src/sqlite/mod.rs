@@ -15,9 +15,15 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
+mod breaches;
 mod consents;
+mod grants;
+mod keys;
+mod messages;
+mod outbox;
 mod overrides;
 mod rights;
+mod sessions;
 mod writer;
 
 use crate::{
@@ -33,6 +39,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_rights.sql")),
     (5, include_str!("../../migrations/sqlite/0005_retention.sql")),
     (6, include_str!("../../migrations/sqlite/0006_break_glass.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_privacy_center.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_messages.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_grants.sql")),
+    (10, include_str!("../../migrations/sqlite/0010_outbox.sql")),
+    (11, include_str!("../../migrations/sqlite/0011_breaches.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
@@ -424,12 +435,36 @@ fn update_subject_tx(
             }
         }
     }
+    let names: Vec<&str> = changes.iter().map(|c| c.field().as_str()).collect();
+    tx.prepare_cached(crate::outbox::ENQUEUE_SQLITE)
+        .and_then(|mut s| s.execute(params![sid, "correction", names.join(","), now]))
+        .map_err(db_err)?;
     append_log_tx(&tx, std::slice::from_ref(log))?;
     tx.commit().map_err(db_err)?;
     Ok(true)
 }
 
 impl SqliteStore {
+    /// Runs `sql` (an insert that adds its row only when the customer exists) and, if it added
+    /// one, appends `log` in the same transaction. Returns whether it did.
+    pub(crate) async fn insert_logged(
+        &self,
+        sql: String,
+        params: Vec<rusqlite::types::Value>,
+        log: LogRecord,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let tx = c.savepoint().map_err(db_err)?;
+            if tx.execute(&sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
+                return Ok(false);
+            }
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Opens (creating if needed) the database file and the key store file, and applies pending
     /// migrations.
     pub async fn open(path: impl Into<PathBuf>, keys_path: impl Into<PathBuf>) -> Result<Self, StoreError> {
@@ -857,6 +892,30 @@ impl Store for SqliteStore {
                 c.prepare_cached("SELECT idx FROM log_subjects WHERE subject_id = ?1 ORDER BY idx").map_err(db_err)?;
             let rows = stmt.query_map(params![subject.to_string()], |r| r.get::<_, i64>(0)).map_err(db_err)?;
             rows.map(|r| r.map(|i| i as u64).map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn recent_subject_log_entries(
+        &self,
+        subject: SubjectId,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT e.idx, e.entry FROM log_subjects s JOIN log_entries e ON e.idx = s.idx
+                     WHERE s.subject_id = ?1 ORDER BY s.idx DESC LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![subject.to_string(), limit], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(db_err)?;
+            let mut out: Vec<(u64, Vec<u8>)> = rows.map(|r| r.map_err(db_err)).collect::<Result<_, _>>()?;
+            out.reverse();
+            Ok(out)
         })
         .await
     }

@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use candor_core::{Ciphertext, SubjectId};
+use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, append_log_tx, db_err, parse_subject};
+use super::{SqliteStore, db_err, parse_subject};
 use crate::overrides::{BreakGlass, OverrideStore};
 use crate::{LogRecord, Millis, StoreError};
 
@@ -13,34 +14,21 @@ const COLUMNS: &str = "id, subject_id, token_id, role, purpose, reason, opened_a
 #[async_trait]
 impl OverrideStore for SqliteStore {
     async fn open_break_glass(&self, b: BreakGlass, log: LogRecord) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            let tx = c.savepoint().map_err(db_err)?;
-            let inserted = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO break_glass ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
-                         WHERE EXISTS (SELECT 1 FROM subjects WHERE id = ?2)"
-                    ),
-                    params![
-                        b.id,
-                        b.subject.to_string(),
-                        b.token_id,
-                        b.role,
-                        b.purpose,
-                        b.reason.as_bytes(),
-                        b.opened_at,
-                        b.expires_at
-                    ],
-                )
-                .map_err(db_err)?;
-            if inserted == 0 {
-                return Ok(false);
-            }
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
-        .await
+        let sql = format!(
+            "INSERT INTO break_glass ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+             WHERE EXISTS (SELECT 1 FROM subjects WHERE id = ?2)"
+        );
+        let params = vec![
+            Value::Text(b.id),
+            Value::Text(b.subject.to_string()),
+            Value::Text(b.token_id),
+            Value::Text(b.role),
+            Value::Text(b.purpose),
+            Value::Blob(b.reason.into_bytes()),
+            Value::Integer(b.opened_at),
+            Value::Integer(b.expires_at),
+        ];
+        self.insert_logged(sql, params, log).await
     }
 
     async fn active_break_glass(

@@ -47,6 +47,7 @@ impl SqliteStore {
         log: LogRecord,
         sql: &'static str,
         args: Vec<Value>,
+        notify: Option<(&'static str, Millis)>,
     ) -> Result<Toggle, StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
@@ -54,9 +55,12 @@ impl SqliteStore {
             if !subject_exists(&tx, &sid)? {
                 return Ok(Toggle::NotFound);
             }
-            let params = std::iter::once(Value::Text(sid)).chain(args);
+            let params = std::iter::once(Value::Text(sid.clone())).chain(args);
             if tx.execute(sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
                 return Ok(Toggle::Unchanged);
+            }
+            if let Some((kind, now)) = notify {
+                tx.execute(crate::outbox::ENQUEUE_SQLITE, params![sid, kind, "", now]).map_err(db_err)?;
             }
             append_log_tx(&tx, std::slice::from_ref(&log))?;
             tx.commit().map_err(db_err)?;
@@ -144,6 +148,8 @@ impl RightsStore for SqliteStore {
             // 2. Delete the data (values, index entries, events, consents, hold and restriction
             //    rows go with the subject), keep the certificate, log the erasure.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            // Recipients given the customer's data are told (before the grants go with them).
+            tx.execute(crate::outbox::ENQUEUE_SQLITE, params![sid, "erasure", "", now]).map_err(db_err)?;
             tx.execute("DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
             tx.execute(
                 "INSERT OR REPLACE INTO erasures (subject_id, erased_at, certificate) VALUES (?1, ?2, ?3)",
@@ -170,12 +176,13 @@ impl RightsStore for SqliteStore {
             log,
             "INSERT INTO legal_holds (subject_id, placed_at, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             vec![Value::Integer(now), note],
+            None,
         )
         .await
     }
 
     async fn lift_hold(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError> {
-        self.toggle_row(id, log, "DELETE FROM legal_holds WHERE subject_id = ?1", vec![]).await
+        self.toggle_row(id, log, "DELETE FROM legal_holds WHERE subject_id = ?1", vec![], None).await
     }
 
     async fn hold(&self, id: SubjectId) -> Result<Option<(Millis, Ciphertext)>, StoreError> {
@@ -202,12 +209,13 @@ impl RightsStore for SqliteStore {
             log,
             "INSERT INTO restrictions (subject_id, since, note) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             vec![Value::Integer(now), note],
+            Some(("restriction", now)),
         )
         .await
     }
 
     async fn lift_restriction(&self, id: SubjectId, log: LogRecord) -> Result<Toggle, StoreError> {
-        self.toggle_row(id, log, "DELETE FROM restrictions WHERE subject_id = ?1", vec![]).await
+        self.toggle_row(id, log, "DELETE FROM restrictions WHERE subject_id = ?1", vec![], None).await
     }
 
     async fn retention_candidates(

@@ -1,0 +1,57 @@
+//! The outbox of notices to recipients: written in the same transaction as the erasure,
+//! correction or restriction they announce (so none is lost), then delivered by the server
+//! until the recipient answers, and confirmed when the recipient calls back.
+
+use async_trait::async_trait;
+
+use crate::{Millis, StoreError};
+
+/// A notice as stored. `id` is also its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub id: String,
+    pub recipient: String,
+    pub subject: String,
+    /// `erasure`, `correction` or `restriction`.
+    pub kind: String,
+    pub fields: Vec<String>,
+    pub created_at: Millis,
+    pub attempts: u32,
+    pub next_attempt_at: Millis,
+    pub delivered_at: Option<Millis>,
+    pub confirmed_at: Option<Millis>,
+    pub last_error: Option<String>,
+}
+
+/// SQL (SQLite) that writes one notice per recipient holding `?1` in a grant: `?1` subject,
+/// `?2` kind, `?3` fields, `?4` now.
+pub(crate) const ENQUEUE_SQLITE: &str = "INSERT INTO outbox (id, recipient, subject_id, kind, fields, created_at, next_attempt_at)
+     SELECT lower(hex(randomblob(16))), r.recipient, ?1, ?2, ?3, ?4, ?4
+     FROM (SELECT DISTINCT g.recipient FROM grants g JOIN grant_subjects s ON s.grant_id = g.id WHERE s.subject_id = ?1) r";
+/// The same for PostgreSQL (`$1`..`$4`).
+pub(crate) const ENQUEUE_POSTGRES: &str = "INSERT INTO outbox (id, recipient, subject_id, kind, fields, created_at, next_attempt_at)
+     SELECT replace(gen_random_uuid()::text, '-', ''), r.recipient, $1, $2, $3, $4, $4
+     FROM (SELECT DISTINCT g.recipient FROM grants g JOIN grant_subjects s ON s.grant_id = g.id WHERE s.subject_id = $1) r";
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Undelivered notices due at `now`, oldest first, at most `limit`.
+    async fn due_notices(&self, now: Millis, limit: u32) -> Result<Vec<Notice>, StoreError>;
+
+    /// Records a delivery (the recipient answered 2xx).
+    async fn notice_delivered(&self, id: &str, now: Millis) -> Result<(), StoreError>;
+
+    /// Records a failed attempt and when to try again.
+    async fn notice_failed(&self, id: &str, next_attempt_at: Millis, error: &str) -> Result<(), StoreError>;
+
+    /// Records the recipient's confirmation; `false` if there is no such notice.
+    async fn confirm_notice(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+
+    async fn notice(&self, id: &str) -> Result<Option<Notice>, StoreError>;
+
+    /// Unconfirmed notices (delivered or not), oldest first, at most `limit`.
+    async fn unconfirmed_notices(&self, limit: u32) -> Result<Vec<Notice>, StoreError>;
+
+    /// (undelivered, delivered but unconfirmed) counts, for metrics.
+    async fn notice_counts(&self) -> Result<(u64, u64), StoreError>;
+}

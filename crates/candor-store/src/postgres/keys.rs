@@ -1,0 +1,85 @@
+//! Key rotation's view of the PostgreSQL key store (`candor_keys.subject_keys`).
+
+use async_trait::async_trait;
+use candor_core::{StoredDek, SubjectId, WrappedDek};
+
+use super::{PgStore, pg_err, subject_of};
+use crate::StoreError;
+use crate::keys::KeyRingStore;
+
+#[async_trait]
+impl KeyRingStore for PgStore {
+    async fn dek_counts(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT kek_version, COUNT(*) FROM candor_keys.subject_keys WHERE destroyed_at IS NULL
+                 GROUP BY kek_version ORDER BY kek_version",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64)).collect())
+    }
+
+    async fn deks_not_under(
+        &self,
+        kek_version: u32,
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> Result<Vec<(SubjectId, StoredDek)>, StoreError> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT subject_id, kek_version, dek_version, wrapped_dek FROM candor_keys.subject_keys
+                 WHERE destroyed_at IS NULL AND kek_version <> $1 AND subject_id > $2 ORDER BY subject_id LIMIT $3",
+                &[&(kek_version as i32), &after, &i64::from(limit)],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                let stored = StoredDek {
+                    kek_version: r.get::<_, i32>(1) as u32,
+                    dek_version: r.get::<_, i32>(2) as u32,
+                    wrapped: WrappedDek::from_bytes(r.get(3)),
+                };
+                Ok((subject_of(r.get(0))?, stored))
+            })
+            .collect()
+    }
+
+    async fn replace_deks(&self, changes: Vec<(SubjectId, StoredDek, StoredDek)>) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let stmt = tx
+            .prepare(
+                "UPDATE candor_keys.subject_keys SET kek_version = $2, dek_version = $3, wrapped_dek = $4
+                 WHERE subject_id = $1 AND destroyed_at IS NULL AND kek_version = $5 AND wrapped_dek = $6",
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut replaced = 0;
+        for (subject, old, new) in &changes {
+            replaced += tx
+                .execute(
+                    &stmt,
+                    &[
+                        &subject.to_string(),
+                        &(new.kek_version as i32),
+                        &(new.dek_version as i32),
+                        &new.wrapped.as_bytes(),
+                        &(old.kek_version as i32),
+                        &old.wrapped.as_bytes(),
+                    ],
+                )
+                .await
+                .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(replaced)
+    }
+}

@@ -1,0 +1,106 @@
+//! `candor bench --keys N`: key rotation and breach assessment at scale. Seeds N customers (a
+//! real installation; data keys wrapped by the real key ring, written straight into the SQLite
+//! files to save time), a log of N staff reads, then measures `candor keys rewrap`'s work
+//! (DEKs/s, durable batches) and `candor breach assess` over the whole log.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candor_crypto::keyfile::{self, KEK_LABEL};
+
+use crate::audit::Audit;
+use crate::breach::{Assessment, Filters, scan_log};
+use crate::config::Database;
+use crate::vault::Principal;
+
+pub async fn run(customers: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let done = crate::install::init(dir.path(), None).await?;
+    let config = crate::config::Config::load(&done.config_path)?;
+    let Database::Sqlite(db) = config.database.clone() else { anyhow::bail!("the key benchmark runs on SQLite") };
+    let ring = crate::install::load_keys(&config)?;
+    let catalog = crate::install::load_catalog(&config)?;
+    let start = Instant::now();
+    let keys_path = config.keys.key_store.clone();
+    let ids = tokio::task::spawn_blocking(move || -> Result<Vec<candor_core::SubjectId>> {
+        let mut data = rusqlite::Connection::open(&db)?;
+        let mut keys = rusqlite::Connection::open(&keys_path)?;
+        data.pragma_update(None, "synchronous", "OFF")?;
+        keys.pragma_update(None, "synchronous", "OFF")?;
+        let (dt, kt) = (data.transaction()?, keys.transaction()?);
+        let mut ids = Vec::with_capacity(customers);
+        {
+            let mut subject = dt.prepare("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, 0, 0)")?;
+            let mut key = kt.prepare(
+                "INSERT INTO subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at) VALUES (?1, ?2, ?3, ?4, 0)",
+            )?;
+            for _ in 0..customers {
+                let id = candor_core::SubjectId::random();
+                let (_, dek) = ring.new_subject_key(id)?;
+                subject.execute([id.to_string()])?;
+                key.execute(rusqlite::params![id.to_string(), dek.kek_version, dek.dek_version, dek.wrapped.as_bytes()])?;
+                ids.push(id);
+            }
+        }
+        dt.commit()?;
+        kt.commit()?;
+        Ok(ids)
+    })
+    .await??;
+    println!("-- keys and breach assessment: {customers} customers seeded in {:.1} s", start.elapsed().as_secs_f64());
+
+    // A log of one staff read per customer, 1 in 100 by the "leaked" token.
+    let store = crate::install::open_store(&config).await?;
+    let start = Instant::now();
+    let staff = Principal { token_id: "staff-token".into(), role: "support_agent".into() };
+    let leaked = Principal { token_id: "leaked-token".into(), role: "support_agent".into() };
+    for (n, chunk) in ids.chunks(10_000).enumerate() {
+        let records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let actor = if (n * 10_000 + i) % 100 == 0 { &leaked } else { &staff };
+                Audit::new(actor, "subject.read")
+                    .purpose(&candor_core::PurposeId::new("customer_support"))
+                    .subjects(&[*id])
+                    .fields(["email", "full_name", "phone"])
+                    .decision("masked")
+                    .record_quiet()
+            })
+            .collect();
+        store.append_log(records).await?;
+    }
+    println!("{:<52} {:>12.1} s", format!("log of {} reads written", ids.len()), start.elapsed().as_secs_f64());
+
+    let start = Instant::now();
+    let mut assessment = Assessment::default();
+    let filters = Filters { token: Some("leaked-token".into()), ..Default::default() };
+    scan_log(store.as_ref(), &catalog, &filters, &mut assessment).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {:>12.2} s ({:.0} entries/s; {} customers found)",
+        "breach assess --token (whole log)",
+        elapsed,
+        assessment.entries_scanned as f64 / elapsed,
+        assessment.customers.len()
+    );
+    crate::bench::keep(serde_json::json!({
+        "operation": "breach assess --token (whole log)", "log_entries": assessment.entries_scanned,
+        "seconds": elapsed, "customers_found": assessment.customers.len(),
+    }));
+
+    keyfile::add_key_version(&config.keys.kek_file, KEK_LABEL)?;
+    let ring = crate::install::load_keys(&config)?;
+    let start = Instant::now();
+    let (rewrapped, _) = crate::keys_cli::rewrap_all(store.as_ref(), &ring, 0, |_| {}).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {:>12.0} DEKs/s ({rewrapped} in {elapsed:.1} s, durable batches of 500)",
+        "keys rewrap (unwrap v1, wrap v2, conditional update)",
+        rewrapped as f64 / elapsed
+    );
+    crate::bench::keep(serde_json::json!({
+        "operation": "keys rewrap", "data_keys": rewrapped, "seconds": elapsed, "deks_per_s": (rewrapped as f64 / elapsed).round(),
+    }));
+    Ok(())
+}

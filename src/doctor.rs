@@ -1,0 +1,154 @@
+//! `candor doctor`: checks an installation for what is unsafe or broken and says how to fix it —
+//! key files present and owner-only, data keys that need a KEK the ring does not hold, database
+//! files not readable by others, TLS in front of the privacy center, keys in the environment.
+//! Exit code 1 when anything fails.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::{Config, Database};
+use crate::install;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+pub struct Finding {
+    pub level: Level,
+    pub what: String,
+}
+
+fn finding(level: Level, what: impl Into<String>) -> Finding {
+    Finding { level, what: what.into() }
+}
+
+/// Whether group or others may read `path` (`None`: it does not exist).
+fn readable_by_others(path: &Path) -> Option<bool> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(meta.permissions().mode() & 0o077 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some(false)
+    }
+}
+
+fn secret_file(findings: &mut Vec<Finding>, what: &str, path: &Path, required: bool) {
+    match readable_by_others(path) {
+        None if required => findings.push(finding(Level::Fail, format!("{what} {} is missing", path.display()))),
+        None => findings.push(finding(Level::Ok, format!("{what}: none yet ({})", path.display()))),
+        Some(true) => findings.push(finding(
+            Level::Fail,
+            format!("{what} {} can be read by group or others: run `chmod 600 {}`", path.display(), path.display()),
+        )),
+        Some(false) => findings.push(finding(Level::Ok, format!("{what} {} is owner-only", path.display()))),
+    }
+}
+
+/// Runs every check.
+pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
+    let mut f = Vec::new();
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return Ok(vec![finding(Level::Fail, format!("config: {e:#}"))]),
+    };
+    match install::load_catalog(&config) {
+        Ok(c) => match install::load_policy(&config, &c) {
+            Ok(_) => f.push(finding(Level::Ok, "catalog and policies are valid")),
+            Err(e) => f.push(finding(Level::Fail, format!("policies: {e:#}"))),
+        },
+        Err(e) => f.push(finding(Level::Fail, format!("catalog: {e:#}"))),
+    }
+    for (var, what) in [(install::KEK_ENV, "key-encryption keys"), (install::INDEX_KEY_ENV, "blind-index key")] {
+        if std::env::var_os(var).is_some() {
+            f.push(finding(
+                Level::Warn,
+                format!("{what} come from {var}: processes of the same user can read the environment; prefer an owner-only file"),
+            ));
+        }
+    }
+    if std::env::var_os(install::KEK_ENV).is_none() {
+        secret_file(&mut f, "KEK file", &config.keys.kek_file, true);
+    }
+    if std::env::var_os(install::INDEX_KEY_ENV).is_none() {
+        secret_file(&mut f, "blind-index key file", &config.keys.index_key_file, true);
+    }
+    secret_file(&mut f, "log signing key", &config.log.signing_key_file, false);
+    secret_file(&mut f, "webhook secrets", &config.webhooks.secrets_file, false);
+    if let Database::Sqlite(path) = &config.database {
+        for (what, p) in [("database", path.as_path()), ("key store", config.keys.key_store.as_path())] {
+            // A private directory protects the file whatever its own mode.
+            let dir_open = p.parent().and_then(readable_by_others).unwrap_or(true);
+            if readable_by_others(p) == Some(true) && dir_open {
+                f.push(finding(
+                    Level::Warn,
+                    format!("{what} {} can be read by group or others (its contents are encrypted, but ids and times are not): run `chmod 600 {}`", p.display(), p.display()),
+                ));
+            }
+        }
+    }
+    match (&config.sign_in.public_url, config.listen.ip().is_loopback()) {
+        (Some(u), _) if u.starts_with("https://") => {
+            f.push(finding(Level::Ok, "the privacy center is reached over TLS (public_url is https); cookies are Secure"))
+        }
+        (Some(u), _) => f.push(finding(
+            Level::Fail,
+            format!("public_url {u} is not https: sign-in links and session cookies would travel in clear text"),
+        )),
+        (None, true) => f.push(finding(
+            Level::Warn,
+            "no [privacy_center] public_url: fine on this machine; put TLS in front and set an https public_url before customers use it",
+        )),
+        (None, false) => f.push(finding(
+            Level::Fail,
+            format!("listening on {} without an https public_url: put a TLS proxy in front and set public_url", config.listen),
+        )),
+    }
+    match (install::load_keys(&config), install::open_store(&config).await) {
+        (Ok(ring), Ok(store)) => {
+            let held = ring.kek_versions();
+            for (v, n) in store.dek_counts().await? {
+                if !held.contains(&v) {
+                    f.push(finding(
+                        Level::Fail,
+                        format!("{n} data key(s) need kek v{v}, which the key ring does not hold"),
+                    ));
+                } else if v != ring.primary_kek_version() {
+                    f.push(finding(
+                        Level::Warn,
+                        format!("{n} data key(s) still under kek v{v}: run `candor keys rewrap`"),
+                    ));
+                }
+            }
+            f.push(finding(
+                Level::Ok,
+                format!("key ring holds kek {:?}; primary v{}", held, ring.primary_kek_version()),
+            ));
+        }
+        (Err(e), _) => f.push(finding(Level::Fail, format!("keys: {e:#}"))),
+        (_, Err(e)) => f.push(finding(Level::Fail, format!("database: {e:#}"))),
+    }
+    Ok(f)
+}
+
+/// Prints the findings; `true` when nothing failed.
+pub async fn run(config_path: &Path) -> Result<bool> {
+    let findings = check(config_path).await?;
+    for x in &findings {
+        let tag = match x.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        println!("{tag}  {}", x.what);
+    }
+    Ok(findings.iter().all(|x| x.level != Level::Fail))
+}

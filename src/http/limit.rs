@@ -1,0 +1,62 @@
+//! Rate limiting of sign-in attempts: a fixed one-minute window per client address.
+//!
+//! Sign-in link secrets carry 256 random bits, so guessing one is hopeless anyway; the limit
+//! keeps a client from hammering the sign-in form (and the log that records attempts with known
+//! links). It is per server process: behind several servers each counts on its own.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// Above this many tracked addresses, finished windows are dropped before counting.
+const PRUNE_ABOVE: usize = 10_000;
+
+pub struct SignInLimiter {
+    per_minute: u32,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl SignInLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute, windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts an attempt from `ip` at `now`; `Err(seconds to wait)` when over the limit.
+    pub fn attempt(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() > PRUNE_ABOVE {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let (start, count) = windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(*start) >= WINDOW {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= self.per_minute {
+            let wait = WINDOW.saturating_sub(now.duration_since(*start));
+            return Err(wait.as_secs().max(1));
+        }
+        *count += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_beyond_the_limit_wait_for_the_next_window_per_address() {
+        let limiter = SignInLimiter::new(3);
+        let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.attempt(a, t0).is_ok());
+        }
+        let wait = limiter.attempt(a, t0 + Duration::from_secs(20)).unwrap_err();
+        assert!((39..=40).contains(&wait), "{wait}");
+        assert!(limiter.attempt(b, t0).is_ok(), "other addresses are not affected");
+        assert!(limiter.attempt(a, t0 + WINDOW).is_ok(), "a new window starts afresh");
+    }
+}

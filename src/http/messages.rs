@@ -1,0 +1,236 @@
+//! Message authenticity over HTTP: the mailer registers each message (`POST /v1/messages`) and
+//! prints the code (or the check link) it gets back; anyone holding the message can check it
+//! (`GET /v1/messages/verify?code=`, the page `/privacy/check?code=`), rate-limited per client
+//! address.
+
+use std::time::Instant;
+
+use askama::Template;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{BodyShape, JsonBody, parse_subject_id};
+use super::pages::{Chrome, error_page, minute, render, too_many};
+use super::sign_in::{ClientIp, SignedIn};
+use super::{AppState, rfc3339};
+use crate::vault::{Authorized, MessageView, Verification};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBody {
+    pub subject_id: String,
+    /// email, sms, phone, post or push.
+    pub channel: String,
+    /// The subject line (or first line) as the customer sees it; stored encrypted, shown only
+    /// to that customer.
+    pub subject_line: String,
+    /// SHA-256 of the message body, 64 hexadecimal characters (the body itself is not sent).
+    pub body_sha256: String,
+}
+
+impl BodyShape for MessageBody {
+    const EXPECTED: &'static str =
+        r#"{"subject_id": "…", "channel": "email", "subject_line": "…", "body_sha256": "<64 hex>"}"#;
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RegisteredResponse {
+    pub id: String,
+    /// Print this in the message: the customer can check it in the privacy center.
+    pub code: String,
+    /// Or print this link: it opens a page that says whether the message is genuine.
+    pub check_url: String,
+    pub sent_at: String,
+}
+
+/// Register a message sent to a customer, under the purpose it is sent for (a consent purpose
+/// needs consent on the channel). Returns a verification code to print in it. Logged.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages",
+    params(("Candor-Purpose" = String, Header, description = "The purpose the message is sent for")),
+    request_body = MessageBody,
+    responses(
+        (status = 201, body = RegisteredResponse),
+        (status = 403, description = "consent_required, restricted, purpose_not_allowed", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "invalid_value naming channel, subject_line or body_sha256", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn register(
+    State(state): State<AppState>,
+    auth: Authorized,
+    JsonBody(body): JsonBody<MessageBody>,
+) -> Result<(StatusCode, Json<RegisteredResponse>), ApiError> {
+    let id = parse_subject_id(&body.subject_id).map_err(|e| e.with_field("subject_id"))?;
+    let m = state.vault.register_message(&auth, id, &body.channel, &body.subject_line, &body.body_sha256).await?;
+    let check_url = format!("{}/privacy/check?code={}", state.public_base(), m.code);
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredResponse { id: m.id, code: m.code, check_url, sent_at: rfc3339(m.sent_at) }),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct CodeQuery {
+    /// The code printed in the message (case, spaces and dashes do not matter).
+    pub code: Option<String>,
+}
+
+/// The code in a query, or in a pasted check link.
+fn code_of(query: Result<Query<CodeQuery>, QueryRejection>) -> Option<String> {
+    let raw = query.ok()?.0.code?;
+    let raw = raw.trim();
+    match raw.split_once("code=") {
+        Some((_, rest)) => Some(rest.split('&').next().unwrap_or_default().to_string()),
+        None => Some(raw.to_string()),
+    }
+}
+
+fn too_many_checks(wait: u64) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", format!("too many checks; wait {wait} seconds"))
+}
+
+/// Check whether a message is genuine: `genuine` (with its channel and when it was sent) or
+/// `unknown`. Public; rate-limited per client address. Says nothing about whom it was sent to.
+#[utoipa::path(get, path = "/v1/messages/verify", tag = "messages", params(CodeQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    query: Result<Query<CodeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
+        let mut response = too_many_checks(wait).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(response);
+    }
+    let code = code_of(query).ok_or_else(|| {
+        ApiError::bad_request("invalid_query", "give the message's code as ?code=").with_field("code")
+    })?;
+    let body = match state.vault.verify_message_code(&code).await? {
+        Verification::Genuine { channel, sent_at } => serde_json::json!({
+            "result": "genuine",
+            "organisation": state.vault.catalog().organisation.name,
+            "channel": channel,
+            "sent_at": rfc3339(sent_at),
+        }),
+        Verification::Unknown => serde_json::json!({"result": "unknown"}),
+    };
+    Ok(Json(body).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "check.html")]
+struct CheckPage<'a> {
+    chrome: Chrome,
+    org: &'a str,
+    contact: &'a str,
+    code: String,
+    /// `None`: nothing checked yet; `Some(None)`: unknown; `Some(Some(..))`: genuine.
+    result: Option<Option<CheckedMessage>>,
+    messages: Vec<CheckedMessage>,
+    signed_in: bool,
+}
+
+struct CheckedMessage {
+    when: String,
+    channel: String,
+    subject_line: Option<String>,
+    /// Why it was sent (the purpose's description).
+    why: String,
+}
+
+fn checked(state: &AppState, m: &MessageView) -> CheckedMessage {
+    let why = state.vault.catalog().purpose(&m.purpose).map(|p| p.description.clone()).unwrap_or_default();
+    CheckedMessage {
+        when: minute(&rfc3339(m.sent_at)),
+        channel: m.channel.clone(),
+        subject_line: Some(m.subject_line.clone()),
+        why,
+    }
+}
+
+fn limited(chrome: Chrome, wait: u64) -> Response {
+    too_many(chrome, "Too many checks", wait, "try again")
+}
+
+/// `GET /privacy/check[?code=]`: the public check page (the link printed in messages).
+pub async fn check_page(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    query: Result<Query<CodeQuery>, QueryRejection>,
+) -> Response {
+    let code = code_of(query).filter(|c| !c.is_empty());
+    let result = match &code {
+        None => None,
+        Some(c) => {
+            if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
+                return limited(state.chrome("", None), wait);
+            }
+            match state.vault.verify_message_code(c).await {
+                Ok(Verification::Genuine { channel, sent_at }) => Some(Some(CheckedMessage {
+                    when: minute(&rfc3339(sent_at)),
+                    channel,
+                    subject_line: None,
+                    why: String::new(),
+                })),
+                Ok(Verification::Unknown) => Some(None),
+                Err(e) => return error_page(&state, e),
+            }
+        }
+    };
+    let org = &state.vault.catalog().organisation;
+    let page = CheckPage {
+        chrome: state.chrome("", None),
+        org: &org.name,
+        contact: &org.privacy_contact,
+        code: code.unwrap_or_default(),
+        result,
+        messages: Vec::new(),
+        signed_in: false,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `GET /privacy/me/messages[?code=]`: every message sent to the signed-in customer, and a
+/// check of a code (their own messages only).
+pub async fn own_messages(
+    State(state): State<AppState>,
+    me: SignedIn,
+    ClientIp(ip): ClientIp,
+    query: Result<Query<CodeQuery>, QueryRejection>,
+) -> Response {
+    let code = code_of(query).filter(|c| !c.is_empty());
+    let result = match &code {
+        None => None,
+        Some(c) => {
+            if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
+                return limited(state.chrome("messages", Some(me.csrf.clone())), wait);
+            }
+            match state.vault.verify_own_message(&me.session, c).await {
+                Ok(found) => Some(found.as_ref().map(|m| checked(&state, m))),
+                Err(e) => return error_page(&state, e),
+            }
+        }
+    };
+    let messages = match state.vault.own_messages(&me.session).await {
+        Ok(list) => list.iter().map(|m| checked(&state, m)).collect(),
+        Err(e) => return error_page(&state, e),
+    };
+    let org = &state.vault.catalog().organisation;
+    let page = CheckPage {
+        chrome: state.chrome("messages", Some(me.csrf)),
+        org: &org.name,
+        contact: &org.privacy_contact,
+        code: code.unwrap_or_default(),
+        result,
+        messages,
+        signed_in: true,
+    };
+    render(StatusCode::OK, &page)
+}

@@ -1,0 +1,85 @@
+//! Notices to recipients (GDPR Art. 19): the recipient's signed confirmation
+//! (`POST /v1/notices/{id}/confirm`) and the list of those not yet confirmed (`GET /v1/notices`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use candor_crypto::webhook::verify_webhook;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ErrorBody};
+use super::{AppState, rfc3339};
+use crate::audit::Audit;
+use crate::vault::{Authorized, Principal, VaultError, now_millis};
+
+fn notice_json(n: &candor_store::Notice) -> Value {
+    json!({
+        "id": n.id, "recipient": n.recipient, "subject_id": n.subject, "kind": n.kind, "fields": n.fields,
+        "created_at": rfc3339(n.created_at), "attempts": n.attempts,
+        "next_attempt_at": n.delivered_at.is_none().then(|| rfc3339(n.next_attempt_at)),
+        "delivered_at": n.delivered_at.map(rfc3339), "confirmed_at": n.confirmed_at.map(rfc3339),
+        "last_error": n.last_error,
+    })
+}
+
+/// The recipient confirms it acted on a notice. Signed like the webhook, over the notice id:
+/// `Candor-Timestamp: <unix seconds>`, `Candor-Signature: v1=<hex HMAC-SHA-256(secret,
+/// "<timestamp>.<notice id>")>`, within 5 minutes. Logged.
+#[utoipa::path(post, path = "/v1/notices/{id}/confirm", tag = "sharing",
+    params(("id" = String, Path, description = "Notice id (the webhook's Candor-Idempotency-Key)")),
+    responses((status = 200, body = Object), (status = 401, description = "invalid_signature", body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn confirm(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.vault.store();
+    let not_found =
+        || ApiError::new(StatusCode::NOT_FOUND, "notice_not_found", "no notice with this id").with_field("id");
+    let notice = store.notice(&id).await.map_err(VaultError::from)?.ok_or_else(not_found)?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let timestamp = header("candor-timestamp").and_then(|t| t.parse::<i64>().ok());
+    let signature = header("candor-signature");
+    let secret = state.webhook_secrets.get(&notice.recipient);
+    let valid = match (timestamp, signature, secret) {
+        (Some(t), Some(s), Some(secret)) => {
+            verify_webhook(secret, t, id.as_bytes(), s, jiff::Timestamp::now().as_second())
+        }
+        _ => false,
+    };
+    if !valid {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "sign `<Candor-Timestamp>.<notice id>` with your webhook secret (HMAC-SHA-256) in Candor-Signature: v1=<hex>, within 5 minutes",
+        )
+        .with_field("Candor-Signature"));
+    }
+    store.confirm_notice(&id, now_millis()).await.map_err(VaultError::from)?;
+    let actor = Principal { token_id: format!("notice:{id}"), role: format!("recipient:{}", notice.recipient) };
+    let subjects: Vec<candor_core::SubjectId> = candor_core::SubjectId::parse(&notice.subject).into_iter().collect();
+    let log = Audit::new(&actor, "recipient.confirmed")
+        .subjects(&subjects)
+        .detail(format!("notice {id} ({})", notice.kind))
+        .record();
+    store.append_log(vec![log]).await.map_err(VaultError::from)?;
+    let notice = store.notice(&id).await.map_err(VaultError::from)?.ok_or_else(not_found)?;
+    Ok(Json(notice_json(&notice)))
+}
+
+/// Notices recipients have not confirmed yet (delivered or not), oldest first. Under a purpose
+/// declared customer_requests = true.
+#[utoipa::path(get, path = "/v1/notices", tag = "sharing",
+    params(("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn unconfirmed(State(state): State<AppState>, auth: Authorized) -> Result<Json<Value>, ApiError> {
+    if !state.vault.catalog().purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {
+        return Err(VaultError::WrongPurpose(format!(
+            "notices to recipients are followed up under a purpose declared customer_requests = true, not `{}`",
+            auth.purpose
+        ))
+        .into());
+    }
+    let list = state.vault.store().unconfirmed_notices(1000).await.map_err(VaultError::from)?;
+    Ok(Json(json!({"notices": list.iter().map(notice_json).collect::<Vec<_>>()})))
+}

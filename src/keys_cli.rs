@@ -1,0 +1,181 @@
+//! `candor keys`: key-encryption-key rotation.
+//!
+//! * `status` — each KEK version, how many live data keys need it, which one is primary;
+//! * `rotate` — adds a new KEK version to the key file; it becomes primary when servers restart;
+//! * `rewrap` — wraps every data key still under an older KEK again under the primary one, online
+//!   (each replacement is conditional, so a concurrent erasure wins), at a chosen rate, with a
+//!   progress bar; interrupted, it simply resumes where the key store says it is;
+//! * `retire VERSION` — removes an old KEK from the key file, refused while any data key needs it.
+//!
+//! Values are never re-encrypted: a data key keeps its bytes and version; only its wrapping
+//! changes. Each step is written to the tamper-evident log.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use candor_crypto::KeyRing;
+use candor_crypto::keyfile::{self, KEK_LABEL};
+use candor_store::{Store, StoreError};
+
+use crate::audit::{Audit, system_actor};
+use crate::config::Config;
+use crate::install::{self, KEK_ENV};
+
+const PAGE: u32 = 500;
+
+fn refuse_env() -> Result<()> {
+    if std::env::var_os(KEK_ENV).is_some() {
+        bail!(
+            "{KEK_ENV} is set: the keys come from the environment, so add or remove the version there \
+             (same text format, one key per line or separated by `;`)"
+        );
+    }
+    Ok(())
+}
+
+async fn log(store: &dyn Store, action: &str, detail: String) -> Result<()> {
+    store.append_log(vec![Audit::new(&system_actor(), action).detail(detail).record()]).await?;
+    Ok(())
+}
+
+/// Prints each KEK version with the data keys that need it.
+pub async fn status(config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let ring = install::load_keys(&config)?;
+    let store = install::open_store(&config).await?;
+    let counts = store.dek_counts().await?;
+    let primary = ring.primary_kek_version();
+    let mut versions = ring.kek_versions();
+    for (v, _) in &counts {
+        if !versions.contains(v) {
+            versions.push(*v);
+        }
+    }
+    versions.sort_unstable();
+    for v in versions {
+        let n = counts.iter().find(|(k, _)| *k == v).map_or(0, |(_, n)| *n);
+        let state = match (v == primary, ring.kek_versions().contains(&v)) {
+            (true, _) => "primary",
+            (false, true) if n > 0 => "decrypt-only (run `candor keys rewrap`)",
+            (false, true) => "unused (can be retired)",
+            (false, false) => "MISSING from the key file: these customers' data cannot be read",
+        };
+        println!("kek v{v}: {n} data key(s); {state}");
+    }
+    Ok(())
+}
+
+/// Adds the next KEK version to the key file.
+pub async fn rotate(config_path: &Path) -> Result<()> {
+    refuse_env()?;
+    let config = Config::load(config_path)?;
+    let version = keyfile::add_key_version(&config.keys.kek_file, KEK_LABEL)
+        .with_context(|| format!("cannot add a key to {}", config.keys.kek_file.display()))?;
+    let store = install::open_store(&config).await?;
+    log(store.as_ref(), "keys.rotate", format!("kek v{version} added; primary once servers restart")).await?;
+    println!("kek v{version} added to {} and is now primary.", config.keys.kek_file.display());
+    println!("Restart the servers (new data keys are then wrapped with it), then run `candor keys rewrap`.");
+    Ok(())
+}
+
+/// Rewraps every data key not under the primary KEK, at most `per_second` a second (0: no limit).
+pub async fn rewrap(config_path: &Path, per_second: u32) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let ring = install::load_keys(&config)?;
+    let store = install::open_store(&config).await?;
+    let primary = ring.primary_kek_version();
+    let total: u64 = store.dek_counts().await?.iter().filter(|(v, _)| *v != primary).map(|(_, n)| n).sum();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} data keys rewrapped ({per_sec}, {eta} left)")
+            .expect("template"),
+    );
+    let started = Instant::now();
+    let (done, skipped) = rewrap_all(store.as_ref(), &ring, per_second, |n| bar.inc(n)).await?;
+    bar.finish_and_clear();
+    log(
+        store.as_ref(),
+        "keys.rewrap",
+        format!("{done} data keys rewrapped under kek v{primary}; {skipped} changed meanwhile"),
+    )
+    .await?;
+    println!(
+        "{done} data key(s) rewrapped under kek v{primary} in {:.1} s; {skipped} erased or rewrapped meanwhile.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Removes KEK `version` from the key file once no data key needs it.
+pub async fn retire(config_path: &Path, version: u32) -> Result<()> {
+    refuse_env()?;
+    let config = Config::load(config_path)?;
+    let ring = install::load_keys(&config)?;
+    if !ring.kek_versions().contains(&version) {
+        bail!("kek v{version} is not in {}", config.keys.kek_file.display());
+    }
+    if version == ring.primary_kek_version() {
+        bail!("kek v{version} is the primary key: rotate to a new one first");
+    }
+    let store = install::open_store(&config).await?;
+    let needing = store.dek_counts().await?.iter().find(|(v, _)| *v == version).map_or(0, |(_, n)| *n);
+    if needing > 0 {
+        bail!(
+            "{needing} data key(s) still need kek v{version}: run `candor keys rewrap` first (after restarting the servers)"
+        );
+    }
+    keyfile::remove_key_version(&config.keys.kek_file, KEK_LABEL, version)?;
+    log(store.as_ref(), "keys.retire", format!("kek v{version} removed from the key file")).await?;
+    println!("kek v{version} retired: removed from {}.", config.keys.kek_file.display());
+    println!("Copies of the key file in backups still hold it; destroy them when your backup policy allows.");
+    Ok(())
+}
+
+/// Rewraps every live data key not under `ring`'s primary KEK, in batches (one transaction
+/// each), at most `per_second` a second (0: no limit). Returns (rewrapped, changed meanwhile).
+pub async fn rewrap_all(
+    store: &dyn Store,
+    ring: &KeyRing,
+    per_second: u32,
+    mut progress: impl FnMut(u64),
+) -> Result<(u64, u64)> {
+    let primary = ring.primary_kek_version();
+    let started = Instant::now();
+    let (mut done, mut skipped) = (0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = store.deks_not_under(primary, after, PAGE).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        // With a rate, commit in batches of about a tenth of a second's worth.
+        let batch = if per_second > 0 { (per_second as usize / 10).clamp(1, PAGE as usize) } else { PAGE as usize };
+        for chunk in page.chunks(batch) {
+            let mut changes = Vec::with_capacity(chunk.len());
+            for (subject, old) in chunk {
+                let new = ring
+                    .rewrap(*subject, old)
+                    .with_context(|| format!("the data key of customer {subject} could not be unwrapped"))?
+                    .expect("listed keys are not under the primary KEK");
+                changes.push((*subject, old.clone(), new));
+            }
+            let n = changes.len() as u64;
+            match store.replace_deks(changes).await {
+                // Those not replaced were erased or rewrapped by someone else meanwhile.
+                Ok(replaced) => (done, skipped) = (done + replaced, skipped + n - replaced),
+                Err(StoreError::Unavailable(m)) => {
+                    bail!("the database is unavailable ({m}); run rewrap again to resume")
+                }
+                Err(e) => return Err(e.into()),
+            }
+            progress(n);
+            if per_second > 0 {
+                let due = Duration::from_secs_f64((done + skipped) as f64 / f64::from(per_second));
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    Ok((done, skipped))
+}

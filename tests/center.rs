@@ -1,0 +1,341 @@
+//! The signed-in privacy center over real HTTP: one-time sign-in links, sessions (cookie flags,
+//! sign-out, idle timeout), anti-forgery tokens, rate limiting, and each page's effect through
+//! the API. (The same story in a real browser is in `tests/browser.rs`.)
+
+mod common;
+
+use std::process::Command;
+
+use common::visitor::Visitor;
+use common::{Install, Server};
+use serde_json::{Value, json};
+
+const CUSTOMER: &str = "ada@example.com";
+
+/// A customer, a shop backend token, and a sign-in link path for them.
+async fn setup(install: &Install, server: &Server) -> (common::Client, String, String) {
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": CUSTOMER, "full_name": "Ada Lovelace"})).await;
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let link = new_link(&backend, &id).await;
+    (backend, id, link)
+}
+
+async fn new_link(backend: &common::Client, id: &str) -> String {
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let path = r.body["path"].as_str().unwrap().to_string();
+    assert!(r.body["url"].as_str().unwrap().ends_with(&path));
+    assert!(path.starts_with("/privacy/sign-in/cndl_"));
+    path
+}
+
+#[tokio::test]
+async fn a_sign_in_link_works_once_and_only_as_a_post_and_the_session_cookie_is_locked_down() {
+    let install = Install::new();
+    let server = install.serve();
+    let (backend, id, link) = setup(&install, &server).await;
+
+    // Only under a customer_requests purpose; only for an existing customer; only with a token.
+    let r = backend.post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({})).await;
+    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"), "{:?}", r.body);
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post("/v1/subjects/7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70/privacy-center-links", json!({}))
+        .await;
+    assert_eq!(r.status, 404);
+    let r = server.anonymous().post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({})).await;
+    assert_eq!(r.status, 401);
+
+    // Opening the link (a mail scanner prefetching it, say) does not use it up.
+    let mut visitor = Visitor::new(&server);
+    for _ in 0..2 {
+        let page = visitor.get(&link).await;
+        assert_eq!(page.status, 200);
+        assert!(page.html.contains("Continue to your privacy center"));
+        assert!(visitor.cookie.is_none());
+    }
+    let page = visitor.sign_in(&link).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.headers["location"], "/privacy/me");
+    let set = page.headers["set-cookie"].to_str().unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP here: {set}");
+    let me = visitor.get("/privacy/me").await;
+    assert_eq!(me.status, 200, "{}", me.html);
+    assert!(me.html.contains(CUSTOMER) && me.html.contains("Ada Lovelace"));
+    assert!(me.html.contains("aria-current=\"page\""));
+
+    // A second use of the same link is refused, from anyone.
+    let mut other = Visitor::new(&server);
+    let again = other.sign_in(&link).await;
+    assert_eq!(again.status, 410);
+    assert_eq!(again.h1(), "This sign-in link cannot be used");
+    assert!(other.cookie.is_none());
+    let forged = other.post("/privacy/sign-in", &[("link", "cndl_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]).await;
+    assert_eq!(forged.status, 410);
+    assert_eq!(other.get("/privacy/me").await.status, 401);
+
+    // The log tells the customer (and an auditor) about the link, the sign-in and the refusal.
+    let log = backend.with_purpose("privacy_requests").get(&format!("/v1/subjects/{id}/access-log")).await;
+    let entries: Vec<&Value> = log.body["entries"].as_array().unwrap().iter().map(|e| &e["entry"]).collect();
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["decision"].as_str().unwrap_or("")))
+        .filter(|(a, _)| a.starts_with("privacy_center."))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("privacy_center.link", ""),
+            ("privacy_center.link", "denied"),
+            ("privacy_center.sign_in", "full"),
+            ("privacy_center.sign_in", "denied")
+        ]
+    );
+    let sign_in = entries.iter().find(|e| e["action"] == "privacy_center.sign_in").unwrap();
+    assert_eq!(sign_in["actor"]["role"], "customer");
+    assert!(sign_in["actor"]["token"].as_str().unwrap().starts_with("session:"));
+    let log = server.log();
+    assert!(!log.contains(CUSTOMER), "no personal value in the server log");
+    assert!(!log.contains("cndl_") && !log.contains("cnds_"), "no link or session secret in the server log");
+}
+
+#[tokio::test]
+async fn forms_need_the_session_token_and_signing_out_or_idling_ends_the_session() {
+    let install = Install::new();
+    let server = install.serve();
+    let (backend, id, link) = setup(&install, &server).await;
+    let mut visitor = Visitor::new(&server);
+    visitor.sign_in(&link).await;
+    let choices = visitor.get("/privacy/me/choices").await;
+    let csrf = choices.csrf();
+
+    // Without (or with another session's) token nothing changes.
+    for token in ["", "not-the-token"] {
+        let r = visitor
+            .post("/privacy/me/choices", &[("csrf", token), ("shown", "marketing.email"), ("on", "marketing.email")])
+            .await;
+        assert_eq!(r.status, 403, "{}", r.html);
+    }
+    let consents = backend.with_purpose("privacy_requests").get(&format!("/v1/subjects/{id}/consents")).await;
+    assert!(consents.body.to_string().contains("not_given"), "{}", consents.body);
+
+    // Sign out: the cookie is cleared and the old cookie no longer works.
+    let old = visitor.cookie.clone();
+    let out = visitor.post("/privacy/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 200);
+    assert!(out.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    visitor.cookie = old;
+    assert_eq!(visitor.get("/privacy/me").await.status, 401);
+
+    // Idle too long: the next request finds the session ended (and logs why).
+    let mut idle = Visitor::new(&server);
+    idle.sign_in(&new_link(&backend, &id).await).await;
+    assert_eq!(idle.get("/privacy/me").await.status, 200);
+    let db = install.db_path();
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg("UPDATE privacy_sessions SET last_seen_at = last_seen_at - 21 * 60000;")
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = idle.get("/privacy/me").await;
+    assert_eq!(page.status, 401);
+    assert_eq!(page.h1(), "You are not signed in");
+    let log = backend.with_purpose("privacy_requests").get(&format!("/v1/subjects/{id}/access-log")).await;
+    assert!(log.body.to_string().contains("idle timeout"));
+}
+
+#[tokio::test]
+async fn choices_corrections_and_downloads_in_the_privacy_center_show_through_the_api() {
+    let install = Install::new();
+    let server = install.serve();
+    let (backend, id, link) = setup(&install, &server).await;
+    let mut visitor = Visitor::new(&server);
+    visitor.sign_in(&link).await;
+
+    // Consent on, recorded with method privacy_center and the customer as actor.
+    let choices = visitor.get("/privacy/me/choices").await;
+    assert!(choices.html.contains("Send you offers and news"), "the notice text is shown at the moment of choice");
+    let csrf = choices.csrf();
+    let saved = visitor
+        .post(
+            "/privacy/me/choices",
+            &[("csrf", &csrf), ("shown", "marketing.email"), ("shown", "marketing.sms"), ("on", "marketing.email")],
+        )
+        .await;
+    assert_eq!(saved.status, 200);
+    assert!(saved.html.contains("1 choice changed"), "{}", saved.html);
+    let marketing = server.client(&install.token("marketing_tool"), Some("marketing"));
+    let r = marketing.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.status, 200, "marketing may now use the e-mail address: {:?}", r.body);
+    assert_eq!(r.body["fields"]["email"], CUSTOMER);
+    let history = backend.with_purpose("privacy_requests").get(&format!("/v1/subjects/{id}/consents/history")).await;
+    let entry = &history.body["entries"][0];
+    assert_eq!(
+        (entry["method"].as_str(), entry["action"].as_str()),
+        (Some("privacy_center"), Some("grant")),
+        "{}",
+        history.body
+    );
+
+    // Analytics on; then a save from a browser sending Global Privacy Control turns it off.
+    let on = visitor.post("/privacy/me/choices", &[("csrf", &csrf), ("shown", "analytics"), ("on", "analytics")]).await;
+    assert!(on.html.contains("1 choice changed"));
+    let both = [
+        ("csrf", csrf.as_str()),
+        ("shown", "analytics"),
+        ("on", "analytics"),
+        ("shown", "marketing.email"),
+        ("on", "marketing.email"),
+    ];
+    let gpc = visitor.post_with_gpc("/privacy/me/choices", &both).await;
+    assert_eq!(gpc.status, 200);
+    let history = backend.with_purpose("privacy_requests").get(&format!("/v1/subjects/{id}/consents/history")).await;
+    let last = history.body["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["purpose"].as_str(), last["action"].as_str(), last["method"].as_str()),
+        (Some("analytics"), Some("withdraw"), Some("gpc"))
+    );
+    assert_eq!(marketing.get(&format!("/v1/subjects/{id}")).await.status, 200, "marketing is not a gpc purpose");
+
+    // Corrections: only what changed is written; an invalid value is named by its label; fields
+    // the customer may not correct themself are ignored even when forged into the form.
+    let form = visitor.get("/privacy/me/correct").await;
+    assert!(form.html.contains("value=\"+442079460000\""));
+    assert!(!form.html.contains("name=\"loyalty_points\""));
+    let bad = visitor
+        .post("/privacy/me/correct", &[("csrf", &csrf), ("email", "not an address"), ("full_name", "Ada Lovelace")])
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.html.contains("Email:") && bad.html.contains("aria-invalid=\"true\""), "{}", bad.html);
+    let ok = visitor
+        .post(
+            "/privacy/me/correct",
+            &[
+                ("csrf", &csrf),
+                ("email", CUSTOMER),
+                ("full_name", "Ada King"),
+                ("phone", ""),
+                ("loyalty_points", "99999"),
+                ("shipping_address.city", "London"),
+                ("shipping_address.country", "GB"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.html);
+    assert!(ok.html.contains("Saved: Full name, Shipping address, Phone."), "{}", ok.html);
+    let report = backend.with_purpose("privacy_requests").get(&format!("/v1/subjects/{id}/report")).await;
+    let fields = report.body["fields"].to_string();
+    assert!(fields.contains("Ada King") && fields.contains("London") && !fields.contains("+442079460000"), "{fields}");
+    assert!(!fields.contains("99999"));
+    let corrected = report.body["access_history"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"]["action"] == "subject.correct" && e["entry"]["actor"]["role"] == "customer")
+        .map(|e| e["entry"]["fields"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(corrected, [json!(["full_name", "shipping_address", "phone"])]);
+
+    // Download: a file, with the customer's data.
+    let json_file = visitor.post("/privacy/me/download", &[("csrf", &csrf), ("format", "json")]).await;
+    assert_eq!(json_file.status, 200);
+    assert!(json_file.headers["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let export: Value = serde_json::from_str(&json_file.html).unwrap();
+    assert_eq!(export["subject_id"], id.as_str());
+    let zip = visitor.post("/privacy/me/download", &[("csrf", &csrf), ("format", "csv")]).await;
+    assert_eq!(zip.headers["content-type"], "application/zip");
+
+    // Who accessed: the marketing read is there, by role, with its purpose.
+    let access = visitor.get("/privacy/me/access").await;
+    assert!(access.html.contains("The newsletter and campaign tool"), "{}", access.html);
+    assert!(access.html.contains("Looked at your details"));
+}
+
+#[tokio::test]
+async fn deleting_the_account_shows_the_certificate_and_ends_every_way_back_in() {
+    let install = Install::new();
+    let server = install.serve();
+    let (backend, id, link) = setup(&install, &server).await;
+    let spare_link = new_link(&backend, &id).await;
+    let mut visitor = Visitor::new(&server);
+    visitor.sign_in(&link).await;
+    let page = visitor.get("/privacy/me/delete").await;
+    assert!(page.html.contains("cannot be undone"));
+    let csrf = page.csrf();
+    let unconfirmed = visitor.post("/privacy/me/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(unconfirmed.status, 422);
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200, "nothing was deleted");
+
+    let done = visitor.post("/privacy/me/delete", &[("csrf", &csrf), ("confirm", "yes")]).await;
+    assert_eq!(done.status, 200, "{}", done.html);
+    assert_eq!(done.h1(), "Your account was deleted");
+    assert!(done.html.contains("candor-erasure-certificate/1") && done.html.contains("ParcelCo GmbH"));
+    assert!(
+        done.html.contains("<dd>Email, Full name, Phone</dd>"),
+        "the summary names what was deleted: {}",
+        done.html
+    );
+    assert!(done.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 404, "nothing left to find");
+    let mut again = Visitor::new(&server);
+    assert_eq!(again.sign_in(&spare_link).await.status, 410, "links die with the account");
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited_and_tls_deployments_get_host_only_secure_cookies() {
+    let install = Install::new();
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    let config = config
+        .replace("sign_in_attempts_per_minute = 10", "sign_in_attempts_per_minute = 3")
+        .replace("[privacy_center]\n", "[privacy_center]\npublic_url = \"https://privacy.shop.example\"\n");
+    std::fs::write(install.config(), config).unwrap();
+    let server = install.serve();
+    let (backend, id, link) = setup(&install, &server).await;
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({}))
+        .await;
+    assert!(r.body["url"].as_str().unwrap().starts_with("https://privacy.shop.example/privacy/sign-in/cndl_"));
+
+    let mut visitor = Visitor::new(&server);
+    let page = visitor.sign_in(&link).await;
+    let set = page.headers["set-cookie"].to_str().unwrap();
+    assert!(set.starts_with("__Host-candor_session=") && set.contains("; Secure"), "{set}");
+    for _ in 0..2 {
+        assert_eq!(visitor.post("/privacy/sign-in", &[("link", "cndl_x")]).await.status, 410);
+    }
+    let limited = visitor.post("/privacy/sign-in", &[("link", "cndl_x")]).await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.headers.contains_key("retry-after"));
+    // Even a good link waits.
+    let fresh = new_link(&backend, &id).await;
+    assert_eq!(Visitor::new(&server).sign_in(&fresh).await.status, 429);
+}
+
+#[tokio::test]
+async fn without_a_customer_requests_purpose_no_link_is_made() {
+    let install = Install::new();
+    let catalog = install.config().with_file_name("catalog.toml");
+    let text = std::fs::read_to_string(&catalog).unwrap().replace("customer_requests = true", "");
+    std::fs::write(&catalog, text).unwrap();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": CUSTOMER, "full_name": "Ada Lovelace"})).await;
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({}))
+        .await;
+    assert_eq!((r.status, r.code()), (409, "privacy_center_unavailable"), "{:?}", r.body);
+}
