@@ -34,6 +34,13 @@ else
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing postgresql (initdb, pg_ctl)"; apt_install postgresql; }
 fi
 
+# The PKCS#11 key provider is tested against SoftHSM2 (each test makes its own token directory).
+if [ ! -e /usr/lib/softhsm/libsofthsm2.so ] || ! command -v softhsm2-util >/dev/null 2>&1; then
+  echo "installing softhsm2 (tests of the HSM key provider)"
+  apt_install softhsm2
+fi
+export CANDOR_HSM_TESTS=1
+
 # The privacy pages are checked in Debian's Chromium, driven by playwright-core with axe-core
 # (npm, versions pinned in tests/browser/package-lock.json; no browser download).
 if [ ! -x /usr/bin/chromium ]; then

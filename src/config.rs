@@ -106,6 +106,18 @@ pub struct KeySettings {
     /// The key store: each customer's wrapped data key, apart from the data (SQLite
     /// installations; on PostgreSQL it is the `candor_keys` schema).
     pub key_store: PathBuf,
+    /// The HSM holding the KEKs, when `provider = "pkcs11"`.
+    pub pkcs11: Option<Pkcs11Settings>,
+}
+
+/// A PKCS#11 token holding the KEKs (`[keys] provider = "pkcs11"`).
+#[derive(Debug, Clone)]
+pub struct Pkcs11Settings {
+    /// The vendor's PKCS#11 shared library.
+    pub module: PathBuf,
+    pub token_label: String,
+    /// The user PIN, in an owner-only file (or `CANDOR_HSM_PIN`).
+    pub pin_file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +242,16 @@ struct RawKeys {
     kek_file: Option<String>,
     index_key_file: Option<String>,
     key_store: Option<String>,
+    provider: Option<String>,
+    pkcs11: Option<RawPkcs11>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPkcs11 {
+    module: String,
+    token_label: String,
+    pin_file: Option<String>,
 }
 
 impl Config {
@@ -278,6 +300,24 @@ impl Config {
                 kek_file: resolve(raw.keys.kek_file.as_deref().unwrap_or("keys/kek.key")),
                 index_key_file: resolve(raw.keys.index_key_file.as_deref().unwrap_or("keys/index.key")),
                 key_store: resolve(raw.keys.key_store.as_deref().unwrap_or("keys/keystore.db")),
+                pkcs11: match (raw.keys.provider.as_deref().unwrap_or("file"), raw.keys.pkcs11) {
+                    ("file", _) => None,
+                    ("pkcs11", Some(p)) => Some(Pkcs11Settings {
+                        module: resolve(&p.module),
+                        token_label: p.token_label,
+                        pin_file: resolve(p.pin_file.as_deref().unwrap_or("keys/hsm.pin")),
+                    }),
+                    ("pkcs11", None) => bail!(
+                        "{}: [keys] provider = \"pkcs11\" needs a [keys.pkcs11] section with `module` (the \
+                         PKCS#11 library) and `token_label`",
+                        path.display()
+                    ),
+                    (other, _) => bail!(
+                        "{}: [keys] provider = \"{other}\" is not known; use \"file\" (the key file or \
+                         CANDOR_KEK) or \"pkcs11\" (an HSM)",
+                        path.display()
+                    ),
+                },
             },
             log: LogSettings {
                 origin: match raw.log.origin {
@@ -396,6 +436,15 @@ index_key_file = "keys/index.key"
 # candor_keys schema). Erasing a customer destroys their key here, so back this file up
 # separately and keep its backups short-lived: an old copy of the data is unreadable without it.
 key_store = "keys/keystore.db"
+# Where the key-encryption keys live: "file" (kek_file above, or CANDOR_KEK) or "pkcs11" (an HSM:
+# keys are generated inside it and never leave it). Moving to an HSM: set "pkcs11", run
+# `candor keys rotate` (the new version is created in the token), restart, `candor keys rewrap`,
+# then `candor keys retire` the old file versions.
+provider = "file"
+# [keys.pkcs11]
+# module = "/usr/lib/softhsm/libsofthsm2.so"  # the vendor's PKCS#11 library
+# token_label = "candor"
+# pin_file = "keys/hsm.pin"                   # the user PIN, owner-only; or CANDOR_HSM_PIN
 
 [log]
 # The tamper-evident log's name in its signed checkpoints. Set it to something that

@@ -75,8 +75,28 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
             ));
         }
     }
-    if std::env::var_os(install::KEK_ENV).is_none() {
-        secret_file(&mut f, "KEK file", &config.keys.kek_file, true);
+    match &config.keys.pkcs11 {
+        None if std::env::var_os(install::KEK_ENV).is_none() => {
+            secret_file(&mut f, "KEK file", &config.keys.kek_file, true)
+        }
+        None => {}
+        Some(hsm) => {
+            f.push(finding(
+                Level::Ok,
+                format!("key-encryption keys are in PKCS#11 token `{}` ({})", hsm.token_label, hsm.module.display()),
+            ));
+            if std::env::var_os(install::HSM_PIN_ENV).is_some() {
+                f.push(finding(
+                    Level::Warn,
+                    format!("the HSM PIN comes from {}: prefer the owner-only PIN file", install::HSM_PIN_ENV),
+                ));
+            } else {
+                secret_file(&mut f, "HSM PIN file", &hsm.pin_file, true);
+            }
+            if config.keys.kek_file.exists() {
+                secret_file(&mut f, "KEK file (older versions, until retired)", &config.keys.kek_file, false);
+            }
+        }
     }
     if std::env::var_os(install::INDEX_KEY_ENV).is_none() {
         secret_file(&mut f, "blind-index key file", &config.keys.index_key_file, true);
@@ -128,9 +148,14 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
                     ));
                 }
             }
+            let primary = ring.primary_kek_version();
             f.push(finding(
                 Level::Ok,
-                format!("key ring holds kek {:?}; primary v{}", held, ring.primary_kek_version()),
+                format!(
+                    "key ring holds kek {:?}; primary v{primary} in {}",
+                    held,
+                    ring.provider_of(primary).unwrap_or_default()
+                ),
             ));
         }
         (Err(e), _) => f.push(finding(Level::Fail, format!("keys: {e:#}"))),

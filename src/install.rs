@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use candor_core::catalog::{ADMIN_ROLE, Catalog, EXAMPLE_CATALOG};
-use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL};
+use candor_crypto::kek::{KekProvider, LocalKeks};
+use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL, KeyError};
+use candor_crypto::pkcs11::Pkcs11Keks;
 use candor_crypto::{KeyRing, LOG_KEY_LABEL, LogSigner};
 use candor_policy::{OperatorPolicies, PolicyEngine};
 use candor_store::Store;
@@ -15,7 +17,7 @@ use candor_store::sqlite::SqliteStore;
 use zeroize::Zeroizing;
 
 use crate::audit::LogContext;
-use crate::config::{self, Config, Database};
+use crate::config::{self, Config, Database, Pkcs11Settings};
 use crate::vault::Vault;
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -60,11 +62,54 @@ pub fn load_policy(config: &Config, catalog: &Catalog) -> Result<PolicyEngine> {
     })
 }
 
-/// Loads the key ring from the environment (if set) or the owner-only key files.
+/// The HSM user PIN, when the key-encryption keys are in a PKCS#11 token and the PIN is not in
+/// the PIN file.
+pub const HSM_PIN_ENV: &str = "CANDOR_HSM_PIN";
+
+/// Loads the key ring: KEKs from the environment (if set) or the owner-only key file, or from
+/// the HSM (plus any older versions still in the key file while moving to it); the blind-index
+/// key from the environment or its file.
 pub fn load_keys(config: &Config) -> Result<KeyRing> {
-    let kek = key_text(KEK_ENV, &config.keys.kek_file, KEK_LABEL)?;
     let index = key_text(INDEX_KEY_ENV, &config.keys.index_key_file, INDEX_LABEL)?;
-    Ok(KeyRing::new(kek, index)?)
+    let Some(hsm) = &config.keys.pkcs11 else {
+        let kek = key_text(KEK_ENV, &config.keys.kek_file, KEK_LABEL)?;
+        return Ok(KeyRing::with_providers(vec![Arc::new(LocalKeks::new(&kek, &kek_origin(config)))], index)?);
+    };
+    let mut providers: Vec<Arc<dyn KekProvider>> = Vec::new();
+    if std::env::var_os(KEK_ENV).is_some() || config.keys.kek_file.exists() {
+        match key_text(KEK_ENV, &config.keys.kek_file, KEK_LABEL) {
+            Ok(kek) => providers.push(Arc::new(LocalKeks::new(&kek, &kek_origin(config)))),
+            // Every file version retired: the HSM alone holds the KEKs.
+            Err(e) if matches!(e.downcast_ref::<KeyError>(), Some(KeyError::Empty { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let token = open_hsm(hsm)?;
+    if token.versions().is_empty() && providers.is_empty() {
+        bail!(
+            "PKCS#11 token `{}` holds no key-encryption key yet: run `candor keys rotate` to generate the first \
+             one inside it",
+            hsm.token_label
+        );
+    }
+    providers.push(Arc::new(token));
+    Ok(KeyRing::with_providers(providers, index)?)
+}
+
+/// Where file KEKs come from, for messages.
+fn kek_origin(config: &Config) -> String {
+    if std::env::var_os(KEK_ENV).is_some() { KEK_ENV.to_string() } else { config.keys.kek_file.display().to_string() }
+}
+
+/// Opens the PKCS#11 token with the PIN from `CANDOR_HSM_PIN` or the owner-only PIN file.
+pub fn open_hsm(settings: &Pkcs11Settings) -> Result<Pkcs11Keks> {
+    let pin = match std::env::var(HSM_PIN_ENV) {
+        Ok(pin) => Zeroizing::new(pin),
+        Err(_) => keyfile::read_secret_file(&settings.pin_file).with_context(|| {
+            format!("cannot read the HSM PIN (set {HSM_PIN_ENV} or write it to {})", settings.pin_file.display())
+        })?,
+    };
+    Ok(Pkcs11Keks::open(&settings.module, &settings.token_label, &pin)?)
 }
 
 fn key_text(var: &str, file: &Path, label: &'static str) -> Result<Vec<keyfile::KeyMaterial>> {

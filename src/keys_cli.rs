@@ -1,11 +1,13 @@
 //! `candor keys`: key-encryption-key rotation.
 //!
 //! * `status` — each KEK version, how many live data keys need it, which one is primary;
-//! * `rotate` — adds a new KEK version to the key file; it becomes primary when servers restart;
+//! * `rotate` — adds a new KEK version to the key file, or generates it inside the HSM when
+//!   `[keys] provider = "pkcs11"`; it becomes primary when servers restart;
 //! * `rewrap` — wraps every data key still under an older KEK again under the primary one, online
 //!   (each replacement is conditional, so a concurrent erasure wins), at a chosen rate, with a
 //!   progress bar; interrupted, it simply resumes where the key store says it is;
-//! * `retire VERSION` — removes an old KEK from the key file, refused while any data key needs it.
+//! * `retire VERSION` — removes an old KEK from the key file (or destroys it in the HSM), refused
+//!   while any data key needs it.
 //!
 //! Values are never re-encrypted: a data key keeps its bytes and version; only its wrapping
 //! changes. Each step is written to the tamper-evident log.
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use candor_crypto::KeyRing;
+use candor_crypto::kek::KekProvider;
 use candor_crypto::keyfile::{self, KEK_LABEL};
 use candor_store::{Store, StoreError};
 
@@ -59,22 +62,46 @@ pub async fn status(config_path: &Path) -> Result<()> {
             (true, _) => "primary",
             (false, true) if n > 0 => "decrypt-only (run `candor keys rewrap`)",
             (false, true) => "unused (can be retired)",
-            (false, false) => "MISSING from the key file: these customers' data cannot be read",
+            (false, false) => "MISSING from the key file and the HSM: these customers' data cannot be read",
         };
-        println!("kek v{v}: {n} data key(s); {state}");
+        match ring.provider_of(v) {
+            Some(place) => println!("kek v{v}: {n} data key(s); {state}; in {place}"),
+            None => println!("kek v{v}: {n} data key(s); {state}"),
+        }
     }
     Ok(())
 }
 
-/// Adds the next KEK version to the key file.
+/// Adds the next KEK version: to the key file, or generated inside the HSM when the config's
+/// provider is `pkcs11`.
 pub async fn rotate(config_path: &Path) -> Result<()> {
-    refuse_env()?;
     let config = Config::load(config_path)?;
-    let version = keyfile::add_key_version(&config.keys.kek_file, KEK_LABEL)
-        .with_context(|| format!("cannot add a key to {}", config.keys.kek_file.display()))?;
+    let (version, place) = match &config.keys.pkcs11 {
+        None => {
+            refuse_env()?;
+            let version = keyfile::add_key_version(&config.keys.kek_file, KEK_LABEL)
+                .with_context(|| format!("cannot add a key to {}", config.keys.kek_file.display()))?;
+            (version, config.keys.kek_file.display().to_string())
+        }
+        Some(settings) => {
+            let token = install::open_hsm(settings)?;
+            // The next version after every one in use: in the token, still in the key file
+            // (moving to the HSM), or named by a stored data key.
+            let mut highest = token.versions().last().copied().unwrap_or(0);
+            if let Ok(ring) = install::load_keys(&config) {
+                highest = highest.max(ring.primary_kek_version());
+            }
+            let store = install::open_store(&config).await?;
+            highest = highest.max(store.dek_counts().await?.iter().map(|(v, _)| *v).max().unwrap_or(0));
+            let version = highest + 1;
+            token.generate(version)?;
+            (version, token.name())
+        }
+    };
     let store = install::open_store(&config).await?;
-    log(store.as_ref(), "keys.rotate", format!("kek v{version} added; primary once servers restart")).await?;
-    println!("kek v{version} added to {} and is now primary.", config.keys.kek_file.display());
+    log(store.as_ref(), "keys.rotate", format!("kek v{version} added to {place}; primary once servers restart"))
+        .await?;
+    println!("kek v{version} added to {place} and is now primary.");
     println!("Restart the servers (new data keys are then wrapped with it), then run `candor keys rewrap`.");
     Ok(())
 }
@@ -107,13 +134,20 @@ pub async fn rewrap(config_path: &Path, per_second: u32) -> Result<()> {
     Ok(())
 }
 
-/// Removes KEK `version` from the key file once no data key needs it.
+/// Removes KEK `version` from the key file, or destroys it inside the HSM, once no data key
+/// needs it.
 pub async fn retire(config_path: &Path, version: u32) -> Result<()> {
-    refuse_env()?;
     let config = Config::load(config_path)?;
     let ring = install::load_keys(&config)?;
-    if !ring.kek_versions().contains(&version) {
-        bail!("kek v{version} is not in {}", config.keys.kek_file.display());
+    let Some(place) = ring.provider_of(version) else {
+        bail!("kek v{version} is in neither the key file nor the HSM");
+    };
+    let token = match &config.keys.pkcs11 {
+        Some(settings) => Some(install::open_hsm(settings)?).filter(|t| t.versions().contains(&version)),
+        None => None,
+    };
+    if token.is_none() {
+        refuse_env()?;
     }
     if version == ring.primary_kek_version() {
         bail!("kek v{version} is the primary key: rotate to a new one first");
@@ -125,10 +159,19 @@ pub async fn retire(config_path: &Path, version: u32) -> Result<()> {
             "{needing} data key(s) still need kek v{version}: run `candor keys rewrap` first (after restarting the servers)"
         );
     }
-    keyfile::remove_key_version(&config.keys.kek_file, KEK_LABEL, version)?;
-    log(store.as_ref(), "keys.retire", format!("kek v{version} removed from the key file")).await?;
-    println!("kek v{version} retired: removed from {}.", config.keys.kek_file.display());
-    println!("Copies of the key file in backups still hold it; destroy them when your backup policy allows.");
+    match token {
+        Some(token) => {
+            token.destroy(version)?;
+            log(store.as_ref(), "keys.retire", format!("kek v{version} destroyed in {place}")).await?;
+            println!("kek v{version} retired: destroyed in {place}.");
+        }
+        None => {
+            keyfile::remove_key_version(&config.keys.kek_file, KEK_LABEL, version)?;
+            log(store.as_ref(), "keys.retire", format!("kek v{version} removed from the key file")).await?;
+            println!("kek v{version} retired: removed from {}.", config.keys.kek_file.display());
+            println!("Copies of the key file in backups still hold it; destroy them when your backup policy allows.");
+        }
+    }
     Ok(())
 }
 

@@ -143,3 +143,108 @@ async fn rotation_rewraps_online_loses_nothing_and_old_keys_retire_only_when_unu
         assert!(text.contains(action), "{action} is in the log");
     }
 }
+
+/// A SoftHSM2 token in `dir` (its own token directory and config): returns the config path for
+/// `SOFTHSM2_CONF`, or `None` when SoftHSM2 is not installed (said loudly; CI sets
+/// CANDOR_HSM_TESTS, which turns that into a failure).
+fn softhsm_token(dir: &std::path::Path, label: &str, pin: &str) -> Option<std::path::PathBuf> {
+    if !std::path::Path::new(SOFTHSM_MODULE).exists()
+        || Command::new("softhsm2-util").arg("--version").output().is_err()
+    {
+        assert!(std::env::var_os("CANDOR_HSM_TESTS").is_none(), "CANDOR_HSM_TESTS is set but SoftHSM2 is missing");
+        eprintln!("SKIPPED: SoftHSM2 is not installed; the PKCS#11 key provider was not tested (apt install softhsm2)");
+        return None;
+    }
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nlog.level = ERROR\n", dir.join("tokens").display()))
+        .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "87654321"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(conf)
+}
+
+const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_move_from_the_key_file_into_an_hsm_and_never_leave_it() {
+    let install = Install::new();
+    let Some(conf) = softhsm_token(&install.dir.path().join("hsm"), "candor", "4321-pin") else { return };
+    let env = [("SOFTHSM2_CONF", conf.as_path())];
+    let keys_env = |args: &[&str]| {
+        let config = install.config();
+        let mut all = vec!["keys"];
+        all.extend_from_slice(args);
+        all.extend(["--config", config.to_str().unwrap()]);
+        common::candor_with_env(&all, install.config().parent().unwrap(), &env)
+    };
+    let token = install.token("shop_backend");
+    let server = install.serve();
+    let client = server.client(&token, Some("account"));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push((i, create(&client, i).await));
+    }
+    drop(server.stop());
+
+    // Point the installation at the token; the PIN file must be owner-only.
+    let pin_file = install.config().with_file_name("keys").join("hsm.pin");
+    std::fs::write(&pin_file, "4321-pin\n").unwrap();
+    let config = std::fs::read_to_string(install.config()).unwrap().replace(
+        "provider = \"file\"",
+        &format!(
+            "provider = \"pkcs11\"\n[keys.pkcs11]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"candor\"\npin_file = \"keys/hsm.pin\""
+        ),
+    );
+    std::fs::write(install.config(), config).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = keys_env(&["status"]);
+    assert!(!ok && err.contains("chmod 600"), "a readable PIN file is refused: {err}");
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The first HSM version follows the file's; new data keys go into the HSM after a restart,
+    // while the file's v1 still opens the older ones.
+    let (ok, out, err) = keys_env(&["rotate"]);
+    assert!(ok && out.contains("kek v2 added to PKCS#11 token `candor`"), "{out}{err}");
+    let server = install.serve_with_env(&env);
+    all_read_back(&server, &token, &ids).await;
+    let client = server.client(&token, Some("account"));
+    for i in 20..25 {
+        ids.push((i, create(&client, i).await));
+    }
+    let (_, status, _) = keys_env(&["status"]);
+    assert!(
+        status.contains("kek v1: 20 data key(s); decrypt-only") && status.contains("in PKCS#11 token `candor`"),
+        "{status}"
+    );
+    assert!(status.contains("kek v2: 5 data key(s); primary; in PKCS#11 token `candor`"), "{status}");
+
+    // Rewrap everything into the HSM, retire the file's key, and the HSM alone serves.
+    let (ok, out, err) = keys_env(&["rewrap"]);
+    assert!(ok && out.contains("20 data key(s) rewrapped under kek v2"), "{out}{err}");
+    let (ok, _, err) = keys_env(&["retire", "1"]);
+    assert!(ok, "{err}");
+    let kek_file = std::fs::read_to_string(install.config().with_file_name("keys").join("kek.key")).unwrap();
+    assert!(!kek_file.contains("candor-kek v"), "no key is left in the file: {kek_file}");
+    drop(server.stop());
+    let server = install.serve_with_env(&env);
+    all_read_back(&server, &token, &ids).await;
+    let (ok, out, _) = common::candor_with_env(
+        &["doctor", "--config", install.config().to_str().unwrap()],
+        install.config().parent().unwrap(),
+        &env,
+    );
+    assert!(out.contains("PKCS#11 token `candor`") && out.contains("HSM PIN file"), "{ok} {out}");
+    assert!(!out.contains("4321-pin"));
+
+    // A wrong PIN stops the server from starting, with a message that does not repeat it.
+    drop(server.stop());
+    std::fs::write(&pin_file, "9999-wrong\n").unwrap();
+    let (ok, _, err) = keys_env(&["status"]);
+    assert!(!ok && err.contains("PIN") && !err.contains("9999-wrong"), "{err}");
+}

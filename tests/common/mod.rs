@@ -15,12 +15,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_candor");
 
 /// Runs `candor` with `args`, returning (success, stdout, stderr).
 pub fn candor(args: &[&str], cwd: &Path) -> (bool, String, String) {
+    candor_with_env(args, cwd, &[])
+}
+
+/// [`candor`] with extra environment variables (such as `SOFTHSM2_CONF`).
+pub fn candor_with_env(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .current_dir(cwd)
         .env_remove("CANDOR_CONFIG")
         .env_remove("CANDOR_KEK")
         .env_remove("CANDOR_INDEX_KEY")
+        .envs(env.iter().copied())
         .output()
         .expect("run candor");
     (
@@ -105,6 +111,11 @@ impl Install {
     pub fn serve_logging_to(&self, log: &str) -> Server {
         Server::start(&self.config(), &self.dir.path().join(log))
     }
+
+    /// A server with extra environment variables (such as `SOFTHSM2_CONF`).
+    pub fn serve_with_env(&self, env: &[(&str, &Path)]) -> Server {
+        Server::start_with_env(&self.config(), &self.dir.path().join("server.log"), env)
+    }
 }
 
 /// A running `candor serve`; killed on drop.
@@ -116,12 +127,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path, log_path: &Path) -> Self {
+        Self::start_with_env(config, log_path, &[])
+    }
+
+    pub fn start_with_env(config: &Path, log_path: &Path, env: &[(&str, &Path)]) -> Self {
         let log = std::fs::File::create(log_path).expect("log file");
         let mut child = Command::new(BIN)
             .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .env("CANDOR_LOG", "debug")
             .env_remove("CANDOR_KEK")
             .env_remove("CANDOR_INDEX_KEY")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()

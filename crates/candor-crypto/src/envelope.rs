@@ -11,12 +11,15 @@
 //! Nonces are 96 random bits. Each DEK protects one customer's values, far below the 2^32
 //! random-nonce limit of NIST SP 800-38D; KEK usage is one wrap per customer.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use std::sync::Arc;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce};
 use aws_lc_rs::{hkdf, hmac};
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
+use crate::kek::{KekProvider, LocalKeks, aes_key};
 use crate::keyfile::{self, INDEX_LABEL, KEK_LABEL, KeyError, KeyMaterial};
 
 const TAG_LEN: usize = 16;
@@ -27,39 +30,68 @@ const FIELD_AAD: &[u8] = b"candor/field/v1";
 const EVENT_AAD: &[u8] = b"candor/event/v1";
 const INDEX_SALT: &[u8] = b"candor/blind-index/v1";
 
-struct Kek {
-    version: u32,
-    key: LessSafeKey,
-}
-
-/// The installation's keys: versioned KEKs (the newest is primary) and the blind-index key.
+/// The installation's keys: versioned KEKs from one or more providers (the highest version is
+/// primary) and the blind-index key.
 pub struct KeyRing {
-    keks: Vec<Kek>,
+    providers: Vec<Arc<dyn KekProvider>>,
+    /// (KEK version, index into `providers`), ascending by version.
+    versions: Vec<(u32, usize)>,
     index: hkdf::Prk,
 }
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let versions: Vec<u32> = self.keks.iter().map(|k| k.version).collect();
-        write!(f, "KeyRing(kek versions {versions:?}, <redacted>)")
+        write!(f, "KeyRing(kek versions {:?}, <redacted>)", self.kek_versions())
     }
 }
 
 impl KeyRing {
-    /// Builds a key ring from parsed KEKs (any number of versions) and index keys (the newest
-    /// version is used).
+    /// Builds a key ring from parsed KEKs (any number of versions) held in memory and index keys
+    /// (the newest version is used).
     pub fn new(keks: Vec<KeyMaterial>, index_keys: Vec<KeyMaterial>) -> Result<Self, KeyError> {
+        Self::with_providers(vec![Arc::new(LocalKeks::new(&keks, "the key file"))], index_keys)
+    }
+
+    /// Builds a key ring whose KEKs come from `providers` (for example the key file's older
+    /// versions and an HSM's newer ones). A version held by two providers is refused: every
+    /// wrapped key must name exactly one KEK.
+    pub fn with_providers(
+        providers: Vec<Arc<dyn KekProvider>>,
+        index_keys: Vec<KeyMaterial>,
+    ) -> Result<Self, KeyError> {
         let index = index_keys.last().ok_or(KeyError::Empty { origin: "index keys".into(), label: INDEX_LABEL })?;
-        let mut ring_keks = Vec::with_capacity(keks.len());
-        for k in &keks {
-            ring_keks.push(Kek { version: k.version, key: aes_key(&k.bytes[..]) });
+        let mut versions: Vec<(u32, usize)> = Vec::new();
+        for (i, p) in providers.iter().enumerate() {
+            for v in p.versions() {
+                if let Some((_, other)) = versions.iter().find(|(w, _)| *w == v) {
+                    return Err(KeyError::DuplicateVersion {
+                        version: v,
+                        first: providers[*other].name(),
+                        second: p.name(),
+                    });
+                }
+                versions.push((v, i));
+            }
         }
-        if ring_keks.is_empty() {
+        if versions.is_empty() {
             return Err(KeyError::Empty { origin: "key-encryption keys".into(), label: KEK_LABEL });
         }
-        ring_keks.sort_by_key(|k| k.version);
+        versions.sort_unstable();
         let index = hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(&index.bytes[..]);
-        Ok(Self { keks: ring_keks, index })
+        Ok(Self { providers, versions, index })
+    }
+
+    /// Where KEK `version` lives, if the ring holds it.
+    pub fn provider_of(&self, version: u32) -> Option<String> {
+        self.versions.iter().find(|(v, _)| *v == version).map(|(_, i)| self.providers[*i].name())
+    }
+
+    fn provider(&self, version: u32) -> Result<&dyn KekProvider, CryptoError> {
+        self.versions
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, i)| self.providers[*i].as_ref())
+            .ok_or(CryptoError::UnknownKeyVersion(version))
     }
 
     /// Parses key texts (file contents or environment values; see [`keyfile`]).
@@ -84,7 +116,7 @@ impl KeyRing {
 
     /// The KEK version new data keys are wrapped with.
     pub fn primary_kek_version(&self) -> u32 {
-        self.keks.last().map_or(0, |k| k.version)
+        self.versions.last().map_or(0, |(v, _)| *v)
     }
 
     /// Creates a fresh data key for `subject`, returned usable and wrapped under the primary KEK.
@@ -97,22 +129,22 @@ impl KeyRing {
 
     /// Wraps raw data-key bytes under the primary KEK.
     fn wrap_dek(&self, subject: SubjectId, dek_version: u32, dek: &[u8]) -> Result<StoredDek, CryptoError> {
-        let kek = self.keks.last().expect("a key ring has at least one KEK");
-        let aad = dek_aad(subject, kek.version, dek_version);
+        let version = self.primary_kek_version();
+        let aad = dek_aad(subject, version, dek_version);
         let nonce = random_nonce()?;
+        let sealed = self.provider(version)?.seal(version, nonce, &aad, dek)?;
+        if sealed.len() != 32 + TAG_LEN {
+            return Err(CryptoError::Provider(format!("kek v{version} returned a wrapped key of the wrong size")));
+        }
         let mut buf = Vec::with_capacity(NONCE_LEN + 32 + TAG_LEN);
         buf.extend_from_slice(&nonce);
-        let mut body = Zeroizing::new(dek.to_vec());
-        kek.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut *body)
-            .map_err(|_| CryptoError::Random)?;
-        buf.extend_from_slice(&body);
-        Ok(StoredDek { kek_version: kek.version, dek_version, wrapped: WrappedDek::from_bytes(buf) })
+        buf.extend_from_slice(&sealed);
+        Ok(StoredDek { kek_version: version, dek_version, wrapped: WrappedDek::from_bytes(buf) })
     }
 
     /// The KEK versions this ring holds, oldest first (the last is primary).
     pub fn kek_versions(&self) -> Vec<u32> {
-        self.keks.iter().map(|k| k.version).collect()
+        self.versions.iter().map(|(v, _)| *v).collect()
     }
 
     /// `stored` wrapped again under the primary KEK (the data key itself, and so every value
@@ -133,24 +165,19 @@ impl KeyRing {
     }
 
     fn unwrap_dek(&self, subject: SubjectId, stored: &StoredDek) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let kek = self
-            .keks
-            .iter()
-            .find(|k| k.version == stored.kek_version)
-            .ok_or(CryptoError::UnknownKeyVersion(stored.kek_version))?;
+        let provider = self.provider(stored.kek_version)?;
         let bytes = stored.wrapped.as_bytes();
         if bytes.len() != NONCE_LEN + 32 + TAG_LEN {
             return Err(CryptoError::Malformed("wrapped data key"));
         }
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Malformed("wrapped data key"))?;
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Malformed("wrapped data key"))?;
         let aad = dek_aad(subject, stored.kek_version, stored.dek_version);
-        let mut buf = Zeroizing::new(sealed.to_vec());
-        let dek = kek
-            .key
-            .open_in_place(nonce, Aad::from(&aad[..]), &mut buf)
-            .map_err(|_| CryptoError::Integrity("wrapped data key"))?;
-        Ok(Zeroizing::new(dek.to_vec()))
+        let dek = provider.open(stored.kek_version, nonce, &aad, sealed)?;
+        if dek.len() != 32 {
+            return Err(CryptoError::Integrity("wrapped data key"));
+        }
+        Ok(dek)
     }
 
     /// The blind index of a normalised lookup value of `field`.
@@ -263,10 +290,6 @@ impl SubjectKey {
     }
 }
 
-fn aes_key(bytes: &[u8]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("AES-256 keys are 32 bytes"))
-}
-
 fn random_key() -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     let mut k = Zeroizing::new([0u8; 32]);
     aws_lc_rs::rand::fill(&mut k[..]).map_err(|_| CryptoError::Random)?;
@@ -289,8 +312,73 @@ fn dek_aad(subject: SubjectId, kek_version: u32, dek_version: u32) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The checks every KEK provider must pass, given a ring holding only KEK v1 and a ring
+    /// holding v1 and v2 (primary) from the same provider(s). Run with the key file below and
+    /// with SoftHSM2 in `pkcs11::tests`.
+    pub(crate) fn provider_suite(v1: &KeyRing, v1_v2: &KeyRing) {
+        assert_eq!(v1.kek_versions(), [1]);
+        assert_eq!(v1_v2.kek_versions(), [1, 2]);
+        let email = FieldName::new("email");
+        // Wrap under v1, seal a value, unwrap again, open it.
+        let subject = SubjectId::random();
+        let (key, stored) = v1.new_subject_key(subject).unwrap();
+        assert_eq!(stored.kek_version, 1);
+        assert_eq!(stored.wrapped.as_bytes().len(), NONCE_LEN + 32 + TAG_LEN);
+        let sealed = key.seal_field(&email, b"ada@example.com").unwrap();
+        let again = v1.open_subject_key(subject, &stored).unwrap();
+        assert_eq!(&again.open_field(&email, &sealed).unwrap()[..], b"ada@example.com");
+        // Two wraps of new keys never repeat a nonce or a wrapped key.
+        let (_, other) = v1.new_subject_key(subject).unwrap();
+        assert_ne!(other.wrapped.as_bytes()[..NONCE_LEN], stored.wrapped.as_bytes()[..NONCE_LEN]);
+        // Bound to its subject; every altered byte is refused; an unknown version is named.
+        let r = v1.open_subject_key(SubjectId::random(), &stored);
+        assert!(matches!(r, Err(CryptoError::Integrity(_))), "{r:?}");
+        for i in 0..stored.wrapped.as_bytes().len() {
+            let mut bytes = stored.wrapped.as_bytes().to_vec();
+            bytes[i] ^= 0x01;
+            let altered = StoredDek { wrapped: WrappedDek::from_bytes(bytes), ..stored.clone() };
+            assert!(v1.open_subject_key(subject, &altered).is_err(), "byte {i} altered");
+        }
+        let truncated =
+            StoredDek { wrapped: WrappedDek::from_bytes(stored.wrapped.as_bytes()[..40].to_vec()), ..stored.clone() };
+        assert!(matches!(v1.open_subject_key(subject, &truncated), Err(CryptoError::Malformed(_))));
+        let bumped = StoredDek { kek_version: 7, ..stored.clone() };
+        assert!(matches!(v1.open_subject_key(subject, &bumped), Err(CryptoError::UnknownKeyVersion(7))));
+        // Rewrap to the primary v2: same data key, values still open; v1 alone cannot open it.
+        assert!(v1.rewrap(subject, &stored).unwrap().is_none());
+        let moved = v1_v2.rewrap(subject, &stored).unwrap().expect("moved to v2");
+        assert_eq!((moved.kek_version, moved.dek_version), (2, stored.dek_version));
+        let reopened = v1_v2.open_subject_key(subject, &moved).unwrap();
+        assert_eq!(&reopened.open_field(&email, &sealed).unwrap()[..], b"ada@example.com");
+        assert!(matches!(v1.open_subject_key(subject, &moved), Err(CryptoError::UnknownKeyVersion(2))));
+        assert_eq!(v1_v2.new_subject_key(subject).unwrap().1.kek_version, 2, "new keys go to the primary");
+        // Concurrent wraps and unwraps (servers do this on every request).
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        let s = SubjectId::random();
+                        let (k, w) = v1_v2.new_subject_key(s).unwrap();
+                        let c = k.seal_field(&email, b"x").unwrap();
+                        assert_eq!(&v1_v2.open_subject_key(s, &w).unwrap().open_field(&email, &c).unwrap()[..], b"x");
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn the_key_file_passes_the_provider_suite() {
+        let v1 = keyfile::generate_key_line(KEK_LABEL, 1).unwrap();
+        let v2 = keyfile::generate_key_line(KEK_LABEL, 2).unwrap();
+        let index = keyfile::generate_key_line(INDEX_LABEL, 1).unwrap();
+        let old = KeyRing::from_texts(&v1, "t", &index, "t").unwrap();
+        let both = KeyRing::from_texts(&format!("{}{}", v1.as_str(), v2.as_str()), "t", &index, "t").unwrap();
+        provider_suite(&old, &both);
+    }
 
     fn field(n: &str) -> FieldName {
         FieldName::new(n)

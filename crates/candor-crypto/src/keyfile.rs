@@ -46,6 +46,14 @@ pub enum KeyError {
     Empty { origin: String, label: &'static str },
     #[error("the system random number generator failed")]
     Random,
+    #[error(
+        "key-encryption key v{version} is in both {first} and {second}; every version must live in \
+         exactly one place (retire one of them)"
+    )]
+    DuplicateVersion { version: u32, first: String, second: String },
+    /// The HSM could not be opened or used; the message never holds the PIN.
+    #[error("{0}")]
+    Provider(String),
 }
 
 /// Parses key text. `origin` names where it came from (a path or a variable) for errors.
@@ -96,6 +104,13 @@ pub fn read_key_file(path: &Path, label: &'static str) -> Result<Vec<KeyMaterial
     check_owner_only(path)?;
     let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?);
     parse_keys(&text, label, &path.display().to_string())
+}
+
+/// Reads a one-line secret (an HSM PIN) from an owner-only file, without its line ending.
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    check_owner_only(path)?;
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?);
+    Ok(Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string()))
 }
 
 #[cfg(unix)]

@@ -28,7 +28,9 @@
 #![forbid(unsafe_code)]
 
 mod envelope;
+pub mod kek;
 pub mod keyfile;
+pub mod pkcs11;
 mod signing;
 mod token;
 pub mod webhook;
@@ -79,4 +81,8 @@ pub enum CryptoError {
     UnknownKeyVersion(u32),
     #[error("the system random number generator failed")]
     Random,
+    /// The key provider (an HSM) failed; the message names the operation and the provider's
+    /// error code, never key material.
+    #[error("the key provider failed: {0}")]
+    Provider(String),
 }
