@@ -364,11 +364,20 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
     }
     let (victims, next_victim) = (Arc::new(victims), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
     let (ids, population, urls) = (Arc::new(ids), Arc::new(population), Arc::new(urls));
+    let storage = storage_floor(dir.path(), database, seconds.min(2.0)).await?;
+    // The load generator runs on its own threads, so the servers' CPU can be told apart.
+    let clients_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(CLIENT_THREADS)
+        .enable_all()
+        .build()?;
     let mut floor = 0.0f64;
+    let mut read_peak = 0.0f64;
     for (name, scenario) in [
         ("GET /healthz (floor)", 0u8),
         ("POST /v1/subjects (create)", 1),
         ("GET /v1/subjects/{id} (audited read)", 2),
+        ("GET /v1/subjects/{id} at half the peak read rate (paced)", 10),
         ("GET /v1/subjects/{id} under consent (read + consent check)", 3),
         ("GET /v1/subjects?email= (lookup by e-mail)", 4),
         ("PATCH /v1/subjects/{id} (correction)", 5),
@@ -378,6 +387,11 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
         ("DELETE /v1/subjects/{id} (erasure + certificate)", 9),
     ] {
         let budget = Duration::from_secs_f64(seconds);
+        // The paced scenario: each client sends on a fixed schedule so that all together offer
+        // half the audited-read rate just measured; latency counts from the scheduled time, so
+        // a late answer also delays what it holds up (no coordinated omission).
+        let pace = (scenario == 10).then(|| Duration::from_secs_f64(CLIENTS as f64 / (read_peak / 2.0).max(1.0)));
+        let cpu_before = cpu_seconds();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..CLIENTS {
@@ -385,13 +399,20 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
             let population = population.clone();
             let (marketing_token, victims, next_victim) =
                 (marketing_token.clone(), victims.clone(), next_victim.clone());
-            tasks.push(tokio::spawn(async move {
+            tasks.push(clients_runtime.spawn(async move {
                 let url = &urls[t % urls.len()];
                 let (token, purpose) = if scenario == 3 { (&marketing_token, "marketing") } else { (&token, "account") };
                 let mut n = 0u64;
                 let mut latencies = Vec::new();
                 while start.elapsed() < budget {
-                    let sent = Instant::now();
+                    let mut sent = Instant::now();
+                    if let Some(interval) = pace {
+                        sent = start + interval.mul_f64(t as f64 / CLIENTS as f64) + interval * n as u32;
+                        if sent > start + budget {
+                            break;
+                        }
+                        tokio::time::sleep_until(sent.into()).await;
+                    }
                     let pick = t * 7919 + n as usize * 64;
                     let id = if scenario == 3 { &ids[pick % ids.len()] } else { &population[pick % population.len()] };
                     let victim = if scenario == 9 {
@@ -465,6 +486,8 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
             latencies.extend(l);
         }
         let elapsed = start.elapsed();
+        // Servers' CPU: the process's minus the load generator's threads'.
+        let server_cpu = cpu_seconds().zip(cpu_before).map(|((p1, c1), (p0, c0))| ((p1 - p0) - (c1 - c0)).max(0.0));
         latencies.sort_unstable();
         let pct = |p: f64| {
             latencies
@@ -478,7 +501,11 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
         if scenario == 0 {
             floor = rate;
         }
+        if scenario == 2 {
+            read_peak = rate;
+        }
         let share = 100.0 * rate / floor.max(1.0);
+        let storage_share = 100.0 * rate / storage.max(1.0);
         println!(
             "{:<52} p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; {share:.0}% of the /healthz floor",
             "",
@@ -486,12 +513,25 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
             pct(0.99),
             pct(0.999),
         );
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        if let Some(cpu) = server_cpu {
+            println!(
+                "{:<52} server CPU {:.0} µs per request ({:.0}% of {cores} cores); {storage_share:.0}% of the storage floor",
+                "",
+                1e6 * cpu / total.max(1) as f64,
+                100.0 * cpu / elapsed.as_secs_f64() / cores,
+            );
+        }
         amend_last(json!({
             "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
             "share_of_floor_percent": share.round(), "clients": CLIENTS,
+            "share_of_storage_floor_percent": storage_share.round(),
+            "server_cpu_us_per_request": server_cpu.map(|c| (1e6 * c / total.max(1) as f64).round()),
+            "server_cpu_percent_of_machine": server_cpu.map(|c| (100.0 * c / elapsed.as_secs_f64() / cores).round()),
             "database": database.map_or("sqlite", |_| "postgres"), "instances": instances,
         }));
     }
+    clients_runtime.shutdown_background();
     if let Some(rss) = peak_rss_kib() {
         println!("{:<52} {:>12.1} MiB (this process: servers and load generator)", "peak RSS", rss as f64 / 1024.0);
         keep(json!({"operation": "peak RSS of the benchmark process", "mib": rss as f64 / 1024.0}));
@@ -500,6 +540,78 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
         s.abort();
     }
     Ok(())
+}
+
+/// Name of the load generator's threads (the servers run on the main runtime's threads).
+const CLIENT_THREADS: &str = "bench-client";
+
+/// User + system CPU seconds in a `/proc/.../stat` line.
+fn stat_cpu_seconds(stat: &str, ticks_per_second: f64) -> Option<f64> {
+    // Fields after the command name (which may hold spaces, hence the last ')'): state is the
+    // first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks_per_second)
+}
+
+/// CPU seconds used so far by this whole process, and by its load-generator threads; the
+/// difference is the servers' (their workers, blocking pool and the SQLite writer).
+#[cfg(target_os = "linux")]
+fn cpu_seconds() -> Option<(f64, f64)> {
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let process = stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?, hz)?;
+    let mut clients = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == CLIENT_THREADS {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            clients += stat_cpu_seconds(&stat, hz).unwrap_or(0.0);
+        }
+    }
+    Some((process, clients))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cpu_seconds() -> Option<(f64, f64)> {
+    None
+}
+
+/// The storage floor of the database the scenarios run on: bare 200-byte inserts with the
+/// store's durability settings, one row per commit and 64 per commit (what group commit can
+/// reach with 64 clients) on SQLite; 64 concurrent autocommit connections on PostgreSQL.
+async fn storage_floor(dir: &std::path::Path, database: Option<&str>, seconds: f64) -> Result<f64> {
+    let floor = match database {
+        None => {
+            let (db, keys) = (dir.join("floor.db"), dir.join("floor-keys.db"));
+            let one = {
+                let (db, keys) = (db.clone(), keys.clone());
+                tokio::task::spawn_blocking(move || candor_store::floor::sqlite(&db, &keys, seconds, 1)).await??
+            };
+            report("storage floor: SQLite insert, 1 row per durable commit", one.rows, one.elapsed);
+            keep(
+                json!({"operation": "storage floor, SQLite, 1 row per commit", "ops_per_second": one.rows_per_second()}),
+            );
+            let grouped =
+                tokio::task::spawn_blocking(move || candor_store::floor::sqlite(&db, &keys, seconds, CLIENTS))
+                    .await??;
+            report(
+                &format!("storage floor: SQLite insert, {CLIENTS} rows per durable commit"),
+                grouped.rows,
+                grouped.elapsed,
+            );
+            grouped
+        }
+        Some(url) => {
+            let run = candor_store::floor::postgres(url, seconds, CLIENTS).await?;
+            report(
+                &format!("storage floor: PostgreSQL insert, {CLIENTS} connections, autocommit"),
+                run.rows,
+                run.elapsed,
+            );
+            run
+        }
+    };
+    amend_last(json!({"storage_floor": true}));
+    Ok(floor.rows_per_second())
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in KiB.

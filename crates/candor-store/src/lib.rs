@@ -28,6 +28,7 @@ pub use sessions::{NewSession, Session, SessionStore, SignInLink};
 pub mod breaches;
 pub mod consents;
 pub mod copy;
+pub mod floor;
 pub mod grants;
 pub mod keys;
 pub mod messages;

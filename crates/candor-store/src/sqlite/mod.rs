@@ -91,7 +91,7 @@ fn configure(conn: &Connection, keys_path: &Path) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn open_connection(path: &Path, keys_path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_connection(path: &Path, keys_path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
