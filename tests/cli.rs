@@ -254,6 +254,13 @@ fn bench_writes_every_measurement_as_json_with_the_floor_share_of_each_http_scen
         let r = find(scenario).unwrap_or_else(|| panic!("{scenario} measured"));
         assert!(r["ops_per_s"].as_f64().unwrap() > 0.0 && r["p99_ms"].as_f64().is_some(), "{r}");
     }
+    // The same run measures the storage floor and the servers' own CPU for each scenario.
+    let floor = find("storage floor: SQLite insert, 64 rows per durable commit").expect("storage floor");
+    assert!(floor["ops_per_s"].as_f64().unwrap() > 0.0, "{floor}");
+    let read = find("(audited read)").unwrap();
+    assert!(read["share_of_storage_floor_percent"].as_f64().is_some(), "{read}");
+    assert!(read["server_cpu_us_per_request"].as_f64().unwrap() > 0.0, "{read}");
+    assert!(find("at half the peak read rate (paced)").is_some());
     assert_eq!(find("keys rewrap").unwrap()["data_keys"], 200);
     assert_eq!(find("load customers").unwrap()["customers"], 100);
     assert_eq!(find("breach assess").unwrap()["customers_found"], 2, "1 in 100 reads by the leaked token");
