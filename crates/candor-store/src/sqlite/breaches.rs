@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use candor_core::SubjectId;
 use rusqlite::{Row, params};
 
+use super::execute_cached;
 use super::{SqliteStore, append_log_tx, db_err};
 use crate::breaches::{Breach, BreachStore};
 use crate::grants::split_names;
@@ -32,7 +33,8 @@ impl BreachStore for SqliteStore {
     async fn record_breach(&self, b: Breach, subjects: Vec<SubjectId>, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            tx.execute(
+            execute_cached(
+                &tx,
                 &format!("INSERT INTO breaches ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)"),
                 params![
                     b.id,
@@ -100,7 +102,7 @@ impl BreachStore for SqliteStore {
             } else {
                 "UPDATE breaches SET authority_notified_at = COALESCE(authority_notified_at, ?2) WHERE id = ?1"
             };
-            if tx.execute(sql, params![id, at]).map_err(db_err)? == 0 {
+            if execute_cached(&tx, sql, params![id, at]).map_err(db_err)? == 0 {
                 return Ok(false);
             }
             append_log_tx(&tx, std::slice::from_ref(&log))?;

@@ -6,6 +6,7 @@ use candor_core::{Ciphertext, PurposeId, SubjectId};
 use rusqlite::{OptionalExtension, params};
 use tokio::sync::mpsc;
 
+use super::query_row_cached;
 use super::{SqliteStore, append_log_tx, db_err, open_connection, parse_subject};
 use crate::consents::{
     AUDIENCE_BATCH, AUDIENCE_BUFFER, AudienceRow, ConsentColumns, ConsentStore, NewConsentRecord, NoticeText, Recorded,
@@ -126,7 +127,8 @@ impl ConsentStore for SqliteStore {
     async fn consent_receipt(&self, subject: SubjectId, receipt_id: &str) -> Result<Option<StoredReceipt>, StoreError> {
         let receipt_id = receipt_id.to_string();
         self.read(move |c| {
-            c.query_row(
+            query_row_cached(
+                c,
                 "SELECT body, note FROM consent_receipts WHERE id = ?1 AND subject_id = ?2",
                 params![receipt_id, subject.to_string()],
                 |r| {
@@ -145,7 +147,7 @@ impl ConsentStore for SqliteStore {
     async fn notice_text(&self, version: &str) -> Result<Option<String>, StoreError> {
         let version = version.to_string();
         self.read(move |c| {
-            c.query_row("SELECT text FROM consent_notices WHERE version = ?1", params![version], |r| r.get(0))
+            query_row_cached(c, "SELECT text FROM consent_notices WHERE version = ?1", params![version], |r| r.get(0))
                 .optional()
                 .map_err(db_err)
         })

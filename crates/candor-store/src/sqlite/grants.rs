@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use candor_core::SubjectId;
 use rusqlite::{OptionalExtension, Row, params};
 
+use super::execute_cached;
 use super::{SqliteStore, append_log_tx, db_err, parse_subject};
 use crate::grants::{Grant, GrantStore, split_names};
 use crate::{LogRecord, Millis, StoreError};
@@ -50,7 +51,8 @@ impl GrantStore for SqliteStore {
     async fn create_grant(&self, g: Grant, subjects: Vec<SubjectId>, log: LogRecord) -> Result<u64, StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            tx.execute(
+            execute_cached(
+                &tx,
                 &format!("INSERT INTO grants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, NULL)"),
                 params![
                     g.id,
@@ -120,13 +122,13 @@ impl GrantStore for SqliteStore {
         let id = id.to_string();
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let counted = tx
-                .execute(
-                    "UPDATE grants SET reads = reads + 1 WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+            let counted = execute_cached(
+                &tx,
+                "UPDATE grants SET reads = reads + 1 WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2
                      AND (max_reads IS NULL OR reads < max_reads)",
-                    params![id, now],
-                )
-                .map_err(db_err)?;
+                params![id, now],
+            )
+            .map_err(db_err)?;
             if counted == 0 {
                 return Ok(false);
             }
@@ -141,9 +143,12 @@ impl GrantStore for SqliteStore {
         let id = id.to_string();
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let revoked = tx
-                .execute("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])
-                .map_err(db_err)?;
+            let revoked = execute_cached(
+                &tx,
+                "UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )
+            .map_err(db_err)?;
             if revoked == 0 {
                 return Ok(false);
             }

@@ -78,9 +78,35 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// `Connection::execute` compiles its SQL on every call; every statement goes through the
+/// connection's statement cache instead.
+pub(crate) fn execute_cached(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+/// `query_row` through the statement cache (see [`execute_cached`]).
+pub(crate) fn query_row_cached<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
+}
+
+/// Distinct statements kept compiled per connection (rusqlite's default, 16, is fewer than the
+/// statements of one audited read and its log append, so they evicted each other).
+const STATEMENT_CACHE: usize = 256;
+
 fn configure(conn: &Connection, keys_path: &Path) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Query plans must not depend on bound values (the query planner stability guarantee).
+    // Without it, SQLite marks statements whose plan a parameter might change, and rusqlite's
+    // statement cache clears bindings when a statement is returned, which forces a full
+    // recompile on every use: profiles showed ~11% of the server's CPU in `sqlite3Reprepare`.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute("ATTACH DATABASE ?1 AS keys", params![keys_path.to_string_lossy()])?;
+    execute_cached(conn, "ATTACH DATABASE ?1 AS keys", params![keys_path.to_string_lossy()])?;
     for schema in ["main", "keys"] {
         conn.pragma_update(Some(schema), "journal_mode", "WAL")?;
         conn.pragma_update(Some(schema), "synchronous", "FULL")?;
@@ -124,12 +150,17 @@ fn create_key_store_file(path: &Path) -> Result<(), StoreError> {
 /// key store and commits there, so that the migration dropping them loses nothing. A key the key
 /// store already has — or has destroyed — is left as it is.
 fn move_keys_to_key_store(conn: &mut Connection) -> Result<(), StoreError> {
-    let columns: i64 = conn
-        .query_row("SELECT COUNT(*) FROM pragma_table_info('subjects') WHERE name = 'wrapped_dek'", [], |r| r.get(0))
-        .map_err(db_err)?;
+    let columns: i64 = query_row_cached(
+        conn,
+        "SELECT COUNT(*) FROM pragma_table_info('subjects') WHERE name = 'wrapped_dek'",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(db_err)?;
     if columns > 0 {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-        tx.execute(
+        execute_cached(
+            &tx,
             "INSERT OR IGNORE INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
              SELECT id, kek_version, dek_version, wrapped_dek, created_at FROM main.subjects",
             [],
@@ -144,10 +175,11 @@ fn move_keys_to_key_store(conn: &mut Connection) -> Result<(), StoreError> {
 /// foreign key store is refused instead of making every customer look erased.
 fn check_key_store_pairing(conn: &mut Connection, keys_path: &Path) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-    let get = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, String>(0)).optional().map_err(db_err);
+    let get = |sql: &str| query_row_cached(&tx, sql, [], |r| r.get::<_, String>(0)).optional().map_err(db_err);
     let in_data = get("SELECT value FROM main.meta WHERE key = 'key_store_id'")?;
     let in_keys = get("SELECT value FROM keys.key_store_meta WHERE key = 'id'")?;
-    let subjects: i64 = tx.query_row("SELECT COUNT(*) FROM main.subjects", [], |r| r.get(0)).map_err(db_err)?;
+    let subjects: i64 =
+        query_row_cached(&tx, "SELECT COUNT(*) FROM main.subjects", [], |r| r.get(0)).map_err(db_err)?;
     match (in_data, in_keys) {
         (Some(d), Some(k)) if d == k => {}
         (Some(_), Some(_)) => {
@@ -167,12 +199,20 @@ fn check_key_store_pairing(conn: &mut Connection, keys_path: &Path) -> Result<()
         (data, keys) => {
             let id = match keys.or(data) {
                 Some(id) => id,
-                None => tx.query_row("SELECT lower(hex(randomblob(16)))", [], |r| r.get(0)).map_err(db_err)?,
+                None => query_row_cached(&tx, "SELECT lower(hex(randomblob(16)))", [], |r| r.get(0)).map_err(db_err)?,
             };
-            tx.execute("INSERT OR REPLACE INTO main.meta (key, value) VALUES ('key_store_id', ?1)", params![id])
-                .map_err(db_err)?;
-            tx.execute("INSERT OR REPLACE INTO keys.key_store_meta (key, value) VALUES ('id', ?1)", params![id])
-                .map_err(db_err)?;
+            execute_cached(
+                &tx,
+                "INSERT OR REPLACE INTO main.meta (key, value) VALUES ('key_store_id', ?1)",
+                params![id],
+            )
+            .map_err(db_err)?;
+            execute_cached(
+                &tx,
+                "INSERT OR REPLACE INTO keys.key_store_meta (key, value) VALUES ('id', ?1)",
+                params![id],
+            )
+            .map_err(db_err)?;
         }
     }
     tx.commit().map_err(db_err)
@@ -185,7 +225,8 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     )
     .map_err(db_err)?;
     let current: i64 =
-        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(db_err)?;
+        query_row_cached(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .map_err(db_err)?;
     let latest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > latest {
         return Err(StoreError::Corrupt(format!(
@@ -201,7 +242,8 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
         tx.execute_batch(sql).map_err(db_err)?;
-        tx.execute(
+        execute_cached(
+            &tx,
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             params![version, now_millis()],
         )
@@ -259,7 +301,7 @@ fn proof_err(e: ProofError) -> StoreError {
 }
 
 fn log_size(conn: &Connection) -> Result<u64, StoreError> {
-    conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries", [], |r| r.get::<_, i64>(0))
+    query_row_cached(conn, "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries", [], |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
         .map_err(db_err)
 }
@@ -312,7 +354,7 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredToken> {
 /// The data half of creating a subject (its key is already in the key store).
 fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord) -> Result<(), StoreError> {
     let tx = c.savepoint().map_err(db_err)?;
-    tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![id, s.now])
+    execute_cached(&tx, "INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![id, s.now])
         .map_err(db_err)?;
     {
         let mut put = tx
@@ -344,16 +386,16 @@ fn load_subject_tx(
     let tx = c.transaction().map_err(db_err)?;
     let sid = id.to_string();
     type Head = (Option<i64>, Option<i64>, Option<Vec<u8>>, i64, i64, Option<i64>, bool);
-    let head: Option<Head> = tx
-        .query_row(
-            "SELECT k.kek_version, k.dek_version, k.wrapped_dek, s.created_at, s.updated_at, k.destroyed_at,
+    let head: Option<Head> = query_row_cached(
+        &tx,
+        "SELECT k.kek_version, k.dek_version, k.wrapped_dek, s.created_at, s.updated_at, k.destroyed_at,
                     EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id)
              FROM subjects s LEFT JOIN keys.subject_keys k ON k.subject_id = s.id WHERE s.id = ?1",
-            params![sid],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-        )
-        .optional()
-        .map_err(db_err)?;
+        params![sid],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+    )
+    .optional()
+    .map_err(db_err)?;
     let Some((kek_version, dek_version, wrapped, created_at, updated_at, destroyed_at, restricted)) = head else {
         return Ok(None);
     };
@@ -399,27 +441,30 @@ fn update_subject_tx(
 ) -> Result<bool, StoreError> {
     let tx = c.savepoint().map_err(db_err)?;
     let sid = id.to_string();
-    let found = tx.execute("UPDATE subjects SET updated_at = ?2 WHERE id = ?1", params![sid, now]).map_err(db_err)?;
+    let found =
+        execute_cached(&tx, "UPDATE subjects SET updated_at = ?2 WHERE id = ?1", params![sid, now]).map_err(db_err)?;
     if found == 0 {
         return Ok(false);
     }
     for change in changes {
         // The old index entry goes whatever the change; a new value brings its own.
-        tx.execute(
+        execute_cached(
+            &tx,
             "DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2",
             params![sid, change.field().as_str()],
         )
         .map_err(db_err)?;
         match change {
             FieldChange::Set { field, value, index } => {
-                tx.execute(
+                execute_cached(&tx,
                     "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
                     params![sid, field.as_str(), value.as_bytes(), now],
                 )
                 .map_err(db_err)?;
                 if let Some(token) = index {
-                    tx.execute(
+                    execute_cached(
+                        &tx,
                         "INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)",
                         params![field.as_str(), token.as_bytes(), sid],
                     )
@@ -427,7 +472,8 @@ fn update_subject_tx(
                 }
             }
             FieldChange::Remove { field } => {
-                tx.execute(
+                execute_cached(
+                    &tx,
                     "DELETE FROM field_values WHERE subject_id = ?1 AND field = ?2",
                     params![sid, field.as_str()],
                 )
@@ -455,7 +501,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            if tx.execute(&sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
+            if execute_cached(&tx, &sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
                 return Ok(false);
             }
             append_log_tx(&tx, std::slice::from_ref(&log))?;
@@ -542,7 +588,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)).await
+        self.read(|c| query_row_cached(c, "SELECT 1", [], |_| Ok(())).map_err(db_err)).await
     }
 
     async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
@@ -552,7 +598,8 @@ impl Store for SqliteStore {
         // The key first, committed on its own: a crash before the data commits leaves an unused
         // key, never a customer without one.
         let key = Box::new(move |c: &Connection| {
-            c.execute(
+            execute_cached(
+                c,
                 "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![key_id, kek_version, dek_version, wrapped, now],
@@ -564,7 +611,8 @@ impl Store for SqliteStore {
             .batched(Some(key), move |c| {
                 let data = insert_subject(c, &id, &s, &log);
                 if data.is_err() {
-                    let _ = c.execute(
+                    let _ = execute_cached(
+                        c,
                         "DELETE FROM keys.subject_keys WHERE subject_id = ?1 AND destroyed_at IS NULL",
                         params![id],
                     );
@@ -607,19 +655,19 @@ impl Store for SqliteStore {
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
+            let inserted = execute_cached(
+                &tx,
+                "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
                      SELECT ?1, id, ?3, ?4, ?5 FROM subjects WHERE id = ?2",
-                    params![
-                        e.id.to_string(),
-                        e.subject.to_string(),
-                        e.event_type.as_str(),
-                        e.recorded_at,
-                        e.payload.as_bytes()
-                    ],
-                )
-                .map_err(db_err)?;
+                params![
+                    e.id.to_string(),
+                    e.subject.to_string(),
+                    e.event_type.as_str(),
+                    e.recorded_at,
+                    e.payload.as_bytes()
+                ],
+            )
+            .map_err(db_err)?;
             if inserted != 1 {
                 return Ok(false);
             }
@@ -686,7 +734,7 @@ impl Store for SqliteStore {
     async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            tx.execute(
+            execute_cached(&tx,
                 "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![t.id, &t.hash[..], t.role, t.description, t.created_at, t.expires_at],
             )
@@ -712,16 +760,23 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let changed = tx
-                .execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])
-                .map_err(db_err)?;
+            let changed = execute_cached(
+                &tx,
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at],
+            )
+            .map_err(db_err)?;
             if changed == 1 {
                 append_log_tx(&tx, std::slice::from_ref(&log))?;
             }
-            let found = tx
-                .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), params![id], token_row)
-                .optional()
-                .map_err(db_err)?;
+            let found = query_row_cached(
+                &tx,
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                params![id],
+                token_row,
+            )
+            .optional()
+            .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(found)
         })
@@ -754,14 +809,13 @@ impl Store for SqliteStore {
         let hash = hash.to_string();
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let last: Option<String> = tx
-                .query_row("SELECT value FROM meta WHERE key = 'catalog_hash'", [], |r| r.get(0))
+            let last: Option<String> = query_row_cached(&tx,"SELECT value FROM meta WHERE key = 'catalog_hash'", [], |r| r.get(0))
                 .optional()
                 .map_err(db_err)?;
             if last.as_deref() == Some(hash.as_str()) {
                 return Ok(false);
             }
-            tx.execute(
+            execute_cached(&tx,
                 "INSERT INTO meta (key, value) VALUES ('catalog_hash', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 params![hash],
             )
@@ -783,19 +837,20 @@ impl Store for SqliteStore {
         let (version, notice) = (version.to_string(), notice.to_string());
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let last: Option<String> = tx
-                .query_row(
-                    "SELECT version FROM notice_versions ORDER BY published_at DESC, rowid DESC LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)?;
+            let last: Option<String> = query_row_cached(
+                &tx,
+                "SELECT version FROM notice_versions ORDER BY published_at DESC, rowid DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
             if last.as_deref() == Some(version.as_str()) {
                 return Ok(false);
             }
             // A version published before and then replaced comes back with a new date.
-            tx.execute(
+            execute_cached(
+                &tx,
                 "INSERT INTO notice_versions (version, published_at, notice) VALUES (?1, ?2, ?3)
                  ON CONFLICT (version) DO UPDATE SET published_at = excluded.published_at",
                 params![version, at, notice],
@@ -923,7 +978,8 @@ impl Store for SqliteStore {
     async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError> {
         let note = note.to_string();
         self.write(move |c| {
-            c.execute(
+            execute_cached(
+                c,
                 "INSERT OR IGNORE INTO log_checkpoints (size, note, created_at) VALUES (?1, ?2, ?3)",
                 params![size as i64, note, now],
             )
@@ -935,7 +991,7 @@ impl Store for SqliteStore {
 
     async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
         self.read(|c| {
-            c.query_row("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+            query_row_cached(c, "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
             })
             .optional()
@@ -1038,9 +1094,10 @@ mod tests {
             .unwrap();
             for (v, sql) in &MIGRATIONS[..3] {
                 conn.execute_batch(sql).unwrap();
-                conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", params![v]).unwrap();
+                execute_cached(&conn, "INSERT INTO schema_migrations VALUES (?1, 0)", params![v]).unwrap();
             }
-            conn.execute(
+            execute_cached(
+                &conn,
                 "INSERT INTO subjects (id, kek_version, dek_version, wrapped_dek, created_at, updated_at)
                  VALUES ('7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70', 1, 1, x'0102030405', 5, 5)",
                 [],
@@ -1098,7 +1155,7 @@ mod tests {
         drop(SqliteStore::open(&path, &keys).await.unwrap());
         drop(SqliteStore::open(&path, &keys).await.unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)", []).unwrap();
+        execute_cached(&conn, "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)", []).unwrap();
         drop(conn);
         let err = SqliteStore::open(&path, &keys).await.unwrap_err().to_string();
         assert!(err.contains("written by a newer Candor"), "{err}");

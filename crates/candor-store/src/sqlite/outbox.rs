@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, db_err};
+use super::{execute_cached, query_row_cached};
 use crate::grants::split_names;
 use crate::outbox::{Notice, OutboxStore};
 use crate::{Millis, StoreError};
@@ -50,7 +51,8 @@ impl OutboxStore for SqliteStore {
     async fn notice_delivered(&self, id: &str, now: Millis) -> Result<(), StoreError> {
         let id = id.to_string();
         self.write(move |c| {
-            c.execute(
+            execute_cached(
+                c,
                 "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
                 params![id, now],
             )
@@ -63,7 +65,8 @@ impl OutboxStore for SqliteStore {
     async fn notice_failed(&self, id: &str, next_attempt_at: Millis, error: &str) -> Result<(), StoreError> {
         let (id, error) = (id.to_string(), error.chars().take(200).collect::<String>());
         self.write(move |c| {
-            c.execute(
+            execute_cached(
+                c,
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
                 params![id, next_attempt_at, error],
             )
@@ -76,13 +79,13 @@ impl OutboxStore for SqliteStore {
     async fn confirm_notice(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.write(move |c| {
-            let found = c
-                .execute(
-                    "UPDATE outbox SET confirmed_at = COALESCE(confirmed_at, ?2),
+            let found = execute_cached(
+                c,
+                "UPDATE outbox SET confirmed_at = COALESCE(confirmed_at, ?2),
                      delivered_at = COALESCE(delivered_at, ?2) WHERE id = ?1",
-                    params![id, now],
-                )
-                .map_err(db_err)?;
+                params![id, now],
+            )
+            .map_err(db_err)?;
             Ok(found == 1)
         })
         .await
@@ -104,7 +107,7 @@ impl OutboxStore for SqliteStore {
 
     async fn notice_counts(&self) -> Result<(u64, u64), StoreError> {
         self.read(move |c| {
-            c.query_row(
+            query_row_cached(c,
                 "SELECT COALESCE(SUM(delivered_at IS NULL), 0), COALESCE(SUM(delivered_at IS NOT NULL AND confirmed_at IS NULL), 0)
                  FROM outbox",
                 [],

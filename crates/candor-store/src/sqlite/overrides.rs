@@ -5,6 +5,7 @@ use candor_core::{Ciphertext, SubjectId};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
+use super::query_row_cached;
 use super::{SqliteStore, db_err, parse_subject};
 use crate::overrides::{BreakGlass, OverrideStore};
 use crate::{LogRecord, Millis, StoreError};
@@ -94,7 +95,8 @@ impl OverrideStore for SqliteStore {
 
     async fn break_glass_counts(&self, now: Millis) -> Result<(u64, u64), StoreError> {
         self.read(move |c| {
-            c.query_row(
+            query_row_cached(
+                c,
                 "SELECT COUNT(*), COALESCE(SUM(opened_at <= ?1 AND expires_at > ?1), 0) FROM break_glass",
                 params![now],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),

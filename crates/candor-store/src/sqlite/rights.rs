@@ -7,6 +7,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, append_log_tx, db_err, parse_subject};
+use super::{execute_cached, query_row_cached};
 use crate::rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
 use crate::{LogRecord, Millis, StoreError};
 
@@ -35,7 +36,8 @@ fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Request> {
 const REQUEST_COLUMNS: &str = "id, subject_id, kind, status, received_at, due_at, created_by, closed_at, closed_by";
 
 fn subject_exists(c: &Connection, sid: &str) -> Result<bool, StoreError> {
-    c.query_row("SELECT EXISTS (SELECT 1 FROM subjects WHERE id = ?1)", params![sid], |r| r.get(0)).map_err(db_err)
+    query_row_cached(c, "SELECT EXISTS (SELECT 1 FROM subjects WHERE id = ?1)", params![sid], |r| r.get(0))
+        .map_err(db_err)
 }
 
 impl SqliteStore {
@@ -56,11 +58,11 @@ impl SqliteStore {
                 return Ok(Toggle::NotFound);
             }
             let params = std::iter::once(Value::Text(sid.clone())).chain(args);
-            if tx.execute(sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
+            if execute_cached(&tx, sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
                 return Ok(Toggle::Unchanged);
             }
             if let Some((kind, now)) = notify {
-                tx.execute(crate::outbox::ENQUEUE_SQLITE, params![sid, kind, "", now]).map_err(db_err)?;
+                execute_cached(&tx, crate::outbox::ENQUEUE_SQLITE, params![sid, kind, "", now]).map_err(db_err)?;
             }
             append_log_tx(&tx, std::slice::from_ref(&log))?;
             tx.commit().map_err(db_err)?;
@@ -94,8 +96,7 @@ impl RightsStore for SqliteStore {
                 let (t, n) = row.map_err(db_err)?;
                 inv.events.push((FieldName::new(t), n as u64));
             }
-            inv.consents = tx
-                .query_row("SELECT COUNT(*) FROM consents WHERE subject_id = ?1", params![sid], |r| r.get::<_, i64>(0))
+            inv.consents = query_row_cached(&tx,"SELECT COUNT(*) FROM consents WHERE subject_id = ?1", params![sid], |r| r.get::<_, i64>(0))
                 .map_err(db_err)? as u64;
             Ok(Some(inv))
         })
@@ -111,14 +112,12 @@ impl RightsStore for SqliteStore {
     ) -> Result<Erasure, StoreError> {
         self.write_alone(move |c| {
             let sid = id.to_string();
-            let kept: Option<(i64, String)> = c
-                .query_row("SELECT erased_at, certificate FROM erasures WHERE subject_id = ?1", params![sid], |r| {
+            let kept: Option<(i64, String)> = query_row_cached(c,"SELECT erased_at, certificate FROM erasures WHERE subject_id = ?1", params![sid], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()
                 .map_err(db_err)?;
-            let destroyed: Option<i64> = c
-                .query_row("SELECT destroyed_at FROM keys.subject_keys WHERE subject_id = ?1", params![sid], |r| r.get(0))
+            let destroyed: Option<i64> = query_row_cached(c,"SELECT destroyed_at FROM keys.subject_keys WHERE subject_id = ?1", params![sid], |r| r.get(0))
                 .optional()
                 .map_err(db_err)?
                 .flatten();
@@ -129,8 +128,7 @@ impl RightsStore for SqliteStore {
                     (None, None) => Erasure::NotFound,
                 });
             }
-            let held: bool = c
-                .query_row("SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)", params![sid], |r| r.get(0))
+            let held: bool = query_row_cached(c,"SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)", params![sid], |r| r.get(0))
                 .map_err(db_err)?;
             if held {
                 return Ok(Erasure::Held);
@@ -138,20 +136,20 @@ impl RightsStore for SqliteStore {
             // 1. Destroy the key, durably, before touching the data. The row stays as a
             //    tombstone without key bytes; secure_delete overwrites them in the file and the
             //    checkpoint moves the change out of the WAL.
-            c.execute(
+            execute_cached(c,
                 "UPDATE keys.subject_keys SET kek_version = NULL, dek_version = NULL, wrapped_dek = NULL, destroyed_at = ?2
                  WHERE subject_id = ?1 AND destroyed_at IS NULL",
                 params![sid, now],
             )
             .map_err(db_err)?;
-            c.query_row("PRAGMA keys.wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_err)?;
+            query_row_cached(c,"PRAGMA keys.wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_err)?;
             // 2. Delete the data (values, index entries, events, consents, hold and restriction
             //    rows go with the subject), keep the certificate, log the erasure.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
             // Recipients given the customer's data are told (before the grants go with them).
-            tx.execute(crate::outbox::ENQUEUE_SQLITE, params![sid, "erasure", "", now]).map_err(db_err)?;
-            tx.execute("DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
-            tx.execute(
+            execute_cached(&tx,crate::outbox::ENQUEUE_SQLITE, params![sid, "erasure", "", now]).map_err(db_err)?;
+            execute_cached(&tx,"DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
+            execute_cached(&tx,
                 "INSERT OR REPLACE INTO erasures (subject_id, erased_at, certificate) VALUES (?1, ?2, ?3)",
                 params![sid, now, certificate],
             )
@@ -187,9 +185,12 @@ impl RightsStore for SqliteStore {
 
     async fn hold(&self, id: SubjectId) -> Result<Option<(Millis, Ciphertext)>, StoreError> {
         self.read(move |c| {
-            c.query_row("SELECT placed_at, note FROM legal_holds WHERE subject_id = ?1", params![id.to_string()], |r| {
-                Ok((r.get(0)?, Ciphertext::from_bytes(r.get(1)?)))
-            })
+            query_row_cached(
+                c,
+                "SELECT placed_at, note FROM legal_holds WHERE subject_id = ?1",
+                params![id.to_string()],
+                |r| Ok((r.get(0)?, Ciphertext::from_bytes(r.get(1)?))),
+            )
             .optional()
             .map_err(db_err)
         })
@@ -273,8 +274,8 @@ impl RightsStore for SqliteStore {
                      FROM {table} t LEFT JOIN legal_holds h ON h.subject_id = t.subject_id
                      WHERE t.{name} = ?1 AND t.{time} <= ?2"
                 );
-                let (items, subjects, held): (i64, i64, i64) = c
-                    .query_row(&sql, params![rule.name.as_str(), rule.cutoff], |r| {
+                let (items, subjects, held): (i64, i64, i64) =
+                    query_row_cached(c, &sql, params![rule.name.as_str(), rule.cutoff], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .map_err(db_err)?;
@@ -295,30 +296,33 @@ impl RightsStore for SqliteStore {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
             let sid = id.to_string();
-            let held: bool = tx
-                .query_row("SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)", params![sid], |r| {
-                    r.get(0)
-                })
-                .map_err(db_err)?;
+            let held: bool = query_row_cached(
+                &tx,
+                "SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)",
+                params![sid],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
             if held {
                 return Ok(Expired { held: true, ..Default::default() });
             }
             let mut expired = Expired::default();
             for rule in &rules {
                 let (table, name, time) = rule_columns(rule);
-                let n = tx
-                    .execute(
-                        &format!("DELETE FROM {table} WHERE subject_id = ?1 AND {name} = ?2 AND {time} <= ?3"),
-                        params![sid, rule.name.as_str(), rule.cutoff],
-                    )
-                    .map_err(db_err)?;
+                let n = execute_cached(
+                    &tx,
+                    &format!("DELETE FROM {table} WHERE subject_id = ?1 AND {name} = ?2 AND {time} <= ?3"),
+                    params![sid, rule.name.as_str(), rule.cutoff],
+                )
+                .map_err(db_err)?;
                 if n == 0 {
                     continue;
                 }
                 match rule.target {
                     RuleTarget::Event => expired.events.push((rule.name.clone(), n as u64)),
                     RuleTarget::Field => {
-                        tx.execute(
+                        execute_cached(
+                            &tx,
                             "DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2",
                             params![sid, rule.name.as_str()],
                         )
@@ -339,7 +343,8 @@ impl RightsStore for SqliteStore {
     async fn insert_request(&self, r: Request, log: LogRecord) -> Result<(), StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            tx.execute(
+            execute_cached(
+                &tx,
                 &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
                 params![
                     r.id,
@@ -371,19 +376,23 @@ impl RightsStore for SqliteStore {
         let (id, status, by) = (id.to_string(), status.to_string(), by.to_string());
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let changed = tx
-                .execute(
-                    "UPDATE requests SET status = ?2, closed_at = ?3, closed_by = ?4 WHERE id = ?1 AND status = 'open'",
-                    params![id, status, at, by],
-                )
-                .map_err(db_err)?;
+            let changed = execute_cached(
+                &tx,
+                "UPDATE requests SET status = ?2, closed_at = ?3, closed_by = ?4 WHERE id = ?1 AND status = 'open'",
+                params![id, status, at, by],
+            )
+            .map_err(db_err)?;
             if changed == 1 {
                 append_log_tx(&tx, std::slice::from_ref(&log))?;
             }
-            let found = tx
-                .query_row(&format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"), params![id], request_row)
-                .optional()
-                .map_err(db_err)?;
+            let found = query_row_cached(
+                &tx,
+                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+                params![id],
+                request_row,
+            )
+            .optional()
+            .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(found)
         })
@@ -393,9 +402,14 @@ impl RightsStore for SqliteStore {
     async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
         let id = id.to_string();
         self.read(move |c| {
-            c.query_row(&format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"), params![id], request_row)
-                .optional()
-                .map_err(db_err)
+            query_row_cached(
+                c,
+                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+                params![id],
+                request_row,
+            )
+            .optional()
+            .map_err(db_err)
         })
         .await
     }
@@ -417,9 +431,12 @@ impl RightsStore for SqliteStore {
 
     async fn overdue_requests(&self, now: Millis) -> Result<u64, StoreError> {
         self.read(move |c| {
-            c.query_row("SELECT COUNT(*) FROM requests WHERE status = 'open' AND due_at < ?1", params![now], |r| {
-                r.get::<_, i64>(0)
-            })
+            query_row_cached(
+                c,
+                "SELECT COUNT(*) FROM requests WHERE status = 'open' AND due_at < ?1",
+                params![now],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
             .map_err(db_err)
         })

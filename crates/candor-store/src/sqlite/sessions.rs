@@ -5,6 +5,7 @@ use candor_core::SubjectId;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
+use super::execute_cached;
 use super::{SqliteStore, append_log_tx, db_err, parse_subject};
 use crate::sessions::{NewSession, Session, SessionStore, SignInLink};
 use crate::{LogRecord, Millis, StoreError};
@@ -57,8 +58,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let used = tx
-                .execute(
+            let used = execute_cached(&tx,
                     "UPDATE privacy_links SET used_at = ?2
                      WHERE hash = ?1 AND subject_id = ?3 AND used_at IS NULL AND expires_at > ?2",
                     params![&hash[..], session.now, session.subject.to_string()],
@@ -67,13 +67,13 @@ impl SessionStore for SqliteStore {
             if used == 0 {
                 return Ok(false);
             }
-            tx.execute(
+            execute_cached(&tx,
                 "INSERT INTO privacy_sessions (id, hash, subject_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)",
                 params![session.id, &session.hash[..], session.subject.to_string(), session.now],
             )
             .map_err(db_err)?;
-            tx.execute("DELETE FROM privacy_links WHERE expires_at < ?1", params![prune_before]).map_err(db_err)?;
-            tx.execute("DELETE FROM privacy_sessions WHERE last_seen_at < ?1", params![prune_before])
+            execute_cached(&tx,"DELETE FROM privacy_links WHERE expires_at < ?1", params![prune_before]).map_err(db_err)?;
+            execute_cached(&tx,"DELETE FROM privacy_sessions WHERE last_seen_at < ?1", params![prune_before])
                 .map_err(db_err)?;
             append_log_tx(&tx, std::slice::from_ref(&log))?;
             tx.commit().map_err(db_err)?;
@@ -105,7 +105,8 @@ impl SessionStore for SqliteStore {
     async fn touch_session(&self, id: &str, now: Millis) -> Result<(), StoreError> {
         let id = id.to_string();
         self.write(move |c| {
-            c.execute(
+            execute_cached(
+                c,
                 "UPDATE privacy_sessions SET last_seen_at = MAX(last_seen_at, ?2) WHERE id = ?1",
                 params![id, now],
             )
@@ -119,7 +120,8 @@ impl SessionStore for SqliteStore {
         let id = id.to_string();
         self.write(move |c| {
             let tx = c.savepoint().map_err(db_err)?;
-            let ended = tx.execute("DELETE FROM privacy_sessions WHERE id = ?1", params![id]).map_err(db_err)?;
+            let ended =
+                execute_cached(&tx, "DELETE FROM privacy_sessions WHERE id = ?1", params![id]).map_err(db_err)?;
             if ended == 0 {
                 return Ok(false);
             }
