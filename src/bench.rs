@@ -25,6 +25,9 @@ pub struct BenchOptions {
     pub audience: usize,
     /// Customers loaded (full profile and two purchases each) before the HTTP scenarios.
     pub customers: usize,
+    /// Serve the SQLite HTTP scenarios from a separate `candor serve` process (its CPU and
+    /// memory then measured alone) instead of in this process.
+    pub server_process: bool,
 }
 
 /// Concurrent HTTP clients in the HTTP scenarios.
@@ -180,12 +183,12 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     }
     report(&format!("lookup by e-mail: blind index + SQLite ({} customers)", opts.subjects), n, start.elapsed());
     println!("-- HTTP scenarios, SQLite, 1 server instance");
-    api_bench(opts.seconds, None, 1, opts.customers).await?;
+    api_bench(opts.seconds, None, 1, opts.customers, opts.server_process).await?;
     if let Some(server) = &opts.postgres {
         for instances in [1, 2] {
             let db = candor_store::pgtest::TestDatabase::create_on(server, "candor_bench").await;
             println!("-- HTTP scenarios, PostgreSQL, {instances} server instance(s) (separate pools, one process)");
-            let result = api_bench(opts.seconds, Some(&db.url), instances, opts.customers).await;
+            let result = api_bench(opts.seconds, Some(&db.url), instances, opts.customers, false).await;
             db.drop_database().await;
             result?;
         }
@@ -299,13 +302,27 @@ async fn load_customers(vault: &crate::vault::Vault, n: usize) -> Result<Vec<Str
     Ok(ids)
 }
 
-async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, customers: usize) -> Result<()> {
+async fn api_bench(
+    seconds: f64,
+    database: Option<&str>,
+    instances: usize,
+    customers: usize,
+    server_process: bool,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let done = crate::install::init(dir.path(), database).await?;
     let mut urls = Vec::new();
     let mut servers = Vec::new();
     let mut first = None;
-    for _ in 0..instances {
+    let mut process = None;
+    if server_process {
+        // The bench seeds through its own vault on the same files; the server process serves.
+        let (server, url) = ServerProcess::start(&done.config_path)?;
+        urls.push(url);
+        process = Some(server);
+        first = Some(crate::install::open(&done.config_path).await?.1);
+    }
+    for _ in 0..if server_process { 0 } else { instances } {
         let (config, vault) = crate::install::open(&done.config_path).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         urls.push(format!("http://{}", listener.local_addr()?));
@@ -314,6 +331,7 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
         first.get_or_insert(vault);
     }
     let vault = first.expect("at least one instance");
+    let server_pid = process.as_ref().map(ServerProcess::pid);
     let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
     let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
     let account = vault.authorize(backend, Some("account"), None).await?;
@@ -365,6 +383,10 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
     let (victims, next_victim) = (Arc::new(victims), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
     let (ids, population, urls) = (Arc::new(ids), Arc::new(population), Arc::new(urls));
     let storage = storage_floor(dir.path(), database, seconds.min(2.0)).await?;
+    if let Some((rss, _)) = process.as_ref().and_then(ServerProcess::memory_mib) {
+        println!("{:<52} {rss:>12.1} MiB", "server process RSS after seeding, before the scenarios");
+        keep(json!({"operation": "server process RSS before the scenarios", "mib": rss}));
+    }
     // The load generator runs on its own threads, so the servers' CPU can be told apart.
     let clients_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -391,7 +413,10 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
         // half the audited-read rate just measured; latency counts from the scheduled time, so
         // a late answer also delays what it holds up (no coordinated omission).
         let pace = (scenario == 10).then(|| Duration::from_secs_f64(CLIENTS as f64 / (read_peak / 2.0).max(1.0)));
-        let cpu_before = cpu_seconds();
+        // Paced clients first open their connection with one untimed request; the schedule
+        // starts after that, so 64 simultaneous connects are not counted as latency.
+        let warmup = if pace.is_some() { Duration::from_millis(500) } else { Duration::ZERO };
+        let cpu_before = server_cpu_seconds(server_pid);
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..CLIENTS {
@@ -404,11 +429,14 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
                 let (token, purpose) = if scenario == 3 { (&marketing_token, "marketing") } else { (&token, "account") };
                 let mut n = 0u64;
                 let mut latencies = Vec::new();
-                while start.elapsed() < budget {
+                if pace.is_some() {
+                    let _ = client.get(format!("{url}/healthz")).send().await.map(|r| r.bytes());
+                }
+                while start.elapsed() < budget + warmup {
                     let mut sent = Instant::now();
                     if let Some(interval) = pace {
-                        sent = start + interval.mul_f64(t as f64 / CLIENTS as f64) + interval * n as u32;
-                        if sent > start + budget {
+                        sent = start + warmup + interval.mul_f64(t as f64 / CLIENTS as f64) + interval * n as u32;
+                        if sent > start + warmup + budget {
                             break;
                         }
                         tokio::time::sleep_until(sent.into()).await;
@@ -485,9 +513,10 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
             total += n;
             latencies.extend(l);
         }
-        let elapsed = start.elapsed();
+        let elapsed = start.elapsed().saturating_sub(warmup);
         // Servers' CPU: the process's minus the load generator's threads'.
-        let server_cpu = cpu_seconds().zip(cpu_before).map(|((p1, c1), (p0, c0))| ((p1 - p0) - (c1 - c0)).max(0.0));
+        let server_cpu =
+            server_cpu_seconds(server_pid).zip(cpu_before).map(|(after, before)| (after - before).max(0.0));
         latencies.sort_unstable();
         let pct = |p: f64| {
             latencies
@@ -532,9 +561,18 @@ async fn api_bench(seconds: f64, database: Option<&str>, instances: usize, custo
         }));
     }
     clients_runtime.shutdown_background();
-    if let Some(rss) = peak_rss_kib() {
-        println!("{:<52} {:>12.1} MiB (this process: servers and load generator)", "peak RSS", rss as f64 / 1024.0);
-        keep(json!({"operation": "peak RSS of the benchmark process", "mib": rss as f64 / 1024.0}));
+    match process.as_ref().and_then(ServerProcess::memory_mib) {
+        Some((_, peak)) => {
+            println!("{:<52} {peak:>12.1} MiB (the server process alone)", "peak RSS of the server");
+            keep(json!({"operation": "peak RSS of the server process", "mib": peak}));
+        }
+        None => {
+            if let Some(rss) = peak_rss_kib() {
+                let mib = rss as f64 / 1024.0;
+                println!("{:<52} {mib:>12.1} MiB (this process: servers and load generator)", "peak RSS");
+                keep(json!({"operation": "peak RSS of the benchmark process", "mib": mib}));
+            }
+        }
     }
     for s in servers {
         s.abort();
@@ -553,11 +591,15 @@ fn stat_cpu_seconds(stat: &str, ticks_per_second: f64) -> Option<f64> {
     Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks_per_second)
 }
 
-/// CPU seconds used so far by this whole process, and by its load-generator threads; the
-/// difference is the servers' (their workers, blocking pool and the SQLite writer).
+/// CPU seconds the servers have used so far: the server process's (`pid`), or, with the servers
+/// in this process, this process's minus its load-generator threads' (what remains is the
+/// servers' workers, blocking pool and SQLite writer).
 #[cfg(target_os = "linux")]
-fn cpu_seconds() -> Option<(f64, f64)> {
+fn server_cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let hz = rustix::param::clock_ticks_per_second() as f64;
+    if let Some(pid) = pid {
+        return stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?, hz);
+    }
     let process = stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").ok()?, hz)?;
     let mut clients = 0.0;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
@@ -567,12 +609,59 @@ fn cpu_seconds() -> Option<(f64, f64)> {
             clients += stat_cpu_seconds(&stat, hz).unwrap_or(0.0);
         }
     }
-    Some((process, clients))
+    Some(process - clients)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn cpu_seconds() -> Option<(f64, f64)> {
+fn server_cpu_seconds(_pid: Option<u32>) -> Option<f64> {
     None
+}
+
+/// A `candor serve` of the benchmark's installation in its own process (`--server-process`),
+/// so its CPU and memory are measured alone; killed on drop.
+struct ServerProcess(std::process::Child);
+
+impl ServerProcess {
+    fn start(config: &std::path::Path) -> Result<(Self, String)> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let server = Self(child);
+        for line in std::io::BufReader::new(stdout).lines() {
+            if let Some(url) = line?.strip_prefix("listening on ") {
+                return Ok((server, url.trim().to_string()));
+            }
+        }
+        anyhow::bail!("the benchmark server exited before listening")
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Resident memory now and at its peak (Linux `VmRSS`, `VmHWM`), in MiB.
+    fn memory_mib(&self) -> Option<(f64, f64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let kib = |key: &str| -> Option<f64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        };
+        Some((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The storage floor of the database the scenarios run on: bare 200-byte inserts with the

@@ -183,6 +183,10 @@ enum Command {
         /// dropped afterwards), with 1 and 2 server instances.
         #[arg(long)]
         postgres: Option<String>,
+        /// Serve the SQLite HTTP scenarios from a separate `candor serve` process, so the
+        /// server's own CPU and peak memory are measured (instead of servers in this process).
+        #[arg(long)]
+        server_process: bool,
     },
 }
 
@@ -674,8 +678,21 @@ async fn run(command: Command) -> Result<()> {
             let (_, vault) = install::open(&config.config).await?;
             consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
         }
-        Command::Bench { subjects, seconds, log_entries, audience, rights_events, keys, json, customers, postgres } => {
-            bench::run(bench::BenchOptions { postgres, subjects, seconds, log_entries, audience, customers }).await?;
+        Command::Bench {
+            subjects,
+            seconds,
+            log_entries,
+            audience,
+            rights_events,
+            keys,
+            json,
+            customers,
+            postgres,
+            server_process,
+        } => {
+            let options =
+                bench::BenchOptions { postgres, subjects, seconds, log_entries, audience, customers, server_process };
+            bench::run(options).await?;
             if rights_events > 0 {
                 bench_rights::run(rights_events).await?;
             }

@@ -265,3 +265,23 @@ fn bench_writes_every_measurement_as_json_with_the_floor_share_of_each_http_scen
     assert_eq!(find("load customers").unwrap()["customers"], 100);
     assert_eq!(find("breach assess").unwrap()["customers_found"], 2, "1 in 100 reads by the leaked token");
 }
+
+#[test]
+fn bench_can_serve_from_a_separate_process_and_measure_its_cpu_and_memory_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let args = ["bench", "--subjects", "20", "--seconds", "0.05", "--log-entries", "0", "--audience", "0"];
+    let mut all = args.to_vec();
+    all.extend(["--rights-events", "0", "--server-process", "--json", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) = candor(&all, dir.path());
+    assert!(ok, "{stdout}{stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let results = run["results"].as_array().unwrap();
+    let find = |name: &str| results.iter().find(|r| r["operation"].as_str().is_some_and(|o| o.contains(name))).cloned();
+    let idle = find("server process RSS before the scenarios").expect("idle RSS")["mib"].as_f64().unwrap();
+    let peak = find("peak RSS of the server process").expect("peak RSS")["mib"].as_f64().unwrap();
+    assert!(idle > 1.0 && peak >= idle, "{idle} {peak}");
+    assert!(find("peak RSS of the benchmark process").is_none(), "the server's memory is reported alone");
+    let read = find("(audited read)").unwrap();
+    assert!(read["server_cpu_us_per_request"].as_f64().is_some_and(|c| c > 0.0), "{read}");
+}
