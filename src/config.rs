@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use candor_crypto::kek::GCM_RANDOM_NONCE_LIMIT;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = "candor.toml";
@@ -108,6 +109,9 @@ pub struct KeySettings {
     pub key_store: PathBuf,
     /// The HSM holding the KEKs, when `provider = "pkcs11"`.
     pub pkcs11: Option<Pkcs11Settings>,
+    /// Data keys one KEK version may wrap; it stops at 90% of this (NIST SP 800-38D: 2^32
+    /// encryptions with random nonces, the default and the maximum).
+    pub kek_wrap_limit: u64,
 }
 
 /// A PKCS#11 token holding the KEKs (`[keys] provider = "pkcs11"`).
@@ -244,6 +248,7 @@ struct RawKeys {
     key_store: Option<String>,
     provider: Option<String>,
     pkcs11: Option<RawPkcs11>,
+    kek_wrap_limit: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +305,15 @@ impl Config {
                 kek_file: resolve(raw.keys.kek_file.as_deref().unwrap_or("keys/kek.key")),
                 index_key_file: resolve(raw.keys.index_key_file.as_deref().unwrap_or("keys/index.key")),
                 key_store: resolve(raw.keys.key_store.as_deref().unwrap_or("keys/keystore.db")),
+                kek_wrap_limit: match raw.keys.kek_wrap_limit {
+                    None => GCM_RANDOM_NONCE_LIMIT,
+                    Some(n) if (1..=GCM_RANDOM_NONCE_LIMIT).contains(&n) => n,
+                    Some(n) => bail!(
+                        "{}: [keys] kek_wrap_limit = {n} is out of range: 1 to {GCM_RANDOM_NONCE_LIMIT} (2^32, the NIST \
+                         SP 800-38D limit for random nonces)",
+                        path.display()
+                    ),
+                },
                 pkcs11: match (raw.keys.provider.as_deref().unwrap_or("file"), raw.keys.pkcs11) {
                     ("file", _) => None,
                     ("pkcs11", Some(p)) => Some(Pkcs11Settings {
@@ -441,6 +455,10 @@ key_store = "keys/keystore.db"
 # `candor keys rotate` (the new version is created in the token), restart, `candor keys rewrap`,
 # then `candor keys retire` the old file versions.
 provider = "file"
+# Data keys one KEK version may wrap (each wrap draws a random 96-bit nonce; NIST SP 800-38D
+# allows 2^32 per key). A KEK stops wrapping at 90% of this: new customers are then refused
+# (503 key_rotation_required) until it is rotated; `candor keys status` shows the use.
+kek_wrap_limit = 4294967296
 # [keys.pkcs11]
 # module = "/usr/lib/softhsm/libsofthsm2.so"  # the vendor's PKCS#11 library
 # token_label = "candor"

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use candor_crypto::kek::{KekUsage, kek_usage};
 
 use crate::config::{Config, Database};
 use crate::install;
@@ -149,6 +150,17 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
                 }
             }
             let primary = ring.primary_kek_version();
+            let used = install::primary_wraps(store.as_ref(), primary).await?;
+            let limit = config.keys.kek_wrap_limit;
+            let budget = format!("kek v{primary} has wrapped {used} of the {limit} data keys it may wrap");
+            f.push(match kek_usage(used, limit) {
+                KekUsage::Fine => finding(Level::Ok, budget),
+                KekUsage::RotateSoon => finding(Level::Warn, format!("{budget}: plan `candor keys rotate`")),
+                KekUsage::Exhausted => finding(
+                    Level::Fail,
+                    format!("{budget}: it no longer wraps, new customers are refused; run `candor keys rotate`"),
+                ),
+            });
             f.push(finding(
                 Level::Ok,
                 format!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use candor_core::catalog::{ADMIN_ROLE, Catalog, EXAMPLE_CATALOG};
-use candor_crypto::kek::{KekProvider, LocalKeks};
+use candor_crypto::kek::{KekProvider, KekUsage, LocalKeks, kek_usage};
 use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL, KeyError};
 use candor_crypto::pkcs11::Pkcs11Keks;
 use candor_crypto::{KeyRing, LOG_KEY_LABEL, LogSigner};
@@ -96,6 +96,36 @@ pub fn load_keys(config: &Config) -> Result<KeyRing> {
     Ok(KeyRing::with_providers(providers, index)?)
 }
 
+/// Data keys the primary KEK has wrapped: those stored under it, plus tombstones of erased
+/// customers whose version was not kept (older installations), counted against it to be safe.
+pub async fn primary_wraps(store: &dyn Store, primary: u32) -> Result<u64> {
+    Ok(store.kek_wraps().await?.iter().filter(|(v, _)| *v == primary || *v == 0).map(|(_, n)| n).sum())
+}
+
+/// Gives the ring its primary KEK's use so far (data keys stored under it) and its limit, so it
+/// stops wrapping before the nonce budget runs out; says so loudly when that is near.
+pub async fn with_wrap_budget(ring: KeyRing, store: &dyn Store, limit: u64) -> Result<KeyRing> {
+    let primary = ring.primary_kek_version();
+    let used = primary_wraps(store, primary).await?;
+    match kek_usage(used, limit) {
+        KekUsage::Fine => {}
+        KekUsage::RotateSoon => tracing::warn!(
+            kek_version = primary,
+            used,
+            limit,
+            "the primary key-encryption key has used half its wrapping budget: plan `candor keys rotate`"
+        ),
+        KekUsage::Exhausted => tracing::error!(
+            kek_version = primary,
+            used,
+            limit,
+            "the primary key-encryption key has used its wrapping budget: new customers are refused until \
+             `candor keys rotate` and a restart"
+        ),
+    }
+    Ok(ring.with_wrap_budget(used, limit))
+}
+
 /// Where file KEKs come from, for messages.
 fn kek_origin(config: &Config) -> String {
     if std::env::var_os(KEK_ENV).is_some() { KEK_ENV.to_string() } else { config.keys.kek_file.display().to_string() }
@@ -162,6 +192,7 @@ pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let keys = load_keys(&config)?;
     let signer = load_log_signer(&config)?;
     let store = open_store(&config).await?;
+    let keys = with_wrap_budget(keys, store.as_ref(), config.keys.kek_wrap_limit).await?;
     let log = Arc::new(LogContext::new(&config.log.origin, signer));
     let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log)
         .with_break_glass_minutes(config.policy.break_glass_minutes)

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use candor_crypto::KeyRing;
-use candor_crypto::kek::KekProvider;
+use candor_crypto::kek::{KekProvider, KekUsage, kek_usage, stop_point};
 use candor_crypto::keyfile::{self, KEK_LABEL};
 use candor_store::{Store, StoreError};
 
@@ -68,6 +68,20 @@ pub async fn status(config_path: &Path) -> Result<()> {
             Some(place) => println!("kek v{v}: {n} data key(s); {state}; in {place}"),
             None => println!("kek v{v}: {n} data key(s); {state}"),
         }
+        if v == primary {
+            let used = install::primary_wraps(store.as_ref(), v).await?;
+            let limit = config.keys.kek_wrap_limit;
+            let advice = match kek_usage(used, limit) {
+                KekUsage::Fine => "",
+                KekUsage::RotateSoon => " — plan a rotation",
+                KekUsage::Exhausted => " — EXHAUSTED: new customers are refused; rotate now",
+            };
+            println!(
+                "  wrapping budget: {used} of {limit} data keys ({:.1}%; it stops at {}){advice}",
+                100.0 * used as f64 / limit as f64,
+                stop_point(limit)
+            );
+        }
     }
     Ok(())
 }
@@ -109,8 +123,9 @@ pub async fn rotate(config_path: &Path) -> Result<()> {
 /// Rewraps every data key not under the primary KEK, at most `per_second` a second (0: no limit).
 pub async fn rewrap(config_path: &Path, per_second: u32) -> Result<()> {
     let config = Config::load(config_path)?;
-    let ring = install::load_keys(&config)?;
     let store = install::open_store(&config).await?;
+    let ring =
+        install::with_wrap_budget(install::load_keys(&config)?, store.as_ref(), config.keys.kek_wrap_limit).await?;
     let primary = ring.primary_kek_version();
     let total: u64 = store.dek_counts().await?.iter().filter(|(v, _)| *v != primary).map(|(_, n)| n).sum();
     let bar = indicatif::ProgressBar::new(total);
@@ -198,7 +213,7 @@ pub async fn rewrap_all(
             for (subject, old) in chunk {
                 let new = ring
                     .rewrap(*subject, old)
-                    .with_context(|| format!("the data key of customer {subject} could not be unwrapped"))?
+                    .with_context(|| format!("the data key of customer {subject} could not be rewrapped"))?
                     .expect("listed keys are not under the primary KEK");
                 changes.push((*subject, old.clone(), new));
             }

@@ -248,3 +248,54 @@ async fn the_keys_move_from_the_key_file_into_an_hsm_and_never_leave_it() {
     let (ok, _, err) = keys_env(&["status"]);
     assert!(!ok && err.contains("PIN") && !err.contains("9999-wrong"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kek_that_used_its_wrapping_budget_wraps_no_more_until_rotated() {
+    let install = Install::new();
+    // A budget of 10 data keys: the KEK stops at 9 (90%), warns from 5 (half).
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    std::fs::write(install.config(), config.replace("kek_wrap_limit = 4294967296", "kek_wrap_limit = 10")).unwrap();
+    let token = install.token("shop_backend");
+    let server = install.serve();
+    let client = server.client(&token, Some("account"));
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.push((i, create(&client, i).await));
+    }
+    let refused = client
+        .post("/v1/subjects", json!({"fields": {"email": "late@example.com", "full_name": "Late Customer"}}))
+        .await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.code(), "key_rotation_required");
+    all_read_back(&server, &token, &ids).await;
+    // An erasure does not give the nonces back.
+    let erased = client.request(reqwest::Method::DELETE, &format!("/v1/subjects/{}", ids[0].1)).send().await.unwrap();
+    assert_eq!(erased.status(), 200);
+    ids.remove(0);
+    assert_eq!(
+        client
+            .post("/v1/subjects", json!({"fields": {"email": "late@example.com", "full_name": "Late Customer"}}))
+            .await
+            .status,
+        503
+    );
+
+    let (_, status, err) = keys(&install, &["status"]);
+    assert!(status.contains("wrapping budget: 9 of 10 data keys") && status.contains("EXHAUSTED"), "{status}{err}");
+    let (ok, doctor, _) =
+        candor(&["doctor", "--config", install.config().to_str().unwrap()], install.config().parent().unwrap());
+    assert!(!ok && doctor.contains("kek v1 has wrapped 9 of the 10"), "{doctor}");
+
+    // Rotation gives a fresh budget; the rewrap spends the new KEK's (8 live keys of 10 would
+    // stop at 9), so new customers fit again.
+    assert!(keys(&install, &["rotate"]).0);
+    drop(server.stop());
+    let server = install.serve();
+    let client = server.client(&token, Some("account"));
+    ids.push((100, create(&client, 100).await));
+    let (ok, out, err) = keys(&install, &["rewrap"]);
+    assert!(ok && out.contains("8 data key(s) rewrapped under kek v2"), "{out}{err}");
+    let (_, status, _) = keys(&install, &["status"]);
+    assert!(status.contains("wrapping budget: 9 of 10 data keys"), "{status}");
+    all_read_back(&server, &token, &ids).await;
+}

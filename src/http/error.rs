@@ -151,6 +151,12 @@ impl From<VaultError> for ApiError {
                 ApiError::new(S::FORBIDDEN, "consent_required", msg).with_field(field)
             }
             VaultError::Integrity(CryptoError::Random) => ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", msg),
+            VaultError::Integrity(CryptoError::KekBudgetExhausted { .. }) => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "key_rotation_required",
+                "the key-encryption key has used its wrapping budget: no new customer can be stored until an \
+                 operator rotates it (candor keys rotate); existing customers are unaffected",
+            ),
             VaultError::Integrity(_) => ApiError::new(
                 S::INTERNAL_SERVER_ERROR,
                 "integrity_error",

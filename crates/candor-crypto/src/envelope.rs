@@ -12,6 +12,7 @@
 //! random-nonce limit of NIST SP 800-38D; KEK usage is one wrap per customer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce};
 use aws_lc_rs::{hkdf, hmac};
@@ -19,7 +20,7 @@ use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, Subject
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
-use crate::kek::{KekProvider, LocalKeks, aes_key};
+use crate::kek::{GCM_RANDOM_NONCE_LIMIT, KekProvider, LocalKeks, aes_key, stop_point};
 use crate::keyfile::{self, INDEX_LABEL, KEK_LABEL, KeyError, KeyMaterial};
 
 const TAG_LEN: usize = 16;
@@ -37,6 +38,10 @@ pub struct KeyRing {
     /// (KEK version, index into `providers`), ascending by version.
     versions: Vec<(u32, usize)>,
     index: hkdf::Prk,
+    /// Wraps done by the primary KEK (as stored when the ring was given its budget, plus this
+    /// process's since), and the number it stops at.
+    primary_wraps: AtomicU64,
+    wrap_limit: u64,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -78,7 +83,21 @@ impl KeyRing {
         }
         versions.sort_unstable();
         let index = hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(&index.bytes[..]);
-        Ok(Self { providers, versions, index })
+        Ok(Self { providers, versions, index, primary_wraps: AtomicU64::new(0), wrap_limit: GCM_RANDOM_NONCE_LIMIT })
+    }
+
+    /// Sets the primary KEK's use so far (`used`: data keys stored under it, destroyed ones
+    /// included) and its `limit` (at most [`GCM_RANDOM_NONCE_LIMIT`]). From then on the ring
+    /// counts its own wraps and refuses to wrap once the primary reaches its stop point (90% of
+    /// the limit) with [`CryptoError::KekBudgetExhausted`].
+    pub fn with_wrap_budget(self, used: u64, limit: u64) -> Self {
+        self.primary_wraps.store(used, Ordering::Relaxed);
+        Self { wrap_limit: limit.min(GCM_RANDOM_NONCE_LIMIT), ..self }
+    }
+
+    /// The primary KEK's wraps so far and its limit.
+    pub fn primary_usage(&self) -> (u64, u64) {
+        (self.primary_wraps.load(Ordering::Relaxed), self.wrap_limit)
     }
 
     /// Where KEK `version` lives, if the ring holds it.
@@ -130,6 +149,11 @@ impl KeyRing {
     /// Wraps raw data-key bytes under the primary KEK.
     fn wrap_dek(&self, subject: SubjectId, dek_version: u32, dek: &[u8]) -> Result<StoredDek, CryptoError> {
         let version = self.primary_kek_version();
+        let used = self.primary_wraps.fetch_add(1, Ordering::Relaxed);
+        if used >= stop_point(self.wrap_limit) {
+            self.primary_wraps.fetch_sub(1, Ordering::Relaxed);
+            return Err(CryptoError::KekBudgetExhausted { version, used, limit: self.wrap_limit });
+        }
         let aad = dek_aad(subject, version, dek_version);
         let nonce = random_nonce()?;
         let sealed = self.provider(version)?.seal(version, nonce, &aad, dek)?;
@@ -368,6 +392,23 @@ pub(crate) mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn the_primary_kek_stops_wrapping_at_its_budget_and_a_rotated_ring_starts_afresh() {
+        let ring = KeyRing::generate_in_memory().with_wrap_budget(7, 10);
+        assert_eq!(ring.primary_usage(), (7, 10));
+        let s = SubjectId::random();
+        let (_, kept) = ring.new_subject_key(s).unwrap();
+        ring.new_subject_key(SubjectId::random()).unwrap();
+        let refused = ring.new_subject_key(SubjectId::random()).unwrap_err();
+        assert!(matches!(refused, CryptoError::KekBudgetExhausted { version: 1, used: 9, limit: 10 }), "{refused}");
+        assert!(refused.to_string().contains("candor keys rotate"));
+        assert_eq!(ring.primary_usage().0, 9, "a refused wrap is not counted");
+        // Unwrapping is not limited: existing customers stay readable.
+        ring.open_subject_key(s, &kept).unwrap();
+        // The budget cannot be set above the NIST limit.
+        assert_eq!(KeyRing::generate_in_memory().with_wrap_budget(0, u64::MAX).primary_usage().1, 1 << 32);
     }
 
     #[test]

@@ -94,7 +94,58 @@ impl KekProvider for LocalKeks {
     }
 }
 
+/// NIST SP 800-38D §8.3: with random 96-bit nonces a key may perform at most 2^32 encryptions.
+pub const GCM_RANDOM_NONCE_LIMIT: u64 = 1 << 32;
+
+/// A KEK stops wrapping at this share of its limit (percent). The rest is margin: several
+/// servers each count their own wraps between restarts, so the sum can run past what one saw.
+pub const KEK_STOP_PERCENT: u64 = 90;
+
+/// Where a KEK's use stands against its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekUsage {
+    /// Below half the limit.
+    Fine,
+    /// Half the limit or more: plan the rotation.
+    RotateSoon,
+    /// At the stop point: it wraps no more new data keys.
+    Exhausted,
+}
+
+/// The state of a KEK that has wrapped `used` data keys, of `limit` allowed.
+pub fn kek_usage(used: u64, limit: u64) -> KekUsage {
+    if used >= stop_point(limit) {
+        KekUsage::Exhausted
+    } else if used.saturating_mul(2) >= limit {
+        KekUsage::RotateSoon
+    } else {
+        KekUsage::Fine
+    }
+}
+
+/// The number of wraps after which a KEK with `limit` stops.
+pub fn stop_point(limit: u64) -> u64 {
+    (limit / 100).saturating_mul(KEK_STOP_PERCENT) + (limit % 100) * KEK_STOP_PERCENT / 100
+}
+
 /// An AES-256-GCM key from 32 bytes.
 pub(crate) fn aes_key(bytes: &[u8]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("AES-256 keys are 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kek_stops_wrapping_at_ninety_percent_of_its_limit_and_warns_from_half() {
+        assert_eq!(stop_point(GCM_RANDOM_NONCE_LIMIT), 3_865_470_566);
+        assert_eq!(stop_point(10), 9);
+        assert_eq!(kek_usage(4, 10), KekUsage::Fine);
+        assert_eq!(kek_usage(5, 10), KekUsage::RotateSoon);
+        assert_eq!(kek_usage(8, 10), KekUsage::RotateSoon);
+        assert_eq!(kek_usage(9, 10), KekUsage::Exhausted);
+        assert_eq!(kek_usage(0, GCM_RANDOM_NONCE_LIMIT), KekUsage::Fine);
+        assert_eq!(kek_usage(1 << 31, GCM_RANDOM_NONCE_LIMIT), KekUsage::RotateSoon);
+    }
 }

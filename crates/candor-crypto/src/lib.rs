@@ -85,4 +85,11 @@ pub enum CryptoError {
     /// error code, never key material.
     #[error("the key provider failed: {0}")]
     Provider(String),
+    /// The primary KEK has wrapped as many data keys as its budget allows (random 96-bit
+    /// nonces: NIST SP 800-38D caps one key at 2^32 encryptions); it wraps no more.
+    #[error(
+        "key-encryption key v{version} has used its wrapping budget ({used} of {limit} data keys): rotate it \
+         (`candor keys rotate`, restart, `candor keys rewrap`)"
+    )]
+    KekBudgetExhausted { version: u32, used: u64, limit: u64 },
 }

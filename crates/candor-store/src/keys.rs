@@ -11,6 +11,12 @@ pub trait KeyRingStore: Send + Sync {
     /// Live (not destroyed) data keys per KEK version, oldest version first.
     async fn dek_counts(&self) -> Result<Vec<(u32, u64)>, StoreError>;
 
+    /// Data keys ever wrapped under each KEK version and still recorded (erased customers'
+    /// destroyed keys included, which keep their version): a KEK's use count against its nonce
+    /// budget. Oldest first; version 0 counts tombstones written before erasures kept the
+    /// version (callers count those against the primary, to be safe).
+    async fn kek_wraps(&self) -> Result<Vec<(u32, u64)>, StoreError>;
+
     /// Up to `limit` live data keys not wrapped under `kek_version`, after `after` in id order.
     async fn deks_not_under(
         &self,

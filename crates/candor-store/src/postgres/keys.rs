@@ -7,20 +7,25 @@ use super::{PgStore, pg_err, subject_of};
 use crate::StoreError;
 use crate::keys::KeyRingStore;
 
+impl PgStore {
+    /// Data keys per KEK version (those `filter` keeps), oldest version first.
+    async fn count_by_kek(&self, filter: &str) -> Result<Vec<(u32, u64)>, StoreError> {
+        let sql = format!(
+            "SELECT COALESCE(kek_version, 0) AS v, COUNT(*) FROM candor_keys.subject_keys {filter} GROUP BY v ORDER BY v"
+        );
+        let rows = self.client().await?.query(&sql, &[]).await.map_err(pg_err)?;
+        Ok(rows.iter().map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64)).collect())
+    }
+}
+
 #[async_trait]
 impl KeyRingStore for PgStore {
     async fn dek_counts(&self) -> Result<Vec<(u32, u64)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT kek_version, COUNT(*) FROM candor_keys.subject_keys WHERE destroyed_at IS NULL
-                 GROUP BY kek_version ORDER BY kek_version",
-                &[],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64)).collect())
+        self.count_by_kek("WHERE destroyed_at IS NULL").await
+    }
+
+    async fn kek_wraps(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        self.count_by_kek("").await
     }
 
     async fn deks_not_under(

@@ -136,7 +136,7 @@ impl RightsStore for PgStore {
         }
         tx.execute(
             "UPDATE candor_keys.subject_keys
-             SET kek_version = NULL, dek_version = NULL, wrapped_dek = NULL, destroyed_at = $2
+             SET wrapped_dek = NULL, destroyed_at = $2
              WHERE subject_id = $1 AND destroyed_at IS NULL",
             &[&sid, &now],
         )

@@ -8,21 +8,30 @@ use super::{SqliteStore, db_err, parse_subject};
 use crate::StoreError;
 use crate::keys::KeyRingStore;
 
-#[async_trait]
-impl KeyRingStore for SqliteStore {
-    async fn dek_counts(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+impl SqliteStore {
+    /// Data keys per KEK version (those `filter` keeps), oldest version first.
+    async fn count_by_kek(&self, filter: &'static str) -> Result<Vec<(u32, u64)>, StoreError> {
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT kek_version, COUNT(*) FROM keys.subject_keys WHERE destroyed_at IS NULL
-                     GROUP BY kek_version ORDER BY kek_version",
-                )
-                .map_err(db_err)?;
+            let sql = format!(
+                "SELECT COALESCE(kek_version, 0) AS v, COUNT(*) FROM keys.subject_keys {filter} GROUP BY v ORDER BY v"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
             let rows =
                 stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64))).map_err(db_err)?;
             rows.map(|r| r.map_err(db_err)).collect()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl KeyRingStore for SqliteStore {
+    async fn dek_counts(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        self.count_by_kek("WHERE destroyed_at IS NULL").await
+    }
+
+    async fn kek_wraps(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        self.count_by_kek("").await
     }
 
     async fn deks_not_under(

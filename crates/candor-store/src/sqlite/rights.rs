@@ -112,15 +112,23 @@ impl RightsStore for SqliteStore {
     ) -> Result<Erasure, StoreError> {
         self.write_alone(move |c| {
             let sid = id.to_string();
-            let kept: Option<(i64, String)> = query_row_cached(c,"SELECT erased_at, certificate FROM erasures WHERE subject_id = ?1", params![sid], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(db_err)?;
-            let destroyed: Option<i64> = query_row_cached(c,"SELECT destroyed_at FROM keys.subject_keys WHERE subject_id = ?1", params![sid], |r| r.get(0))
-                .optional()
-                .map_err(db_err)?
-                .flatten();
+            let kept: Option<(i64, String)> = query_row_cached(
+                c,
+                "SELECT erased_at, certificate FROM erasures WHERE subject_id = ?1",
+                params![sid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+            let destroyed: Option<i64> = query_row_cached(
+                c,
+                "SELECT destroyed_at FROM keys.subject_keys WHERE subject_id = ?1",
+                params![sid],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .flatten();
             if !subject_exists(c, &sid)? {
                 return Ok(match (kept, destroyed) {
                     (Some((at, cert)), _) => Erasure::AlreadyErased { erased_at: at, certificate: Some(cert) },
@@ -128,28 +136,35 @@ impl RightsStore for SqliteStore {
                     (None, None) => Erasure::NotFound,
                 });
             }
-            let held: bool = query_row_cached(c,"SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)", params![sid], |r| r.get(0))
-                .map_err(db_err)?;
+            let held: bool = query_row_cached(
+                c,
+                "SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)",
+                params![sid],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
             if held {
                 return Ok(Erasure::Held);
             }
             // 1. Destroy the key, durably, before touching the data. The row stays as a
             //    tombstone without key bytes; secure_delete overwrites them in the file and the
             //    checkpoint moves the change out of the WAL.
-            execute_cached(c,
-                "UPDATE keys.subject_keys SET kek_version = NULL, dek_version = NULL, wrapped_dek = NULL, destroyed_at = ?2
+            execute_cached(
+                c,
+                "UPDATE keys.subject_keys SET wrapped_dek = NULL, destroyed_at = ?2
                  WHERE subject_id = ?1 AND destroyed_at IS NULL",
                 params![sid, now],
             )
             .map_err(db_err)?;
-            query_row_cached(c,"PRAGMA keys.wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_err)?;
+            query_row_cached(c, "PRAGMA keys.wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_err)?;
             // 2. Delete the data (values, index entries, events, consents, hold and restriction
             //    rows go with the subject), keep the certificate, log the erasure.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
             // Recipients given the customer's data are told (before the grants go with them).
-            execute_cached(&tx,crate::outbox::ENQUEUE_SQLITE, params![sid, "erasure", "", now]).map_err(db_err)?;
-            execute_cached(&tx,"DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
-            execute_cached(&tx,
+            execute_cached(&tx, crate::outbox::ENQUEUE_SQLITE, params![sid, "erasure", "", now]).map_err(db_err)?;
+            execute_cached(&tx, "DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
+            execute_cached(
+                &tx,
                 "INSERT OR REPLACE INTO erasures (subject_id, erased_at, certificate) VALUES (?1, ?2, ?3)",
                 params![sid, now, certificate],
             )
