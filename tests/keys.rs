@@ -194,12 +194,12 @@ async fn the_keys_move_from_the_key_file_into_an_hsm_and_never_leave_it() {
     // Point the installation at the token; the PIN file must be owner-only.
     let pin_file = install.config().with_file_name("keys").join("hsm.pin");
     std::fs::write(&pin_file, "4321-pin\n").unwrap();
-    let config = std::fs::read_to_string(install.config()).unwrap().replace(
-        "provider = \"file\"",
-        &format!(
-            "provider = \"pkcs11\"\n[keys.pkcs11]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"candor\"\npin_file = \"keys/hsm.pin\""
-        ),
-    );
+    let config = std::fs::read_to_string(install.config())
+        .unwrap()
+        .replace("provider = \"file\"", "provider = \"pkcs11\"")
+        + &format!(
+            "\n[keys.pkcs11]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"candor\"\npin_file = \"keys/hsm.pin\"\n"
+        );
     std::fs::write(install.config(), config).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o644)).unwrap();
