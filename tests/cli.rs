@@ -259,7 +259,8 @@ fn bench_writes_every_measurement_as_json_with_the_floor_share_of_each_http_scen
     assert!(floor["ops_per_s"].as_f64().unwrap() > 0.0, "{floor}");
     let read = find("(audited read)").unwrap();
     assert!(read["share_of_storage_floor_percent"].as_f64().is_some(), "{read}");
-    assert!(read["server_cpu_us_per_request"].as_f64().unwrap() > 0.0, "{read}");
+    // CPU time is counted in 10 ms ticks, so a 50 ms scenario may see none: present, not negative.
+    assert!(read["server_cpu_us_per_request"].as_f64().is_some_and(|c| c >= 0.0), "{read}");
     assert!(find("at half the peak read rate (paced)").is_some());
     assert_eq!(find("keys rewrap").unwrap()["data_keys"], 200);
     assert_eq!(find("load customers").unwrap()["customers"], 100);
@@ -283,5 +284,5 @@ fn bench_can_serve_from_a_separate_process_and_measure_its_cpu_and_memory_alone(
     assert!(idle > 1.0 && peak >= idle, "{idle} {peak}");
     assert!(find("peak RSS of the benchmark process").is_none(), "the server's memory is reported alone");
     let read = find("(audited read)").unwrap();
-    assert!(read["server_cpu_us_per_request"].as_f64().is_some_and(|c| c > 0.0), "{read}");
+    assert!(read["server_cpu_us_per_request"].as_f64().is_some_and(|c| c >= 0.0), "{read}");
 }
