@@ -102,5 +102,72 @@ pub async fn run(customers: usize) -> Result<()> {
     crate::bench::keep(serde_json::json!({
         "operation": "keys rewrap", "data_keys": rewrapped, "seconds": elapsed, "deks_per_s": (rewrapped as f64 / elapsed).round(),
     }));
+    drop(store);
+    hsm_rewrap(&done.config_path, dir.path())
+}
+
+/// Where Debian's SoftHSM2 puts its PKCS#11 module.
+const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// The same installation moved into a SoftHSM2 token: `candor keys rotate` generates the next
+/// KEK inside it and `candor keys rewrap` (a child process, so SoftHSM reads its own
+/// `SOFTHSM2_CONF`) wraps every data key there. Skipped, saying so, without SoftHSM2.
+fn hsm_rewrap(config_path: &std::path::Path, dir: &std::path::Path) -> Result<()> {
+    use std::process::Command;
+    if !std::path::Path::new(SOFTHSM_MODULE).exists()
+        || Command::new("softhsm2-util").arg("--version").output().is_err()
+    {
+        println!("keys rewrap into an HSM: skipped (SoftHSM2 is not installed: apt install softhsm2)");
+        return Ok(());
+    }
+    let tokens = dir.join("softhsm-tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nlog.level = ERROR\n", tokens.display()))?;
+    // A throwaway token in the benchmark's temporary directory: its PIN protects nothing.
+    let pin = "candor-bench-pin";
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "candor-bench", "--so-pin", "bench-so-pin", "--pin", pin])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()?;
+    anyhow::ensure!(
+        init.status.success(),
+        "softhsm2-util --init-token failed: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let pin_file = dir.join("keys").join("hsm.pin");
+    std::fs::write(&pin_file, pin.as_bytes())?;
+    std::fs::set_permissions(&pin_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let text = std::fs::read_to_string(config_path)?.replace("provider = \"file\"", "provider = \"pkcs11\"");
+    std::fs::write(
+        config_path,
+        format!(
+            "{text}\n[keys.pkcs11]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"candor-bench\"\npin_file = \"keys/hsm.pin\"\n"
+        ),
+    )?;
+    let candor = |args: &[&str]| -> Result<String> {
+        let out = Command::new(std::env::current_exe()?)
+            .args(args)
+            .arg("--config")
+            .arg(config_path)
+            .env("SOFTHSM2_CONF", &conf)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "candor {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    candor(&["keys", "rotate"])?;
+    let start = Instant::now();
+    let out = candor(&["keys", "rewrap"])?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let rewrapped: u64 = out.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    println!(
+        "{:<52} {:>12.0} DEKs/s ({rewrapped} in {elapsed:.1} s, incl. process start and login)",
+        "keys rewrap into SoftHSM2 (wrap inside the token)",
+        rewrapped as f64 / elapsed
+    );
+    crate::bench::keep(serde_json::json!({
+        "operation": "keys rewrap into SoftHSM2", "data_keys": rewrapped, "seconds": elapsed,
+        "deks_per_s": (rewrapped as f64 / elapsed).round(),
+    }));
     Ok(())
 }
