@@ -567,8 +567,7 @@ async fn api_bench(
             keep(json!({"operation": "peak RSS of the server process", "mib": peak}));
         }
         None => {
-            if let Some(rss) = peak_rss_kib() {
-                let mib = rss as f64 / 1024.0;
+            if let Some(mib) = proc_memory_mib("self", "VmHWM") {
                 println!("{:<52} {mib:>12.1} MiB (this process: servers and load generator)", "peak RSS");
                 keep(json!({"operation": "peak RSS of the benchmark process", "mib": mib}));
             }
@@ -646,14 +645,8 @@ impl ServerProcess {
 
     /// Resident memory now and at its peak (Linux `VmRSS`, `VmHWM`), in MiB.
     fn memory_mib(&self) -> Option<(f64, f64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let kib = |key: &str| -> Option<f64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        };
-        Some((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
+        let pid = self.pid().to_string();
+        Some((proc_memory_mib(&pid, "VmRSS")?, proc_memory_mib(&pid, "VmHWM")?))
     }
 }
 
@@ -703,13 +696,19 @@ async fn storage_floor(dir: &std::path::Path, database: Option<&str>, seconds: f
     Ok(floor.rows_per_second())
 }
 
-/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
+/// A memory line of `/proc/<process>/status` (`process`: "self" or a pid; `key`: `VmRSS`,
+/// `VmHWM` for the peak), in MiB (Linux).
+pub(crate) fn proc_memory_mib(process: &str, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 /// A realistic entry: a support agent reading two fields of one customer.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use candor_crypto::keyfile::{self, KEK_LABEL};
+use candor_crypto::pkcs11::{self, SOFTHSM_MODULE};
 
 use crate::audit::Audit;
 use crate::breach::{Assessment, Filters, scan_log};
@@ -106,35 +107,18 @@ pub async fn run(customers: usize) -> Result<()> {
     hsm_rewrap(&done.config_path, dir.path())
 }
 
-/// Where Debian's SoftHSM2 puts its PKCS#11 module.
-const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
 /// The same installation moved into a SoftHSM2 token: `candor keys rotate` generates the next
 /// KEK inside it and `candor keys rewrap` (a child process, so SoftHSM reads its own
 /// `SOFTHSM2_CONF`) wraps every data key there. Skipped, saying so, without SoftHSM2.
 fn hsm_rewrap(config_path: &std::path::Path, dir: &std::path::Path) -> Result<()> {
     use std::process::Command;
-    if !std::path::Path::new(SOFTHSM_MODULE).exists()
-        || Command::new("softhsm2-util").arg("--version").output().is_err()
-    {
+    if !pkcs11::softhsm_installed() {
         println!("keys rewrap into an HSM: skipped (SoftHSM2 is not installed: apt install softhsm2)");
         return Ok(());
     }
-    let tokens = dir.join("softhsm-tokens");
-    std::fs::create_dir_all(&tokens)?;
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nlog.level = ERROR\n", tokens.display()))?;
     // A throwaway token in the benchmark's temporary directory: its PIN protects nothing.
     let pin = "candor-bench-pin";
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "candor-bench", "--so-pin", "bench-so-pin", "--pin", pin])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()?;
-    anyhow::ensure!(
-        init.status.success(),
-        "softhsm2-util --init-token failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    let conf = pkcs11::init_softhsm_token(dir, "candor-bench", pin).map_err(anyhow::Error::msg)?;
     let pin_file = dir.join("keys").join("hsm.pin");
     std::fs::write(&pin_file, pin.as_bytes())?;
     std::fs::set_permissions(&pin_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;

@@ -13,10 +13,7 @@ use crate::vault::{Authorized, Principal, Vault};
 
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 =
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb / 1024.0)
+    crate::bench::proc_memory_mib("self", "VmHWM")
 }
 
 /// Resets the peak so the next reading covers only what follows (Linux).

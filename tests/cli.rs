@@ -263,7 +263,7 @@ fn bench_writes_every_measurement_as_json_with_the_floor_share_of_each_http_scen
     assert!(read["server_cpu_us_per_request"].as_f64().is_some_and(|c| c >= 0.0), "{read}");
     assert!(find("at half the peak read rate (paced)").is_some());
     assert_eq!(find("keys rewrap").unwrap()["data_keys"], 200);
-    if std::path::Path::new("/usr/lib/softhsm/libsofthsm2.so").exists()
+    if std::path::Path::new(candor_crypto::pkcs11::SOFTHSM_MODULE).exists()
         || std::env::var_os("CANDOR_HSM_TESTS").is_some()
     {
         assert_eq!(find("keys rewrap into SoftHSM2").expect("HSM rewrap measured")["data_keys"], 200);

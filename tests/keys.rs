@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use candor_crypto::pkcs11::SOFTHSM_MODULE;
 use common::{BIN, Client, Install, Server, candor};
 use serde_json::json;
 
@@ -148,27 +149,13 @@ async fn rotation_rewraps_online_loses_nothing_and_old_keys_retire_only_when_unu
 /// `SOFTHSM2_CONF`, or `None` when SoftHSM2 is not installed (said loudly; CI sets
 /// CANDOR_HSM_TESTS, which turns that into a failure).
 fn softhsm_token(dir: &std::path::Path, label: &str, pin: &str) -> Option<std::path::PathBuf> {
-    if !std::path::Path::new(SOFTHSM_MODULE).exists()
-        || Command::new("softhsm2-util").arg("--version").output().is_err()
-    {
+    if !candor_crypto::pkcs11::softhsm_installed() {
         assert!(std::env::var_os("CANDOR_HSM_TESTS").is_none(), "CANDOR_HSM_TESTS is set but SoftHSM2 is missing");
         eprintln!("SKIPPED: SoftHSM2 is not installed; the PKCS#11 key provider was not tested (apt install softhsm2)");
         return None;
     }
-    std::fs::create_dir_all(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nlog.level = ERROR\n", dir.join("tokens").display()))
-        .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "87654321"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Some(conf)
+    Some(candor_crypto::pkcs11::init_softhsm_token(dir, label, pin).unwrap())
 }
-
-const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_move_from_the_key_file_into_an_hsm_and_never_leave_it() {

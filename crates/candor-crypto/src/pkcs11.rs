@@ -29,6 +29,34 @@ use crate::keyfile::KeyError;
 
 /// Label prefix of Candor's KEK objects; the version follows (`candor-kek-v3`).
 pub const KEK_OBJECT_PREFIX: &str = "candor-kek-v";
+/// Where Debian's `softhsm2` package puts its PKCS#11 module (tests and the benchmark use it).
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// Whether SoftHSM2 (its module and `softhsm2-util`) is installed.
+pub fn softhsm_installed() -> bool {
+    Path::new(SOFTHSM_MODULE).exists() && std::process::Command::new("softhsm2-util").arg("--version").output().is_ok()
+}
+
+/// Creates a SoftHSM2 token directory under `dir` with one initialised token `label` (user PIN
+/// `pin`), for tests and benchmarks. Returns the config file to pass as `SOFTHSM2_CONF` to the
+/// processes that load the module. The PIN goes on `softhsm2-util`'s command line: only for
+/// throwaway tokens.
+pub fn init_softhsm_token(dir: &Path, label: &str, pin: &str) -> Result<std::path::PathBuf, String> {
+    let tokens = dir.join("softhsm-tokens");
+    std::fs::create_dir_all(&tokens).map_err(|e| format!("cannot create {}: {e}", tokens.display()))?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nlog.level = ERROR\n", tokens.display()))
+        .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+    let out = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label, "--so-pin", "throwaway-so-pin", "--pin", pin])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .map_err(|e| format!("cannot run softhsm2-util: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("softhsm2-util --init-token failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(conf)
+}
+
 /// Sessions kept open for reuse.
 const POOL: usize = 8;
 
@@ -253,16 +281,14 @@ mod tests {
     const CHILD: &str = "pkcs11::tests::softhsm_suite_in_child";
 
     fn module() -> PathBuf {
-        std::env::var_os("CANDOR_PKCS11_MODULE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+        std::env::var_os("CANDOR_PKCS11_MODULE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SOFTHSM_MODULE))
     }
 
     /// SoftHSM2 reads its token directory from `SOFTHSM2_CONF`, which must be set before the
     /// module loads; so the suite runs in a child test process given a fresh token directory.
     #[test]
     fn softhsm_passes_the_same_suite_as_the_key_file() {
-        if !module().exists() || Command::new("softhsm2-util").arg("--version").output().is_err() {
+        if !softhsm_installed() {
             assert!(
                 std::env::var_os("CANDOR_HSM_TESTS").is_none(),
                 "CANDOR_HSM_TESTS is set but SoftHSM2 is not installed (apt install softhsm2)"
@@ -271,22 +297,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        let init = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", "87654321"])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        let conf = init_softhsm_token(dir.path(), TOKEN, PIN).unwrap();
         let child = Command::new(std::env::current_exe().unwrap())
             .args([CHILD, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env("SOFTHSM2_CONF", &conf)
