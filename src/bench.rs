@@ -177,7 +177,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     while start.elapsed() < budget {
         let target = format!("customer{}@example.com", n as usize % opts.subjects.max(1));
         let key = value::lookup_key(FieldType::Email, &json!(target)).expect("valid");
-        let found = store.find_by_index(&email, &ring.blind_index(&email, &key)).await?;
+        let found = store.find_by_index(&email, &ring.blind_indexes(&email, &key)).await?;
         anyhow::ensure!(found.len() == 1, "lookup must find exactly one customer");
         n += 1;
     }

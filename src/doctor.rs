@@ -149,6 +149,20 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
                     ));
                 }
             }
+            let index_primary = ring.primary_index_version();
+            for (v, n) in store.index_counts().await? {
+                if v != 0 && !ring.index_versions().contains(&v) {
+                    f.push(finding(
+                        Level::Fail,
+                        format!("{n} lookup row(s) were made with index key v{v}, which the index key file does not hold: lookups miss these customers"),
+                    ));
+                } else if v != index_primary {
+                    f.push(finding(
+                        Level::Warn,
+                        format!("{n} lookup row(s) not under index key v{index_primary}: run `candor keys reindex`"),
+                    ));
+                }
+            }
             let primary = ring.primary_kek_version();
             let used = install::primary_wraps(store.as_ref(), primary).await?;
             let limit = config.keys.kek_wrap_limit;

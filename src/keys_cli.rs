@@ -1,4 +1,4 @@
-//! `candor keys`: key-encryption-key rotation.
+//! `candor keys`: key-encryption-key rotation (the blind-index key's is in `keys_index`).
 //!
 //! * `status` — each KEK version, how many live data keys need it, which one is primary;
 //! * `rotate` — adds a new KEK version to the key file, or generates it inside the HSM when
@@ -37,7 +37,8 @@ fn refuse_env() -> Result<()> {
     Ok(())
 }
 
-async fn log(store: &dyn Store, action: &str, detail: String) -> Result<()> {
+/// Logs a key-management step (system actor, no customer).
+pub async fn log(store: &dyn Store, action: &str, detail: String) -> Result<()> {
     store.append_log(vec![Audit::new(&system_actor(), action).detail(detail).record()]).await?;
     Ok(())
 }
@@ -82,6 +83,9 @@ pub async fn status(config_path: &Path) -> Result<()> {
                 stop_point(limit)
             );
         }
+    }
+    for line in crate::keys_index::status_lines(&ring, store.as_ref()).await? {
+        println!("{line}");
     }
     Ok(())
 }
@@ -199,16 +203,14 @@ pub async fn rewrap_all(
     mut progress: impl FnMut(u64),
 ) -> Result<(u64, u64)> {
     let primary = ring.primary_kek_version();
-    let started = Instant::now();
+    let pace = Pace::new(per_second, PAGE as usize);
     let (mut done, mut skipped) = (0u64, 0u64);
     let mut after = None;
     loop {
         let page = store.deks_not_under(primary, after, PAGE).await?;
         let Some((last, _)) = page.last() else { break };
         after = Some(*last);
-        // With a rate, commit in batches of about a tenth of a second's worth.
-        let batch = if per_second > 0 { (per_second as usize / 10).clamp(1, PAGE as usize) } else { PAGE as usize };
-        for chunk in page.chunks(batch) {
+        for chunk in page.chunks(pace.batch()) {
             let mut changes = Vec::with_capacity(chunk.len());
             for (subject, old) in chunk {
                 let new = ring
@@ -227,13 +229,37 @@ pub async fn rewrap_all(
                 Err(e) => return Err(e.into()),
             }
             progress(n);
-            if per_second > 0 {
-                let due = Duration::from_secs_f64((done + skipped) as f64 / f64::from(per_second));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
+            pace.wait(done + skipped).await;
         }
     }
     Ok((done, skipped))
+}
+
+/// The rate limit of an online key job: batches of about a tenth of a second's worth (at most
+/// `page`), and a wait after each so the job averages `per_second` items (0: no limit).
+pub struct Pace {
+    per_second: u32,
+    page: usize,
+    started: Instant,
+}
+
+impl Pace {
+    pub fn new(per_second: u32, page: usize) -> Self {
+        Self { per_second, page, started: Instant::now() }
+    }
+
+    /// How many items to commit at a time.
+    pub fn batch(&self) -> usize {
+        if self.per_second > 0 { (self.per_second as usize / 10).clamp(1, self.page) } else { self.page }
+    }
+
+    /// Waits until `handled` items are due at the rate.
+    pub async fn wait(&self, handled: u64) {
+        if self.per_second > 0 {
+            let due = Duration::from_secs_f64(handled as f64 / f64::from(self.per_second));
+            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod hardening;
 mod http;
 mod install;
 mod keys_cli;
+mod keys_index;
 mod outbox;
 mod policy_cli;
 mod receipt;
@@ -135,7 +136,8 @@ enum Command {
         #[command(subcommand)]
         command: BreachCommand,
     },
-    /// Rotate key-encryption keys: status, rotate, rewrap, retire.
+    /// Rotate keys: key-encryption keys (status, rotate, rewrap, retire) and the blind-index key
+    /// (rotate-index, reindex, retire-index).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -350,6 +352,30 @@ enum KeysCommand {
     /// Remove an old KEK version from the key file; refused while any data key needs it.
     Retire {
         /// The version, e.g. 1 (as `status` prints it: kek v1).
+        version: u32,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Add a new blind-index key version (exact-match lookups); it indexes new values once the
+    /// servers restart, and lookups search under every version held.
+    RotateIndex {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Recompute every lookup row made under an older index key (values are decrypted in memory
+    /// only), while the servers keep serving (restart them after `rotate-index` first). Resumes
+    /// where it stopped.
+    Reindex {
+        /// At most this many lookup rows a second (0: as fast as the database allows).
+        #[arg(long, default_value_t = 0)]
+        per_second: u32,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove an old index-key version from the index key file; refused while a lookup row
+    /// needs it.
+    RetireIndex {
+        /// The version, e.g. 1 (as `status` prints it: index key v1).
         version: u32,
         #[command(flatten)]
         config: ConfigArg,
@@ -641,6 +667,9 @@ async fn run(command: Command) -> Result<()> {
             KeysCommand::Rotate { config } => keys_cli::rotate(&config.config).await,
             KeysCommand::Rewrap { per_second, config } => keys_cli::rewrap(&config.config, per_second).await,
             KeysCommand::Retire { version, config } => keys_cli::retire(&config.config, version).await,
+            KeysCommand::RotateIndex { config } => keys_index::rotate(&config.config).await,
+            KeysCommand::Reindex { per_second, config } => keys_index::reindex(&config.config, per_second).await,
+            KeysCommand::RetireIndex { version, config } => keys_index::retire(&config.config, version).await,
         },
         Command::Recipients { command: RecipientsCommand::Secret { recipient, config } } => {
             let config = config::Config::load(&config.config)?;

@@ -131,15 +131,7 @@ async fn rotation_rewraps_online_loses_nothing_and_old_keys_retire_only_when_unu
     let (_, status, _) = keys(&install, &["status"]);
     assert!(status.contains("kek v2: 0 data key(s)"), "{status}");
     all_read_back(&server, &token, &ids).await;
-    let admin = server.client(&install.admin_token, None);
-    let mut text = String::new();
-    for start in (0..20_000).step_by(1000) {
-        let page = admin.get(&format!("/v1/log/entries?start={start}&end={}", start + 1000)).await;
-        if page.status != 200 || page.body["entries"].as_array().is_none_or(|e| e.is_empty()) {
-            break;
-        }
-        text.push_str(&page.body.to_string());
-    }
+    let text = whole_log(&server, &install).await;
     for action in ["keys.rotate", "keys.rewrap", "keys.retire"] {
         assert!(text.contains(action), "{action} is in the log");
     }
@@ -285,4 +277,127 @@ async fn a_kek_that_used_its_wrapping_budget_wraps_no_more_until_rotated() {
     let (_, status, _) = keys(&install, &["status"]);
     assert!(status.contains("wrapping budget: 9 of 10 data keys"), "{status}");
     all_read_back(&server, &token, &ids).await;
+}
+
+/// Every log entry the server shows, as one text.
+async fn whole_log(server: &Server, install: &Install) -> String {
+    let admin = server.client(&install.admin_token, None);
+    let mut text = String::new();
+    for start in (0..100_000).step_by(1000) {
+        let page = admin.get(&format!("/v1/log/entries?start={start}&end={}", start + 1000)).await;
+        if page.status != 200 || page.body["entries"].as_array().is_none_or(|e| e.is_empty()) {
+            break;
+        }
+        text.push_str(&page.body.to_string());
+    }
+    text
+}
+
+async fn found(client: &Client, email: &str) -> serde_json::Value {
+    let r = client.get(&format!("/v1/subjects?email={email}")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["ids"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_key_rotates_while_lookups_keep_finding_everyone_and_corrections_win() {
+    let install = Install::new();
+    let token = install.token("shop_backend");
+    let server = install.serve();
+    let client = server.client(&token, Some("account"));
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push((i, create(&client, i).await));
+    }
+    let (ok, _, err) = keys(&install, &["retire-index", "1"]);
+    assert!(!ok && err.contains("primary index key"), "{err}");
+    let (ok, out, err) = keys(&install, &["rotate-index"]);
+    assert!(ok && out.contains("index key v2"), "{out}{err}");
+    let (_, status, _) = keys(&install, &["status"]);
+    assert!(status.contains("index key v1: 40 lookup row(s); lookups still use it"), "{status}");
+    let (ok, _, err) = keys(&install, &["retire-index", "1"]);
+    assert!(!ok && err.contains("40 lookup row(s) may still need index key v1"), "{err}");
+
+    // After the restart: old rows are still found, new and corrected values are indexed under v2.
+    drop(server.stop());
+    let server = install.serve();
+    let client = server.client(&token, Some("account"));
+    assert_eq!(found(&client, "c0@example.com").await, json!([ids[0].1]));
+    let r = client.patch(&format!("/v1/subjects/{}", ids[3].1), json!({"fields": {"email": "new3@example.com"}})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    ids.push((100, create(&client, 100).await));
+    let (_, status, _) = keys(&install, &["status"]);
+    assert!(
+        status.contains("index key v1: 39 lookup row(s)") && status.contains("index key v2: 2 lookup row(s); primary"),
+        "{status}"
+    );
+
+    // Reindex, killed part-way with SIGKILL, while lookups go on: nobody goes missing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let misses = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (client, stop, misses, ids) = (client.clone(), stop.clone(), misses.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (i, id) = &ids[n % ids.len()];
+                if *i != 3 && found(&client, &format!("c{i}@example.com")).await != json!([id]) {
+                    misses.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let config = install.config();
+    let mut child = Command::new(BIN)
+        .args(["keys", "reindex", "--per-second", "10", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (_, status, _) = keys(&install, &["status"]);
+    assert!(status.contains("index key v1:") && status.contains("lookups still use it"), "part-way: {status}");
+    let config = install.config();
+    let reindex = tokio::task::spawn_blocking(move || {
+        Command::new(BIN).args(["keys", "reindex", "--config", config.to_str().unwrap()]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let lookups = load.await.unwrap();
+    let out = String::from_utf8_lossy(&reindex.stdout);
+    assert!(reindex.status.success(), "{}", String::from_utf8_lossy(&reindex.stderr));
+    assert!(out.contains("lookup row(s) recomputed under index key v2"), "{out}");
+    assert!(!out.contains("example.com"), "no value is printed: {out}");
+    assert_eq!(misses.load(Ordering::Relaxed), 0, "every lookup during the reindex found its customer");
+    assert!(lookups > 0);
+
+    let (_, status, _) = keys(&install, &["status"]);
+    assert!(
+        status.contains("index key v1: 0 lookup row(s); unused") && status.contains("index key v2: 41"),
+        "{status}"
+    );
+    let (ok, _, err) = keys(&install, &["retire-index", "1"]);
+    assert!(ok, "{err}");
+    let index_file = std::fs::read_to_string(install.config().with_file_name("keys").join("index.key")).unwrap();
+    assert!(!index_file.contains("candor-index-key v1 ") && index_file.contains("candor-index-key v2 "));
+
+    // With v1 gone, every customer is found by their current e-mail, and only by it.
+    drop(server.stop());
+    let server = install.serve();
+    let client = server.client(&token, Some("account"));
+    for (i, id) in &ids {
+        let email = if *i == 3 { "new3@example.com".to_string() } else { format!("c{i}@example.com") };
+        assert_eq!(found(&client, &email).await, json!([id]), "customer {i}");
+    }
+    assert_eq!(found(&client, "c3@example.com").await, json!([]));
+    let log = whole_log(&server, &install).await;
+    for action in ["keys.rotate_index", "keys.reindex", "keys.retire_index"] {
+        assert!(log.contains(action), "{action} is in the log");
+    }
+    assert!(!log.contains("c7@example.com"), "the log holds no value");
 }

@@ -531,7 +531,7 @@ impl Vault {
         let value = value::lookup_value_from_text(decl.field_type, value_text);
         let found = match value::lookup_key(decl.field_type, &value) {
             Some(normalised) => {
-                self.store.find_by_index(&decl.name, &self.keys.blind_index(&decl.name, &normalised)).await?
+                self.store.find_by_index(&decl.name, &self.keys.blind_indexes(&decl.name, &normalised)).await?
             }
             // Not a valid value of the type: nothing stored can match it.
             None => Vec::new(),

@@ -156,10 +156,33 @@ opaque_bytes!(
     /// A subject's data key, encrypted under a key-encryption key. Not a key.
     WrappedDek
 );
-opaque_bytes!(
-    /// A keyed hash of a normalised lookup value. Not a value: it only answers "equal?".
-    BlindIndex
-);
+/// A keyed hash of a normalised lookup value under one version of the blind-index key. Not a
+/// value: it only answers "equal?". The version says which key made it, so the key can be
+/// rotated (rows are recomputed under the new one while lookups try every version held).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlindIndex {
+    key_version: u32,
+    token: Vec<u8>,
+}
+
+impl BlindIndex {
+    pub fn new(key_version: u32, token: Vec<u8>) -> Self {
+        Self { key_version, token }
+    }
+    /// The version of the blind-index key that made it.
+    pub fn key_version(&self) -> u32 {
+        self.key_version
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.token
+    }
+}
+
+impl fmt::Debug for BlindIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlindIndex(v{}, {} bytes)", self.key_version, self.token.len())
+    }
+}
 
 /// A subject's wrapped data key together with the versions needed to unwrap it.
 #[derive(Debug, Clone, PartialEq, Eq)]

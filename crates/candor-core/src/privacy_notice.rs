@@ -411,6 +411,7 @@ pub fn action_plain(action: &str) -> &'static str {
         "break_glass.open" => "Opened emergency access",
         "access_log.read" => "Looked at who accessed your data",
         "retention.delete" => "Deleted data whose time was up",
+        "keys.reindex" => "Re-computed the search key of your details (no person saw them)",
         "request.open" | "request.close" => "Handled your request",
         "privacy_center.link" => "Sent you a sign-in link",
         "privacy_center.sign_in" => "Signed in to this privacy center",

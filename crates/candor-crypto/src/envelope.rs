@@ -32,12 +32,13 @@ const EVENT_AAD: &[u8] = b"candor/event/v1";
 const INDEX_SALT: &[u8] = b"candor/blind-index/v1";
 
 /// The installation's keys: versioned KEKs from one or more providers (the highest version is
-/// primary) and the blind-index key.
+/// primary) and the blind-index keys (the highest version makes new indexes; lookups try all).
 pub struct KeyRing {
     providers: Vec<Arc<dyn KekProvider>>,
     /// (KEK version, index into `providers`), ascending by version.
     versions: Vec<(u32, usize)>,
-    index: hkdf::Prk,
+    /// (blind-index key version, HKDF pseudo-random key), ascending by version.
+    indexes: Vec<(u32, hkdf::Prk)>,
     /// Wraps done by the primary KEK (as stored when the ring was given its budget, plus this
     /// process's since), and the number it stops at.
     primary_wraps: AtomicU64,
@@ -52,7 +53,7 @@ impl std::fmt::Debug for KeyRing {
 
 impl KeyRing {
     /// Builds a key ring from parsed KEKs (any number of versions) held in memory and index keys
-    /// (the newest version is used).
+    /// (the newest version makes new indexes; lookups try every version).
     pub fn new(keks: Vec<KeyMaterial>, index_keys: Vec<KeyMaterial>) -> Result<Self, KeyError> {
         Self::with_providers(vec![Arc::new(LocalKeks::new(&keks, "the key file"))], index_keys)
     }
@@ -64,7 +65,9 @@ impl KeyRing {
         providers: Vec<Arc<dyn KekProvider>>,
         index_keys: Vec<KeyMaterial>,
     ) -> Result<Self, KeyError> {
-        let index = index_keys.last().ok_or(KeyError::Empty { origin: "index keys".into(), label: INDEX_LABEL })?;
+        if index_keys.is_empty() {
+            return Err(KeyError::Empty { origin: "index keys".into(), label: INDEX_LABEL });
+        }
         let mut versions: Vec<(u32, usize)> = Vec::new();
         for (i, p) in providers.iter().enumerate() {
             for v in p.versions() {
@@ -82,8 +85,12 @@ impl KeyRing {
             return Err(KeyError::Empty { origin: "key-encryption keys".into(), label: KEK_LABEL });
         }
         versions.sort_unstable();
-        let index = hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(&index.bytes[..]);
-        Ok(Self { providers, versions, index, primary_wraps: AtomicU64::new(0), wrap_limit: GCM_RANDOM_NONCE_LIMIT })
+        let mut indexes: Vec<(u32, hkdf::Prk)> = index_keys
+            .iter()
+            .map(|k| (k.version, hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(&k.bytes[..])))
+            .collect();
+        indexes.sort_unstable_by_key(|(v, _)| *v);
+        Ok(Self { providers, versions, indexes, primary_wraps: AtomicU64::new(0), wrap_limit: GCM_RANDOM_NONCE_LIMIT })
     }
 
     /// Sets the primary KEK's use so far (`used`: data keys stored under it, destroyed ones
@@ -204,13 +211,36 @@ impl KeyRing {
         Ok(dek)
     }
 
-    /// The blind index of a normalised lookup value of `field`.
+    /// The blind index of a normalised lookup value of `field`, under the newest index key
+    /// (what is stored).
     pub fn blind_index(&self, field: &FieldName, normalised: &[u8]) -> BlindIndex {
-        let info = [field.as_str().as_bytes()];
-        let okm = self.index.expand(&info, hmac::HMAC_SHA256).expect("HKDF output of one block");
-        let key = hmac::Key::from(okm);
-        BlindIndex::from_bytes(hmac::sign(&key, normalised).as_ref().to_vec())
+        let (version, prk) = self.indexes.last().expect("a ring has at least one index key");
+        index_under(*version, prk, field, normalised)
     }
+
+    /// The blind index of a normalised lookup value under every index key held, newest first:
+    /// what a lookup searches for while the index key is being rotated.
+    pub fn blind_indexes(&self, field: &FieldName, normalised: &[u8]) -> Vec<BlindIndex> {
+        self.indexes.iter().rev().map(|(v, prk)| index_under(*v, prk, field, normalised)).collect()
+    }
+
+    /// The blind-index key versions held, ascending; the last makes new indexes.
+    pub fn index_versions(&self) -> Vec<u32> {
+        self.indexes.iter().map(|(v, _)| *v).collect()
+    }
+
+    /// The version of the index key that makes new indexes.
+    pub fn primary_index_version(&self) -> u32 {
+        self.indexes.last().map_or(0, |(v, _)| *v)
+    }
+}
+
+/// HMAC-SHA-256 of `normalised` under the per-field key HKDF derives from one index key.
+fn index_under(version: u32, prk: &hkdf::Prk, field: &FieldName, normalised: &[u8]) -> BlindIndex {
+    let info = [field.as_str().as_bytes()];
+    let okm = prk.expand(&info, hmac::HMAC_SHA256).expect("HKDF output of one block");
+    let key = hmac::Key::from(okm);
+    BlindIndex::new(version, hmac::sign(&key, normalised).as_ref().to_vec())
 }
 
 /// A subject's unwrapped data key, bound to that subject. Dropping it wipes the key.
@@ -468,6 +498,23 @@ pub(crate) mod tests {
         assert_eq!(&k.open_event(e1, &field("purchase"), &c).unwrap()[..], b"{}");
         assert!(k.open_event(e2, &field("purchase"), &c).is_err());
         assert!(k.open_event(e1, &field("page_view"), &c).is_err());
+    }
+
+    #[test]
+    fn a_rotated_index_key_makes_new_indexes_and_lookups_try_both_versions() {
+        let kek = keyfile::generate_key_line(KEK_LABEL, 1).unwrap();
+        let i1 = keyfile::generate_key_line(INDEX_LABEL, 1).unwrap();
+        let i2 = keyfile::generate_key_line(INDEX_LABEL, 2).unwrap();
+        let old = KeyRing::from_texts(&kek, "t", &i1, "t").unwrap();
+        // Versions are ordered by number, not by their place in the file.
+        let both = KeyRing::from_texts(&kek, "t", &format!("{}{}", i2.as_str(), i1.as_str()), "t").unwrap();
+        let email = field("email");
+        let before = old.blind_index(&email, b"ada@example.com");
+        let after = both.blind_index(&email, b"ada@example.com");
+        assert_eq!((before.key_version(), after.key_version()), (1, 2));
+        assert_ne!(before.as_bytes(), after.as_bytes());
+        assert_eq!(both.blind_indexes(&email, b"ada@example.com"), vec![after, before]);
+        assert_eq!((both.index_versions(), both.primary_index_version()), (vec![1, 2], 2));
     }
 
     #[test]

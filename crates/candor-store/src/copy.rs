@@ -121,7 +121,10 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         "field_values",
         &[("subject_id", Kind::Text), ("field", Kind::Text), ("ciphertext", Kind::Bytes), ("updated_at", Kind::Int8)],
     ),
-    ("blind_index", &[("field", Kind::Text), ("token", Kind::Bytes), ("subject_id", Kind::Text)]),
+    (
+        "blind_index",
+        &[("field", Kind::Text), ("token", Kind::Bytes), ("subject_id", Kind::Text), ("key_version", Kind::Int4)],
+    ),
     (
         "events",
         &[

@@ -18,7 +18,7 @@ pub use consents::{
     AudienceRow, ConsentStore, NewConsentEntry, NewConsentRecord, NoticeText, Recorded, StoredConsent, StoredReceipt,
 };
 pub use grants::{Grant, GrantStore};
-pub use keys::KeyRingStore;
+pub use keys::{IndexReplacement, KeyRingStore};
 pub use messages::{MessageStore, StoredMessage};
 pub use outbox::{Notice, OutboxStore};
 pub use overrides::{BreakGlass, OverrideStore};
@@ -204,8 +204,9 @@ pub trait Store:
         log: LogRecord,
     ) -> Result<bool, StoreError>;
 
-    /// Subjects whose `field` has blind index `index` (exact match), in id order.
-    async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError>;
+    /// Subjects whose `field` has any of `indexes` (the same value under each index key held;
+    /// exact match), in id order, each once.
+    async fn find_by_index(&self, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError>;
 
     /// Appends an event and logs it. Returns `false` (and stores nothing) if the subject is unknown.
     async fn append_event(&self, event: NewEvent, log: LogRecord) -> Result<bool, StoreError>;

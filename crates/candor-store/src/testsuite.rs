@@ -21,7 +21,7 @@ fn ct(b: &[u8]) -> Ciphertext {
     Ciphertext::from_bytes(b.to_vec())
 }
 fn bi(b: u8) -> BlindIndex {
-    BlindIndex::from_bytes(vec![b; 32])
+    BlindIndex::new(1, vec![b; 32])
 }
 fn log(what: &str, subject: Option<SubjectId>) -> LogRecord {
     LogRecord { entry: format!("{{\"test\":\"{what}\"}}").into_bytes(), subjects: subject.into_iter().collect() }
@@ -74,6 +74,7 @@ pub async fn run_all(store: &dyn Store) {
     registered_messages_are_found_by_code_listed_per_customer_and_erased_with_them(store).await;
     grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_customers(store).await;
     data_keys_are_counted_per_kek_and_replaced_only_if_unchanged(store).await;
+    lookup_rows_move_to_a_new_index_key_only_if_unchanged(store).await;
     breaches_are_recorded_with_their_customers_and_their_clock(store).await;
 }
 
@@ -136,6 +137,60 @@ async fn data_keys_are_counted_per_kek_and_replaced_only_if_unchanged(store: &dy
     // An erased customer's key is gone from all of this.
     store.erase_subject(a, 9_000, "{}".into(), log("erase", Some(a))).await.unwrap();
     assert!(store.deks_not_under(99, None, 1000).await.unwrap().iter().all(|(s, _)| *s != a));
+}
+
+async fn lookup_rows_move_to_a_new_index_key_only_if_unchanged(store: &dyn Store) {
+    use crate::IndexReplacement;
+    let count = |counts: &[(u32, u64)], v: u32| counts.iter().find(|(k, _)| *k == v).map_or(0, |(_, n)| *n);
+    let (a, b) = (new_subject(store, 130).await, new_subject(store, 131).await);
+    let new_a = BlindIndex::new(2, vec![230; 32]);
+    let before = store.index_counts().await.unwrap();
+    assert!(count(&before, 1) >= 2);
+    // A lookup searches every version's token in one go, each customer once.
+    let both = [new_a.clone(), bi(130)];
+    assert_eq!(store.find_by_index(&f("email"), &both).await.unwrap(), vec![a]);
+    assert!(store.index_rows_under(1, None, 10_000).await.unwrap().contains(&(a, f("email"))));
+    let change = |current: Vec<BlindIndex>| IndexReplacement {
+        subject: a,
+        field: f("email"),
+        key_version: 1,
+        current,
+        new: new_a.clone(),
+    };
+    // The value changed since it was read (its index differs): the row stays.
+    assert_eq!(store.replace_index_rows(vec![change(vec![bi(129)])]).await.unwrap(), 0);
+    assert_eq!(
+        store.replace_index_rows(vec![change(vec![BlindIndex::new(2, vec![1; 32]), bi(130)])]).await.unwrap(),
+        1
+    );
+    assert_eq!(store.replace_index_rows(vec![change(vec![bi(130)])]).await.unwrap(), 0, "already moved");
+    assert!(store.find_by_index(&f("email"), &[bi(130)]).await.unwrap().is_empty());
+    assert_eq!(store.find_by_index(&f("email"), &both).await.unwrap(), vec![a]);
+    let after = store.index_counts().await.unwrap();
+    assert_eq!((count(&after, 1), count(&after, 2)), (count(&before, 1) - 1, count(&before, 2) + 1));
+    assert!(!store.index_rows_under(1, None, 10_000).await.unwrap().contains(&(a, f("email"))));
+    assert_eq!(store.index_rows_under(2, None, 10_000).await.unwrap(), vec![(a, f("email"))]);
+    // Paging by (subject, field) cursor covers every row once.
+    let all = store.index_rows_under(1, None, 10_000).await.unwrap();
+    assert!(all.contains(&(b, f("email"))));
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.index_rows_under(1, cursor, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    // A correction writes its row under the key it was indexed with; erasure takes rows along.
+    let set =
+        FieldChange::Set { field: f("email"), value: ct(b"c-email-3"), index: Some(BlindIndex::new(2, vec![231; 32])) };
+    assert!(store.update_subject(b, vec![set], 2_000, log("correct", Some(b))).await.unwrap());
+    assert!(store.index_rows_under(2, None, 10_000).await.unwrap().contains(&(b, f("email"))));
+    for s in [a, b] {
+        store.erase_subject(s, 9_000, "{}".into(), log("erase", Some(s))).await.unwrap();
+    }
+    assert!(store.index_rows_under(2, None, 10_000).await.unwrap().is_empty());
 }
 
 async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_customers(store: &dyn Store) {
@@ -397,7 +452,7 @@ async fn retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_c
     let expired =
         store.apply_retention(b, &field_rule, Box::new(move |_| log("retention-field", Some(b)))).await.unwrap();
     assert_eq!(expired.fields, [f("email")]);
-    assert!(store.find_by_index(&f("email"), &bi(71)).await.unwrap().is_empty());
+    assert!(store.find_by_index(&f("email"), &[bi(71)]).await.unwrap().is_empty());
     let logged = entries(store).await;
     for (what, n) in [("retention-2", 1), ("retention-again", 0), ("retention-held", 0), ("retention-field", 1)] {
         assert_eq!(logged.iter().filter(|e| e.contains(&format!("\"{what}\""))).count(), n, "{what}");
@@ -471,7 +526,7 @@ async fn erasure_destroys_the_key_and_the_data_unless_held_and_is_idempotent(sto
     // Erased: no key, no values, no index entry, no events; the certificate is kept; logged once.
     assert_eq!(store.erase_subject(a, 8, "cert-a".into(), log("erase", Some(a))).await.unwrap(), Erasure::Erased);
     assert!(store.load_subject(a, &[f("email")]).await.unwrap().is_none());
-    assert_eq!(store.find_by_index(&f("email"), &bi(50)).await.unwrap(), Vec::<SubjectId>::new());
+    assert_eq!(store.find_by_index(&f("email"), &[bi(50)]).await.unwrap(), Vec::<SubjectId>::new());
     assert!(store.list_events(a, &[f("purchase")], None, 10).await.unwrap().is_empty());
     assert_eq!(
         store.erase_subject(a, 9, "cert-again".into(), log("erase-again", Some(a))).await.unwrap(),
@@ -706,8 +761,8 @@ async fn created_subjects_read_back(store: &dyn Store) {
     assert_eq!(rec.values, vec![(f("email"), ct(b"c-email")), (f("name"), ct(b"c-name"))]);
     let only_email = store.load_subject(id, &[f("email")]).await.unwrap().unwrap();
     assert_eq!(only_email.values.len(), 1);
-    assert_eq!(store.find_by_index(&f("email"), &bi(1)).await.unwrap(), vec![id]);
-    assert!(store.find_by_index(&f("name"), &bi(1)).await.unwrap().is_empty());
+    assert_eq!(store.find_by_index(&f("email"), &[bi(1)]).await.unwrap(), vec![id]);
+    assert!(store.find_by_index(&f("name"), &[bi(1)]).await.unwrap().is_empty());
 }
 
 async fn unknown_subjects_are_none_and_change_nothing(store: &dyn Store) {
@@ -723,7 +778,7 @@ async fn unknown_subjects_are_none_and_change_nothing(store: &dyn Store) {
         .await
         .unwrap();
     assert!(!changed);
-    assert!(store.find_by_index(&f("email"), &bi(99)).await.unwrap().is_empty());
+    assert!(store.find_by_index(&f("email"), &[bi(99)]).await.unwrap().is_empty());
     let appended = store
         .append_event(
             NewEvent {
@@ -759,8 +814,8 @@ async fn updates_replace_values_and_index_entries(store: &dyn Store) {
     let rec = store.load_subject(id, &[f("email"), f("name"), f("phone")]).await.unwrap().unwrap();
     assert_eq!(rec.values, vec![(f("email"), ct(b"c-email-2")), (f("phone"), ct(b"c-phone"))]);
     assert_eq!(rec.updated_at, 2_000);
-    assert!(store.find_by_index(&f("email"), &bi(2)).await.unwrap().is_empty(), "old index entry must go");
-    assert_eq!(store.find_by_index(&f("email"), &bi(3)).await.unwrap(), vec![id]);
+    assert!(store.find_by_index(&f("email"), &[bi(2)]).await.unwrap().is_empty(), "old index entry must go");
+    assert_eq!(store.find_by_index(&f("email"), &[bi(3)]).await.unwrap(), vec![id]);
 }
 
 async fn a_duplicate_subject_id_fails_and_leaves_no_partial_state(store: &dyn Store) {
@@ -778,7 +833,7 @@ async fn a_duplicate_subject_id_fails_and_leaves_no_partial_state(store: &dyn St
         )
         .await;
     assert!(again.is_err());
-    assert!(store.find_by_index(&f("phone"), &bi(5)).await.unwrap().is_empty());
+    assert!(store.find_by_index(&f("phone"), &[bi(5)]).await.unwrap().is_empty());
     let rec = store.load_subject(id, &[f("phone")]).await.unwrap().unwrap();
     assert!(rec.values.is_empty());
 }

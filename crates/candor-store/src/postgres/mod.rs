@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/postgres/0008_grants.sql")),
     (9, include_str!("../../migrations/postgres/0009_outbox.sql")),
     (10, include_str!("../../migrations/postgres/0010_breaches.sql")),
+    (11, include_str!("../../migrations/postgres/0011_index_key_versions.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;
@@ -355,10 +356,11 @@ impl Store for PgStore {
                     if !s.index.is_empty() {
                         let fields: Vec<&str> = s.index.iter().map(|(f, _)| f.as_str()).collect();
                         let tokens: Vec<&[u8]> = s.index.iter().map(|(_, t)| t.as_bytes()).collect();
+                        let versions: Vec<i32> = s.index.iter().map(|(_, t)| t.key_version() as i32).collect();
                         tx.execute(
-                            "INSERT INTO blind_index (field, token, subject_id)
-                             SELECT f, t, $1 FROM unnest($2::text[], $3::bytea[]) AS i(f, t)",
-                            &[&id, &fields, &tokens],
+                            "INSERT INTO blind_index (field, token, subject_id, key_version)
+                             SELECT f, t, $1, v FROM unnest($2::text[], $3::bytea[], $4::int4[]) AS i(f, t, v)",
+                            &[&id, &fields, &tokens, &versions],
                         )
                         .await
                         .map_err(pg_err)?;
@@ -460,8 +462,9 @@ impl Store for PgStore {
                                 .map_err(pg_err)?;
                                 if let Some(token) = index {
                                     tx.execute(
-                                        "INSERT INTO blind_index (field, token, subject_id) VALUES ($1, $2, $3)",
-                                        &[&field.as_str(), &token.as_bytes(), &sid],
+                                        "INSERT INTO blind_index (field, token, subject_id, key_version)
+                                         VALUES ($1, $2, $3, $4)",
+                                        &[&field.as_str(), &token.as_bytes(), &sid, &(token.key_version() as i32)],
                                     )
                                     .await
                                     .map_err(pg_err)?;
@@ -488,13 +491,16 @@ impl Store for PgStore {
             .await
     }
 
-    async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError> {
+    async fn find_by_index(&self, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError> {
+        // One statement for every version, so a row being recomputed under the new key meanwhile
+        // is seen exactly once (one snapshot).
+        let tokens: Vec<&[u8]> = indexes.iter().map(BlindIndex::as_bytes).collect();
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT subject_id FROM blind_index WHERE field = $1 AND token = $2 ORDER BY subject_id",
-                &[&field.as_str(), &index.as_bytes()],
+                "SELECT DISTINCT subject_id FROM blind_index WHERE field = $1 AND token = ANY($2) ORDER BY subject_id",
+                &[&field.as_str(), &tokens],
             )
             .await
             .map_err(pg_err)?;

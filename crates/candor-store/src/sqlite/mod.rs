@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_grants.sql")),
     (10, include_str!("../../migrations/sqlite/0010_outbox.sql")),
     (11, include_str!("../../migrations/sqlite/0011_breaches.sql")),
+    (12, include_str!("../../migrations/sqlite/0012_index_key_versions.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
@@ -366,10 +367,10 @@ fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord)
             put.execute(params![id, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
         }
         let mut idx = tx
-            .prepare_cached("INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)")
+            .prepare_cached("INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)")
             .map_err(db_err)?;
         for (field, token) in &s.index {
-            idx.execute(params![field.as_str(), token.as_bytes(), id]).map_err(db_err)?;
+            idx.execute(params![field.as_str(), token.as_bytes(), id, token.key_version()]).map_err(db_err)?;
         }
     }
     append_log_tx(&tx, std::slice::from_ref(log))?;
@@ -465,8 +466,8 @@ fn update_subject_tx(
                 if let Some(token) = index {
                     execute_cached(
                         &tx,
-                        "INSERT INTO blind_index (field, token, subject_id) VALUES (?1, ?2, ?3)",
-                        params![field.as_str(), token.as_bytes(), sid],
+                        "INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)",
+                        params![field.as_str(), token.as_bytes(), sid, token.key_version()],
                     )
                     .map_err(db_err)?;
                 }
@@ -637,16 +638,21 @@ impl Store for SqliteStore {
         self.write(move |c| update_subject_tx(c, id, &changes, now, &log)).await
     }
 
-    async fn find_by_index(&self, field: &FieldName, index: &BlindIndex) -> Result<Vec<SubjectId>, StoreError> {
-        let (field, index) = (field.clone(), index.clone());
+    async fn find_by_index(&self, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError> {
+        let (field, indexes) = (field.clone(), indexes.to_vec());
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT subject_id FROM blind_index WHERE field = ?1 AND token = ?2 ORDER BY subject_id",
-                )
-                .map_err(db_err)?;
-            let rows =
-                stmt.query_map(params![field.as_str(), index.as_bytes()], |r| r.get::<_, String>(0)).map_err(db_err)?;
+            // One statement for every version, so a row being recomputed under the new key
+            // meanwhile is seen exactly once (one snapshot).
+            let tokens = (0..indexes.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT DISTINCT subject_id FROM blind_index WHERE field = ?1 AND token IN ({tokens}) ORDER BY subject_id"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
+            let name = field.as_str();
+            let bytes: Vec<&[u8]> = indexes.iter().map(BlindIndex::as_bytes).collect();
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&name];
+            values.extend(bytes.iter().map(|b| b as &dyn rusqlite::ToSql));
+            let rows = stmt.query_map(values.as_slice(), |r| r.get::<_, String>(0)).map_err(db_err)?;
             rows.map(|r| parse_subject(&r.map_err(db_err)?)).collect()
         })
         .await
