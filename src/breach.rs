@@ -5,6 +5,11 @@
 //! The log holds ids, field names, roles and times — never values — so the assessment needs no
 //! decryption and can run over millions of entries. Entries are matched when they disclosed data
 //! (reads, reports, exports, a recipient's reads; refusals excluded) and fit every filter given.
+//!
+//! Counts by country (which supervisory authorities to tell) need each affected customer's
+//! country, which only their data holds: with `--countries-from FIELD` the affected customers'
+//! FIELD (a postal address or a two-letter code) is decrypted in memory, page by page, each page
+//! logged against its customers first (action `breach.country`); only the counts leave.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -14,8 +19,11 @@ use candor_core::catalog::Catalog;
 use candor_log::entry::LogEntry;
 use serde_json::{Value, json};
 
+use candor_core::{SubjectId, value};
 use candor_store::Store;
+use futures_util::StreamExt;
 
+use crate::audit::{Audit, system_actor};
 use crate::config::Config;
 use crate::install;
 
@@ -123,12 +131,66 @@ pub async fn scan_log(
     Ok(())
 }
 
+/// Customers whose country is read concurrently.
+const COUNTRY_READS_IN_FLIGHT: usize = 8;
+
+/// How many of `customers` live in each country, by the country their `field` names
+/// (`unknown` when it names none or they have no such value, `erased` when they were erased
+/// meanwhile). Decrypts only that field, in memory; each page is logged before it is read.
+pub async fn count_countries(
+    store: &dyn Store,
+    ring: &candor_crypto::KeyRing,
+    field: &candor_core::catalog::FieldDecl,
+    customers: &[SubjectId],
+) -> Result<BTreeMap<String, u64>> {
+    let mut counts = BTreeMap::new();
+    for page in customers.chunks(PAGE as usize) {
+        let entry = Audit::new(&system_actor(), "breach.country")
+            .subjects(page)
+            .fields([field.name.as_str()])
+            .detail("country read in memory to count a breach's affected customers per country")
+            .record();
+        store.append_log(vec![entry]).await?;
+        let names = std::slice::from_ref(&field.name);
+        let mut reads = futures_util::stream::iter(page.iter().map(|id| async move {
+            let Some(record) = store.load_subject(*id, names).await? else { return Ok("erased".to_string()) };
+            let Some((_, sealed)) = record.values.first() else { return Ok("unknown".to_string()) };
+            let key = ring.open_subject_key(*id, &record.dek)?;
+            let plain = key.open_field(&field.name, sealed)?;
+            let value: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
+            Ok::<_, anyhow::Error>(value::country_code(field.field_type, &value).unwrap_or_else(|| "unknown".into()))
+        }))
+        .buffer_unordered(COUNTRY_READS_IN_FLIGHT);
+        while let Some(country) = reads.next().await {
+            *counts.entry(country.context("a customer's country could not be read")?).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
 /// `candor breach assess`: scans the log (and, with `kek_version`, the key store), prints the
-/// summary as JSON and, with `out`, writes `assessment.json` and `customers.csv` there.
-pub async fn assess(config_path: &Path, filters: Filters, kek_version: Option<u32>, out: Option<&Path>) -> Result<()> {
+/// summary as JSON and, with `out`, writes `assessment.json` and `customers.csv` there. With
+/// `countries_from`, also counts the affected customers per country (see [`count_countries`]).
+pub async fn assess(
+    config_path: &Path,
+    filters: Filters,
+    kek_version: Option<u32>,
+    countries_from: Option<&str>,
+    out: Option<&Path>,
+) -> Result<()> {
     let config = Config::load(config_path)?;
     let catalog = install::load_catalog(&config)?;
     let store = install::open_store(&config).await?;
+    let country_field = match countries_from {
+        None => None,
+        Some(name) => match catalog.field(name) {
+            Some(decl) if value::holds_country(decl.field_type) => Some(decl),
+            Some(_) => bail!(
+                "--countries-from `{name}` is neither a postal address nor a text field; name the field that holds                  the customer's country"
+            ),
+            None => bail!("--countries-from: field `{name}` is not declared in the catalog"),
+        },
+    };
     if let Some(r) = &filters.recipient
         && !catalog.recipients.iter().any(|x| &x.id == r)
     {
@@ -182,19 +244,41 @@ pub async fn assess(config_path: &Path, filters: Filters, kek_version: Option<u3
             }
         }
     }
+    let (by_country, note) = match country_field {
+        None => (
+            Value::Null,
+            "customer ids only; no personal value was read. For counts by country, run again with \
+             --countries-from FIELD (the field holding the customer's country)."
+                .to_string(),
+        ),
+        Some(decl) => {
+            let ring = install::load_keys(&config)?;
+            let ids: Vec<SubjectId> = assessment.customers.keys().filter_map(|id| SubjectId::parse(id)).collect();
+            let counts = count_countries(store.as_ref(), &ring, decl, &ids).await?;
+            (
+                json!(counts),
+                format!(
+                    "customer ids and counts only; each affected customer's `{}` was decrypted in memory to count \
+                     countries (logged as breach.country); no value was written out.",
+                    decl.name
+                ),
+            )
+        }
+    };
     let summary = json!({
         "filters": {
             "from": filters.from, "to": filters.to, "token": filters.token, "role": filters.role,
             "recipient": filters.recipient, "field": filters.field, "category": filters.category,
-            "kek_version": kek_version,
+            "kek_version": kek_version, "countries_from": countries_from,
         },
         "log_entries_scanned": assessment.entries_scanned,
         "matching_accesses": assessment.accesses,
         "customers_exposed_by_key": key_exposed,
         "customers": assessment.customers.len(),
         "by_category": assessment.by_category(),
+        "by_country": by_country,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-        "note": "customer ids only; no personal value was read. Countries need the customers' addresses: look them up under a legal_obligation purpose if the notification needs them.",
+        "note": note,
     });
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -258,6 +342,10 @@ pub async fn record(config_path: &Path, args: RecordArgs<'_>) -> Result<()> {
             categories,
             records: a["matching_accesses"].as_u64().unwrap_or(subjects.len() as u64),
             subjects,
+            countries: a["by_country"]
+                .as_object()
+                .map(|m| m.iter().map(|(c, n)| (c.clone(), n.as_u64().unwrap_or(0))).collect())
+                .unwrap_or_default(),
         })
         .await?;
     std::fs::create_dir_all(args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

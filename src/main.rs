@@ -281,6 +281,10 @@ enum BreachCommand {
         /// A leaked KEK version: every customer whose data key it wraps, with all they hold.
         #[arg(long)]
         kek_version: Option<u32>,
+        /// Count the affected customers per country, by this field (a postal address, or a
+        /// two-letter country code): it is decrypted in memory for each of them, and logged.
+        #[arg(long, value_name = "FIELD")]
+        countries_from: Option<String>,
         /// Directory for assessment.json and customers.csv.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -638,7 +642,19 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Breach {
             command:
-                BreachCommand::Assess { from, to, token, role, recipient, field, category, kek_version, out, config },
+                BreachCommand::Assess {
+                    from,
+                    to,
+                    token,
+                    role,
+                    recipient,
+                    field,
+                    category,
+                    kek_version,
+                    countries_from,
+                    out,
+                    config,
+                },
         } => {
             let filters = breach::Filters {
                 from: from.as_deref().map(breach::log_time).transpose()?,
@@ -649,7 +665,7 @@ async fn run(command: Command) -> Result<()> {
                 field,
                 category,
             };
-            breach::assess(&config.config, filters, kek_version, out.as_deref()).await
+            breach::assess(&config.config, filters, kek_version, countries_from.as_deref(), out.as_deref()).await
         }
         Command::Breach {
             command: BreachCommand::Record { assessment, nature, consequences, measures, detected_at, out, config },

@@ -38,10 +38,18 @@ async fn a_leaked_staff_token_exposes_exactly_the_customers_it_read() {
     let server = install.serve();
     let backend = server.client(&backend_token, Some("account"));
     let mut ids = Vec::new();
+    let fulfilment = backend.with_purpose("order_fulfilment");
     for i in 0..6 {
-        ids.push(
-            backend.create(json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}")})).await,
-        );
+        let id =
+            backend.create(json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}")})).await;
+        if i != 2 {
+            let country = if i % 2 == 0 { "de" } else { "GB" };
+            let address = json!({"street": format!("{i} Canary Lane"), "city": "Cdon", "country": country});
+            let r =
+                fulfilment.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"shipping_address": address}})).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+        ids.push(id);
     }
     let before = jiff::Timestamp::now().to_string();
     let thief = server.client(&leaked, Some("customer_support"));
@@ -60,7 +68,18 @@ async fn a_leaked_staff_token_exposes_exactly_the_customers_it_read() {
     let out = tempfile::tempdir().unwrap();
     let result = assess(
         &install,
-        &["--token", &leaked_id, "--from", &before, "--to", &after, "--out", out.path().to_str().unwrap()],
+        &[
+            "--token",
+            &leaked_id,
+            "--from",
+            &before,
+            "--to",
+            &after,
+            "--countries-from",
+            "shipping_address",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
     );
     assert_eq!(result["customers"], 3, "{result}");
     assert_eq!(result["matching_accesses"], 3);
@@ -72,6 +91,10 @@ async fn a_leaked_staff_token_exposes_exactly_the_customers_it_read() {
     expected.sort();
     assert_eq!(listed, expected, "exactly the customers the token read");
     assert!(!csv.contains("@example.com") && !csv.contains("Customer"), "ids and categories only");
+    // Countries from the shipping address (customer 2 has none); nothing else of it leaves.
+    assert_eq!(result["by_country"], json!({"DE": 1, "GB": 1, "unknown": 1}), "{result}");
+    let written = std::fs::read_to_string(out.path().join("assessment.json")).unwrap();
+    assert!(!written.contains("Canary") && !written.contains("Cdon"), "no address is written out");
 
     // Outside the window: nothing.
     let none = assess(&install, &["--token", &leaked_id, "--to", &before]);
@@ -110,6 +133,7 @@ async fn a_leaked_staff_token_exposes_exactly_the_customers_it_read() {
     assert!(printed.contains("3 customer(s)") && printed.contains("72 hours"), "{printed}");
     let summary = std::fs::read_to_string(files.path().join("authority-summary.md")).unwrap();
     assert!(summary.contains("data subjects concerned: 3") && summary.contains("How to reach you"), "{summary}");
+    assert!(summary.contains("per country: DE 1, GB 1, unknown 1"), "{summary}");
     let notices = std::fs::read_to_string(files.path().join("notices.csv")).unwrap();
     let codes: Vec<(String, String)> = notices
         .lines()
@@ -159,4 +183,9 @@ async fn a_leaked_staff_token_exposes_exactly_the_customers_it_read() {
         install.config().parent().unwrap(),
     );
     assert!(!ok && err.contains("`shoes` is not a data category"), "{err}");
+    let (ok, _, err) = candor(
+        &["breach", "assess", "--countries-from", "email", "--config", config.to_str().unwrap()],
+        install.config().parent().unwrap(),
+    );
+    assert!(!ok && err.contains("`email` is neither a postal address nor a text field"), "{err}");
 }

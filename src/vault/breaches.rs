@@ -25,6 +25,8 @@ pub struct BreachInput {
     pub categories: Vec<String>,
     pub subjects: Vec<SubjectId>,
     pub records: u64,
+    /// Affected customers per country, as the assessment counted them (empty if it did not).
+    pub countries: Vec<(String, u64)>,
 }
 
 /// A breach just recorded: the record, its texts, and each customer's notice code.
@@ -48,7 +50,14 @@ fn text(field: &'static str, value: &str) -> Result<String, VaultError> {
 }
 
 impl Vault {
-    fn facts<'a>(&self, b: &'a Breach, detected: &'a str, deadline: &'a str, records: u64) -> BreachFacts<'a> {
+    fn facts<'a>(
+        &self,
+        b: &'a Breach,
+        detected: &'a str,
+        deadline: &'a str,
+        records: u64,
+        countries: &'a [(String, u64)],
+    ) -> BreachFacts<'a> {
         BreachFacts {
             id: &b.id,
             detected_at: detected,
@@ -59,13 +68,14 @@ impl Vault {
             records,
             consequences: &b.consequences,
             measures: &b.measures,
+            countries,
         }
     }
 
     /// The customer notice of a breach, as the customer reads it.
     pub fn breach_notice_text(&self, b: &Breach) -> String {
         let (detected, deadline) = (rfc3339(b.detected_at), rfc3339(b.detected_at + AUTHORITY_DEADLINE_MS));
-        customer_notice(&self.catalog, &self.facts(b, &detected, &deadline, b.customers))
+        customer_notice(&self.catalog, &self.facts(b, &detected, &deadline, b.customers, &[]))
     }
 
     /// Records a breach, registers a notice message for each affected customer (still held),
@@ -118,7 +128,10 @@ impl Vault {
             codes.push((*id, m.code));
         }
         let (detected, deadline) = (rfc3339(breach.detected_at), rfc3339(breach.detected_at + AUTHORITY_DEADLINE_MS));
-        let summary = authority_summary(&self.catalog, &self.facts(&breach, &detected, &deadline, input.records));
+        let summary = authority_summary(
+            &self.catalog,
+            &self.facts(&breach, &detected, &deadline, input.records, &input.countries),
+        );
         Ok(RecordedBreach { breach, authority_summary: summary, customer_notice: notice, codes })
     }
 

@@ -20,6 +20,8 @@ pub struct BreachFacts<'a> {
     pub records: u64,
     pub consequences: &'a str,
     pub measures: &'a str,
+    /// Affected customers per country (ISO code, `unknown`), when the assessment counted them.
+    pub countries: &'a [(String, u64)],
 }
 
 fn labels(categories: &[String]) -> Vec<&'static str> {
@@ -40,7 +42,7 @@ pub fn authority_summary(catalog: &Catalog, f: &BreachFacts<'_>) -> String {
          ## (a) Nature of the breach\n{nature}\n\n\
          Categories of personal data concerned: {cats}.\n\
          Approximate number of data subjects concerned: {customers}.\n\
-         Approximate number of personal data records concerned: {records}.\n\n\
+         Approximate number of personal data records concerned: {records}.\n{countries}\n\
          ## (b) Contact point for more information\n{contact}\n\n\
          ## (c) Likely consequences\n{consequences}\n\n\
          ## (d) Measures taken or proposed\n{measures}\n\n\
@@ -55,6 +57,15 @@ pub fn authority_summary(catalog: &Catalog, f: &BreachFacts<'_>) -> String {
         cats = if cats.is_empty() { "none identified".to_string() } else { cats.join(", ") },
         customers = f.customers,
         records = f.records,
+        countries = if f.countries.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = f.countries.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            format!(
+                "Data subjects concerned per country: {} (other supervisory authorities concerned, Art. 56).\n",
+                list.join(", ")
+            )
+        },
         consequences = f.consequences.trim(),
         measures = f.measures.trim(),
     )
@@ -107,6 +118,7 @@ mod tests {
             records: 3,
             consequences: "Phishing messages in our name are possible.",
             measures: "The token was revoked and all staff tokens were rotated.",
+            countries: &[("DE".into(), 2), ("GB".into(), 1)],
         };
         let a = authority_summary(&c, &f);
         for needle in [
@@ -116,6 +128,7 @@ mod tests {
             "data subjects concerned: 3",
             "How to reach you",
             "(d) Measures",
+            "per country: DE 2, GB 1",
         ] {
             assert!(a.contains(needle), "{needle} in {a}");
         }

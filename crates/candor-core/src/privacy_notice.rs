@@ -411,6 +411,7 @@ pub fn action_plain(action: &str) -> &'static str {
         "break_glass.open" => "Opened emergency access",
         "access_log.read" => "Looked at who accessed your data",
         "retention.delete" => "Deleted data whose time was up",
+        "breach.country" => "Checked your country to count who a data breach affects",
         "keys.reindex" => "Re-computed the search key of your details (no person saw them)",
         "request.open" | "request.close" => "Handled your request",
         "privacy_center.link" => "Sent you a sign-in link",

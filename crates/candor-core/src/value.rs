@@ -102,6 +102,23 @@ pub fn lookup_key(ty: FieldType, value: &Value) -> Option<Vec<u8>> {
 }
 
 /// Parses a lookup value given as text (from a query string) into the JSON value of the type.
+/// Whether a field of type `ty` can say which country a customer is in (see [`country_code`]).
+pub fn holds_country(ty: FieldType) -> bool {
+    matches!(ty, FieldType::PostalAddress | FieldType::Text)
+}
+
+/// The ISO 3166-1 alpha-2 country a stored value names: a postal address's `country` part, or
+/// a text value that is a two-letter code. `None` when it names none (counted as unknown).
+pub fn country_code(ty: FieldType, value: &Value) -> Option<String> {
+    let text = match (ty, value) {
+        (FieldType::PostalAddress, Value::Object(parts)) => parts.get("country")?.as_str()?,
+        (FieldType::Text, Value::String(s)) => s.as_str(),
+        _ => return None,
+    };
+    let code = text.trim().to_ascii_uppercase();
+    (code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase())).then_some(code)
+}
+
 pub fn lookup_value_from_text(ty: FieldType, text: &str) -> Value {
     match ty {
         FieldType::Number => text
@@ -251,5 +268,16 @@ mod tests {
             assert!(!e.to_string().contains("canary"), "{e}");
         }
         assert_eq!(format!("{:?}", validate(FieldType::Text, &json!("secret")).unwrap()), "PersonalValue(<redacted>)");
+    }
+
+    #[test]
+    fn the_country_comes_from_an_address_or_a_two_letter_code() {
+        let address = json!({"street": "1 High St", "city": "Leeds", "country": "gb"});
+        assert_eq!(country_code(FieldType::PostalAddress, &address).as_deref(), Some("GB"));
+        assert_eq!(country_code(FieldType::PostalAddress, &json!({"city": "Leeds"})), None);
+        assert_eq!(country_code(FieldType::Text, &json!(" de ")).as_deref(), Some("DE"));
+        assert_eq!(country_code(FieldType::Text, &json!("Germany")), None);
+        assert_eq!(country_code(FieldType::Email, &json!("de")), None);
+        assert!(holds_country(FieldType::PostalAddress) && !holds_country(FieldType::Email));
     }
 }
