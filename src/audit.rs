@@ -5,7 +5,7 @@ use candor_core::{PurposeId, SubjectId};
 use candor_crypto::LogSigner;
 use candor_log::entry::{Actor, ENTRY_VERSION, LogEntry};
 use candor_log::note::VerifierKey;
-use candor_store::LogRecord;
+use candor_store::{CallerAddress, LogRecord};
 
 use crate::vault::Principal;
 
@@ -25,18 +25,21 @@ impl LogContext {
 
 /// The actor of changes made by the installation itself (init, catalog loading, the CLI).
 pub fn system_actor() -> Principal {
-    Principal { token_id: "system".into(), role: "system".into() }
+    Principal { token_id: "system".into(), role: "system".into(), origin: None }
 }
 
 /// A log record under construction.
 pub struct Audit {
     entry: LogEntry,
     subjects: Vec<SubjectId>,
+    /// Kept beside the entry, never in it: customers see entries, and entries never change.
+    caller: Option<CallerAddress>,
 }
 
 impl Audit {
     pub fn new(actor: &Principal, action: &str) -> Self {
-        let time = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let now = jiff::Timestamp::now();
+        let time = now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         Self {
             entry: LogEntry {
                 v: ENTRY_VERSION,
@@ -50,6 +53,7 @@ impl Audit {
                 detail: None,
             },
             subjects: Vec::new(),
+            caller: actor.origin.map(|address| CallerAddress { address, at: now.as_millisecond() }),
         }
     }
 
@@ -88,6 +92,6 @@ impl Audit {
 
     /// The record to append, without tracing it (bulk tools).
     pub fn record_quiet(self) -> LogRecord {
-        LogRecord { entry: self.entry.to_bytes(), subjects: self.subjects }
+        LogRecord { entry: self.entry.to_bytes(), subjects: self.subjects, caller: self.caller }
     }
 }

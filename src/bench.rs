@@ -162,6 +162,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
                 LogRecord {
                     entry: format!("{{\"action\":\"bench.create\",\"n\":{i}}}").into_bytes(),
                     subjects: vec![id],
+                    caller: None,
                 },
             )
             .await?;
@@ -251,7 +252,7 @@ async fn load_customers(vault: &crate::vault::Vault, n: usize) -> Result<Vec<Str
     bar.set_style(
         ProgressStyle::with_template("loading customers {bar:40} {pos}/{len} ({per_sec})").expect("template"),
     );
-    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
+    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into(), origin: None };
     let account = vault.authorize(backend.clone(), Some("account"), None).await?;
     let fulfilment = vault.authorize(backend, Some("order_fulfilment"), None).await?;
     let start = Instant::now();
@@ -333,7 +334,7 @@ async fn api_bench(
     let vault = first.expect("at least one instance");
     let server_pid = process.as_ref().map(ServerProcess::pid);
     let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
-    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into() };
+    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into(), origin: None };
     let account = vault.authorize(backend, Some("account"), None).await?;
     let mut ids = Vec::new();
     for i in 0..200 {
@@ -359,7 +360,7 @@ async fn api_bench(
         vault.change_consents(&account, id, input).await?;
     }
     let marketing_token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
-    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into() };
+    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into(), origin: None };
     let marketing = vault.authorize(tool, Some("marketing"), None).await?;
     let start = Instant::now();
     let rounds = 2000usize;
@@ -715,7 +716,11 @@ pub(crate) fn proc_memory_mib(process: &str, key: &str) -> Option<f64> {
 fn sample_entry(i: u64) -> LogRecord {
     let subject = SubjectId::random();
     let entry = crate::audit::Audit::new(
-        &crate::vault::Principal { token_id: format!("bench-token-{}", i % 50), role: "support_agent".into() },
+        &crate::vault::Principal {
+            token_id: format!("bench-token-{}", i % 50),
+            role: "support_agent".into(),
+            origin: None,
+        },
         "subject.read",
     )
     .purpose(&candor_core::PurposeId::new("customer_support"))
@@ -855,7 +860,7 @@ async fn audience_bench(customers: usize) -> Result<()> {
     bar.finish_and_clear();
     println!("-- consent audience: {customers} customers seeded in {:.1} s", start.elapsed().as_secs_f64());
 
-    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into() };
+    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into(), origin: None };
     let marketing = vault.authorize(tool, Some("marketing"), None).await?;
     let start = Instant::now();
     let mut rx = vault.audience(&marketing, Some("email")).await?;

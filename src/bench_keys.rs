@@ -53,8 +53,8 @@ pub async fn run(customers: usize) -> Result<()> {
     // A log of one staff read per customer, 1 in 100 by the "leaked" token.
     let store = crate::install::open_store(&config).await?;
     let start = Instant::now();
-    let staff = Principal { token_id: "staff-token".into(), role: "support_agent".into() };
-    let leaked = Principal { token_id: "leaked-token".into(), role: "support_agent".into() };
+    let staff = Principal { token_id: "staff-token".into(), role: "support_agent".into(), origin: None };
+    let leaked = Principal { token_id: "leaked-token".into(), role: "support_agent".into(), origin: None };
     for (n, chunk) in ids.chunks(10_000).enumerate() {
         let records = chunk
             .iter()

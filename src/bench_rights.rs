@@ -22,7 +22,7 @@ fn reset_peak_rss() {
 }
 
 async fn authorize(vault: &Vault, role: &str, purpose: &str) -> Result<Authorized> {
-    let principal = Principal { token_id: "bench".into(), role: role.into() };
+    let principal = Principal { token_id: "bench".into(), role: role.into(), origin: None };
     Ok(vault.authorize(principal, Some(purpose), None).await?)
 }
 

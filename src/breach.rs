@@ -5,13 +5,16 @@
 //! The log holds ids, field names, roles and times — never values — so the assessment needs no
 //! decryption and can run over millions of entries. Entries are matched when they disclosed data
 //! (reads, reports, exports, a recipient's reads; refusals excluded) and fit every filter given.
+//! An IP-range filter uses the staff and recipient request addresses kept beside the log for
+//! `[log] caller_address_days` (never in the entries, and never customers' own).
 //!
 //! Counts by country (which supervisory authorities to tell) need each affected customer's
 //! country, which only their data holds: with `--countries-from FIELD` the affected customers'
 //! FIELD (a postal address or a two-letter code) is decrypted in memory, page by page, each page
 //! logged against its customers first (action `breach.country`); only the counts leave.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -44,6 +47,20 @@ pub struct Filters {
     pub recipient: Option<String>,
     pub field: Option<String>,
     pub category: Option<String>,
+    /// Networks the requests came from (`--ip-range`): matched against the staff and recipient
+    /// addresses kept beside the log; an entry without a recorded address does not match.
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+/// `--ip-range` values: networks in CIDR form, or single addresses.
+pub fn networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>> {
+    texts
+        .iter()
+        .map(|t| {
+            crate::http::client::parse_network(t)
+                .with_context(|| format!("--ip-range `{t}` is not a network such as 203.0.113.0/24 or an address"))
+        })
+        .collect()
 }
 
 /// The result, as it grows.
@@ -51,6 +68,9 @@ pub struct Filters {
 pub struct Assessment {
     pub entries_scanned: u64,
     pub accesses: u64,
+    /// With `networks`: disclosures that fit every other filter but have no recorded address
+    /// (older than `[log] caller_address_days`, or recorded with it off) — a gap to report.
+    pub without_address: u64,
     /// Customer id -> categories exposed.
     pub customers: BTreeMap<String, BTreeSet<&'static str>>,
 }
@@ -63,8 +83,9 @@ pub fn log_time(text: &str) -> Result<String> {
 }
 
 impl Assessment {
-    /// Adds one log entry (a no-op unless it disclosed data and fits the filters).
-    pub fn add(&mut self, catalog: &Catalog, filters: &Filters, e: &LogEntry) {
+    /// Adds one log entry, with the address its request came from if one was recorded (a no-op
+    /// unless it disclosed data and fits the filters).
+    pub fn add(&mut self, catalog: &Catalog, filters: &Filters, e: &LogEntry, caller: Option<IpAddr>) {
         self.entries_scanned += 1;
         if !DISCLOSING.contains(&e.action.as_str()) || e.decision.as_deref() == Some("denied") {
             return;
@@ -89,6 +110,16 @@ impl Assessment {
             .collect();
         if names.is_empty() || e.subjects.is_empty() {
             return;
+        }
+        if !filters.networks.is_empty() {
+            match caller {
+                None => {
+                    self.without_address += 1;
+                    return;
+                }
+                Some(a) if !filters.networks.iter().any(|n| n.contains(&a)) => return,
+                Some(_) => {}
+            }
         }
         self.accesses += 1;
         for s in &e.subjects {
@@ -120,9 +151,14 @@ pub async fn scan_log(
     let mut start = 0;
     while start < size {
         let end = (start + PAGE).min(size);
-        for (_, bytes) in store.log_entries(start, end).await? {
+        let callers: HashMap<u64, IpAddr> = if filters.networks.is_empty() {
+            HashMap::new()
+        } else {
+            store.log_callers(start, end).await?.into_iter().collect()
+        };
+        for (idx, bytes) in store.log_entries(start, end).await? {
             match serde_json::from_slice::<LogEntry>(&bytes) {
-                Ok(e) => assessment.add(catalog, filters, &e),
+                Ok(e) => assessment.add(catalog, filters, &e, callers.get(&idx).copied()),
                 Err(_) => assessment.entries_scanned += 1,
             }
         }
@@ -220,7 +256,8 @@ pub async fn assess(
         &filters.category,
     ]
     .iter()
-    .any(|f| f.is_some());
+    .any(|f| f.is_some())
+        || !filters.networks.is_empty();
     if any_log_filter || kek_version.is_none() {
         scan_log(store.as_ref(), &catalog, &log_filters, &mut assessment).await?;
     }
@@ -270,9 +307,11 @@ pub async fn assess(
             "from": filters.from, "to": filters.to, "token": filters.token, "role": filters.role,
             "recipient": filters.recipient, "field": filters.field, "category": filters.category,
             "kek_version": kek_version, "countries_from": countries_from,
+            "ip_ranges": filters.networks.iter().map(ToString::to_string).collect::<Vec<_>>(),
         },
         "log_entries_scanned": assessment.entries_scanned,
         "matching_accesses": assessment.accesses,
+        "accesses_without_recorded_address": (!filters.networks.is_empty()).then_some(assessment.without_address),
         "customers_exposed_by_key": key_exposed,
         "customers": assessment.customers.len(),
         "by_category": assessment.by_category(),
@@ -451,31 +490,36 @@ mod tests {
                 &["s1"],
                 &["email", "full_name"],
             ),
+            None,
         );
         a.add(
             &c,
             &f,
             &entry("2026-01-06T10:00:00.000Z", "event.read", "leaked", "support_agent", &["s2"], &["purchase"]),
+            None,
         );
         a.add(
             &c,
             &f,
             &entry("2026-01-06T10:00:00.000Z", "subject.read", "other", "support_agent", &["s3"], &["email"]),
+            None,
         );
         a.add(
             &c,
             &f,
             &entry("2026-02-01T00:00:00.000Z", "subject.read", "leaked", "support_agent", &["s4"], &["email"]),
+            None,
         );
         a.add(
             &c,
             &f,
             &entry("2026-01-07T10:00:00.000Z", "subject.create", "leaked", "support_agent", &["s5"], &["email"]),
+            None,
         );
         let mut denied =
             entry("2026-01-08T10:00:00.000Z", "subject.read", "leaked", "support_agent", &["s6"], &["email"]);
         denied.decision = Some("denied".into());
-        a.add(&c, &f, &denied);
+        a.add(&c, &f, &denied, None);
         assert_eq!(a.entries_scanned, 6);
         assert_eq!(a.accesses, 2);
         assert_eq!(a.customers.keys().collect::<Vec<_>>(), ["s1", "s2"]);
@@ -489,8 +533,14 @@ mod tests {
             &c,
             &only_contact,
             &entry("2026-01-05T10:00:00.000Z", "subject.read", "t", "r", &["s1"], &["email", "full_name"]),
+            None,
         );
-        b.add(&c, &only_contact, &entry("2026-01-05T10:00:00.000Z", "subject.read", "t", "r", &["s2"], &["full_name"]));
+        b.add(
+            &c,
+            &only_contact,
+            &entry("2026-01-05T10:00:00.000Z", "subject.read", "t", "r", &["s2"], &["full_name"]),
+            None,
+        );
         assert_eq!(b.customers.keys().collect::<Vec<_>>(), ["s1"]);
         assert_eq!(b.customers["s1"].iter().copied().collect::<Vec<_>>(), ["contact"]);
 
@@ -507,6 +557,7 @@ mod tests {
                 &["s9"],
                 &["full_name"],
             ),
+            None,
         );
         r.add(
             &c,
@@ -519,8 +570,23 @@ mod tests {
                 &["s8"],
                 &["email"],
             ),
+            None,
         );
         assert_eq!(r.customers.keys().collect::<Vec<_>>(), ["s9"]);
+    }
+
+    #[test]
+    fn an_address_range_matches_only_recorded_addresses_inside_it_and_counts_the_rest() {
+        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+        let f = Filters { networks: networks(&["203.0.113.0/24".into()]).unwrap(), ..Default::default() };
+        let read = |s: &str| entry("2026-01-05T10:00:00.000Z", "subject.read", "t", "support_agent", &[s], &["email"]);
+        let mut a = Assessment::default();
+        a.add(&c, &f, &read("inside"), Some("203.0.113.9".parse().unwrap()));
+        a.add(&c, &f, &read("outside"), Some("198.51.100.1".parse().unwrap()));
+        a.add(&c, &f, &read("unknown"), None);
+        assert_eq!(a.customers.keys().collect::<Vec<_>>(), ["inside"]);
+        assert_eq!((a.accesses, a.without_address), (1, 1));
+        assert!(networks(&["203.0.113.0/40".into()]).is_err());
     }
 
     #[test]

@@ -11,10 +11,14 @@ use serde::Deserialize;
 pub const DEFAULT_CONFIG: &str = "candor.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Days staff and recipient request addresses are kept beside the log (a year: breaches are often found months late).
+pub const DEFAULT_CALLER_ADDRESS_DAYS: u32 = 365;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `[server] trusted_proxies`: networks whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     pub database: Database,
     /// File the catalog is read from (the config file itself when the catalog is inline).
@@ -88,6 +92,9 @@ pub struct LogSettings {
     pub signing_key_file: PathBuf,
     /// How often a checkpoint is signed and kept while the log grows.
     pub checkpoint_interval_seconds: u64,
+    /// Days the address of each staff or recipient request is kept beside the log (for
+    /// `breach assess --ip-range`); 0: not recorded.
+    pub caller_address_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +238,7 @@ struct RawLog {
     origin: Option<String>,
     signing_key_file: Option<String>,
     checkpoint_interval_seconds: Option<u64>,
+    caller_address_days: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +246,7 @@ struct RawLog {
 struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -296,8 +305,19 @@ impl Config {
             }
             Some(d) => Database::Sqlite(resolve(d.strip_prefix("sqlite:").unwrap_or(d))),
         };
+        let mut trusted_proxies = Vec::new();
+        for text in raw.server.trusted_proxies.iter().flatten() {
+            let net = crate::http::client::parse_network(text).with_context(|| {
+                format!(
+                    "{}: server.trusted_proxies: `{text}` is not an address or network like 10.0.0.0/8",
+                    path.display()
+                )
+            })?;
+            trusted_proxies.push(net);
+        }
         Ok(Config {
             listen,
+            trusted_proxies,
             max_body_bytes: raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             database,
             catalog_path: raw.catalog.as_deref().map_or_else(|| path.to_path_buf(), resolve),
@@ -344,6 +364,7 @@ impl Config {
                 },
                 signing_key_file: resolve(raw.log.signing_key_file.as_deref().unwrap_or("keys/log.key")),
                 checkpoint_interval_seconds: raw.log.checkpoint_interval_seconds.unwrap_or(60).max(1),
+                caller_address_days: raw.log.caller_address_days.unwrap_or(DEFAULT_CALLER_ADDRESS_DAYS),
             },
             retention_sweep_interval_seconds: raw.retention.sweep_interval_seconds.unwrap_or(3600),
             branding: BrandingSettings {
@@ -440,6 +461,10 @@ database = "{database}"
 [server]
 listen = "{DEFAULT_LISTEN}"
 max_body_bytes = {DEFAULT_MAX_BODY_BYTES}
+# Proxies in front of Candor (addresses or networks) whose X-Forwarded-For names the client.
+# Leave empty when clients connect directly: the header is then ignored, so no one can choose
+# the address their requests are recorded and rate-limited under.
+trusted_proxies = []
 
 [keys]
 # Key-encryption keys and the blind-index key: files readable only by their owner (0600).
@@ -471,6 +496,10 @@ origin = "{log_origin}"
 # Ed25519 key that signs checkpoints (owner-only file; or CANDOR_LOG_KEY).
 signing_key_file = "keys/log.key"
 checkpoint_interval_seconds = 60
+# The network address of each staff or recipient request is kept beside the log (not in its
+# entries) for this many days, so `candor breach assess --ip-range` can answer "what did requests
+# from these addresses read?"; 0: never recorded. Customers' own privacy-center visits never are.
+caller_address_days = {DEFAULT_CALLER_ADDRESS_DAYS}
 
 [retention]
 # Values and events whose retention period (in the catalog) has passed are deleted this often

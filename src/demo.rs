@@ -7,7 +7,7 @@ use crate::vault::{NewEventInput, Principal, Vault};
 
 /// Stores a few customers with profile fields and purchases. Returns their ids.
 pub async fn seed(vault: &Vault) -> Result<Vec<String>> {
-    let backend = Principal { token_id: "quickstart-demo".into(), role: "shop_backend".into() };
+    let backend = Principal { token_id: "quickstart-demo".into(), role: "shop_backend".into(), origin: None };
     let account = vault.authorize(backend.clone(), Some("account"), None).await?;
     let fulfilment = vault.authorize(backend, Some("order_fulfilment"), None).await?;
     let customers = [

@@ -281,6 +281,10 @@ enum BreachCommand {
         /// A leaked KEK version: every customer whose data key it wraps, with all they hold.
         #[arg(long)]
         kek_version: Option<u32>,
+        /// Requests from this network (CIDR, e.g. 203.0.113.0/24, or one address); repeat for
+        /// several. Matched against staff and recipient addresses kept beside the log.
+        #[arg(long = "ip-range", value_name = "CIDR")]
+        ip_ranges: Vec<String>,
         /// Count the affected customers per country, by this field (a postal address, or a
         /// two-letter country code): it is decrypted in memory for each of them, and logged.
         #[arg(long, value_name = "FIELD")]
@@ -651,6 +655,7 @@ async fn run(command: Command) -> Result<()> {
                     field,
                     category,
                     kek_version,
+                    ip_ranges,
                     countries_from,
                     out,
                     config,
@@ -664,6 +669,7 @@ async fn run(command: Command) -> Result<()> {
                 recipient,
                 field,
                 category,
+                networks: breach::networks(&ip_ranges)?,
             };
             breach::assess(&config.config, filters, kek_version, countries_from.as_deref(), out.as_deref()).await
         }
@@ -716,8 +722,8 @@ async fn run(command: Command) -> Result<()> {
                     .as_millisecond(),
                 None => vault::now_millis(),
             };
-            let (_, vault) = install::open(&config.config).await?;
-            retention_run(&vault, now, dry_run).await
+            let (config, vault) = install::open(&config.config).await?;
+            retention_run(&vault, now, dry_run, config.log.caller_address_days).await
         }
         Command::Import { command: ImportCommand::Consents { file, notice_version, config } } => {
             let (_, vault) = install::open(&config.config).await?;
@@ -754,7 +760,7 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-async fn retention_run(vault: &vault::Vault, now: i64, dry_run: bool) -> Result<()> {
+async fn retention_run(vault: &vault::Vault, now: i64, dry_run: bool, caller_address_days: u32) -> Result<()> {
     let due = vault.retention_due(now).await?;
     let at = jiff::Timestamp::from_millisecond(now)?;
     println!("retention at {at}:");
@@ -789,6 +795,8 @@ async fn retention_run(vault: &vault::Vault, now: i64, dry_run: bool) -> Result<
         "deleted {} event(s) and {} field value(s) of {} customer(s); {} skipped under a legal hold",
         report.events, report.fields, report.subjects, report.held
     );
+    let forgotten = vault.prune_caller_addresses(now, caller_address_days).await?;
+    println!("forgot {forgotten} staff/recipient request address(es) older than {caller_address_days} day(s)");
     Ok(())
 }
 
@@ -813,7 +821,7 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
-    retention::spawn_sweeper(vault.clone(), config.retention_sweep_interval_seconds);
+    retention::spawn_sweeper(vault.clone(), config.retention_sweep_interval_seconds, config.log.caller_address_days);
     http::serve(http::AppState::new(vault, &config)?, addr, |local| {
         println!("listening on http://{local}");
     })
@@ -838,7 +846,8 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
     // A one-time link into the first demo customer's privacy center.
     let sign_in = match demo_ids.first() {
         Some(id) => {
-            let backend = vault::Principal { token_id: "quickstart-demo".into(), role: "shop_backend".into() };
+            let backend =
+                vault::Principal { token_id: "quickstart-demo".into(), role: "shop_backend".into(), origin: None };
             let auth = vault.authorize(backend, Some("privacy_requests"), None).await?;
             let id = candor_core::SubjectId::parse(id).expect("demo ids are subject ids");
             Some(vault.create_sign_in_link(&auth, id).await?.secret)

@@ -2,7 +2,8 @@
 //! customer by customer, skipping those under a legal hold, each deletion logged with names and
 //! counts. Run by the server every `[retention] sweep_interval_seconds` and by
 //! `candor retention run [--dry-run]`. The clock is a parameter, so tests move it instead of
-//! sleeping.
+//! sleeping. The same runs forget staff and recipient request addresses older than
+//! `[log] caller_address_days`.
 
 use candor_core::SubjectId;
 use candor_core::rights::retention_rules;
@@ -33,6 +34,12 @@ fn describe(expired: &Expired) -> String {
 }
 
 impl Vault {
+    /// Forgets the staff and recipient request addresses recorded more than `days` before
+    /// `now` (with 0, all of them: recording is off). Returns how many.
+    pub async fn prune_caller_addresses(&self, now: i64, days: u32) -> Result<u64, VaultError> {
+        Ok(self.store().prune_log_callers(now - i64::from(days) * 86_400_000).await?)
+    }
+
     /// What the retention rules in force at `now` would delete.
     pub async fn retention_due(&self, now: i64) -> Result<Vec<Due>, VaultError> {
         Ok(self.store().retention_due(&retention_rules(self.catalog(), now)).await?)
@@ -92,8 +99,9 @@ impl Vault {
     }
 }
 
-/// Sweeps every `interval_seconds` (0: never) while the server runs.
-pub fn spawn_sweeper(vault: Vault, interval_seconds: u64) {
+/// Sweeps every `interval_seconds` (0: never) while the server runs, and forgets request
+/// addresses older than `caller_address_days`.
+pub fn spawn_sweeper(vault: Vault, interval_seconds: u64, caller_address_days: u32) {
     if interval_seconds == 0 {
         return;
     }
@@ -114,6 +122,11 @@ pub fn spawn_sweeper(vault: Vault, interval_seconds: u64) {
                     tracing::warn!(error = %e, "retention sweep postponed")
                 }
                 Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+            }
+            match vault.prune_caller_addresses(crate::vault::now_millis(), caller_address_days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(addresses = n, "request addresses past [log] caller_address_days forgotten"),
+                Err(e) => tracing::warn!(error = %e, "request addresses not pruned; next sweep retries"),
             }
         }
     });

@@ -189,3 +189,86 @@ async fn a_leaked_staff_token_exposes_exactly_the_customers_it_read() {
     );
     assert!(!ok && err.contains("`email` is neither a postal address nor a text field"), "{err}");
 }
+
+#[tokio::test]
+async fn requests_from_an_address_range_expose_exactly_the_customers_they_read() {
+    let install = Install::new();
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    assert!(config.contains("trusted_proxies = []"), "the default trusts no proxy");
+    // Candor sits behind a proxy on this machine; the proxy says who the client is.
+    std::fs::write(install.config(), config.replace("trusted_proxies = []", "trusted_proxies = [\"127.0.0.1\"]"))
+        .unwrap();
+    let support = install.token_with(&["--role", "support_agent"]);
+    let backend_token = install.token("shop_backend");
+    let server = install.serve();
+    let backend = server.client(&backend_token, Some("account"));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            backend.create(json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}")})).await,
+        );
+    }
+    let staff = server.client(&support, Some("customer_support"));
+    let read_via = |id: &str, forwarded: Option<&str>| {
+        let mut r = staff.request(reqwest::Method::GET, &format!("/v1/subjects/{id}"));
+        if let Some(f) = forwarded {
+            r = r.header("X-Forwarded-For", f);
+        }
+        r
+    };
+    // The left-most hop is the client's own claim: only the hop the proxy saw counts.
+    for id in &ids[0..2] {
+        assert_eq!(staff.send(read_via(id, Some("6.6.6.6, 203.0.113.7"))).await.status, 200);
+    }
+    for id in &ids[2..4] {
+        assert_eq!(staff.send(read_via(id, Some("198.51.100.4"))).await.status, 200);
+    }
+    assert_eq!(staff.send(read_via(&ids[4], None)).await.status, 200);
+
+    let sorted = |v: &Value| {
+        let mut ids: Vec<String> = v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let expect = |range: &[String]| {
+        let mut e = range.to_vec();
+        e.sort();
+        e
+    };
+    let out = tempfile::tempdir().unwrap();
+    let a = assess(&install, &["--ip-range", "203.0.113.0/24", "--out", out.path().to_str().unwrap()]);
+    assert_eq!((a["customers"].as_u64(), a["matching_accesses"].as_u64()), (Some(2), Some(2)), "{a}");
+    assert_eq!(a["accesses_without_recorded_address"], 0);
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("assessment.json")).unwrap()).unwrap();
+    assert_eq!(sorted(&written["customer_ids"]), expect(&ids[0..2]));
+    let b = assess(&install, &["--ip-range", "198.51.100.4", "--ip-range", "2001:db8::/32"]);
+    assert_eq!(b["customers"], 2, "{b}");
+    assert_eq!(assess(&install, &["--ip-range", "6.6.6.6"])["customers"], 0, "a spoofed hop is not believed");
+    assert_eq!(assess(&install, &["--ip-range", "127.0.0.1"])["customers"], 1, "no header: the proxy's address");
+
+    // Addresses are kept beside the log, not in what customers and auditors see.
+    let admin = server.client(&install.admin_token, None);
+    let entries = admin.get("/v1/log/entries?start=0&end=1000").await.body.to_string();
+    assert!(entries.contains("subject.read") && !entries.contains("203.0.113.7"), "{entries}");
+
+    // After [log] caller_address_days they are forgotten (the 5 creates and 5 reads); the
+    // assessment then says what it cannot see.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 400)).to_string();
+    let config = install.config();
+    let (ok, printed, err) = candor(
+        &["retention", "run", "--now", &later, "--config", config.to_str().unwrap()],
+        install.config().parent().unwrap(),
+    );
+    assert!(ok, "{err}");
+    assert!(printed.contains("forgot 10 staff/recipient request address(es) older than 365 day(s)"), "{printed}");
+    let gone = assess(&install, &["--ip-range", "203.0.113.0/24"]);
+    assert_eq!(gone["customers"], 0);
+    assert_eq!(gone["accesses_without_recorded_address"], 5, "{gone}");
+
+    let (ok, _, err) = candor(
+        &["breach", "assess", "--ip-range", "intranet", "--config", config.to_str().unwrap()],
+        install.config().parent().unwrap(),
+    );
+    assert!(!ok && err.contains("--ip-range `intranet` is not a network"), "{err}");
+}

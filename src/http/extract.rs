@@ -31,7 +31,10 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(VaultError::Unauthenticated("the Authorization header must be `Bearer <token>`"))?;
-        Ok(state.vault.authenticate(token).await?)
+        let mut principal = state.vault.authenticate(token).await?;
+        let client = super::client::ClientIp::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
+        principal.origin = state.caller_origin(client);
+        Ok(principal)
     }
 }
 

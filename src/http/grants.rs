@@ -162,6 +162,7 @@ pub struct RecordsQuery {
 pub async fn records(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: super::client::ClientIp,
     headers: HeaderMap,
     query: Result<Query<RecordsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -178,7 +179,10 @@ pub async fn records(
         None => None,
         Some(a) => Some(parse_subject_id(a).map_err(|e| e.with_field("after"))?),
     };
-    let page = state.vault.read_grant(&id, credential, after, query.limit.unwrap_or(DEFAULT_GRANT_PAGE)).await?;
+    let page = state
+        .vault
+        .read_grant(&id, credential, after, query.limit.unwrap_or(DEFAULT_GRANT_PAGE), state.caller_origin(client))
+        .await?;
     let records: Vec<Value> =
         page.records.into_iter().map(|(s, fields)| json!({"subject_id": s.to_string(), "fields": fields})).collect();
     Ok(Json(json!({"grant_id": id, "records": records, "next": page.next.map(|n| n.to_string())})))

@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::client::ClientIp;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, parse_subject_id};
 use super::pages::{Chrome, error_page, minute, render, too_many};
-use super::sign_in::{ClientIp, SignedIn};
+use super::sign_in::SignedIn;
 use super::{AppState, rfc3339};
 use crate::vault::{Authorized, MessageView, Verification};
 

@@ -4,6 +4,7 @@
 
 mod branding;
 mod center;
+pub mod client;
 mod consents;
 pub mod error;
 pub mod extract;
@@ -58,6 +59,10 @@ pub struct AppState {
     /// Recipients' webhook secrets (`[sharing] webhook_secrets`).
     pub webhook_secrets: Arc<std::collections::HashMap<String, zeroize::Zeroizing<String>>>,
     webhooks: crate::config::WebhookSettings,
+    /// `[server] trusted_proxies`: whose `X-Forwarded-For` is believed.
+    trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Whether staff and recipient addresses are recorded beside the log (`[log] caller_address_days` > 0).
+    record_callers: bool,
 }
 
 impl AppState {
@@ -73,7 +78,15 @@ impl AppState {
             bound: Arc::new(OnceLock::new()),
             webhook_secrets: Arc::new(crate::outbox::load_secrets(&config.webhooks)?),
             webhooks: config.webhooks.clone(),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            record_callers: config.log.caller_address_days > 0,
         })
+    }
+
+    /// The address to record for a staff or recipient request from `client`, if addresses are
+    /// recorded at all.
+    pub fn caller_origin(&self, client: client::ClientIp) -> Option<std::net::IpAddr> {
+        self.record_callers.then_some(client.0).filter(|a| !a.is_unspecified())
     }
 
     /// Where customers reach the privacy center: `[privacy_center] public_url`, or this
@@ -151,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(log_and_harden))
+        .layer(middleware::from_fn_with_state(state.clone(), client::remember_client))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .with_state(state)
 }

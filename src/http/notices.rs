@@ -56,7 +56,8 @@ pub async fn confirm(
         .with_field("Candor-Signature"));
     }
     store.confirm_notice(&id, now_millis()).await.map_err(VaultError::from)?;
-    let actor = Principal { token_id: format!("notice:{id}"), role: format!("recipient:{}", notice.recipient) };
+    let actor =
+        Principal { token_id: format!("notice:{id}"), role: format!("recipient:{}", notice.recipient), origin: None };
     let subjects: Vec<candor_core::SubjectId> = candor_core::SubjectId::parse(&notice.subject).into_iter().collect();
     let log = Audit::new(&actor, "recipient.confirmed")
         .subjects(&subjects)

@@ -5,12 +5,11 @@
 //! SameSite=Strict cookie (Secure, with the `__Host-` prefix, behind TLS); every form carries
 //! an anti-forgery token derived from it.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,6 +18,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
+use super::client::ClientIp;
 use super::error::{ApiError, ErrorBody};
 use super::extract::SubjectPath;
 use super::pages::{Chrome, error_page, message, render, too_many};
@@ -140,18 +140,6 @@ pub async fn sign_out(
     );
     response.headers_mut().insert(header::SET_COOKIE, state.session_cookie(None));
     response
-}
-
-/// The client's address (the TCP peer; unspecified when the server was not started with it).
-pub struct ClientIp(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        Ok(ClientIp(peer.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))))
-    }
 }
 
 /// The first value of `name` in a submitted form.

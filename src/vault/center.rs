@@ -60,7 +60,7 @@ impl CustomerSession {
 
 /// The actor name of a session in the log (its public id, never its secret).
 fn session_actor(id: &str) -> Principal {
-    Principal { token_id: format!("session:{id}"), role: CUSTOMER_ROLE.to_string() }
+    Principal { token_id: format!("session:{id}"), role: CUSTOMER_ROLE.to_string(), origin: None }
 }
 
 impl Vault {

@@ -74,8 +74,8 @@ pub struct ShareView {
 }
 
 /// The log actor of a recipient reading through a grant.
-fn recipient_actor(grant: &Grant) -> Principal {
-    Principal { token_id: format!("grant:{}", grant.id), role: format!("recipient:{}", grant.recipient) }
+fn recipient_actor(grant: &Grant, origin: Option<std::net::IpAddr>) -> Principal {
+    Principal { token_id: format!("grant:{}", grant.id), role: format!("recipient:{}", grant.recipient), origin }
 }
 
 fn today() -> String {
@@ -289,6 +289,7 @@ impl Vault {
         credential: &str,
         after: Option<SubjectId>,
         limit: u32,
+        origin: Option<std::net::IpAddr>,
     ) -> Result<GrantPage, VaultError> {
         let g = self.store.grant(id).await?.ok_or(VaultError::InvalidToken)?;
         if hash_token(credential).0 != g.credential_hash {
@@ -328,7 +329,7 @@ impl Vault {
             records.push((id, values));
         }
         let subjects: Vec<SubjectId> = records.iter().map(|(s, _)| *s).collect();
-        let log = Audit::new(&recipient_actor(&g), "grant.read")
+        let log = Audit::new(&recipient_actor(&g, origin), "grant.read")
             .purpose(&purpose.id)
             .subjects(&subjects)
             .fields(&g.fields)

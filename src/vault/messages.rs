@@ -42,7 +42,7 @@ pub enum Verification {
 
 /// The actor of public code checks in the log.
 fn public_actor() -> Principal {
-    Principal { token_id: "public".into(), role: "public".into() }
+    Principal { token_id: "public".into(), role: "public".into(), origin: None }
 }
 
 /// The name the subject line is sealed under: bound to its message, so lines cannot be swapped.

@@ -48,6 +48,9 @@ pub const MAX_EVENT_PAGE: u32 = 1000;
 pub struct Principal {
     pub token_id: String,
     pub role: String,
+    /// The network address a staff member's or recipient's request came from, recorded beside
+    /// the log (`[log] caller_address_days`); `None` for customers, the system and the CLI.
+    pub origin: Option<std::net::IpAddr>,
 }
 
 /// A principal allowed to act under a declared purpose (see [`Vault::authorize`]).
@@ -285,7 +288,7 @@ impl Vault {
         if found.expires_at.is_some_and(|e| e <= now_millis()) {
             return Err(VaultError::TokenExpired);
         }
-        Ok(Principal { token_id: found.id, role: found.role })
+        Ok(Principal { token_id: found.id, role: found.role, origin: None })
     }
 
     /// Checks that `principal` may act under the declared purpose. (What is known about the

@@ -166,6 +166,21 @@ pub struct LogRecord {
     /// Canonical entry bytes (see `candor_log::entry`); never a personal value.
     pub entry: Vec<u8>,
     pub subjects: Vec<SubjectId>,
+    /// Where the request came from, for staff and recipients (kept beside the log, prunable).
+    pub caller: Option<CallerAddress>,
+}
+
+/// A stored caller address.
+pub(crate) fn parse_address(text: &str) -> Result<std::net::IpAddr, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("log_callers holds `{text}`, which is not an IP address")))
+}
+
+/// The network address of the staff member or recipient whose request a log entry records,
+/// and when it was recorded (for pruning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerAddress {
+    pub address: std::net::IpAddr,
+    pub at: Millis,
 }
 
 /// Where the vault keeps its data. Every method is one transaction; methods that change data
@@ -252,6 +267,12 @@ pub trait Store:
 
     /// Entries `[start, end)` that exist, with their indexes.
     async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// The caller addresses recorded for entries `[start, end)` (those not pruned), by index.
+    async fn log_callers(&self, start: u64, end: u64) -> Result<Vec<(u64, std::net::IpAddr)>, StoreError>;
+
+    /// Forgets caller addresses recorded before `before`. Returns how many.
+    async fn prune_log_callers(&self, before: Millis) -> Result<u64, StoreError>;
 
     /// Stored hashes of level `level` nodes `[start, end)` (level 0: leaf hashes).
     async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError>;

@@ -24,7 +24,11 @@ fn bi(b: u8) -> BlindIndex {
     BlindIndex::new(1, vec![b; 32])
 }
 fn log(what: &str, subject: Option<SubjectId>) -> LogRecord {
-    LogRecord { entry: format!("{{\"test\":\"{what}\"}}").into_bytes(), subjects: subject.into_iter().collect() }
+    LogRecord {
+        entry: format!("{{\"test\":\"{what}\"}}").into_bytes(),
+        subjects: subject.into_iter().collect(),
+        caller: None,
+    }
 }
 
 fn dek() -> StoredDek {
@@ -75,6 +79,7 @@ pub async fn run_all(store: &dyn Store) {
     grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_customers(store).await;
     data_keys_are_counted_per_kek_and_replaced_only_if_unchanged(store).await;
     lookup_rows_move_to_a_new_index_key_only_if_unchanged(store).await;
+    caller_addresses_are_kept_beside_the_log_and_pruned(store).await;
     breaches_are_recorded_with_their_customers_and_their_clock(store).await;
 }
 
@@ -137,6 +142,26 @@ async fn data_keys_are_counted_per_kek_and_replaced_only_if_unchanged(store: &dy
     // An erased customer's key is gone from all of this.
     store.erase_subject(a, 9_000, "{}".into(), log("erase", Some(a))).await.unwrap();
     assert!(store.deks_not_under(99, None, 1000).await.unwrap().iter().all(|(s, _)| *s != a));
+}
+
+async fn caller_addresses_are_kept_beside_the_log_and_pruned(store: &dyn Store) {
+    use crate::CallerAddress;
+    let (size, _) = store.log_head().await.unwrap();
+    let at = |address: &str, at| Some(CallerAddress { address: address.parse().unwrap(), at });
+    let records = vec![
+        LogRecord { caller: at("203.0.113.7", 1_000), ..log("from staff", None) },
+        log("from a customer", None),
+        LogRecord { caller: at("2001:db8::5", 9_000), ..log("from a recipient", None) },
+    ];
+    let first = store.append_log(records).await.unwrap();
+    assert_eq!(first, size);
+    let (after, _) = store.log_head().await.unwrap();
+    assert_eq!(after, size + 3, "addresses do not change the log itself");
+    let stored = store.log_callers(first, first + 3).await.unwrap();
+    assert_eq!(stored, vec![(first, "203.0.113.7".parse().unwrap()), (first + 2, "2001:db8::5".parse().unwrap())]);
+    assert_eq!(store.prune_log_callers(5_000).await.unwrap(), 1);
+    assert_eq!(store.log_callers(first, first + 3).await.unwrap(), vec![(first + 2, "2001:db8::5".parse().unwrap())]);
+    assert_eq!(store.log_entries(first, first + 3).await.unwrap().len(), 3, "entries stay");
 }
 
 async fn lookup_rows_move_to_a_new_index_key_only_if_unchanged(store: &dyn Store) {

@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/postgres/0009_outbox.sql")),
     (10, include_str!("../../migrations/postgres/0010_breaches.sql")),
     (11, include_str!("../../migrations/postgres/0011_index_key_versions.sql")),
+    (12, include_str!("../../migrations/postgres/0012_log_callers.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;
@@ -151,6 +152,7 @@ async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecor
     let (mut entry_idx, mut entries) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
     let (mut node_level, mut node_idx, mut node_hash) = (Vec::new(), Vec::new(), Vec::new());
     let (mut link_subject, mut link_idx) = (Vec::new(), Vec::new());
+    let (mut caller_idx, mut caller_address, mut caller_at) = (Vec::new(), Vec::new(), Vec::new());
     for (i, record) in records.iter().enumerate() {
         let idx = first + i as u64;
         entry_idx.push(idx as i64);
@@ -173,6 +175,11 @@ async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecor
             link_subject.push(subject.to_string());
             link_idx.push(idx as i64);
         }
+        if let Some(caller) = &record.caller {
+            caller_idx.push(idx as i64);
+            caller_address.push(caller.address.to_string());
+            caller_at.push(caller.at);
+        }
     }
     tx.execute(
         "INSERT INTO log_entries (idx, entry) SELECT * FROM unnest($1::int8[], $2::bytea[])",
@@ -192,6 +199,14 @@ async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecor
         tx.execute(
             "INSERT INTO log_subjects (subject_id, idx) SELECT * FROM unnest($1::text[], $2::int8[]) ON CONFLICT DO NOTHING",
             &[&link_subject, &link_idx],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    if !caller_idx.is_empty() {
+        tx.execute(
+            "INSERT INTO log_callers (idx, address, recorded_at) SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])",
+            &[&caller_idx, &caller_address, &caller_at],
         )
         .await
         .map_err(pg_err)?;
@@ -718,6 +733,23 @@ impl Store for PgStore {
         Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
     }
 
+    async fn log_callers(&self, start: u64, end: u64) -> Result<Vec<(u64, std::net::IpAddr)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT idx, address FROM log_callers WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[&(start as i64), &(end as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(|r| Ok((r.get::<_, i64>(0) as u64, crate::parse_address(r.get(1))?))).collect()
+    }
+
+    async fn prune_log_callers(&self, before: Millis) -> Result<u64, StoreError> {
+        self.client().await?.execute("DELETE FROM log_callers WHERE recorded_at < $1", &[&before]).await.map_err(pg_err)
+    }
+
     async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
         let rows = self
             .client()
@@ -837,7 +869,7 @@ mod tests {
             let store = if t % 2 == 0 { a.clone() } else { b.clone() };
             tasks.push(tokio::spawn(async move {
                 for i in 0..10u8 {
-                    let record = LogRecord { entry: vec![t, i], subjects: vec![] };
+                    let record = LogRecord { entry: vec![t, i], subjects: vec![], caller: None };
                     store.append_log(vec![record]).await.unwrap();
                 }
             }));

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/sqlite/0010_outbox.sql")),
     (11, include_str!("../../migrations/sqlite/0011_breaches.sql")),
     (12, include_str!("../../migrations/sqlite/0012_index_key_versions.sql")),
+    (13, include_str!("../../migrations/sqlite/0013_log_callers.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
@@ -325,6 +326,11 @@ fn append_log_tx(tx: &Connection, records: &[LogRecord]) -> Result<u64, StoreErr
         for subject in &record.subjects {
             tx.prepare_cached("INSERT OR IGNORE INTO log_subjects (subject_id, idx) VALUES (?1, ?2)")
                 .and_then(|mut s| s.execute(params![subject.to_string(), idx as i64]))
+                .map_err(db_err)?;
+        }
+        if let Some(caller) = &record.caller {
+            tx.prepare_cached("INSERT INTO log_callers (idx, address, recorded_at) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![idx as i64, caller.address.to_string(), caller.at]))
                 .map_err(db_err)?;
         }
     }
@@ -907,6 +913,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn log_callers(&self, start: u64, end: u64) -> Result<Vec<(u64, std::net::IpAddr)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT idx, address FROM log_callers WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![start as i64, end as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (idx, address) = row.map_err(db_err)?;
+                out.push((idx, crate::parse_address(&address)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_log_callers(&self, before: Millis) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let n =
+                execute_cached(c, "DELETE FROM log_callers WHERE recorded_at < ?1", params![before]).map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
         self.read(move |c| {
             let mut stmt = c
@@ -1046,7 +1081,7 @@ mod tests {
         let id = SubjectId::random();
         let wrapped = vec![0xA5; 48];
         let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(wrapped.clone()) };
-        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id] };
+        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id], caller: None };
         store
             .create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log("create"))
             .await
@@ -1075,7 +1110,7 @@ mod tests {
         let store = SqliteStore::open(&data, &keys).await.unwrap();
         let id = SubjectId::random();
         let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![1; 48]) };
-        let log = LogRecord { entry: b"create".to_vec(), subjects: vec![id] };
+        let log = LogRecord { entry: b"create".to_vec(), subjects: vec![id], caller: None };
         store.create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log).await.unwrap();
         drop(store);
         let err = SqliteStore::open(&data, dir.path().join("other.db")).await.unwrap_err().to_string();
@@ -1124,7 +1159,7 @@ mod tests {
         let id = SubjectId::random();
         let dek = || StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![1; 48]) };
         let subject = move |id| NewSubject { id, dek: dek(), values: vec![], index: vec![], now: 1 };
-        let record = |what: String| LogRecord { entry: what.into_bytes(), subjects: vec![] };
+        let record = |what: String| LogRecord { entry: what.into_bytes(), subjects: vec![], caller: None };
         store.create_subject(subject(id), record("create".into())).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..64 {
