@@ -1,7 +1,9 @@
 //! `candor bench --keys N`: key rotation and breach assessment at scale. Seeds N customers (a
-//! real installation; data keys wrapped by the real key ring, written straight into the SQLite
-//! files to save time), a log of N staff reads, then measures `candor keys rewrap`'s work
-//! (DEKs/s, durable batches) and `candor breach assess` over the whole log.
+//! real installation; data keys wrapped by the real key ring, an e-mail address and a shipping
+//! address sealed with each, the e-mail's lookup row — written straight into the SQLite files to
+//! save time), a log of N staff reads, then measures `candor breach assess` over the whole log
+//! (and its per-country count), `candor keys rewrap`'s work (DEKs/s, durable batches) and
+//! `candor keys reindex` (lookup rows/s).
 
 use std::time::Instant;
 
@@ -20,6 +22,7 @@ pub async fn run(customers: usize) -> Result<()> {
     let config = crate::config::Config::load(&done.config_path)?;
     let Database::Sqlite(db) = config.database.clone() else { anyhow::bail!("the key benchmark runs on SQLite") };
     let ring = crate::install::load_keys(&config)?;
+    let seeding_ring = crate::install::load_keys(&config)?;
     let catalog = crate::install::load_catalog(&config)?;
     let start = Instant::now();
     let keys_path = config.keys.key_store.clone();
@@ -35,11 +38,25 @@ pub async fn run(customers: usize) -> Result<()> {
             let mut key = kt.prepare(
                 "INSERT INTO subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at) VALUES (?1, ?2, ?3, ?4, 0)",
             )?;
-            for _ in 0..customers {
+            let mut value =
+                dt.prepare("INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, 0)")?;
+            let mut index =
+                dt.prepare("INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)")?;
+            let (email, address) = (candor_core::FieldName::new("email"), candor_core::FieldName::new("shipping_address"));
+            for n in 0..customers {
                 let id = candor_core::SubjectId::random();
-                let (_, dek) = ring.new_subject_key(id)?;
+                let (subject_key, dek) = seeding_ring.new_subject_key(id)?;
                 subject.execute([id.to_string()])?;
                 key.execute(rusqlite::params![id.to_string(), dek.kek_version, dek.dek_version, dek.wrapped.as_bytes()])?;
+                let mail = format!("customer{n}@example.com");
+                let country = ["DE", "FR", "GB", "IE", "NL"][n % 5];
+                let place = serde_json::json!({"street": format!("{n} Bench St"), "city": "Benchton", "country": country});
+                for (field, plain) in [(&email, serde_json::to_vec(&mail)?), (&address, serde_json::to_vec(&place)?)] {
+                    let sealed = subject_key.seal_field(field, &plain)?;
+                    value.execute(rusqlite::params![id.to_string(), field.as_str(), sealed.as_bytes()])?;
+                }
+                let token = seeding_ring.blind_index(&email, mail.as_bytes());
+                index.execute(rusqlite::params!["email", token.as_bytes(), id.to_string(), token.key_version()])?;
                 ids.push(id);
             }
         }
@@ -89,6 +106,29 @@ pub async fn run(customers: usize) -> Result<()> {
         "operation": "breach assess --token (whole log)", "log_entries": assessment.entries_scanned,
         "seconds": elapsed, "customers_found": assessment.customers.len(),
     }));
+    let field = catalog.field("shipping_address").expect("the example catalog declares shipping_address");
+    for (what, subjects) in [
+        (
+            "--countries-from, the leaked token's customers",
+            assessment.customers.keys().filter_map(|s| candor_core::SubjectId::parse(s)).collect::<Vec<_>>(),
+        ),
+        ("--countries-from, every customer (a leaked KEK)", ids.clone()),
+    ] {
+        let start = Instant::now();
+        let counts = crate::breach::count_countries(store.as_ref(), &ring, field, &subjects).await?;
+        let elapsed = start.elapsed().as_secs_f64();
+        println!(
+            "{:<52} {:>12.2} s ({:.0} customers/s; {} countries)",
+            format!("breach assess {what}"),
+            elapsed,
+            subjects.len() as f64 / elapsed,
+            counts.len()
+        );
+        crate::bench::keep(serde_json::json!({
+            "operation": format!("breach assess {what}"), "customers": subjects.len(), "seconds": elapsed,
+            "customers_per_s": (subjects.len() as f64 / elapsed).round(),
+        }));
+    }
 
     keyfile::add_key_version(&config.keys.kek_file, KEK_LABEL)?;
     let ring = crate::install::load_keys(&config)?;
@@ -102,6 +142,22 @@ pub async fn run(customers: usize) -> Result<()> {
     );
     crate::bench::keep(serde_json::json!({
         "operation": "keys rewrap", "data_keys": rewrapped, "seconds": elapsed, "deks_per_s": (rewrapped as f64 / elapsed).round(),
+    }));
+
+    keyfile::add_key_version(&config.keys.index_key_file, keyfile::INDEX_LABEL)?;
+    let ring = crate::install::load_keys(&config)?;
+    let start = Instant::now();
+    let reindexed = crate::keys_index::reindex_all(store.as_ref(), &ring, &catalog, 0, |_| {}).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {:>12.0} rows/s ({} in {elapsed:.1} s, durable batches of 500)",
+        "keys reindex (decrypt, HMAC v2, conditional replace)",
+        reindexed.done as f64 / elapsed,
+        reindexed.done
+    );
+    crate::bench::keep(serde_json::json!({
+        "operation": "keys reindex", "rows": reindexed.done, "seconds": elapsed,
+        "rows_per_s": (reindexed.done as f64 / elapsed).round(),
     }));
     drop(store);
     hsm_rewrap(&done.config_path, dir.path())
