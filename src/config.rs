@@ -608,6 +608,22 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_networks_or_addresses_and_addresses_are_kept_a_year_by_default() {
+        let cfg = |proxies: &str| {
+            Config::parse(&format!("database = \"x.db\"\n[server]\ntrusted_proxies = {proxies}\n"), Path::new("c.toml"))
+        };
+        let c = cfg(r#"["10.0.0.0/8", "192.0.2.1"]"#).unwrap();
+        assert_eq!(
+            c.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["10.0.0.0/8", "192.0.2.1/32"]
+        );
+        assert_eq!(c.log.caller_address_days, 365);
+        let e = cfg(r#"["the load balancer"]"#).unwrap_err().to_string();
+        assert!(e.contains("server.trusted_proxies: `the load balancer` is not an address or network"), "{e}");
+        assert!(cfg("[]").unwrap().trusted_proxies.is_empty());
+    }
+
+    #[test]
     fn mistakes_are_reported_with_position() {
         let e =
             Config::parse("database = \"x.db\"\n[server]\nlisten = \"nowhere\"\n", Path::new("c.toml")).unwrap_err();

@@ -116,6 +116,22 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
             }
         }
     }
+    if let Some(net) = config.trusted_proxies.iter().find(|n| n.prefix_len() == 0) {
+        f.push(finding(
+            Level::Fail,
+            format!(
+                "[server] trusted_proxies holds {net}, which trusts every address: any client can choose the address \
+                 it is rate-limited and recorded under; list only your proxies"
+            ),
+        ));
+    }
+    if config.log.caller_address_days == 0 {
+        f.push(finding(
+            Level::Warn,
+            "[log] caller_address_days = 0: staff and recipient request addresses are not recorded, so \
+             `candor breach assess --ip-range` cannot answer",
+        ));
+    }
     match (&config.sign_in.public_url, config.listen.ip().is_loopback()) {
         (Some(u), _) if u.starts_with("https://") => {
             f.push(finding(Level::Ok, "the privacy center is reached over TLS (public_url is https); cookies are Secure"))
@@ -156,7 +172,7 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
                         Level::Fail,
                         format!("{n} lookup row(s) were made with index key v{v}, which the index key file does not hold: lookups miss these customers"),
                     ));
-                } else if v != index_primary {
+                } else if crate::keys_index::needs_reindex(v, &ring) {
                     f.push(finding(
                         Level::Warn,
                         format!("{n} lookup row(s) not under index key v{index_primary}: run `candor keys reindex`"),

@@ -40,6 +40,13 @@ fn refuse_env() -> Result<()> {
     Ok(())
 }
 
+/// Whether lookup rows made under index key `version` must be recomputed: not when made under
+/// the primary, nor when made before versions were recorded (0) while only one index key is
+/// held — they were made by it, or no lookup could find them anyway.
+pub fn needs_reindex(version: u32, ring: &KeyRing) -> bool {
+    version != ring.primary_index_version() && !(version == 0 && ring.index_versions().len() == 1)
+}
+
 /// What `keys status` prints about the index keys: each version with its lookup rows.
 pub async fn status_lines(ring: &KeyRing, store: &dyn Store) -> Result<Vec<String>> {
     let counts = store.index_counts().await?;
@@ -53,6 +60,9 @@ pub async fn status_lines(ring: &KeyRing, store: &dyn Store) -> Result<Vec<Strin
         .map(|v| {
             let n = counts.iter().find(|(k, _)| *k == v).map_or(0, |(_, n)| *n);
             let state = match (v, v == primary, held.contains(&v)) {
+                (0, ..) if !needs_reindex(0, ring) => {
+                    "made before index-key versions were recorded, by the only index key held"
+                }
                 (0, ..) => "made before index-key versions were recorded (run `candor keys reindex`)",
                 (_, true, _) => "primary",
                 (_, false, true) if n > 0 => "lookups still use it (run `candor keys reindex`)",
@@ -90,7 +100,7 @@ pub async fn reindex(config_path: &Path, per_second: u32) -> Result<()> {
     let ring = install::load_keys(&config)?;
     let store = install::open_store(&config).await?;
     let primary = ring.primary_index_version();
-    let total: u64 = store.index_counts().await?.iter().filter(|(v, _)| *v != primary).map(|(_, n)| n).sum();
+    let total: u64 = store.index_counts().await?.iter().filter(|(v, _)| needs_reindex(*v, &ring)).map(|(_, n)| n).sum();
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} lookup rows recomputed ({per_sec}, {eta} left)")
@@ -146,7 +156,7 @@ pub async fn reindex_all(
     let mut outcome = Reindexed::default();
     let pace = Pace::new(per_second, PAGE as usize);
     for (version, _) in store.index_counts().await? {
-        if version == primary {
+        if !needs_reindex(version, ring) {
             continue;
         }
         if version > primary {

@@ -32,6 +32,12 @@ fn doctor_passes_a_fresh_installation_and_names_a_key_file_others_can_read() {
         let (ok, out, _) = candor(&["doctor", "--config", config.to_str().unwrap()], &dir);
         assert!(!ok && out.contains("is not https"), "{out}");
     }
+    // Trusting every address as a proxy lets any client pick its recorded address.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\", \"::/0\"]"))
+        .unwrap();
+    let (ok, out, _) = candor(&["doctor", "--config", config.to_str().unwrap()], &dir);
+    assert!(!ok && out.contains("trusted_proxies holds ::/0, which trusts every address"), "{out}");
 }
 
 #[cfg(target_os = "linux")]

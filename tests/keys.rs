@@ -309,12 +309,34 @@ async fn the_index_key_rotates_while_lookups_keep_finding_everyone_and_correctio
     for i in 0..40 {
         ids.push((i, create(&client, i).await));
     }
+    // Rows from before index-key versions were recorded (an upgraded installation) carry 0:
+    // made by the only key held, so nothing to do — until the key is rotated.
+    let db = rusqlite::Connection::open(install.db_path()).unwrap();
+    for (_, id) in &ids[30..40] {
+        db.execute("UPDATE blind_index SET key_version = 0 WHERE subject_id = ?1", [id]).unwrap();
+    }
+    let (_, status, _) = keys(&install, &["status"]);
+    assert!(
+        status.contains(
+            "index key v0: 10 lookup row(s); made before index-key versions were recorded, by the only index key held"
+        ),
+        "{status}"
+    );
+    let (_, doctor, _) =
+        candor(&["doctor", "--config", install.config().to_str().unwrap()], install.config().parent().unwrap());
+    assert!(!doctor.contains("candor keys reindex"), "{doctor}");
     let (ok, _, err) = keys(&install, &["retire-index", "1"]);
     assert!(!ok && err.contains("primary index key"), "{err}");
     let (ok, out, err) = keys(&install, &["rotate-index"]);
     assert!(ok && out.contains("index key v2"), "{out}{err}");
     let (_, status, _) = keys(&install, &["status"]);
-    assert!(status.contains("index key v1: 40 lookup row(s); lookups still use it"), "{status}");
+    assert!(status.contains("index key v1: 30 lookup row(s); lookups still use it"), "{status}");
+    assert!(
+        status.contains(
+            "index key v0: 10 lookup row(s); made before index-key versions were recorded (run `candor keys reindex`)"
+        ),
+        "{status}"
+    );
     let (ok, _, err) = keys(&install, &["retire-index", "1"]);
     assert!(!ok && err.contains("40 lookup row(s) may still need index key v1"), "{err}");
 
@@ -328,7 +350,7 @@ async fn the_index_key_rotates_while_lookups_keep_finding_everyone_and_correctio
     ids.push((100, create(&client, 100).await));
     let (_, status, _) = keys(&install, &["status"]);
     assert!(
-        status.contains("index key v1: 39 lookup row(s)") && status.contains("index key v2: 2 lookup row(s); primary"),
+        status.contains("index key v1: 29 lookup row(s)") && status.contains("index key v2: 2 lookup row(s); primary"),
         "{status}"
     );
 
@@ -381,6 +403,7 @@ async fn the_index_key_rotates_while_lookups_keep_finding_everyone_and_correctio
         status.contains("index key v1: 0 lookup row(s); unused") && status.contains("index key v2: 41"),
         "{status}"
     );
+    assert!(!status.contains("index key v0"), "every old row was recomputed: {status}");
     let (ok, _, err) = keys(&install, &["retire-index", "1"]);
     assert!(ok, "{err}");
     let index_file = std::fs::read_to_string(install.config().with_file_name("keys").join("index.key")).unwrap();
