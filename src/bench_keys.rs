@@ -49,7 +49,7 @@ pub async fn run(customers: usize) -> Result<()> {
                 subject.execute([id.to_string()])?;
                 key.execute(rusqlite::params![id.to_string(), dek.kek_version, dek.dek_version, dek.wrapped.as_bytes()])?;
                 let mail = format!("customer{n}@example.com");
-                let country = ["DE", "FR", "GB", "IE", "NL"][n % 5];
+                let country = ["DE", "FR", "GB", "IE", "NL"][n % 7 % 5];
                 let place = serde_json::json!({"street": format!("{n} Bench St"), "city": "Benchton", "country": country});
                 for (field, plain) in [(&email, serde_json::to_vec(&mail)?), (&address, serde_json::to_vec(&place)?)] {
                     let sealed = subject_key.seal_field(field, &plain)?;
