@@ -13,6 +13,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// Days staff and recipient request addresses are kept beside the log (a year: breaches are often found months late).
 pub const DEFAULT_CALLER_ADDRESS_DAYS: u32 = 365;
+/// The longest an unwrapped data key may be cached (`[keys] dek_cache_seconds`).
+pub const MAX_DEK_CACHE_SECONDS: u64 = 300;
+pub const DEFAULT_DEK_CACHE_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,6 +122,10 @@ pub struct KeySettings {
     /// Data keys one KEK version may wrap; it stops at 90% of this (NIST SP 800-38D: 2^32
     /// encryptions with random nonces, the default and the maximum).
     pub kek_wrap_limit: u64,
+    /// How long an unwrapped data key may be kept in memory (0: not at all, the default), and
+    /// how many at most: for HSMs and KMSs where each unwrap is a round trip.
+    pub dek_cache_seconds: u64,
+    pub dek_cache_entries: usize,
 }
 
 /// A PKCS#11 token holding the KEKs (`[keys] provider = "pkcs11"`).
@@ -258,6 +265,8 @@ struct RawKeys {
     provider: Option<String>,
     pkcs11: Option<RawPkcs11>,
     kek_wrap_limit: Option<u64>,
+    dek_cache_seconds: Option<u64>,
+    dek_cache_entries: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -334,6 +343,15 @@ impl Config {
                         path.display()
                     ),
                 },
+                dek_cache_seconds: match raw.keys.dek_cache_seconds.unwrap_or(0) {
+                    n if n <= MAX_DEK_CACHE_SECONDS => n,
+                    n => bail!(
+                        "{}: [keys] dek_cache_seconds = {n} is too long: keep unwrapped data keys at most \
+                         {MAX_DEK_CACHE_SECONDS} seconds (0 keeps none)",
+                        path.display()
+                    ),
+                },
+                dek_cache_entries: raw.keys.dek_cache_entries.unwrap_or(DEFAULT_DEK_CACHE_ENTRIES),
                 pkcs11: match (raw.keys.provider.as_deref().unwrap_or("file"), raw.keys.pkcs11) {
                     ("file", _) => None,
                     ("pkcs11", Some(p)) => Some(Pkcs11Settings {
@@ -484,6 +502,11 @@ provider = "file"
 # allows 2^32 per key). A KEK stops wrapping at 90% of this: new customers are then refused
 # (503 key_rotation_required) until it is rotated; `candor keys status` shows the use.
 kek_wrap_limit = 4294967296
+# Unwrapped data keys kept in memory for this many seconds (at most 300), at most
+# dek_cache_entries of them, wiped when they leave. 0 (the default) keeps none: every request
+# unwraps. Worth a few seconds only when each unwrap is a round trip (a network HSM).
+dek_cache_seconds = 0
+dek_cache_entries = {DEFAULT_DEK_CACHE_ENTRIES}
 # [keys.pkcs11]
 # module = "/usr/lib/softhsm/libsofthsm2.so"  # the vendor's PKCS#11 library
 # token_label = "candor"
@@ -605,6 +628,16 @@ mod tests {
         let e = cfg("#ffcc00").unwrap_err().to_string();
         assert!(e.contains("contrast of 1.") && e.contains("4.5:1"), "{e}");
         assert!(cfg("#12345").is_err());
+    }
+
+    #[test]
+    fn unwrapped_data_keys_are_not_cached_unless_asked_and_never_long() {
+        let cfg = |keys: &str| Config::parse(&format!("database = \"x.db\"\n[keys]\n{keys}\n"), Path::new("c.toml"));
+        let c = cfg("").unwrap();
+        assert_eq!((c.keys.dek_cache_seconds, c.keys.dek_cache_entries), (0, DEFAULT_DEK_CACHE_ENTRIES));
+        assert_eq!(cfg("dek_cache_seconds = 5").unwrap().keys.dek_cache_seconds, 5);
+        let e = cfg("dek_cache_seconds = 3600").unwrap_err().to_string();
+        assert!(e.contains("dek_cache_seconds = 3600 is too long") && e.contains("300"), "{e}");
     }
 
     #[test]

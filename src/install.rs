@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use candor_core::catalog::{ADMIN_ROLE, Catalog, EXAMPLE_CATALOG};
@@ -192,7 +193,9 @@ pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let keys = load_keys(&config)?;
     let signer = load_log_signer(&config)?;
     let store = open_store(&config).await?;
-    let keys = with_wrap_budget(keys, store.as_ref(), config.keys.kek_wrap_limit).await?;
+    let keys = with_wrap_budget(keys, store.as_ref(), config.keys.kek_wrap_limit)
+        .await?
+        .with_dek_cache(Duration::from_secs(config.keys.dek_cache_seconds), config.keys.dek_cache_entries);
     let log = Arc::new(LogContext::new(&config.log.origin, signer));
     let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log)
         .with_break_glass_minutes(config.policy.break_glass_minutes)

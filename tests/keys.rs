@@ -170,12 +170,14 @@ async fn the_keys_move_from_the_key_file_into_an_hsm_and_never_leave_it() {
     }
     drop(server.stop());
 
-    // Point the installation at the token; the PIN file must be owner-only.
+    // Point the installation at the token, with unwrapped data keys kept 30 s (each unwrap is a
+    // call into the token); the PIN file must be owner-only.
     let pin_file = install.config().with_file_name("keys").join("hsm.pin");
     std::fs::write(&pin_file, "4321-pin\n").unwrap();
     let config = std::fs::read_to_string(install.config())
         .unwrap()
         .replace("provider = \"file\"", "provider = \"pkcs11\"")
+        .replace("dek_cache_seconds = 0", "dek_cache_seconds = 30")
         + &format!(
             "\n[keys.pkcs11]\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"candor\"\npin_file = \"keys/hsm.pin\"\n"
         );

@@ -74,7 +74,9 @@ impl Vault {
                 inventory.consents
             ))
             .record();
-        match self.store.erase_subject(id, now, text, log).await? {
+        let erased = self.store.erase_subject(id, now, text, log).await?;
+        self.keys.forget_subject_key(id);
+        match erased {
             Erasure::Erased => Ok(signed),
             Erasure::AlreadyErased { certificate: Some(kept), .. } => serde_json::from_str(&kept)
                 .map_err(|_| VaultError::Store(StoreError::Corrupt("a kept erasure certificate is not JSON".into()))),

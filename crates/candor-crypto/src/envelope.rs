@@ -20,6 +20,7 @@ use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, Subject
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
+use crate::dek_cache::DekCache;
 use crate::kek::{GCM_RANDOM_NONCE_LIMIT, KekProvider, LocalKeks, aes_key, stop_point};
 use crate::keyfile::{self, INDEX_LABEL, KEK_LABEL, KeyError, KeyMaterial};
 
@@ -43,6 +44,8 @@ pub struct KeyRing {
     /// process's since), and the number it stops at.
     primary_wraps: AtomicU64,
     wrap_limit: u64,
+    /// Unwrapped data keys kept briefly (only when configured; see [`DekCache`]).
+    dek_cache: Option<DekCache>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -90,7 +93,14 @@ impl KeyRing {
             .map(|k| (k.version, hkdf::Salt::new(hkdf::HKDF_SHA256, INDEX_SALT).extract(&k.bytes[..])))
             .collect();
         indexes.sort_unstable_by_key(|(v, _)| *v);
-        Ok(Self { providers, versions, indexes, primary_wraps: AtomicU64::new(0), wrap_limit: GCM_RANDOM_NONCE_LIMIT })
+        Ok(Self {
+            providers,
+            versions,
+            indexes,
+            primary_wraps: AtomicU64::new(0),
+            wrap_limit: GCM_RANDOM_NONCE_LIMIT,
+            dek_cache: None,
+        })
     }
 
     /// Sets the primary KEK's use so far (`used`: data keys stored under it, destroyed ones
@@ -100,6 +110,20 @@ impl KeyRing {
     pub fn with_wrap_budget(self, used: u64, limit: u64) -> Self {
         self.primary_wraps.store(used, Ordering::Relaxed);
         Self { wrap_limit: limit.min(GCM_RANDOM_NONCE_LIMIT), ..self }
+    }
+
+    /// Keeps unwrapped data keys for up to `ttl`, at most `capacity` of them (see
+    /// [`DekCache`]): for providers where each unwrap is a round trip. A zero `ttl` keeps none.
+    pub fn with_dek_cache(self, ttl: std::time::Duration, capacity: usize) -> Self {
+        let dek_cache = (!ttl.is_zero() && capacity > 0).then(|| DekCache::new(ttl, capacity));
+        Self { dek_cache, ..self }
+    }
+
+    /// Drops `subject`'s data key from the cache, if one is kept (after erasure).
+    pub fn forget_subject_key(&self, subject: SubjectId) {
+        if let Some(cache) = &self.dek_cache {
+            cache.forget(subject);
+        }
     }
 
     /// The primary KEK's wraps so far and its limit.
@@ -191,7 +215,14 @@ impl KeyRing {
     /// Unwraps `subject`'s data key. Fails if the wrapped key belongs to another subject, was
     /// altered, or needs a KEK version the ring does not hold.
     pub fn open_subject_key(&self, subject: SubjectId, stored: &StoredDek) -> Result<SubjectKey, CryptoError> {
+        if let Some(dek) = self.dek_cache.as_ref().and_then(|c| c.get(subject, stored)) {
+            return Ok(SubjectKey { subject, version: stored.dek_version, key: aes_key(&dek[..]) });
+        }
         let dek = self.unwrap_dek(subject, stored)?;
+        if let Some(cache) = &self.dek_cache {
+            let bytes: &[u8; 32] = dek.as_slice().try_into().map_err(|_| CryptoError::Integrity("wrapped data key"))?;
+            cache.put(subject, stored, bytes);
+        }
         Ok(SubjectKey { subject, version: stored.dek_version, key: aes_key(&dek) })
     }
 
@@ -498,6 +529,56 @@ pub(crate) mod tests {
         assert_eq!(&k.open_event(e1, &field("purchase"), &c).unwrap()[..], b"{}");
         assert!(k.open_event(e2, &field("purchase"), &c).is_err());
         assert!(k.open_event(e1, &field("page_view"), &c).is_err());
+    }
+
+    /// A provider that counts its unwraps (a remote HSM's round trips).
+    struct Counting(LocalKeks, std::sync::atomic::AtomicUsize);
+
+    impl KekProvider for Counting {
+        fn name(&self) -> String {
+            "counting".into()
+        }
+        fn versions(&self) -> Vec<u32> {
+            self.0.versions()
+        }
+        fn seal(&self, v: u32, n: [u8; NONCE_LEN], aad: &[u8], p: &[u8]) -> Result<Vec<u8>, CryptoError> {
+            self.0.seal(v, n, aad, p)
+        }
+        fn open(&self, v: u32, n: [u8; NONCE_LEN], aad: &[u8], s: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.open(v, n, aad, s)
+        }
+    }
+
+    #[test]
+    fn with_a_dek_cache_a_customer_s_key_is_unwrapped_once_and_forgotten_on_erasure() {
+        let kek = keyfile::parse_keys(&keyfile::generate_key_line(KEK_LABEL, 1).unwrap(), KEK_LABEL, "t").unwrap();
+        let index =
+            keyfile::parse_keys(&keyfile::generate_key_line(INDEX_LABEL, 1).unwrap(), INDEX_LABEL, "t").unwrap();
+        let counting = Arc::new(Counting(LocalKeks::new(&kek, "t"), Default::default()));
+        let ring = KeyRing::with_providers(vec![counting.clone()], index)
+            .unwrap()
+            .with_dek_cache(std::time::Duration::from_secs(60), 100);
+        let id = SubjectId::random();
+        let (key, stored) = ring.new_subject_key(id).unwrap();
+        let sealed = key.seal_field(&field("email"), b"x").unwrap();
+        for _ in 0..3 {
+            let k = ring.open_subject_key(id, &stored).unwrap();
+            assert_eq!(&k.open_field(&field("email"), &sealed).unwrap()[..], b"x");
+        }
+        assert_eq!(counting.1.load(Ordering::Relaxed), 1, "unwrapped once");
+        // A swapped or altered wrapped key still fails: the cache answers only the exact bytes.
+        let mut bytes = stored.wrapped.as_bytes().to_vec();
+        bytes[20] ^= 1;
+        let altered = StoredDek { wrapped: WrappedDek::from_bytes(bytes), ..stored.clone() };
+        assert!(ring.open_subject_key(id, &altered).is_err());
+        assert!(ring.open_subject_key(SubjectId::random(), &stored).is_err());
+        ring.forget_subject_key(id);
+        ring.open_subject_key(id, &stored).unwrap();
+        assert_eq!(counting.1.load(Ordering::Relaxed), 4, "after forgetting, unwrapped again");
+        // Without a cache, every open unwraps.
+        let plain = KeyRing::generate_in_memory().with_dek_cache(std::time::Duration::ZERO, 100);
+        assert!(plain.dek_cache.is_none());
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod dek_cache;
 mod envelope;
 pub mod kek;
 pub mod keyfile;
