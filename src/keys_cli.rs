@@ -132,11 +132,7 @@ pub async fn rewrap(config_path: &Path, per_second: u32) -> Result<()> {
         install::with_wrap_budget(install::load_keys(&config)?, store.as_ref(), config.keys.kek_wrap_limit).await?;
     let primary = ring.primary_kek_version();
     let total: u64 = store.dek_counts().await?.iter().filter(|(v, _)| *v != primary).map(|(_, n)| n).sum();
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} data keys rewrapped ({per_sec}, {eta} left)")
-            .expect("template"),
-    );
+    let bar = progress_bar(total, "data keys rewrapped");
     let started = Instant::now();
     let (done, skipped) = rewrap_all(store.as_ref(), &ring, per_second, |n| bar.inc(n)).await?;
     bar.finish_and_clear();
@@ -220,19 +216,32 @@ pub async fn rewrap_all(
                 changes.push((*subject, old.clone(), new));
             }
             let n = changes.len() as u64;
-            match store.replace_deks(changes).await {
-                // Those not replaced were erased or rewrapped by someone else meanwhile.
-                Ok(replaced) => (done, skipped) = (done + replaced, skipped + n - replaced),
-                Err(StoreError::Unavailable(m)) => {
-                    bail!("the database is unavailable ({m}); run rewrap again to resume")
-                }
-                Err(e) => return Err(e.into()),
-            }
+            // Those not replaced were erased or rewrapped by someone else meanwhile.
+            let replaced = resumable(store.replace_deks(changes).await, "rewrap")?;
+            (done, skipped) = (done + replaced, skipped + n - replaced);
             progress(n);
             pace.wait(done + skipped).await;
         }
     }
     Ok((done, skipped))
+}
+
+/// The progress bar of an online key job over `total` items.
+pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, {{eta}} left)");
+    bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("template"));
+    bar
+}
+
+/// A batch's result; an unreachable database ends the job with how to resume it (`candor keys
+/// <job>` again: it starts from what the store says is left).
+pub fn resumable<T>(result: Result<T, StoreError>, job: &str) -> Result<T> {
+    match result {
+        Ok(t) => Ok(t),
+        Err(StoreError::Unavailable(m)) => bail!("the database is unavailable ({m}); run {job} again to resume"),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The rate limit of an online key job: batches of about a tenth of a second's worth (at most

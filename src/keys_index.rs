@@ -19,13 +19,13 @@ use candor_core::catalog::Catalog;
 use candor_core::{FieldName, SubjectId, value};
 use candor_crypto::KeyRing;
 use candor_crypto::keyfile::{self, INDEX_LABEL};
-use candor_store::{IndexReplacement, Store, StoreError};
+use candor_store::{IndexReplacement, Store};
 use zeroize::Zeroizing;
 
 use crate::audit::{Audit, system_actor};
 use crate::config::Config;
 use crate::install::{self, INDEX_KEY_ENV};
-use crate::keys_cli::{Pace, log};
+use crate::keys_cli::{Pace, log, progress_bar, resumable};
 
 /// Lookup rows read per round.
 const PAGE: u32 = 500;
@@ -101,11 +101,7 @@ pub async fn reindex(config_path: &Path, per_second: u32) -> Result<()> {
     let store = install::open_store(&config).await?;
     let primary = ring.primary_index_version();
     let total: u64 = store.index_counts().await?.iter().filter(|(v, _)| needs_reindex(*v, &ring)).map(|(_, n)| n).sum();
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} lookup rows recomputed ({per_sec}, {eta} left)")
-            .expect("template"),
-    );
+    let bar = progress_bar(total, "lookup rows recomputed");
     let started = Instant::now();
     let outcome = reindex_all(store.as_ref(), &ring, &catalog, per_second, |n| bar.inc(n)).await?;
     bar.finish_and_clear();
@@ -178,13 +174,7 @@ pub async fn reindex_all(
             after = Some(last.clone());
             for chunk in page.chunks(pace.batch()) {
                 let (changes, not_lookup) = recompute(store, ring, catalog, version, chunk).await?;
-                let replaced = match store.replace_index_rows(changes).await {
-                    Ok(n) => n,
-                    Err(StoreError::Unavailable(m)) => {
-                        bail!("the database is unavailable ({m}); run reindex again to resume")
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+                let replaced = resumable(store.replace_index_rows(changes).await, "reindex")?;
                 outcome.done += replaced;
                 outcome.not_lookup += not_lookup;
                 outcome.changed += chunk.len() as u64 - replaced - not_lookup;

@@ -21,6 +21,20 @@ fn keys(install: &Install, args: &[&str]) -> (bool, String, String) {
     candor(&all, install.config().parent().unwrap())
 }
 
+/// Starts `candor keys <job>` slowly and kills it with SIGKILL after 1.5 s.
+async fn kill_part_way(install: &Install, job: &str, per_second: &str) {
+    let config = install.config();
+    let mut child = Command::new(BIN)
+        .args(["keys", job, "--per-second", per_second, "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
 async fn create(client: &Client, i: usize) -> String {
     client.create(json!({"email": format!("c{i}@example.com"), "full_name": format!("Customer {i}")})).await
 }
@@ -113,16 +127,7 @@ async fn rotation_rewraps_online_loses_nothing_and_old_keys_retire_only_when_unu
     assert!(keys(&install, &["rotate"]).0);
     drop(server.stop());
     let server = install.serve();
-    let config = install.config();
-    let mut child = Command::new(BIN)
-        .args(["keys", "rewrap", "--per-second", "20", "--config", config.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_part_way(&install, "rewrap", "20").await;
     let (_, status, _) = keys(&install, &["status"]);
     assert!(status.contains("kek v2:") && status.contains("decrypt-only"), "interrupted part-way: {status}");
     let (ok, out, err) = keys(&install, &["rewrap"]);
@@ -373,16 +378,7 @@ async fn the_index_key_rotates_while_lookups_keep_finding_everyone_and_correctio
             n
         })
     };
-    let config = install.config();
-    let mut child = Command::new(BIN)
-        .args(["keys", "reindex", "--per-second", "10", "--config", config.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_part_way(&install, "reindex", "10").await;
     let (_, status, _) = keys(&install, &["status"]);
     assert!(status.contains("index key v1:") && status.contains("lookups still use it"), "part-way: {status}");
     let config = install.config();
