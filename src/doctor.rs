@@ -104,6 +104,19 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
     }
     secret_file(&mut f, "log signing key", &config.log.signing_key_file, false);
     secret_file(&mut f, "webhook secrets", &config.webhooks.secrets_file, false);
+    if let Database::Postgres(url) = &config.database {
+        f.push(match postgres_host(url) {
+            None => finding(Level::Ok, "PostgreSQL is on this machine (loopback or a Unix socket)"),
+            Some(host) => finding(
+                Level::Warn,
+                format!(
+                    "PostgreSQL at {host} is reached without TLS (Candor does not speak TLS to PostgreSQL yet): ids, \
+                     log entries and the database password cross the network in clear (values stay encrypted); \
+                     keep it on a private network or behind a tunnel (WireGuard, stunnel)"
+                ),
+            ),
+        });
+    }
     if let Database::Sqlite(path) = &config.database {
         for (what, p) in [("database", path.as_path()), ("key store", config.keys.key_store.as_path())] {
             // A private directory protects the file whatever its own mode.
@@ -206,6 +219,30 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
     Ok(f)
 }
 
+/// The host of a `postgres://` URL when it is another machine (`None`: loopback, a Unix socket,
+/// or no host, which means the local socket). The URL may carry a password: only the host leaves.
+fn postgres_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        hostport.split(':').next().unwrap_or("")
+    };
+    // `?host=/run/postgresql` selects a socket directory.
+    let query_host = rest
+        .split_once('?')
+        .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("host=")).map(str::to_string));
+    let host = query_host.unwrap_or_else(|| host.to_string());
+    let local = host.is_empty()
+        || host.starts_with('/')
+        || host.starts_with("%2F")
+        || host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+    (!local).then_some(host)
+}
+
 /// Prints the findings; `true` when nothing failed.
 pub async fn run(config_path: &Path) -> Result<bool> {
     let findings = check(config_path).await?;
@@ -218,4 +255,19 @@ pub async fn run(config_path: &Path) -> Result<bool> {
         println!("{tag}  {}", x.what);
     }
     Ok(findings.iter().all(|x| x.level != Level::Fail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_host;
+
+    #[test]
+    fn only_another_machine_s_host_is_named_and_never_the_password() {
+        assert_eq!(postgres_host("postgres://postgres@127.0.0.1:5432/test"), None);
+        assert_eq!(postgres_host("postgresql://u:secret@localhost/db"), None);
+        assert_eq!(postgres_host("postgres://u@[::1]:5432/db"), None);
+        assert_eq!(postgres_host("postgres:///db?host=/run/postgresql"), None);
+        assert_eq!(postgres_host("postgres://u:s3cret@db.internal:5432/candor").as_deref(), Some("db.internal"));
+        assert_eq!(postgres_host("postgres://u:p@10.0.0.5/candor?sslmode=disable").as_deref(), Some("10.0.0.5"));
+    }
 }
