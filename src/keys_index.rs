@@ -20,6 +20,7 @@ use candor_core::{FieldName, SubjectId, value};
 use candor_crypto::KeyRing;
 use candor_crypto::keyfile::{self, INDEX_LABEL};
 use candor_store::{IndexReplacement, Store};
+use futures_util::StreamExt;
 use zeroize::Zeroizing;
 
 use crate::audit::{Audit, system_actor};
@@ -27,8 +28,9 @@ use crate::config::Config;
 use crate::install::{self, INDEX_KEY_ENV};
 use crate::keys_cli::{Pace, log, progress_bar, resumable};
 
-/// Lookup rows read per round.
+/// Lookup rows read per round, and customers read at once within it.
 const PAGE: u32 = 500;
+const READS_IN_FLIGHT: usize = 8;
 
 fn refuse_env() -> Result<()> {
     if std::env::var_os(INDEX_KEY_ENV).is_some() {
@@ -218,9 +220,13 @@ async fn recompute(
         .record();
     store.append_log(vec![entry]).await?;
     let mut changes = Vec::with_capacity(rows.len());
-    for (subject, fields) in by_subject {
+    let mut loads = futures_util::stream::iter(by_subject.into_iter().map(|(subject, fields)| async move {
+        store.load_subject(subject, &fields).await.map(|record| (subject, record))
+    }))
+    .buffer_unordered(READS_IN_FLIGHT);
+    while let Some(loaded) = loads.next().await {
         // Erased meanwhile: its rows went with it.
-        let Some(record) = store.load_subject(subject, &fields).await? else { continue };
+        let (subject, Some(record)) = loaded? else { continue };
         let key = ring
             .open_subject_key(subject, &record.dek)
             .with_context(|| format!("the data key of customer {subject} could not be opened"))?;
