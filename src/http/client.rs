@@ -28,9 +28,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 /// Middleware: works out the client's address once per request and keeps it as [`ClientIp`].
 pub async fn remember_client(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if let Some(peer) = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()) {
-        let forwarded: Vec<&str> =
-            request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-        let client = client_address(peer, &forwarded, &state.trusted_proxies);
+        // The header is read only when a proxy is trusted at all (most requests: no allocation).
+        let client = if state.trusted_proxies.is_empty() {
+            peer.to_canonical()
+        } else {
+            let forwarded: Vec<&str> =
+                request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+            client_address(peer, &forwarded, &state.trusted_proxies)
+        };
         request.extensions_mut().insert(ClientIp(client));
     }
     next.run(request).await
