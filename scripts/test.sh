@@ -62,4 +62,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+# Every test binary runs even when one fails, so one failure never hides the others; the last
+# line sums up every binary's result.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results" || status=$?
+awk '/^test result: /{ for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
+exit "$status"

@@ -38,7 +38,7 @@ pub struct Audit {
 
 impl Audit {
     pub fn new(actor: &Principal, action: &str) -> Self {
-        let now = jiff::Timestamp::now();
+        let now = crate::clock::now();
         let time = now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         Self {
             entry: LogEntry {
@@ -83,10 +83,11 @@ impl Audit {
         self
     }
 
-    /// The record to append; also traced to the server log (it holds no values).
+    /// The record to append; also traced at debug level (it holds no values). Whether it is
+    /// appended is up to the store call it goes into, so this never says "logged".
     pub fn record(self) -> LogRecord {
         let record = self.record_quiet();
-        tracing::info!(entry = %String::from_utf8_lossy(&record.entry), "logged");
+        tracing::debug!(entry = %String::from_utf8_lossy(&record.entry), "log entry prepared");
         record
     }
 

@@ -41,7 +41,7 @@ fn measure(name: &str, seconds: f64, mut op: impl FnMut()) {
     let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut n: u64 = 0;
-    while start.elapsed() < budget {
+    while n == 0 || start.elapsed() < budget {
         for _ in 0..256 {
             op();
         }
@@ -85,7 +85,8 @@ pub fn results_json() -> serde_json::Value {
 fn report(name: &str, n: u64, elapsed: Duration) {
     let per = elapsed.as_secs_f64() / n as f64;
     println!("{name:<52} {:>12.0} ops/s {:>10.2} µs/op", 1.0 / per, per * 1e6);
-    keep(json!({"operation": name, "ops_per_s": (1.0 / per).round(), "us_per_op": per * 1e6}));
+    // One decimal, so a slow run's rate is never rounded down to 0.
+    keep(json!({"operation": name, "ops_per_s": (10.0 / per).round() / 10.0, "us_per_op": per * 1e6}));
 }
 
 fn record() -> Vec<(FieldName, Vec<u8>)> {
@@ -175,7 +176,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     let budget = Duration::from_secs_f64(opts.seconds);
     let start = Instant::now();
     let mut n = 0u64;
-    while start.elapsed() < budget {
+    while n == 0 || start.elapsed() < budget {
         let target = format!("customer{}@example.com", n as usize % opts.subjects.max(1));
         let key = value::lookup_key(FieldType::Email, &json!(target)).expect("valid");
         let found = store.find_by_index(&email, &ring.blind_indexes(&email, &key)).await?;
@@ -228,7 +229,7 @@ fn policy_bench(seconds: f64) -> Result<()> {
     let mut latencies = Vec::new();
     let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();
-    while start.elapsed() < budget {
+    while latencies.is_empty() || start.elapsed() < budget {
         let t = Instant::now();
         std::hint::black_box(engine.outcomes("support_agent", "customer_support", situation).expect("declared names"));
         latencies.push(t.elapsed());
@@ -433,11 +434,13 @@ async fn api_bench(
                 if pace.is_some() {
                     let _ = client.get(format!("{url}/healthz")).send().await.map(|r| r.bytes());
                 }
-                while start.elapsed() < budget + warmup {
+                // Every client completes at least one request however slow the machine is, so
+                // no scenario reports zero operations (a rate of 0 divides nothing usefully).
+                while n == 0 || start.elapsed() < budget + warmup {
                     let mut sent = Instant::now();
                     if let Some(interval) = pace {
                         sent = start + warmup + interval.mul_f64(t as f64 / CLIENTS as f64) + interval * n as u32;
-                        if sent > start + warmup + budget {
+                        if n > 0 && sent > start + warmup + budget {
                             break;
                         }
                         tokio::time::sleep_until(sent.into()).await;
@@ -534,8 +537,10 @@ async fn api_bench(
         if scenario == 2 {
             read_peak = rate;
         }
-        let share = 100.0 * rate / floor.max(1.0);
-        let storage_share = 100.0 * rate / storage.max(1.0);
+        // Shares are computed from the rates this run reports (the floor's own share is exactly
+        // 100); a floor that measured nothing gives no share rather than a made-up one.
+        let share_of = |base: f64| (base > 0.0).then(|| 100.0 * rate / base);
+        let (share, storage_share) = (share_of(floor).unwrap_or(f64::NAN), share_of(storage).unwrap_or(f64::NAN));
         println!(
             "{:<52} p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; {share:.0}% of the /healthz floor",
             "",
@@ -554,8 +559,8 @@ async fn api_bench(
         }
         amend_last(json!({
             "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
-            "share_of_floor_percent": share.round(), "clients": CLIENTS,
-            "share_of_storage_floor_percent": storage_share.round(),
+            "share_of_floor_percent": share_of(floor).map(|s| (s * 10.0).round() / 10.0), "clients": CLIENTS,
+            "share_of_storage_floor_percent": share_of(storage).map(|s| (s * 10.0).round() / 10.0),
             "server_cpu_us_per_request": server_cpu.map(|c| (1e6 * c / total.max(1) as f64).round()),
             "server_cpu_percent_of_machine": server_cpu.map(|c| (100.0 * c / elapsed.as_secs_f64() / cores).round()),
             "database": database.map_or("sqlite", |_| "postgres"), "instances": instances,
@@ -754,7 +759,7 @@ async fn log_bench(dir: &std::path::Path, entries: u64, seconds: f64) -> Result<
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
-            while start.elapsed() < budget {
+            while n == 0 || start.elapsed() < budget {
                 store.append_log(vec![sample_entry(t)]).await.expect("append");
                 n += 1;
             }

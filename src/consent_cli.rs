@@ -28,14 +28,21 @@ pub fn verify_receipt(file: &Path, key: Option<&str>, config_path: &Path) -> Res
         }
     };
     let context = receipt::context_of(&document).unwrap_or(CONSENT_RECEIPT);
+    let kind = match context {
+        receipt::EXPORT_MANIFEST => "export manifest",
+        receipt::ERASURE_CERTIFICATE => "erasure certificate",
+        _ => "consent receipt",
+    };
     let body = receipt::verify(&key, context, &document)
-        .map_err(|e| anyhow::anyhow!("{}: receipt NOT valid: {e}", file.display()))?;
-    println!("{}: receipt valid, signed by {}", file.display(), key.name);
+        .map_err(|e| anyhow::anyhow!("{}: {kind} NOT valid: {e}", file.display()))?;
+    println!("{}: {kind} valid, signed by {}", file.display(), key.name);
     if context == receipt::EXPORT_MANIFEST {
         let s = |v: &Value| v.to_string().trim_matches('"').to_string();
-        println!("  export manifest for subject {}", s(&body["subject_id"]));
+        println!("  export of subject {}", s(&body["subject_id"]));
         for f in body["files"].as_array().into_iter().flatten() {
-            println!("  {}: {} rows, sha256 {}", s(&f["name"]), s(&f["rows"]), s(&f["sha256"]));
+            let rows = f["rows"].as_u64().unwrap_or(0);
+            let unit = if rows == 1 { "row" } else { "rows" };
+            println!("  {}: {rows} {unit}, sha256 {}", s(&f["name"]), s(&f["sha256"]));
         }
         return Ok(());
     }
@@ -126,7 +133,7 @@ pub async fn import(vault: &Vault, file: &Path, notice: NoticeDefault) -> Result
     );
     bar.set_message("checking");
 
-    let now = jiff::Timestamp::now().as_millisecond();
+    let now = crate::clock::now().as_millisecond();
     fn cell(r: &csv::StringRecord, at: Option<usize>) -> Option<&str> {
         at.and_then(|i| r.get(i)).filter(|v| !v.is_empty())
     }

@@ -54,6 +54,13 @@ fn secret_file(findings: &mut Vec<Finding>, what: &str, path: &Path, required: b
     }
 }
 
+/// Whether a PostgreSQL URL carries a password (`postgres://user:secret@host/db`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let userinfo = rest.split(['/', '?']).next().unwrap_or("").rsplit_once('@').map(|(u, _)| u);
+    userinfo.is_some_and(|u| u.contains(':')) || url.contains("password=")
+}
+
 /// Runs every check.
 pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
     let mut f = Vec::new();
@@ -117,15 +124,52 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
             ),
         });
     }
+    // The config may hold a database password; the SQLite files hold ids and times in clear.
+    match readable_by_others(config_path) {
+        Some(true) if matches!(&config.database, Database::Postgres(url) if url_has_password(url)) => f.push(finding(
+            Level::Fail,
+            format!(
+                "config {} holds a database password and can be read by group or others: run `chmod 600 {}`",
+                config_path.display(),
+                config_path.display()
+            ),
+        )),
+        Some(true) => f.push(finding(
+            Level::Warn,
+            format!(
+                "config {} can be read by group or others: run `chmod 600 {}`",
+                config_path.display(),
+                config_path.display()
+            ),
+        )),
+        _ => f.push(finding(Level::Ok, format!("config {} is owner-only", config_path.display()))),
+    }
     if let Database::Sqlite(path) = &config.database {
-        for (what, p) in [("database", path.as_path()), ("key store", config.keys.key_store.as_path())] {
-            // A private directory protects the file whatever its own mode.
-            let dir_open = p.parent().and_then(readable_by_others).unwrap_or(true);
-            if readable_by_others(p) == Some(true) && dir_open {
+        for (what, file) in [("database", path.as_path()), ("key store", config.keys.key_store.as_path())] {
+            if let Some(dir) = file.parent().filter(|d| readable_by_others(d) == Some(true)) {
                 f.push(finding(
-                    Level::Warn,
-                    format!("{what} {} can be read by group or others (its contents are encrypted, but ids and times are not): run `chmod 600 {}`", p.display(), p.display()),
+                    Level::Fail,
+                    format!(
+                        "the {what}'s directory {} can be listed by group or others: run `chmod 700 {}`",
+                        dir.display(),
+                        dir.display()
+                    ),
                 ));
+            }
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = file.as_os_str().to_owned();
+                name.push(suffix);
+                let p = std::path::PathBuf::from(name);
+                if readable_by_others(&p) == Some(true) {
+                    f.push(finding(
+                        Level::Fail,
+                        format!(
+                            "{what} file {} can be read by group or others (values are encrypted, ids and times are not): run `chmod 600 {}`",
+                            p.display(),
+                            p.display()
+                        ),
+                    ));
+                }
             }
         }
     }

@@ -221,11 +221,15 @@ pub async fn init(dir: &Path, database: Option<&str>) -> Result<Initialised> {
             config_path.display()
         );
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Everything init creates is the owner's only: the directory (when init makes it), the key
+    // and data directories (0700), and every file (0600; SQLite's -wal and -shm follow the
+    // database file's mode). The config may hold a database password.
+    create_private_dir(dir)?;
     let keys_dir = dir.join("keys");
     create_private_dir(&keys_dir)?;
-    std::fs::create_dir_all(dir.join("data"))
-        .with_context(|| format!("cannot create {}", dir.join("data").display()))?;
+    if database.is_none() {
+        create_private_dir(&dir.join("data"))?;
+    }
     keyfile::create_key_file(
         &keys_dir.join("kek.key"),
         KEK_LABEL,
@@ -240,10 +244,6 @@ pub async fn init(dir: &Path, database: Option<&str>) -> Result<Initialised> {
     write_new(&dir.join("catalog.toml"), EXAMPLE_CATALOG)?;
     let origin = format!("candor.invalid/{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     write_new(&config_path, &config::initial_config_text(&origin, database.unwrap_or("data/candor.db")))?;
-    if database.is_none() {
-        // The database directory is the owner's only (the files in it hold ids and times in clear).
-        create_private_dir(&dir.join("data"))?;
-    }
     let (_, vault) = open(&config_path).await?;
     let admin_token = vault.create_token(ADMIN_ROLE, "created by candor init", None).await?;
     Ok(Initialised { config_path, admin_token })
@@ -251,16 +251,23 @@ pub async fn init(dir: &Path, database: Option<&str>) -> Result<Initialised> {
 
 fn write_new(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
+/// Creates `path` (and missing parents) with mode 0700; an existing directory is left as it is.
 fn create_private_dir(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -285,8 +292,25 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&config.keys.kek_file).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            for file in [
+                config.keys.kek_file.clone(),
+                config.keys.key_store.clone(),
+                done.config_path.clone(),
+                dir.path().join("catalog.toml"),
+                dir.path().join("data/candor.db"),
+            ] {
+                assert_eq!(mode(&file), 0o600, "{} is owner-only", file.display());
+            }
+            for wal in ["data/candor.db-wal", "data/candor.db-shm"] {
+                let path = dir.path().join(wal);
+                if path.exists() {
+                    assert_eq!(mode(&path), 0o600, "{wal} follows the database file's mode");
+                }
+            }
+            for d in ["keys", "data"] {
+                assert_eq!(mode(&dir.path().join(d)), 0o700, "{d}/ is owner-only");
+            }
         }
         let again = init(dir.path(), None).await.err().unwrap().to_string();
         assert!(again.contains("Refusing to overwrite"), "{again}");

@@ -6,6 +6,7 @@ mod bench;
 mod bench_keys;
 mod bench_rights;
 mod breach;
+mod clock;
 mod config;
 mod consent_cli;
 mod copy;
@@ -803,13 +804,14 @@ async fn retention_run(vault: &vault::Vault, now: i64, dry_run: bool, caller_add
 fn expiry_from_now(text: &str) -> Result<i64> {
     let span: jiff::Span =
         text.parse().with_context(|| format!("--expires `{text}` is not a duration such as 30d, 12h or P1M"))?;
-    let at = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).checked_add(span)?.timestamp();
-    anyhow::ensure!(at > jiff::Timestamp::now(), "--expires must be a positive duration");
+    let at = crate::clock::now().to_zoned(jiff::tz::TimeZone::UTC).checked_add(span)?.timestamp();
+    anyhow::ensure!(at > crate::clock::now(), "--expires must be a positive duration");
     Ok(at.as_millisecond())
 }
 
 /// Before a server holds any key: no core dumps.
 fn harden() {
+    clock::warn_if_movable();
     for problem in hardening::no_core_dumps() {
         tracing::warn!(problem = %problem, "could not turn core dumps off");
     }
@@ -828,15 +830,35 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     .await
 }
 
+/// The temporary directory of a quickstart without `--dir`: removed (keys and database with
+/// it) when the quickstart ends, however it ends short of being killed.
+struct TemporaryInstallation(PathBuf);
+
+impl Drop for TemporaryInstallation {
+    fn drop(&mut self) {
+        if std::fs::remove_dir_all(&self.0).is_ok() {
+            eprintln!("removed the quickstart installation {} (pass --dir D to keep one)", self.0.display());
+        }
+    }
+}
+
 async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<()> {
     harden();
-    let dir = match dir {
-        Some(d) => d,
+    let (dir, _temporary) = match dir {
+        Some(d) => (d, None),
         None => {
-            std::env::temp_dir().join(format!("candor-quickstart-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+            let d = std::env::temp_dir()
+                .join(format!("candor-quickstart-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+            (d.clone(), Some(TemporaryInstallation(d)))
         }
     };
     let config_path = dir.join(config::DEFAULT_CONFIG);
+    // The port is taken before anything is created, so a busy port leaves nothing behind.
+    let listener = match listen {
+        Some(addr) => http::bind(addr).await?,
+        None if config_path.exists() => http::bind(config::Config::load(&config_path)?.listen).await?,
+        None => http::bind(config::DEFAULT_LISTEN.parse().expect("default address")).await?,
+    };
     let fresh = !config_path.exists();
     let admin_token = if fresh { Some(install::init(&dir, None).await?.admin_token) } else { None };
     let (config, vault) = install::open(&config_path).await?;
@@ -854,12 +876,16 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
         }
         None => None,
     };
-    let addr = listen.unwrap_or(config.listen);
     let link_minutes = config.sign_in.settings.link_minutes;
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
-    http::serve(http::AppState::new(vault, &config)?, addr, move |local| {
+    let temporary = _temporary.is_some();
+    http::serve_on(http::AppState::new(vault, &config)?, listener, move |local| {
         let url = format!("http://{local}");
-        println!("Candor quickstart: {}", dir.display());
+        if temporary {
+            println!("Candor quickstart: {} (temporary: removed when you stop it; --dir D keeps one)", dir.display());
+        } else {
+            println!("Candor quickstart: {}", dir.display());
+        }
         if let Some(t) = &admin_token {
             println!("admin token: {}", t.as_str());
         }

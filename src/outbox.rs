@@ -110,7 +110,7 @@ async fn deliver_due(
             continue;
         };
         let body = notice_body(vault, &n, &format!("{base_url}/v1/notices/{}/confirm", n.id));
-        let timestamp = jiff::Timestamp::now().as_second();
+        let timestamp = crate::clock::now().as_second();
         let sent = client
             .post(&url)
             .header("content-type", "application/json")

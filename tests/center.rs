@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::visitor::Visitor;
 use common::{Install, Server};
 use serde_json::{Value, json};
@@ -142,13 +140,7 @@ async fn forms_need_the_session_token_and_signing_out_or_idling_ends_the_session
     let mut idle = Visitor::new(&server);
     idle.sign_in(&new_link(&backend, &id).await).await;
     assert_eq!(idle.get("/privacy/me").await.status, 200);
-    let db = install.db_path();
-    let out = Command::new("sqlite3")
-        .arg(&db)
-        .arg("UPDATE privacy_sessions SET last_seen_at = last_seen_at - 21 * 60000;")
-        .output()
-        .expect("sqlite3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    install.advance_clock(std::time::Duration::from_secs(21 * 60)); // past the 20-minute idle limit
     let page = idle.get("/privacy/me").await;
     assert_eq!(page.status, 401);
     assert_eq!(page.h1(), "You are not signed in");

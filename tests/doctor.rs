@@ -22,6 +22,18 @@ fn doctor_passes_a_fresh_installation_and_names_a_key_file_others_can_read() {
         assert!(!ok);
         assert!(out.contains("FAIL  KEK file") && out.contains("chmod 600"), "{out}");
         std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // The database files and their directory are checked too.
+        for (path, mode, chmod) in [("data/candor.db", 0o644, "chmod 600"), ("data", 0o755, "chmod 700")] {
+            let path = dir.join(path);
+            let before = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(before & 0o077, 0, "init made {} owner-only", path.display());
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let (ok, out, _) = candor(&["doctor", "--config", config.to_str().unwrap()], &dir);
+            assert!(!ok && out.contains("FAIL") && out.contains(chmod), "{out}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(before)).unwrap();
+        }
+        let (ok, out, _) = candor(&["doctor", "--config", config.to_str().unwrap()], &dir);
+        assert!(ok, "{out}");
         // An https public_url passes; an http one on a public address fails.
         let text = std::fs::read_to_string(&config).unwrap();
         std::fs::write(

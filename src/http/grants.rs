@@ -20,7 +20,7 @@ use crate::vault::{Authorized, DEFAULT_GRANT_PAGE, GrantInput, Principal, VaultE
 #[utoipa::path(get, path = "/v1/recipients", tag = "sharing",
     responses((status = 200, body = Object), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn recipients(State(state): State<AppState>, _caller: Principal) -> Json<Value> {
-    let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let today = crate::clock::now().strftime("%Y-%m-%d").to_string();
     let list: Vec<Value> = state
         .vault
         .catalog()

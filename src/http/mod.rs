@@ -220,7 +220,27 @@ async fn log_and_harden(req: Request, next: Next) -> Response {
 /// Binds `addr`, prints the address actually bound (port 0 picks a free one) and serves until
 /// Ctrl-C or SIGTERM.
 pub async fn serve(state: AppState, addr: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    serve_on(state, bind(addr).await?, on_ready).await
+}
+
+/// Binds `addr`; when it is taken, the error says how to pick another address.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                " (another program, perhaps another Candor, uses port {}): pass --listen {}:PORT for another port, or port 0 for any free one",
+                addr.port(),
+                addr.ip()
+            )
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
+    })
+}
+
+/// Serves on a bound listener; see [`serve`].
+pub async fn serve_on(state: AppState, listener: TcpListener, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let _ = state.bound.set(format!("http://{local}"));
     crate::outbox::spawn_dispatcher(

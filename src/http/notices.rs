@@ -43,7 +43,7 @@ pub async fn confirm(
     let secret = state.webhook_secrets.get(&notice.recipient);
     let valid = match (timestamp, signature, secret) {
         (Some(t), Some(s), Some(secret)) => {
-            verify_webhook(secret, t, id.as_bytes(), s, jiff::Timestamp::now().as_second())
+            verify_webhook(secret, t, id.as_bytes(), s, crate::clock::now().as_second())
         }
         _ => false,
     };

@@ -79,7 +79,7 @@ fn recipient_actor(grant: &Grant, origin: Option<std::net::IpAddr>) -> Principal
 }
 
 fn today() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%d").to_string()
+    crate::clock::now().strftime("%Y-%m-%d").to_string()
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> VaultError {

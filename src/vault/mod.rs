@@ -209,9 +209,7 @@ pub struct Vault {
     max_grant_days: u32,
 }
 
-pub fn now_millis() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
-}
+pub use crate::clock::now_millis;
 
 impl Vault {
     pub fn new(

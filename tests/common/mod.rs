@@ -13,6 +13,18 @@ pub mod visitor;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_candor");
 
+/// The file (in an installation's directory) whose number of milliseconds the debug binary
+/// adds to its clock (`CANDOR_TEST_CLOCK_FILE`): tests move time instead of sleeping.
+pub const CLOCK_FILE: &str = "test-clock-offset-ms";
+
+/// Moves the clock of every `candor` process started in `dir` (servers read it on every
+/// question about time) forward by `by`.
+pub fn advance_clock(dir: &Path, by: Duration) {
+    let file = dir.join(CLOCK_FILE);
+    let now: i64 = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    std::fs::write(&file, (now + by.as_millis() as i64).to_string()).expect("write the test clock");
+}
+
 /// Runs `candor` with `args`, returning (success, stdout, stderr).
 pub fn candor(args: &[&str], cwd: &Path) -> (bool, String, String) {
     candor_with_env(args, cwd, &[])
@@ -26,6 +38,7 @@ pub fn candor_with_env(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> (boo
         .env_remove("CANDOR_CONFIG")
         .env_remove("CANDOR_KEK")
         .env_remove("CANDOR_INDEX_KEY")
+        .env("CANDOR_TEST_CLOCK_FILE", cwd.join(CLOCK_FILE))
         .envs(env.iter().copied())
         .output()
         .expect("run candor");
@@ -99,6 +112,11 @@ impl Install {
         out.trim().to_string()
     }
 
+    /// Moves the clock of this installation's servers and commands forward by `by`.
+    pub fn advance_clock(&self, by: Duration) {
+        advance_clock(self.dir.path(), by)
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("data/candor.db")
     }
@@ -137,6 +155,7 @@ impl Server {
             .env("CANDOR_LOG", "debug")
             .env_remove("CANDOR_KEK")
             .env_remove("CANDOR_INDEX_KEY")
+            .env("CANDOR_TEST_CLOCK_FILE", config.parent().unwrap_or(Path::new(".")).join(CLOCK_FILE))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -151,7 +170,7 @@ impl Server {
                 }
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+        let url = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
             let _ = child.kill();
             panic!("server did not start; log:\n{}", std::fs::read_to_string(log_path).unwrap_or_default())
         });

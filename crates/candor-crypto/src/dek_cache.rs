@@ -66,16 +66,24 @@ impl DekCache {
 
     /// The data key unwrapped from exactly `stored`, if it was cached less than `ttl` ago.
     pub fn get(&self, subject: SubjectId, stored: &StoredDek) -> Option<Zeroizing<[u8; 32]>> {
+        self.get_at(subject, stored, Instant::now())
+    }
+
+    /// [`DekCache::get`] as of `now` (tests move time instead of sleeping).
+    fn get_at(&self, subject: SubjectId, stored: &StoredDek, now: Instant) -> Option<Zeroizing<[u8; 32]>> {
         let key = cache_key(subject, stored);
         let mut inner = self.lock();
-        self.evict(&mut inner, Instant::now());
+        self.evict(&mut inner, now);
         inner.entries.get(&key).map(|e| Zeroizing::new(**e.key))
     }
 
     /// Keeps `dek`, unwrapped from `stored`.
     pub fn put(&self, subject: SubjectId, stored: &StoredDek, dek: &[u8; 32]) {
+        self.put_at(subject, stored, dek, Instant::now())
+    }
+
+    fn put_at(&self, subject: SubjectId, stored: &StoredDek, dek: &[u8; 32], now: Instant) {
         let key = cache_key(subject, stored);
-        let now = Instant::now();
         let mut inner = self.lock();
         inner.entries.insert(key, Entry { subject, key: Box::new(Zeroizing::new(*dek)), inserted: now });
         inner.order.push_back((key, now));
@@ -123,16 +131,17 @@ mod tests {
 
     #[test]
     fn a_key_is_found_only_by_the_exact_wrapped_key_until_it_expires() {
-        let cache = DekCache::new(Duration::from_millis(80), 10);
+        let cache = DekCache::new(Duration::from_secs(60), 10);
         let (a, b) = (SubjectId::random(), SubjectId::random());
-        cache.put(a, &stored(1), &[7; 32]);
-        assert_eq!(cache.get(a, &stored(1)).as_deref(), Some(&[7; 32]));
-        assert!(cache.get(b, &stored(1)).is_none(), "another customer's row");
-        assert!(cache.get(a, &stored(2)).is_none(), "altered wrapped bytes");
+        let t0 = Instant::now();
+        cache.put_at(a, &stored(1), &[7; 32], t0);
+        let later = t0 + Duration::from_secs(59);
+        assert_eq!(cache.get_at(a, &stored(1), later).as_deref(), Some(&[7; 32]));
+        assert!(cache.get_at(b, &stored(1), later).is_none(), "another customer's row");
+        assert!(cache.get_at(a, &stored(2), later).is_none(), "altered wrapped bytes");
         let rewrapped = StoredDek { kek_version: 2, ..stored(1) };
-        assert!(cache.get(a, &rewrapped).is_none(), "another KEK version");
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(cache.get(a, &stored(1)).is_none(), "expired");
+        assert!(cache.get_at(a, &rewrapped, later).is_none(), "another KEK version");
+        assert!(cache.get_at(a, &stored(1), t0 + Duration::from_secs(60)).is_none(), "expired");
         assert!(cache.is_empty(), "expired keys are dropped, not just hidden");
     }
 

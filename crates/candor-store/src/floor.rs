@@ -39,7 +39,8 @@ pub fn sqlite(path: &Path, keys_path: &Path, seconds: f64, rows_per_commit: usiz
     let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let (mut rows, mut commits) = (0u64, 0u64);
-    while start.elapsed() < budget {
+    // At least one commit however slow the machine, so a rate is never 0/elapsed.
+    while commits == 0 || start.elapsed() < budget {
         let tx = conn.transaction().map_err(err)?;
         {
             let mut insert = tx.prepare_cached("INSERT INTO bench_floor (v) VALUES (?1)").map_err(err)?;
@@ -79,7 +80,7 @@ pub async fn postgres(url: &str, seconds: f64, clients: usize) -> Result<FloorRu
             let driver = tokio::spawn(connection);
             let insert = client.prepare("INSERT INTO bench_floor (v) VALUES ($1)").await?;
             let mut rows = 0u64;
-            while start.elapsed() < budget {
+            while rows == 0 || start.elapsed() < budget {
                 client.execute(&insert, &[&&ROW[..]]).await?;
                 rows += 1;
             }

@@ -267,12 +267,18 @@ impl PgStore {
         let mut client = self.pool.get().await.map_err(pool_err)?;
         client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
         let result = async {
-            client
-                .batch_execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-                )
+            // Created only when missing (not `IF NOT EXISTS`, whose notice would print at every start).
+            let exists: bool = client
+                .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
                 .await
-                .map_err(pg_err)?;
+                .map_err(pg_err)?
+                .get(0);
+            if !exists {
+                client
+                    .batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                    .await
+                    .map_err(pg_err)?;
+            }
             let current: i64 = client
                 .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
                 .await

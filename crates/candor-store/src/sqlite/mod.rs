@@ -131,7 +131,9 @@ pub(crate) fn open_connection(path: &Path, keys_path: &Path) -> Result<Connectio
 }
 
 /// Creates the key store file readable only by its owner (SQLite gives its WAL the same mode).
-fn create_key_store_file(path: &Path) -> Result<(), StoreError> {
+/// Creates `path` empty and owner-only (0600) when it does not exist yet, before SQLite opens
+/// it: SQLite gives its `-wal` and `-shm` files the mode of the database file.
+fn create_private_file(path: &Path, what: &str) -> Result<(), StoreError> {
     if path.exists() {
         return Ok(());
     }
@@ -145,7 +147,7 @@ fn create_key_store_file(path: &Path) -> Result<(), StoreError> {
     options
         .open(path)
         .map(drop)
-        .map_err(|e| StoreError::Unavailable(format!("cannot create the key store {}: {e}", path.display())))
+        .map_err(|e| StoreError::Unavailable(format!("cannot create the {what} {}: {e}", path.display())))
 }
 
 /// Copies the data keys still held in `subjects` (databases from before the key store) into the
@@ -524,7 +526,8 @@ impl SqliteStore {
         let (path, keys_path) = (path.into(), keys_path.into());
         let (p, k) = (path.clone(), keys_path.clone());
         let writer = tokio::task::spawn_blocking(move || {
-            create_key_store_file(&k)?;
+            create_private_file(&p, "database")?;
+            create_private_file(&k, "key store")?;
             let mut conn = open_connection(&p, &k)?;
             migrate(&mut conn)?;
             check_key_store_pairing(&mut conn, &k)?;
