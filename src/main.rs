@@ -93,6 +93,7 @@ enum Command {
         /// installation there is reused.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:8750); port 0 picks a free port.
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
@@ -202,6 +203,7 @@ enum TokenCommand {
         /// The role the token carries (declared in the catalog, or `admin`).
         #[arg(long)]
         role: String,
+        /// What the token is for (shown by `token list`), e.g. "web shop, production".
         #[arg(long, default_value = "")]
         description: String,
         /// Lifetime, e.g. `30d`, `12h` or `P1M`; no expiry when omitted.
@@ -269,11 +271,13 @@ enum BreachCommand {
         /// A token id (as the log names it; `candor token list`), e.g. a leaked staff token.
         #[arg(long)]
         token: Option<String>,
+        /// A role: what every token of that role read.
         #[arg(long)]
         role: Option<String>,
         /// A recipient id: what it read through its grants.
         #[arg(long)]
         recipient: Option<String>,
+        /// A field or event type of the catalog: only accesses that touched it.
         #[arg(long)]
         field: Option<String>,
         /// A data category, e.g. contact, financial.
@@ -315,6 +319,7 @@ enum BreachCommand {
         /// When you became aware of it (RFC 3339; default now): the 72 hours count from here.
         #[arg(long)]
         detected_at: Option<String>,
+        /// Directory for authority-summary.md, customer-notice.txt and notices.csv.
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -327,9 +332,12 @@ enum BreachCommand {
     },
     /// Mark a breach: the authority was notified, or it is closed.
     Update {
+        /// The breach's id (from `candor breach list`).
         id: String,
+        /// The supervisory authority has been notified (stops the 72-hour clock).
         #[arg(long, conflicts_with = "closed", required_unless_present = "closed")]
         authority_notified: bool,
+        /// The breach is handled and closed.
         #[arg(long)]
         closed: bool,
         #[command(flatten)]
@@ -397,6 +405,7 @@ enum RecipientsCommand {
     /// `[sharing] webhook_secrets` (owner-only) and print it once, to give to the recipient.
     /// Servers read the secrets at start-up.
     Secret {
+        /// The recipient's id in the catalog, e.g. parcel_carrier.
         recipient: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -409,6 +418,7 @@ enum ImportCommand {
     /// subject_id,purpose,channel,action,given_at,evidence,notice_version. All lines or none:
     /// any bad line is reported with its number and nothing is imported.
     Consents {
+        /// The CSV file to import.
         file: PathBuf,
         /// Notice version for lines that leave it empty: `current` (the notice in force now)
         /// or a label of your own. Without it such lines are refused.
@@ -454,8 +464,10 @@ enum PolicyCommand {
     Explain {
         #[command(flatten)]
         config: ConfigArg,
+        /// The role asking (declared in the catalog).
         #[arg(long)]
         role: String,
+        /// The purpose it declares (declared in the catalog).
         #[arg(long)]
         purpose: String,
         /// A field or event type of the catalog.
@@ -558,21 +570,26 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Token { command: TokenCommand::List { config } } => {
             let (_, vault) = install::open(&config.config).await?;
-            let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
-            println!(
-                "{:<36}  {:<18}  {:<20}  {:<20}  {:<20}  description",
-                "id", "role", "created", "expires", "revoked"
-            );
+            // Times to the second, UTC; columns as wide as their widest cell.
+            let time = |ms: i64| {
+                jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default()
+            };
+            let mut rows = vec![["id", "role", "created", "expires", "revoked", "description"].map(String::from)];
             for t in vault.tokens(&audit::system_actor()).await? {
-                println!(
-                    "{:<36}  {:<18}  {:<20}  {:<20}  {:<20}  {}",
+                rows.push([
                     t.id,
                     t.role,
                     time(t.created_at),
                     t.expires_at.map(time).unwrap_or_else(|| "never".into()),
                     t.revoked_at.map(time).unwrap_or_else(|| "-".into()),
-                    t.description
-                );
+                    t.description,
+                ]);
+            }
+            let widths: Vec<usize> =
+                (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+            for r in &rows {
+                let cells: Vec<String> = (0..5).map(|c| format!("{:<w$}", r[c], w = widths[c])).collect();
+                println!("{}  {}", cells.join("  "), r[5]);
             }
             Ok(())
         }
@@ -742,6 +759,14 @@ async fn run(command: Command) -> Result<()> {
             postgres,
             server_process,
         } => {
+            eprintln!(
+                "candor bench: about 30 measurements of {seconds} s each, plus loading {subjects} customers{}{}{}; \
+                 with the defaults this takes several minutes. For a quick look: \
+                 candor bench --subjects 1000 --seconds 0.2 --log-entries 10000 --audience 10000 --rights-events 1000",
+                if log_entries > 0 { format!(", a {log_entries}-entry log") } else { String::new() },
+                if audience > 0 { format!(", a {audience}-customer consent audience") } else { String::new() },
+                if rights_events > 0 { format!(", a customer with {rights_events} events") } else { String::new() },
+            );
             let options =
                 bench::BenchOptions { postgres, subjects, seconds, log_entries, audience, customers, server_process };
             bench::run(options).await?;
@@ -913,4 +938,31 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
         println!("listening on {url}");
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_option_of_every_command_has_a_description() {
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "candor".into(), &mut missing);
+        assert!(missing.is_empty(), "options without a description: {missing:#?}");
+    }
 }
