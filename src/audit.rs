@@ -1,6 +1,7 @@
 //! What the vault writes to the tamper-evident log: one [`LogRecord`] per access or change,
 //! built here and nowhere else. Records carry ids, names, purposes and times — never a value.
 
+use candor_core::catalog::SYSTEM_ROLE;
 use candor_core::{PurposeId, SubjectId};
 use candor_crypto::LogSigner;
 use candor_log::entry::{Actor, ENTRY_VERSION, LogEntry};
@@ -25,7 +26,7 @@ impl LogContext {
 
 /// The actor of changes made by the installation itself (init, catalog loading, the CLI).
 pub fn system_actor() -> Principal {
-    Principal { token_id: "system".into(), role: "system".into(), origin: None }
+    Principal { token_id: SYSTEM_ROLE.into(), role: SYSTEM_ROLE.into(), origin: None }
 }
 
 /// A log record under construction.

@@ -30,6 +30,16 @@ pub struct BenchOptions {
     pub server_process: bool,
 }
 
+/// Turns the bulk-erasure brake off in a benchmark's own installation (it erases thousands of
+/// customers on purpose).
+pub(crate) fn lift_erasure_brake(config: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(config)?;
+    let key = format!("erasures_per_hour = {}", crate::config::DEFAULT_ERASURES_PER_HOUR);
+    anyhow::ensure!(text.contains(&key), "the initial config sets {key}");
+    std::fs::write(config, text.replace(&key, "erasures_per_hour = 0"))?;
+    Ok(())
+}
+
 /// Concurrent HTTP clients in the HTTP scenarios.
 const CLIENTS: usize = 64;
 
@@ -313,6 +323,7 @@ async fn api_bench(
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let done = crate::install::init(dir.path(), database).await?;
+    lift_erasure_brake(&done.config_path)?;
     let mut urls = Vec::new();
     let mut servers = Vec::new();
     let mut first = None;
@@ -355,12 +366,14 @@ async fn api_bench(
             method: None,
             actor: None,
             reason: None,
-            evidence: None,
+            evidence: Some("bench sign-up form, marketing checkbox".into()),
             gpc: false,
         };
         vault.change_consents(&account, id, input).await?;
     }
     let marketing_token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
+    // Erasure is the privacy team's power (`erase = true`), under its customer_requests purpose.
+    let privacy_token = vault.create_token("privacy_team", "bench", None).await?.to_string();
     let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into(), origin: None };
     let marketing = vault.authorize(tool, Some("marketing"), None).await?;
     let start = Instant::now();
@@ -424,8 +437,8 @@ async fn api_bench(
         for t in 0..CLIENTS {
             let (client, urls, token, ids) = (reqwest::Client::new(), urls.clone(), token.clone(), ids.clone());
             let population = population.clone();
-            let (marketing_token, victims, next_victim) =
-                (marketing_token.clone(), victims.clone(), next_victim.clone());
+            let (marketing_token, privacy_token, victims, next_victim) =
+                (marketing_token.clone(), privacy_token.clone(), victims.clone(), next_victim.clone());
             tasks.push(clients_runtime.spawn(async move {
                 let url = &urls[t % urls.len()];
                 let (token, purpose) = if scenario == 3 { (&marketing_token, "marketing") } else { (&token, "account") };
@@ -462,8 +475,8 @@ async fn api_bench(
                             .header("Candor-Purpose", "privacy_requests"),
                         9 => client
                             .delete(format!("{url}/v1/subjects/{victim}"))
-                            .bearer_auth(token)
-                            .header("Candor-Purpose", "account"),
+                            .bearer_auth(&privacy_token)
+                            .header("Candor-Purpose", "privacy_requests"),
                         0 => client.get(format!("{url}/healthz")),
                         4 => client
                             .get(format!("{url}/v1/subjects?email={lookup_prefix}{}@example.com", pick % lookup_count))
@@ -478,7 +491,7 @@ async fn api_bench(
                             .post(format!("{url}/v1/subjects/{id}/consents"))
                             .bearer_auth(token)
                             .header("Candor-Purpose", "account")
-                            .json(&json!({"changes": [{"purpose": "analytics", "action": if n.is_multiple_of(2) { "grant" } else { "withdraw" }}]})),
+                            .json(&json!({"changes": [{"purpose": "analytics", "action": if n.is_multiple_of(2) { "grant" } else { "withdraw" }}], "evidence": "bench account settings form"})),
                         7 => client
                             .post(format!("{url}/v1/subjects/{id}/events"))
                             .bearer_auth(token)

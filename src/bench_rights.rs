@@ -67,8 +67,10 @@ async fn seed_events(config: &crate::config::Config, vault: &Vault, id: SubjectI
 pub async fn run(events: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let done = crate::install::init(dir.path(), None).await?;
+    crate::bench::lift_erasure_brake(&done.config_path)?;
     let (config, vault) = crate::install::open(&done.config_path).await?;
     let account = authorize(&vault, "shop_backend", "account").await?;
+    let privacy = authorize(&vault, "privacy_team", "privacy_requests").await?;
     let fields = json!({"email": "ada@example.com", "full_name": "Ada Lovelace", "date_of_birth": "1990-12-10"});
     let id = vault.create_subject(&account, fields.as_object().expect("object")).await?;
     seed_events(&config, &vault, id, events).await?;
@@ -119,7 +121,7 @@ pub async fn run(events: u64) -> Result<()> {
     }
     let start = Instant::now();
     for id in &ids {
-        vault.erase_subject(&account, *id).await?;
+        vault.erase_subject(&privacy, *id).await?;
     }
     let per = start.elapsed().as_secs_f64() / n as f64;
     println!(

@@ -83,7 +83,13 @@ pub struct PolicySettings {
     pub file: Option<PathBuf>,
     /// How long a break-glass override lasts.
     pub break_glass_minutes: u32,
+    /// Most erasures one token may make in an hour (0: no limit): a brake on bulk destruction
+    /// with a stolen token.
+    pub erasures_per_hour: u32,
 }
+
+/// Default of `[policy] erasures_per_hour`.
+pub const DEFAULT_ERASURES_PER_HOUR: u32 = 60;
 
 /// Longest break-glass override the config may set.
 pub const MAX_BREAK_GLASS_MINUTES: u32 = 240;
@@ -231,6 +237,7 @@ pub fn contrast_with_white(hex: &str) -> Option<f64> {
 struct RawPolicy {
     file: Option<String>,
     break_glass_minutes: Option<u32>,
+    erasures_per_hour: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -448,6 +455,7 @@ impl Config {
                         path.display()
                     ),
                 },
+                erasures_per_hour: raw.policy.erasures_per_hour.unwrap_or(DEFAULT_ERASURES_PER_HOUR),
             },
         })
     }
@@ -563,6 +571,9 @@ webhook_retry_base_ms = 30000
 # How long a break-glass override lasts (1 to 240 minutes). Roles with break_glass = true in the
 # catalog may open one for one customer, with a written reason; it is logged and shown to them.
 break_glass_minutes = 15
+# Most customers one token may erase in an hour (per server; 0 = no limit). Erasure cannot be
+# undone: this brake stops a stolen token of an erasing role from wiping the customer base.
+erasures_per_hour = {DEFAULT_ERASURES_PER_HOUR}
 "#
     )
 }

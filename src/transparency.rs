@@ -93,17 +93,27 @@ impl Vault {
         Ok(self.store().log_entries(start, end).await?.into_iter().map(|(_, e)| e).collect())
     }
 
-    /// The caller-visible access log of one customer: every entry that concerns them, each with
-    /// an inclusion proof against a freshly signed checkpoint. Reading it is logged too.
+    /// The caller-visible access log of one customer, a page at a time: the entries after index
+    /// `after` (oldest first, at most `limit`) that concern them, each with an inclusion proof
+    /// against a freshly signed checkpoint, and the index to continue after (`None`: no more).
+    /// Only for a caller who may read the customer under its purpose (or a `customer_requests`
+    /// purpose); reading it is logged too.
     pub async fn access_log(
         &self,
         auth: &Authorized,
         id: SubjectId,
-    ) -> Result<(SignedCheckpoint, Vec<AccessLogItem>), VaultError> {
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(SignedCheckpoint, Vec<AccessLogItem>, Option<u64>), VaultError> {
+        self.require_customer_records(auth, id, "access_log.read").await?;
         let checkpoint = self.checkpoint().await?;
         let mut items = Vec::new();
-        for index in self.store().subject_log_indices(id).await? {
-            if index >= checkpoint.size {
+        let mut next = None;
+        let indices = self.store().subject_log_indices(id).await?;
+        let page = indices.into_iter().filter(|i| after.is_none_or(|a| *i > a) && *i < checkpoint.size);
+        for index in page {
+            if items.len() == limit {
+                next = items.last().map(|i: &AccessLogItem| i.index);
                 break;
             }
             let Some((_, bytes)) = self.store().log_entries(index, index + 1).await?.pop() else {
@@ -118,7 +128,7 @@ impl Vault {
             .decision("full")
             .record();
         self.store().append_log(vec![log]).await?;
-        Ok((checkpoint, items))
+        Ok((checkpoint, items, next))
     }
 }
 

@@ -46,8 +46,11 @@ async fn customer(shop: &Shop, n: u32) -> String {
     id
 }
 
+/// Records `changes` as the shop's own form collected them (evidence named, as a grant recorded on
+/// the customer's behalf must).
 async fn change(client: &Client, id: &str, changes: Value) -> common::Resp {
-    client.post(&format!("/v1/subjects/{id}/consents"), json!({ "changes": changes })).await
+    let body = json!({ "changes": changes, "evidence": "account settings form, checkbox" });
+    client.post(&format!("/v1/subjects/{id}/consents"), body).await
 }
 
 fn status_of(consents: &Value, purpose: &str, channel: Option<&str>) -> String {
@@ -272,8 +275,8 @@ async fn a_changed_notice_asks_for_renewal_unless_the_purpose_keeps_consents(ins
 async fn receipts_are_signed_and_verify_with_the_cli_until_altered(install: Install) {
     let shop = shop(&install);
     let id = customer(&shop, 1).await;
-    let staff = shop.server.client(&install.token("support_agent"), Some("customer_support"));
-    let r = staff
+    let r = shop
+        .backend
         .post(
             &format!("/v1/subjects/{id}/consents"),
             json!({
@@ -289,6 +292,10 @@ async fn receipts_are_signed_and_verify_with_the_cli_until_altered(install: Inst
     assert_eq!(receipt["subject_id"], id.as_str());
     assert_eq!(receipt["method"], "paper");
     assert_eq!(receipt["actor"]["kind"], "staff");
+    assert_eq!(
+        receipt["recorded_by"], "Recorded on the customer's behalf by: The shop's own backend (role shop_backend)",
+        "the receipt says who put it on record, never that the customer acted themself"
+    );
     assert_eq!(receipt["controller"]["name"], "Example Shop Ltd");
     assert_eq!(receipt["purposes"][0]["purpose"], "marketing");
     assert_eq!(receipt["purposes"][0]["legal_basis"], "consent");
@@ -394,28 +401,28 @@ async fn bad_consent_changes_are_refused_with_the_field_and_change_nothing(insta
         (shop.backend.clone(), json!({"changes": []}), 422, "invalid_changes", "changes"),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "resale", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "resale", "action": "grant"}], "evidence": "account settings form, checkbox"}),
             422,
             "unknown_purpose",
             "changes[0].purpose",
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "account", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "account", "action": "grant"}], "evidence": "account settings form, checkbox"}),
             422,
             "not_consent_based",
             "changes[0].purpose",
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "marketing", "channel": "fax", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "marketing", "channel": "fax", "action": "grant"}], "evidence": "account settings form, checkbox"}),
             422,
             "invalid_channel",
             "changes[0].channel",
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "analytics", "channel": "email", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "analytics", "channel": "email", "action": "grant"}], "evidence": "account settings form, checkbox"}),
             422,
             "invalid_channel",
             "changes[0].channel",
@@ -429,42 +436,58 @@ async fn bad_consent_changes_are_refused_with_the_field_and_change_nothing(insta
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}, {"purpose": "marketing", "action": "grant"}, {"purpose": "marketing", "channel": "sms", "action": "withdraw"}]}),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}, {"purpose": "marketing", "action": "grant"}, {"purpose": "marketing", "channel": "sms", "action": "withdraw"}], "evidence": "account settings form, checkbox"}),
             422,
             "duplicate_change",
             "changes[2].channel",
         ),
         (
-            staff.clone(),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "actor": "staff"}),
-            422,
-            "invalid_value",
-            "reason",
-        ),
-        (
-            staff.clone(),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "actor": "staff", "reason": "n/a"}),
+            shop.backend.clone(),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "actor": "staff", "evidence": "account settings form, checkbox"}),
             422,
             "invalid_value",
             "reason",
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "method": "gpc"}),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "actor": "staff", "reason": "n/a", "evidence": "account settings form, checkbox"}),
+            422,
+            "invalid_value",
+            "reason",
+        ),
+        // Recording a grant on the customer's behalf is a power of its own (record_consent), and
+        // it names its evidence.
+        (
+            staff.clone(),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "actor": "staff", "reason": "Customer asked on the phone, call 4411", "evidence": "call 4411"}),
+            403,
+            "consent_recording_not_allowed",
+            "Authorization",
+        ),
+        (
+            shop.backend.clone(),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}]}),
+            422,
+            "invalid_value",
+            "evidence",
+        ),
+        (
+            shop.backend.clone(),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "method": "gpc", "evidence": "account settings form, checkbox"}),
             422,
             "invalid_value",
             "method",
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "method": "privacy_center"}),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "method": "privacy_center", "evidence": "account settings form, checkbox"}),
             422,
             "invalid_value",
             "method",
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "actor": "robot"}),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "actor": "robot", "evidence": "account settings form, checkbox"}),
             422,
             "invalid_value",
             "actor",
@@ -478,14 +501,14 @@ async fn bad_consent_changes_are_refused_with_the_field_and_change_nothing(insta
         ),
         (
             shop.backend.clone(),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "colour": "red"}),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "colour": "red", "evidence": "account settings form, checkbox"}),
             400,
             "invalid_body",
             "",
         ),
         (
             shop.backend.with_purpose("marketing"),
-            json!({"changes": [{"purpose": "analytics", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "evidence": "account settings form, checkbox"}),
             403,
             "purpose_not_allowed",
             "Candor-Purpose",
@@ -530,7 +553,7 @@ async fn a_gpc_signal_withdraws_the_gpc_purposes_only(install: Install) {
             shop.backend
                 .request(reqwest::Method::POST, &path)
                 .header("Sec-GPC", "1")
-                .json(&json!({"changes": [{"purpose": "analytics", "action": "grant"}]})),
+                .json(&json!({"changes": [{"purpose": "analytics", "action": "grant"}], "evidence": "account settings form, checkbox"})),
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);

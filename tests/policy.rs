@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Install, candor};
+use common::{Client, Install, candor};
 use std::str::FromStr;
 
 use serde_json::{Value, json};
@@ -58,7 +58,7 @@ async fn every_role_purpose_and_consent_state_gets_exactly_the_expected_fields()
             )
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
-        let grants = json!({"changes": [{"purpose": "marketing", "action": "grant"}, {"purpose": "analytics", "action": "grant"}]});
+        let grants = json!({"changes": [{"purpose": "marketing", "action": "grant"}, {"purpose": "analytics", "action": "grant"}], "evidence": "account settings form, checkbox"});
         let r = backend.post(&format!("/v1/subjects/{id}/consents"), grants).await;
         assert_eq!(r.status, 201, "{:?}", r.body);
         if consent == "no" {
@@ -317,7 +317,7 @@ async fn break_glass_unmasks_one_customer_for_one_token_for_a_while_and_everyone
     assert!(entries.iter().any(|e| e["action"] == "subject.read" && e["decision"] == "break_glass"));
     assert!(entries.iter().filter(|e| e["detail"] == "invalid_reason").count() == 2, "refused attempts are logged");
     assert!(!log.body.to_string().contains("SIM swap"));
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&backend).await;
     assert!(
         metrics.contains("candor_break_glass_total 1\n") && metrics.contains("candor_break_glass_open 1\n"),
         "{metrics}"
@@ -340,6 +340,182 @@ async fn break_glass_unmasks_one_customer_for_one_token_for_a_while_and_everyone
     assert_eq!((r.status, r.code()), (403, "restricted"));
 }
 
+async fn metrics_text(client: &Client) -> String {
+    let r = client.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// The value of one metric line.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test]
+async fn metrics_need_a_token_and_hold_counts_only() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+
+    // Like every route but /healthz and /openapi.json: no token, no metrics.
+    let r = server.anonymous().get("/metrics").await;
+    assert_eq!((r.status, r.code()), (401, "unauthenticated"), "{:?}", r.body);
+    let r = server.client("cnd_not-a-real-token", None).get("/metrics").await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    // Any valid token will do (no purpose needed: it reads nothing personal).
+    let monitoring =
+        server.client(&install.token_with(&["--role", "privacy_team", "--description", "prometheus"]), None);
+    let text = metrics_text(&monitoring).await;
+    assert!(text.lines().all(|l| l.starts_with('#') || l.starts_with("candor_")), "{text}");
+    assert!(!text.contains("ada") && !text.contains("Lovelace"), "counts only: {text}");
+    assert!(metric(&text, "candor_log_entries") > 0);
+}
+
+#[tokio::test]
+async fn the_break_glass_total_never_goes_down_when_the_customer_is_erased() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let reason = "Caller locked out after a SIM swap, verifying identity on ticket 4411";
+    let r = support.post(&format!("/v1/subjects/{id}/break-glass"), json!({"reason": reason})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let before = metrics_text(&backend).await;
+    assert_eq!((metric(&before, "candor_break_glass_total"), metric(&before, "candor_break_glass_open")), (1, 1));
+    assert!(before.contains("# TYPE candor_break_glass_total counter"), "{before}");
+
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.send(privacy.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let after = metrics_text(&backend).await;
+    assert_eq!(metric(&after, "candor_break_glass_total"), 1, "a counter never goes down: {after}");
+    assert_eq!(metric(&after, "candor_break_glass_open"), 0, "the override went with the customer");
+
+    // Survives a restart too: it is kept in the database, not in memory.
+    drop(server.stop());
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    assert_eq!(metric(&metrics_text(&backend).await, "candor_break_glass_total"), 1);
+}
+
 fn uuid_like() -> String {
     "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70".to_string()
+}
+
+/// The powers beyond reading and writing, for every role of the example catalog: who may record
+/// a consent grant on a customer's behalf, erase, lift a restriction, and read the whole log.
+/// Each attack of the authorization review is here: a support, fraud or marketing token can
+/// neither subscribe a customer, nor erase one, nor lift their restriction, nor list the log.
+#[tokio::test]
+async fn each_power_is_held_only_by_the_roles_the_catalog_gives_it() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    // (role, purpose, record consent, erase, lift restriction, audit)
+    let matrix = [
+        ("shop_backend", "account", true, false, false, false),
+        ("privacy_team", "privacy_requests", false, true, true, true),
+        ("support_agent", "customer_support", false, false, false, false),
+        ("fraud_service", "fraud_prevention", false, false, false, false),
+        ("marketing_tool", "marketing", false, false, false, false),
+        ("analytics_service", "analytics", false, false, false, false),
+        ("admin", "account", false, false, false, true),
+    ];
+    for (role, purpose, record_consent, erase, lift, audit) in matrix {
+        let token = if role == "admin" { install.admin_token.clone() } else { install.token(role) };
+        let client = server.client(&token, Some(purpose));
+        let id = backend.create(json!({"email": format!("{role}@example.com"), "full_name": "Power Test"})).await;
+
+        let grant =
+            json!({"changes": [{"purpose": "analytics", "action": "grant"}], "evidence": "sign-up form, checkbox"});
+        let r = client.post(&format!("/v1/subjects/{id}/consents"), grant).await;
+        assert_eq!(r.status == 201, record_consent, "{role} records a consent grant: {:?}", r.body);
+        if role != "admin" && !record_consent && purpose != "marketing" && purpose != "analytics" {
+            assert_eq!(r.code(), "consent_recording_not_allowed", "{role}: {:?}", r.body);
+        }
+        // Withdrawing only protects the customer: every role acting for them may.
+        if !["admin", "marketing_tool", "analytics_service"].contains(&role) {
+            let withdraw = json!({"changes": [{"purpose": "analytics", "action": "withdraw"}]});
+            let r = client.post(&format!("/v1/subjects/{id}/consents"), withdraw).await;
+            assert_eq!(r.status, 201, "{role} withdraws: {:?}", r.body);
+        }
+
+        let restrict = backend
+            .post(&format!("/v1/subjects/{id}/restriction"), json!({"reason": "The customer contests the address"}))
+            .await;
+        assert_eq!(restrict.status, 200, "anyone acting for the customer may restrict: {:?}", restrict.body);
+        let r = client.send(client.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}/restriction"))).await;
+        assert_eq!(r.status == 200, lift, "{role} lifts a restriction: {:?}", r.body);
+        if !lift && role != "admin" {
+            assert_eq!(r.code(), "erase_not_allowed", "{role}: {:?}", r.body);
+        }
+
+        let r = client.send(client.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+        assert_eq!(r.status == 200, erase, "{role} erases: {:?}", r.body);
+        if !erase && role != "admin" {
+            assert_eq!(r.code(), "erase_not_allowed", "{role}: {:?}", r.body);
+        }
+
+        let r = client.get("/v1/log/entries?start=0&end=1").await;
+        assert_eq!(r.status == 200, audit, "{role} reads the whole log: {:?}", r.body);
+        if !audit {
+            assert_eq!(r.code(), "audit_not_allowed", "{role}: {:?}", r.body);
+        }
+        let bundle = reqwest::Client::new()
+            .get(format!("{}/log/tile/entries/000.p/1", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bundle.status() == 200, audit, "{role} reads entry bundles");
+    }
+    // Hash tiles and checkpoints stay public.
+    assert_eq!(server.anonymous().get("/v1/log/checkpoint").await.status, 200);
+    let tile = reqwest::get(format!("{}/log/tile/0/000.p/1", server.url)).await.unwrap();
+    assert_eq!(tile.status(), 200);
+}
+
+/// A customer's own records about their data (access log, consents, history) go only to a caller
+/// who may read that customer under its purpose, or under a customer_requests purpose; the access
+/// log comes a page at a time.
+#[tokio::test]
+async fn a_customers_records_follow_the_same_decision_as_reading_them_and_the_access_log_is_paged() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "paged@example.com", "full_name": "Paged"})).await;
+    for _ in 0..5 {
+        assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200);
+    }
+    // The marketing tool may not read a customer who gave no consent: nor their records.
+    let marketing = server.client(&install.token("marketing_tool"), Some("marketing"));
+    for path in ["access-log", "consents", "consents/history"] {
+        let r = marketing.get(&format!("/v1/subjects/{id}/{path}")).await;
+        assert_eq!((r.status, r.code()), (403, "consent_required"), "{path}: {:?}", r.body);
+    }
+    // A restricted customer's records: refused under an ordinary purpose, answered under the
+    // privacy team's customer_requests purpose.
+    let r = backend
+        .post(&format!("/v1/subjects/{id}/restriction"), json!({"reason": "The customer contests the address"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = backend.get(&format!("/v1/subjects/{id}/access-log")).await;
+    assert_eq!((r.status, r.code()), (403, "restricted"), "{:?}", r.body);
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let first = privacy.get(&format!("/v1/subjects/{id}/access-log?limit=2")).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["entries"].as_array().unwrap().len(), 2);
+    let after = first.body["next_after"].as_u64().expect("more pages");
+    let second = privacy.get(&format!("/v1/subjects/{id}/access-log?limit=1000&after={after}")).await;
+    let rest = second.body["entries"].as_array().unwrap();
+    assert!(rest.len() >= 5, "{:?}", second.body);
+    assert!(rest.iter().all(|e| e["index"].as_u64().unwrap() > after));
+    assert!(second.body["next_after"].is_null());
+    let r = privacy.get(&format!("/v1/subjects/{id}/access-log?limit=0")).await;
+    assert_eq!((r.status, r.code(), r.field()), (400, "invalid_query", "limit"));
 }

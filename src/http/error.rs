@@ -168,6 +168,18 @@ impl From<VaultError> for ApiError {
             VaultError::BreakGlassNotAllowed { .. } => {
                 ApiError::new(S::FORBIDDEN, "break_glass_not_allowed", msg).with_field("Candor-Purpose")
             }
+            VaultError::EraseNotAllowed { .. } => {
+                ApiError::new(S::FORBIDDEN, "erase_not_allowed", msg).with_field("Authorization")
+            }
+            VaultError::ConsentRecordingNotAllowed { .. } => {
+                ApiError::new(S::FORBIDDEN, "consent_recording_not_allowed", msg).with_field("Authorization")
+            }
+            VaultError::ErasureRateLimited(_) => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "erasure_rate_limited", msg).with_field("Authorization")
+            }
+            VaultError::AuditNotAllowed(_) => {
+                ApiError::new(S::FORBIDDEN, "audit_not_allowed", msg).with_field("Authorization")
+            }
             VaultError::TokenNotFound => ApiError::new(S::NOT_FOUND, "token_not_found", msg).with_field("id"),
             VaultError::RequestNotFound => ApiError::new(S::NOT_FOUND, "request_not_found", msg).with_field("id"),
             VaultError::Restricted => ApiError::new(S::FORBIDDEN, "restricted", msg).with_field("id"),

@@ -103,16 +103,18 @@ fn decode_entry(bytes: &[u8]) -> Value {
     LogEntry::from_bytes(bytes).and_then(|e| serde_json::to_value(e).ok()).unwrap_or(Value::Null)
 }
 
-/// Log entries `[start, end)`.
+/// Log entries `[start, end)`, for auditors (the admin token, or a role the catalog declares
+/// `audit = true`): entries name every customer.
 #[utoipa::path(get, path = "/v1/log/entries", tag = "log", params(EntriesParams),
-    responses((status = 200, body = EntriesResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = EntriesResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn entries(
     State(state): State<AppState>,
-    _caller: Principal,
+    caller: Principal,
     q: Result<Query<EntriesParams>, QueryRejection>,
 ) -> Result<Json<EntriesResponse>, ApiError> {
     let p = query(q, "start and end (whole numbers)")?;
+    state.vault.require_audit(&caller).await?;
     if p.end < p.start || p.end - p.start > MAX_ENTRIES_PER_REQUEST {
         return Err(ApiError::bad_request(
             "invalid_query",
@@ -221,20 +223,30 @@ pub struct AccessLogResponse {
     pub tree_size: u64,
     pub root_hash: String,
     pub entries: Vec<AccessLogEntry>,
+    /// More entries follow: ask again with `after` set to this index.
+    pub next_after: Option<u64>,
 }
 
-/// Every log entry that concerns this customer — who, when, why, which fields — each with an
-/// inclusion proof against a signed checkpoint.
+/// The log entries that concern this customer — who, when, why, which fields — a page at a time
+/// (oldest first), each with an inclusion proof against a signed checkpoint. Only for a caller
+/// who may read the customer under the declared purpose, or under a customer_requests purpose.
 #[utoipa::path(get, path = "/v1/subjects/{id}/access-log", tag = "log",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the access log is read")),
+    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the access log is read"), AccessLogParams),
     responses((status = 200, body = AccessLogResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn access_log(
     State(state): State<AppState>,
     auth: Authorized,
     SubjectPath(id): SubjectPath,
+    q: Result<Query<AccessLogParams>, QueryRejection>,
 ) -> Result<Json<AccessLogResponse>, ApiError> {
-    let (cp, items) = state.vault.access_log(&auth, id).await?;
+    let p = query(q, "after (a log index) and limit (1 to 1000)")?;
+    let limit = p.limit.unwrap_or(DEFAULT_ACCESS_LOG_PAGE);
+    if !(1..=MAX_ENTRIES_PER_REQUEST).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", format!("`limit` must be 1 to {MAX_ENTRIES_PER_REQUEST}"))
+            .with_field("limit"));
+    }
+    let (cp, items, next) = state.vault.access_log(&auth, id, p.after, limit as usize).await?;
     Ok(Json(AccessLogResponse {
         checkpoint: cp.note,
         tree_size: cp.size,
@@ -248,7 +260,21 @@ pub async fn access_log(
                 inclusion_proof: i.proof.iter().map(b64).collect(),
             })
             .collect(),
+        next_after: next,
     }))
+}
+
+/// Entries of a customer's access log per page unless `limit` says otherwise.
+const DEFAULT_ACCESS_LOG_PAGE: u64 = 100;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogParams {
+    /// Continue after this log index (the previous page's `next_after`).
+    pub after: Option<u64>,
+    /// Entries per page, 1 to 1000 (default 100).
+    pub limit: Option<u64>,
 }
 
 /// C2SP tlog-tiles: the latest kept checkpoint.
@@ -297,7 +323,7 @@ fn parse_tile_path(path: &str) -> Option<TilePath> {
 }
 
 /// C2SP tlog-tiles: hash tiles (`/log/tile/<L>/<N>[.p/<W>]`, public) and entry bundles
-/// (`/log/tile/entries/<N>[.p/<W>]`, token required).
+/// (`/log/tile/entries/<N>[.p/<W>]`, for auditors: the admin token or a role with `audit = true`).
 pub async fn tile(
     State(state): State<AppState>,
     Path(path): Path<String>,
@@ -315,7 +341,7 @@ pub async fn tile(
             hashes.concat()
         }
         None => {
-            caller?;
+            state.vault.require_audit(&caller?).await?;
             let entries = state.vault.log_entry_bytes(start, start + t.width).await?;
             if entries.len() as u64 != t.width {
                 return Err(not_found());

@@ -230,6 +230,7 @@ impl Vault {
     /// Every consent slot of the customer and its current state.
     pub async fn consents(&self, auth: &Authorized, id: SubjectId) -> Result<ConsentOverview, VaultError> {
         self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        self.require_customer_records(auth, id, "consent.read").await?;
         let states = self.state_of(id).await?;
         let log = self.audit(auth, "consent.read", &[id]).decision("full").record();
         self.store.append_log(vec![log]).await?;
@@ -239,6 +240,7 @@ impl Vault {
     /// The customer's whole ledger, in the order recorded.
     pub async fn consent_history(&self, auth: &Authorized, id: SubjectId) -> Result<Vec<StoredConsent>, VaultError> {
         self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        self.require_customer_records(auth, id, "consent.history").await?;
         let history = self.store.consent_history(id, None).await?;
         let log = self.audit(auth, "consent.history", &[id]).decision("full").record();
         self.store.append_log(vec![log]).await?;
@@ -252,6 +254,7 @@ impl Vault {
         id: SubjectId,
         receipt_id: &str,
     ) -> Result<String, VaultError> {
+        self.require_customer_records(auth, id, "consent.receipt").await?;
         let stored = self.store.consent_receipt(id, receipt_id).await?.ok_or(VaultError::ReceiptNotFound)?;
         let log = self.audit(auth, "consent.receipt", &[id]).decision("full").detail(format!("receipt {receipt_id}"));
         self.store.append_log(vec![log.record()]).await?;
@@ -281,6 +284,33 @@ impl Vault {
                 }
             },
         };
+        // Withdrawing can only protect the customer: every role acting for them may. Recording a
+        // grant on their behalf is a power the catalog gives explicitly (`record_consent`), and
+        // it carries its evidence (the form, channel or document the customer used).
+        if input.changes.iter().any(|c| c.action.trim() == ConsentAction::Grant.name()) {
+            // What is wrong with the changes themselves is said first.
+            consent::check_changes(&self.catalog, Some(self.purpose(auth)), &input.changes)?;
+            self.require(
+                auth,
+                candor_policy::Action::RecordConsent,
+                "consent.record_on_behalf",
+                id,
+                "consent_recording_not_allowed",
+                || VaultError::ConsentRecordingNotAllowed {
+                    role: auth.principal.role.clone(),
+                    purpose: auth.purpose.to_string(),
+                },
+            )
+            .await?;
+            if input.evidence.as_deref().is_none_or(|e| e.trim().is_empty()) {
+                return Err(VaultError::InvalidInput {
+                    field: "evidence",
+                    message: "is required when a grant is recorded on the customer's behalf: name the form, channel \
+                              or document the customer gave it through (for example `signup-form v3, checkbox`)"
+                        .into(),
+                });
+            }
+        }
         self.apply_consent_changes(auth, id, input, method).await
     }
 

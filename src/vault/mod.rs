@@ -120,6 +120,22 @@ pub enum VaultError {
     )]
     BreakGlassNotAllowed { role: String, purpose: String },
     #[error(
+        "role `{role}` may not erase a customer or lift their restriction under purpose `{purpose}`: erasure is a power the catalog gives a role explicitly (erase = true; in the example catalog the privacy team, under privacy_requests)"
+    )]
+    EraseNotAllowed { role: String, purpose: String },
+    #[error(
+        "role `{role}` may not record a consent grant on the customer's behalf under purpose `{purpose}`: the catalog gives that power explicitly (record_consent = true); withdrawals are always accepted"
+    )]
+    ConsentRecordingNotAllowed { role: String, purpose: String },
+    #[error(
+        "role `{0}` may not read the whole log's entries: they are for auditors (catalog audit = true, or the admin token); checkpoints and hash tiles are public"
+    )]
+    AuditNotAllowed(String),
+    #[error(
+        "this token has erased {0} customers in the last hour, the most `[policy] erasures_per_hour` allows: erasure cannot be undone, so bulk erasure is braked. Try again later, or raise the limit in candor.toml"
+    )]
+    ErasureRateLimited(u32),
+    #[error(
         "the privacy center needs a purpose declared customer_requests = true in the catalog (customers act under it)"
     )]
     PrivacyCenterUnavailable,
@@ -207,6 +223,7 @@ pub struct Vault {
     break_glass_minutes: u32,
     sign_in: SignInSettings,
     max_grant_days: u32,
+    erasure_brake: Arc<rights::ErasureBrake>,
 }
 
 pub use crate::clock::now_millis;
@@ -230,7 +247,14 @@ impl Vault {
             break_glass_minutes: 15,
             sign_in: SignInSettings::default(),
             max_grant_days: 30,
+            erasure_brake: Arc::new(rights::ErasureBrake::new(0)),
         }
+    }
+
+    /// Most erasures one token may make in an hour (`[policy] erasures_per_hour`; 0: no limit).
+    pub fn with_erasures_per_hour(mut self, limit: u32) -> Self {
+        self.erasure_brake = Arc::new(rights::ErasureBrake::new(limit));
+        self
     }
 
     /// The longest a grant may run (`[sharing] max_grant_days`).

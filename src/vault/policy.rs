@@ -7,7 +7,7 @@ use candor_core::SubjectId;
 use candor_core::access::AccessDenied;
 use candor_policy::{Action, CONSENT_POLICY, Decision, Outcomes, RESTRICTION_POLICY, Situation, Target};
 
-use super::{Authorized, Vault, VaultError};
+use super::{Authorized, Principal, Vault, VaultError};
 use crate::audit::Audit;
 
 /// The error code and error of a refusal.
@@ -67,6 +67,35 @@ impl Vault {
             return self.refuse_decision(auth, audit, &d).await;
         }
         self.refuse(audit, code, otherwise()).await
+    }
+
+    /// The gate for a customer's records about their data (access log, consents, their history
+    /// and receipts): the same decision as reading the customer under the declared purpose —
+    /// consent, restriction and the caller's override included — or a `customer_requests`
+    /// purpose (answering the customer's own requests). A refusal is logged as `action`.
+    pub(crate) async fn require_customer_records(
+        &self,
+        auth: &Authorized,
+        id: SubjectId,
+        action: &str,
+    ) -> Result<(), VaultError> {
+        if self.catalog.purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {
+            return Ok(());
+        }
+        let scope = self.consent_scope(auth, id).await?;
+        let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        let situation = self.situation(auth, id, &scope, record.restricted).await?;
+        self.gate(auth, id, situation, action).await.map(drop)
+    }
+
+    /// Reading the whole log's entries (or its entry bundles) is for auditors: admin, or a role
+    /// the catalog declares `audit = true`. A refusal is logged.
+    pub async fn require_audit(&self, caller: &Principal) -> Result<(), VaultError> {
+        if self.policy.may_audit(&caller.role) {
+            return Ok(());
+        }
+        let audit = Audit::new(caller, "log.entries");
+        self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await
     }
 
     /// The customer gate: may the caller act under its purpose for this customer at all? If so,

@@ -2,9 +2,11 @@
 //! holds that block it, and restriction of processing.
 
 use candor_core::catalog::LegalBasis;
-use candor_core::rights::{Erased, Requester, erasure_certificate};
+use std::sync::{Arc, OnceLock};
+
+use candor_core::rights::{Erased, Requester, Told, erasure_certificate};
 use candor_core::{EventId, FieldName, SubjectId};
-use candor_store::{Erasure, StoreError, Toggle};
+use candor_store::{Certify, Erasure, Notified, StoreError, Toggle};
 use serde_json::Value;
 
 use super::{Authorized, Vault, VaultError, now_millis};
@@ -38,33 +40,41 @@ fn check_reason(reason: Option<&str>, required: bool) -> Result<Option<&str>, Va
 impl Vault {
     /// Erases the customer (idempotent) and returns the signed erasure certificate.
     pub async fn erase_subject(&self, auth: &Authorized, id: SubjectId) -> Result<Value, VaultError> {
-        self.refuse_under_consent(auth, "subject.erase", id).await?;
+        self.require_erase(auth, "subject.erase", id).await?;
+        if let Err(done) = self.erasure_brake.admit(&auth.principal.token_id, now_millis()) {
+            let audit = self.audit(auth, "subject.erase", &[id]);
+            return self.refuse(audit, "erasure_rate_limited", VaultError::ErasureRateLimited(done)).await;
+        }
         let now = now_millis();
         let inventory: candor_store::Inventory = self.store.inventory(id).await?.unwrap_or_default();
         let certificate_id = EventId::random().to_string();
-        // Recipients given the customer's data in grants get a signed notice (the outbox entry
-        // is written with the erasure); the certificate names them.
-        let mut notified: Vec<Value> = Vec::new();
-        for g in self.store.grants_of(id).await? {
-            if !notified.iter().any(|n| n["recipient"] == g.recipient.as_str()) {
-                let name = self.catalog.recipients.iter().find(|r| r.id == g.recipient).map(|r| r.name.clone());
-                notified.push(serde_json::json!({"recipient": g.recipient, "name": name}));
-            }
-        }
-        let mut body = erasure_certificate(
-            &self.catalog,
-            &certificate_id,
-            id,
-            now,
-            &Erased { fields: &inventory.fields, events: &inventory.events, consent_entries: inventory.consents },
-            &Requester { token: &auth.principal.token_id, role: &auth.principal.role, purpose: auth.purpose.as_str() },
-        );
-        body["recipients_notified"] = serde_json::json!({
-            "how": "a signed notice (webhook) to each, written with this erasure and retried until delivered; confirmations: GET /v1/notices",
-            "recipients": notified,
-        });
-        let signed = receipt::sign(&self.log, ERASURE_CERTIFICATE, body);
-        let text = serde_json::to_string(&signed).expect("JSON serialises");
+        let requester = (auth.principal.token_id.clone(), auth.principal.role.clone(), auth.purpose.to_string());
+        // The certificate is made and signed inside the erasure's transaction, from the
+        // recipients the store writes a notice to there (those holding the customer in a
+        // grant), so the two always name the same recipients.
+        let issued = Arc::new(OnceLock::new());
+        let certify: Certify = {
+            let (catalog, log, issued) = (self.catalog.clone(), self.log.clone(), issued.clone());
+            let (certificate_id, fields, events, consents) =
+                (certificate_id.clone(), inventory.fields.clone(), inventory.events.clone(), inventory.consents);
+            Box::new(move |notified: &[Notified]| {
+                let told: Vec<Told<'_>> =
+                    notified.iter().map(|n| Told { recipient: &n.recipient, fields: &n.fields }).collect();
+                let body = erasure_certificate(
+                    &catalog,
+                    &certificate_id,
+                    id,
+                    now,
+                    &Erased { fields: &fields, events: &events, consent_entries: consents },
+                    Some(&told),
+                    &Requester { token: &requester.0, role: &requester.1, purpose: &requester.2 },
+                );
+                let signed = receipt::sign(&log, ERASURE_CERTIFICATE, body);
+                let text = serde_json::to_string(&signed).expect("JSON serialises");
+                let _ = issued.set(signed);
+                text
+            })
+        };
         let events: u64 = inventory.events.iter().map(|(_, n)| n).sum();
         let log = self
             .audit(auth, "subject.erase", &[id])
@@ -74,21 +84,26 @@ impl Vault {
                 inventory.consents
             ))
             .record();
-        let erased = self.store.erase_subject(id, now, text, log).await?;
+        let erased = self.store.erase_subject_certified(id, now, certify, log).await?;
         self.keys.forget_subject_key(id);
         match erased {
-            Erasure::Erased => Ok(signed),
+            Erasure::Erased => issued
+                .get()
+                .cloned()
+                .ok_or_else(|| VaultError::Store(StoreError::Corrupt("the erasure certificate was not made".into()))),
             Erasure::AlreadyErased { certificate: Some(kept), .. } => serde_json::from_str(&kept)
                 .map_err(|_| VaultError::Store(StoreError::Corrupt("a kept erasure certificate is not JSON".into()))),
             Erasure::AlreadyErased { erased_at, certificate: None } => {
                 // This copy of the data no longer has the certificate (an older copy was
-                // restored): certify again what the key store proves.
+                // restored): certify again what the key store proves; who was told then is
+                // no longer known here.
                 let body = erasure_certificate(
                     &self.catalog,
                     &certificate_id,
                     id,
                     erased_at,
                     &Erased { fields: &[], events: &[], consent_entries: 0 },
+                    None,
                     &Requester {
                         token: &auth.principal.token_id,
                         role: &auth.principal.role,
@@ -105,16 +120,34 @@ impl Vault {
         }
     }
 
-    /// Erasure is allowed by the policy engine: by the catalog, under any purpose but a consent
-    /// purpose (those exist to use data with the customer's agreement, not to manage it).
-    async fn refuse_under_consent(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
-        self.require(auth, candor_policy::Action::Erase, action, id, "purpose_not_allowed", || {
-            VaultError::WrongPurpose(format!(
-                "`{}` is a consent purpose: act under the purpose the customer's request belongs to (for example their account)",
-                auth.purpose
-            ))
+    /// Erasing a customer and lifting their restriction are a power of their own: the catalog
+    /// gives it to a role explicitly (`erase = true`), under a purpose that is not consent-based;
+    /// an operator's policy may narrow it further.
+    async fn require_erase(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
+        self.require(auth, candor_policy::Action::Erase, action, id, "erase_not_allowed", || {
+            VaultError::EraseNotAllowed { role: auth.principal.role.clone(), purpose: auth.purpose.to_string() }
         })
         .await
+    }
+
+    /// Placing a restriction only protects the customer, so any role may ask for it under a
+    /// purpose it acts under — but not under a consent purpose (those exist to use data with the
+    /// customer's agreement, not to manage it).
+    async fn refuse_under_consent(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
+        if self.catalog.purpose(auth.purpose.as_str()).is_some_and(|p| p.needs_consent()) {
+            let audit = self.audit(auth, action, &[id]);
+            return self
+                .refuse(
+                    audit,
+                    "purpose_not_allowed",
+                    VaultError::WrongPurpose(format!(
+                        "`{}` is a consent purpose: act under the purpose the customer's request belongs to (for example their account)",
+                        auth.purpose
+                    )),
+                )
+                .await;
+        }
+        Ok(())
     }
 
     /// Places a legal hold, which blocks erasure. Only under a purpose whose legal basis is a
@@ -191,12 +224,65 @@ impl Vault {
 
     /// Lifts the restriction; logged.
     pub async fn lift_restriction(&self, auth: &Authorized, id: SubjectId) -> Result<bool, VaultError> {
-        self.refuse_under_consent(auth, "subject.unrestrict", id).await?;
+        self.require_erase(auth, "subject.unrestrict", id).await?;
         let log = self.audit(auth, "subject.unrestrict", &[id]).record();
         match self.store.lift_restriction(id, log).await? {
             Toggle::Changed => Ok(true),
             Toggle::Unchanged => Ok(false),
             Toggle::NotFound => Err(VaultError::SubjectNotFound),
         }
+    }
+}
+
+/// A brake on bulk erasure: at most `limit` erasures per token in any hour, counted by each
+/// server (so N servers allow at most N times as many). 0 turns it off.
+pub(crate) struct ErasureBrake {
+    limit: u32,
+    recent: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<i64>>>,
+}
+
+impl ErasureBrake {
+    const HOUR_MS: i64 = 3_600_000;
+
+    pub(crate) fn new(limit: u32) -> Self {
+        Self { limit, recent: std::sync::Mutex::default() }
+    }
+
+    /// Counts one erasure by `token` at `now`, or refuses it with how many the token made in the
+    /// last hour.
+    pub(crate) fn admit(&self, token: &str, now: i64) -> Result<(), u32> {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|_, times| {
+            while times.front().is_some_and(|t| *t <= now - Self::HOUR_MS) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let times = recent.entry(token.to_string()).or_default();
+        if times.len() >= self.limit as usize {
+            return Err(times.len() as u32);
+        }
+        times.push_back(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod brake_tests {
+    use super::ErasureBrake;
+
+    #[test]
+    fn the_brake_admits_the_limit_per_token_per_hour_then_refuses_until_an_hour_passes() {
+        let brake = ErasureBrake::new(3);
+        for t in 0..3 {
+            assert!(brake.admit("stolen", t).is_ok());
+        }
+        assert_eq!(brake.admit("stolen", 10), Err(3));
+        assert!(brake.admit("other", 10).is_ok(), "another token has its own allowance");
+        assert!(brake.admit("stolen", ErasureBrake::HOUR_MS).is_ok(), "the first erasure left the window");
+        assert!(ErasureBrake::new(0).admit("any", 0).is_ok(), "0 turns the brake off");
     }
 }

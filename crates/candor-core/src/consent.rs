@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::catalog::{Catalog, Channel, FieldDecl, MaterialChange, Purpose};
+use crate::catalog::{CUSTOMER_ROLE, Catalog, Channel, FieldDecl, MaterialChange, Purpose};
 use crate::ids::{PurposeId, SubjectId};
 
 /// Most changes accepted in one request.
@@ -434,6 +434,22 @@ pub struct ReceiptActor<'a> {
     pub role: Option<&'a str>,
 }
 
+/// Who put the change on record, in words, when it was not the customer acting themself (a
+/// staff member or a service recording the customer's choice, or an import).
+fn recorded_by(catalog: &Catalog, actor: &ReceiptActor<'_>) -> Option<String> {
+    match (actor.kind, actor.role) {
+        (_, Some(CUSTOMER_ROLE)) => None,
+        (_, Some(role)) => {
+            let who = catalog.role(role).and_then(|r| r.description.as_deref()).unwrap_or(role).trim_end_matches('.');
+            Some(format!("Recorded on the customer's behalf by: {who} (role {role})"))
+        }
+        (ActorKind::Operator, None) => {
+            Some("Recorded on the customer's behalf by: the operator, imported from records collected elsewhere".into())
+        }
+        (_, None) => None,
+    }
+}
+
 /// The unsigned body of a consent receipt: the fields of ISO/IEC TS 27560 and the Kantara
 /// Consent Receipt (receipt id, timestamp, controller and contact, subject, purposes with their
 /// descriptions and legal basis, notice version, method), in snake case.
@@ -497,6 +513,7 @@ pub fn receipt_body(
         "subject_id": subject.to_string(),
         "method": method.name(),
         "actor": { "kind": actor.kind.name(), "token": actor.token, "role": actor.role },
+        "recorded_by": recorded_by(catalog, actor),
         "purposes": purposes,
         "withdrawal": format!(
             "You can withdraw consent at any time, as easily as you gave it: in the privacy center or by writing to {}.",

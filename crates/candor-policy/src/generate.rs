@@ -32,6 +32,9 @@ fn actions(names: &[&str]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// Field types customers correct themselves in the privacy center (right to rectification).
+const RECTIFIABLE: &str = "[\"text\", \"email\", \"phone\", \"date\", \"postal_address\"]";
+
 /// The policies the catalog states, as Cedar source.
 pub fn catalog_policies(catalog: &Catalog) -> String {
     let mut out = String::new();
@@ -44,27 +47,32 @@ pub fn catalog_policies(catalog: &Catalog) -> String {
          @reason(\"a role acts only under the purposes the catalog gives it\")\n\
          forbid(principal, action in {}, resource)\n\
          unless {{ principal.purposes.contains(resource) }};\n\n",
-        actions(&["act", "erase", "export", "break_glass"])
+        actions(&["act", "erase", "export", "break_glass", "record_consent"])
     ));
     out.push_str(&format!(
         "@id(\"catalog.bounds.data\")\n\
          @reason(\"data is used only under its role's purposes, and only where the catalog declares it for that purpose (customers correct any of their own data)\")\n\
          forbid(principal, action in {}, resource)\n\
          unless {{ principal.purposes.contains(context.purpose) && (resource.purposes.contains(context.purpose) || \
-         (principal == {} && action == {} && context.purpose.customer_requests)) }};\n\n",
+         (principal == {} && action == {} && context.purpose.customer_requests && resource is Candor::Field && \
+         {RECTIFIABLE}.contains(resource.type))) }};\n\n",
         actions(&["read", "read_masked", "write", "share"]),
         uid("Role", CUSTOMER_ROLE),
         action("write")
     ));
-    let data = actions(&["act", "read", "read_masked", "write"]);
+    power_bounds(catalog, &mut out);
+    // Consent and restriction bound every use of the customer's data, powers included.
+    let data =
+        actions(&["act", "read", "read_masked", "write", "export", "share", "break_glass", "erase", "record_consent"]);
     out.push_str(&format!(
         "@id(\"{CONSENT_POLICY}\")\n\
          @reason(\"the purpose is based on consent, and this customer has not given it\")\n\
          forbid(principal, action in {data}, resource)\n\
          when {{ context.purpose.needs_consent && !context.consent_given }};\n\n"
     ));
-    // Correcting restricted data stays possible (contested accuracy is a reason to restrict).
-    let uses = actions(&["act", "read", "read_masked"]);
+    // Correcting restricted data stays possible (contested accuracy is a reason to restrict), and
+    // so does erasing it (a right the restriction does not suspend).
+    let uses = actions(&["act", "read", "read_masked", "export", "share", "break_glass"]);
     out.push_str(&format!(
         "@id(\"{RESTRICTION_POLICY}\")\n\
          @reason(\"processing of this customer's data is restricted: it is kept, and used only for legal obligations\")\n\
@@ -83,17 +91,74 @@ pub fn catalog_policies(catalog: &Catalog) -> String {
          when {{ context.purpose.customer_requests && {}.contains(resource.type) }};\n\n",
         actions(&["act", "export", "erase"]),
         action("write"),
-        "[\"text\", \"email\", \"phone\", \"date\", \"postal_address\"]",
+        RECTIFIABLE,
         customer = uid("Role", CUSTOMER_ROLE),
     ));
     out.push_str(&format!(
         "@id(\"catalog.admin\")\n\
-         @reason(\"the built-in admin role manages the installation (and sees no personal data)\")\n\
-         permit(principal == {}, action == {}, resource);\n",
+         @reason(\"the built-in admin role manages the installation and may audit the whole log (it sees no personal data)\")\n\
+         permit(principal == {}, action in {}, resource);\n",
         uid("Role", ADMIN_ROLE),
-        action("manage")
+        actions(&["manage", "audit"])
     ));
     out
+}
+
+/// Each power beyond reading and writing is held only by the roles whose catalog entry grants it
+/// (`share`, `break_glass`, `record_consent`, `erase`, `audit`; export only under
+/// `customer_requests` purposes; managing only by admin): forbids, so that an operator's permit
+/// can never hand a power to a role the catalog does not give it.
+fn power_bounds(catalog: &Catalog, out: &mut String) {
+    let holders = |has: fn(&Role) -> bool, builtin: &[&str]| {
+        let mut ids: Vec<&str> = builtin.to_vec();
+        ids.extend(catalog.roles.iter().filter(|r| has(r)).map(|r| r.id.as_str()));
+        set("Role", ids)
+    };
+    let bounds: [(&str, String, &str); 6] = [
+        (
+            "share",
+            holders(|r| r.share, &[]),
+            "only roles the catalog declares `share = true` share data with recipients",
+        ),
+        (
+            "break_glass",
+            holders(|r| r.break_glass, &[]),
+            "only roles the catalog declares `break_glass = true` open break-glass overrides",
+        ),
+        (
+            "record_consent",
+            holders(|r| r.record_consent, &[]),
+            "only roles the catalog declares `record_consent = true` record a consent on a customer's behalf",
+        ),
+        (
+            "erase",
+            holders(|r| r.erase, &[CUSTOMER_ROLE]),
+            "only roles the catalog declares `erase = true` (and the customer themself) erase a customer or lift a restriction",
+        ),
+        (
+            "audit",
+            holders(|r| r.audit, &[ADMIN_ROLE]),
+            "only admin and roles declared `audit = true` read the whole log",
+        ),
+        ("manage", set("Role", [ADMIN_ROLE]), "only the built-in admin role manages the installation"),
+    ];
+    for (power, roles, reason) in bounds {
+        // No holder at all: a plain forbid (an empty set literal does not validate).
+        let unless = if roles == "[]" { String::new() } else { format!("\nunless {{ principal in {roles} }}") };
+        out.push_str(&format!(
+            "@id(\"catalog.bounds.{power}\")\n\
+             @reason(\"{reason}\")\n\
+             forbid(principal, action == {}, resource){unless};\n\n",
+            action(power)
+        ));
+    }
+    out.push_str(&format!(
+        "@id(\"catalog.bounds.export\")\n\
+         @reason(\"reports and exports of everything held are produced only under a customer_requests purpose\")\n\
+         forbid(principal, action == {}, resource)\n\
+         unless {{ resource.customer_requests }};\n\n",
+        action("export")
+    ));
 }
 
 fn role_policies(catalog: &Catalog, role: &Role, out: &mut String) {
@@ -122,10 +187,20 @@ fn role_policies(catalog: &Catalog, role: &Role, out: &mut String) {
         .filter(|p| catalog.purpose(p.as_str()).is_some_and(|p| !p.needs_consent()))
         .map(|p| p.as_str())
         .collect();
-    if !erasing.is_empty() {
+    if role.record_consent && !erasing.is_empty() {
+        out.push_str(&format!(
+            "@id(\"catalog.role.{id}.record_consent\")\n\
+             @reason(\"role `{id}` may record a consent the customer gave it (e.g. its own form), with evidence, on the customer's behalf\")\n\
+             permit(principal == {principal}, action == {}, resource)\n\
+             when {{ {}.contains(resource) }};\n\n",
+            action("record_consent"),
+            set("Purpose", &erasing)
+        ));
+    }
+    if role.erase && !erasing.is_empty() {
         out.push_str(&format!(
             "@id(\"catalog.role.{id}.erase\")\n\
-             @reason(\"role `{id}` may erase a customer under a purpose the customer's relationship rests on (not a consent purpose)\")\n\
+             @reason(\"role `{id}` may erase a customer or lift their restriction (catalog `erase = true`), under a purpose that is not consent-based\")\n\
              permit(principal == {principal}, action == {}, resource)\n\
              when {{ {}.contains(resource) }};\n\n",
             action("erase"),
@@ -168,6 +243,14 @@ fn role_policies(catalog: &Catalog, role: &Role, out: &mut String) {
              permit(principal == {principal}, action == {}, resource)\n\
              when {{ {purposes}.contains(context.purpose) && resource.purposes.contains(context.purpose) }};\n\n",
             action("share")
+        ));
+    }
+    if role.audit {
+        out.push_str(&format!(
+            "@id(\"catalog.role.{id}.audit\")\n\
+             @reason(\"role `{id}` audits the whole log (catalog `audit = true`)\")\n\
+             permit(principal == {principal}, action == {}, resource);\n\n",
+            action("audit")
         ));
     }
     if role.break_glass {

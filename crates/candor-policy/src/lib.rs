@@ -42,7 +42,9 @@ pub enum Action {
     Export,
     BreakGlass,
     Share,
+    RecordConsent,
     Manage,
+    Audit,
 }
 
 impl Action {
@@ -56,7 +58,9 @@ impl Action {
             Action::Export => "export",
             Action::BreakGlass => "break_glass",
             Action::Share => "share",
+            Action::RecordConsent => "record_consent",
             Action::Manage => "manage",
+            Action::Audit => "audit",
         }
     }
 }
@@ -81,7 +85,7 @@ impl Situation {
 /// What an action applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
-    /// The declared purpose itself (for act, erase, export, break-glass).
+    /// The declared purpose itself (for act, erase, export, break-glass, record consent).
     Purpose,
     Field(&'a str),
     Event(&'a str),
@@ -356,10 +360,19 @@ impl PolicyEngine {
 
     /// May `role` manage the installation (tokens)?
     pub fn may_manage(&self, role: &str) -> bool {
+        self.may_on_installation(role, Action::Manage)
+    }
+
+    /// May `role` read the whole log's entries (the catalog's `audit = true`, or admin)?
+    pub fn may_audit(&self, role: &str) -> bool {
+        self.may_on_installation(role, Action::Audit)
+    }
+
+    fn may_on_installation(&self, role: &str, action: Action) -> bool {
         let Ok(principal) = EntityUid::from_str(&generate::uid("Role", role)) else { return false };
         let request = Request::new(
             principal,
-            action_uid(Action::Manage),
+            action_uid(action),
             EntityUid::from_str(&generate::uid("Installation", "this")).expect("valid uid"),
             Context::empty(),
             Some(&self.schema),

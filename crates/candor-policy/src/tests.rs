@@ -72,8 +72,33 @@ fn erase_export_and_manage_follow_the_catalog() {
     let may = |role: &str, action: Action, purpose: &str| {
         e.decide(role, action, purpose, Target::Purpose, N).unwrap().allowed
     };
-    assert!(may("shop_backend", Action::Erase, "account"));
-    assert!(!may("marketing_tool", Action::Erase, "marketing"), "a consent purpose does not manage data");
+    // Erasure is a power of its own (`erase = true`): the privacy team has it, the shop does not.
+    assert!(may("privacy_team", Action::Erase, "privacy_requests"));
+    assert!(may(CUSTOMER_ROLE, Action::Erase, "privacy_requests"), "customers delete their own account");
+    for (role, purpose) in [
+        ("shop_backend", "account"),
+        ("support_agent", "customer_support"),
+        ("fraud_service", "fraud_prevention"),
+        ("marketing_tool", "marketing"),
+        ("analytics_service", "analytics"),
+    ] {
+        assert!(!may(role, Action::Erase, purpose), "{role} may not erase");
+    }
+    // Recording a consent grant on the customer's behalf: only `record_consent = true`.
+    assert!(may("shop_backend", Action::RecordConsent, "account"));
+    for (role, purpose) in [
+        ("support_agent", "customer_support"),
+        ("fraud_service", "fraud_prevention"),
+        ("privacy_team", "privacy_requests"),
+        ("marketing_tool", "marketing"),
+    ] {
+        assert!(!may(role, Action::RecordConsent, purpose), "{role} may not record consent");
+    }
+    // Reading the whole log: admin and `audit = true`.
+    assert!(e.may_audit(ADMIN_ROLE) && e.may_audit("privacy_team"));
+    for role in ["shop_backend", "support_agent", "fraud_service", "marketing_tool", CUSTOMER_ROLE, "nobody"] {
+        assert!(!e.may_audit(role), "{role} may not audit");
+    }
     assert!(may("privacy_team", Action::Export, "privacy_requests"));
     assert!(!may("shop_backend", Action::Export, "account"));
     assert!(!may("support_agent", Action::Share, "customer_support"), "nothing is shared without a grant");
@@ -250,4 +275,94 @@ fn operator_policies_can_narrow_what_customers_do() {
     let d = e.decide(CUSTOMER_ROLE, Action::Erase, "privacy_requests", Target::Purpose, N).unwrap();
     assert!(!d.allowed);
     assert_eq!(d.operator_forbid().map(|p| p.id.as_str()), Some("no-self-erase"));
+}
+
+mod operator_policies_only_narrow {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ROLES: [&str; 7] = [
+        "shop_backend",
+        "privacy_team",
+        "support_agent",
+        "fraud_service",
+        "marketing_tool",
+        "analytics_service",
+        "customer",
+    ];
+    const ACTIONS: [Action; 10] = [
+        Action::Act,
+        Action::Read,
+        Action::ReadMasked,
+        Action::Write,
+        Action::Erase,
+        Action::Export,
+        Action::BreakGlass,
+        Action::Share,
+        Action::RecordConsent,
+        Action::Manage,
+    ];
+
+    /// The neutral situation and each fact that narrows or widens on its own.
+    fn situations() -> [Situation; 4] {
+        [
+            N,
+            Situation { consent_given: false, ..N },
+            Situation { restricted: true, ..N },
+            Situation { break_glass: true, ..N },
+        ]
+    }
+
+    /// One operator permit: some role (or any), some action (or several), any resource.
+    fn permit() -> impl Strategy<Value = String> {
+        let names =
+            ["act", "read", "read_masked", "write", "erase", "export", "break_glass", "share", "record_consent"];
+        (prop::option::of(0..ROLES.len()), prop::collection::vec(0..names.len(), 1..4), prop::bool::ANY).prop_map(
+            move |(role, actions, when_restricted)| {
+                let principal =
+                    role.map_or("principal".to_string(), |r| format!("principal == Candor::Role::\"{}\"", ROLES[r]));
+                let list: Vec<String> = actions.iter().map(|a| format!("Candor::Action::\"{}\"", names[*a])).collect();
+                let condition =
+                    if when_restricted { " when { context.restricted || !context.consent_given }" } else { "" };
+                format!("permit({principal}, action in [{}], resource){condition};", list.join(", "))
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+        /// For random sets of operator permits, no decision is allowed that the catalog alone refuses.
+        #[test]
+        fn no_operator_permit_allows_what_the_catalog_refuses(permits in prop::collection::vec(permit(), 1..5)) {
+            let text: String = permits.iter().enumerate()
+                .map(|(i, p)| format!("@id(\"op{i}\")\n{p}\n"))
+                .collect();
+            let widened = with_policies(&text).expect("valid operator policies");
+            let base = engine();
+            let c = catalog();
+            // Purpose-level powers on the purpose; data actions on a masked field, a field of
+            // another purpose, a special-looking one and an event type.
+            let purpose_level = [Action::Act, Action::Erase, Action::Export, Action::BreakGlass, Action::RecordConsent];
+            let data_targets = [Target::Field("email"), Target::Field("phone"), Target::Field("date_of_birth"), Target::Event("page_view")];
+            for role in ROLES {
+                prop_assert!(!widened.may_audit(role) || base.may_audit(role), "audit widened for {}", role);
+                prop_assert!(!widened.may_manage(role) || base.may_manage(role), "manage widened for {}", role);
+                for purpose in c.purposes.iter().map(|p| p.id.as_str()) {
+                    for action in ACTIONS {
+                        let targets: &[Target<'_>] =
+                            if purpose_level.contains(&action) { &[Target::Purpose] } else { &data_targets };
+                        for target in targets {
+                            for s in situations() {
+                                let after = widened.decide(role, action, purpose, *target, s).unwrap().allowed;
+                                if after {
+                                    let before = base.decide(role, action, purpose, *target, s).unwrap().allowed;
+                                    prop_assert!(before, "{} {:?} {} {:?} {:?} widened by {}", role, action, purpose, target, s, text);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -24,6 +24,15 @@ pub const ADMIN_ROLE: &str = "admin";
 /// session to them); no token can carry it.
 pub const CUSTOMER_ROLE: &str = "customer";
 
+/// Reserved: Candor acting on its own (start-up, the CLI, retention sweeps) in the log.
+pub const SYSTEM_ROLE: &str = "system";
+
+/// Reserved: an anonymous visitor (public notice, checkpoints, message checks).
+pub const PUBLIC_ROLE: &str = "public";
+
+/// Role ids a catalog may not declare.
+pub const RESERVED_ROLES: [&str; 4] = [ADMIN_ROLE, SYSTEM_ROLE, PUBLIC_ROLE, CUSTOMER_ROLE];
+
 /// A validated catalog. Construct it with [`Catalog::from_toml_str`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Catalog {
@@ -349,6 +358,15 @@ pub struct Role {
     pub break_glass: bool,
     /// May share data with recipients through grants (data rooms).
     pub share: bool,
+    /// May record a consent *grant* on the customer's behalf (e.g. the tick box of its own
+    /// sign-up form), with evidence. Withdrawing never needs it.
+    pub record_consent: bool,
+    /// May erase a customer (crypto-shredding) and lift a restriction the customer asked for,
+    /// under a purpose that is not consent-based.
+    pub erase: bool,
+    /// May read the whole tamper-evident log's entries (auditors); checkpoints and hash tiles
+    /// are public.
+    pub audit: bool,
 }
 
 impl Catalog {

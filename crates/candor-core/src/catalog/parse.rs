@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     ADMIN_ROLE, CUSTOMER_ROLE, Catalog, Category, Channel, EventDecl, FieldDecl, FieldType, LegalBasis, MaterialChange,
-    Organisation, Purpose, Recipient, RecipientRole, Retention, Role,
+    Organisation, PUBLIC_ROLE, Purpose, Recipient, RecipientRole, Retention, Role, SYSTEM_ROLE,
 };
 use crate::ids::{FieldName, PurposeId, RoleId};
 use crate::mask::MaskStyle;
@@ -153,6 +153,12 @@ struct RawRole {
     break_glass: bool,
     #[serde(default)]
     share: bool,
+    #[serde(default)]
+    record_consent: bool,
+    #[serde(default)]
+    erase: bool,
+    #[serde(default)]
+    audit: bool,
 }
 
 struct Checker<'a> {
@@ -655,6 +661,15 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 "role `customer` is built in (a customer signed in to the privacy center). Give your role another name.",
             );
         }
+        if id == SYSTEM_ROLE || id == PUBLIC_ROLE {
+            c.err(
+                r.id.span(),
+                format!(
+                    "role `{id}` is reserved (`{SYSTEM_ROLE}` is Candor acting on its own, `{PUBLIC_ROLE}` an anonymous \
+                     visitor). Give your role another name."
+                ),
+            );
+        }
         c.duplicate(&mut seen, "role", &r.id);
         let owner = format!("role `{id}`");
         if r.purposes.is_empty() {
@@ -694,6 +709,9 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
             mask,
             break_glass: r.break_glass,
             share: r.share,
+            record_consent: r.record_consent,
+            erase: r.erase,
+            audit: r.audit,
         });
     }
 
