@@ -572,7 +572,9 @@ async fn run(command: Command) -> Result<()> {
             let (_, vault) = install::open(&config.config).await?;
             // Times to the second, UTC; columns as wide as their widest cell.
             let time = |ms: i64| {
-                jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default()
+                jiff::Timestamp::from_millisecond(ms)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+                    .unwrap_or_default()
             };
             let mut rows = vec![["id", "role", "created", "expires", "revoked", "description"].map(String::from)];
             for t in vault.tokens(&audit::system_actor()).await? {
@@ -890,6 +892,7 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
     let demo_ids = if fresh { demo::seed(&vault).await? } else { Vec::new() };
     let backend = vault.create_token("shop_backend", "quickstart", None).await?;
     let support = vault.create_token("support_agent", "quickstart", None).await?;
+    let privacy = vault.create_token("privacy_team", "quickstart", None).await?;
     // A one-time link into the first demo customer's privacy center.
     let sign_in = match demo_ids.first() {
         Some(id) => {
@@ -916,6 +919,7 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
         }
         println!("shop_backend token: {}", backend.as_str());
         println!("support_agent token: {}", support.as_str());
+        println!("privacy_team token: {}", privacy.as_str());
         if !demo_ids.is_empty() {
             println!("demo customers: {}", demo_ids.join(", "));
         }
