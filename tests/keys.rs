@@ -255,7 +255,8 @@ async fn a_kek_that_used_its_wrapping_budget_wraps_no_more_until_rotated() {
     assert_eq!(refused.code(), "key_rotation_required");
     all_read_back(&server, &token, &ids).await;
     // An erasure does not give the nonces back.
-    let erased = client.request(reqwest::Method::DELETE, &format!("/v1/subjects/{}", ids[0].1)).send().await.unwrap();
+    let eraser = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let erased = eraser.request(reqwest::Method::DELETE, &format!("/v1/subjects/{}", ids[0].1)).send().await.unwrap();
     assert_eq!(erased.status(), 200);
     ids.remove(0);
     assert_eq!(

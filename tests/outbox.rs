@@ -120,7 +120,8 @@ async fn every_notice_reaches_its_recipient_signed_across_failures_and_a_restart
     assert_eq!(r.status, 201, "{:?}", r.body);
 
     // Three changes, three notices.
-    let erased = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{}", ids[0]))).await;
+    let eraser = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let erased = eraser.send(eraser.request(reqwest::Method::DELETE, &format!("/v1/subjects/{}", ids[0]))).await;
     assert_eq!(erased.status, 200);
     assert_eq!(erased.body["recipients_notified"]["recipients"][0]["recipient"], "parcel_carrier");
     let r = backend.patch(&format!("/v1/subjects/{}", ids[1]), json!({"fields": {"full_name": "Customer One"}})).await;
@@ -138,7 +139,8 @@ async fn every_notice_reaches_its_recipient_signed_across_failures_and_a_restart
     let server = install.serve();
     // At most one notice got through before the recipient went down; the rest are still queued
     // after the restart.
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let metrics = server.client(&token, None).request(reqwest::Method::GET, "/metrics").send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
     let undelivered: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("candor_recipient_notices_undelivered "))
@@ -208,7 +210,7 @@ async fn every_notice_reaches_its_recipient_signed_across_failures_and_a_restart
     assert_eq!(good.status(), 200);
     let listed = privacy.get("/v1/notices").await;
     assert_eq!(listed.body["notices"].as_array().unwrap().len(), 2);
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let metrics = privacy.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("candor_recipient_notices_unconfirmed 2"), "{metrics}");
     assert!(metrics.contains("candor_recipient_notices_undelivered 0"), "{metrics}");
 }
