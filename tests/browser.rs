@@ -140,5 +140,5 @@ async fn a_customer_signs_in_reads_chooses_downloads_corrects_and_deletes_in_a_r
         .expect("run node");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the customer's story failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("ok - a second sign-in with the used link is refused"), "{stdout}");
+    assert!(stdout.contains("ok - opening the used link again says it cannot be used"), "{stdout}");
 }

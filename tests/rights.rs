@@ -245,7 +245,16 @@ async fn the_report_explains_everything_held_and_the_export_carries_it_all(insta
     let email = report["fields"].as_array().unwrap().iter().find(|f| f["field"] == "email").unwrap();
     assert_eq!(email["value"], "ada@example.com");
     assert_eq!(email["category"], "contact");
-    assert_eq!(email["kept"], "while your account exists, then P30D (ISO 8601)");
+    // In the public notice's words, with the catalog's names beside them for programs.
+    assert_eq!(email["kept"], "while your account exists, then 30 days after you close it");
+    assert_eq!(email["retention"], json!({"kind": "while_account_exists", "grace": "P30D"}));
+    assert_eq!(
+        (email["label"].as_str(), email["category_label"].as_str()),
+        (Some("E-mail address"), Some("How to reach you"))
+    );
+    assert_eq!(report["event_types"][0]["label"], "Purchase history");
+    assert_eq!(report["event_types"][0]["kept"], "10 years after it is recorded");
+    assert!(report["access_history"]["entries"].as_array().unwrap().iter().all(|e| e["what"].is_string()));
     assert!(
         email["purposes"]
             .as_array()

@@ -10,7 +10,11 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use candor_core::catalog::{CUSTOMER_ROLE, Catalog, Channel, FieldType};
 use candor_core::consent::{ConsentStatus, RequestedChange, SlotState};
-use candor_core::privacy_notice::{action_plain, category_label, label};
+use candor_core::notice::purpose_notice_plain;
+use candor_core::privacy_notice::{
+    action_plain, category_label, channel_plain, event_history_label, field_label, item_label, label, purpose_plain,
+    retention_plain,
+};
 use serde_json::{Map, Value};
 
 use super::AppState;
@@ -51,7 +55,8 @@ const ADDRESS_PARTS: [(&str, &str); 6] = [
 struct DataItem {
     label: String,
     value: String,
-    why: Vec<String>,
+    /// Each purpose's description and its legal basis, in the notice's words.
+    why: Vec<(String, String)>,
     kept: String,
     shared_with: String,
 }
@@ -89,7 +94,13 @@ pub async fn my_data(State(state): State<AppState>, me: SignedIn) -> Response {
         let category = catalog.field(name.as_str()).map(|d| d.category);
         let why = about["purposes"]
             .as_array()
-            .map(|ps| ps.iter().filter_map(|p| p["why"].as_str().map(str::to_string)).collect())
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| {
+                        Some((p["why"].as_str()?.to_string(), p["legal_basis_plain"].as_str()?.to_string()))
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let kept = match about["delete_after"].as_str() {
             Some(t) => format!("{} ({})", day_of(t), about["kept"].as_str().unwrap_or_default()),
@@ -110,7 +121,7 @@ pub async fn my_data(State(state): State<AppState>, me: SignedIn) -> Response {
             })
             .unwrap_or_default();
         let item = DataItem {
-            label: label(name.as_str()),
+            label: field_label(catalog, name.as_str()),
             value: value_text(value),
             why,
             kept,
@@ -127,9 +138,17 @@ pub async fn my_data(State(state): State<AppState>, me: SignedIn) -> Response {
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(t, n)| {
-            let about =
-                catalog.event(t.as_str()).and_then(|e| e.description.clone()).unwrap_or_else(|| label(t.as_str()));
-            format!("{about} — {n} record{}", if *n == 1 { "" } else { "s" })
+            let records = format!("{n} record{}", if *n == 1 { "" } else { "s" });
+            match catalog.event(t.as_str()) {
+                Some(e) => {
+                    format!(
+                        "{}: {records}, each kept {}.",
+                        event_history_label(t.as_str()),
+                        retention_plain(&e.retention)
+                    )
+                }
+                None => format!("{}: {records}.", item_label(catalog, t.as_str())),
+            }
         })
         .collect();
     let incidents = match vault.own_breaches(&me.session).await {
@@ -164,7 +183,10 @@ struct ChoiceSlot {
 }
 
 struct ChoicePurpose {
+    /// What the purpose is for (its description, as the public notice says it).
     title: String,
+    /// The rest of its notice in the public notice's words (the hashed notice text that the
+    /// consent is recorded on keeps the catalog's names; see `purpose_notice_plain`).
     notice: String,
     slots: Vec<ChoiceSlot>,
 }
@@ -185,14 +207,8 @@ fn slot_key(s: &SlotState) -> String {
     }
 }
 
-fn channel_label(c: Channel) -> &'static str {
-    match c {
-        Channel::Email => "By e-mail",
-        Channel::Sms => "By text message (SMS)",
-        Channel::Phone => "By phone",
-        Channel::Post => "By post",
-        Channel::Push => "By app notification",
-    }
+fn channel_label(c: Channel) -> String {
+    format!("By {}", channel_plain(c))
 }
 
 fn status_text(s: &SlotState) -> String {
@@ -216,17 +232,14 @@ fn choices_page(state: &AppState, csrf: String, states: &[SlotState], saved: Opt
             .filter(|s| s.slot.purpose == p.id)
             .map(|s| ChoiceSlot {
                 key: slot_key(s),
-                label: s.slot.channel.map_or_else(
-                    || format!("Yes, {}", lowercase_first(&label(p.id.as_str()))),
-                    |c| channel_label(c).to_string(),
-                ),
+                label: s.slot.channel.map_or_else(|| "Yes, I agree".to_string(), channel_label),
                 checked: s.is_active(),
                 status: status_text(s),
             })
             .collect();
         purposes.push(ChoicePurpose {
-            title: label(p.id.as_str()),
-            notice: state.vault.notices().get(&p.id).text.clone(),
+            title: p.description.clone(),
+            notice: purpose_notice_plain(catalog, p).trim_end().into(),
             slots,
         });
     }
@@ -371,9 +384,9 @@ fn who(catalog: &Catalog, role: &str, token: &str, own_session: &str) -> String 
 }
 
 fn purpose_text(catalog: &Catalog, purpose: Option<&str>) -> String {
-    match purpose.and_then(|p| catalog.purpose(p)) {
-        Some(p) => p.description.trim_end_matches('.').to_string(),
-        None => purpose.map(label).unwrap_or_else(|| "—".into()),
+    match purpose {
+        Some(p) => purpose_plain(catalog, p).trim_end_matches('.').to_string(),
+        None => "—".into(),
     }
 }
 
@@ -401,7 +414,7 @@ pub async fn access(
         .map(|(_, e)| {
             let fields: Vec<String> = e["fields"]
                 .as_array()
-                .map(|fs| fs.iter().filter_map(Value::as_str).map(label).collect())
+                .map(|fs| fs.iter().filter_map(Value::as_str).map(|f| item_label(catalog, f)).collect())
                 .unwrap_or_default();
             let decision = e["decision"].as_str().unwrap_or_default();
             AccessRow {
@@ -439,7 +452,7 @@ pub async fn access(
         .rev()
         .map(|s| ShareRow {
             recipient: format!("{} ({})", s.recipient_name, s.country),
-            fields: s.fields.iter().map(|f| label(f)).collect::<Vec<_>>().join(", "),
+            fields: s.fields.iter().map(|f| field_label(catalog, f)).collect::<Vec<_>>().join(", "),
             purpose: purpose_text(catalog, Some(&s.purpose)),
             when: minute(&super::rfc3339(s.created_at)),
             until: minute(&super::rfc3339(s.expires_at)),
@@ -540,7 +553,7 @@ fn correct_page(
         let name = decl.name.as_str();
         if !editable.contains(&name) {
             if values.contains_key(name) {
-                others.push(lowercase_first(&label(name)));
+                others.push(lowercase_first(&field_label(vault.catalog(), name)));
             }
             continue;
         }
@@ -556,7 +569,7 @@ fn correct_page(
         };
         fields.push(CorrectField {
             name: name.to_string(),
-            label: label(name),
+            label: field_label(vault.catalog(), name),
             input,
             autocomplete,
             value: if parts.is_empty() { value_text(&held) } else { String::new() },
@@ -623,7 +636,8 @@ pub async fn correct(State(state): State<AppState>, me: SignedIn, form: FormData
     let submitted = submitted_values(&state, &me, &form);
     match state.vault.rectify_own(&me.session, &submitted).await {
         Ok(c) => {
-            let names: Vec<String> = c.updated.iter().chain(&c.removed).map(|n| label(n)).collect();
+            let catalog = state.vault.catalog();
+            let names: Vec<String> = c.updated.iter().chain(&c.removed).map(|n| field_label(catalog, n)).collect();
             let saved =
                 if names.is_empty() { "Nothing changed.".to_string() } else { format!("Saved: {}.", names.join(", ")) };
             correct_page(&state, &me, StatusCode::OK, &submitted, Some(saved), None)
@@ -631,7 +645,7 @@ pub async fn correct(State(state): State<AppState>, me: SignedIn, form: FormData
         Err(e @ (VaultError::Write(_) | VaultError::InvalidInput { .. })) => {
             let api = ApiError::from(e);
             let message = match &api.field {
-                Some(f) => format!("{}: {}", label(f), api.message),
+                Some(f) => format!("{}: {}", field_label(state.vault.catalog(), f), api.message),
                 None => api.message.clone(),
             };
             correct_page(&state, &me, StatusCode::UNPROCESSABLE_ENTITY, &submitted, None, Some((api.field, message)))
@@ -704,7 +718,9 @@ pub async fn delete(State(state): State<AppState>, me: SignedIn, form: FormData)
     let erased = &body["erased"];
     let mut parts: Vec<String> = erased["fields"]
         .as_array()
-        .map(|fs| fs.iter().filter_map(|f| f["field"].as_str()).map(label).collect())
+        .map(|fs| {
+            fs.iter().filter_map(|f| f["field"].as_str()).map(|f| field_label(state.vault.catalog(), f)).collect()
+        })
         .unwrap_or_default();
     let events: u64 =
         erased["events"].as_array().map(|es| es.iter().filter_map(|e| e["count"].as_u64()).sum()).unwrap_or(0);

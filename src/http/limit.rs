@@ -25,6 +25,16 @@ impl SignInLimiter {
 
     /// Counts an attempt from `ip` at `now`; `Err(seconds to wait)` when over the limit.
     pub fn attempt(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        self.window(ip, now, true)
+    }
+
+    /// Whether `ip` is over the limit at `now` (`Err(seconds to wait)`), without counting an
+    /// attempt: for a question that costs nothing when its answer is good (opening a live link).
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        self.window(ip, now, false)
+    }
+
+    fn window(&self, ip: IpAddr, now: Instant, count_it: bool) -> Result<(), u64> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > PRUNE_ABOVE {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
@@ -37,7 +47,9 @@ impl SignInLimiter {
             let wait = WINDOW.saturating_sub(now.duration_since(*start));
             return Err(wait.as_secs().max(1));
         }
-        *count += 1;
+        if count_it {
+            *count += 1;
+        }
         Ok(())
     }
 }
@@ -58,5 +70,17 @@ mod tests {
         assert!((39..=40).contains(&wait), "{wait}");
         assert!(limiter.attempt(b, t0).is_ok(), "other addresses are not affected");
         assert!(limiter.attempt(a, t0 + WINDOW).is_ok(), "a new window starts afresh");
+    }
+
+    #[test]
+    fn checking_counts_nothing_but_says_when_the_limit_is_reached() {
+        let limiter = SignInLimiter::new(2);
+        let a = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(limiter.check(a, t0).is_ok());
+        }
+        assert!(limiter.attempt(a, t0).is_ok() && limiter.attempt(a, t0).is_ok());
+        assert!(limiter.check(a, t0).is_err(), "over the limit");
     }
 }

@@ -109,14 +109,34 @@ impl<W: Write> Write for Tally<'_, W> {
     }
 }
 
-/// Writes one CSV file into the zip and returns its manifest entry.
+/// A time as a zip entry's last-modified date and time (UTC; the zip format holds no zone and
+/// only even seconds, from 1980 to 2107).
+fn zip_time(at: jiff::Timestamp) -> anyhow::Result<zip::DateTime> {
+    let t = at.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+    let part = |n: i8| u8::try_from(n).unwrap_or_default();
+    let year = u16::try_from(t.year()).unwrap_or_default();
+    zip::DateTime::from_date_and_time(
+        year,
+        part(t.month()),
+        part(t.day()),
+        part(t.hour()),
+        part(t.minute()),
+        part(t.second()),
+    )
+    .map_err(|_| anyhow::anyhow!("the export time {at} cannot be written in a zip file"))
+}
+
+/// Writes one CSV file into the zip, dated `at`, and returns its manifest entry.
 fn csv_file<W: Write + std::io::Seek>(
     zip: &mut zip::ZipWriter<W>,
     name: &str,
+    at: zip::DateTime,
     header: &[&str],
     mut rows: impl FnMut(&mut csv::Writer<&mut Tally<'_, zip::ZipWriter<W>>>) -> anyhow::Result<u64>,
 ) -> anyhow::Result<Value> {
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(at);
     zip.start_file(name, options)?;
     let mut tally = Tally { inner: zip, hash: candor_crypto::Sha256::default(), bytes: 0 };
     let count = {
@@ -138,8 +158,12 @@ fn cell(v: &Value) -> String {
     }
 }
 
+/// The columns of `consents.csv`: the history's keys, the catalog's names with words beside them.
+const CONSENT_COLUMNS: [&str; 9] =
+    ["purpose", "why", "channel", "channel_label", "action", "given_at", "method", "notice_version", "receipt_id"];
+
 /// The zip of CSV files (fields, events, consents) and the signed manifest, written on a
-/// blocking thread into the response as it goes.
+/// blocking thread into the response as it goes. Every file is dated with the export's time.
 fn zip_body(
     vault: Vault,
     subject: SubjectId,
@@ -151,19 +175,32 @@ fn zip_body(
     tokio::task::spawn_blocking(move || {
         let run = || -> anyhow::Result<()> {
             let mut zip = zip::ZipWriter::new_stream(ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) });
+            // Every file is dated when the export was made (the time its documents state).
+            let made = head["generated_at"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(crate::clock::now);
+            let at = zip_time(made)?;
             let mut files = Vec::new();
             let empty = Vec::new();
             let fields = head.get("fields").and_then(Value::as_array).unwrap_or(&empty);
             files.push(csv_file(
                 &mut zip,
                 "fields.csv",
-                &["field", "value", "category", "kept", "delete_after"],
+                at,
+                &["field", "label", "value", "category", "category_label", "why", "kept", "delete_after"],
                 |w| {
                     for f in fields {
+                        let why: Vec<&str> = f["purposes"]
+                            .as_array()
+                            .map(|ps| {
+                                ps.iter().filter_map(|p| p["why"].as_str()).map(|w| w.trim_end_matches('.')).collect()
+                            })
+                            .unwrap_or_default();
                         w.write_record([
                             cell(&f["field"]),
+                            cell(&f["label"]),
                             cell(&f["value"]),
                             cell(&f["category"]),
+                            cell(&f["category_label"]),
+                            why.join("; "),
                             cell(&f["kept"]),
                             cell(&f["delete_after"]),
                         ])?;
@@ -174,7 +211,8 @@ fn zip_body(
             files.push(csv_file(
                 &mut zip,
                 "events.csv",
-                &["id", "type", "recorded_at", "occurred_at", "data", "delete_after"],
+                at,
+                &["id", "type", "label", "recorded_at", "occurred_at", "data", "delete_after"],
                 |w| {
                     let mut n = 0;
                     while let Some(page) = events.blocking_recv() {
@@ -183,6 +221,7 @@ fn zip_body(
                             w.write_record([
                                 cell(&row["id"]),
                                 cell(&row["type"]),
+                                cell(&row["label"]),
                                 cell(&row["recorded_at"]),
                                 cell(&row["occurred_at"]),
                                 cell(&row["data"]),
@@ -195,20 +234,12 @@ fn zip_body(
                 },
             )?);
             let history = head["consents"]["history"].as_array().unwrap_or(&empty);
-            files.push(csv_file(
-                &mut zip,
-                "consents.csv",
-                &["purpose", "channel", "action", "given_at", "method", "notice_version", "receipt_id"],
-                |w| {
-                    for c in history {
-                        w.write_record(
-                            ["purpose", "channel", "action", "given_at", "method", "notice_version", "receipt_id"]
-                                .map(|k| cell(&c[k])),
-                        )?;
-                    }
-                    Ok(history.len() as u64)
-                },
-            )?);
+            files.push(csv_file(&mut zip, "consents.csv", at, &CONSENT_COLUMNS, |w| {
+                for c in history {
+                    w.write_record(CONSENT_COLUMNS.map(|k| cell(&c[k])))?;
+                }
+                Ok(history.len() as u64)
+            })?);
             let manifest = receipt::sign(
                 vault.log_context(),
                 EXPORT_MANIFEST,
@@ -220,7 +251,7 @@ fn zip_body(
                     "files": files,
                 }),
             );
-            let options = zip::write::SimpleFileOptions::default();
+            let options = zip::write::SimpleFileOptions::default().last_modified_time(at);
             zip.start_file("manifest.json", options)?;
             zip.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
             let mut writer = zip.finish()?;

@@ -1,7 +1,8 @@
 //! Signing in to the privacy center without a password: the operator's backend asks for a
 //! one-time link (`POST /v1/subjects/{id}/privacy-center-links`) and sends it to the customer;
 //! opening it shows a "Continue" page whose form (a POST, so link scanners and prefetching mail
-//! clients cannot use the link up) starts a session. The session lives in an HttpOnly,
+//! clients cannot use the link up) starts a session; opening a used, expired or unknown link says
+//! so at once (`410`), from a look-up that changes nothing. The session lives in an HttpOnly,
 //! SameSite=Strict cookie (Secure, with the `__Host-` prefix, behind TLS); every form carries
 //! an anti-forgery token derived from it.
 
@@ -82,13 +83,36 @@ fn looks_like_link(secret: &str) -> bool {
         && secret[SIGN_IN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `GET /privacy/sign-in/{link}`: the "Continue" page. Does not use the link up.
-pub async fn continue_page(State(state): State<AppState>, Path(secret): Path<String>) -> Response {
-    if !looks_like_link(&secret) {
+/// `GET /privacy/sign-in/{link}`: the "Continue" page, for a link that can still be used. Does
+/// not use the link up (only the page's POST does), so a mail scanner fetching it spends nothing.
+/// A used, expired or unknown link answers `410` at once, with the same page as its POST would.
+/// A look-up that finds no usable link counts as a sign-in attempt (a live link's costs nothing),
+/// and none is made once the client address is over the limit.
+pub async fn continue_page(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(secret): Path<String>,
+) -> Response {
+    let chrome = || state.chrome("", None);
+    if let Err(wait) = state.limiter.check(ip, Instant::now()) {
+        return too_many(chrome(), "Too many attempts", wait, "open your sign-in link again");
+    }
+    let usable = if looks_like_link(&secret) {
+        match state.vault.sign_in_link_usable(&secret).await {
+            Ok(usable) => usable,
+            Err(e) => return error_page(&state, e),
+        }
+    } else {
+        false
+    };
+    if !usable {
+        if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
+            return too_many(chrome(), "Too many attempts", wait, "open your sign-in link again");
+        }
         return error_page(&state, crate::vault::VaultError::SignInLinkInvalid);
     }
     let page = SignInPage {
-        chrome: state.chrome("", None),
+        chrome: chrome(),
         org: &state.vault.catalog().organisation.name,
         link: &secret,
         idle_minutes: state.sign_in.settings.idle_minutes,

@@ -11,7 +11,7 @@ use candor_core::SubjectId;
 use candor_core::catalog::{CUSTOMER_ROLE, Purpose};
 use candor_crypto::{SESSION_PREFIX, SIGN_IN_PREFIX, generate_secret, hash_token};
 use candor_policy::{Action, Situation, Target};
-use candor_store::{Millis, NewSession};
+use candor_store::{Millis, NewSession, SignInLink};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
@@ -58,6 +58,15 @@ impl CustomerSession {
     }
 }
 
+/// Why a stored link cannot be used at `now` (for the log), or `None` if it can.
+fn link_refusal(link: &SignInLink, now: Millis) -> Option<&'static str> {
+    match link.used_at {
+        Some(_) => Some("link already used"),
+        None if link.expires_at <= now => Some("link expired"),
+        None => None,
+    }
+}
+
 /// The actor name of a session in the log (its public id, never its secret).
 fn session_actor(id: &str) -> Principal {
     Principal { token_id: format!("session:{id}"), role: CUSTOMER_ROLE.to_string(), origin: None }
@@ -100,6 +109,15 @@ impl Vault {
         Ok(IssuedLink { secret, expires_at })
     }
 
+    /// Whether a sign-in link can still be used (known, unused, unexpired), read without using
+    /// it up and without logging: the "Continue" page asks, so that a spent link says so at once
+    /// while mail scanners that fetch a live one leave it working. An unknown link answers like a
+    /// spent one (`false`), as [`Vault::sign_in`] does.
+    pub async fn sign_in_link_usable(&self, link_secret: &str) -> Result<bool, VaultError> {
+        let link = self.store.sign_in_link(&hash_token(link_secret).0).await?;
+        Ok(link.is_some_and(|l| link_refusal(&l, now_millis()).is_none()))
+    }
+
     /// Uses a sign-in link: starts a session and returns its secret (for the cookie). A link
     /// works once, before it expires; every other attempt with a known link is logged against
     /// its customer and refused with the same error as an unknown link.
@@ -111,12 +129,7 @@ impl Vault {
         let auth = self.customer_auth(&id)?;
         let audit =
             Audit::new(&auth.principal, "privacy_center.sign_in").purpose(&auth.purpose).subjects(&[link.subject]);
-        let refused = match link.used_at {
-            Some(_) => Some("link already used"),
-            None if link.expires_at <= now => Some("link expired"),
-            None => None,
-        };
-        if let Some(why) = refused {
+        if let Some(why) = link_refusal(&link, now) {
             let log = audit.decision("denied").detail(why).record();
             self.store.append_log(vec![log]).await?;
             return Err(VaultError::SignInLinkInvalid);

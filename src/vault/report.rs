@@ -4,6 +4,9 @@
 //! reported in bounded memory.
 
 use candor_core::consent::{self, SlotState};
+use candor_core::privacy_notice::{
+    action_plain, channel_plain, event_history_label, event_label, field_label, purpose_plain,
+};
 use candor_core::rights::explain;
 use candor_core::{FieldName, SubjectId};
 use candor_crypto::{CryptoError, SubjectKey};
@@ -217,7 +220,7 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         .fields
         .iter()
         .map(|(name, value, about)| {
-            let mut f = json!({"field": name.as_str(), "value": value});
+            let mut f = json!({"field": name.as_str(), "label": field_label(catalog, name.as_str()), "value": value});
             if let (Some(f), Some(about)) = (f.as_object_mut(), about.as_object()) {
                 f.extend(about.clone());
             }
@@ -231,7 +234,9 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         .map(|s| {
             json!({
                 "purpose": s.slot.purpose.as_str(),
+                "why": purpose_plain(catalog, s.slot.purpose.as_str()),
                 "channel": s.slot.channel.map(|c| c.name()),
+                "channel_label": s.slot.channel.map(channel_plain),
                 "status": serde_json::to_value(s.status).unwrap_or(Value::Null),
                 "since": s.since.map(time),
             })
@@ -242,7 +247,9 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         .iter()
         .map(|c| {
             json!({
-                "purpose": c.purpose.as_str(), "channel": c.channel.map(|ch| ch.name()), "action": c.action.name(),
+                "purpose": c.purpose.as_str(), "why": purpose_plain(catalog, c.purpose.as_str()),
+                "channel": c.channel.map(|ch| ch.name()), "channel_label": c.channel.map(channel_plain),
+                "action": c.action.name(),
                 "given_at": time(c.given_at), "method": c.method.name(), "notice_version": c.notice_version,
                 "receipt_id": c.receipt_id,
             })
@@ -255,7 +262,9 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         .map(|s| {
             json!({
                 "grant_id": s.grant_id, "recipient": s.recipient, "recipient_name": s.recipient_name,
-                "country": s.country, "purpose": s.purpose, "fields": s.fields,
+                "country": s.country, "purpose": s.purpose, "why": purpose_plain(catalog, &s.purpose),
+                "fields": s.fields,
+                "data": s.fields.iter().map(|f| field_label(catalog, f)).collect::<Vec<_>>(),
                 "shared_at": time(s.created_at), "until": time(s.expires_at), "revoked_at": s.revoked_at.map(time),
             })
         })
@@ -275,6 +284,7 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
             if let Some(a) = about.as_object_mut() {
                 a.remove("delete_after"); // per event, below
                 a.insert("type".into(), json!(t.as_str()));
+                a.insert("label".into(), json!(event_history_label(t.as_str())));
                 a.insert("count".into(), json!(n));
             }
             about
@@ -286,7 +296,8 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         .iter()
         .map(|o| {
             json!({
-                "id": o.id, "role": o.role, "purpose": o.purpose, "reason": o.reason,
+                "id": o.id, "role": o.role, "purpose": o.purpose, "why": purpose_plain(catalog, &o.purpose),
+                "reason": o.reason,
                 "opened_at": time(o.opened_at), "expires_at": time(o.expires_at),
             })
         })
@@ -299,7 +310,11 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         }),
     );
     if document == Document::Report {
-        let entries: Vec<Value> = head.access.iter().map(|(i, e)| json!({"index": i, "entry": e})).collect();
+        let entries: Vec<Value> = head
+            .access
+            .iter()
+            .map(|(i, e)| json!({"index": i, "what": action_plain(e["action"].as_str().unwrap_or_default()), "entry": e}))
+            .collect();
         out.insert(
             "access_history".into(),
             json!({
@@ -324,6 +339,7 @@ pub fn event_json(vault: &Vault, e: &EventView) -> Value {
     json!({
         "id": e.id.to_string(),
         "type": e.event_type,
+        "label": event_label(&e.event_type),
         "recorded_at": jiff::Timestamp::from_millisecond(e.recorded_at).map(|t| t.to_string()).unwrap_or_default(),
         "occurred_at": e.occurred_at,
         "data": e.data,

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, Category, FieldType, Retention};
+use crate::catalog::{Catalog, Category, Channel, FieldType, Retention};
 
 /// The whole notice. Serialised as `/v1/notice`; its canonical JSON's hash is its version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +172,55 @@ fn type_label(name: &str, ty: Option<FieldType>) -> String {
     }
 }
 
+/// A field of `catalog` in words, as the notice names it: `email` -> `E-mail address`.
+pub fn field_label(catalog: &Catalog, name: &str) -> String {
+    type_label(name, catalog.field(name).map(|d| d.field_type))
+}
+
+/// One event of a type in words: `page_view` -> `Page view`.
+pub fn event_label(name: &str) -> String {
+    label(name)
+}
+
+/// The events of a type, as the notice lists them: `page_view` -> `Page view history`.
+pub fn event_history_label(name: &str) -> String {
+    format!("{} history", event_label(name))
+}
+
+/// Anything the catalog declares as held (a field, or a type of event) in the notice's words;
+/// a name it does not declare (any more) in words too.
+pub fn item_label(catalog: &Catalog, name: &str) -> String {
+    if catalog.field(name).is_some() {
+        field_label(catalog, name)
+    } else if catalog.event(name).is_some() {
+        event_history_label(name)
+    } else {
+        label(name)
+    }
+}
+
+/// A purpose in words: its description (why it is used), as the notice gives it; the name in
+/// words for a purpose the catalog does not declare (any more).
+pub fn purpose_plain(catalog: &Catalog, id: &str) -> String {
+    catalog.purpose(id).map_or_else(|| label(id), |p| p.description.clone())
+}
+
+/// A contact channel in words: `sms` -> `text message (SMS)`.
+pub fn channel_plain(c: Channel) -> &'static str {
+    match c {
+        Channel::Email => "e-mail",
+        Channel::Sms => "text message (SMS)",
+        Channel::Phone => "phone",
+        Channel::Post => "post",
+        Channel::Push => "app notification",
+    }
+}
+
+/// A channel's catalog name in words (the name itself if it is not a channel).
+pub fn channel_name_plain(name: &str) -> String {
+    Channel::parse(name).map_or_else(|| name.to_string(), |c| channel_plain(c).to_string())
+}
+
 /// The notice of `catalog`.
 pub fn privacy_notice(catalog: &Catalog) -> PrivacyNotice {
     let org = &catalog.organisation;
@@ -210,7 +259,7 @@ pub fn privacy_notice(catalog: &Catalog) -> PrivacyNotice {
         for e in catalog.events.iter().filter(|e| e.category == category) {
             items.push(DataItem {
                 name: e.name.to_string(),
-                label: format!("{} history", label(e.name.as_str())),
+                label: event_history_label(e.name.as_str()),
                 description: e.description.clone(),
                 used_for: uses(&e.purposes),
                 kept: retention_plain(&e.retention),
@@ -245,11 +294,7 @@ pub fn privacy_notice(catalog: &Catalog) -> PrivacyNotice {
                     .filter(|f| f.allows(&p.id))
                     .map(|f| type_label(f.name.as_str(), Some(f.field_type)))
                     .chain(
-                        catalog
-                            .events
-                            .iter()
-                            .filter(|e| e.allows(&p.id))
-                            .map(|e| format!("{} history", label(e.name.as_str()))),
+                        catalog.events.iter().filter(|e| e.allows(&p.id)).map(|e| event_history_label(e.name.as_str())),
                     )
                     .collect()
             },

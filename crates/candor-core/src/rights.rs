@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, Retention};
 use crate::ids::{FieldName, SubjectId};
+use crate::privacy_notice::{category_label, retention_plain};
 
 /// When a value stored at `stored_at` (milliseconds) is due for deletion under `retention`:
 /// `None` for values kept while the account exists (they go when it is closed or erased).
@@ -112,7 +113,8 @@ pub fn erasure_certificate(
 
 /// Why a stored item is held, as the access report explains it: its category, the purposes it
 /// serves with their legal basis, how long it is kept and until when, where it is stored and
-/// which recipients it goes to.
+/// which recipients it goes to. Catalog names (for programs) come with the public notice's words
+/// beside them (for people): `category_label`, `legal_basis_plain`, `kept`.
 pub fn explain(
     catalog: &Catalog,
     category: crate::catalog::Category,
@@ -125,7 +127,10 @@ pub fn explain(
     let purposes: Vec<Value> = purposes
         .iter()
         .filter_map(|id| catalog.purpose(id.as_str()))
-        .map(|p| json!({"purpose": p.id.as_str(), "why": p.description, "legal_basis": p.legal_basis.name()}))
+        .map(|p| {
+            json!({"purpose": p.id.as_str(), "why": p.description, "legal_basis": p.legal_basis.name(),
+                   "legal_basis_plain": p.legal_basis.plain()})
+        })
         .collect();
     let recipients: Vec<Value> = match field {
         Some(f) => catalog
@@ -138,8 +143,10 @@ pub fn explain(
     };
     json!({
         "category": category.name(),
+        "category_label": category_label(category),
         "purposes": purposes,
-        "kept": retention.plain(),
+        "kept": retention_plain(retention),
+        "retention": retention,
         "delete_after": retention_end(retention, stored_at).map(time),
         "stored_in": catalog.organisation.storage_region,
         "recipients": recipients,
@@ -176,6 +183,24 @@ mod tests {
         // Something stored exactly at the cutoff is due now, by retention_end's reckoning too.
         let end = retention_end(&Retention::Fixed { period: "P13M".into() }, page_view.cutoff).unwrap();
         assert_eq!(end, now);
+    }
+
+    #[test]
+    fn the_explanation_speaks_the_notices_words_beside_the_catalogs_names() {
+        let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+        let email = c.field("email").unwrap();
+        let about = explain(&c, email.category, &email.purposes, &email.retention, 0, Some(&email.name));
+        assert_eq!(about["category"], "contact");
+        assert_eq!(about["category_label"], "How to reach you");
+        assert_eq!(about["kept"], "while your account exists, then 30 days after you close it");
+        assert_eq!(about["retention"], json!({"kind": "while_account_exists", "grace": "P30D"}));
+        let marketing = about["purposes"].as_array().unwrap().iter().find(|p| p["purpose"] == "marketing").unwrap();
+        assert_eq!(marketing["legal_basis"], "consent");
+        assert_eq!(marketing["legal_basis_plain"], "your consent, which you can withdraw at any time");
+        let views = c.event("page_view").unwrap();
+        let about = explain(&c, views.category, &views.purposes, &views.retention, 0, None);
+        assert_eq!(about["kept"], "13 months after it is recorded");
+        assert!(!about.to_string().contains("ISO 8601"));
     }
 
     #[test]
