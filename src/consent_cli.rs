@@ -57,6 +57,9 @@ pub fn verify_receipt(file: &Path, key: Option<&str>, config_path: &Path) -> Res
         for r in body["recipients_to_notify"].as_array().into_iter().flatten() {
             println!("  recipient to notify: {} ({})", s(&r["name"]), s(&r["country"]));
         }
+        if let Some(summary) = body["recipients_summary"].as_str() {
+            println!("  recipients: {summary}");
+        }
         return Ok(());
     }
     let s = |v: &Value| v.as_str().unwrap_or("?").to_string();

@@ -370,3 +370,35 @@ async fn tokens_are_listed_without_secrets_and_revocation_takes_effect_on_the_ne
     let r = admin.send(admin.request(reqwest::Method::DELETE, "/v1/tokens/nope")).await;
     assert_eq!((r.status, r.code()), (404, "token_not_found"));
 }
+
+#[tokio::test]
+async fn an_address_country_must_be_an_iso_code_and_is_stored_in_capitals() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    let path = format!("/v1/subjects/{id}");
+    for country in ["Germany", "ZZ", "UK"] {
+        let r = fulfilment
+            .patch(
+                &path,
+                json!({"fields": {"phone": "+44 20 7946 0101",
+                                  "shipping_address": {"street": "Unter den Linden 1", "city": "Berlin", "country": country}}}),
+            )
+            .await;
+        assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "shipping_address"), "{:?}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("country must be a two-letter ISO 3166-1 code such as DE"), "{message}");
+        assert!(!message.contains(country) && !message.contains("Berlin"), "never echoes the value: {message}");
+    }
+    // Nothing was stored, not even the valid phone of the same request.
+    let r = fulfilment.get(&path).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["fields"].get("shipping_address").is_none() && r.body["fields"].get("phone").is_none());
+
+    let address = json!({"street": "Unter den Linden 1", "city": "Berlin", "country": " de "});
+    let r = fulfilment.patch(&path, json!({"fields": {"shipping_address": address}})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(fulfilment.get(&path).await.body["fields"]["shipping_address"]["country"], "DE");
+}

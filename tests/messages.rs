@@ -135,14 +135,63 @@ async fn customers_see_their_messages_and_check_codes_only_against_their_own() {
     let other = visitor.get(&format!("/privacy/me/messages?code={grace_code}")).await;
     assert!(other.html.contains("No message we sent you has it.") && !other.html.contains("on its way"));
 
-    // Erased with the customer.
-    let r = backend
-        .with_purpose("account")
-        .send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}")))
-        .await;
+    // The list goes with the customer; the code stays genuine (see the erasure test below).
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.send(privacy.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(verify(&server, &ada_code).await["result"], "unknown");
+    assert_eq!(verify(&server, &ada_code).await["result"], "genuine");
     assert_eq!(verify(&server, &grace_code).await["result"], "genuine");
+}
+
+on_both_backends!(a_genuine_message_stays_genuine_after_its_customer_is_erased_and_says_nothing_about_them);
+
+async fn a_genuine_message_stays_genuine_after_its_customer_is_erased_and_says_nothing_about_them(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("order_fulfilment"));
+    let ada = customer(&backend.with_purpose("account"), "ada@example.com").await;
+    let r = register(&backend, &ada, "email", "Your order 1042 has shipped to Ada Lovelace").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let code = r.body["code"].as_str().unwrap().to_string();
+    let before = verify(&server, &code).await;
+    assert_eq!(before["result"], "genuine");
+
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.send(privacy.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // The same answer as before the erasure: genuine, from whom, how and when; nothing about
+    // the customer (not even that they were erased).
+    let after = verify(&server, &code).await;
+    assert_eq!(after, before);
+    let text = after.to_string();
+    for secret in [ada.as_str(), "Ada", "Lovelace", "1042", "ada@example.com"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    let mut visitor = Visitor::new(&server);
+    let page = visitor.get(&format!("/privacy/check?code={code}")).await;
+    assert!(page.html.contains("Genuine."), "{}", page.html);
+    assert!(!page.html.contains("Lovelace") && !page.html.contains("1042") && !page.html.contains(&ada));
+    assert_eq!(verify(&server, "ABCDE-FGHJK").await, json!({"result": "unknown"}), "others stay unknown");
+
+    // What erasure must destroy is gone: the customer's list of messages and their subject
+    // lines. The check after the erasure is logged against nobody.
+    let log = privacy.get(&format!("/v1/subjects/{ada}/access-log")).await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    let verifies = log.body["entries"].as_array().unwrap().iter().filter(|e| e["entry"]["action"] == "message.verify");
+    assert_eq!(verifies.count(), 1, "only the check made before the erasure is the customer's");
+    let entries = privacy.get("/v1/log/entries?start=0&end=1000").await;
+    assert_eq!(entries.status, 200, "{:?}", entries.body);
+    let last_verify = entries.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["entry"]["action"] == "message.verify")
+        .map(|e| e["entry"].clone())
+        .expect("the check is logged");
+    assert_eq!(last_verify["decision"], "genuine");
+    assert!(last_verify.get("subjects").is_none(), "{last_verify}");
+    assert!(!entries.body.to_string().contains("Lovelace"));
 }
 
 #[tokio::test]

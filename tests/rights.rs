@@ -10,6 +10,7 @@ on_both_backends!(
     the_report_explains_everything_held_and_the_export_carries_it_all,
     retention_deletes_what_is_due_when_the_clock_moves_and_skips_held_customers,
     requests_are_tracked_against_their_deadline_and_overdue_ones_show_in_metrics,
+    the_certificate_names_exactly_the_recipients_that_received_the_data_and_are_told,
 );
 
 use common::{Client, Install, candor};
@@ -55,13 +56,8 @@ async fn erasure_removes_everything_returns_a_signed_certificate_and_is_idempote
     assert_eq!(fields, ["date_of_birth", "email", "full_name", "phone"]);
     assert_eq!(certificate["erased"]["events"], json!([{"type": "purchase", "count": 1}]));
     assert_eq!(certificate["erased"]["consent_entries"], 2);
-    let told: Vec<&str> = certificate["recipients_to_notify"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["recipient"].as_str().unwrap())
-        .collect();
-    assert_eq!(told, ["parcel_carrier", "payment_provider"]);
+    // Never shared with anyone: nobody to tell (see the test of the recipients below).
+    assert_eq!(certificate["recipients_to_notify"], json!([]));
     assert!(!certificate.to_string().contains("ada@"), "no values in the certificate");
 
     // Gone: reads, lookups, events, consents.
@@ -87,7 +83,10 @@ async fn erasure_removes_everything_returns_a_signed_certificate_and_is_idempote
         |dir| candor(&["receipt", "verify", file.to_str().unwrap(), "--config", config.to_str().unwrap()], dir);
     let (ok, out, err) = verify(install.dir.path());
     assert!(ok, "{out}{err}");
-    assert!(out.contains("erasure certificate") && out.contains("recipient to notify: ParcelCo GmbH"), "{out}");
+    assert!(
+        out.contains("erasure certificate") && out.contains("recipients: No company received this customer's data"),
+        "{out}"
+    );
     std::fs::write(&file, certificate.to_string().replace("\"count\":1", "\"count\":0")).unwrap();
     assert!(!verify(install.dir.path()).0);
 
@@ -104,6 +103,77 @@ async fn erasure_removes_everything_returns_a_signed_certificate_and_is_idempote
     assert!(
         erasures[1]["entry"]["detail"].as_str().unwrap().starts_with("crypto-shredded; events 1; consent entries 2")
     );
+}
+
+fn names(list: &Value) -> Vec<&str> {
+    list.as_array().unwrap().iter().map(|r| r["recipient"].as_str().unwrap()).collect()
+}
+
+async fn the_certificate_names_exactly_the_recipients_that_received_the_data_and_are_told(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let erase = |id: String| {
+        let privacy = privacy.clone();
+        async move { privacy.send(privacy.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await }
+    };
+    let erasure_notices = |id: String| {
+        let privacy = privacy.clone();
+        async move {
+            let r = privacy.get("/v1/notices").await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body["notices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["subject_id"] == id.as_str() && n["kind"] == "erasure")
+                .map(|n| n["recipient"].as_str().unwrap().to_string())
+                .collect::<Vec<String>>()
+        }
+    };
+
+    // Never shared: the certificate names nobody as told, says so plainly, and lists the
+    // declared recipients as never having received anything; no notice is written.
+    let alone = backend.create(ada()).await;
+    let r = erase(alone.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["recipients_to_notify"], json!([]));
+    assert_eq!(r.body["recipients_notified"]["recipients"], json!([]));
+    assert_eq!(
+        r.body["recipients_summary"],
+        "No company received this customer's data from us, so there is no one else to tell."
+    );
+    assert_eq!(names(&r.body["recipients_not_told"]["recipients"]), ["parcel_carrier", "payment_provider"]);
+    assert!(erasure_notices(alone).await.is_empty());
+
+    // In a grant to the parcel carrier: that recipient only, with what it was given, and the
+    // one notice written to it.
+    let shared = backend.create(json!({"email": "bob@example.com", "full_name": "Bob Shared"})).await;
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .post(
+            "/v1/grants",
+            json!({"recipient": "parcel_carrier", "subjects": [shared], "fields": ["full_name"], "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = erase(shared.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(names(&r.body["recipients_to_notify"]), ["parcel_carrier"]);
+    assert_eq!(r.body["recipients_to_notify"][0]["fields"], json!(["full_name"]));
+    assert_eq!(r.body["recipients_to_notify"][0]["name"], "ParcelCo GmbH");
+    assert_eq!(names(&r.body["recipients_notified"]["recipients"]), ["parcel_carrier"]);
+    assert_eq!(names(&r.body["recipients_not_told"]["recipients"]), ["payment_provider"]);
+    assert_eq!(
+        r.body["recipients_summary"],
+        "ParcelCo GmbH received this customer's data from us and is told to delete it too."
+    );
+    assert_eq!(erasure_notices(shared.clone()).await, ["parcel_carrier"], "the outbox agrees with the certificate");
+    // Erasing again returns the same certificate and writes no second notice.
+    let again = erase(shared.clone()).await;
+    assert_eq!(again.body, r.body);
+    assert_eq!(erasure_notices(shared).await.len(), 1);
 }
 
 async fn a_legal_hold_blocks_erasure_until_lifted(install: Install) {
@@ -409,7 +479,10 @@ async fn requests_are_tracked_against_their_deadline_and_overdue_ones_show_in_me
     let backend = server.client(&install.token("shop_backend"), Some("account"));
     let requests = backend.with_purpose("privacy_requests");
     let id = backend.create(ada()).await;
-    let metrics = || async { reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap() };
+    let metrics = || async {
+        let r = backend.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
+        r.text().await.unwrap()
+    };
     assert!(metrics().await.contains("candor_requests_overdue 0"));
 
     let r = backend.post("/v1/requests", json!({"subject_id": id, "kind": "access"})).await;

@@ -673,7 +673,13 @@ struct ErasedPage<'a> {
     erased_at: String,
     certificate_id: String,
     erased: String,
-    recipients: Vec<String>,
+    /// Recipients that received the customer's data and are sent a notice to delete it.
+    told: Vec<String>,
+    /// Recipients the privacy notice declares that never received it.
+    never_received: Vec<String>,
+    /// Whether the certificate knows who received the data (not when re-issued from a copy
+    /// of the data restored after the erasure).
+    recipients_known: bool,
     certificate: String,
 }
 
@@ -730,17 +736,22 @@ pub async fn delete(State(state): State<AppState>, me: SignedIn, form: FormData)
     if let Some(n) = erased["consent_entries"].as_u64().filter(|n| *n > 0) {
         parts.push(format!("{n} record{} of your choices", if n == 1 { "" } else { "s" }));
     }
-    let recipients = body["recipients_to_notify"]
-        .as_array()
-        .map(|rs| rs.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
+    let names = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .map(|rs| rs.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let told = names(&body["recipients_to_notify"]);
+    let never_received = names(&body["recipients_not_told"]["recipients"]);
     let page = ErasedPage {
         chrome: state.chrome("", None),
         org: &state.vault.catalog().organisation.name,
         erased_at: minute(body["erased_at"].as_str().unwrap_or_default()),
         certificate_id: body["certificate_id"].as_str().unwrap_or_default().to_string(),
         erased: if parts.is_empty() { "Nothing was held.".into() } else { parts.join(", ") },
-        recipients,
+        told,
+        never_received,
+        recipients_known: body.get("recipients_not_told").is_some(),
         certificate: serde_json::to_string_pretty(&certificate).unwrap_or_default(),
     };
     let mut response = render(StatusCode::OK, &page);

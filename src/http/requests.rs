@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, parse_subject_id};
 use super::{AppState, rfc3339};
-use crate::vault::Authorized;
+use crate::vault::{Authorized, Principal};
 
 #[derive(Serialize, ToSchema)]
 pub struct RequestView {
@@ -137,8 +137,10 @@ pub async fn list_requests(
     Ok(Json(RequestList { requests, overdue }))
 }
 
-/// Prometheus metrics (text format): counts only, never an id or a value.
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// Prometheus metrics (text format): counts only, never an id or a value. Like every route
+/// but `/healthz` and `/openapi.json`, it needs a valid token (any role: it reads nothing
+/// personal), so a scraper is identified and its access can be revoked.
+pub async fn metrics(State(state): State<AppState>, _caller: Principal) -> Result<impl IntoResponse, ApiError> {
     let store = state.vault.store();
     let overdue = store.overdue_requests(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;
     let open = store.requests(Some("open"), u32::MAX).await.map_err(crate::vault::VaultError::from)?.len();
@@ -156,7 +158,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
          # HELP candor_log_entries Entries in the tamper-evident log.\n\
          # TYPE candor_log_entries gauge\n\
          candor_log_entries {log_size}\n\
-         # HELP candor_break_glass_total Break-glass overrides ever opened.\n\
+         # HELP candor_break_glass_total Break-glass overrides ever opened (erasing a customer does not lower it).\n\
          # TYPE candor_break_glass_total counter\n\
          candor_break_glass_total {break_glass}\n\
          # HELP candor_break_glass_open Break-glass overrides open now.\n\

@@ -155,13 +155,25 @@ impl Vault {
 
     /// Checks a code anyone may hold (it is printed in the message): genuine or unknown, with
     /// only the channel and time. A check of a genuine code is logged against its customer.
+    ///
+    /// A message stays genuine after its customer's erasure: the answer is the same as before
+    /// (so it does not even say that the customer was erased), from what the erasure kept of
+    /// the message, which names no customer; the check is logged without one.
     pub async fn verify_message_code(&self, code: &str) -> Result<Verification, VaultError> {
         let Some(hash) = message_code_hash(code) else { return Ok(Verification::Unknown) };
-        let Some(m) = self.store.message_by_code(&hash).await? else { return Ok(Verification::Unknown) };
+        if let Some(m) = self.store.message_by_code(&hash).await? {
+            let log = Audit::new(&public_actor(), "message.verify")
+                .subjects(&[m.subject])
+                .decision("genuine")
+                .detail(format!("message {}", m.id))
+                .record();
+            self.store.append_log(vec![log]).await?;
+            return Ok(Verification::Genuine { channel: m.channel, sent_at: m.sent_at });
+        }
+        let Some(m) = self.store.erased_message_by_code(&hash).await? else { return Ok(Verification::Unknown) };
         let log = Audit::new(&public_actor(), "message.verify")
-            .subjects(&[m.subject])
             .decision("genuine")
-            .detail(format!("message {}", m.id))
+            .detail("a message to a customer since erased")
             .record();
         self.store.append_log(vec![log]).await?;
         Ok(Verification::Genuine { channel: m.channel, sent_at: m.sent_at })

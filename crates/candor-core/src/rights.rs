@@ -68,14 +68,27 @@ pub struct Requester<'a> {
     pub purpose: &'a str,
 }
 
+/// A recipient that received the customer's data (it holds them in a grant) and is sent a
+/// notice of the erasure (GDPR Art. 19), with the fields it was given.
+pub struct Told<'a> {
+    pub recipient: &'a str,
+    pub fields: &'a [String],
+}
+
 /// The unsigned body of an erasure certificate: what was erased (field names with their
-/// categories, event counts), when, how, and which recipients must be told (GDPR Art. 19).
+/// categories, event counts), when, how, and which recipients are told (GDPR Art. 19).
+///
+/// `told` are the recipients that actually received the customer's data and are sent a notice
+/// with this erasure; the other recipients the catalog declares never received it, and the
+/// certificate says so. `None` when it is no longer known (a copy of the data restored after
+/// the erasure, without the certificate kept then).
 pub fn erasure_certificate(
     catalog: &Catalog,
     certificate_id: &str,
     subject: SubjectId,
     erased_at: i64,
     erased: &Erased<'_>,
+    told: Option<&[Told<'_>]>,
     requester: &Requester<'_>,
 ) -> Value {
     let time = jiff::Timestamp::from_millisecond(erased_at).map(|t| t.to_string()).unwrap_or_default();
@@ -85,18 +98,40 @@ pub fn erasure_certificate(
         .map(|f| json!({"field": f.as_str(), "category": catalog.field(f.as_str()).map(|d| d.category.name())}))
         .collect();
     let events: Vec<Value> = erased.events.iter().map(|(t, n)| json!({"type": t.as_str(), "count": n})).collect();
-    let recipients: Vec<Value> = catalog
-        .recipients
+    let declared = |id: &str| catalog.recipients.iter().find(|r| r.id == id);
+    let name_of = |id: &str| declared(id).map_or_else(|| id.to_string(), |r| r.name.clone());
+    let told_list = told.unwrap_or_default();
+    let to_notify: Vec<Value> = told_list
         .iter()
-        .filter_map(|r| {
-            let received: Vec<&str> =
-                r.fields.iter().filter(|f| erased.fields.contains(f)).map(|f| f.as_str()).collect();
-            (!received.is_empty()).then(|| {
-                json!({"recipient": r.id, "name": r.name, "country": r.country, "fields": received, "agreement": r.agreement})
+        .map(|t| {
+            let r = declared(t.recipient);
+            json!({
+                "recipient": t.recipient,
+                "name": name_of(t.recipient),
+                "country": r.map(|r| r.country.clone()),
+                "fields": t.fields,
+                "agreement": r.map(|r| r.agreement.clone()),
             })
         })
         .collect();
-    json!({
+    let notified: Vec<Value> =
+        told_list.iter().map(|t| json!({"recipient": t.recipient, "name": name_of(t.recipient)})).collect();
+    let names: Vec<String> = told_list.iter().map(|t| name_of(t.recipient)).collect();
+    let summary = match (told, names.as_slice()) {
+        (None, _) => "This copy of the data no longer holds the certificate issued at the erasure: the recipients \
+                      told then are in the notices sent at the time (GET /v1/notices lists those not yet confirmed)."
+            .to_string(),
+        (Some(_), []) => {
+            "No company received this customer's data from us, so there is no one else to tell.".to_string()
+        }
+        (Some(_), [one]) => format!("{one} received this customer's data from us and is told to delete it too."),
+        (Some(_), many) => format!(
+            "{} and {} received this customer's data from us and are told to delete it too.",
+            many[..many.len() - 1].join(", "),
+            many[many.len() - 1]
+        ),
+    };
+    let mut body = json!({
         "certificate_version": "candor-erasure-certificate/1",
         "certificate_id": certificate_id,
         "subject_id": subject.to_string(),
@@ -106,9 +141,28 @@ pub fn erasure_certificate(
                    lookup index entries, behavioural events and consent records were deleted. Copies of the data \
                    made before (backups) cannot be decrypted without the key.",
         "erased": {"fields": fields, "events": events, "consent_entries": erased.consent_entries},
-        "recipients_to_notify": recipients,
+        "recipients_summary": summary,
+        "recipients_to_notify": to_notify,
+        "recipients_notified": {
+            "how": "a signed notice (webhook) to each, written with this erasure and retried until delivered; confirmations: GET /v1/notices",
+            "recipients": notified,
+        },
         "requested_by": {"token": requester.token, "role": requester.role, "purpose": requester.purpose},
-    })
+    });
+    if told.is_some() {
+        let never: Vec<Value> = catalog
+            .recipients
+            .iter()
+            .filter(|r| !told_list.iter().any(|t| t.recipient == r.id))
+            .map(|r| json!({"recipient": r.id, "name": r.name, "country": r.country}))
+            .collect();
+        body["recipients_not_told"] = json!({
+            "why": "declared in the privacy notice as possible recipients, but this customer's data was never \
+                    shared with them, so they hold nothing to delete",
+            "recipients": never,
+        });
+    }
+    body
 }
 
 /// Why a stored item is held, as the access report explains it: its category, the purposes it
@@ -203,27 +257,57 @@ mod tests {
         assert!(!about.to_string().contains("ISO 8601"));
     }
 
-    #[test]
-    fn the_certificate_names_categories_counts_and_the_recipients_to_tell() {
+    fn certificate(told: Option<&[Told<'_>]>) -> Value {
         let c = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
-        let subject = SubjectId::random();
         let fields = [FieldName::new("email"), FieldName::new("phone")];
         let events = [(FieldName::new("purchase"), 3)];
-        let body = erasure_certificate(
+        erasure_certificate(
             &c,
             "cert-1",
-            subject,
+            SubjectId::random(),
             1_700_000_000_000,
             &Erased { fields: &fields, events: &events, consent_entries: 2 },
+            told,
             &Requester { token: "t", role: "shop_backend", purpose: "account" },
-        );
-        assert_eq!(body["subject_id"], subject.to_string());
+        )
+    }
+
+    fn ids(list: &Value) -> Vec<&str> {
+        list.as_array().unwrap().iter().map(|r| r["recipient"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_certificate_names_categories_counts_and_the_recipients_told() {
+        let phone = ["phone".to_string()];
+        let body = certificate(Some(&[Told { recipient: "parcel_carrier", fields: &phone }]));
         assert_eq!(body["erased_at"], "2023-11-14T22:13:20Z");
         assert_eq!(body["erased"]["fields"][1], json!({"field": "phone", "category": "contact"}));
         assert_eq!(body["erased"]["events"][0]["count"], 3);
-        let recipients: Vec<&str> =
-            body["recipients_to_notify"].as_array().unwrap().iter().map(|r| r["recipient"].as_str().unwrap()).collect();
-        assert_eq!(recipients, ["parcel_carrier", "payment_provider"]);
+        assert_eq!(ids(&body["recipients_to_notify"]), ["parcel_carrier"]);
         assert_eq!(body["recipients_to_notify"][0]["fields"], json!(["phone"]));
+        assert_eq!(body["recipients_to_notify"][0]["name"], "ParcelCo GmbH");
+        assert_eq!(ids(&body["recipients_notified"]["recipients"]), ["parcel_carrier"], "the same recipients");
+        assert_eq!(ids(&body["recipients_not_told"]["recipients"]), ["payment_provider"]);
+        assert_eq!(
+            body["recipients_summary"],
+            "ParcelCo GmbH received this customer's data from us and is told to delete it too."
+        );
+    }
+
+    #[test]
+    fn a_customer_whose_data_was_never_shared_names_nobody_as_told() {
+        let body = certificate(Some(&[]));
+        assert_eq!(body["recipients_to_notify"], json!([]));
+        assert_eq!(body["recipients_notified"]["recipients"], json!([]));
+        assert_eq!(ids(&body["recipients_not_told"]["recipients"]), ["parcel_carrier", "payment_provider"]);
+        assert_eq!(
+            body["recipients_summary"],
+            "No company received this customer's data from us, so there is no one else to tell."
+        );
+        // When it is no longer known, the certificate says so instead of guessing.
+        let unknown = certificate(None);
+        assert_eq!(unknown["recipients_to_notify"], json!([]));
+        assert!(unknown.get("recipients_not_told").is_none());
+        assert!(unknown["recipients_summary"].as_str().unwrap().contains("GET /v1/notices"));
     }
 }

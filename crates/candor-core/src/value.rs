@@ -17,6 +17,36 @@ const MAX_TEXT_BYTES: usize = 4 * 1024;
 
 const ADDRESS_KEYS: [&str; 6] = ["street", "line2", "postal_code", "city", "region", "country"];
 
+/// What an address's country must be; never followed by the value given.
+const COUNTRY_RULE: &str =
+    "country must be a two-letter ISO 3166-1 code such as DE (lower case is accepted and stored in capitals)";
+
+/// The officially assigned ISO 3166-1 alpha-2 codes (249; from Debian's iso-codes 4.15.0), sorted.
+/// User-assigned codes such as XK and reserved ones such as UK or EU are not countries here.
+const ISO_3166_1_ALPHA_2: [&str; 249] = [
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", "BA", "BB", "BD",
+    "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT", "BV", "BW", "BY", "BZ", "CA",
+    "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE",
+    "DJ", "DK", "DM", "DO", "DZ", "EC", "EE", "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA",
+    "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK",
+    "HM", "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM", "JO", "JP",
+    "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT",
+    "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS",
+    "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA", "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ",
+    "OM", "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS",
+    "RU", "RW", "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST",
+    "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW",
+    "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI", "VN", "VU", "WF", "WS", "YE", "YT", "ZA",
+    "ZM", "ZW",
+];
+
+/// The ISO 3166-1 alpha-2 code `text` names (any case, surrounding spaces ignored), upper case;
+/// `None` unless it is an assigned code.
+pub fn iso_country(text: &str) -> Option<String> {
+    let code = text.trim().to_ascii_uppercase();
+    ISO_3166_1_ALPHA_2.binary_search(&code.as_str()).is_ok().then_some(code)
+}
+
 /// A personal value that passed validation. `Debug` never prints it.
 #[derive(Clone, PartialEq)]
 pub struct PersonalValue(Value);
@@ -108,15 +138,15 @@ pub fn holds_country(ty: FieldType) -> bool {
 }
 
 /// The ISO 3166-1 alpha-2 country a stored value names: a postal address's `country` part, or
-/// a text value that is a two-letter code. `None` when it names none (counted as unknown).
+/// a text value that is an assigned two-letter code. `None` when it names none (counted as
+/// unknown; addresses stored before countries were checked may say "Germany").
 pub fn country_code(ty: FieldType, value: &Value) -> Option<String> {
     let text = match (ty, value) {
         (FieldType::PostalAddress, Value::Object(parts)) => parts.get("country")?.as_str()?,
         (FieldType::Text, Value::String(s)) => s.as_str(),
         _ => return None,
     };
-    let code = text.trim().to_ascii_uppercase();
-    (code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase())).then_some(code)
+    iso_country(text)
 }
 
 pub fn lookup_value_from_text(ty: FieldType, text: &str) -> Value {
@@ -198,6 +228,9 @@ fn address(value: &Value) -> Result<Value, ValueError> {
             return Err(invalid(format!("needs a `{required}`")));
         }
     }
+    let country =
+        out.get("country").and_then(Value::as_str).and_then(iso_country).ok_or_else(|| invalid(COUNTRY_RULE))?;
+    out.insert("country".into(), Value::String(country));
     Ok(Value::Object(out))
 }
 
@@ -277,7 +310,27 @@ mod tests {
         assert_eq!(country_code(FieldType::PostalAddress, &json!({"city": "Leeds"})), None);
         assert_eq!(country_code(FieldType::Text, &json!(" de ")).as_deref(), Some("DE"));
         assert_eq!(country_code(FieldType::Text, &json!("Germany")), None);
+        assert_eq!(country_code(FieldType::Text, &json!("ZZ")), None, "two letters, but no country");
         assert_eq!(country_code(FieldType::Email, &json!("de")), None);
         assert!(holds_country(FieldType::PostalAddress) && !holds_country(FieldType::Email));
+    }
+
+    #[test]
+    fn an_address_country_is_an_assigned_iso_code_stored_in_capitals() {
+        let with = |country: Value| json!({"city": "Berlin", "country": country});
+        let stored = validate(FieldType::PostalAddress, &with(json!(" de "))).unwrap();
+        assert_eq!(stored.as_json()["country"], "DE", "trimmed and upper-cased");
+        assert_eq!(validate(FieldType::PostalAddress, &with(json!("GB"))).unwrap().as_json()["country"], "GB");
+        for bad in ["Germany", "ZZ", "UK", "XK", "Q", "DEU", "D3", "É", "12"] {
+            let e = validate(FieldType::PostalAddress, &with(json!(bad))).unwrap_err().to_string();
+            assert!(e.starts_with("country must be a two-letter ISO 3166-1 code such as DE"), "{bad}: {e}");
+            assert!(!e.contains(bad), "the value is never echoed: {e}");
+        }
+        // Every code on the list is two capitals, the list is sorted (binary search) and complete.
+        assert!(ISO_3166_1_ALPHA_2.windows(2).all(|w| w[0] < w[1]));
+        assert!(ISO_3166_1_ALPHA_2.iter().all(|c| c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase())));
+        for code in ["AD", "AQ", "DE", "IE", "SS", "SX", "US", "ZW"] {
+            assert_eq!(iso_country(code).as_deref(), Some(code));
+        }
     }
 }

@@ -68,6 +68,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("sent_at", Kind::Int8),
         ],
     ),
+    ("erased_messages", &[("code_hash", Kind::Bytes), ("channel", Kind::Text), ("sent_at", Kind::Int8)]),
+    ("counters", &[("name", Kind::Text), ("value", Kind::Int8)]),
     (
         "grants",
         &[

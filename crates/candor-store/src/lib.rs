@@ -19,10 +19,10 @@ pub use consents::{
 };
 pub use grants::{Grant, GrantStore};
 pub use keys::{IndexReplacement, KeyRingStore};
-pub use messages::{MessageStore, StoredMessage};
+pub use messages::{ErasedMessage, MessageStore, StoredMessage};
 pub use outbox::{Notice, OutboxStore};
 pub use overrides::{BreakGlass, OverrideStore};
-pub use rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
+pub use rights::{Certify, Due, Erasure, Expired, Inventory, Notified, Request, RetentionLog, RightsStore, Toggle};
 pub use sessions::{NewSession, Session, SessionStore, SignInLink};
 
 pub mod breaches;

@@ -21,6 +21,22 @@ pub struct StoredMessage {
     pub sent_at: Millis,
 }
 
+/// What stays of a registered message once its customer is erased: enough to tell whoever holds
+/// the message that the company really sent it, and nothing about whom it was sent to (no
+/// customer id, no message id, no purpose, no subject line, no body hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedMessage {
+    pub channel: String,
+    pub sent_at: Millis,
+}
+
+/// SQL (SQLite) run by erasure before the customer's messages go: keeps what stays of each.
+pub(crate) const KEEP_ERASED_SQLITE: &str = "INSERT OR IGNORE INTO erased_messages (code_hash, channel, sent_at)
+     SELECT code_hash, channel, sent_at FROM messages WHERE subject_id = ?1";
+/// The same for PostgreSQL.
+pub(crate) const KEEP_ERASED_POSTGRES: &str = "INSERT INTO erased_messages (code_hash, channel, sent_at)
+     SELECT code_hash, channel, sent_at FROM messages WHERE subject_id = $1 ON CONFLICT DO NOTHING";
+
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Registers a message; logged. `false` (nothing stored or logged) if the customer does not
@@ -29,6 +45,9 @@ pub trait MessageStore: Send + Sync {
 
     /// The message whose code has this hash, if any.
     async fn message_by_code(&self, code_hash: &[u8; 32]) -> Result<Option<StoredMessage>, StoreError>;
+
+    /// A message of an erased customer whose code has this hash, if any.
+    async fn erased_message_by_code(&self, code_hash: &[u8; 32]) -> Result<Option<ErasedMessage>, StoreError>;
 
     /// Every message registered for `subject`, newest first, at most `limit`.
     async fn messages_of(&self, subject: SubjectId, limit: u32) -> Result<Vec<StoredMessage>, StoreError>;

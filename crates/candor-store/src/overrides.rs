@@ -36,6 +36,7 @@ pub trait OverrideStore: Send + Sync {
     /// Every override opened for `subject`, oldest first.
     async fn break_glass_for(&self, subject: SubjectId) -> Result<Vec<BreakGlass>, StoreError>;
 
-    /// Overrides ever opened, and those open at `now` (for metrics).
+    /// Overrides ever opened (a counter kept apart, which erasure does not lower), and those
+    /// open at `now` (for metrics).
     async fn break_glass_counts(&self, now: Millis) -> Result<(u64, u64), StoreError>;
 }

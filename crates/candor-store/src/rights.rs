@@ -37,6 +37,41 @@ pub enum Erasure {
     NotFound,
 }
 
+/// A recipient that holds the customer in at least one grant, so it received their data: an
+/// erasure writes it a notice (the outbox) and the certificate names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notified {
+    pub recipient: String,
+    /// The fields its grants gave it, in name order.
+    pub fields: Vec<String>,
+}
+
+/// Builds the erasure certificate from the recipients told (inside the erasure's transaction,
+/// so the certificate and the notices written name the same recipients).
+pub type Certify = Box<dyn FnOnce(&[Notified]) -> String + Send>;
+
+/// The recipients told, from (recipient, comma-separated fields) rows of the customer's grants:
+/// one per recipient, in recipient order, with the fields of all its grants.
+pub(crate) fn notified(rows: Vec<(String, String)>) -> Vec<Notified> {
+    let mut out: Vec<Notified> = Vec::new();
+    for (recipient, fields) in rows {
+        let at = match out.iter().position(|n| n.recipient == recipient) {
+            Some(i) => i,
+            None => {
+                out.push(Notified { recipient, fields: Vec::new() });
+                out.len() - 1
+            }
+        };
+        out[at].fields.extend(crate::grants::split_names(&fields));
+    }
+    out.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+    for n in &mut out {
+        n.fields.sort();
+        n.fields.dedup();
+    }
+    out
+}
+
 /// What a restriction call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Toggle {
@@ -94,14 +129,28 @@ pub trait RightsStore: Send + Sync {
     async fn inventory(&self, id: SubjectId) -> Result<Option<Inventory>, StoreError>;
 
     /// Erases the customer unless a legal hold blocks it: destroys their data key in the key
-    /// store first (durably), then deletes their data, keeps `certificate` and appends `log`.
+    /// store first (durably), then, in one transaction, writes an erasure notice to every
+    /// recipient that holds them in a grant, keeps what stays of their messages (see
+    /// [`crate::MessageStore::erased_message_by_code`]), deletes their data, keeps the
+    /// certificate `certify` makes from those recipients and appends `log`.
+    async fn erase_subject_certified(
+        &self,
+        id: SubjectId,
+        now: Millis,
+        certify: Certify,
+        log: LogRecord,
+    ) -> Result<Erasure, StoreError>;
+
+    /// [`RightsStore::erase_subject_certified`] with a certificate made beforehand.
     async fn erase_subject(
         &self,
         id: SubjectId,
         now: Millis,
         certificate: String,
         log: LogRecord,
-    ) -> Result<Erasure, StoreError>;
+    ) -> Result<Erasure, StoreError> {
+        self.erase_subject_certified(id, now, Box::new(move |_| certificate), log).await
+    }
 
     /// Places a legal hold (the reason sealed by the caller); logged. Unchanged if one is in place.
     async fn place_hold(
@@ -174,4 +223,26 @@ pub trait RightsStore: Send + Sync {
 
     /// Open requests whose deadline has passed at `now`.
     async fn overdue_requests(&self, now: Millis) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_recipient_is_told_once_with_the_fields_of_all_its_grants() {
+        let rows = vec![
+            ("payment_provider".to_string(), "email".to_string()),
+            ("parcel_carrier".to_string(), "phone,full_name".to_string()),
+            ("parcel_carrier".to_string(), "full_name,shipping_address".to_string()),
+        ];
+        let told = notified(rows);
+        let as_pairs: Vec<(&str, Vec<&str>)> =
+            told.iter().map(|n| (n.recipient.as_str(), n.fields.iter().map(String::as_str).collect())).collect();
+        assert_eq!(
+            as_pairs,
+            [("parcel_carrier", vec!["full_name", "phone", "shipping_address"]), ("payment_provider", vec!["email"])]
+        );
+        assert!(notified(Vec::new()).is_empty());
+    }
 }

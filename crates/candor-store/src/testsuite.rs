@@ -259,7 +259,31 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
 
     let ids: Vec<String> = store.grants_of(a).await.unwrap().into_iter().map(|g| g.id).collect();
     assert_eq!(ids, ["g-1", "g-22"]);
-    store.erase_subject(a, 6_000, "{}".into(), log("erase", Some(a))).await.unwrap();
+    // The certificate is made from the recipients the erasure writes notices to: one per
+    // recipient, with the fields of all its grants.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    let certify: crate::Certify = Box::new(move |told| {
+        into.lock().unwrap().extend_from_slice(told);
+        format!("told {}", told.len())
+    });
+    store.erase_subject_certified(a, 6_000, certify, log("erase", Some(a))).await.unwrap();
+    let told = seen.lock().unwrap().clone();
+    assert_eq!(
+        told,
+        [crate::Notified {
+            recipient: "parcel_carrier".into(),
+            fields: vec!["full_name".into(), "shipping_address".into()]
+        }]
+    );
+    let kept = store.erase_subject(a, 6_100, "again".into(), log("erase again", Some(a))).await.unwrap();
+    assert_eq!(kept, crate::Erasure::AlreadyErased { erased_at: 6_000, certificate: Some("told 1".into()) });
+    // A customer in no grant: nobody to tell.
+    let alone = new_subject(store, 103).await;
+    let certify: crate::Certify = Box::new(|told| format!("told {}", told.len()));
+    store.erase_subject_certified(alone, 6_200, certify, log("erase alone", Some(alone))).await.unwrap();
+    let kept = store.erase_subject(alone, 6_300, "again".into(), log("erase again", Some(alone))).await.unwrap();
+    assert_eq!(kept, crate::Erasure::AlreadyErased { erased_at: 6_200, certificate: Some("told 0".into()) });
     assert!(store.grants_of(a).await.unwrap().is_empty());
     assert_eq!(store.grant_subjects("g-1", None, 10).await.unwrap(), [b]);
 
@@ -331,9 +355,16 @@ async fn registered_messages_are_found_by_code_listed_per_customer_and_erased_wi
     let ids: Vec<String> = store.messages_of(a, 10).await.unwrap().into_iter().map(|m| m.id).collect();
     assert_eq!(ids, ["m-2", "m-1"], "newest first");
     assert_eq!(store.messages_of(a, 1).await.unwrap().len(), 1);
+    assert_eq!(store.erased_message_by_code(&[1; 32]).await.unwrap(), None, "not erased yet");
     store.erase_subject(a, 3_000, "{}".into(), log("erase", Some(a))).await.unwrap();
     assert_eq!(store.message_by_code(&[1; 32]).await.unwrap(), None);
+    assert!(store.messages_of(a, 10).await.unwrap().is_empty());
     assert_eq!(store.messages_of(b, 10).await.unwrap().len(), 1);
+    // What stays: the code's hash with how and when, and nothing about the customer.
+    let kept = store.erased_message_by_code(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!(kept, crate::ErasedMessage { channel: "email".into(), sent_at: 2_000 });
+    assert!(store.erased_message_by_code(&[1; 32]).await.unwrap().is_some());
+    assert_eq!(store.erased_message_by_code(&[3; 32]).await.unwrap(), None, "b's message is not erased");
 }
 
 async fn sign_in_links_work_once_before_expiry_and_sessions_go_with_the_customer(store: &dyn Store) {
@@ -431,6 +462,11 @@ async fn break_glass_overrides_are_open_only_for_their_token_subject_purpose_and
     assert!(store.break_glass_for(b).await.unwrap().is_empty());
     let (opened, open_now) = store.break_glass_counts(1_500).await.unwrap();
     assert_eq!((opened - opened_before, open_now), (1, 1));
+    // Ever opened does not go down when the customer (and their override's row) is erased.
+    store.erase_subject(a, 1_600, "{}".into(), log("erase bg", Some(a))).await.unwrap();
+    assert!(store.break_glass_for(a).await.unwrap().is_empty());
+    let (opened, open_now) = store.break_glass_counts(1_700).await.unwrap();
+    assert_eq!((opened - opened_before, open_now), (1, 0));
 }
 
 async fn retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_counts(store: &dyn Store) {

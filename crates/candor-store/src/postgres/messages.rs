@@ -5,7 +5,7 @@ use candor_core::{Ciphertext, SubjectId};
 use tokio_postgres::Row;
 
 use super::{PgStore, pg_err, subject_of};
-use crate::messages::{MessageStore, StoredMessage};
+use crate::messages::{ErasedMessage, MessageStore, StoredMessage};
 use crate::{LogRecord, StoreError};
 
 const COLUMNS: &str = "id, subject_id, purpose, channel, subject_line, body_sha256, code_hash, sent_at";
@@ -55,6 +55,16 @@ impl MessageStore for PgStore {
             .await
             .map_err(pg_err)?;
         row.as_ref().map(stored).transpose()
+    }
+
+    async fn erased_message_by_code(&self, code_hash: &[u8; 32]) -> Result<Option<ErasedMessage>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT channel, sent_at FROM erased_messages WHERE code_hash = $1", &[&&code_hash[..]])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map(|r| ErasedMessage { channel: r.get(0), sent_at: r.get(1) }))
     }
 
     async fn messages_of(&self, subject: SubjectId, limit: u32) -> Result<Vec<StoredMessage>, StoreError> {

@@ -8,7 +8,7 @@ use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 use super::{PgStore, append_log_tx, pg_err, subject_of};
-use crate::rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
+use crate::rights::{Certify, Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle, notified};
 use crate::{LogRecord, Millis, StoreError};
 
 /// The table and columns a retention rule reads.
@@ -105,11 +105,11 @@ impl RightsStore for PgStore {
         Ok(Some(inv))
     }
 
-    async fn erase_subject(
+    async fn erase_subject_certified(
         &self,
         id: SubjectId,
         now: Millis,
-        certificate: String,
+        certify: Certify,
         log: LogRecord,
     ) -> Result<Erasure, StoreError> {
         let mut client = self.client().await?;
@@ -142,8 +142,17 @@ impl RightsStore for PgStore {
         )
         .await
         .map_err(pg_err)?;
-        // Recipients given the customer's data are told (before the grants go with them).
-        tx.execute(crate::outbox::ENQUEUE_POSTGRES, &[&sid, &"erasure", &"", &now]).await.map_err(pg_err)?;
+        // Recipients given the customer's data are told (before the grants go with them), and
+        // the certificate names exactly those. The subject's row is locked, so no grant can
+        // take them in meanwhile.
+        let rows = tx.query(crate::outbox::GRANT_RECIPIENTS_POSTGRES, &[&sid]).await.map_err(pg_err)?;
+        let told = notified(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
+        for n in &told {
+            tx.execute(crate::outbox::NOTIFY_ERASURE_POSTGRES, &[&n.recipient, &sid, &now]).await.map_err(pg_err)?;
+        }
+        let certificate = certify(&told);
+        // Messages stay recognisable as genuine, without anything about the customer.
+        tx.execute(crate::messages::KEEP_ERASED_POSTGRES, &[&sid]).await.map_err(pg_err)?;
         tx.execute("DELETE FROM subjects WHERE id = $1", &[&sid]).await.map_err(pg_err)?;
         tx.execute(
             "INSERT INTO erasures (subject_id, erased_at, certificate) VALUES ($1, $2, $3)

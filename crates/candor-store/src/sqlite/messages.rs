@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, db_err, parse_subject};
-use crate::messages::{MessageStore, StoredMessage};
+use crate::messages::{ErasedMessage, MessageStore, StoredMessage};
 use crate::{LogRecord, StoreError};
 
 const COLUMNS: &str = "id, subject_id, purpose, channel, subject_line, body_sha256, code_hash, sent_at";
@@ -63,6 +63,21 @@ impl MessageStore for SqliteStore {
                 .and_then(|mut s| s.query_row(params![&code_hash[..]], message).optional())
                 .map_err(db_err)?;
             row.map(stored).transpose()
+        })
+        .await
+    }
+
+    async fn erased_message_by_code(&self, code_hash: &[u8; 32]) -> Result<Option<ErasedMessage>, StoreError> {
+        let code_hash = *code_hash;
+        self.read(move |c| {
+            c.prepare_cached("SELECT channel, sent_at FROM erased_messages WHERE code_hash = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![&code_hash[..]], |r| {
+                        Ok(ErasedMessage { channel: r.get(0)?, sent_at: r.get(1)? })
+                    })
+                    .optional()
+                })
+                .map_err(db_err)
         })
         .await
     }

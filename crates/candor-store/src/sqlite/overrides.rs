@@ -5,12 +5,15 @@ use candor_core::{Ciphertext, SubjectId};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
-use super::query_row_cached;
-use super::{SqliteStore, db_err, parse_subject};
+use super::{SqliteStore, append_log_tx, db_err, parse_subject};
+use super::{execute_cached, query_row_cached};
 use crate::overrides::{BreakGlass, OverrideStore};
 use crate::{LogRecord, Millis, StoreError};
 
 const COLUMNS: &str = "id, subject_id, token_id, role, purpose, reason, opened_at, expires_at";
+/// Counts an opened override where erasure does not reach (its row goes with the customer).
+const COUNT_OPENED: &str = "INSERT INTO counters (name, value) VALUES ('break_glass_opened', 1)
+     ON CONFLICT (name) DO UPDATE SET value = value + 1";
 
 #[async_trait]
 impl OverrideStore for SqliteStore {
@@ -29,7 +32,17 @@ impl OverrideStore for SqliteStore {
             Value::Integer(b.opened_at),
             Value::Integer(b.expires_at),
         ];
-        self.insert_logged(sql, params, log).await
+        self.write(move |c| {
+            let tx = c.savepoint().map_err(db_err)?;
+            if execute_cached(&tx, &sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
+                return Ok(false);
+            }
+            execute_cached(&tx, COUNT_OPENED, []).map_err(db_err)?;
+            append_log_tx(&tx, std::slice::from_ref(&log))?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn active_break_glass(
@@ -97,7 +110,8 @@ impl OverrideStore for SqliteStore {
         self.read(move |c| {
             query_row_cached(
                 c,
-                "SELECT COUNT(*), COALESCE(SUM(opened_at <= ?1 AND expires_at > ?1), 0) FROM break_glass",
+                "SELECT (SELECT COALESCE(MAX(value), 0) FROM counters WHERE name = 'break_glass_opened'),
+                        (SELECT COUNT(*) FROM break_glass WHERE opened_at <= ?1 AND expires_at > ?1)",
                 params![now],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )

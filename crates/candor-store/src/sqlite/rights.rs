@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, append_log_tx, db_err, parse_subject};
 use super::{execute_cached, query_row_cached};
-use crate::rights::{Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle};
+use crate::rights::{Certify, Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle, notified};
 use crate::{LogRecord, Millis, StoreError};
 
 /// The table and columns a retention rule reads.
@@ -103,11 +103,11 @@ impl RightsStore for SqliteStore {
         .await
     }
 
-    async fn erase_subject(
+    async fn erase_subject_certified(
         &self,
         id: SubjectId,
         now: Millis,
-        certificate: String,
+        certify: Certify,
         log: LogRecord,
     ) -> Result<Erasure, StoreError> {
         self.write_alone(move |c| {
@@ -160,8 +160,21 @@ impl RightsStore for SqliteStore {
             // 2. Delete the data (values, index entries, events, consents, hold and restriction
             //    rows go with the subject), keep the certificate, log the erasure.
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-            // Recipients given the customer's data are told (before the grants go with them).
-            execute_cached(&tx, crate::outbox::ENQUEUE_SQLITE, params![sid, "erasure", "", now]).map_err(db_err)?;
+            // Recipients given the customer's data are told (before the grants go with them),
+            // and the certificate names exactly those.
+            let rows = {
+                let mut stmt = tx.prepare_cached(crate::outbox::GRANT_RECIPIENTS_SQLITE).map_err(db_err)?;
+                let rows = stmt.query_map(params![sid], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+                rows.collect::<Result<Vec<(String, String)>, _>>().map_err(db_err)?
+            };
+            let told = notified(rows);
+            for n in &told {
+                execute_cached(&tx, crate::outbox::NOTIFY_ERASURE_SQLITE, params![n.recipient, sid, now])
+                    .map_err(db_err)?;
+            }
+            let certificate = certify(&told);
+            // Messages stay recognisable as genuine, without anything about the customer.
+            execute_cached(&tx, crate::messages::KEEP_ERASED_SQLITE, params![sid]).map_err(db_err)?;
             execute_cached(&tx, "DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
             execute_cached(
                 &tx,
