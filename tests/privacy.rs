@@ -57,9 +57,9 @@ async fn store_canaries(install: &Install) -> String {
     assert_eq!(r.status, 422);
     let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"date_of_birth": "Canaryville-Xq"}})).await;
     assert_eq!(r.status, 422);
-    // A consent recorded by staff: the reason and evidence may quote the customer; sealed too.
-    let support = server.client(&install.token("support_agent"), Some("customer_support"));
-    let r = support
+    // A consent recorded on the customer's behalf: the reason and evidence may quote the customer;
+    // sealed too.
+    let r = backend
         .post(
             &format!("/v1/subjects/{id}/consents"),
             json!({"changes": [{"purpose": "marketing", "action": "grant"}], "actor": "staff",
@@ -68,6 +68,7 @@ async fn store_canaries(install: &Install) -> String {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     // A break-glass reason may quote the customer too: sealed, and the read under it unmasked.
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
     let r = support
         .post(
             &format!("/v1/subjects/{id}/break-glass"),
