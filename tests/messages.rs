@@ -93,7 +93,7 @@ async fn marketing_messages_need_consent_on_their_channel() {
     let r = backend
         .post(
             &format!("/v1/subjects/{id}/consents"),
-            json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}], "evidence": "account settings form, checkbox"}),
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);

@@ -30,7 +30,7 @@ async fn customer_with_history(backend: &Client) -> String {
         .await;
     assert_eq!(r.status, 201);
     let r = backend
-        .post(&format!("/v1/subjects/{id}/consents"), json!({"changes": [{"purpose": "marketing", "action": "grant"}]}))
+        .post(&format!("/v1/subjects/{id}/consents"), json!({"changes": [{"purpose": "marketing", "action": "grant"}], "evidence": "account settings form, checkbox"}))
         .await;
     assert_eq!(r.status, 201);
     id
@@ -42,10 +42,14 @@ async fn erasure_removes_everything_returns_a_signed_certificate_and_is_idempote
     let id = customer_with_history(&backend).await;
     let other = backend.create(json!({"email": "bob@example.com", "full_name": "Bob"})).await;
 
-    // A consent purpose cannot erase; the customer's own request (their account) can.
+    // Erasure is a power of its own: neither a consent purpose's tool nor the shop's backend has
+    // it; the privacy team (erase = true), answering the customer's request, does.
     let marketing = server.client(&install.token("marketing_tool"), Some("marketing"));
     let r = marketing.send(marketing.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
-    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"));
+    assert_eq!((r.status, r.code()), (403, "erase_not_allowed"));
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    assert_eq!((r.status, r.code()), (403, "erase_not_allowed"), "{:?}", r.body);
+    let backend = server.client(&install.token("privacy_team"), Some("privacy_requests"));
 
     let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -198,7 +202,8 @@ async fn a_legal_hold_blocks_erasure_until_lifted(install: Install) {
         (Some(true), Some("Tax audit 2026 for order 4411"))
     );
 
-    let erase = || backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}")));
+    let eraser = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let erase = || eraser.send(eraser.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}")));
     let r = erase().await;
     assert_eq!((r.status, r.code()), (409, "legal_hold"));
     assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200, "nothing was erased");
@@ -229,7 +234,11 @@ async fn a_restricted_customer_is_kept_but_not_used_except_for_legal_obligations
     let r = backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"full_name": "Ada King"}})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 
+    // Lifting it is the erase power's (the privacy team's); the shop's backend may not.
     let r = backend.send(backend.request(reqwest::Method::DELETE, &restriction)).await;
+    assert_eq!((r.status, r.code()), (403, "erase_not_allowed"), "{:?}", r.body);
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.send(privacy.request(reqwest::Method::DELETE, &restriction)).await;
     assert_eq!((r.status, r.body["changed"].as_bool()), (200, Some(true)));
     assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.body["fields"]["full_name"], "Ada King");
 
@@ -260,7 +269,8 @@ async fn restoring_an_old_copy_of_the_data_does_not_bring_an_erased_customer_bac
         std::process::Command::new("sqlite3").arg(&db).arg(format!(".backup '{}'", backup.display())).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
+    let eraser = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = eraser.send(eraser.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
     assert_eq!(r.status, 200);
     drop(server);
 
@@ -282,7 +292,8 @@ async fn restoring_an_old_copy_of_the_data_does_not_bring_an_erased_customer_bac
     // Bob is fine.
     assert_eq!(backend.get(&format!("/v1/subjects/{bob}")).await.body["fields"]["email"], "bob@example.com");
     // Erasing again cleans the restored rows up.
-    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
+    let eraser = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = eraser.send(eraser.request(reqwest::Method::DELETE, &format!("/v1/subjects/{ada}"))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], json!([]));
 }
@@ -402,7 +413,7 @@ async fn retention_deletes_what_is_due_when_the_clock_moves_and_skips_held_custo
         let r = backend
             .post(
                 &format!("/v1/subjects/{id}/consents"),
-                json!({"changes": [{"purpose": "analytics", "action": "grant"}]}),
+                json!({"changes": [{"purpose": "analytics", "action": "grant"}], "evidence": "account settings form, checkbox"}),
             )
             .await;
         assert_eq!(r.status, 201);
