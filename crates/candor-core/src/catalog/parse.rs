@@ -952,6 +952,34 @@ mod tests {
     }
 
     #[test]
+    fn every_reserved_role_id_is_refused_with_its_line() {
+        for id in super::super::RESERVED_ROLES {
+            let src = with_org(&format!(
+                "[[purposes]]\nid = \"account\"\ndescription = \"d\"\nlegal_basis = \"contract\"\n\
+                 [[roles]]\nid = \"{id}\"\npurposes = [\"account\"]\n"
+            ));
+            let errs = errors(&src);
+            let line = src.lines().position(|l| l == format!("id = \"{id}\"")).unwrap() + 1;
+            assert!(
+                errs.iter().any(|e| e.starts_with(&format!("c.toml:{line}:")) && e.contains(&format!("role `{id}`"))),
+                "{id}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn powers_are_false_unless_the_catalog_gives_them() {
+        let c = Catalog::from_toml_str(super::super::EXAMPLE_CATALOG, "example").unwrap();
+        let role = |id: &str| c.role(id).unwrap().clone();
+        assert!(role("shop_backend").record_consent && !role("shop_backend").erase && !role("shop_backend").audit);
+        assert!(role("privacy_team").erase && role("privacy_team").audit && !role("privacy_team").record_consent);
+        for id in ["support_agent", "fraud_service", "marketing_tool", "analytics_service"] {
+            let r = role(id);
+            assert!(!r.record_consent && !r.erase && !r.audit, "{id}");
+        }
+    }
+
+    #[test]
     fn retention_grace_only_goes_with_account_lifetime() {
         let src = with_org(
             "[[purposes]]\nid = \"account\"\ndescription = \"d\"\nlegal_basis = \"contract\"\n\
