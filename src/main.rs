@@ -12,6 +12,7 @@ mod consent_cli;
 mod copy;
 mod demo;
 mod doctor;
+mod grants_cli;
 mod hardening;
 mod http;
 mod install;
@@ -148,6 +149,11 @@ enum Command {
     Recipients {
         #[command(subcommand)]
         command: RecipientsCommand,
+    },
+    /// List and revoke grants (data shared with recipients), whatever the catalog now says.
+    Grants {
+        #[command(subcommand)]
+        command: grants_cli::GrantsCommand,
     },
     /// Import data collected elsewhere.
     Import {
@@ -713,6 +719,7 @@ async fn run(command: Command) -> Result<()> {
             KeysCommand::Reindex { per_second, config } => keys_index::reindex(&config.config, per_second).await,
             KeysCommand::RetireIndex { version, config } => keys_index::retire(&config.config, version).await,
         },
+        Command::Grants { command } => grants_cli::run(command).await,
         Command::Recipients { command: RecipientsCommand::Secret { recipient, config } } => {
             let config = config::Config::load(&config.config)?;
             let text = std::fs::read_to_string(&config.catalog_path)

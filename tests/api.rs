@@ -11,6 +11,7 @@ on_both_backends!(
     events_are_limited_to_declared_types_the_purpose_covers,
     the_catalog_and_the_openapi_document_are_served,
     tokens_are_listed_without_secrets_and_revocation_takes_effect_on_the_next_request,
+    the_last_admin_token_in_force_cannot_be_revoked,
 );
 
 use std::time::Duration;
@@ -401,4 +402,62 @@ async fn an_address_country_must_be_an_iso_code_and_is_stored_in_capitals() {
     let r = fulfilment.patch(&path, json!({"fields": {"shipping_address": address}})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(fulfilment.get(&path).await.body["fields"]["shipping_address"]["country"], "DE");
+}
+
+/// Issue 19, finding 8: the last admin token in force cannot revoke itself (or be revoked from
+/// the command line), which would lock the API out until someone runs the CLI on the server.
+async fn the_last_admin_token_in_force_cannot_be_revoked(install: Install) {
+    let server = install.serve();
+    let admin = server.client(&install.admin_token, None);
+    let delete = |client: &common::Client, id: &str| {
+        let client = client.clone();
+        let path = format!("/v1/tokens/{id}");
+        async move { client.send(client.request(reqwest::Method::DELETE, &path)).await }
+    };
+    // The admin tokens in force, as listed.
+    let live_admins = |body: &Value| -> Vec<String> {
+        let tokens = body["tokens"].as_array().unwrap();
+        let live = |t: &&Value| t["role"] == "admin" && t["revoked_at"].is_null() && t["expires_at"].is_null();
+        tokens.iter().filter(live).map(|t| t["id"].as_str().unwrap().to_string()).collect()
+    };
+    let first = live_admins(&admin.get("/v1/tokens").await.body).remove(0);
+    let r = delete(&admin, &first).await;
+    assert_eq!((r.status, r.code(), r.field()), (409, "last_admin_token", "id"), "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("candor token create --role admin"), "{message}");
+    let config = install.config();
+    let config = config.to_str().unwrap();
+    let (ok, out, err) = common::candor(&["token", "revoke", &first, "--config", config], install.dir.path());
+    assert!(
+        !ok && err.contains("Create another admin token first") && err.contains("candor token create --role admin"),
+        "{out}{err}"
+    );
+    assert_eq!(admin.get("/v1/tokens").await.status, 200, "the admin token still works");
+
+    // An admin token that has expired does not count.
+    install.token_with(&["--role", "admin", "--expires", "1h"]);
+    install.advance_clock(Duration::from_secs(2 * 3600));
+    assert_eq!(delete(&admin, &first).await.code(), "last_admin_token");
+
+    // With another admin token in force, either may go, but not both.
+    let second_token = install.token("admin");
+    let second = server.client(&second_token, None);
+    let r = delete(&second, &first).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(admin.get("/v1/tokens").await.code(), "token_revoked");
+    let second_id = live_admins(&second.get("/v1/tokens").await.body).remove(0);
+    let r = delete(&second, &second_id).await;
+    assert_eq!((r.status, r.code()), (409, "last_admin_token"), "{:?}", r.body);
+
+    // Each refusal is in the tamper-evident log.
+    let r = second.get("/v1/log/entries?start=0&end=1000").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let refused = r.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"]["action"] == "token.revoke" && e["entry"]["decision"] == "denied")
+        .filter(|e| e["entry"]["detail"] == "last_admin_token")
+        .count();
+    assert_eq!(refused, 4);
 }

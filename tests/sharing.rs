@@ -11,6 +11,11 @@ use common::visitor::Visitor;
 use common::{Client, Install, Server};
 use serde_json::{Value, json};
 
+on_both_backends!(
+    a_role_shares_only_what_it_reads_in_full_never_what_it_sees_masked,
+    a_grant_follows_the_catalog_in_force_and_can_always_be_revoked,
+);
+
 fn in_days(days: i64) -> String {
     (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * days)).to_string()
 }
@@ -292,4 +297,182 @@ async fn customers_see_every_share_and_each_read_by_the_recipient() {
     );
     assert!(page.html.contains("Received your data (shared)"));
     assert!(page.html.contains("Shipping address"));
+}
+
+/// Rewrites the installation's catalog: each `from` (which must be there) becomes `to`, each
+/// table starting with `cut` (up to the next table) is removed, and `append` is added.
+fn edit_catalog(install: &Install, edits: &[(&str, &str)], cut: &[&str], append: &str) {
+    let path = install.config().with_file_name("catalog.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "the catalog no longer holds {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    for start in cut {
+        let at = text.find(start).unwrap_or_else(|| panic!("the catalog no longer holds {start:?}"));
+        let end = text[at + start.len()..].find("\n[[").map_or(text.len(), |i| at + start.len() + i + 1);
+        text.replace_range(at..end, "");
+    }
+    text.push_str(append);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// The log entries (admin's view).
+async fn log_entries(server: &Server, install: &Install) -> Vec<Value> {
+    let r = server.client(&install.admin_token, None).get("/v1/log/entries?start=0&end=1000").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["entries"].as_array().unwrap().iter().map(|e| e["entry"].clone()).collect()
+}
+
+fn grant_list(install: &Install) -> String {
+    let config = install.config();
+    let (ok, out, err) = common::candor(&["grants", "list", "--config", config.to_str().unwrap()], install.dir.path());
+    assert!(ok, "{out}{err}");
+    out
+}
+
+/// Issue 19, finding 5: a role that sees a field masked may not hand it over in full through
+/// a grant (nor may the recipient then read it as its own).
+async fn a_role_shares_only_what_it_reads_in_full_never_what_it_sees_masked(install: Install) {
+    // The fraud service sees shipping addresses masked (city only); here it may also share.
+    edit_catalog(
+        &install,
+        &[("mask = [\"shipping_address\"]\n", "mask = [\"shipping_address\"]\nshare = true\n")],
+        &[],
+        "\n[[recipients]]\nid = \"fraud_bureau\"\nname = \"RiskCheck AG\"\ncountry = \"DE\"\n\
+         purposes = [\"fraud_prevention\"]\nfields = [\"email\", \"shipping_address\"]\nagreement = \"DPA-2026-031\"\n",
+    );
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ids = customers(&backend, 1).await;
+    let fraud = server.client(&install.token("fraud_service"), Some("fraud_prevention"));
+    let r = fraud.get(&format!("/v1/subjects/{}", ids[0])).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["masked"], json!(["shipping_address"]), "{:?}", r.body);
+
+    let body = |fields: Value| json!({"recipient": "fraud_bureau", "subjects": ids, "fields": fields, "expires_at": in_days(7)});
+    let r = fraud.post("/v1/grants", body(json!(["email", "shipping_address"]))).await;
+    assert_eq!((r.status, r.code(), r.field()), (403, "share_not_allowed", "shipping_address"), "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("masked") && message.contains("fraud_service"), "{message}");
+    assert!(!message.contains("Leeds") && !message.contains("c0@"), "no value in the error: {message}");
+    assert!(!grant_list(&install).contains("fraud_bureau"), "no grant was made");
+    let refused: Vec<Value> = log_entries(&server, &install)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "grant.create" && e["decision"] == "denied")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (&refused[0]["detail"], &refused[0]["fields"], &refused[0]["actor"]["role"]),
+        (&json!("share_not_allowed"), &json!(["shipping_address"]), &json!("fraud_service"))
+    );
+
+    // What it reads in full it may share, and the recipient gets exactly that.
+    let r = fraud.post("/v1/grants", body(json!(["email"]))).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let page = read(&server, &r.body, r.body["credential"].as_str().unwrap()).await;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    assert_eq!(page.body["records"][0]["fields"], json!({"email": "c0@example.com"}));
+    assert_eq!(page.body["withheld"], json!([]));
+    assert!(!server.log().contains("Leeds"), "no value in the server log");
+}
+
+/// Issue 19, finding 6: a grant is read against the catalog in force (a field it no longer
+/// declares for the recipient is withheld, and said so), and revoking it works whatever the
+/// catalog now says, over the API and from the command line.
+async fn a_grant_follows_the_catalog_in_force_and_can_always_be_revoked(install: Install) {
+    let server = install.serve();
+    let token = install.token("shop_backend");
+    let backend = server.client(&token, Some("account"));
+    let ids = customers(&backend, 2).await;
+    let shop = backend.with_purpose("order_fulfilment");
+    for id in &ids {
+        let r = shop.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+44 20 7946 0102"}})).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let grant = |fields: Value| json!({"recipient": "parcel_carrier", "subjects": ids, "fields": fields, "expires_at": in_days(7)});
+    let all = shop.post("/v1/grants", grant(json!(["full_name", "shipping_address", "phone"]))).await.body;
+    let addresses = shop.post("/v1/grants", grant(json!(["shipping_address"]))).await.body;
+    let (all_key, addresses_key) = (all["credential"].as_str().unwrap(), addresses["credential"].as_str().unwrap());
+    let page = read(&server, &all, all_key).await;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    assert_eq!(page.body["records"][0]["fields"].as_object().unwrap().len(), 3);
+    drop(server);
+
+    // The catalog stops declaring shipping addresses at all, and phone numbers for the carrier.
+    edit_catalog(
+        &install,
+        &[
+            ("fields = [\"full_name\", \"shipping_address\", \"phone\"]", "fields = [\"full_name\"]"),
+            ("mask = [\"shipping_address\"]\n", ""),
+        ],
+        &["[[fields]]\nname = \"shipping_address\"\n"],
+        "",
+    );
+    let server = install.serve_logging_to("server-2.log");
+    let shop = server.client(&token, Some("order_fulfilment"));
+    let page = read(&server, &all, all_key).await;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    assert_eq!(page.body["withheld"], json!(["shipping_address", "phone"]), "{:?}", page.body);
+    let records = page.body["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    for rec in records {
+        assert_eq!(rec["fields"].as_object().unwrap().keys().collect::<Vec<_>>(), ["full_name"], "{rec}");
+    }
+    // Nothing of the grant is still declared for the carrier: refused, and logged.
+    let r = read(&server, &addresses, addresses_key).await;
+    assert_eq!((r.status, r.code()), (403, "field_not_shared"), "{:?}", r.body);
+
+    // Revocation over the API (it used to fail with a 500 here).
+    let r =
+        shop.send(shop.request(reqwest::Method::DELETE, &format!("/v1/grants/{}", all["id"].as_str().unwrap()))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["revoked_at"].is_string());
+    assert_eq!(read(&server, &all, all_key).await.code(), "grant_revoked");
+
+    // And from the command line, by id.
+    let config = install.config();
+    let config = config.to_str().unwrap();
+    let id = addresses["id"].as_str().unwrap();
+    let listed = grant_list(&install);
+    let line = listed.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains("parcel_carrier") && line.contains("shipping_address") && line.ends_with("shipping_address"));
+    let (ok, out, err) = common::candor(&["grants", "revoke", id, "--config", config], install.dir.path());
+    assert!(ok && out.contains("is revoked"), "{out}{err}");
+    assert_eq!(read(&server, &addresses, addresses_key).await.code(), "grant_revoked");
+    let (ok, out, err) = common::candor(&["grants", "revoke", id, "--config", config], install.dir.path());
+    assert!(ok && out.contains("is revoked since"), "revoking again changes nothing: {out}{err}");
+    let (ok, _, err) = common::candor(&["grants", "revoke", "no-such-grant", "--config", config], install.dir.path());
+    assert!(!ok && err.contains("no grant with id"), "{err}");
+
+    // Both revocations are logged alike, against every customer the grant held.
+    let entries = log_entries(&server, &install).await;
+    let mut sorted = ids.clone();
+    sorted.sort();
+    for (grant, role) in [(&all, "shop_backend"), (&addresses, "system")] {
+        let detail = json!(format!("grant {}", grant["id"].as_str().unwrap()));
+        let revoked: Vec<&Value> =
+            entries.iter().filter(|e| e["action"] == "grant.revoke" && e["detail"] == detail).collect();
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        let mut subjects: Vec<String> =
+            revoked[0]["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+        subjects.sort();
+        assert_eq!(
+            (&revoked[0]["actor"]["role"], &revoked[0]["purpose"], subjects),
+            (&json!(role), &json!("order_fulfilment"), sorted.clone())
+        );
+    }
+    let refused = entries.iter().find(|e| e["action"] == "grant.read" && e["decision"] == "denied").unwrap();
+    assert_eq!(
+        (&refused["detail"], &refused["actor"]["role"]),
+        (&json!("field_not_shared"), &json!("recipient:parcel_carrier"))
+    );
+    let last_read = entries.iter().rev().find(|e| e["action"] == "grant.read" && e["decision"] == "full").unwrap();
+    assert_eq!(last_read["fields"], json!(["full_name"]), "the log names what was read: {last_read}");
+    let logs = server.log() + &std::fs::read_to_string(install.dir.path().join("server.log")).unwrap_or_default();
+    for value in ["Leeds", "7946 0102", "2079460102"] {
+        let line = logs.lines().find(|l| l.contains(value));
+        assert!(line.is_none(), "no value in the server logs: {line:?}");
+    }
 }

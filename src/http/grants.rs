@@ -82,7 +82,7 @@ fn grant_json(g: &Grant) -> Value {
     request_body = GrantBody,
     responses(
         (status = 201, body = Object),
-        (status = 403, description = "agreement_expired, recipient_not_declared, field_not_shared, purpose_not_allowed, policy_forbids", body = ErrorBody),
+        (status = 403, description = "agreement_expired, recipient_not_declared, field_not_shared, purpose_not_allowed, policy_forbids, share_not_allowed (the role may not read the named field in full, so it may not share it)", body = ErrorBody),
         (status = 422, description = "unknown_recipient, undeclared_field, invalid_value (expires_at, max_reads, subjects, fields)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -103,7 +103,9 @@ pub async fn create(
         expires_at: body.expires_at,
         max_reads: body.max_reads,
     };
-    let made = state.vault.create_grant(&auth, input).await?;
+    let made = state.vault.create_grant(&auth, input).await?.map_err(|refused| {
+        ApiError::new(StatusCode::FORBIDDEN, "share_not_allowed", refused.to_string()).with_field(refused.field)
+    })?;
     let mut out = grant_json(&made.grant);
     out["credential"] = json!(made.credential.as_str());
     out["records_url"] = json!(format!("{}/v1/grants/{}/records", state.public_base(), made.grant.id));
@@ -126,7 +128,8 @@ pub async fn get(
 }
 
 /// Revoke a grant: the recipient's next read is refused (`401 grant_revoked`). Logged against
-/// each customer it held.
+/// each customer it held. Works whatever the catalog now says about the grant's fields (the
+/// operator can also revoke from the command line: `candor grants revoke ID`).
 #[utoipa::path(delete, path = "/v1/grants/{id}", tag = "sharing",
     params(("id" = String, Path, description = "Grant id"), ("Candor-Purpose" = String, Header, description = "The grant's purpose")),
     responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -151,13 +154,14 @@ pub struct RecordsQuery {
 /// The recipient's read: one page of the grant's customers and fields. Authenticated with the
 /// grant's credential (`Authorization: Bearer cndg_…`); each page counts as one read and is
 /// logged with the recipient as actor. Customers who withdrew consent or were restricted or
-/// erased since the grant was made are left out.
+/// erased since the grant was made are left out; so are granted fields the catalog in force no
+/// longer declares for the recipient and the grant's purpose (listed in `withheld`).
 #[utoipa::path(get, path = "/v1/grants/{id}/records", tag = "sharing",
     params(("id" = String, Path, description = "Grant id"), RecordsQuery),
     responses(
         (status = 200, body = Object),
         (status = 401, description = "invalid_token, grant_revoked, grant_expired", body = ErrorBody),
-        (status = 403, description = "grant_exhausted, agreement_expired", body = ErrorBody),
+        (status = 403, description = "grant_exhausted, agreement_expired, recipient_not_declared (the catalog no longer declares the recipient for the grant's purpose), field_not_shared (nor for any of its fields)", body = ErrorBody),
     ))]
 pub async fn records(
     State(state): State<AppState>,
@@ -185,5 +189,7 @@ pub async fn records(
         .await?;
     let records: Vec<Value> =
         page.records.into_iter().map(|(s, fields)| json!({"subject_id": s.to_string(), "fields": fields})).collect();
-    Ok(Json(json!({"grant_id": id, "records": records, "next": page.next.map(|n| n.to_string())})))
+    Ok(Json(json!({
+        "grant_id": id, "records": records, "next": page.next.map(|n| n.to_string()), "withheld": page.withheld,
+    })))
 }

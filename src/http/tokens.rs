@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use candor_store::StoredToken;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -46,15 +47,24 @@ pub async fn list(State(state): State<AppState>, caller: Principal) -> Result<Js
     Ok(Json(TokenList { tokens: state.vault.tokens(&caller).await?.into_iter().map(view).collect() }))
 }
 
-/// Revoke a token: the next request carrying it gets 401 `token_revoked`. Admin only.
+/// Revoke a token: the next request carrying it gets 401 `token_revoked`. Admin only. The last
+/// admin token in force cannot be revoked (409 `last_admin_token`): create another first.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "meta",
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, body = TokenView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = TokenView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "last_admin_token: the only admin token in force; create another first", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(view(state.vault.revoke_token(&caller, &id).await?)))
+    let revoked = state.vault.revoke_token(&caller, &id).await.map_err(|e| match e.into_vault() {
+        Ok(e) => ApiError::from(e),
+        Err(last) => ApiError::new(StatusCode::CONFLICT, "last_admin_token", last.to_string()).with_field("id"),
+    })?;
+    Ok(Json(view(revoked)))
 }

@@ -4,13 +4,17 @@
 //!
 //! A grant is checked against the catalog (the recipient is declared for the purpose and for
 //! every field; its agreement is in force), the policy engine (the caller's role may `share`
-//! each field under its purpose) and each customer's situation (consent, restriction). The
-//! recipient reads through the grant's own credential; every page it reads is logged with the
-//! recipient as actor, and consent withdrawn or a restriction placed since the grant was made
-//! drops that customer from the very next read.
+//! each field under its purpose, and may `read` it in full there: a role shares only what it
+//! sees itself, never what it sees masked) and each customer's situation (consent,
+//! restriction). The recipient reads through the grant's own credential; every page it reads is
+//! logged with the recipient as actor, and consent withdrawn or a restriction placed since the
+//! grant was made drops that customer from the very next read. Every read checks the grant
+//! against the catalog in force: a field the catalog no longer declares for the recipient and
+//! the purpose is withheld (and named as such). Revocation works whatever the catalog now says,
+//! over the API and from the command line.
 
 use candor_core::catalog::{FieldDecl, LegalBasis, Purpose, Recipient};
-use candor_core::{EventId, FieldName, SubjectId};
+use candor_core::{EventId, FieldName, PurposeId, SubjectId};
 use candor_crypto::{CryptoError, generate_secret, hash_token};
 use candor_policy::{Action, Situation, Target};
 use candor_store::{Grant, Millis};
@@ -19,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::consents::ConsentScope;
 use super::{Authorized, Principal, Vault, VaultError, now_millis};
-use crate::audit::Audit;
+use crate::audit::{Audit, system_actor};
 
 /// Prefix of grant credentials (recognisable when leaked).
 pub const GRANT_PREFIX: &str = "cndg_";
@@ -54,10 +58,30 @@ pub struct GrantCreated {
     pub not_found: u64,
 }
 
+/// A grant refused because the caller's role may not read one of its fields in full under its
+/// purpose (it sees it masked, or not at all): it may not hand it to someone else either.
+/// Already logged when returned.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "role `{role}` {sees} field `{field}` under purpose `{purpose}`, so it may not share it: a role shares only \
+     what it may read in full{why}"
+)]
+pub struct ShareRefused {
+    pub field: String,
+    role: String,
+    purpose: String,
+    sees: &'static str,
+    /// The operator's policy that forbids the full read, if one does.
+    why: String,
+}
+
 /// One page of a recipient's read. No `Debug`: it holds personal values.
 pub struct GrantPage {
     pub records: Vec<(SubjectId, Map<String, Value>)>,
     pub next: Option<SubjectId>,
+    /// Granted fields the catalog in force no longer declares for the recipient and the grant's
+    /// purpose: left out of every record.
+    pub withheld: Vec<String>,
 }
 
 /// A share as the customer sees it.
@@ -134,8 +158,13 @@ impl Vault {
         Ok(None)
     }
 
-    /// Makes a grant for recipient `input.recipient` under the caller's purpose.
-    pub async fn create_grant(&self, auth: &Authorized, input: GrantInput) -> Result<GrantCreated, VaultError> {
+    /// Makes a grant for recipient `input.recipient` under the caller's purpose. The inner
+    /// `Err` is a field the caller's role may not share because it may not read it in full.
+    pub async fn create_grant(
+        &self,
+        auth: &Authorized,
+        input: GrantInput,
+    ) -> Result<Result<GrantCreated, ShareRefused>, VaultError> {
         let recipient = self.recipient_in_force(input.recipient.trim())?;
         let purpose = self.purpose(auth).clone();
         if !recipient.purposes.contains(&purpose.id) {
@@ -162,6 +191,23 @@ impl Vault {
             if !d.allowed {
                 let audit = self.audit(auth, "grant.create", &[]).fields([decl.name.as_str()]);
                 return self.refuse_decision(auth, audit, &d).await;
+            }
+            // Sharing a field hands it over in full: only to a role that reads it in full itself
+            // (in the neutral situation: a break-glass override is for one customer, not a share).
+            let read = self.decide(auth, Action::Read, Target::Field(decl.name.as_str()), Situation::NEUTRAL);
+            if !read.allowed {
+                let audit = self.audit(auth, "grant.create", &[]).fields([decl.name.as_str()]);
+                self.store.append_log(vec![audit.decision("denied").detail("share_not_allowed").record()]).await?;
+                let masked = self
+                    .decide(auth, Action::ReadMasked, Target::Field(decl.name.as_str()), Situation::NEUTRAL)
+                    .allowed;
+                return Ok(Err(ShareRefused {
+                    field: decl.name.to_string(),
+                    role: auth.principal.role.clone(),
+                    purpose: auth.purpose.to_string(),
+                    sees: if masked && decl.mask.is_some() { "sees only masked" } else { "may not read" },
+                    why: read.operator_forbid().map(|p| format!(" (policy `{}` forbids it)", p.id)).unwrap_or_default(),
+                }));
             }
             if !fields.iter().any(|f| f.name == decl.name) {
                 fields.push(decl);
@@ -234,7 +280,7 @@ impl Vault {
         let held = self.store.create_grant(grant.clone(), included, log).await?;
         // A customer erased between the checks and the grant is not held.
         not_found += asked.saturating_sub(held);
-        Ok(GrantCreated { grant, credential, included: held, without_consent, restricted, not_found })
+        Ok(Ok(GrantCreated { grant, credential, included: held, without_consent, restricted, not_found }))
     }
 
     /// Everyone in the consent audience of the caller's purpose (at most one more than a grant
@@ -263,11 +309,17 @@ impl Vault {
         Ok(g)
     }
 
-    /// Revokes a grant at once. By a role that may share under the grant's purpose.
+    /// Revokes a grant at once. By a role that may share under the grant's purpose (some field
+    /// the catalog now declares for it): what the grant holds is not asked about, so a grant
+    /// whose fields the catalog no longer declares is revoked all the same.
     pub async fn revoke_grant(&self, auth: &Authorized, id: &str) -> Result<Grant, VaultError> {
         let g = self.grant_of(auth, id).await?;
-        let may =
-            g.fields.iter().all(|f| self.decide(auth, Action::Share, Target::Field(f), Situation::NEUTRAL).allowed);
+        let may = self
+            .catalog
+            .fields
+            .iter()
+            .filter(|f| f.allows(&auth.purpose))
+            .any(|f| self.decide(auth, Action::Share, Target::Field(f.name.as_str()), Situation::NEUTRAL).allowed);
         if !may {
             let audit = self.audit(auth, "grant.revoke", &[]).detail(format!("grant {}", g.id));
             let denied = candor_core::access::AccessDenied::PurposeNotAllowed {
@@ -276,13 +328,44 @@ impl Vault {
             };
             return self.refuse(audit, "purpose_not_allowed", VaultError::Access(denied)).await;
         }
+        self.end_grant(&auth.principal, g).await
+    }
+
+    /// Revokes grant `id` for the operator (`candor grants revoke`), whatever the catalog now
+    /// says; logged like a revocation over the API. `None` if there is no such grant; a grant
+    /// already revoked is returned as it is.
+    pub async fn revoke_grant_by_operator(&self, id: &str) -> Result<Option<Grant>, VaultError> {
+        let Some(g) = self.store.grant(id.trim()).await? else { return Ok(None) };
+        self.end_grant(&system_actor(), g).await.map(Some)
+    }
+
+    /// Revokes `g` by `by`, logged against every customer it holds under the grant's purpose.
+    async fn end_grant(&self, by: &Principal, g: Grant) -> Result<Grant, VaultError> {
+        if g.revoked_at.is_some() {
+            return Ok(g);
+        }
         let subjects = self.store.grant_subjects(&g.id, None, MAX_GRANT_SUBJECTS as u32).await?;
-        let log = self.audit(auth, "grant.revoke", &subjects).detail(format!("grant {}", g.id)).record();
+        let log = Audit::new(by, "grant.revoke")
+            .purpose(&PurposeId::new(g.purpose.as_str()))
+            .subjects(&subjects)
+            .detail(format!("grant {}", g.id))
+            .record();
         self.store.revoke_grant(&g.id, now_millis(), log).await?;
         Ok(self.store.grant(&g.id).await?.unwrap_or(g))
     }
 
-    /// A recipient reads one page of its grant with the grant's credential.
+    /// Every grant, newest first, for the operator (`candor grants list`); logged.
+    pub async fn all_grants(&self) -> Result<Vec<Grant>, VaultError> {
+        let list = self.store.grants().await?;
+        let log = Audit::new(&system_actor(), "grant.list").detail(format!("{} grants", list.len())).record();
+        self.store.append_log(vec![log]).await?;
+        Ok(list)
+    }
+
+    /// A recipient reads one page of its grant with the grant's credential. The grant is held
+    /// against the catalog in force: fields no longer declared for the recipient and the
+    /// grant's purpose are withheld, and a recipient no longer declared for the purpose (or for
+    /// any field of the grant) is refused.
     pub async fn read_grant(
         &self,
         id: &str,
@@ -305,9 +388,28 @@ impl Vault {
         if g.max_reads.is_some_and(|m| g.reads >= m) {
             return Err(VaultError::GrantExhausted);
         }
-        self.recipient_in_force(&g.recipient)?;
+        let recipient = self.recipient_in_force(&g.recipient)?;
         let purpose = self.catalog.purpose(&g.purpose).ok_or(VaultError::GrantNotFound)?.clone();
-        let fields: Vec<&FieldDecl> = g.fields.iter().filter_map(|f| self.catalog.field(f)).collect();
+        let actor = recipient_actor(&g, origin);
+        if !recipient.purposes.contains(&purpose.id) {
+            let audit = Audit::new(&actor, "grant.read").purpose(&purpose.id).fields(&g.fields);
+            let error =
+                VaultError::RecipientNotDeclared { recipient: recipient.id.clone(), purpose: purpose.id.to_string() };
+            return self.refuse(audit, "recipient_not_declared", error).await;
+        }
+        let (mut fields, mut withheld): (Vec<&FieldDecl>, Vec<String>) = (Vec::new(), Vec::new());
+        for name in &g.fields {
+            match self.catalog.field(name) {
+                Some(f) if f.allows(&purpose.id) && recipient.fields.contains(&f.name) => fields.push(f),
+                _ => withheld.push(name.clone()),
+            }
+        }
+        if fields.is_empty() {
+            let audit = Audit::new(&actor, "grant.read").purpose(&purpose.id).fields(&g.fields);
+            let field = withheld.first().cloned().unwrap_or_default();
+            let error = VaultError::FieldNotShared { field, recipient: recipient.id.clone() };
+            return self.refuse(audit, "field_not_shared", error).await;
+        }
         let names: Vec<FieldName> = fields.iter().map(|f| f.name.clone()).collect();
         let limit = limit.clamp(1, MAX_GRANT_PAGE);
         let page = self.store.grant_subjects(&g.id, after, limit).await?;
@@ -329,17 +431,24 @@ impl Vault {
             records.push((id, values));
         }
         let subjects: Vec<SubjectId> = records.iter().map(|(s, _)| *s).collect();
-        let log = Audit::new(&recipient_actor(&g, origin), "grant.read")
+        let mut detail = format!("grant {}", g.id);
+        if !withheld.is_empty() {
+            detail.push_str(&format!(
+                "; withheld (no longer declared for the recipient and purpose): {}",
+                withheld.join(", ")
+            ));
+        }
+        let log = Audit::new(&actor, "grant.read")
             .purpose(&purpose.id)
             .subjects(&subjects)
-            .fields(&g.fields)
+            .fields(names.iter().map(FieldName::as_str))
             .decision("full")
-            .detail(format!("grant {}", g.id))
+            .detail(detail)
             .record();
         if !self.store.count_grant_read(&g.id, now, log).await? {
             return Err(VaultError::GrantExhausted);
         }
-        Ok(GrantPage { records, next })
+        Ok(GrantPage { records, next, withheld })
     }
 
     /// Every grant that includes customer `id`, as they see it.

@@ -52,6 +52,9 @@ pub trait GrantStore: Send + Sync {
     /// Revokes the grant; logged. `false` if it does not exist or was already revoked.
     async fn revoke_grant(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError>;
 
+    /// Every grant, newest first.
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError>;
+
     /// Every grant that includes `subject`, oldest first.
     async fn grants_of(&self, subject: SubjectId) -> Result<Vec<Grant>, StoreError>;
 }

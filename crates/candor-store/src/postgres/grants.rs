@@ -128,6 +128,16 @@ impl GrantStore for PgStore {
         Ok(true)
     }
 
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(format!("SELECT {COLUMNS} FROM grants ORDER BY created_at DESC, id").as_str(), &[])
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(grant).collect()
+    }
+
     async fn grants_of(&self, subject: SubjectId) -> Result<Vec<Grant>, StoreError> {
         let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("g.{c}")).collect();
         let rows = self

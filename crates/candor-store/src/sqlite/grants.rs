@@ -159,6 +159,17 @@ impl GrantStore for SqliteStore {
         .await
     }
 
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM grants ORDER BY created_at DESC, id"))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], raw).map_err(db_err)?;
+            rows.map(|r| finish(r.map_err(db_err)?)).collect()
+        })
+        .await
+    }
+
     async fn grants_of(&self, subject: SubjectId) -> Result<Vec<Grant>, StoreError> {
         self.read(move |c| {
             let mut stmt = c
