@@ -306,3 +306,90 @@ fn bench_can_serve_from_a_separate_process_and_measure_its_cpu_and_memory_alone(
     let read = find("(audited read)").unwrap();
     assert!(read["server_cpu_us_per_request"].as_f64().is_some_and(|c| c >= 0.0), "{read}");
 }
+
+/// Starts `candor quickstart --listen ADDR` with its temporary directory under `tmp`; returns the
+/// child and its stdout lines up to `listening on` (or everything, if it exits first).
+fn quickstart_in(tmp: &std::path::Path, listen: &str) -> (std::process::Child, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["quickstart", "--listen", listen])
+        .env("TMPDIR", tmp)
+        .env_remove("CANDOR_LOG")
+        .current_dir(tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let done = line.starts_with("listening on ");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+fn quickstart_dirs(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("candor-quickstart-"))
+        .collect()
+}
+
+#[test]
+fn quickstart_without_dir_removes_its_installation_when_stopped_and_prints_tokens_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, lines) = quickstart_in(tmp.path(), "127.0.0.1:0");
+    assert!(lines.last().is_some_and(|l| l.starts_with("listening on ")), "{lines:?}");
+    assert!(lines[0].contains("temporary: removed when you stop it"), "{lines:?}");
+    assert!(lines[1].starts_with("admin token: cnd_"), "the tokens come first: {lines:?}");
+    assert_eq!(quickstart_dirs(tmp.path()).len(), 1, "the installation exists while it runs");
+    // Ctrl-C or SIGTERM: a graceful stop, after which nothing is left behind.
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(quickstart_dirs(tmp.path()).is_empty(), "keys and database removed: {stderr}");
+    assert!(stderr.contains("removed the quickstart installation"), "{stderr}");
+    assert!(!stderr.contains("logged"), "no per-entry log noise at the default level: {stderr}");
+}
+
+#[test]
+fn quickstart_on_a_taken_port_names_listen_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (mut child, lines) = quickstart_in(tmp.path(), &addr);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{lines:?}");
+    assert!(stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("--listen"), "{stderr}");
+    assert!(quickstart_dirs(tmp.path()).is_empty(), "nothing created: {:?}", quickstart_dirs(tmp.path()));
+}
+
+#[test]
+fn cli_commands_say_logged_only_of_what_they_append_and_token_list_columns_align() {
+    let install = Install::new();
+    let config = install.config();
+    install.token_with(&["--role", "support_agent", "--expires", "30d", "--description", "help desk"]);
+    let (ok, out, err) = candor(&["token", "list", "--config", config.to_str().unwrap()], install.dir.path());
+    assert!(ok, "{err}");
+    assert!(!err.contains("logged") && !err.contains("catalog.changed"), "quiet at the default level: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for column in ["role", "created", "expires", "revoked", "description"] {
+        let at = lines[0].find(column).unwrap();
+        for row in &lines[1..] {
+            assert!(at == 0 || row.as_bytes()[at - 1] == b' ', "{column} starts a column in every row:\n{out}");
+            assert_ne!(row.as_bytes()[at], b' ', "{column} lines up:\n{out}");
+        }
+    }
+    let (ok, _, err) = candor(&["catalog", "check", "--config", config.to_str().unwrap()], install.dir.path());
+    assert!(ok && !err.contains("logged"), "{err}");
+}

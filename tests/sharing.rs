@@ -136,7 +136,8 @@ async fn a_grant_gives_one_recipient_named_fields_until_revoked_expired_or_used_
 
     // Erasure takes a customer out of every grant.
     let third = shop.post("/v1/grants", body.clone()).await.body;
-    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/subjects/{}", ids[0]))).await;
+    let eraser = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = eraser.send(eraser.request(reqwest::Method::DELETE, &format!("/v1/subjects/{}", ids[0]))).await;
     assert_eq!(r.status, 200);
     let page = read(&server, &third, third["credential"].as_str().unwrap()).await;
     let left: Vec<&Value> = page.body["records"].as_array().unwrap().iter().map(|r| &r["subject_id"]).collect();
@@ -210,7 +211,7 @@ async fn consent_decides_who_is_shared_and_a_withdrawal_takes_the_customer_out_a
     let r = backend
         .post(
             &format!("/v1/subjects/{}/consents", ids[0]),
-            json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}], "evidence": "account settings form, checkbox"}),
         )
         .await;
     assert_eq!(r.status, 201);
@@ -243,7 +244,7 @@ async fn consent_decides_who_is_shared_and_a_withdrawal_takes_the_customer_out_a
     let r = backend
         .post(
             &format!("/v1/subjects/{}/consents", ids[1]),
-            json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}]}),
+            json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}], "evidence": "account settings form, checkbox"}),
         )
         .await;
     assert_eq!(r.status, 201);
