@@ -12,6 +12,7 @@ on_both_backends!(
     the_catalog_and_the_openapi_document_are_served,
     tokens_are_listed_without_secrets_and_revocation_takes_effect_on_the_next_request,
     the_last_admin_token_in_force_cannot_be_revoked,
+    identifiers_have_one_spelling_hide_nothing_and_a_unique_one_belongs_to_one_customer,
 );
 
 use std::time::Duration;
@@ -460,4 +461,33 @@ async fn the_last_admin_token_in_force_cannot_be_revoked(install: Install) {
         .filter(|e| e["entry"]["detail"] == "last_admin_token")
         .count();
     assert_eq!(refused, 4);
+}
+
+async fn identifiers_have_one_spelling_hide_nothing_and_a_unique_one_belongs_to_one_customer(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    // Stored composed; found by its decomposed, upper-case spelling.
+    let jose = backend.create(json!({"email": "jos\u{e9}@example.com", "full_name": "Jos\u{e9}"})).await;
+    let r = backend.get("/v1/subjects?email=JOSE%CC%81@example.com").await;
+    assert_eq!(r.body["ids"], json!([jose]), "{:?}", r.body);
+    // Invisible characters are refused in identifiers, without echoing the value.
+    let r =
+        backend.post("/v1/subjects", json!({"fields": {"email": "ada\u{200b}@example.com", "full_name": "Ada"}})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "email"), "{:?}", r.body);
+    assert!(!r.body.to_string().contains("ada"), "{:?}", r.body);
+    // E-mail is unique in the example catalog: a second customer cannot take it, in any spelling,
+    // neither when created nor by a correction.
+    let r = backend
+        .post("/v1/subjects", json!({"fields": {"email": "JOSE\u{301}@example.com", "full_name": "Other"}}))
+        .await;
+    assert_eq!((r.status, r.code(), r.field()), (409, "duplicate_value", "email"), "{:?}", r.body);
+    let other = backend.create(json!({"email": "other@example.com", "full_name": "Other"})).await;
+    let r =
+        backend.patch(&format!("/v1/subjects/{other}"), json!({"fields": {"email": "jos\u{e9}@example.com"}})).await;
+    assert_eq!((r.status, r.code(), r.field()), (409, "duplicate_value", "email"), "{:?}", r.body);
+    // Correcting one's own address to the same value (another spelling) is fine.
+    let r = backend.patch(&format!("/v1/subjects/{jose}"), json!({"fields": {"email": "JOS\u{c9}@example.com"}})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = backend.get("/v1/subjects?email=jos%C3%A9@example.com").await;
+    assert_eq!(r.body["ids"], json!([jose]), "still one customer: {:?}", r.body);
 }

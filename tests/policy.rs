@@ -49,7 +49,9 @@ async fn every_role_purpose_and_consent_state_gets_exactly_the_expected_fields()
     for consent in ["yes", "no"] {
         // Fields of several purposes: create with some, add the rest under their own purposes.
         let all = all_fields();
-        let id = backend.create(json!({"email": all["email"], "full_name": all["full_name"], "date_of_birth": all["date_of_birth"], "loyalty_points": all["loyalty_points"], "shop_preferences": all["shop_preferences"]})).await;
+        // One customer per consent state, each with an address of their own (e-mail is unique).
+        let email = format!("grace+{consent}@hopper.example");
+        let id = backend.create(json!({"email": email, "full_name": all["full_name"], "date_of_birth": all["date_of_birth"], "loyalty_points": all["loyalty_points"], "shop_preferences": all["shop_preferences"]})).await;
         let r = backend
             .with_purpose("order_fulfilment")
             .patch(

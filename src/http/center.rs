@@ -642,6 +642,16 @@ pub async fn correct(State(state): State<AppState>, me: SignedIn, form: FormData
                 if names.is_empty() { "Nothing changed.".to_string() } else { format!("Saved: {}.", names.join(", ")) };
             correct_page(&state, &me, StatusCode::OK, &submitted, Some(saved), None)
         }
+        Err(VaultError::DuplicateValue(field)) => {
+            // Said without confirming whose it is (the refusal is logged against this customer).
+            let catalog = state.vault.catalog();
+            let message = format!(
+                "{}: this cannot be used for your account. If it is yours, write to {}.",
+                field_label(catalog, &field),
+                catalog.organisation.privacy_contact
+            );
+            correct_page(&state, &me, StatusCode::CONFLICT, &submitted, None, Some((Some(field), message)))
+        }
         Err(e @ (VaultError::Write(_) | VaultError::InvalidInput { .. })) => {
             let api = ApiError::from(e);
             let message = match &api.field {

@@ -174,6 +174,10 @@ impl From<VaultError> for ApiError {
             VaultError::ConsentRecordingNotAllowed { .. } => {
                 ApiError::new(S::FORBIDDEN, "consent_recording_not_allowed", msg).with_field("Authorization")
             }
+            VaultError::DuplicateValue(field) => {
+                let field = field.clone();
+                ApiError::new(S::CONFLICT, "duplicate_value", msg).with_field(&field)
+            }
             VaultError::ErasureRateLimited(_) => {
                 ApiError::new(S::TOO_MANY_REQUESTS, "erasure_rate_limited", msg).with_field("Authorization")
             }

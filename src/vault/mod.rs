@@ -135,6 +135,8 @@ pub enum VaultError {
         "this token has erased {0} customers in the last hour, the most `[policy] erasures_per_hour` allows: erasure cannot be undone, so bulk erasure is braked. Try again later, or raise the limit in candor.toml"
     )]
     ErasureRateLimited(u32),
+    #[error("another customer already has this {0}: it must be unique (the catalog says unique = true)")]
+    DuplicateValue(String),
     #[error(
         "the privacy center needs a purpose declared customer_requests = true in the catalog (customers act under it)"
     )]
@@ -379,6 +381,29 @@ impl Vault {
         }
     }
 
+    /// Refuses (logged, `409 duplicate_value`) a value of a `unique` field that another customer
+    /// already holds, found through the blind index under every index key held. Two writes racing
+    /// with the same new value on different connections can both pass; the check stops the
+    /// ordinary case (a customer setting their e-mail to someone else's).
+    async fn refuse_duplicates(
+        &self,
+        auth: &Authorized,
+        id: Option<SubjectId>,
+        set: &[(&candor_core::catalog::FieldDecl, value::PersonalValue)],
+    ) -> Result<(), VaultError> {
+        for (decl, value) in set.iter().filter(|(d, _)| d.unique && d.lookup) {
+            let Some(key) = value::lookup_key(decl.field_type, value.as_json()) else { continue };
+            let holders = self.store.find_by_index(&decl.name, &self.keys.blind_indexes(&decl.name, &key)).await?;
+            if holders.iter().any(|h| Some(*h) != id) {
+                let audit = self
+                    .audit(auth, if id.is_some() { "subject.correct" } else { "subject.create" }, id.as_slice())
+                    .fields([decl.name.as_str()]);
+                return self.refuse(audit, "duplicate_value", VaultError::DuplicateValue(decl.name.to_string())).await;
+            }
+        }
+        Ok(())
+    }
+
     fn purpose(&self, auth: &Authorized) -> &Purpose {
         self.catalog.purpose(auth.purpose.as_str()).expect("authorized purposes are declared")
     }
@@ -396,6 +421,7 @@ impl Vault {
         };
         let names: Vec<&FieldName> = checked.set.iter().map(|(d, _)| &d.name).collect();
         self.check_writes(auth, None, &names, Situation::NEUTRAL).await?;
+        self.refuse_duplicates(auth, None, &checked.set).await?;
         let id = SubjectId::random();
         let (key, dek) = self.keys.new_subject_key(id)?;
         let mut values = Vec::with_capacity(checked.set.len());
@@ -511,6 +537,7 @@ impl Vault {
                 VaultError::ChannelConsentRequired { field: field.name.to_string(), purpose: auth.purpose.to_string() };
             return self.refuse(audit, "consent_required", error).await;
         }
+        self.refuse_duplicates(auth, Some(id), &checked.set).await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let mut changes = Vec::new();
         for (decl, value) in &checked.set {

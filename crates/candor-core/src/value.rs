@@ -84,6 +84,7 @@ pub fn validate(ty: FieldType, value: &Value) -> Result<PersonalValue, ValueErro
         FieldType::Text => Value::String(text(value, MAX_TEXT_BYTES, "a string")?),
         FieldType::Email => {
             let s = text(value, 254, "an e-mail address string")?;
+            refuse_invisible(&s)?;
             if !is_email(&s) {
                 return Err(invalid("must be an e-mail address such as name@example.com"));
             }
@@ -91,6 +92,7 @@ pub fn validate(ty: FieldType, value: &Value) -> Result<PersonalValue, ValueErro
         }
         FieldType::Phone => {
             let s = text(value, 64, "a phone number string")?;
+            refuse_invisible(&s)?;
             if normalise_phone(&s).is_none() {
                 return Err(invalid(
                     "must be a phone number in international form, such as +44 20 7946 0000 (8 to 15 digits after + or 00)",
@@ -124,9 +126,12 @@ pub fn validate(ty: FieldType, value: &Value) -> Result<PersonalValue, ValueErro
 pub fn lookup_key(ty: FieldType, value: &Value) -> Option<Vec<u8>> {
     let v = validate(ty, value).ok()?;
     Some(match (ty, v.as_json()) {
-        (FieldType::Email, Value::String(s)) => s.to_lowercase().into_bytes(),
+        // One spelling per address: compatibility-composed (NFKC, so a decomposed é or a
+        // full-width letter is the same address), lower-cased, composed again.
+        (FieldType::Email, Value::String(s)) => canonical(&canonical(s).to_lowercase()).into_bytes(),
         (FieldType::Phone, Value::String(s)) => normalise_phone(s)?.into_bytes(),
-        (FieldType::Text | FieldType::Date, Value::String(s)) => s.clone().into_bytes(),
+        // Text keeps its case (lookups of text were always exact) but not its spelling variants.
+        (FieldType::Text | FieldType::Date, Value::String(s)) => canonical(s).into_bytes(),
         (_, other) => other.to_string().into_bytes(),
     })
 }
@@ -158,6 +163,33 @@ pub fn lookup_value_from_text(ty: FieldType, text: &str) -> Value {
             .unwrap_or_else(|_| Value::String(text.to_string())),
         _ => Value::String(text.to_string()),
     }
+}
+
+/// NFKC with default-ignorable code points (zero-width spaces and joiners, soft hyphens, variation
+/// selectors, bidirectional controls…) removed: what a lookup compares.
+fn canonical(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.chars().filter(|c| !is_default_ignorable(*c)).nfkc().filter(|c| !is_default_ignorable(*c)).collect()
+}
+
+/// Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt): characters that
+/// render as nothing.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
+}
+
+/// Identifiers (e-mail addresses, phone numbers) may not hide characters that render as nothing:
+/// two addresses that look the same must be the same address.
+fn refuse_invisible(s: &str) -> Result<(), ValueError> {
+    if s.chars().any(is_default_ignorable) {
+        return Err(invalid(
+            "must not contain invisible characters (zero-width spaces or joiners, soft hyphens, direction marks)",
+        ));
+    }
+    Ok(())
 }
 
 fn text(value: &Value, max: usize, what: &str) -> Result<String, ValueError> {
@@ -261,6 +293,25 @@ mod tests {
             lookup_key(FieldType::Email, &json!(" Ada@Example.COM ")),
             lookup_key(FieldType::Email, &json!("ada@example.com"))
         );
+    }
+
+    #[test]
+    fn lookup_keys_are_one_spelling_per_identifier_and_invisible_characters_are_refused() {
+        // A decomposed é (e + U+0301) and a composed one, full-width letters, case: one address.
+        let composed = lookup_key(FieldType::Email, &json!("jos\u{e9}@example.com"));
+        assert_eq!(lookup_key(FieldType::Email, &json!("Jose\u{301}@Example.com")), composed);
+        assert_eq!(lookup_key(FieldType::Email, &json!("\u{ff2a}os\u{e9}@example.com")), composed);
+        // Zero-width and other invisible characters are refused in identifiers...
+        for hidden in ["ada\u{200b}@example.com", "ada@exam\u{00ad}ple.com", "\u{feff}ada@example.com"] {
+            let e = validate(FieldType::Email, &json!(hidden)).unwrap_err();
+            assert!(e.0.contains("invisible"), "{e}");
+        }
+        assert!(validate(FieldType::Phone, &json!("+44 20 7946\u{200d} 0000")).is_err());
+        // ... and do not change what a text lookup finds.
+        assert_eq!(lookup_key(FieldType::Text, &json!("AB\u{200b}C-1")), lookup_key(FieldType::Text, &json!("ABC-1")));
+        assert_ne!(lookup_key(FieldType::Text, &json!("abc-1")), lookup_key(FieldType::Text, &json!("ABC-1")));
+        // ASCII addresses keep their old keys (existing lookup rows stay valid).
+        assert_eq!(lookup_key(FieldType::Email, &json!("Ada@Example.COM")), Some(b"ada@example.com".to_vec()));
     }
 
     #[test]

@@ -261,6 +261,8 @@ pub struct FieldDecl {
     pub retention: Retention,
     /// May be searched by exact value through a blind index.
     pub lookup: bool,
+    /// No two customers may hold the same value (checked through the blind index; needs `lookup`).
+    pub unique: bool,
     /// Must be present when a subject is created, and cannot be removed.
     pub required: bool,
     /// How the field is shown to roles that see it masked (`None`: it cannot be masked, so

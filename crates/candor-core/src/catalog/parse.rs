@@ -107,6 +107,7 @@ struct RawField {
     retention_grace: Option<S<String>>,
     #[serde(default)]
     lookup: Option<S<bool>>,
+    unique: Option<S<bool>>,
     #[serde(default)]
     required: bool,
     mask: Option<S<String>>,
@@ -472,6 +473,19 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 ),
             );
         }
+        let unique = f.unique.as_ref().is_some_and(|u| *u.get_ref());
+        if let Some(u) = &f.unique
+            && *u.get_ref()
+            && !lookup
+        {
+            c.err(
+                u.span(),
+                format!(
+                    "{owner}: unique = true needs lookup = true (uniqueness is checked through the blind index). \
+                     Add lookup = true, or drop unique."
+                ),
+            );
+        }
         let mask = match (&f.mask, field_type) {
             (Some(m), Some(t)) => match MaskStyle::ALL.iter().find(|(n, _)| n == m.get_ref()) {
                 Some((_, style)) if style.fits(t) => Some(*style),
@@ -513,6 +527,7 @@ pub(super) fn parse(src: &str, source_name: &str) -> Result<Catalog, CatalogErro
                 purposes,
                 retention,
                 lookup,
+                unique,
                 required: f.required,
                 mask,
             });
