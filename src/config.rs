@@ -182,6 +182,7 @@ struct RawPrivacyCenter {
     link_minutes: Option<u32>,
     session_idle_minutes: Option<u32>,
     sign_in_attempts_per_minute: Option<u32>,
+    link_senders: Option<Vec<String>>,
 }
 
 /// A `[privacy_center]` number within `range`, or its default.
@@ -436,6 +437,7 @@ impl Config {
                         20,
                         5..=120,
                     )?,
+                    link_senders: raw.privacy_center.link_senders,
                 },
                 attempts_per_minute: minutes(
                     path,
@@ -551,6 +553,10 @@ accent_colour = "{DEFAULT_ACCENT}"
 # (1 to 60 minutes); a session ends after this long without activity (5 to 120) or after 12 hours.
 link_minutes = 15
 session_idle_minutes = 20
+# The roles that receive sign-in links to send them to the customer (the operator's own mailer).
+# A link signs its holder in as the customer, so no other role gets one: a person on the staff
+# can never become the customer. Unset: every role under a customer_requests purpose does.
+link_senders = ["shop_backend"]
 # Sign-in attempts and message-code checks allowed per client address per minute (beyond: 429).
 sign_in_attempts_per_minute = 10
 

@@ -182,6 +182,13 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
             ),
         ));
     }
+    if config.sign_in.settings.link_senders.is_none() {
+        f.push(finding(
+            Level::Warn,
+            "[privacy_center] link_senders is not set: every role under a customer_requests purpose receives \
+             sign-in links, and a link signs its holder in as the customer; list only your mailer's role",
+        ));
+    }
     if config.log.caller_address_days == 0 {
         f.push(finding(
             Level::Warn,

@@ -200,7 +200,7 @@ pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
     let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log)
         .with_break_glass_minutes(config.policy.break_glass_minutes)
         .with_erasures_per_hour(config.policy.erasures_per_hour)
-        .with_sign_in(config.sign_in.settings)
+        .with_sign_in(config.sign_in.settings.clone())
         .with_max_grant_days(config.max_grant_days);
     vault.note_catalog(&catalog_hash).await?;
     vault.publish_notice().await?;

@@ -521,3 +521,23 @@ async fn a_customers_records_follow_the_same_decision_as_reading_them_and_the_ac
     let r = privacy.get(&format!("/v1/subjects/{id}/access-log?limit=0")).await;
     assert_eq!((r.status, r.code(), r.field()), (400, "invalid_query", "limit"));
 }
+
+/// A sign-in link signs its holder in as the customer, so only the operator's mailer role
+/// (`[privacy_center] link_senders`) receives one; staff who may answer privacy requests cannot
+/// make themselves a link and become the customer.
+#[tokio::test]
+async fn only_the_mailer_role_receives_sign_in_links() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "linked@example.com", "full_name": "Linked"})).await;
+    let path = format!("/v1/subjects/{id}/privacy-center-links");
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.post(&path, json!({})).await;
+    assert_eq!((r.status, r.code()), (403, "link_sender_not_allowed"), "{:?}", r.body);
+    assert!(r.body.get("url").is_none() && !r.body.to_string().contains("cndl_"), "{:?}", r.body);
+    let r = backend.with_purpose("privacy_requests").post(&path, json!({})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(r.body["url"].as_str().unwrap().contains("/privacy/sign-in/cndl_"), "{:?}", r.body);
+    assert!(r.body.get("session").is_none() && r.headers.get("set-cookie").is_none(), "never a session");
+}

@@ -174,6 +174,9 @@ impl From<VaultError> for ApiError {
             VaultError::ConsentRecordingNotAllowed { .. } => {
                 ApiError::new(S::FORBIDDEN, "consent_recording_not_allowed", msg).with_field("Authorization")
             }
+            VaultError::LinkSenderNotAllowed(_) => {
+                ApiError::new(S::FORBIDDEN, "link_sender_not_allowed", msg).with_field("Authorization")
+            }
             VaultError::DuplicateValue(field) => {
                 let field = field.clone();
                 ApiError::new(S::CONFLICT, "duplicate_value", msg).with_field(&field)

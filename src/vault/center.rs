@@ -25,15 +25,18 @@ pub const SESSION_MAX_HOURS: i64 = 12;
 const TOUCH_EVERY: Millis = MINUTE;
 
 /// How long links and idle sessions last (`[privacy_center]` in `candor.toml`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SignInSettings {
     pub link_minutes: u32,
     pub idle_minutes: u32,
+    /// `[privacy_center] link_senders`: the roles a new link is handed to, to send to the
+    /// customer (`None`: every role that may make one).
+    pub link_senders: Option<Vec<String>>,
 }
 
 impl Default for SignInSettings {
     fn default() -> Self {
-        Self { link_minutes: 15, idle_minutes: 20 }
+        Self { link_minutes: 15, idle_minutes: 20, link_senders: None }
     }
 }
 
@@ -96,6 +99,14 @@ impl Vault {
             ))
         })
         .await?;
+        // A link signs its holder in as the customer: it goes only to the operator's mailer.
+        if let Some(senders) = &self.sign_in.link_senders
+            && !senders.contains(&auth.principal.role)
+        {
+            let audit = self.audit(auth, "privacy_center.link", &[id]);
+            let error = VaultError::LinkSenderNotAllowed(auth.principal.role.clone());
+            return self.refuse(audit, "link_sender_not_allowed", error).await;
+        }
         let secret = generate_secret(SIGN_IN_PREFIX)?;
         let now = now_millis();
         let expires_at = now + Millis::from(self.sign_in.link_minutes) * MINUTE;

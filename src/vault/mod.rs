@@ -138,6 +138,10 @@ pub enum VaultError {
     #[error("another customer already has this {0}: it must be unique (the catalog says unique = true)")]
     DuplicateValue(String),
     #[error(
+        "role `{0}` may not receive sign-in links: a link signs its holder in as the customer, so it goes only to the roles in [privacy_center] link_senders (the operator's mailer), which send it to the customer"
+    )]
+    LinkSenderNotAllowed(String),
+    #[error(
         "the privacy center needs a purpose declared customer_requests = true in the catalog (customers act under it)"
     )]
     PrivacyCenterUnavailable,
