@@ -101,6 +101,26 @@ const EEA: [&str; 30] = [
     "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
 ];
 
+/// "Only <roles, in their own words> can <what>." for the roles a catalog power is given to, or
+/// `nobody` when none has it. Powers matter to customers; role ids do not.
+fn who_may(catalog: &Catalog, has: fn(&crate::catalog::Role) -> bool, what: &str, nobody: &str) -> String {
+    let who: Vec<String> = catalog
+        .roles
+        .iter()
+        .filter(|r| has(r))
+        .map(|r| {
+            let d = r.description.as_deref().unwrap_or(r.id.as_str()).trim_end_matches('.');
+            let mut c = d.chars();
+            c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
+        })
+        .collect();
+    match who.as_slice() {
+        [] => format!("{nobody}."),
+        [one] => format!("Only {one} can {what}."),
+        [first @ .., last] => format!("Only {} and {last} can {what}.", first.join(", ")),
+    }
+}
+
 /// Whether `country` is outside the EU/EEA.
 pub fn outside_eea(country: &str) -> bool {
     !EEA.contains(&country)
@@ -325,15 +345,31 @@ pub fn privacy_notice(catalog: &Catalog) -> PrivacyNotice {
         right("Correct your data", "Have wrong or incomplete data corrected.", &how),
         right(
             "Delete your data",
-            "Have your data erased. We destroy the key that encrypts it, so no copy can be read again; \
-             data the law makes us keep is kept until then, and we tell you which.",
+            &format!(
+                "Have your data erased. We destroy the key that encrypts it, so no copy can be read again; \
+                 data the law makes us keep is kept until then, and we tell you which. {}",
+                who_may(
+                    catalog,
+                    |r| r.erase,
+                    "delete your account on your behalf",
+                    "Nobody on our side can delete your account on your behalf"
+                )
+            ),
             &how,
         ),
         right("Restrict use", "Have us keep your data but stop using it, for example while you contest it.", &how),
         right("Object", "Object to uses based on our legitimate interests, and to direct marketing at any time.", &how),
         right(
             "Withdraw consent",
-            "Turn off anything you agreed to, as easily as you turned it on. It takes effect at once.",
+            &format!(
+                "Turn off anything you agreed to, as easily as you turned it on. It takes effect at once. {}",
+                who_may(
+                    catalog,
+                    |r| r.record_consent,
+                    "record a consent you give them (such as a box you tick in their form), and the record names them",
+                    "Nobody on our side can record a consent for you: only you can give it"
+                )
+            ),
             &how,
         ),
         right(
@@ -480,6 +516,23 @@ mod tests {
 
     fn catalog(src: &str) -> Catalog {
         Catalog::from_toml_str(src, "test").unwrap()
+    }
+
+    #[test]
+    fn the_notice_says_who_may_delete_an_account_or_record_a_consent_on_the_customers_behalf() {
+        let n = privacy_notice(&catalog(EXAMPLE_CATALOG));
+        let what = |name: &str| n.rights.iter().find(|r| r.name == name).unwrap().what.clone();
+        assert!(
+            what("Delete your data")
+                .ends_with("Only staff who answer customers' privacy requests can delete your account on your behalf."),
+            "{}",
+            what("Delete your data")
+        );
+        assert!(what("Withdraw consent").contains("Only the shop's own backend can record a consent you give them"));
+        let nobody = EXAMPLE_CATALOG.replace("erase = true\n", "").replace("record_consent = true\n", "");
+        let n = privacy_notice(&catalog(&nobody));
+        assert!(n.rights.iter().any(|r| r.what.contains("Nobody on our side can delete your account")));
+        assert!(n.rights.iter().any(|r| r.what.contains("only you can give it")));
     }
 
     #[test]
