@@ -5,9 +5,9 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use candor_core::SubjectId;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::AppState;
 use super::error::ApiError;
@@ -16,10 +16,24 @@ use crate::vault::{Authorized, Principal, VaultError};
 /// The header naming the purpose of a request.
 pub const PURPOSE_HEADER: &str = "candor-purpose";
 
+/// Refuses a request with more than one `Authorization` header: which one counts would depend on
+/// the code (or proxy) that reads it, so none does.
+pub fn single_authorization(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_authorization",
+            "send exactly one `Authorization` header; this request has more than one",
+        )
+        .with_field("Authorization"));
+    }
+    Ok(())
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        single_authorization(&parts.headers)?;
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -43,6 +57,13 @@ impl FromRequestParts<AppState> for Authorized {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
+        if parts.headers.get_all(PURPOSE_HEADER).iter().nth(1).is_some() {
+            return Err(ApiError::bad_request(
+                "unknown_purpose",
+                "send exactly one Candor-Purpose header; this request has more than one",
+            )
+            .with_field("Candor-Purpose"));
+        }
         let purpose = match parts.headers.get(PURPOSE_HEADER) {
             None => None,
             Some(v) => Some(
@@ -158,8 +179,157 @@ impl<T: DeserializeOwned + BodyShape> FromRequest<AppState> for JsonBody<T> {
                 format!("the request body is not valid JSON (line {}, column {})", e.line(), e.column()),
             )
         })?;
+        // JSON leaves duplicate keys to the reader (`serde_json` keeps the last): refuse them,
+        // so what is stored cannot differ from what another reader of the same body saw.
+        if let Some(dup) = duplicate_key(&bytes) {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!(
+                    "the request body has the key `{}` twice in one object (line {}, column {}); send each key once",
+                    dup.key, dup.line, dup.column
+                ),
+            )
+            .with_field(dup.key));
+        }
         serde_json::from_value(value).map(JsonBody).map_err(|_| {
             ApiError::bad_request("invalid_body", format!("the request body must look like {}", T::EXPECTED))
         })
+    }
+}
+
+/// A key found twice in one JSON object: its name (as [`candor_core::write::echo_name`] echoes
+/// names) and where its second occurrence ends.
+#[derive(Debug, PartialEq)]
+pub struct DuplicateKey {
+    pub key: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The first key that appears twice in one object, at any depth, of the JSON text `bytes`
+/// (keys are compared once unescaped, so `"a"` and `"\u0061"` are the same key). One pass over
+/// the text that keeps only each open object's keys. `None` when every object's keys are
+/// distinct, or when `bytes` is not JSON (the parser that reads the body reports that).
+pub fn duplicate_key(bytes: &[u8]) -> Option<DuplicateKey> {
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match (UniqueKeys { found: &mut found }).deserialize(&mut de) {
+        Err(e) => found.map(|key| DuplicateKey { key, line: e.line(), column: e.column() }),
+        Ok(()) => None,
+    }
+}
+
+/// Walks a JSON value, failing at the first object that names a key twice (recorded in `found`).
+struct UniqueKeys<'f> {
+    found: &'f mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let found = self.found;
+        while seq.next_element_seed(UniqueKeys { found: &mut *found })?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let found = self.found;
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if seen.contains(&key) {
+                *found = Some(candor_core::write::echo_name(&key));
+                return Err(de::Error::custom("duplicate key"));
+            }
+            seen.insert(key);
+            map.next_value_seed(UniqueKeys { found: &mut *found })?;
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the text unless it had escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(key))
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DuplicateKey, duplicate_key};
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth() {
+        let dup = |key: &str, line, column| Some(DuplicateKey { key: key.to_string(), line, column });
+        assert_eq!(duplicate_key(br#"{"a": 1, "a": 2}"#), dup("a", 1, 12));
+        assert_eq!(duplicate_key(br#"{"a": {"b": [{"c": 1, "d": 2, "c": 3}]}}"#), dup("c", 1, 33));
+        assert_eq!(duplicate_key(b"{\"fields\": {},\n \"fields\": {}}"), dup("fields", 2, 9));
+        // The same key once unescaped.
+        assert_eq!(duplicate_key(br#"{"email": 1, "em\u0061il": 2}"#), dup("email", 1, 25));
+        // Long keys are cut, as every echoed name is.
+        let long = "k".repeat(100);
+        let text = format!(r#"{{"{long}": 1, "{long}": 2}}"#);
+        assert_eq!(duplicate_key(text.as_bytes()).unwrap().key, "k".repeat(64));
+    }
+
+    #[test]
+    fn distinct_keys_and_non_objects_pass() {
+        for text in [
+            r#"{"a": 1, "b": {"a": 1}, "c": [{"a": 1}, {"a": 2}]}"#,
+            r#"[1, "a", null, true, -1.5, {}, []]"#,
+            r#""text""#,
+            r#"{"a": "a", "A": "a"}"#,
+            "{",
+            "",
+        ] {
+            assert_eq!(duplicate_key(text.as_bytes()), None, "{text}");
+        }
     }
 }

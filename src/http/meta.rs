@@ -1,8 +1,11 @@
 //! Routes about the service itself: health, the catalog, the OpenAPI document.
 
+use std::sync::OnceLock;
+
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -42,9 +45,17 @@ pub async fn catalog(State(state): State<AppState>, _caller: Principal) -> impl 
     Json(state.vault.catalog().clone())
 }
 
-/// This document.
+/// This document, built once per process and served as the same bytes every time.
 pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], openapi_document().clone())
+}
+
+/// The OpenAPI document as JSON. Building it takes about 20 times the work of answering
+/// `/healthz`, and it cannot change while the process runs, so it is built on first use only.
+pub fn openapi_document() -> &'static Bytes {
+    static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| Bytes::from(serde_json::to_vec(&ApiDoc::openapi()).expect("the OpenAPI document serialises")))
 }
 
 struct BearerAuth;
@@ -87,3 +98,18 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_is_built_once() {
+        let first = openapi_document();
+        assert!(std::ptr::eq(first, openapi_document()));
+        assert_eq!(first.as_ptr(), openapi_document().clone().as_ptr(), "served without a copy");
+        let doc: serde_json::Value = serde_json::from_slice(first).expect("JSON");
+        assert!(doc["paths"].get("/v1/subjects/{id}").is_some());
+        assert_eq!(doc, serde_json::to_value(ApiDoc::openapi()).unwrap(), "the document as built");
+    }
+}

@@ -29,14 +29,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use self::error::ApiError;
 use crate::vault::Vault;
@@ -99,9 +99,14 @@ impl AppState {
     }
 }
 
+/// How long a request may take before it is answered `408 request_timeout`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    // Built once, here, rather than on the first request that asks for it.
+    meta::openapi_document();
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(meta::openapi))
@@ -163,10 +168,111 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(REQUEST_TIMEOUT, time_limit))
+        .layer(middleware::from_fn(api_guard))
         .layer(middleware::from_fn(log_and_harden))
         .layer(middleware::from_fn_with_state(state.clone(), client::remember_client))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .with_state(state)
+}
+
+/// Whether `path` belongs to the JSON API (everything but the privacy center's pages and
+/// their assets), whose every answer, errors included, is JSON.
+fn is_api_path(path: &str) -> bool {
+    !(path == "/privacy" || path.starts_with("/privacy/") || path.starts_with("/assets/"))
+}
+
+/// Answers `408 request_timeout` (in the usual error shape) when a request takes longer than
+/// `limit`.
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request was not answered within {} seconds; a change it asked for may or may not have been made: check before retrying",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// For the API's routes: refuses requests whose meaning would be ambiguous (two
+/// `Authorization` headers; a path segment that is not UTF-8 once percent-decoded, which
+/// axum's `Path` would refuse in plain text), and makes sure every error answer is the JSON
+/// error body. Extractors and handlers answer JSON themselves; an error that still arrives
+/// here in another form (a rejection of axum's or tower's) gets the JSON body for its status,
+/// keeping its other headers, and a warning names the route so it can be fixed at its source.
+async fn api_guard(path_params: Result<RawPathParams, RawPathParamsRejection>, req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    if !is_api_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    if let Err(e) = extract::single_authorization(req.headers()) {
+        return e.into_response();
+    }
+    if let Err(RawPathParamsRejection::InvalidUtf8InPathParam(e)) = path_params {
+        // axum names the parameter only in its message: "Invalid UTF-8 in `id`". The name comes
+        // from the route template, never from the request.
+        let text = e.body_text();
+        let name = text.split('`').nth(1).unwrap_or("id").to_string();
+        let code = if name == "id" || name.ends_with("_id") { "invalid_id" } else { "invalid_path" };
+        return ApiError::bad_request(
+            code,
+            format!("the `{name}` in the path is not valid UTF-8 once percent-decoded"),
+        )
+        .with_field(name)
+        .into_response();
+    }
+    let route = req.extensions().get::<MatchedPath>().map_or("<unmatched>", |p| p.as_str()).to_string();
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    tracing::warn!(route = %route, status = status.as_u16(), "an error answer was not JSON; answered the JSON error body instead");
+    let (mut parts, _) = response.into_parts();
+    let json = error_for_status(status).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    for (name, value) in json.headers() {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, json.into_body())
+}
+
+/// The JSON error for an answer that only has a status.
+fn error_for_status(status: StatusCode) -> ApiError {
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
+        StatusCode::UNAUTHORIZED => ("unauthenticated", "send the token in an `Authorization: Bearer <token>` header"),
+        StatusCode::FORBIDDEN => ("forbidden", "the request is not allowed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route; see /openapi.json"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this route does not accept that method; see /openapi.json")
+        }
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request was not answered in time"),
+        StatusCode::LENGTH_REQUIRED => ("length_required", "send the body with a Content-Length"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is larger than the server accepts"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "send the body as JSON with `Content-Type: application/json`")
+        }
+        StatusCode::CONFLICT => ("conflict", "the request conflicts with stored data"),
+        StatusCode::GONE => ("gone", "this no longer exists"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_body", "the request body does not have the expected shape"),
+        StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", "too many requests; retry later"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable; retry shortly"),
+        s if s.is_server_error() => ("internal", "internal error; see the server log"),
+        _ => ("request_refused", "the request was refused"),
+    };
+    ApiError::new(status, code, message)
 }
 
 /// A bug must not take the connection down silently: answer 500 in the usual error shape. The
@@ -270,4 +376,61 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves `app` on a free loopback port; returns its address.
+    async fn serve_test(app: Router) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    async fn answer(url: &str) -> (u16, String, serde_json::Value) {
+        let resp = reqwest::get(url).await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let body = resp.bytes().await.unwrap();
+        (status, ct, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_request_that_takes_too_long_is_answered_408_in_json() {
+        let app = Router::new()
+            .route("/v1/never", get(std::future::pending::<()>))
+            .layer(middleware::from_fn_with_state(Duration::from_millis(1), time_limit))
+            .layer(middleware::from_fn(api_guard));
+        let url = serve_test(app).await;
+        let (status, ct, body) = answer(&format!("{url}/v1/never")).await;
+        assert_eq!((status, ct.as_str()), (408, "application/json"));
+        assert_eq!(body["error"]["code"], "request_timeout");
+    }
+
+    #[tokio::test]
+    async fn error_answers_of_the_api_are_json_and_pages_are_left_alone() {
+        let plain = || async { (StatusCode::BAD_GATEWAY, [(header::WWW_AUTHENTICATE, "Bearer")], "upstream said no") };
+        let app = Router::new()
+            .route("/v1/plain", get(plain))
+            .route("/privacy/plain", get(plain))
+            .route("/v1/empty", get(|| async { StatusCode::CONFLICT }))
+            .route("/v1/teapot", get(|| async { StatusCode::IM_A_TEAPOT }))
+            .route("/v1/fine", get(|| async { "fine" }))
+            .layer(middleware::from_fn(api_guard));
+        let url = serve_test(app).await;
+        let (status, ct, body) = answer(&format!("{url}/v1/plain")).await;
+        assert_eq!((status, ct.as_str(), body["error"]["code"].as_str()), (502, "application/json", Some("internal")));
+        assert!(!body.to_string().contains("upstream"), "the original body is dropped: {body}");
+        let (status, _, body) = answer(&format!("{url}/v1/empty")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")));
+        let (status, _, body) = answer(&format!("{url}/v1/teapot")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (418, Some("request_refused")));
+        let (status, ct, _) = answer(&format!("{url}/privacy/plain")).await;
+        assert_eq!((status, ct.as_str()), (502, "text/plain; charset=utf-8"));
+        let (status, ct, _) = answer(&format!("{url}/v1/fine")).await;
+        assert_eq!((status, ct.as_str()), (200, "text/plain; charset=utf-8"));
+    }
 }

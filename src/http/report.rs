@@ -126,13 +126,29 @@ fn zip_time(at: jiff::Timestamp) -> anyhow::Result<zip::DateTime> {
     .map_err(|_| anyhow::anyhow!("the export time {at} cannot be written in a zip file"))
 }
 
-/// Writes one CSV file into the zip, dated `at`, and returns its manifest entry.
+/// A CSV file whose every cell is safe to open in a spreadsheet: a cell that would start a
+/// formula (`=`, `+`, `-`, `@`, tab, carriage return) is written with a `'` in front
+/// ([`candor_core::spreadsheet::csv_cell`]). The only way rows reach an export's CSV files.
+struct SafeCsv<W: Write>(csv::Writer<W>);
+
+impl<W: Write> SafeCsv<W> {
+    fn row<T: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = T>) -> csv::Result<()> {
+        for cell in cells {
+            self.0.write_field(candor_core::spreadsheet::csv_cell(cell.as_ref()).as_bytes())?;
+        }
+        // An empty record ends the one the fields above were written to.
+        self.0.write_record(None::<&[u8]>)
+    }
+}
+
+/// Writes one CSV file into the zip, dated `at`, and returns its manifest entry (rows, bytes
+/// and SHA-256 of the bytes as written, quotes included).
 fn csv_file<W: Write + std::io::Seek>(
     zip: &mut zip::ZipWriter<W>,
     name: &str,
     at: zip::DateTime,
     header: &[&str],
-    mut rows: impl FnMut(&mut csv::Writer<&mut Tally<'_, zip::ZipWriter<W>>>) -> anyhow::Result<u64>,
+    mut rows: impl FnMut(&mut SafeCsv<&mut Tally<'_, zip::ZipWriter<W>>>) -> anyhow::Result<u64>,
 ) -> anyhow::Result<Value> {
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
@@ -140,10 +156,10 @@ fn csv_file<W: Write + std::io::Seek>(
     zip.start_file(name, options)?;
     let mut tally = Tally { inner: zip, hash: candor_crypto::Sha256::default(), bytes: 0 };
     let count = {
-        let mut w = csv::Writer::from_writer(&mut tally);
-        w.write_record(header)?;
+        let mut w = SafeCsv(csv::Writer::from_writer(&mut tally));
+        w.row(header)?;
         let n = rows(&mut w)?;
-        w.flush()?;
+        w.0.flush()?;
         n
     };
     let sha: String = tally.hash.finish().iter().map(|b| format!("{b:02x}")).collect();
@@ -194,7 +210,7 @@ fn zip_body(
                                 ps.iter().filter_map(|p| p["why"].as_str()).map(|w| w.trim_end_matches('.')).collect()
                             })
                             .unwrap_or_default();
-                        w.write_record([
+                        w.row([
                             cell(&f["field"]),
                             cell(&f["label"]),
                             cell(&f["value"]),
@@ -218,7 +234,7 @@ fn zip_body(
                     while let Some(page) = events.blocking_recv() {
                         for e in page? {
                             let row = event_json(&vault, &e);
-                            w.write_record([
+                            w.row([
                                 cell(&row["id"]),
                                 cell(&row["type"]),
                                 cell(&row["label"]),
@@ -236,7 +252,7 @@ fn zip_body(
             let history = head["consents"]["history"].as_array().unwrap_or(&empty);
             files.push(csv_file(&mut zip, "consents.csv", at, &CONSENT_COLUMNS, |w| {
                 for c in history {
-                    w.write_record(CONSENT_COLUMNS.map(|k| cell(&c[k])))?;
+                    w.row(CONSENT_COLUMNS.map(|k| cell(&c[k])))?;
                 }
                 Ok(history.len() as u64)
             })?);

@@ -10,6 +10,7 @@
 //! * [`write`] — checking a write against the catalog and the declared purpose.
 //! * [`access`] — which role may act under which purpose, and which fields and event types
 //!   a purpose may touch.
+//! * [`spreadsheet`] — CSV cells that cannot start a formula in a spreadsheet.
 //!
 //! This crate performs no I/O and holds no keys, so everything in it is tested directly.
 //!
@@ -30,6 +31,7 @@ pub mod mask;
 pub mod notice;
 pub mod privacy_notice;
 pub mod rights;
+pub mod spreadsheet;
 pub mod value;
 pub mod write;
 
