@@ -56,6 +56,12 @@ pub fn now_millis() -> Millis {
     now().as_millisecond()
 }
 
+/// A stored time (milliseconds since the epoch) as people read it in a terminal table:
+/// `2026-12-03 10:54:41Z` (UTC, to the second).
+pub fn utc_second(ms: Millis) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,10 +25,7 @@ pub enum GrantsCommand {
     },
 }
 
-/// Times to the second, UTC.
-fn time(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default()
-}
+use crate::clock::utc_second as time;
 
 pub async fn run(command: GrantsCommand) -> Result<()> {
     match command {
