@@ -184,8 +184,39 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     }
 }
 
-/// Opens an installation: config, catalog, keys and store, checked in that order.
+/// Opens an installation: config, catalog, keys and store, checked in that order. Erasures a
+/// crash interrupted are completed before anything else is done with the store.
 pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
+    let (config, vault, catalog_hash) = assemble(config_path).await?;
+    complete_erasures(&vault).await?;
+    vault.note_catalog(&catalog_hash).await?;
+    vault.publish_notice().await?;
+    Ok((config, vault))
+}
+
+/// `candor migrate`: applies the migrations, then completes the erasures a crash interrupted
+/// (opening the whole installation only when there are some). Returns how many it completed.
+pub async fn migrate(config_path: &Path) -> Result<usize> {
+    let config = Config::load(config_path)?;
+    let store = open_store(&config).await?;
+    if store.pending_erasures().await?.is_empty() {
+        return Ok(0);
+    }
+    drop(store);
+    let (_, vault, _) = assemble(config_path).await?;
+    complete_erasures(&vault).await
+}
+
+async fn complete_erasures(vault: &Vault) -> Result<usize> {
+    let completed = vault.complete_pending_erasures().await.context("cannot complete interrupted erasures")?;
+    if completed > 0 {
+        tracing::warn!(completed, "completed erasures interrupted by a crash");
+    }
+    Ok(completed)
+}
+
+/// The vault of an installation, and its catalog's hash (not yet noted).
+async fn assemble(config_path: &Path) -> Result<(Config, Vault, String)> {
     let config = Config::load(config_path)?;
     let catalog = load_catalog(&config)?;
     let policy = load_policy(&config, &catalog)?;
@@ -202,9 +233,7 @@ pub async fn open(config_path: &Path) -> Result<(Config, Vault)> {
         .with_erasures_per_hour(config.policy.erasures_per_hour)
         .with_sign_in(config.sign_in.settings.clone())
         .with_max_grant_days(config.max_grant_days);
-    vault.note_catalog(&catalog_hash).await?;
-    vault.publish_notice().await?;
-    Ok((config, vault))
+    Ok((config, vault, catalog_hash))
 }
 
 pub struct Initialised {

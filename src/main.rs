@@ -567,9 +567,11 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Serve { config, listen } => serve(&config.config, listen).await,
         Command::Migrate { config } => {
-            let cfg = config::Config::load(&config.config)?;
-            install::open_store(&cfg).await?;
+            let completed = install::migrate(&config.config).await?;
             println!("migrations applied: the database schema is current");
+            if completed > 0 {
+                println!("completed {completed} erasure(s) interrupted by a crash");
+            }
             Ok(())
         }
         Command::Copy { from, to, from_keys } => copy::run(&from, &from_keys, &to).await,

@@ -4,12 +4,16 @@
 use candor_core::catalog::LegalBasis;
 use std::sync::{Arc, OnceLock};
 
+use candor_core::PurposeId;
+use candor_core::catalog::SYSTEM_ROLE;
 use candor_core::rights::{Erased, Requester, Told, erasure_certificate};
 use candor_core::{EventId, FieldName, SubjectId};
+use candor_store::rights::ErasureRequest;
 use candor_store::{Certify, Erasure, Notified, StoreError, Toggle};
 use serde_json::Value;
 
-use super::{Authorized, Vault, VaultError, now_millis};
+use super::{Authorized, Principal, Vault, VaultError, now_millis};
+use crate::audit::Audit;
 use crate::receipt::{self, ERASURE_CERTIFICATE};
 
 /// Shortest reason accepted for a hold or restriction, and the longest.
@@ -48,33 +52,17 @@ impl Vault {
         let now = now_millis();
         let inventory: candor_store::Inventory = self.store.inventory(id).await?.unwrap_or_default();
         let certificate_id = EventId::random().to_string();
-        let requester = (auth.principal.token_id.clone(), auth.principal.role.clone(), auth.purpose.to_string());
+        let request = ErasureRequest {
+            certificate_id: certificate_id.clone(),
+            token_id: auth.principal.token_id.clone(),
+            role: auth.principal.role.clone(),
+            purpose: auth.purpose.to_string(),
+        };
         // The certificate is made and signed inside the erasure's transaction, from the
         // recipients the store writes a notice to there (those holding the customer in a
         // grant), so the two always name the same recipients.
         let issued = Arc::new(OnceLock::new());
-        let certify: Certify = {
-            let (catalog, log, issued) = (self.catalog.clone(), self.log.clone(), issued.clone());
-            let (certificate_id, fields, events, consents) =
-                (certificate_id.clone(), inventory.fields.clone(), inventory.events.clone(), inventory.consents);
-            Box::new(move |notified: &[Notified]| {
-                let told: Vec<Told<'_>> =
-                    notified.iter().map(|n| Told { recipient: &n.recipient, fields: &n.fields }).collect();
-                let body = erasure_certificate(
-                    &catalog,
-                    &certificate_id,
-                    id,
-                    now,
-                    &Erased { fields: &fields, events: &events, consent_entries: consents },
-                    Some(&told),
-                    &Requester { token: &requester.0, role: &requester.1, purpose: &requester.2 },
-                );
-                let signed = receipt::sign(&log, ERASURE_CERTIFICATE, body);
-                let text = serde_json::to_string(&signed).expect("JSON serialises");
-                let _ = issued.set(signed);
-                text
-            })
-        };
+        let certify = self.certifier(id, now, &request, &inventory, issued.clone());
         let events: u64 = inventory.events.iter().map(|(_, n)| n).sum();
         let log = self
             .audit(auth, "subject.erase", &[id])
@@ -84,7 +72,7 @@ impl Vault {
                 inventory.consents
             ))
             .record();
-        let erased = self.store.erase_subject_certified(id, now, certify, log).await?;
+        let erased = self.store.erase_subject_certified(id, now, request, certify, log).await?;
         self.keys.forget_subject_key(id);
         match erased {
             Erasure::Erased => issued
@@ -118,6 +106,84 @@ impl Vault {
             }
             Erasure::NotFound => Err(VaultError::SubjectNotFound),
         }
+    }
+
+    /// The closure that makes and signs the erasure certificate from the recipients told (and
+    /// keeps the signed document in `issued`).
+    fn certifier(
+        &self,
+        id: SubjectId,
+        erased_at: i64,
+        request: &ErasureRequest,
+        inventory: &candor_store::Inventory,
+        issued: Arc<OnceLock<Value>>,
+    ) -> Certify {
+        let (catalog, log, request) = (self.catalog.clone(), self.log.clone(), request.clone());
+        let (fields, events, consents) = (inventory.fields.clone(), inventory.events.clone(), inventory.consents);
+        Box::new(move |notified: &[Notified]| {
+            let told: Vec<Told<'_>> =
+                notified.iter().map(|n| Told { recipient: &n.recipient, fields: &n.fields }).collect();
+            let body = erasure_certificate(
+                &catalog,
+                &request.certificate_id,
+                id,
+                erased_at,
+                &Erased { fields: &fields, events: &events, consent_entries: consents },
+                Some(&told),
+                &Requester { token: &request.token_id, role: &request.role, purpose: &request.purpose },
+            );
+            let signed = receipt::sign(&log, ERASURE_CERTIFICATE, body);
+            let text = serde_json::to_string(&signed).expect("JSON serialises");
+            let _ = issued.set(signed);
+            text
+        })
+    }
+
+    /// Completes the erasures a crash interrupted (the key destroyed, or about to be, and the
+    /// data still there): deletes what remains, keeps the certificate and appends the log entry
+    /// exactly as the erasure would have, naming who asked for it and when. Run at start-up,
+    /// before serving; safe when several servers start together. Returns how many it completed.
+    pub async fn complete_pending_erasures(&self) -> Result<usize, VaultError> {
+        let mut completed = 0;
+        for pending in self.store.pending_erasures().await? {
+            let id = pending.subject;
+            let inventory = self.store.inventory(id).await?.unwrap_or_default();
+            // An erasure interrupted before intents were recorded (or data restored from a copy
+            // older than an erasure): who asked is not known here.
+            let recorded = pending.request.is_some();
+            let request = pending.request.unwrap_or_else(|| ErasureRequest {
+                certificate_id: EventId::random().to_string(),
+                token_id: SYSTEM_ROLE.into(),
+                role: SYSTEM_ROLE.into(),
+                purpose: String::new(),
+            });
+            let certify = self.certifier(id, pending.requested_at, &request, &inventory, Arc::new(OnceLock::new()));
+            let actor = Principal { token_id: request.token_id.clone(), role: request.role.clone(), origin: None };
+            let mut audit = Audit::new(&actor, "subject.erase").subjects(&[id]);
+            if !request.purpose.is_empty() {
+                audit = audit.purpose(&PurposeId::new(request.purpose.clone()));
+            }
+            let events: u64 = inventory.events.iter().map(|(_, n)| n).sum();
+            let how = if recorded {
+                "completed at start-up after an interruption"
+            } else {
+                "completed at start-up: the key was destroyed, the data was still there"
+            };
+            let log = audit
+                .fields(inventory.fields.iter().map(FieldName::as_str))
+                .detail(format!(
+                    "crypto-shredded; events {events}; consent entries {}; certificate {}; {how}",
+                    inventory.consents, request.certificate_id
+                ))
+                .record();
+            let erased = self.store.finish_erasure(id, certify, log).await?;
+            self.keys.forget_subject_key(id);
+            if erased == Erasure::Erased {
+                completed += 1;
+                tracing::warn!(subject = %id, "completed an interrupted erasure");
+            }
+        }
+        Ok(completed)
     }
 
     /// Erasing a customer and lifting their restriction are a power of their own: the catalog

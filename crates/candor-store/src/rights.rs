@@ -4,6 +4,13 @@
 //! another SQLite file, or the `candor_keys` schema) and then deletes their values, index
 //! entries, events and consents. Because the key goes first, a copy of the data made earlier —
 //! a backup restored later — stays unreadable.
+//!
+//! An erasure is done in two steps that a crash may separate: [`RightsStore::begin_erasure`]
+//! records the intent in the data store (committed first) and then destroys the key;
+//! [`RightsStore::finish_erasure`] deletes the data, keeps the certificate, appends the log entry
+//! and clears the intent, in one transaction. After any crash either nothing happened, or the
+//! intent is recorded and [`RightsStore::pending_erasures`] lists the customer, so the vault
+//! completes the erasure at start-up.
 
 use async_trait::async_trait;
 use candor_core::rights::RetentionRule;
@@ -35,6 +42,28 @@ pub enum Erasure {
     Held,
     /// No such customer.
     NotFound,
+}
+
+/// Who asked for an erasure, recorded with its intent (ids and names only): what the
+/// certificate and the log entry of an erasure completed after a crash name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureRequest {
+    pub certificate_id: String,
+    pub token_id: String,
+    pub role: String,
+    pub purpose: String,
+}
+
+/// An erasure under way: the customer's key is (or is about to be) destroyed but their data is
+/// still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingErasure {
+    pub subject: SubjectId,
+    /// When the erasure was asked for (the certificate's time).
+    pub requested_at: Millis,
+    /// `None` when the key was destroyed without an intent recorded: an erasure interrupted by
+    /// an older version, or data restored from a copy older than the erasure.
+    pub request: Option<ErasureRequest>,
 }
 
 /// A recipient that holds the customer in at least one grant, so it received their data: an
@@ -128,20 +157,24 @@ pub trait RightsStore: Send + Sync {
     /// Names and counts of what is stored about the customer; `None` if unknown.
     async fn inventory(&self, id: SubjectId) -> Result<Option<Inventory>, StoreError>;
 
-    /// Erases the customer unless a legal hold blocks it: destroys their data key in the key
-    /// store first (durably), then, in one transaction, writes an erasure notice to every
-    /// recipient that holds them in a grant, keeps what stays of their messages (see
-    /// [`crate::MessageStore::erased_message_by_code`]), deletes their data, keeps the
-    /// certificate `certify` makes from those recipients and appends `log`.
+    /// Erases the customer unless a legal hold blocks it: records the intent (`request`) and
+    /// destroys their data key in the key store (durably), then, in one transaction, writes an
+    /// erasure notice to every recipient that holds them in a grant, keeps what stays of their
+    /// messages (see [`crate::MessageStore::erased_message_by_code`]), deletes their data
+    /// (values, lookup rows, events, consents, ...), keeps the certificate `certify` makes from
+    /// those recipients, appends `log` and clears the intent. [`RightsStore::begin_erasure`]
+    /// then [`RightsStore::finish_erasure`], without a gap on PostgreSQL (one transaction).
     async fn erase_subject_certified(
         &self,
         id: SubjectId,
         now: Millis,
+        request: ErasureRequest,
         certify: Certify,
         log: LogRecord,
     ) -> Result<Erasure, StoreError>;
 
-    /// [`RightsStore::erase_subject_certified`] with a certificate made beforehand.
+    /// [`RightsStore::erase_subject_certified`] with a certificate made beforehand (and no
+    /// requester named).
     async fn erase_subject(
         &self,
         id: SubjectId,
@@ -149,8 +182,31 @@ pub trait RightsStore: Send + Sync {
         certificate: String,
         log: LogRecord,
     ) -> Result<Erasure, StoreError> {
-        self.erase_subject_certified(id, now, Box::new(move |_| certificate), log).await
+        let request = ErasureRequest {
+            certificate_id: String::new(),
+            token_id: String::new(),
+            role: String::new(),
+            purpose: String::new(),
+        };
+        self.erase_subject_certified(id, now, request, Box::new(move |_| certificate), log).await
     }
+
+    /// The first step of an erasure: unless a legal hold blocks it, records the intent and then
+    /// destroys the key, each committed durably (the intent first). `Erased` means begun: the
+    /// data stays until [`RightsStore::finish_erasure`]. An intent already recorded is kept.
+    async fn begin_erasure(&self, id: SubjectId, now: Millis, request: ErasureRequest) -> Result<Erasure, StoreError>;
+
+    /// The second step: for a customer whose erasure is under way (an intent recorded, or the
+    /// key destroyed), destroys the key if it is not yet, then in one transaction does what
+    /// [`RightsStore::erase_subject_certified`] does after the key (the certificate's time is
+    /// the intent's) and clears the intent. `Erased` if it did that now; `AlreadyErased` if the
+    /// data was already gone (the intent is cleared); `NotFound` if no erasure of this customer
+    /// is under way (nothing changes). Safe when several servers run it at once.
+    async fn finish_erasure(&self, id: SubjectId, certify: Certify, log: LogRecord) -> Result<Erasure, StoreError>;
+
+    /// Erasures under way, oldest first: intents recorded, and customers whose key is destroyed
+    /// while their data is still there.
+    async fn pending_erasures(&self) -> Result<Vec<PendingErasure>, StoreError>;
 
     /// Places a legal hold (the reason sealed by the caller); logged. Unchanged if one is in place.
     async fn place_hold(

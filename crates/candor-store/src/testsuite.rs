@@ -31,6 +31,15 @@ fn log(what: &str, subject: Option<SubjectId>) -> LogRecord {
     }
 }
 
+fn request(certificate_id: &str) -> crate::rights::ErasureRequest {
+    crate::rights::ErasureRequest {
+        certificate_id: certificate_id.into(),
+        token_id: "tok-privacy".into(),
+        role: "privacy_team".into(),
+        purpose: "privacy_requests".into(),
+    }
+}
+
 fn dek() -> StoredDek {
     StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![7; 60]) }
 }
@@ -81,6 +90,7 @@ pub async fn run_all(store: &dyn Store) {
     lookup_rows_move_to_a_new_index_key_only_if_unchanged(store).await;
     caller_addresses_are_kept_beside_the_log_and_pruned(store).await;
     breaches_are_recorded_with_their_customers_and_their_clock(store).await;
+    an_erasure_interrupted_after_the_key_was_destroyed_is_completed_from_its_intent(store).await;
 }
 
 async fn breaches_are_recorded_with_their_customers_and_their_clock(store: &dyn Store) {
@@ -267,7 +277,7 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
         into.lock().unwrap().extend_from_slice(told);
         format!("told {}", told.len())
     });
-    store.erase_subject_certified(a, 6_000, certify, log("erase", Some(a))).await.unwrap();
+    store.erase_subject_certified(a, 6_000, request("c-a"), certify, log("erase", Some(a))).await.unwrap();
     let told = seen.lock().unwrap().clone();
     assert_eq!(
         told,
@@ -281,7 +291,10 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
     // A customer in no grant: nobody to tell.
     let alone = new_subject(store, 103).await;
     let certify: crate::Certify = Box::new(|told| format!("told {}", told.len()));
-    store.erase_subject_certified(alone, 6_200, certify, log("erase alone", Some(alone))).await.unwrap();
+    store
+        .erase_subject_certified(alone, 6_200, request("c-alone"), certify, log("erase alone", Some(alone)))
+        .await
+        .unwrap();
     let kept = store.erase_subject(alone, 6_300, "again".into(), log("erase again", Some(alone))).await.unwrap();
     assert_eq!(kept, crate::Erasure::AlreadyErased { erased_at: 6_200, certificate: Some("told 0".into()) });
     assert!(store.grants_of(a).await.unwrap().is_empty());
@@ -949,4 +962,72 @@ async fn tokens_are_found_by_hash_only(store: &dyn Store) {
     let again = store.revoke_token("tok-1", 10, log("revoke-again", None)).await.unwrap().unwrap();
     assert_eq!(again.revoked_at, Some(9));
     assert!(store.revoke_token("nope", 9, log("revoke-ghost", None)).await.unwrap().is_none());
+}
+
+/// A crash between "key destroyed" and "data deleted" (the first step run alone): the intent
+/// says the erasure is under way, and completing it leaves exactly what an erasure leaves.
+async fn an_erasure_interrupted_after_the_key_was_destroyed_is_completed_from_its_intent(store: &dyn Store) {
+    use crate::rights::PendingErasure;
+    use crate::{Erasure, StoreError, Toggle};
+    let a = new_subject(store, 140).await;
+    let other = new_subject(store, 141).await;
+    let event = NewEvent {
+        id: EventId::random(),
+        subject: a,
+        event_type: f("purchase"),
+        recorded_at: 1_100,
+        payload: ct(b"e"),
+    };
+    store.append_event(event, log("event", Some(a))).await.unwrap();
+    assert!(store.pending_erasures().await.unwrap().is_empty());
+
+    // A held customer: nothing begins.
+    assert_eq!(store.place_hold(other, ct(b"sealed"), 1_200, log("hold", Some(other))).await.unwrap(), Toggle::Changed);
+    assert_eq!(store.begin_erasure(other, 1_300, request("c-other")).await.unwrap(), Erasure::Held);
+    assert!(store.pending_erasures().await.unwrap().is_empty());
+
+    let size = store.log_head().await.unwrap().0;
+    assert_eq!(store.begin_erasure(a, 10_000, request("c-1")).await.unwrap(), Erasure::Erased);
+    // The crash: the key is gone (reads answer "erased"), the data is still there.
+    assert!(matches!(store.load_subject(a, &[f("email")]).await, Err(StoreError::Erased { at: 10_000 })));
+    assert_eq!(store.find_by_index(&f("email"), &[bi(140)]).await.unwrap(), [a]);
+    assert_eq!(store.log_head().await.unwrap().0, size, "nothing logged yet");
+    let pending = PendingErasure { subject: a, requested_at: 10_000, request: Some(request("c-1")) };
+    assert_eq!(store.pending_erasures().await.unwrap(), [pending.clone()]);
+    // Beginning again keeps the first intent.
+    assert_eq!(store.begin_erasure(a, 10_500, request("c-2")).await.unwrap(), Erasure::Erased);
+    assert_eq!(store.pending_erasures().await.unwrap(), [pending]);
+
+    // The completion (what the vault runs at start-up).
+    let inventory = store.inventory(a).await.unwrap().unwrap();
+    assert_eq!(inventory.fields, [f("email"), f("name")], "what the certificate lists is still known");
+    let certify: crate::Certify = Box::new(|told| format!("completed, told {}", told.len()));
+    let erased = store.finish_erasure(a, certify, log("erase completed", Some(a))).await.unwrap();
+    assert_eq!(erased, Erasure::Erased);
+    assert_eq!(store.log_head().await.unwrap().0, size + 1, "logged once");
+    let last = store.log_entries(size, size + 1).await.unwrap();
+    assert_eq!(last[0].1, log("erase completed", None).entry);
+    assert!(store.pending_erasures().await.unwrap().is_empty(), "the intent is cleared");
+    assert!(store.load_subject(a, &[f("email")]).await.unwrap().is_none());
+    assert!(store.inventory(a).await.unwrap().is_none());
+    assert!(store.find_by_index(&f("email"), &[bi(140)]).await.unwrap().is_empty(), "lookup finds nothing");
+    assert!(store.list_events(a, &[f("purchase")], None, 10).await.unwrap().is_empty());
+    let kept = Erasure::AlreadyErased { erased_at: 10_000, certificate: Some("completed, told 0".into()) };
+    assert_eq!(store.erase_subject(a, 11_000, "again".into(), log("erase again", Some(a))).await.unwrap(), kept);
+    // Completing twice (two servers starting together) does nothing more.
+    let certify: crate::Certify = Box::new(|_| "twice".into());
+    assert_eq!(store.finish_erasure(a, certify, log("erase twice", Some(a))).await.unwrap(), kept);
+    assert_eq!(store.log_head().await.unwrap().0, size + 1);
+    // Nothing is under way for a customer nobody erases.
+    let certify: crate::Certify = Box::new(|_| "never".into());
+    assert_eq!(store.finish_erasure(other, certify, log("never", Some(other))).await.unwrap(), Erasure::NotFound);
+    assert!(store.load_subject(other, &[f("email")]).await.unwrap().is_some());
+    assert_eq!(store.find_by_index(&f("email"), &[bi(141)]).await.unwrap(), [other]);
+    assert_eq!(store.log_head().await.unwrap().0, size + 1);
+    // Leave nothing behind for the checks that follow.
+    assert_eq!(store.lift_hold(other, log("lift", Some(other))).await.unwrap(), Toggle::Changed);
+    assert_eq!(
+        store.erase_subject(other, 12_000, "c".into(), log("erase", Some(other))).await.unwrap(),
+        Erasure::Erased
+    );
 }

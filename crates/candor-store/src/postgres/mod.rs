@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../../migrations/postgres/0011_index_key_versions.sql")),
     (12, include_str!("../../migrations/postgres/0012_log_callers.sql")),
     (13, include_str!("../../migrations/postgres/0013_kept_after_erasure.sql")),
+    (14, include_str!("../../migrations/postgres/0014_pending_erasures.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;

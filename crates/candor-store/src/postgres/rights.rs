@@ -8,7 +8,10 @@ use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 use super::{PgStore, append_log_tx, pg_err, subject_of};
-use crate::rights::{Certify, Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle, notified};
+use crate::rights::{
+    Certify, Due, Erasure, ErasureRequest, Expired, Inventory, PendingErasure, Request, RetentionLog, RightsStore,
+    Toggle, notified,
+};
 use crate::{LogRecord, Millis, StoreError};
 
 /// The table and columns a retention rule reads.
@@ -38,6 +41,120 @@ fn request_row(r: &tokio_postgres::Row) -> Request {
 /// Locks the subject's row; `false` if there is none.
 async fn lock_subject(tx: &Transaction<'_>, sid: &str) -> Result<bool, StoreError> {
     Ok(tx.query_opt("SELECT 1 FROM subjects WHERE id = $1 FOR UPDATE", &[&sid]).await.map_err(pg_err)?.is_some())
+}
+
+/// The certificate kept by an earlier erasure, and when it was made.
+async fn kept_certificate(tx: &Transaction<'_>, sid: &str) -> Result<Option<(Millis, String)>, StoreError> {
+    let row = tx
+        .query_opt("SELECT erased_at, certificate FROM erasures WHERE subject_id = $1", &[&sid])
+        .await
+        .map_err(pg_err)?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// When the customer's key was destroyed, if it was.
+async fn destroyed_at(tx: &Transaction<'_>, sid: &str) -> Result<Option<Millis>, StoreError> {
+    Ok(tx
+        .query_opt("SELECT destroyed_at FROM candor_keys.subject_keys WHERE subject_id = $1", &[&sid])
+        .await
+        .map_err(pg_err)?
+        .and_then(|r| r.get::<_, Option<i64>>(0)))
+}
+
+async fn destroy_key(tx: &Transaction<'_>, sid: &str, now: Millis) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE candor_keys.subject_keys
+         SET wrapped_dek = NULL, destroyed_at = $2
+         WHERE subject_id = $1 AND destroyed_at IS NULL",
+        &[&sid, &now],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+/// The first step of an erasure in `tx`: `None` once the intent is recorded and the key
+/// destroyed, or what to answer instead. Locks the subject's row.
+async fn begin_erasure(
+    tx: &Transaction<'_>,
+    sid: &str,
+    now: Millis,
+    request: &ErasureRequest,
+) -> Result<Option<Erasure>, StoreError> {
+    if !lock_subject(tx, sid).await? {
+        return Ok(Some(match (kept_certificate(tx, sid).await?, destroyed_at(tx, sid).await?) {
+            (Some((at, cert)), _) => Erasure::AlreadyErased { erased_at: at, certificate: Some(cert) },
+            (None, Some(at)) => Erasure::AlreadyErased { erased_at: at, certificate: None },
+            (None, None) => Erasure::NotFound,
+        }));
+    }
+    if tx.query_opt("SELECT 1 FROM legal_holds WHERE subject_id = $1", &[&sid]).await.map_err(pg_err)?.is_some() {
+        return Ok(Some(Erasure::Held));
+    }
+    tx.execute(
+        "INSERT INTO pending_erasures (subject_id, requested_at, certificate_id, token_id, role, purpose)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_id) DO NOTHING",
+        &[&sid, &now, &request.certificate_id, &request.token_id, &request.role, &request.purpose],
+    )
+    .await
+    .map_err(pg_err)?;
+    destroy_key(tx, sid, now).await?;
+    Ok(None)
+}
+
+/// The second step of an erasure in `tx` (see [`RightsStore::finish_erasure`]). Locks the
+/// subject's row, then the intent's, so servers completing the same erasure at once take turns
+/// and the second finds nothing left to do.
+async fn finish_erasure(
+    tx: &Transaction<'_>,
+    sid: &str,
+    certify: Certify,
+    log: LogRecord,
+) -> Result<Erasure, StoreError> {
+    let exists = lock_subject(tx, sid).await?;
+    let intent: Option<Millis> = tx
+        .query_opt("SELECT requested_at FROM pending_erasures WHERE subject_id = $1 FOR UPDATE", &[&sid])
+        .await
+        .map_err(pg_err)?
+        .map(|r| r.get(0));
+    let erased_at = match (intent, destroyed_at(tx, sid).await?) {
+        (Some(at), None) => {
+            destroy_key(tx, sid, at).await?;
+            at
+        }
+        (Some(at), Some(_)) | (None, Some(at)) => at,
+        (None, None) => return Ok(Erasure::NotFound),
+    };
+    if !exists {
+        tx.execute("DELETE FROM pending_erasures WHERE subject_id = $1", &[&sid]).await.map_err(pg_err)?;
+        return Ok(match kept_certificate(tx, sid).await? {
+            Some((at, cert)) => Erasure::AlreadyErased { erased_at: at, certificate: Some(cert) },
+            None => Erasure::AlreadyErased { erased_at, certificate: None },
+        });
+    }
+    // Recipients given the customer's data are told (before the grants go with them), and the
+    // certificate names exactly those. The subject's row is locked, so no grant can take them
+    // in meanwhile.
+    let rows = tx.query(crate::outbox::GRANT_RECIPIENTS_POSTGRES, &[&sid]).await.map_err(pg_err)?;
+    let told = notified(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
+    for n in &told {
+        tx.execute(crate::outbox::NOTIFY_ERASURE_POSTGRES, &[&n.recipient, &sid, &erased_at]).await.map_err(pg_err)?;
+    }
+    let certificate = certify(&told);
+    // Messages stay recognisable as genuine, without anything about the customer.
+    tx.execute(crate::messages::KEEP_ERASED_POSTGRES, &[&sid]).await.map_err(pg_err)?;
+    // Values, lookup rows, events, consents, ... go with the subject.
+    tx.execute("DELETE FROM subjects WHERE id = $1", &[&sid]).await.map_err(pg_err)?;
+    tx.execute(
+        "INSERT INTO erasures (subject_id, erased_at, certificate) VALUES ($1, $2, $3)
+         ON CONFLICT (subject_id) DO UPDATE SET erased_at = excluded.erased_at, certificate = excluded.certificate",
+        &[&sid, &erased_at, &certificate],
+    )
+    .await
+    .map_err(pg_err)?;
+    tx.execute("DELETE FROM pending_erasures WHERE subject_id = $1", &[&sid]).await.map_err(pg_err)?;
+    append_log_tx(tx, std::slice::from_ref(&log)).await?;
+    Ok(Erasure::Erased)
 }
 
 impl PgStore {
@@ -109,61 +226,65 @@ impl RightsStore for PgStore {
         &self,
         id: SubjectId,
         now: Millis,
+        request: ErasureRequest,
         certify: Certify,
         log: LogRecord,
     ) -> Result<Erasure, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let sid = id.to_string();
-        if !lock_subject(&tx, &sid).await? {
-            let kept = tx
-                .query_opt("SELECT erased_at, certificate FROM erasures WHERE subject_id = $1", &[&sid])
-                .await
-                .map_err(pg_err)?;
-            let destroyed = tx
-                .query_opt("SELECT destroyed_at FROM candor_keys.subject_keys WHERE subject_id = $1", &[&sid])
-                .await
-                .map_err(pg_err)?
-                .and_then(|r| r.get::<_, Option<i64>>(0));
-            return Ok(match (kept, destroyed) {
-                (Some(r), _) => Erasure::AlreadyErased { erased_at: r.get(0), certificate: Some(r.get(1)) },
-                (None, Some(at)) => Erasure::AlreadyErased { erased_at: at, certificate: None },
-                (None, None) => Erasure::NotFound,
-            });
+        if let Some(done) = begin_erasure(&tx, &sid, now, &request).await? {
+            return Ok(done);
         }
-        if tx.query_opt("SELECT 1 FROM legal_holds WHERE subject_id = $1", &[&sid]).await.map_err(pg_err)?.is_some() {
-            return Ok(Erasure::Held);
+        let erased = finish_erasure(&tx, &sid, certify, log).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(erased)
+    }
+
+    async fn begin_erasure(&self, id: SubjectId, now: Millis, request: ErasureRequest) -> Result<Erasure, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        if let Some(done) = begin_erasure(&tx, &id.to_string(), now, &request).await? {
+            return Ok(done);
         }
-        tx.execute(
-            "UPDATE candor_keys.subject_keys
-             SET wrapped_dek = NULL, destroyed_at = $2
-             WHERE subject_id = $1 AND destroyed_at IS NULL",
-            &[&sid, &now],
-        )
-        .await
-        .map_err(pg_err)?;
-        // Recipients given the customer's data are told (before the grants go with them), and
-        // the certificate names exactly those. The subject's row is locked, so no grant can
-        // take them in meanwhile.
-        let rows = tx.query(crate::outbox::GRANT_RECIPIENTS_POSTGRES, &[&sid]).await.map_err(pg_err)?;
-        let told = notified(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
-        for n in &told {
-            tx.execute(crate::outbox::NOTIFY_ERASURE_POSTGRES, &[&n.recipient, &sid, &now]).await.map_err(pg_err)?;
-        }
-        let certificate = certify(&told);
-        // Messages stay recognisable as genuine, without anything about the customer.
-        tx.execute(crate::messages::KEEP_ERASED_POSTGRES, &[&sid]).await.map_err(pg_err)?;
-        tx.execute("DELETE FROM subjects WHERE id = $1", &[&sid]).await.map_err(pg_err)?;
-        tx.execute(
-            "INSERT INTO erasures (subject_id, erased_at, certificate) VALUES ($1, $2, $3)
-             ON CONFLICT (subject_id) DO UPDATE SET erased_at = excluded.erased_at, certificate = excluded.certificate",
-            &[&sid, &now, &certificate],
-        )
-        .await
-        .map_err(pg_err)?;
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(Erasure::Erased)
+    }
+
+    async fn finish_erasure(&self, id: SubjectId, certify: Certify, log: LogRecord) -> Result<Erasure, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let erased = finish_erasure(&tx, &id.to_string(), certify, log).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(erased)
+    }
+
+    async fn pending_erasures(&self) -> Result<Vec<PendingErasure>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT subject_id, requested_at, certificate_id, token_id, role, purpose FROM pending_erasures
+                 UNION ALL
+                 SELECT k.subject_id, k.destroyed_at, NULL, NULL, NULL, NULL FROM candor_keys.subject_keys k
+                 WHERE k.destroyed_at IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM subjects s WHERE s.id = k.subject_id)
+                   AND NOT EXISTS (SELECT 1 FROM pending_erasures p WHERE p.subject_id = k.subject_id)
+                 ORDER BY 2, 1",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                let request = r.get::<_, Option<String>>(2).map(|certificate_id| ErasureRequest {
+                    certificate_id,
+                    token_id: r.get(3),
+                    role: r.get(4),
+                    purpose: r.get(5),
+                });
+                Ok(PendingErasure { subject: subject_of(r.get(0))?, requested_at: r.get(1), request })
+            })
+            .collect()
     }
 
     async fn place_hold(

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../../migrations/sqlite/0012_index_key_versions.sql")),
     (13, include_str!("../../migrations/sqlite/0013_log_callers.sql")),
     (14, include_str!("../../migrations/sqlite/0014_kept_after_erasure.sql")),
+    (15, include_str!("../../migrations/sqlite/0015_pending_erasures.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;

@@ -8,7 +8,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, append_log_tx, db_err, parse_subject};
 use super::{execute_cached, query_row_cached};
-use crate::rights::{Certify, Due, Erasure, Expired, Inventory, Request, RetentionLog, RightsStore, Toggle, notified};
+use crate::rights::{
+    Certify, Due, Erasure, ErasureRequest, Expired, Inventory, PendingErasure, Request, RetentionLog, RightsStore,
+    Toggle, notified,
+};
 use crate::{LogRecord, Millis, StoreError};
 
 /// The table and columns a retention rule reads.
@@ -38,6 +41,138 @@ const REQUEST_COLUMNS: &str = "id, subject_id, kind, status, received_at, due_at
 fn subject_exists(c: &Connection, sid: &str) -> Result<bool, StoreError> {
     query_row_cached(c, "SELECT EXISTS (SELECT 1 FROM subjects WHERE id = ?1)", params![sid], |r| r.get(0))
         .map_err(db_err)
+}
+
+/// Destroys the customer's key, durably, before their data is touched. The row stays as a
+/// tombstone without key bytes; secure_delete overwrites them in the file and the checkpoint
+/// moves the change out of the WAL.
+fn destroy_key(c: &Connection, sid: &str, now: Millis) -> Result<(), StoreError> {
+    execute_cached(
+        c,
+        "UPDATE keys.subject_keys SET wrapped_dek = NULL, destroyed_at = ?2
+         WHERE subject_id = ?1 AND destroyed_at IS NULL",
+        params![sid, now],
+    )
+    .map_err(db_err)?;
+    query_row_cached(c, "PRAGMA keys.wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_err)?;
+    Ok(())
+}
+
+/// When the customer's key was destroyed, if it was.
+fn destroyed_at(c: &Connection, sid: &str) -> Result<Option<Millis>, StoreError> {
+    Ok(query_row_cached(c, "SELECT destroyed_at FROM keys.subject_keys WHERE subject_id = ?1", params![sid], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(db_err)?
+    .flatten())
+}
+
+/// The certificate kept by an earlier erasure, and when it was made.
+fn kept_certificate(c: &Connection, sid: &str) -> Result<Option<(Millis, String)>, StoreError> {
+    query_row_cached(c, "SELECT erased_at, certificate FROM erasures WHERE subject_id = ?1", params![sid], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+    .map_err(db_err)
+}
+
+/// The first step of an erasure, on a connection outside any transaction: `None` once the
+/// intent is recorded and the key destroyed, or what to answer instead. The two files are
+/// committed one after the other (a transaction over attached WAL databases is not atomic
+/// across them), intent first: a crash in between leaves an intent with the key intact, which
+/// [`finish_erasure`] completes; never a destroyed key without an intent.
+fn begin_erasure(
+    c: &Connection,
+    sid: &str,
+    now: Millis,
+    request: &ErasureRequest,
+) -> Result<Option<Erasure>, StoreError> {
+    if !subject_exists(c, sid)? {
+        return Ok(Some(match (kept_certificate(c, sid)?, destroyed_at(c, sid)?) {
+            (Some((at, cert)), _) => Erasure::AlreadyErased { erased_at: at, certificate: Some(cert) },
+            (None, Some(at)) => Erasure::AlreadyErased { erased_at: at, certificate: None },
+            (None, None) => Erasure::NotFound,
+        }));
+    }
+    let held: bool =
+        query_row_cached(c, "SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)", params![sid], |r| {
+            r.get(0)
+        })
+        .map_err(db_err)?;
+    if held {
+        return Ok(Some(Erasure::Held));
+    }
+    // 1. The intent, committed (synchronous = FULL: durable) before the key is touched.
+    execute_cached(
+        c,
+        "INSERT OR IGNORE INTO pending_erasures (subject_id, requested_at, certificate_id, token_id, role, purpose)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![sid, now, request.certificate_id, request.token_id, request.role, request.purpose],
+    )
+    .map_err(db_err)?;
+    // 2. The key, destroyed durably before the data is touched.
+    destroy_key(c, sid, now)?;
+    Ok(None)
+}
+
+/// The second step of an erasure (see [`RightsStore::finish_erasure`]), on a connection
+/// outside any transaction.
+fn finish_erasure(c: &mut Connection, sid: &str, certify: Certify, log: LogRecord) -> Result<Erasure, StoreError> {
+    let intent: Option<Millis> =
+        query_row_cached(c, "SELECT requested_at FROM pending_erasures WHERE subject_id = ?1", params![sid], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?;
+    let destroyed = destroyed_at(c, sid)?;
+    let erased_at = match (intent, destroyed) {
+        (Some(at), None) => {
+            // Interrupted between the intent and the key: the key goes first, as always.
+            destroy_key(c, sid, at)?;
+            at
+        }
+        (Some(at), Some(_)) | (None, Some(at)) => at,
+        (None, None) => return Ok(Erasure::NotFound),
+    };
+    // 3. Delete the data (values, lookup rows, events, consents, hold and restriction rows go
+    //    with the subject), keep the certificate, log the erasure, clear the intent.
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    if !subject_exists(&tx, sid)? {
+        execute_cached(&tx, "DELETE FROM pending_erasures WHERE subject_id = ?1", params![sid]).map_err(db_err)?;
+        let kept = kept_certificate(&tx, sid)?;
+        tx.commit().map_err(db_err)?;
+        return Ok(match kept {
+            Some((at, cert)) => Erasure::AlreadyErased { erased_at: at, certificate: Some(cert) },
+            None => Erasure::AlreadyErased { erased_at, certificate: None },
+        });
+    }
+    // Recipients given the customer's data are told (before the grants go with them), and the
+    // certificate names exactly those.
+    let rows = {
+        let mut stmt = tx.prepare_cached(crate::outbox::GRANT_RECIPIENTS_SQLITE).map_err(db_err)?;
+        let rows = stmt.query_map(params![sid], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+        rows.collect::<Result<Vec<(String, String)>, _>>().map_err(db_err)?
+    };
+    let told = notified(rows);
+    for n in &told {
+        execute_cached(&tx, crate::outbox::NOTIFY_ERASURE_SQLITE, params![n.recipient, sid, erased_at])
+            .map_err(db_err)?;
+    }
+    let certificate = certify(&told);
+    // Messages stay recognisable as genuine, without anything about the customer.
+    execute_cached(&tx, crate::messages::KEEP_ERASED_SQLITE, params![sid]).map_err(db_err)?;
+    execute_cached(&tx, "DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
+    execute_cached(
+        &tx,
+        "INSERT OR REPLACE INTO erasures (subject_id, erased_at, certificate) VALUES (?1, ?2, ?3)",
+        params![sid, erased_at, certificate],
+    )
+    .map_err(db_err)?;
+    execute_cached(&tx, "DELETE FROM pending_erasures WHERE subject_id = ?1", params![sid]).map_err(db_err)?;
+    append_log_tx(&tx, std::slice::from_ref(&log))?;
+    tx.commit().map_err(db_err)?;
+    Ok(Erasure::Erased)
 }
 
 impl SqliteStore {
@@ -107,84 +242,80 @@ impl RightsStore for SqliteStore {
         &self,
         id: SubjectId,
         now: Millis,
+        request: ErasureRequest,
         certify: Certify,
         log: LogRecord,
     ) -> Result<Erasure, StoreError> {
         self.write_alone(move |c| {
             let sid = id.to_string();
-            let kept: Option<(i64, String)> = query_row_cached(
-                c,
-                "SELECT erased_at, certificate FROM erasures WHERE subject_id = ?1",
-                params![sid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db_err)?;
-            let destroyed: Option<i64> = query_row_cached(
-                c,
-                "SELECT destroyed_at FROM keys.subject_keys WHERE subject_id = ?1",
-                params![sid],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?
-            .flatten();
-            if !subject_exists(c, &sid)? {
-                return Ok(match (kept, destroyed) {
-                    (Some((at, cert)), _) => Erasure::AlreadyErased { erased_at: at, certificate: Some(cert) },
-                    (None, Some(at)) => Erasure::AlreadyErased { erased_at: at, certificate: None },
-                    (None, None) => Erasure::NotFound,
-                });
+            if let Some(done) = begin_erasure(c, &sid, now, &request)? {
+                return Ok(done);
             }
-            let held: bool = query_row_cached(
-                c,
-                "SELECT EXISTS (SELECT 1 FROM legal_holds WHERE subject_id = ?1)",
-                params![sid],
-                |r| r.get(0),
-            )
-            .map_err(db_err)?;
-            if held {
-                return Ok(Erasure::Held);
-            }
-            // 1. Destroy the key, durably, before touching the data. The row stays as a
-            //    tombstone without key bytes; secure_delete overwrites them in the file and the
-            //    checkpoint moves the change out of the WAL.
-            execute_cached(
-                c,
-                "UPDATE keys.subject_keys SET wrapped_dek = NULL, destroyed_at = ?2
-                 WHERE subject_id = ?1 AND destroyed_at IS NULL",
-                params![sid, now],
-            )
-            .map_err(db_err)?;
-            query_row_cached(c, "PRAGMA keys.wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_err)?;
-            // 2. Delete the data (values, index entries, events, consents, hold and restriction
-            //    rows go with the subject), keep the certificate, log the erasure.
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-            // Recipients given the customer's data are told (before the grants go with them),
-            // and the certificate names exactly those.
-            let rows = {
-                let mut stmt = tx.prepare_cached(crate::outbox::GRANT_RECIPIENTS_SQLITE).map_err(db_err)?;
-                let rows = stmt.query_map(params![sid], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
-                rows.collect::<Result<Vec<(String, String)>, _>>().map_err(db_err)?
-            };
-            let told = notified(rows);
-            for n in &told {
-                execute_cached(&tx, crate::outbox::NOTIFY_ERASURE_SQLITE, params![n.recipient, sid, now])
+            finish_erasure(c, &sid, certify, log)
+        })
+        .await
+    }
+
+    async fn begin_erasure(&self, id: SubjectId, now: Millis, request: ErasureRequest) -> Result<Erasure, StoreError> {
+        self.write_alone(move |c| Ok(begin_erasure(c, &id.to_string(), now, &request)?.unwrap_or(Erasure::Erased)))
+            .await
+    }
+
+    async fn finish_erasure(&self, id: SubjectId, certify: Certify, log: LogRecord) -> Result<Erasure, StoreError> {
+        self.write_alone(move |c| finish_erasure(c, &id.to_string(), certify, log)).await
+    }
+
+    async fn pending_erasures(&self) -> Result<Vec<PendingErasure>, StoreError> {
+        self.read(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let mut out = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT subject_id, requested_at, certificate_id, token_id, role, purpose
+                         FROM pending_erasures ORDER BY requested_at, subject_id",
+                    )
                     .map_err(db_err)?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            ErasureRequest {
+                                certificate_id: r.get(2)?,
+                                token_id: r.get(3)?,
+                                role: r.get(4)?,
+                                purpose: r.get(5)?,
+                            },
+                        ))
+                    })
+                    .map_err(db_err)?;
+                for row in rows {
+                    let (sid, at, request) = row.map_err(db_err)?;
+                    out.push(PendingErasure {
+                        subject: parse_subject(&sid)?,
+                        requested_at: at,
+                        request: Some(request),
+                    });
+                }
+                // Keys destroyed with the data still there and no intent recorded.
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT k.subject_id, k.destroyed_at FROM keys.subject_keys k
+                         WHERE k.destroyed_at IS NOT NULL
+                           AND EXISTS (SELECT 1 FROM subjects s WHERE s.id = k.subject_id)
+                           AND NOT EXISTS (SELECT 1 FROM pending_erasures p WHERE p.subject_id = k.subject_id)
+                         ORDER BY k.destroyed_at, k.subject_id",
+                    )
+                    .map_err(db_err)?;
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(db_err)?;
+                for row in rows {
+                    let (sid, at) = row.map_err(db_err)?;
+                    out.push(PendingErasure { subject: parse_subject(&sid)?, requested_at: at, request: None });
+                }
             }
-            let certificate = certify(&told);
-            // Messages stay recognisable as genuine, without anything about the customer.
-            execute_cached(&tx, crate::messages::KEEP_ERASED_SQLITE, params![sid]).map_err(db_err)?;
-            execute_cached(&tx, "DELETE FROM subjects WHERE id = ?1", params![sid]).map_err(db_err)?;
-            execute_cached(
-                &tx,
-                "INSERT OR REPLACE INTO erasures (subject_id, erased_at, certificate) VALUES (?1, ?2, ?3)",
-                params![sid, now, certificate],
-            )
-            .map_err(db_err)?;
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)?;
-            Ok(Erasure::Erased)
+            out.sort_by_key(|p| p.requested_at);
+            Ok(out)
         })
         .await
     }
