@@ -993,7 +993,7 @@ async fn an_erasure_interrupted_after_the_key_was_destroyed_is_completed_from_it
     assert_eq!(store.find_by_index(&f("email"), &[bi(140)]).await.unwrap(), [a]);
     assert_eq!(store.log_head().await.unwrap().0, size, "nothing logged yet");
     let pending = PendingErasure { subject: a, requested_at: 10_000, request: Some(request("c-1")) };
-    assert_eq!(store.pending_erasures().await.unwrap(), [pending.clone()]);
+    assert_eq!(store.pending_erasures().await.unwrap(), std::slice::from_ref(&pending));
     // Beginning again keeps the first intent.
     assert_eq!(store.begin_erasure(a, 10_500, request("c-2")).await.unwrap(), Erasure::Erased);
     assert_eq!(store.pending_erasures().await.unwrap(), [pending]);
