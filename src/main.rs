@@ -15,6 +15,7 @@ mod doctor;
 mod grants_cli;
 mod hardening;
 mod http;
+mod import_cli;
 mod install;
 mod keys_cli;
 mod keys_index;
@@ -433,6 +434,34 @@ enum ImportCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Import customers from a CRM export (CSV with a header, or JSON Lines if the file ends in
+    /// .jsonl), through the vault as a catalog role under a purpose. A minimisation report
+    /// (report.md, report.json) says what is not imported and why before anything is stored.
+    Subjects {
+        /// The file to import.
+        file: PathBuf,
+        /// The purpose the data was collected for (customers are created under it).
+        #[arg(long)]
+        purpose: String,
+        /// The catalog role to act as (default: the first role that acts under the purpose).
+        #[arg(long)]
+        role: Option<String>,
+        /// Columns to fields, e.g. "E-mail=email,Name=full_name,Land=shipping_address.country";
+        /// "Column=" leaves a column out. Other headers are matched to fields by name.
+        #[arg(long)]
+        map: Option<String>,
+        /// Write the report only; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// What to do with a row of an existing customer (found by a unique field).
+        #[arg(long, value_enum, default_value = "skip")]
+        on_duplicate: import_cli::OnDuplicate,
+        /// Directory to write report.md and report.json into.
+        #[arg(long, default_value = ".")]
+        report: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -760,6 +789,13 @@ async fn run(command: Command) -> Result<()> {
         Command::Import { command: ImportCommand::Consents { file, notice_version, config } } => {
             let (_, vault) = install::open(&config.config).await?;
             consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
+        }
+        Command::Import {
+            command: ImportCommand::Subjects { file, purpose, role, map, dry_run, on_duplicate, report, config },
+        } => {
+            let (_, vault) = install::open(&config.config).await?;
+            let options = import_cli::Options { file, purpose, role, map, dry_run, on_duplicate, report_dir: report };
+            import_cli::import(&vault, options).await
         }
         Command::Bench {
             subjects,
