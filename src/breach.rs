@@ -181,12 +181,12 @@ pub async fn count_countries(
 ) -> Result<BTreeMap<String, u64>> {
     let mut counts = BTreeMap::new();
     for page in customers.chunks(PAGE as usize) {
-        let entry = Audit::new(&system_actor(), "breach.country")
+        let entries = Audit::new(&system_actor(), "breach.country")
             .subjects(page)
             .fields([field.name.as_str()])
             .detail("country read in memory to count a breach's affected customers per country")
-            .record();
-        store.append_log(vec![entry]).await?;
+            .records();
+        store.append_log(entries).await?;
         let names = std::slice::from_ref(&field.name);
         let mut reads = futures_util::stream::iter(page.iter().map(|id| async move {
             let Some(record) = store.load_subject(*id, names).await? else { return Ok("erased".to_string()) };

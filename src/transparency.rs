@@ -29,6 +29,18 @@ pub struct AccessLogItem {
     pub proof: Vec<Hash>,
 }
 
+/// Signs the store's current tree head with the log key, without keeping it (the caller keeps
+/// it, or `candor log verify` keeps it once the entries check).
+pub async fn sign_head(
+    store: &dyn candor_store::Store,
+    ctx: &crate::audit::LogContext,
+) -> Result<SignedCheckpoint, candor_store::StoreError> {
+    let (size, root) = store.log_head().await?;
+    let cp = Checkpoint { origin: ctx.origin.clone(), size, root };
+    let note = sign_checkpoint(&cp, &ctx.key, |m| ctx.signer.sign(m));
+    Ok(SignedCheckpoint { note, size, root })
+}
+
 impl Vault {
     pub fn verifier_key(&self) -> &VerifierKey {
         &self.log_context().key
@@ -36,12 +48,9 @@ impl Vault {
 
     /// Signs the current tree head and keeps the checkpoint.
     pub async fn checkpoint(&self) -> Result<SignedCheckpoint, VaultError> {
-        let (size, root) = self.store().log_head().await?;
-        let ctx = self.log_context();
-        let cp = Checkpoint { origin: ctx.origin.clone(), size, root };
-        let note = sign_checkpoint(&cp, &ctx.key, |m| ctx.signer.sign(m));
-        self.store().save_checkpoint(size, &note, now_millis()).await?;
-        Ok(SignedCheckpoint { note, size, root })
+        let signed = sign_head(self.store().as_ref(), self.log_context()).await?;
+        self.store().save_checkpoint(signed.size, &signed.note, now_millis()).await?;
+        Ok(signed)
     }
 
     /// Signs a checkpoint if the log grew since the last kept one (the periodic task).

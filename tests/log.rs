@@ -319,3 +319,251 @@ async fn no_unlogged_access_a_read_or_write_whose_log_entry_fails_returns_nothin
     let r = backend.get(&format!("/v1/subjects/{id}")).await;
     assert_eq!(r.body["fields"]["full_name"], "Ada Lovelace", "the unlogged correction changed nothing");
 }
+
+/// Runs `f` for `0..n`, `at_once` at a time.
+async fn concurrently<F, Fut, T>(n: usize, at_once: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::iter((0..n).map(f)).buffered(at_once).collect().await
+}
+
+fn kept_checkpoint_size(db: &std::path::Path) -> u64 {
+    sqlite3(db, "SELECT COALESCE(MAX(size), 0) FROM log_checkpoints").parse().unwrap()
+}
+
+fn log_size(db: &std::path::Path) -> u64 {
+    sqlite3(db, "SELECT COUNT(*) FROM log_entries").parse().unwrap()
+}
+
+#[tokio::test]
+async fn log_verify_checks_every_entry_not_only_those_up_to_the_last_checkpoint() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada"})).await;
+    for _ in 0..3 {
+        backend.get(&format!("/v1/subjects/{id}")).await;
+    }
+    let key = server.anonymous().get("/v1/log/key").await.body["verifier_key"].as_str().unwrap().to_string();
+    // A crash: nothing signs what was appended since the server's last checkpoint.
+    drop(server);
+    for _ in 0..3 {
+        install.token("support_agent");
+    }
+    let db = install.db_path();
+    let (signed, size) = (kept_checkpoint_size(&db), log_size(&db));
+    assert!(size >= signed + 6, "entries after the last checkpoint: {signed} signed of {size}");
+    let cwd = install.dir.path();
+    let config = install.config();
+    let config = config.to_str().unwrap();
+
+    // An edit to one of those entries is caught and named.
+    let index: u64 = sqlite3(
+        &db,
+        "SELECT idx FROM log_entries WHERE CAST(entry AS TEXT) LIKE '%token.create%' ORDER BY idx DESC LIMIT 1",
+    )
+    .parse()
+    .unwrap();
+    assert!(index >= signed, "{index} is after the checkpoint of size {signed}");
+    let original = sqlite3(&db, &format!("SELECT hex(entry) FROM log_entries WHERE idx = {index}"));
+    sqlite3(
+        &db,
+        &format!(
+            "UPDATE log_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'token.create', 'token.revoke') AS BLOB) WHERE idx = {index}"
+        ),
+    );
+    let (ok, out, err) = candor(&["log", "verify", "--config", config], cwd);
+    assert!(!ok, "an edit after the last checkpoint is caught: {out}");
+    assert!(err.contains(&format!("FAILED at index {index}")), "{err}");
+    assert_eq!(kept_checkpoint_size(&db), signed, "no checkpoint is kept for a log that failed");
+    sqlite3(&db, &format!("UPDATE log_entries SET entry = X'{original}' WHERE idx = {index}"));
+
+    // Without the log key nothing can sign the tail: it fails unless explicitly allowed.
+    let key_file = cwd.join("keys/log.key");
+    let moved = cwd.join("log.key.away");
+    std::fs::rename(&key_file, &moved).unwrap();
+    let (ok, _, err) = candor(&["log", "verify", "--config", config, "--key", &key], cwd);
+    assert!(!ok, "an unsigned tail fails");
+    assert!(
+        err.contains(&format!("FAILED at index {signed}: entries {signed} to {}", size - 1))
+            && err.contains("--allow-unsigned-tail"),
+        "{err}"
+    );
+    let (ok, out, err) = candor(&["log", "verify", "--config", config, "--key", &key, "--allow-unsigned-tail"], cwd);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("log OK: {signed} of {size} entries checked")), "{out}");
+    assert!(out.contains(&format!("NOT covered by a signed checkpoint: entries {signed} to {}", size - 1)), "{out}");
+
+    // With the key, a checkpoint of the whole log is signed first, and kept once it checks.
+    std::fs::rename(&moved, &key_file).unwrap();
+    let (ok, out, err) = candor(&["log", "verify", "--config", config], cwd);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("log OK: {size} of {size} entries checked")), "{out}");
+    assert!(out.contains("signed now with the log key"), "{out}");
+    assert_eq!(kept_checkpoint_size(&db), size);
+}
+
+#[tokio::test]
+async fn log_verify_recomputes_the_stored_subtree_hashes_that_proofs_are_built_from() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada"})).await;
+    let path = format!("/v1/subjects/{id}");
+    let reads = concurrently(300, 16, |_| backend.get(&path)).await;
+    assert!(reads.iter().all(|r| r.status == 200));
+    let key_doc = server.anonymous().get("/v1/log/key").await.body;
+    let key = VerifierKey::parse(key_doc["verifier_key"].as_str().unwrap()).unwrap();
+    let note = reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap().text().await.unwrap();
+    let checkpoint = key.open(&note).unwrap();
+    assert!(checkpoint.size > 300, "{}", checkpoint.size);
+    let cwd = install.dir.path();
+    let url_args = ["log", "verify", "--url", &server.url, "--token", &install.admin_token];
+    let (ok, out, err) = candor(&["log", "verify"], cwd);
+    assert!(ok, "{err}");
+    assert!(out.contains("log OK"), "{out}");
+    let (ok, out, err) = candor(&url_args, cwd);
+    assert!(ok && out.contains("log OK"), "{err}");
+
+    // One bit flipped in the stored hash of entries 0 to 255 (tree level 8, node 0).
+    let db = install.db_path();
+    let stored = sqlite3(&db, "SELECT hex(hash) FROM log_nodes WHERE level = 8 AND idx = 0");
+    let mut bytes: Vec<u8> =
+        (0..stored.len() / 2).map(|i| u8::from_str_radix(&stored[2 * i..2 * i + 2], 16).unwrap()).collect();
+    bytes[7] ^= 0x10;
+    let flipped: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    sqlite3(&db, &format!("UPDATE log_nodes SET hash = X'{flipped}' WHERE level = 8 AND idx = 0"));
+
+    // The server's proofs for later entries go through it and no longer lead to the signed root.
+    let index = checkpoint.size - 1;
+    let p = server
+        .anonymous()
+        .get(&format!("/v1/log/proofs/inclusion?index={index}&tree_size={}", checkpoint.size))
+        .await
+        .body;
+    assert!(
+        verify_inclusion(&hash(&p["leaf_hash"]), index, checkpoint.size, &hashes(&p["proof"]), &checkpoint.root)
+            .is_err()
+    );
+
+    // Verification recomputes every stored node and names the bad one, from the database and
+    // through the server's hash tiles alike.
+    let (ok, _, err) = candor(&["log", "verify"], cwd);
+    assert!(!ok, "a corrupted stored node fails verification");
+    assert!(
+        err.contains("FAILED at index 0: the stored hash of entries 0 to 255 (tree level 8, node 0) does not match"),
+        "{err}"
+    );
+    let (ok, _, err) = candor(&url_args, cwd);
+    assert!(!ok, "over HTTP too");
+    assert!(err.contains("(tree level 8, node 0) does not match"), "{err}");
+
+    // A lower node (level 2: entries 8 to 11), with the top one restored.
+    sqlite3(&db, &format!("UPDATE log_nodes SET hash = X'{stored}' WHERE level = 8 AND idx = 0"));
+    sqlite3(&db, "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 2");
+    let (ok, _, err) = candor(&["log", "verify"], cwd);
+    assert!(!ok && err.contains("entries 8 to 11 (tree level 2, node 2)"), "{err}");
+}
+
+#[tokio::test]
+async fn entry_bundles_stay_well_formed_when_a_grant_names_thousands_of_customers() {
+    let install = Install::new();
+    // The grant's request names every customer (about 70 KB).
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    let config: String = config
+        .lines()
+        .map(|l| if l.starts_with("max_body_bytes") { "max_body_bytes = 1048576" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(install.config(), config).unwrap();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("order_fulfilment"));
+    let account = backend.with_purpose("account");
+    // Enough customers that one entry naming them all would pass 65,535 bytes.
+    let customers = 1800;
+    let ids = concurrently(customers, 32, |i| {
+        let account = account.clone();
+        async move { account.create(json!({"email": format!("c{i}@example.com"), "full_name": "Customer"})).await }
+    })
+    .await;
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let r = backend
+        .post(
+            "/v1/grants",
+            json!({"recipient": "parcel_carrier", "subjects": ids, "fields": ["full_name"], "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let grant = r.body["id"].as_str().unwrap().to_string();
+    let r = backend.send(backend.request(reqwest::Method::DELETE, &format!("/v1/grants/{grant}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let note = reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap().text().await.unwrap();
+    let key_doc = server.anonymous().get("/v1/log/key").await.body;
+    let size = VerifierKey::parse(key_doc["verifier_key"].as_str().unwrap()).unwrap().open(&note).unwrap().size;
+
+    // Every entry bundle frames its entries exactly, and each matches the leaf hash tile.
+    let http = reqwest::Client::new();
+    let mut entries = Vec::new();
+    for tile in 0..size.div_ceil(256) {
+        let width = (size - tile * 256).min(256);
+        let name = if width == 256 { format!("{tile:03}") } else { format!("{tile:03}.p/{width}") };
+        assert!(tile < 1000);
+        let bundle = http
+            .get(format!("{}/log/tile/entries/{name}", server.url))
+            .bearer_auth(&install.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bundle.status(), 200);
+        let bundle = bundle.bytes().await.unwrap();
+        let leaves = reqwest::get(format!("{}/log/tile/0/{name}", server.url)).await.unwrap().bytes().await.unwrap();
+        let mut rest = &bundle[..];
+        for i in 0..width as usize {
+            let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+            let entry = &rest[2..2 + len];
+            assert_eq!(&leaf_hash(entry)[..], &leaves[32 * i..32 * i + 32], "entry {} of tile {name}", i);
+            entries.push(serde_json::from_slice::<Value>(entry).expect("each framed entry is a whole entry"));
+            rest = &rest[2 + len..];
+        }
+        assert!(rest.is_empty(), "tile {name}: {} bytes beyond its {width} entries", rest.len());
+    }
+    // The grant's creation and revocation are each logged in parts naming every customer once.
+    for action in ["grant.create", "grant.revoke"] {
+        let parts: Vec<&Value> = entries.iter().filter(|e| e["action"] == action).collect();
+        assert_eq!(parts.len(), 2, "{action}");
+        let mut named: Vec<&str> = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(part["detail"].as_str().unwrap().ends_with(&format!("(part {} of 2)", i + 1)), "{part}");
+            named.extend(part["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()));
+        }
+        let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+        named.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(named, expected, "{action}");
+    }
+    // The verifier reads the log through the same bundles.
+    let cwd = install.dir.path();
+    let (ok, out, err) = candor(&["log", "verify", "--url", &server.url, "--token", &install.admin_token], cwd);
+    assert!(ok, "{err}");
+    assert!(out.contains("log OK"), "{out}");
+}
+
+#[tokio::test]
+async fn a_normal_shutdown_signs_a_checkpoint_covering_every_change() {
+    let install = Install::new();
+    let mut server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada"})).await;
+    backend.patch(&format!("/v1/subjects/{id}"), json!({"fields": {"full_name": "Ada L."}})).await;
+    let db = install.db_path();
+    assert!(kept_checkpoint_size(&db) < log_size(&db), "the changes are not signed yet");
+
+    let status = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(common::eventually(std::time::Duration::from_secs(60), || !server.is_running()), "the server stops");
+    assert_eq!(kept_checkpoint_size(&db), log_size(&db), "the checkpoint signed at shutdown covers every entry");
+    assert!(server.stop().contains("signed a log checkpoint at shutdown"));
+}

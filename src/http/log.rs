@@ -347,9 +347,21 @@ pub async fn tile(
                 return Err(not_found());
             }
             let mut out = Vec::new();
-            for e in entries {
-                out.extend_from_slice(&(e.len() as u16).to_be_bytes());
-                out.extend_from_slice(&e);
+            for (i, e) in entries.iter().enumerate() {
+                // Each entry's length is 2 bytes: a longer entry (from before entries were
+                // capped) cannot be framed, and a wrong length would corrupt the whole bundle.
+                let Ok(len) = u16::try_from(e.len()) else {
+                    return Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "entry_too_large",
+                        format!(
+                            "entry {} is longer than an entry bundle can hold (65535 bytes): read this range from /v1/log/entries",
+                            start + i as u64
+                        ),
+                    ));
+                };
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(e);
             }
             out
         }

@@ -355,27 +355,61 @@ pub async fn serve_on(state: AppState, listener: TcpListener, on_ready: impl FnO
         (*state.webhook_secrets).clone(),
         state.public_base(),
     );
+    // Listening for Ctrl-C and SIGTERM starts before the server says it is ready: a signal
+    // right after is a graceful stop too, never the default kill.
+    let shutdown = shutdown_signal();
     on_ready(local);
+    let vault = state.vault.clone();
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
+    // A normal stop (Ctrl-C, SIGTERM) leaves no entry unsigned: requests are done, so the
+    // checkpoint covers everything they appended.
+    match vault.checkpoint_if_grown().await {
+        Ok(Some(size)) => tracing::info!(size, "signed a log checkpoint at shutdown"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "could not sign a log checkpoint at shutdown"),
+    }
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are registered when this is called (not when
+/// the future is first polled), so no signal from then on takes the process down unhandled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
+    let (mut term, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match interrupt.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            tokio::select! { _ = term => {}, _ = interrupt => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+    }
 }
 
 #[cfg(test)]

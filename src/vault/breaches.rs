@@ -97,7 +97,7 @@ impl Vault {
             authority_notified_at: None,
             closed_at: None,
         };
-        let log = Audit::new(&system_actor(), "breach.record")
+        let mut parts = Audit::new(&system_actor(), "breach.record")
             .subjects(&input.subjects)
             .detail(format!(
                 "{}; {} customers; categories {}",
@@ -105,7 +105,12 @@ impl Vault {
                 breach.customers,
                 breach.categories.join(", ")
             ))
-            .record();
+            .records();
+        // More customers than one entry names: the first parts go in before the record.
+        let log = parts.pop().expect("at least one part");
+        if !parts.is_empty() {
+            self.store.append_log(parts).await?;
+        }
         self.store.record_breach(breach.clone(), input.subjects.clone(), log).await?;
         // Notices are sent under a legal obligation (Art. 34).
         let purpose = self

@@ -271,11 +271,16 @@ impl Vault {
             reads: 0,
             revoked_at: None,
         };
-        let log = self
+        let mut parts = self
             .audit(auth, "grant.create", &included)
             .fields(&grant.fields)
             .detail(format!("grant {} to {}; left out: {without_consent} without consent, {restricted} restricted, {not_found} unknown", grant.id, grant.recipient))
-            .record();
+            .records();
+        // More customers than one entry names: the first parts go in before the grant exists.
+        let log = parts.pop().expect("at least one part");
+        if !parts.is_empty() {
+            self.store.append_log(parts).await?;
+        }
         let asked = included.len() as u64;
         let held = self.store.create_grant(grant.clone(), included, log).await?;
         // A customer erased between the checks and the grant is not held.
@@ -345,11 +350,15 @@ impl Vault {
             return Ok(g);
         }
         let subjects = self.store.grant_subjects(&g.id, None, MAX_GRANT_SUBJECTS as u32).await?;
-        let log = Audit::new(by, "grant.revoke")
+        let mut parts = Audit::new(by, "grant.revoke")
             .purpose(&PurposeId::new(g.purpose.as_str()))
             .subjects(&subjects)
             .detail(format!("grant {}", g.id))
-            .record();
+            .records();
+        let log = parts.pop().expect("at least one part");
+        if !parts.is_empty() {
+            self.store.append_log(parts).await?;
+        }
         self.store.revoke_grant(&g.id, now_millis(), log).await?;
         Ok(self.store.grant(&g.id).await?.unwrap_or(g))
     }
