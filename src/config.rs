@@ -46,6 +46,9 @@ pub struct WebhookSettings {
     pub secrets_file: PathBuf,
     /// First retry after this long; each further retry waits twice as long (at most 6 hours).
     pub retry_base_ms: u64,
+    /// `allow_private_webhook_targets`: webhooks may go to loopback, private and link-local
+    /// addresses (off by default: a recipient's URL must not reach the operator's own network).
+    pub allow_private_targets: bool,
 }
 
 /// `[privacy_center]`: where customers reach it and how signing in works.
@@ -170,6 +173,7 @@ struct RawSharing {
     max_grant_days: Option<u32>,
     webhook_secrets: Option<String>,
     webhook_retry_base_ms: Option<u64>,
+    allow_private_webhook_targets: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -425,6 +429,7 @@ impl Config {
                         bail!("{}: sharing.webhook_retry_base_ms = {ms}: must be 100 to 3600000", path.display())
                     }
                 },
+                allow_private_targets: raw.sharing.allow_private_webhook_targets.unwrap_or(false),
             },
             sign_in: SignInConfig {
                 public_url: public_url(path, raw.privacy_center.public_url)?,
@@ -569,6 +574,10 @@ max_grant_days = 30
 # growing waits until delivered. Secrets: `candor recipients secret RECIPIENT` writes them here.
 webhook_secrets = "keys/webhook-secrets.txt"
 webhook_retry_base_ms = 30000
+# Webhooks go only to public addresses: a webhook_url that is (or resolves to) a loopback,
+# private or link-local address is refused, redirects are never followed. Allow private
+# targets only when recipients really are on your own network.
+allow_private_webhook_targets = false
 
 [policy]
 # Your own Cedar policies on top of the catalog's (validated at start-up against Candor's

@@ -87,8 +87,11 @@ async fn every_notice_reaches_its_recipient_signed_across_failures_and_a_restart
     );
     std::fs::write(&catalog, text).unwrap();
     let config = std::fs::read_to_string(install.config()).unwrap();
-    std::fs::write(install.config(), config.replace("webhook_retry_base_ms = 30000", "webhook_retry_base_ms = 200"))
-        .unwrap();
+    // The recipient listens on 127.0.0.1, which only an explicit setting allows.
+    let config = config
+        .replace("webhook_retry_base_ms = 30000", "webhook_retry_base_ms = 200")
+        .replace("allow_private_webhook_targets = false", "allow_private_webhook_targets = true");
+    std::fs::write(install.config(), config).unwrap();
     let config_path = install.config();
     let (ok, secret, err) = candor(
         &["recipients", "secret", "parcel_carrier", "--config", config_path.to_str().unwrap()],
@@ -213,4 +216,130 @@ async fn every_notice_reaches_its_recipient_signed_across_failures_and_a_restart
     let metrics = privacy.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("candor_recipient_notices_unconfirmed 2"), "{metrics}");
     assert!(metrics.contains("candor_recipient_notices_undelivered 0"), "{metrics}");
+}
+
+/// Points parcel_carrier's webhook at `url`, retries every 200 ms, allows private targets or
+/// not, and gives the recipient a secret.
+fn webhook_to(install: &Install, url: &str, allow_private: bool) {
+    let catalog = install.config().with_file_name("catalog.toml");
+    let text = std::fs::read_to_string(&catalog).unwrap().replace(
+        "contact = \"privacy@parcelco.example\"",
+        &format!("contact = \"privacy@parcelco.example\"\nwebhook_url = \"{url}\""),
+    );
+    std::fs::write(&catalog, text).unwrap();
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    assert!(config.contains("allow_private_webhook_targets = false"), "off by default");
+    let config = config
+        .replace("webhook_retry_base_ms = 30000", "webhook_retry_base_ms = 200")
+        .replace("allow_private_webhook_targets = false", &format!("allow_private_webhook_targets = {allow_private}"));
+    std::fs::write(install.config(), config).unwrap();
+    let config_path = install.config();
+    let (ok, _, err) = candor(
+        &["recipients", "secret", "parcel_carrier", "--config", config_path.to_str().unwrap()],
+        install.dir.path(),
+    );
+    assert!(ok, "{err}");
+}
+
+/// Shares a customer with parcel_carrier and erases them: one notice to deliver. Returns a
+/// client that lists notices.
+async fn erase_a_shared_customer(install: &Install, server: &common::Server) -> common::Client {
+    let token = install.token("shop_backend");
+    let backend = server.client(&token, Some("account"));
+    let id = backend.create(json!({"email": "c@example.com", "full_name": "Customer Zero"})).await;
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .post(
+            "/v1/grants",
+            json!({"recipient": "parcel_carrier", "subjects": [id], "fields": ["full_name"], "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let eraser = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let erased = eraser.send(eraser.request(reqwest::Method::DELETE, &format!("/v1/subjects/{id}"))).await;
+    assert_eq!(erased.status, 200, "{:?}", erased.body);
+    server.client(&token, Some("privacy_requests"))
+}
+
+/// The one notice, once its first delivery attempt failed (polled; the dispatcher runs on its
+/// own schedule).
+async fn after_a_failed_attempt(privacy: &common::Client) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = privacy.get("/v1/notices").await;
+        assert_eq!(listed.status, 200, "{:?}", listed.body);
+        let notice = listed.body["notices"][0].clone();
+        if notice["last_error"].is_string() || notice["delivered_at"].is_string() {
+            return notice;
+        }
+        assert!(std::time::Instant::now() < deadline, "no delivery attempt: {notice}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Answers every request with `status`, a `Location` and a body of its own, counting requests.
+fn answering(
+    listener: std::net::TcpListener,
+    status: StatusCode,
+    location: String,
+    count: Arc<Mutex<usize>>,
+) -> tokio::task::JoinHandle<()> {
+    listener.set_nonblocking(true).unwrap();
+    let app = axum::Router::new().fallback(move || {
+        let (location, count) = (location.clone(), count.clone());
+        async move {
+            *count.lock().unwrap() += 1;
+            (status, [("location", location)], "internal-service-says-port-5432-is-open")
+        }
+    });
+    tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failed_delivery_and_is_never_followed() {
+    let install = Install::new();
+    let (inner, outer) =
+        (std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let inner_url = format!("http://127.0.0.1:{}/admin", inner.local_addr().unwrap().port());
+    let outer_url = format!("http://127.0.0.1:{}/hook", outer.local_addr().unwrap().port());
+    let (inner_hits, outer_hits) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+    let _inner = answering(inner, StatusCode::OK, String::new(), inner_hits.clone());
+    let _outer = answering(outer, StatusCode::FOUND, inner_url, outer_hits.clone());
+    webhook_to(&install, &outer_url, true);
+    let server = install.serve();
+    let privacy = erase_a_shared_customer(&install, &server).await;
+
+    let notice = after_a_failed_attempt(&privacy).await;
+    assert!(notice["delivered_at"].is_null(), "a redirect is not a delivery: {notice}");
+    let error = notice["last_error"].as_str().unwrap();
+    assert!(error.starts_with("HTTP 302") && error.contains("redirect"), "{error}");
+    assert!(!error.contains("internal-service"), "nothing the recipient sent is kept: {error}");
+    assert!(*outer_hits.lock().unwrap() >= 1);
+    assert_eq!(*inner_hits.lock().unwrap(), 0, "the redirect's target is never contacted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_a_loopback_address_is_refused_unless_private_targets_are_allowed() {
+    let install = Install::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let hits = Arc::new(Mutex::new(0));
+    let _receiver = answering(listener, StatusCode::OK, String::new(), hits.clone());
+    webhook_to(&install, &url, false);
+    let server = install.serve();
+    let privacy = erase_a_shared_customer(&install, &server).await;
+
+    let notice = after_a_failed_attempt(&privacy).await;
+    assert!(notice["delivered_at"].is_null(), "{notice}");
+    let error = notice["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("refused: 127.0.0.1 is a loopback address")
+            && error.contains("allow_private_webhook_targets"),
+        "{error}"
+    );
+    assert_eq!(*hits.lock().unwrap(), 0, "nothing is sent to a refused address");
 }
