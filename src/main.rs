@@ -512,9 +512,13 @@ enum PolicyCommand {
         /// The purpose it declares (declared in the catalog).
         #[arg(long)]
         purpose: String,
-        /// A field or event type of the catalog.
-        #[arg(long)]
-        field: String,
+        /// A field or event type of the catalog (what the role gets of it).
+        #[arg(long, required_unless_present = "power")]
+        field: Option<String>,
+        /// A power instead of a field: record_consent, erase, export, break_glass, audit, manage,
+        /// or share (with --field).
+        #[arg(long, value_parser = policy_cli::POWERS)]
+        power: Option<String>,
         /// Whether the customer has given consent (matters for consent purposes).
         #[arg(long, value_parser = ["yes", "no"], default_value = "yes")]
         consent: String,
@@ -660,10 +664,17 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Policy {
-            command: PolicyCommand::Explain { config, role, purpose, field, consent, restricted, break_glass },
+            command: PolicyCommand::Explain { config, role, purpose, field, power, consent, restricted, break_glass },
         } => {
             let situation = candor_policy::Situation { consent_given: consent == "yes", restricted, break_glass };
-            print!("{}", policy_cli::explain(&config.config, &role, &purpose, &field, situation)?);
+            let text = match (power, field) {
+                (Some(power), field) => {
+                    policy_cli::explain_power(&config.config, &role, &purpose, &power, field.as_deref(), situation)?
+                }
+                (None, Some(field)) => policy_cli::explain(&config.config, &role, &purpose, &field, situation)?,
+                (None, None) => anyhow::bail!("give --field or --power"),
+            };
+            print!("{text}");
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Test { config, file } } => policy_cli::test(&config.config, &file),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use candor_policy::{PolicyEngine, Situation, table};
+use candor_policy::{Action, PolicyEngine, Situation, Target, table};
 
 use crate::config::Config;
 use crate::install;
@@ -25,6 +25,64 @@ pub fn explain(config: &Path, role: &str, purpose: &str, field: &str, situation:
         if situation.restricted { ", restricted" } else { "" },
         if situation.break_glass { ", break-glass open" } else { "" },
     ))
+}
+
+/// The powers `candor policy explain --power` answers for.
+pub const POWERS: [&str; 7] = ["record_consent", "erase", "export", "break_glass", "share", "audit", "manage"];
+
+/// Whether `role` holds a power (under `purpose`, or for `field` with `share`), and the policies
+/// that decided.
+pub fn explain_power(
+    config: &Path,
+    role: &str,
+    purpose: &str,
+    power: &str,
+    field: Option<&str>,
+    situation: Situation,
+) -> Result<String> {
+    let engine = engine(config)?;
+    let consent = if situation.consent_given { "given" } else { "not given" };
+    let mut out = format!(
+        "role {role}, purpose {purpose}, power {power}{}; customer: consent {consent}{}{}\n",
+        field.map(|f| format!(" of {f}")).unwrap_or_default(),
+        if situation.restricted { ", restricted" } else { "" },
+        if situation.break_glass { ", break-glass open" } else { "" },
+    );
+    let (action, target) = match power {
+        "audit" | "manage" => {
+            let allowed = if power == "audit" { engine.may_audit(role) } else { engine.may_manage(role) };
+            let why = if power == "audit" {
+                "the admin role, and roles the catalog declares audit = true, read the whole log"
+            } else {
+                "only the built-in admin role manages the installation"
+            };
+            out.push_str(&format!("decision: {}\n  {why}\n", if allowed { "allowed" } else { "refused" }));
+            return Ok(out);
+        }
+        "record_consent" => (Action::RecordConsent, Target::Purpose),
+        "erase" => (Action::Erase, Target::Purpose),
+        "export" => (Action::Export, Target::Purpose),
+        "break_glass" => (Action::BreakGlass, Target::Purpose),
+        "share" => match field {
+            Some(f) => (Action::Share, Target::Field(f)),
+            None => bail!("--power share needs --field: sharing is decided per field"),
+        },
+        other => bail!("unknown power `{other}`; one of: {}", POWERS.join(", ")),
+    };
+    let d = engine.decide(role, action, purpose, target, situation)?;
+    out.push_str(&format!("decision: {}\n", if d.allowed { "allowed" } else { "refused" }));
+    if d.determining.is_empty() && !d.allowed {
+        out.push_str("  no policy permits it (Cedar denies by default)\n");
+    }
+    let by = if d.allowed { "permitted by" } else { "forbidden by" };
+    for p in &d.determining {
+        let reason = p.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        out.push_str(&format!("  {by} {} ({}){reason}\n", p.id, p.origin));
+    }
+    for e in &d.errors {
+        out.push_str(&format!("  error (counts as a refusal): {e}\n"));
+    }
+    Ok(out)
 }
 
 /// Runs a decision table; fails (non-zero exit) on any mismatch.

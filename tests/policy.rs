@@ -4,6 +4,12 @@
 mod common;
 
 use common::{Client, Install, candor};
+
+// The powers and the customer's records, on SQLite and on PostgreSQL.
+on_both_backends!(
+    each_power_is_held_only_by_the_roles_the_catalog_gives_it,
+    a_customers_records_follow_the_same_decision_as_reading_them_and_the_access_log_is_paged,
+);
 use std::str::FromStr;
 
 use serde_json::{Value, json};
@@ -413,9 +419,7 @@ fn uuid_like() -> String {
 /// a consent grant on a customer's behalf, erase, lift a restriction, and read the whole log.
 /// Each attack of the authorization review is here: a support, fraud or marketing token can
 /// neither subscribe a customer, nor erase one, nor lift their restriction, nor list the log.
-#[tokio::test]
-async fn each_power_is_held_only_by_the_roles_the_catalog_gives_it() {
-    let install = Install::new();
+async fn each_power_is_held_only_by_the_roles_the_catalog_gives_it(install: Install) {
     let server = install.serve();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
     // (role, purpose, record consent, erase, lift restriction, audit)
@@ -485,9 +489,7 @@ async fn each_power_is_held_only_by_the_roles_the_catalog_gives_it() {
 /// A customer's own records about their data (access log, consents, history) go only to a caller
 /// who may read that customer under its purpose, or under a customer_requests purpose; the access
 /// log comes a page at a time.
-#[tokio::test]
-async fn a_customers_records_follow_the_same_decision_as_reading_them_and_the_access_log_is_paged() {
-    let install = Install::new();
+async fn a_customers_records_follow_the_same_decision_as_reading_them_and_the_access_log_is_paged(install: Install) {
     let server = install.serve();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
     let id = backend.create(json!({"email": "paged@example.com", "full_name": "Paged"})).await;
@@ -540,4 +542,54 @@ async fn only_the_mailer_role_receives_sign_in_links() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert!(r.body["url"].as_str().unwrap().contains("/privacy/sign-in/cndl_"), "{:?}", r.body);
     assert!(r.body.get("session").is_none() && r.headers.get("set-cookie").is_none(), "never a session");
+}
+
+/// `candor policy explain --power` says whether a role holds a power and which policy decided.
+#[test]
+fn explain_says_who_holds_a_power_and_why() {
+    let install = Install::new();
+    let config = install.config();
+    let explain = |role: &str, purpose: &str, power: &str| {
+        let args = [
+            "policy",
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "--role",
+            role,
+            "--purpose",
+            purpose,
+            "--power",
+            power,
+        ];
+        let (ok, out, err) = candor(&args, install.dir.path());
+        assert!(ok, "{err}");
+        out
+    };
+    let out = explain("privacy_team", "privacy_requests", "erase");
+    assert!(out.contains("decision: allowed") && out.contains("catalog.role.privacy_team.erase"), "{out}");
+    let out = explain("shop_backend", "account", "erase");
+    assert!(out.contains("decision: refused") && out.contains("catalog.bounds.erase"), "{out}");
+    let out = explain("shop_backend", "account", "record_consent");
+    assert!(out.contains("decision: allowed") && out.contains("catalog.role.shop_backend.record_consent"), "{out}");
+    let out = explain("support_agent", "customer_support", "audit");
+    assert!(out.contains("decision: refused"), "{out}");
+    let out = explain("privacy_team", "privacy_requests", "audit");
+    assert!(out.contains("decision: allowed"), "{out}");
+    let (ok, _, err) = candor(
+        &[
+            "policy",
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "--role",
+            "shop_backend",
+            "--purpose",
+            "account",
+            "--power",
+            "share",
+        ],
+        install.dir.path(),
+    );
+    assert!(!ok && err.contains("needs --field"), "{err}");
 }
