@@ -96,6 +96,7 @@ fn read_csv(file: &Path) -> Result<Table> {
         .enumerate()
         .map(|(i, h)| if i == 0 { h.trim_start_matches('\u{feff}') } else { h }.to_string())
         .collect();
+    refuse_data_as_header(file, &columns)?;
     let mut rows = Vec::new();
     for record in reader.records() {
         // The csv crate's errors name positions and counts, never the content.
@@ -105,6 +106,28 @@ fn read_csv(file: &Path) -> Result<Table> {
         rows.push((line, cells));
     }
     Ok(Table { columns, rows })
+}
+
+/// Column names appear in the report and on the terminal, so a first line that is a customer's
+/// data (a file without a header) must not become them: a header cell that is an e-mail address
+/// or a phone number, or an overlong one, stops the import before anything is printed.
+fn refuse_data_as_header(file: &Path, columns: &[String]) -> Result<()> {
+    use candor_core::catalog::FieldType;
+    for (i, name) in columns.iter().enumerate() {
+        let json = Value::String(name.clone());
+        let looks_like_data = candor_core::value::validate(FieldType::Email, &json).is_ok()
+            || candor_core::value::validate(FieldType::Phone, &json).is_ok()
+            || name.chars().count() > 100;
+        if looks_like_data {
+            anyhow::bail!(
+                "{}: column {} of the first line looks like a customer's data, not a column name: the file \
+                 needs a header line naming its columns (nothing was imported or reported)",
+                file.display(),
+                i + 1
+            );
+        }
+    }
+    Ok(())
 }
 
 fn read_jsonl(file: &Path) -> Result<Table> {

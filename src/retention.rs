@@ -109,6 +109,13 @@ pub fn spawn_sweeper(vault: Vault, interval_seconds: u64, caller_address_days: u
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_seconds));
         loop {
             tick.tick().await;
+            // An erasure whose last step failed while the server kept running is finished here
+            // too, not only at the next start-up.
+            match vault.complete_pending_erasures().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(customers = n, "unfinished erasures completed"),
+                Err(e) => tracing::warn!(error = %e, "unfinished erasures not completed; next sweep retries"),
+            }
             match vault.sweep_retention(crate::vault::now_millis(), |_| {}).await {
                 Ok(r) if r.subjects > 0 || r.held > 0 => tracing::info!(
                     customers = r.subjects,

@@ -287,3 +287,31 @@ async fn existing_customers_are_updated_or_reported_when_asked(install: Install)
     assert_no_values(&text);
     assert!(Path::new(&install.dir.path().join("reports/report.md")).exists());
 }
+
+/// A file without a header line: its first customer must not become column names printed in the
+/// report or on the terminal.
+#[test]
+fn a_file_without_a_header_is_refused_before_anything_is_printed() {
+    let install = Install::new();
+    let dir = install.dir.path();
+    let file = dir.join("no-header.csv");
+    std::fs::write(&file, "ada.canary@example.com,Ada Canarywing\nbob@example.com,Bob\n").unwrap();
+    let reports = dir.join("reports");
+    let config = install.config();
+    let args = [
+        "import",
+        "subjects",
+        file.to_str().unwrap(),
+        "--purpose",
+        "order_fulfilment",
+        "--config",
+        config.to_str().unwrap(),
+        "--report",
+        reports.to_str().unwrap(),
+    ];
+    let (ok, out, err) = candor(&args, dir);
+    assert!(!ok, "{out}");
+    assert!(err.contains("needs a header line"), "{err}");
+    assert!(!out.contains("canary") && !err.contains("canary"), "{out}{err}");
+    assert!(!reports.join("report.md").exists(), "no report of data as column names");
+}

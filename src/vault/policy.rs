@@ -80,7 +80,16 @@ impl Vault {
         action: &str,
     ) -> Result<(), VaultError> {
         if self.catalog.purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {
-            return Ok(());
+            // Answering the customer's own requests is the export power (an operator's forbid
+            // narrows it like any other).
+            return self
+                .require(auth, Action::Export, action, id, "purpose_not_allowed", || {
+                    VaultError::Access(AccessDenied::PurposeNotAllowed {
+                        role: auth.principal.role.clone(),
+                        purpose: auth.purpose.to_string(),
+                    })
+                })
+                .await;
         }
         let scope = self.consent_scope(auth, id).await?;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;

@@ -72,9 +72,13 @@ impl Vault {
                 inventory.consents
             ))
             .record();
-        let erased = self.store.erase_subject_certified(id, now, request, certify, log).await?;
+        let erased = self.store.erase_subject_certified(id, now, request, certify, log).await;
         self.keys.forget_subject_key(id);
-        match erased {
+        // The brake counts erasures made, not repeats, refusals or failures.
+        if !matches!(erased, Ok(Erasure::Erased)) {
+            self.erasure_brake.refund(&auth.principal.token_id);
+        }
+        match erased? {
             Erasure::Erased => issued
                 .get()
                 .cloned()
@@ -314,6 +318,17 @@ impl ErasureBrake {
         Self { limit, recent: std::sync::Mutex::default() }
     }
 
+    /// Gives back the last admission of `token` (the erasure it admitted erased nothing).
+    pub(crate) fn refund(&self, token: &str) {
+        if self.limit == 0 {
+            return;
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(times) = recent.get_mut(token) {
+            times.pop_back();
+        }
+    }
+
     /// Counts one erasure by `token` at `now`, or refuses it with how many the token made in the
     /// last hour.
     pub(crate) fn admit(&self, token: &str, now: i64) -> Result<(), u32> {
@@ -349,6 +364,12 @@ mod brake_tests {
         assert_eq!(brake.admit("stolen", 10), Err(3));
         assert!(brake.admit("other", 10).is_ok(), "another token has its own allowance");
         assert!(brake.admit("stolen", ErasureBrake::HOUR_MS).is_ok(), "the first erasure left the window");
+        // An admission whose erasure erased nothing (a repeat, a refusal) is given back.
+        let brake = ErasureBrake::new(2);
+        assert!(brake.admit("t", 0).is_ok() && brake.admit("t", 1).is_ok());
+        brake.refund("t");
+        assert!(brake.admit("t", 2).is_ok(), "a refunded admission does not count");
+        assert_eq!(brake.admit("t", 3), Err(2));
         assert!(ErasureBrake::new(0).admit("any", 0).is_ok(), "0 turns the brake off");
     }
 }

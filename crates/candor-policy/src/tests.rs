@@ -329,11 +329,25 @@ mod operator_policies_only_narrow {
         )
     }
 
+    /// An operator permit of an installation power (audit, manage) to some role or to all.
+    fn installation_permit() -> impl Strategy<Value = String> {
+        (prop::option::of(0..ROLES.len()), prop::bool::ANY).prop_map(|(role, audit)| {
+            let principal =
+                role.map_or("principal".to_string(), |r| format!("principal == Candor::Role::\"{}\"", ROLES[r]));
+            let action = if audit { "audit" } else { "manage" };
+            format!("permit({principal}, action == Candor::Action::\"{action}\", resource);")
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
         /// For random sets of operator permits, no decision is allowed that the catalog alone refuses.
         #[test]
-        fn no_operator_permit_allows_what_the_catalog_refuses(permits in prop::collection::vec(permit(), 1..5)) {
+        fn no_operator_permit_allows_what_the_catalog_refuses(
+            mut permits in prop::collection::vec(permit(), 1..5),
+            installation in prop::collection::vec(installation_permit(), 0..3),
+        ) {
+            permits.extend(installation);
             let text: String = permits.iter().enumerate()
                 .map(|(i, p)| format!("@id(\"op{i}\")\n{p}\n"))
                 .collect();

@@ -132,7 +132,6 @@ pub(crate) fn open_connection(path: &Path, keys_path: &Path) -> Result<Connectio
     Ok(conn)
 }
 
-/// Creates the key store file readable only by its owner (SQLite gives its WAL the same mode).
 /// Creates `path` empty and owner-only (0600) when it does not exist yet, before SQLite opens
 /// it: SQLite gives its `-wal` and `-shm` files the mode of the database file.
 fn create_private_file(path: &Path, what: &str) -> Result<(), StoreError> {
