@@ -580,6 +580,43 @@ async fn sign_in_attempts_are_rate_limited_and_tls_deployments_get_host_only_sec
     assert_eq!(late.post("/privacy/sign-in", &[("link", secret)]).await.status, 429);
 }
 
+/// Login CSRF: a sign-in posted from another website is refused (and does not use the link up);
+/// message checks count apart from sign-in attempts, so checking codes locks nobody out.
+#[tokio::test]
+async fn a_sign_in_from_another_site_is_refused_and_message_checks_do_not_lock_sign_in() {
+    let install = Install::new();
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    std::fs::write(
+        install.config(),
+        config.replace("sign_in_attempts_per_minute = 10", "sign_in_attempts_per_minute = 3"),
+    )
+    .unwrap();
+    let server = install.serve();
+    let (_backend, _id, link) = setup(&install, &server).await;
+    let secret = link.rsplit('/').next().unwrap().to_string();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let post = |headers: Vec<(&'static str, String)>| {
+        let mut r = http.post(format!("{}/privacy/sign-in", server.url)).form(&[("link", secret.as_str())]);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    let r = post(vec![("sec-fetch-site", "cross-site".into())]).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = post(vec![("origin", "https://evil.example".into())]).await.unwrap();
+    assert_eq!(r.status(), 403);
+    // Checking message codes uses its own allowance.
+    for _ in 0..5 {
+        let r = server.anonymous().get("/v1/messages/verify?code=ABCD-EFGH-JKLM").await;
+        assert!(r.status == 200 || r.status == 400 || r.status == 429, "{:?}", r.body);
+    }
+    // The link still works, from our own page.
+    let host = server.url.trim_start_matches("http://").to_string();
+    let r = post(vec![("sec-fetch-site", "same-origin".into()), ("origin", format!("http://{host}"))]).await.unwrap();
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+}
+
 #[tokio::test]
 async fn without_a_customer_requests_purpose_no_link_is_made() {
     let install = Install::new();

@@ -1,4 +1,6 @@
-//! Rate limiting of sign-in attempts: a fixed one-minute window per client address.
+//! Rate limiting of sign-in attempts and of message-code checks (one limiter each, so checking
+//! messages never locks anyone out of signing in): a fixed one-minute window per client address,
+//! or per /64 network for IPv6 (a client holds a whole /64 and could rotate within it).
 //!
 //! Sign-in link secrets carry 256 random bits, so guessing one is hopeless anyway; the limit
 //! keeps a client from hammering the sign-in form (and the log that records attempts with known
@@ -35,6 +37,7 @@ impl SignInLimiter {
     }
 
     fn window(&self, ip: IpAddr, now: Instant, count_it: bool) -> Result<(), u64> {
+        let ip = bucket(ip);
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > PRUNE_ABOVE {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
@@ -54,9 +57,32 @@ impl SignInLimiter {
     }
 }
 
+/// The unit an attempt is counted against: an IPv4 address, or the /64 of an IPv6 one (an
+/// IPv4-mapped IPv6 address counts as its IPv4 address).
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotating_ipv6_addresses_within_a_64_counts_as_one_client() {
+        let limiter = SignInLimiter::new(2);
+        let t0 = Instant::now();
+        assert!(limiter.attempt("2001:db8:1:2::1".parse().unwrap(), t0).is_ok());
+        assert!(limiter.attempt("2001:db8:1:2:ffff::9".parse().unwrap(), t0).is_ok());
+        assert!(limiter.attempt("2001:db8:1:2:abcd:1:2:3".parse().unwrap(), t0).is_err(), "same /64");
+        assert!(limiter.attempt("2001:db8:1:3::1".parse().unwrap(), t0).is_ok(), "another /64");
+        assert_eq!(bucket("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
 
     #[test]
     fn attempts_beyond_the_limit_wait_for_the_next_window_per_address() {

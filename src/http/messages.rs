@@ -105,7 +105,7 @@ pub async fn verify(
     ClientIp(ip): ClientIp,
     query: Result<Query<CodeQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
+    if let Err(wait) = state.message_limiter.attempt(ip, Instant::now()) {
         let mut response = too_many_checks(wait).into_response();
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return Ok(response);
@@ -170,7 +170,7 @@ pub async fn check_page(
     let result = match &code {
         None => None,
         Some(c) => {
-            if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
+            if let Err(wait) = state.message_limiter.attempt(ip, Instant::now()) {
                 return limited(state.chrome("", None), wait);
             }
             match state.vault.verify_message_code(c).await {
@@ -210,7 +210,7 @@ pub async fn own_messages(
     let result = match &code {
         None => None,
         Some(c) => {
-            if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
+            if let Err(wait) = state.message_limiter.attempt(ip, Instant::now()) {
                 return limited(state.chrome("messages", Some(me.csrf.clone())), wait);
             }
             match state.vault.verify_own_message(&me.session, c).await {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub branding: Arc<branding::Branding>,
     pub sign_in: Arc<crate::config::SignInConfig>,
     limiter: Arc<limit::SignInLimiter>,
+    /// Message-code checks count apart from sign-in attempts.
+    message_limiter: Arc<limit::SignInLimiter>,
     /// This server's own address (`http://127.0.0.1:8750`), known once it listens.
     bound: Arc<OnceLock<String>>,
     /// Recipients' webhook secrets (`[sharing] webhook_secrets`).
@@ -75,6 +77,7 @@ impl AppState {
             branding,
             sign_in: Arc::new(config.sign_in.clone()),
             limiter: Arc::new(limit::SignInLimiter::new(config.sign_in.attempts_per_minute)),
+            message_limiter: Arc::new(limit::SignInLimiter::new(config.sign_in.attempts_per_minute)),
             bound: Arc::new(OnceLock::new()),
             webhook_secrets: Arc::new(crate::outbox::load_secrets(&config.webhooks)?),
             webhooks: config.webhooks.clone(),

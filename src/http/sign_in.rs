@@ -120,12 +120,45 @@ pub async fn continue_page(
     render(StatusCode::OK, &page)
 }
 
+/// Whether a sign-in POST came from another site (login CSRF: signing a visitor in to someone
+/// else's session). Browsers say so in `Sec-Fetch-Site`; an `Origin` naming another host says
+/// the same (`Origin: null`, which the pages' `no-referrer` policy makes browsers send, proves
+/// nothing either way).
+fn cross_site(headers: &axum::http::HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return true;
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
 /// `POST /privacy/sign-in` (form: `link`): uses the link, starts a session, and goes to "My data".
+/// Refused from another site.
 pub async fn sign_in(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
     form: Result<axum::Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    if cross_site(&headers) {
+        return crate::http::pages::message(
+            state.chrome("", None),
+            StatusCode::FORBIDDEN,
+            "Sign in from our own page",
+            vec![
+                "This sign-in came from another website, so it was not accepted. Open your sign-in link \
+                  and press Continue on our page."
+                    .to_string(),
+            ],
+            None,
+        );
+    }
     if let Err(wait) = state.limiter.attempt(ip, Instant::now()) {
         return too_many(state.chrome("", None), "Too many attempts", wait, "use your sign-in link again");
     }
