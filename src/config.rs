@@ -89,6 +89,8 @@ pub struct PolicySettings {
     /// Most erasures one token may make in an hour (0: no limit): a brake on bulk destruction
     /// with a stolen token.
     pub erasures_per_hour: u32,
+    /// Most restrictions one token may place in an hour (0: no limit).
+    pub restrictions_per_hour: u32,
 }
 
 /// Default of `[policy] erasures_per_hour`.
@@ -243,6 +245,7 @@ struct RawPolicy {
     file: Option<String>,
     break_glass_minutes: Option<u32>,
     erasures_per_hour: Option<u32>,
+    restrictions_per_hour: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -463,6 +466,7 @@ impl Config {
                     ),
                 },
                 erasures_per_hour: raw.policy.erasures_per_hour.unwrap_or(DEFAULT_ERASURES_PER_HOUR),
+                restrictions_per_hour: raw.policy.restrictions_per_hour.unwrap_or(DEFAULT_ERASURES_PER_HOUR),
             },
         })
     }
@@ -589,6 +593,9 @@ break_glass_minutes = 15
 # Most customers one token may erase in an hour (per server; 0 = no limit). Erasure cannot be
 # undone: this brake stops a stolen token of an erasing role from wiping the customer base.
 erasures_per_hour = {DEFAULT_ERASURES_PER_HOUR}
+# The same brake on restrictions (any role may restrict a customer; restricting everyone would
+# stop all processing).
+restrictions_per_hour = {DEFAULT_ERASURES_PER_HOUR}
 "#
     )
 }

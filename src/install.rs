@@ -231,6 +231,7 @@ async fn assemble(config_path: &Path) -> Result<(Config, Vault, String)> {
     let vault = Vault::new(Arc::new(catalog), Arc::new(policy), Arc::new(keys), store, log)
         .with_break_glass_minutes(config.policy.break_glass_minutes)
         .with_erasures_per_hour(config.policy.erasures_per_hour)
+        .with_restrictions_per_hour(config.policy.restrictions_per_hour)
         .with_sign_in(config.sign_in.settings.clone())
         .with_max_grant_days(config.max_grant_days);
     Ok((config, vault, catalog_hash))

@@ -593,3 +593,37 @@ fn explain_says_who_holds_a_power_and_why() {
     );
     assert!(!ok && err.contains("needs --field"), "{err}");
 }
+
+/// Any role may restrict a customer (it only protects them), but a stolen token cannot restrict
+/// the whole customer base: restrictions per token per hour are braked, like erasures.
+#[tokio::test]
+async fn restricting_many_customers_with_one_token_is_braked_for_an_hour() {
+    let install = Install::new();
+    let config = std::fs::read_to_string(install.config()).unwrap();
+    assert!(config.contains("restrictions_per_hour = 60"), "new installations are braked");
+    std::fs::write(install.config(), config.replace("restrictions_per_hour = 60", "restrictions_per_hour = 2"))
+        .unwrap();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(backend.create(json!({"email": format!("r{i}@example.com"), "full_name": "Restricted"})).await);
+    }
+    let restrict = |id: &str| {
+        let path = format!("/v1/subjects/{id}/restriction");
+        let support = support.clone();
+        async move { support.post(&path, json!({})).await }
+    };
+    assert_eq!(restrict(&ids[0]).await.status, 200);
+    assert_eq!(restrict(&ids[1]).await.status, 200);
+    let r = restrict(&ids[2]).await;
+    assert_eq!((r.status, r.code()), (429, "restriction_rate_limited"), "{:?}", r.body);
+    assert_eq!(
+        backend.post(&format!("/v1/subjects/{}/restriction", ids[2]), json!({})).await.status,
+        200,
+        "another token"
+    );
+    install.advance_clock(std::time::Duration::from_secs(3601)); // time moves; nothing waits for it
+    assert_eq!(restrict(&ids[3]).await.status, 200, "a new hour");
+}

@@ -181,6 +181,9 @@ impl From<VaultError> for ApiError {
                 let field = field.clone();
                 ApiError::new(S::CONFLICT, "duplicate_value", msg).with_field(&field)
             }
+            VaultError::RestrictionRateLimited(_) => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "restriction_rate_limited", msg).with_field("Authorization")
+            }
             VaultError::ErasureRateLimited(_) => {
                 ApiError::new(S::TOO_MANY_REQUESTS, "erasure_rate_limited", msg).with_field("Authorization")
             }

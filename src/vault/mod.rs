@@ -135,6 +135,10 @@ pub enum VaultError {
         "this token has erased {0} customers in the last hour, the most `[policy] erasures_per_hour` allows: erasure cannot be undone, so bulk erasure is braked. Try again later, or raise the limit in candor.toml"
     )]
     ErasureRateLimited(u32),
+    #[error(
+        "this token has restricted {0} customers in the last hour, the most `[policy] restrictions_per_hour` allows: try again later, or raise the limit in candor.toml"
+    )]
+    RestrictionRateLimited(u32),
     #[error("another customer already has this {0}: it must be unique (the catalog says unique = true)")]
     DuplicateValue(String),
     #[error(
@@ -229,7 +233,8 @@ pub struct Vault {
     break_glass_minutes: u32,
     sign_in: SignInSettings,
     max_grant_days: u32,
-    erasure_brake: Arc<rights::ErasureBrake>,
+    erasure_brake: Arc<rights::HourlyBrake>,
+    restriction_brake: Arc<rights::HourlyBrake>,
 }
 
 pub use crate::clock::now_millis;
@@ -253,13 +258,21 @@ impl Vault {
             break_glass_minutes: 15,
             sign_in: SignInSettings::default(),
             max_grant_days: 30,
-            erasure_brake: Arc::new(rights::ErasureBrake::new(0)),
+            erasure_brake: Arc::new(rights::HourlyBrake::new(0)),
+            restriction_brake: Arc::new(rights::HourlyBrake::new(0)),
         }
     }
 
     /// Most erasures one token may make in an hour (`[policy] erasures_per_hour`; 0: no limit).
     pub fn with_erasures_per_hour(mut self, limit: u32) -> Self {
-        self.erasure_brake = Arc::new(rights::ErasureBrake::new(limit));
+        self.erasure_brake = Arc::new(rights::HourlyBrake::new(limit));
+        self
+    }
+
+    /// Most restrictions one token may place in an hour (`[policy] restrictions_per_hour`; 0: no
+    /// limit).
+    pub fn with_restrictions_per_hour(mut self, limit: u32) -> Self {
+        self.restriction_brake = Arc::new(rights::HourlyBrake::new(limit));
         self
     }
 

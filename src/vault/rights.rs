@@ -275,6 +275,12 @@ impl Vault {
     /// Restricts processing of the customer's data (kept, not used); `false` if it already was.
     pub async fn restrict(&self, auth: &Authorized, id: SubjectId, reason: Option<&str>) -> Result<bool, VaultError> {
         self.refuse_under_consent(auth, "subject.restrict", id).await?;
+        // Restricting only protects one customer, but restricting everyone stops the business:
+        // a stolen token of any role gets a brake here too.
+        if let Err(done) = self.restriction_brake.admit(&auth.principal.token_id, now_millis()) {
+            let audit = self.audit(auth, "subject.restrict", &[id]);
+            return self.refuse(audit, "restriction_rate_limited", VaultError::RestrictionRateLimited(done)).await;
+        }
         let reason = check_reason(reason, false)?;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let note = match reason {
@@ -304,14 +310,14 @@ impl Vault {
     }
 }
 
-/// A brake on bulk erasure: at most `limit` erasures per token in any hour, counted by each
-/// server (so N servers allow at most N times as many). 0 turns it off.
-pub(crate) struct ErasureBrake {
+/// A brake on bulk erasure or restriction: at most `limit` per token in any hour, counted by
+/// each server (so N servers allow at most N times as many). 0 turns it off.
+pub(crate) struct HourlyBrake {
     limit: u32,
     recent: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<i64>>>,
 }
 
-impl ErasureBrake {
+impl HourlyBrake {
     const HOUR_MS: i64 = 3_600_000;
 
     pub(crate) fn new(limit: u32) -> Self {
@@ -353,23 +359,23 @@ impl ErasureBrake {
 
 #[cfg(test)]
 mod brake_tests {
-    use super::ErasureBrake;
+    use super::HourlyBrake;
 
     #[test]
     fn the_brake_admits_the_limit_per_token_per_hour_then_refuses_until_an_hour_passes() {
-        let brake = ErasureBrake::new(3);
+        let brake = HourlyBrake::new(3);
         for t in 0..3 {
             assert!(brake.admit("stolen", t).is_ok());
         }
         assert_eq!(brake.admit("stolen", 10), Err(3));
         assert!(brake.admit("other", 10).is_ok(), "another token has its own allowance");
-        assert!(brake.admit("stolen", ErasureBrake::HOUR_MS).is_ok(), "the first erasure left the window");
+        assert!(brake.admit("stolen", HourlyBrake::HOUR_MS).is_ok(), "the first erasure left the window");
         // An admission whose erasure erased nothing (a repeat, a refusal) is given back.
-        let brake = ErasureBrake::new(2);
+        let brake = HourlyBrake::new(2);
         assert!(brake.admit("t", 0).is_ok() && brake.admit("t", 1).is_ok());
         brake.refund("t");
         assert!(brake.admit("t", 2).is_ok(), "a refunded admission does not count");
         assert_eq!(brake.admit("t", 3), Err(2));
-        assert!(ErasureBrake::new(0).admit("any", 0).is_ok(), "0 turns the brake off");
+        assert!(HourlyBrake::new(0).admit("any", 0).is_ok(), "0 turns the brake off");
     }
 }
