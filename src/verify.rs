@@ -18,7 +18,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use candor_log::Hash;
-use candor_log::merkle::{empty_root, leaf_hash, node_hash};
+use candor_log::merkle::{empty_root, leaf_hash};
 use candor_log::note::{Checkpoint, VerifierKey};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -296,13 +296,12 @@ fn parse_bundle(bundle: &[u8], width: u64) -> Result<Vec<Vec<u8>>, (u64, String)
     Ok(entries)
 }
 
-/// The tree recomputed from the entries, one leaf at a time (O(log n) memory), with the
-/// complete subtrees it finishes until they are compared with the stored ones.
+/// The tree recomputed from the entries, one leaf at a time (O(log n) memory, `candor-log`'s
+/// `RootBuilder`), with the complete subtrees it finishes until they are compared with the stored
+/// ones.
 #[derive(Default)]
 struct Tree {
-    /// Roots of the complete subtrees of the range so far, largest first.
-    stack: Vec<(u32, Hash)>,
-    size: u64,
+    builder: candor_log::merkle::RootBuilder,
     /// Level (at least 1) -> first node index and the hashes of the nodes completed since the
     /// last comparison.
     pending: BTreeMap<u32, (u64, Vec<Hash>)>,
@@ -311,30 +310,18 @@ struct Tree {
 
 impl Tree {
     fn push(&mut self, leaf: Hash) {
-        let size = self.size + 1;
-        let mut node = (0u32, leaf);
-        while let Some(&(level, left)) = self.stack.last() {
-            if level != node.0 {
-                break;
-            }
-            self.stack.pop();
-            node = (level + 1, node_hash(&left, &node.1));
-            let index = (size >> node.0) - 1;
-            self.pending.entry(node.0).or_insert((index, Vec::new())).1.push(node.1);
-        }
-        self.stack.push(node);
-        self.size = size;
+        let pending = &mut self.pending;
+        self.builder.push_reporting(leaf, |level, index, hash| {
+            pending.entry(level).or_insert((index, Vec::new())).1.push(hash);
+        });
+    }
+
+    fn size(&self) -> u64 {
+        self.builder.size()
     }
 
     fn root(&self) -> Hash {
-        let mut iter = self.stack.iter().rev();
-        let Some(&(_, mut acc)) = iter.next() else {
-            return empty_root();
-        };
-        for (_, left) in iter {
-            acc = node_hash(left, &acc);
-        }
-        acc
+        self.builder.root()
     }
 
     /// Compares the subtrees completed since the last call with the stored ones; fails naming
@@ -393,7 +380,7 @@ fn nodes_missing(level: u32, first: u64, end: u64, found: usize) -> anyhow::Erro
     )
 }
 
-/// Reads entries from `tree.size` on — up to `target` (all must be there), or to the end of the
+/// Reads entries from `tree.size()` on — up to `target` (all must be there), or to the end of the
 /// log (`None`) — checking each against its recorded leaf hash and every completed subtree
 /// against the stored one, and remembering the root at each size in `marks` (sorted).
 async fn advance(
@@ -404,11 +391,11 @@ async fn advance(
     roots: &mut BTreeMap<u64, Hash>,
     bar: &ProgressBar,
 ) -> Result<()> {
-    if marks.first() == Some(&0) && tree.size == 0 {
+    if marks.first() == Some(&0) && tree.size() == 0 {
         roots.insert(0, empty_root());
     }
     loop {
-        let start = tree.size;
+        let start = tree.size();
         if target.is_some_and(|t| start >= t) {
             return Ok(());
         }
@@ -418,8 +405,8 @@ async fn advance(
             end = end.min(t);
         }
         for (index, bytes, recorded) in reader.batch(start, end).await? {
-            if index != tree.size {
-                bail!("log verification FAILED at index {}: entry {} is missing", tree.size, tree.size);
+            if index != tree.size() {
+                bail!("log verification FAILED at index {}: entry {} is missing", tree.size(), tree.size());
             }
             if leaf_hash(&bytes) != recorded {
                 bail!(
@@ -427,18 +414,18 @@ async fn advance(
                 );
             }
             tree.push(recorded);
-            if marks.binary_search(&tree.size).is_ok() {
-                roots.insert(tree.size, tree.root());
+            if marks.binary_search(&tree.size()).is_ok() {
+                roots.insert(tree.size(), tree.root());
             }
         }
         tree.compare_nodes(reader).await?;
-        if tree.size > bar.length().unwrap_or(0) {
-            bar.set_length(tree.size);
+        if tree.size() > bar.length().unwrap_or(0) {
+            bar.set_length(tree.size());
         }
-        bar.set_position(tree.size);
-        if tree.size != end {
+        bar.set_position(tree.size());
+        if tree.size() != end {
             if target.is_some() {
-                bail!("log verification FAILED at index {}: entry {} is missing", tree.size, tree.size);
+                bail!("log verification FAILED at index {}: entry {} is missing", tree.size(), tree.size());
             }
             return Ok(());
         }
@@ -646,22 +633,22 @@ async fn verify_log(
         // what none covers is the unsigned tail.
         let mut checked = latest.size;
         loop {
-            if reader.batch(tree.size, tree.size + 1).await?.is_empty() {
+            if reader.batch(tree.size(), tree.size() + 1).await?.is_empty() {
                 break;
             }
             let newer = match reader.checkpoint().await? {
                 Some(note) => Some((open("the log's checkpoint", &note)?, note)),
                 None => None,
             }
-            .filter(|(c, _)| c.size > tree.size);
+            .filter(|(c, _)| c.size > tree.size());
             let Some((cp, note)) = newer else {
-                let from = tree.size;
+                let from = tree.size();
                 advance(&mut tree, &mut reader, None, &[], &mut roots, &bar).await?;
                 if !options.allow_unsigned_tail {
                     bail!(
                         "log verification FAILED at index {from}: entries {from} to {} ({} entries) come after the newest signed checkpoint (size {checked}) and no signature covers them, so they cannot be verified; have a checkpoint signed (`candor log checkpoint`, or GET /v1/log/checkpoint on the server) and verify again, or pass --allow-unsigned-tail to accept them unverified",
-                        tree.size - 1,
-                        tree.size - from
+                        tree.size() - 1,
+                        tree.size() - from
                     );
                 }
                 break;
@@ -695,7 +682,7 @@ async fn verify_log(
     let kept_matching = kept.iter().filter(|(c, _)| c.size <= latest.size && *c != latest).count();
     Ok(Report {
         checked,
-        present: tree.size,
+        present: tree.size(),
         root: latest.root,
         signed_now,
         kept: kept_matching,
@@ -732,6 +719,7 @@ pub fn print(report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candor_log::merkle::node_hash;
 
     #[test]
     fn tile_names_follow_the_c2sp_encoding() {

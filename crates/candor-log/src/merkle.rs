@@ -326,6 +326,13 @@ impl RootBuilder {
     }
 
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _, _| {});
+    }
+
+    /// [`RootBuilder::push`], telling `completed` each complete subtree (level ≥ 1, index at that
+    /// level, hash) the leaf finishes — what a verifier compares with stored nodes.
+    pub fn push_reporting(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, Hash)) {
+        let size = self.size + 1;
         let mut node = (0u32, leaf);
         while let Some(&(level, left)) = self.stack.last() {
             if level != node.0 {
@@ -333,9 +340,10 @@ impl RootBuilder {
             }
             self.stack.pop();
             node = (level + 1, node_hash(&left, &node.1));
+            completed(node.0, (size >> node.0) - 1, node.1);
         }
         self.stack.push(node);
-        self.size += 1;
+        self.size = size;
     }
 
     pub fn size(&self) -> u64 {
