@@ -50,7 +50,7 @@ pub const CONSENT_COLUMN: &str =
     "consent columns are imported with `candor import consents`, which records their evidence";
 
 /// The parts of a postal address value (as `candor_core::value` accepts them).
-const ADDRESS_PARTS: [&str; 6] = ["street", "line2", "postal_code", "city", "region", "country"];
+use candor_core::value::ADDRESS_KEYS as ADDRESS_PARTS;
 
 /// Rows created or looked up concurrently (lets the store commit them together).
 const IN_FLIGHT: usize = 32;

@@ -41,6 +41,7 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// The address parts of `candor_core::value::ADDRESS_KEYS`, with their labels on the form.
 const ADDRESS_PARTS: [(&str, &str); 6] = [
     ("street", "Street and number"),
     ("line2", "Address line 2"),
@@ -767,4 +768,13 @@ pub async fn delete(State(state): State<AppState>, me: SignedIn, form: FormData)
     let mut response = render(StatusCode::OK, &page);
     response.headers_mut().insert(header::SET_COOKIE, state.session_cookie(None));
     response
+}
+
+#[cfg(test)]
+mod address_tests {
+    #[test]
+    fn the_correct_form_labels_every_address_part_in_the_cores_order() {
+        let names: Vec<&str> = super::ADDRESS_PARTS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, candor_core::value::ADDRESS_KEYS);
+    }
 }

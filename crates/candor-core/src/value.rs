@@ -15,7 +15,8 @@ pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 pub const MAX_EVENT_BYTES: usize = 16 * 1024;
 const MAX_TEXT_BYTES: usize = 4 * 1024;
 
-const ADDRESS_KEYS: [&str; 6] = ["street", "line2", "postal_code", "city", "region", "country"];
+/// The parts a postal address may have (the one list; pages and the import name these).
+pub const ADDRESS_KEYS: [&str; 6] = ["street", "line2", "postal_code", "city", "region", "country"];
 
 /// What an address's country must be; never followed by the value given.
 const COUNTRY_RULE: &str =
