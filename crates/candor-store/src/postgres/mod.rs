@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../../migrations/postgres/0012_log_callers.sql")),
     (13, include_str!("../../migrations/postgres/0013_kept_after_erasure.sql")),
     (14, include_str!("../../migrations/postgres/0014_pending_erasures.sql")),
+    (15, include_str!("../../migrations/postgres/0015_idempotency.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;

@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/sqlite/0013_log_callers.sql")),
     (14, include_str!("../../migrations/sqlite/0014_kept_after_erasure.sql")),
     (15, include_str!("../../migrations/sqlite/0015_pending_erasures.sql")),
+    (16, include_str!("../../migrations/sqlite/0016_idempotency.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
