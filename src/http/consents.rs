@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, SubjectPath, parse_subject_id};
+use super::subjects::{IdempotencyKey, SubjectIdParam};
 use super::{AppState, rfc3339};
 use crate::vault::{Authorized, ChangeInput, Vault};
 
@@ -77,11 +78,12 @@ fn slot_views(vault: &Vault, states: Vec<SlotState>) -> Vec<SlotView> {
 
 /// The customer's consents: the current state of every consent purpose (and channel).
 #[utoipa::path(get, path = "/v1/subjects/{id}/consents", tag = "consents",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the consents are read")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "Why the consents are read")),
     responses(
         (status = 200, body = ConsentsResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 403, description = "`purpose_not_allowed`, `consent_required`, `restricted`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn get_consents(
@@ -139,11 +141,12 @@ pub struct HistoryResponse {
 
 /// The customer's consent ledger: every grant and withdrawal ever recorded.
 #[utoipa::path(get, path = "/v1/subjects/{id}/consents/history", tag = "consents",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the history is read")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "Why the history is read")),
     responses(
         (status = 200, body = HistoryResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 403, description = "`purpose_not_allowed`, `consent_required`, `restricted`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn get_history(
@@ -217,14 +220,16 @@ pub struct ChangeResponse {
 /// receipt and a log entry. With `Sec-GPC: 1` and actor `subject`, every active consent of a
 /// purpose declared `gpc = true` is also withdrawn (method `gpc`), unless chosen in this request.
 #[utoipa::path(post, path = "/v1/subjects/{id}/consents", tag = "consents",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "The purpose the caller acts under (a consent purpose may only withdraw)"),
-           ("Sec-GPC" = Option<String>, Header, description = "`1` when the customer's browser sends Global Privacy Control")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "The purpose the caller acts under (a consent purpose may only withdraw)"),
+           ("Sec-GPC" = Option<String>, Header, description = "`1` when the customer's browser sends Global Privacy Control"),
+           IdempotencyKey),
     request_body = ChangeBody,
     responses(
         (status = 201, body = ChangeResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, description = "Role or purpose not allowed, or a consent purpose granting itself", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, description = "Unknown purpose or channel, not consent-based, bad reason", body = ErrorBody),
+        (status = 403, description = "`consent_recording_not_allowed`, `consent_self_grant` (a consent purpose granting), `purpose_not_allowed`, `restricted`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`invalid_changes`, `unknown_purpose`, `not_consent_based`, `invalid_channel`, `duplicate_change`, `invalid_value` (actor, method, reason, evidence); `idempotency_key_reused`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn post_consents(
@@ -256,12 +261,13 @@ pub async fn post_consents(
 
 /// One signed consent receipt, exactly as issued.
 #[utoipa::path(get, path = "/v1/subjects/{id}/consents/receipts/{receipt_id}", tag = "consents",
-    params(("id" = String, Path, description = "Subject id"), ("receipt_id" = String, Path, description = "Receipt id"),
+    params(SubjectIdParam, ("receipt_id" = String, Path, description = "Receipt id, as the consent change or its history gave it"),
            ("Candor-Purpose" = String, Header, description = "Why the receipt is read")),
     responses(
-        (status = 200, description = "The signed receipt (JSON)", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "The signed receipt (JSON), exactly as issued", body = Object),
+        (status = 403, description = "`purpose_not_allowed`, `consent_required`, `restricted`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`, `receipt_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn get_receipt(
@@ -275,6 +281,7 @@ pub async fn get_receipt(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceQuery {
     /// The channel, for purposes consented per channel (`email`, `sms`, …).
@@ -289,7 +296,8 @@ pub struct AudienceQuery {
     params(AudienceQuery, ("Candor-Purpose" = String, Header, description = "The consent purpose, such as marketing")),
     responses(
         (status = 200, description = "Subject ids, one per line", content_type = "text/plain", body = String),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "`invalid_audience_query`: a query parameter other than `channel`, a channel the purpose does not have, or a purpose that is not consent-based; or any malformed request", body = ErrorBody),
+        (status = 403, description = "`purpose_not_allowed`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn audience(

@@ -7,7 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use candor_store::Grant;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
@@ -18,7 +18,7 @@ use crate::vault::{Authorized, DEFAULT_GRANT_PAGE, GrantInput, Principal, VaultE
 
 /// The recipients the catalog declares, with their agreement's state today.
 #[utoipa::path(get, path = "/v1/recipients", tag = "sharing",
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = RecipientList)), security(("bearer" = [])))]
 pub async fn recipients(State(state): State<AppState>, _caller: Principal) -> Json<Value> {
     let today = crate::clock::now().strftime("%Y-%m-%d").to_string();
     let list: Vec<Value> = state
@@ -45,6 +45,7 @@ pub struct GrantBody {
     pub recipient: String,
     /// Customer ids (1 to 10,000). Under a consent purpose, those without consent are left out.
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>, max_items = 10000)]
     pub subjects: Vec<String>,
     /// Instead of subjects, under a consent purpose: everyone who consented,
     /// `{"channel": "email"}` for a purpose with channels, `{}` otherwise.
@@ -81,9 +82,9 @@ fn grant_json(g: &Grant) -> Value {
     params(("Candor-Purpose" = String, Header, description = "The purpose the data is shared for")),
     request_body = GrantBody,
     responses(
-        (status = 201, body = Object),
+        (status = 201, body = CreatedGrant),
         (status = 403, description = "agreement_expired, recipient_not_declared, field_not_shared, purpose_not_allowed, policy_forbids, share_not_allowed (the role may not read the named field in full, so it may not share it)", body = ErrorBody),
-        (status = 422, description = "unknown_recipient, undeclared_field, invalid_value (expires_at, max_reads, subjects, fields)", body = ErrorBody),
+        (status = 422, description = "unknown_recipient, undeclared_field, invalid_value (expires_at, max_reads, subjects, fields, audience)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -118,7 +119,12 @@ pub async fn create(
 /// A grant (without its credential), under its purpose.
 #[utoipa::path(get, path = "/v1/grants/{id}", tag = "sharing",
     params(("id" = String, Path, description = "Grant id"), ("Candor-Purpose" = String, Header, description = "The grant's purpose")),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses(
+        (status = 200, body = GrantView),
+        (status = 403, description = "`purpose_not_allowed`", body = ErrorBody),
+        (status = 404, description = "`grant_not_found` (or made under another purpose)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authorized,
@@ -132,7 +138,11 @@ pub async fn get(
 /// operator can also revoke from the command line: `candor grants revoke ID`).
 #[utoipa::path(delete, path = "/v1/grants/{id}", tag = "sharing",
     params(("id" = String, Path, description = "Grant id"), ("Candor-Purpose" = String, Header, description = "The grant's purpose")),
-    responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = GrantView),
+        (status = 403, description = "`share_not_allowed`, `purpose_not_allowed`", body = ErrorBody),
+        (status = 404, description = "`grant_not_found` (or made under another purpose)", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -143,12 +153,96 @@ pub async fn revoke(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RecordsQuery {
     /// The `next` of the previous page.
+    #[param(format = Uuid)]
     pub after: Option<String>,
-    /// 1 to 500 (default 100).
+    /// Customers per page, 1 to 500 (default 100; other numbers are brought within).
+    #[param(maximum = 4294967295_u64)]
     pub limit: Option<u32>,
+}
+
+/// A recipient the catalog declares.
+#[derive(Serialize, ToSchema)]
+pub struct RecipientView {
+    pub id: String,
+    pub name: String,
+    /// ISO 3166 country code.
+    pub country: String,
+    /// `processor` or `controller`.
+    pub role: String,
+    pub purposes: Vec<String>,
+    pub fields: Vec<String>,
+    /// The data-processing or sharing agreement's reference.
+    pub agreement: String,
+    /// The agreement's last day (`YYYY-MM-DD`), if it ends.
+    pub agreement_expires: Option<String>,
+    /// Whether the agreement covers today.
+    pub agreement_in_force: bool,
+    pub contact: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecipientList {
+    pub recipients: Vec<RecipientView>,
+}
+
+/// A grant, without its credential.
+#[derive(Serialize, ToSchema)]
+pub struct GrantView {
+    pub id: String,
+    pub recipient: String,
+    pub purpose: String,
+    pub fields: Vec<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    /// Pages the recipient may read in all, if limited.
+    pub max_reads: Option<u64>,
+    /// Pages read so far.
+    pub reads: u64,
+    pub revoked_at: Option<String>,
+}
+
+/// The customers a new grant left out, and why.
+#[derive(Serialize, ToSchema)]
+pub struct LeftOut {
+    pub without_consent: u64,
+    pub restricted: u64,
+    pub not_found: u64,
+}
+
+/// A new grant, with the recipient's credential (shown this once).
+#[derive(Serialize, ToSchema)]
+pub struct CreatedGrant {
+    #[serde(flatten)]
+    pub grant: GrantView,
+    /// The recipient's credential (`cndg_…`) for `GET /v1/grants/{id}/records`.
+    pub credential: String,
+    pub records_url: String,
+    /// How many customers the grant holds.
+    pub included: u64,
+    pub left_out: LeftOut,
+}
+
+/// One customer's shared fields.
+#[derive(Serialize, ToSchema)]
+pub struct SharedRecord {
+    pub subject_id: String,
+    #[schema(value_type = Object)]
+    pub fields: Value,
+}
+
+/// One page of a grant's records.
+#[derive(Serialize, ToSchema)]
+pub struct RecordsPage {
+    pub grant_id: String,
+    pub records: Vec<SharedRecord>,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<String>,
+    /// Granted fields the catalog in force no longer declares for the recipient and purpose.
+    pub withheld: Vec<String>,
 }
 
 /// The recipient's read: one page of the grant's customers and fields. Authenticated with the
@@ -159,10 +253,12 @@ pub struct RecordsQuery {
 #[utoipa::path(get, path = "/v1/grants/{id}/records", tag = "sharing",
     params(("id" = String, Path, description = "Grant id"), RecordsQuery),
     responses(
-        (status = 200, body = Object),
-        (status = 401, description = "invalid_token, grant_revoked, grant_expired", body = ErrorBody),
+        (status = 200, body = RecordsPage),
+        (status = 401, description = "`unauthenticated`, `invalid_token` (not this grant's credential, or no such grant), `grant_revoked`, `grant_expired`", body = ErrorBody),
         (status = 403, description = "grant_exhausted, agreement_expired, recipient_not_declared (the catalog no longer declares the recipient for the grant's purpose), field_not_shared (nor for any of its fields)", body = ErrorBody),
-    ))]
+        (status = 404, description = "`grant_not_found`: the grant's purpose is no longer in the catalog", body = ErrorBody),
+    ),
+    security(("grant" = [])))]
 pub async fn records(
     State(state): State<AppState>,
     Path(id): Path<String>,

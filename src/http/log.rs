@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::SubjectPath;
+use super::subjects::SubjectIdParam;
 use crate::transparency::MAX_ENTRIES_PER_REQUEST;
 use crate::vault::{Authorized, Principal};
 
@@ -76,9 +77,12 @@ pub async fn key(State(state): State<AppState>) -> Json<KeyResponse> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EntriesParams {
-    /// First index (inclusive).
+    /// First index (inclusive): a position in the log.
+    #[param(maximum = 18446744073709551615_u64)]
     pub start: u64,
-    /// End index (exclusive); at most 1000 entries per request.
+    /// End index (exclusive): at least `start`, at most `start + 1000`. Past the end of the log,
+    /// the list stops at its last entry.
+    #[param(maximum = 18446744073709551615_u64)]
     pub end: u64,
 }
 
@@ -96,6 +100,8 @@ pub struct EntryResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct EntriesResponse {
+    /// At most 1000 entries, in index order from `start`.
+    #[schema(max_items = 1000)]
     pub entries: Vec<EntryResponse>,
 }
 
@@ -106,7 +112,11 @@ fn decode_entry(bytes: &[u8]) -> Value {
 /// Log entries `[start, end)`, for auditors (the admin token, or a role the catalog declares
 /// `audit = true`): entries name every customer.
 #[utoipa::path(get, path = "/v1/log/entries", tag = "log", params(EntriesParams),
-    responses((status = 200, body = EntriesResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 200, body = EntriesResponse),
+        (status = 400, description = "`out_of_range`: `start` is not a position in the log; `invalid_query`: `end` before `start` or more than 1000 past it, or parameters missing or not whole numbers", body = ErrorBody),
+        (status = 403, description = "`audit_not_allowed`: the role may not read the whole log", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn entries(
     State(state): State<AppState>,
@@ -122,7 +132,18 @@ pub async fn entries(
         )
         .with_field("end"));
     }
-    let entries = state.vault.log_entries(p.start, p.end).await?;
+    // One query answers both the entries and whether `start` is in the log: an empty range
+    // asks for the entry at `start` too, and is answered empty if there is one.
+    let asked = p.end - p.start;
+    let mut entries = state.vault.log_entries(p.start, p.end.max(p.start.saturating_add(1))).await?;
+    if entries.first().is_none_or(|e| e.index != p.start) {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            format!("the log has no entry {}: `start` must be a position in the log", p.start),
+        )
+        .with_field("start"));
+    }
+    entries.truncate(asked as usize);
     Ok(Json(EntriesResponse {
         entries: entries
             .into_iter()
@@ -140,7 +161,11 @@ pub async fn entries(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionParams {
+    /// The entry's position: less than `tree_size`.
+    #[param(maximum = 18446744073709551615_u64)]
     pub index: u64,
+    /// A tree size the log has reached (at most its size now).
+    #[param(maximum = 18446744073709551615_u64)]
     pub tree_size: u64,
 }
 
@@ -155,7 +180,7 @@ pub struct InclusionResponse {
 
 /// Inclusion proof of entry `index` in the tree of size `tree_size`.
 #[utoipa::path(get, path = "/v1/log/proofs/inclusion", tag = "log", params(InclusionParams),
-    responses((status = 200, body = InclusionResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = InclusionResponse), (status = 400, description = "`out_of_range`: a position or tree size beyond the log; `invalid_query`: parameters missing or not whole numbers", body = ErrorBody)))]
 pub async fn inclusion(
     State(state): State<AppState>,
     q: Result<Query<InclusionParams>, QueryRejection>,
@@ -174,7 +199,11 @@ pub async fn inclusion(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyParams {
+    /// The earlier tree size: at most `to`.
+    #[param(maximum = 18446744073709551615_u64)]
     pub from: u64,
+    /// The later tree size: at most the log's size now.
+    #[param(maximum = 18446744073709551615_u64)]
     pub to: u64,
 }
 
@@ -190,7 +219,7 @@ pub struct ConsistencyResponse {
 
 /// Consistency proof between tree sizes `from` and `to`.
 #[utoipa::path(get, path = "/v1/log/proofs/consistency", tag = "log", params(ConsistencyParams),
-    responses((status = 200, body = ConsistencyResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ConsistencyResponse), (status = 400, description = "`out_of_range`: a position or tree size beyond the log; `invalid_query`: parameters missing or not whole numbers", body = ErrorBody)))]
 pub async fn consistency(
     State(state): State<AppState>,
     q: Result<Query<ConsistencyParams>, QueryRejection>,
@@ -223,7 +252,7 @@ pub struct AccessLogResponse {
     pub tree_size: u64,
     pub root_hash: String,
     pub entries: Vec<AccessLogEntry>,
-    /// More entries follow: ask again with `after` set to this index.
+    /// More entries follow: ask again with `after` set to this index (`null` on the last page).
     pub next_after: Option<u64>,
 }
 
@@ -231,8 +260,13 @@ pub struct AccessLogResponse {
 /// (oldest first), each with an inclusion proof against a signed checkpoint. Only for a caller
 /// who may read the customer under the declared purpose, or under a customer_requests purpose.
 #[utoipa::path(get, path = "/v1/subjects/{id}/access-log", tag = "log",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the access log is read"), AccessLogParams),
-    responses((status = 200, body = AccessLogResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "Why the access log is read"), AccessLogParams),
+    responses(
+        (status = 200, body = AccessLogResponse),
+        (status = 403, description = "`purpose_not_allowed`, `consent_required`, `restricted`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn access_log(
     State(state): State<AppState>,
@@ -272,12 +306,17 @@ const DEFAULT_ACCESS_LOG_PAGE: u64 = 100;
 #[serde(deny_unknown_fields)]
 pub struct AccessLogParams {
     /// Continue after this log index (the previous page's `next_after`).
+    #[param(maximum = 18446744073709551615_u64)]
     pub after: Option<u64>,
     /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
-/// C2SP tlog-tiles: the latest kept checkpoint.
+/// C2SP tlog-tiles: the latest checkpoint (signed anew if the log grew), for standard verifiers
+/// and witnesses. Public.
+#[utoipa::path(get, path = "/log/checkpoint", tag = "log",
+    responses((status = 200, description = "Signed checkpoint note", content_type = "text/plain", body = String)))]
 pub async fn tiles_checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.vault.checkpoint_if_grown().await?;
     Ok(text(state.vault.latest_checkpoint().await?))
@@ -295,11 +334,16 @@ struct TilePath {
 fn parse_tile_path(path: &str) -> Option<TilePath> {
     let mut segments: Vec<&str> = path.split('/').collect();
     let first = segments.remove(0);
-    let level = if first == "entries" { None } else { Some(first.parse::<u32>().ok().filter(|l| *l < 8)?) };
+    // One digit, as C2SP writes levels (no sign, no leading zero).
+    let level = match first.as_bytes() {
+        b"entries" => None,
+        [d @ b'0'..=b'7'] => Some(u32::from(d - b'0')),
+        _ => return None,
+    };
     let mut width = TILE_WIDTH;
     if segments.len() >= 2 && segments[segments.len() - 2].ends_with(".p") {
         let w = segments.pop()?;
-        if w.starts_with('0') {
+        if w.starts_with('0') || !w.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         width = w.parse::<u64>().ok().filter(|w| (1..TILE_WIDTH).contains(w))?;
@@ -324,6 +368,21 @@ fn parse_tile_path(path: &str) -> Option<TilePath> {
 
 /// C2SP tlog-tiles: hash tiles (`/log/tile/<L>/<N>[.p/<W>]`, public) and entry bundles
 /// (`/log/tile/entries/<N>[.p/<W>]`, for auditors: the admin token or a role with `audit = true`).
+/// `<N>` is the tile index in groups of three digits, all but the last prefixed with `x`
+/// (`x001/234`); `.p/<W>` asks for a partial tile of `W` (1 to 255) hashes or entries.
+#[utoipa::path(get, path = "/log/tile/{path}", tag = "log",
+    params(("path" = String, Path, pattern = r"^(?:[0-7]|entries)/(?:x[0-9]{3}/)*[0-9]{3}(?:\.p/(?:[1-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]))?$",
+            description = "The tile's path after `/log/tile/` (it spans several segments: `0/000`, `1/x001/234.p/17`, `entries/000`)",
+            example = "0/000")),
+    responses(
+        (status = 200, description = "A hash tile (32-byte hashes, concatenated) or an entry bundle (each entry as a 2-byte big-endian length and its bytes)",
+         content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "An entry bundle without a valid token", body = ErrorBody),
+        (status = 403, description = "`audit_not_allowed`: an entry bundle for a role that may not read the whole log", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such tile (yet): a full tile exists once the log has all its entries", body = ErrorBody),
+        (status = 500, description = "`entry_too_large`: an entry too long to frame in a bundle (from before entries were capped); `internal`, `integrity_error`", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn tile(
     State(state): State<AppState>,
     Path(path): Path<String>,
@@ -332,9 +391,10 @@ pub async fn tile(
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such tile");
     let t = parse_tile_path(&path).ok_or_else(not_found)?;
     let start = t.index.checked_mul(TILE_WIDTH).ok_or_else(not_found)?;
+    let end = start.checked_add(t.width).ok_or_else(not_found)?;
     let body = match t.level {
         Some(level) => {
-            let hashes = state.vault.log_node_range(8 * level, start, start + t.width).await?;
+            let hashes = state.vault.log_node_range(8 * level, start, end).await?;
             if hashes.len() as u64 != t.width {
                 return Err(not_found());
             }
@@ -342,7 +402,7 @@ pub async fn tile(
         }
         None => {
             state.vault.require_audit(&caller?).await?;
-            let entries = state.vault.log_entry_bytes(start, start + t.width).await?;
+            let entries = state.vault.log_entry_bytes(start, end).await?;
             if entries.len() as u64 != t.width {
                 return Err(not_found());
             }
@@ -379,7 +439,19 @@ mod tests {
         assert_eq!(parse_tile_path("1/x001/x234/067"), Some(TilePath { level: Some(1), index: 1_234_067, width: 256 }));
         assert_eq!(parse_tile_path("0/005.p/17"), Some(TilePath { level: Some(0), index: 5, width: 17 }));
         assert_eq!(parse_tile_path("entries/x001/002.p/3"), Some(TilePath { level: None, index: 1002, width: 3 }));
-        for bad in ["0/5", "0/0005", "0/005.p/256", "0/005.p/0", "9/000", "x/000", "0/x01/000", "0/005.p"] {
+        for bad in [
+            "0/5",
+            "0/0005",
+            "0/005.p/256",
+            "0/005.p/0",
+            "9/000",
+            "x/000",
+            "0/x01/000",
+            "0/005.p",
+            "+0/000",
+            "00/000",
+            "0/005.p/+5",
+        ] {
             assert_eq!(parse_tile_path(bad), None, "{bad}");
         }
     }

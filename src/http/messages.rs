@@ -25,6 +25,7 @@ use crate::vault::{Authorized, MessageView, Verification};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
+    #[schema(format = Uuid)]
     pub subject_id: String,
     /// email, sms, phone, post or push.
     pub channel: String,
@@ -57,9 +58,10 @@ pub struct RegisteredResponse {
     request_body = MessageBody,
     responses(
         (status = 201, body = RegisteredResponse),
-        (status = 403, description = "consent_required, restricted, purpose_not_allowed", body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 422, description = "invalid_value naming channel, subject_line or body_sha256", body = ErrorBody),
+        (status = 403, description = "`consent_required`, `restricted`, `purpose_not_allowed`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`invalid_value` naming channel, subject_line or body_sha256", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn register(
@@ -77,9 +79,35 @@ pub async fn register(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CodeQuery {
-    /// The code printed in the message (case, spaces and dashes do not matter).
+    /// The code printed in the message (case, spaces and dashes do not matter), or the check
+    /// link that holds it.
+    #[param(required = true, example = "7KQ2M-X9D4A")]
     pub code: Option<String>,
+}
+
+/// Whether a message is genuine. Says nothing about whom it was sent to.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// `genuine`: the company registered a message with this code; `unknown`: it did not.
+    pub result: VerifyResult,
+    /// Who sent it (genuine only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+    /// How it was sent (genuine only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// When it was sent (genuine only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyResult {
+    Genuine,
+    Unknown,
 }
 
 /// The code in a query, or in a pasted check link.
@@ -99,7 +127,12 @@ fn too_many_checks(wait: u64) -> ApiError {
 /// Check whether a message is genuine: `genuine` (with its channel and when it was sent) or
 /// `unknown`. Public; rate-limited per client address. Says nothing about whom it was sent to.
 #[utoipa::path(get, path = "/v1/messages/verify", tag = "messages", params(CodeQuery),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses(
+        (status = 200, body = VerifyResponse),
+        (status = 400, description = "`invalid_query`: no code", body = ErrorBody),
+        (status = 429, description = "`too_many_requests`: too many checks from this address", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
 pub async fn verify(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -114,13 +147,15 @@ pub async fn verify(
         ApiError::bad_request("invalid_query", "give the message's code as ?code=").with_field("code")
     })?;
     let body = match state.vault.verify_message_code(&code).await? {
-        Verification::Genuine { channel, sent_at } => serde_json::json!({
-            "result": "genuine",
-            "organisation": state.vault.catalog().organisation.name,
-            "channel": channel,
-            "sent_at": rfc3339(sent_at),
-        }),
-        Verification::Unknown => serde_json::json!({"result": "unknown"}),
+        Verification::Genuine { channel, sent_at } => VerifyResponse {
+            result: VerifyResult::Genuine,
+            organisation: Some(state.vault.catalog().organisation.name.clone()),
+            channel: Some(channel),
+            sent_at: Some(rfc3339(sent_at)),
+        },
+        Verification::Unknown => {
+            VerifyResponse { result: VerifyResult::Unknown, organisation: None, channel: None, sent_at: None }
+        }
     };
     Ok(Json(body).into_response())
 }

@@ -5,12 +5,40 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use candor_crypto::webhook::verify_webhook;
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, rfc3339};
 use crate::audit::Audit;
 use crate::vault::{Authorized, Principal, VaultError, now_millis};
+
+/// A notice to a recipient: what it says and where it stands.
+#[derive(Serialize, ToSchema)]
+pub struct NoticeView {
+    pub id: String,
+    pub recipient: String,
+    pub subject_id: String,
+    /// `erasure`, `correction` or `restriction`.
+    pub kind: String,
+    /// The fields a correction changed.
+    pub fields: Vec<String>,
+    pub created_at: String,
+    /// Delivery attempts so far.
+    pub attempts: u64,
+    /// While undelivered: when the next attempt is due.
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+    pub confirmed_at: Option<String>,
+    /// Why the last attempt failed (Candor's own short words).
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NoticeList {
+    pub notices: Vec<NoticeView>,
+}
 
 fn notice_json(n: &candor_store::Notice) -> Value {
     json!({
@@ -26,8 +54,14 @@ fn notice_json(n: &candor_store::Notice) -> Value {
 /// `Candor-Timestamp: <unix seconds>`, `Candor-Signature: v1=<hex HMAC-SHA-256(secret,
 /// "<timestamp>.<notice id>")>`, within 5 minutes. Logged.
 #[utoipa::path(post, path = "/v1/notices/{id}/confirm", tag = "sharing",
-    params(("id" = String, Path, description = "Notice id (the webhook's Candor-Idempotency-Key)")),
-    responses((status = 200, body = Object), (status = 401, description = "invalid_signature", body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Notice id (the webhook's Candor-Idempotency-Key)"),
+           ("Candor-Timestamp" = String, Header, description = "Unix seconds when the confirmation was signed (within 5 minutes of now)"),
+           ("Candor-Signature" = String, Header, description = "`v1=<hex HMAC-SHA-256(webhook secret, \"<Candor-Timestamp>.<notice id>\")>`")),
+    responses(
+        (status = 200, body = NoticeView),
+        (status = 401, description = "`invalid_signature`", body = ErrorBody),
+        (status = 404, description = "`notice_not_found`", body = ErrorBody),
+    ))]
 pub async fn confirm(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -72,7 +106,8 @@ pub async fn confirm(
 /// declared customer_requests = true.
 #[utoipa::path(get, path = "/v1/notices", tag = "sharing",
     params(("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
-    responses((status = 200, body = Object), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = NoticeList), (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn unconfirmed(State(state): State<AppState>, auth: Authorized) -> Result<Json<Value>, ApiError> {
     if !state.vault.catalog().purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {
         return Err(VaultError::WrongPurpose(format!(

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, SubjectPath};
+use super::subjects::SubjectIdParam;
 use super::{AppState, rfc3339};
 use crate::vault::{Authorized, OverrideView};
 
@@ -51,13 +52,13 @@ pub fn override_response(o: OverrideView) -> OverrideResponse {
 /// catalog marks `break_glass = true`; never past consent or a restriction. Logged as
 /// break-glass, counted in /metrics and shown to the customer with the reason.
 #[utoipa::path(post, path = "/v1/subjects/{id}/break-glass", tag = "policy",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "The purpose of the emergency access")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "The purpose of the emergency access")),
     request_body = BreakGlassBody,
     responses(
         (status = 201, body = OverrideResponse),
-        (status = 403, description = "break_glass_not_allowed, consent_required, restricted or policy_forbids", body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 422, description = "invalid_value: the reason is missing, too short or boilerplate", body = ErrorBody),
+        (status = 403, description = "`break_glass_not_allowed`, `consent_required`, `restricted`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: the reason is missing, too short or boilerplate", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn open(

@@ -13,11 +13,12 @@ use candor_core::SubjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::SubjectPath;
+use super::subjects::SubjectIdParam;
 use crate::receipt::{self, EXPORT_MANIFEST};
 use crate::vault::{Authorized, Document, EventView, Vault, VaultError, event_json, head_json};
 
@@ -286,11 +287,10 @@ fn zip_body(
 /// basis, where it is stored, until when it is kept and who receives it; every event; consent
 /// state and history; the latest access-log entries. Streamed JSON.
 #[utoipa::path(get, path = "/v1/subjects/{id}/report", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
     responses(
-        (status = 200, description = "The access report (JSON)", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 410, description = "The customer was erased", body = ErrorBody),
+        (status = 200, description = "The access report (JSON, streamed)", body = Object),
+        (status = 403, description = "`purpose_not_allowed`, `policy_forbids`", body = ErrorBody), (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn report(
@@ -306,21 +306,32 @@ pub async fn report(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `json` (default) or `csv` (a zip of CSV files with a signed manifest).
+    #[param(value_type = Option<ExportFormat>)]
     pub format: Option<String>,
+}
+
+/// The forms of an export.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ExportFormat {
+    Json,
+    Csv,
 }
 
 /// The customer's data in a portable form: JSON, or a zip of CSV files (fields, events,
 /// consents) with `manifest.json` listing each file's rows and SHA-256, signed with the
 /// installation's Ed25519 key (`candor receipt verify manifest.json`). Streamed.
 #[utoipa::path(get, path = "/v1/subjects/{id}/export", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ExportQuery, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    params(SubjectIdParam, ExportQuery, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
     responses(
-        (status = 200, description = "JSON, or application/zip", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 200, description = "The export: JSON (`format=json`), or a zip of CSV files with a signed manifest (`format=csv`)",
+         content((Object = "application/json"), (Vec<u8> = "application/zip"))),
+        (status = 403, description = "`purpose_not_allowed`, `policy_forbids`", body = ErrorBody), (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn export(

@@ -53,6 +53,7 @@ fn view(r: Request) -> RequestView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequestBody {
+    #[schema(format = Uuid)]
     pub subject_id: String,
     pub kind: String,
     /// When the customer made the request (default: now).
@@ -67,7 +68,13 @@ impl BodyShape for NewRequestBody {
 #[utoipa::path(post, path = "/v1/requests", tag = "rights",
     params(("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
     request_body = NewRequestBody,
-    responses((status = 201, body = RequestView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 201, body = RequestView),
+        (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: kind or received_at", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn open_request(
     State(state): State<AppState>,
@@ -94,7 +101,12 @@ impl BodyShape for CloseBody {
 #[utoipa::path(patch, path = "/v1/requests/{id}", tag = "rights",
     params(("id" = String, Path, description = "Request id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
     request_body = CloseBody,
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 200, body = RequestView),
+        (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
+        (status = 404, description = "`request_not_found` (or already closed)", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: status must be completed or rejected", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn close_request(
     State(state): State<AppState>,
@@ -106,6 +118,7 @@ pub async fn close_request(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// open, completed or rejected.
@@ -121,7 +134,11 @@ pub struct RequestList {
 /// Requests, newest first (at most 1,000).
 #[utoipa::path(get, path = "/v1/requests", tag = "rights",
     params(ListQuery, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
-    responses((status = 200, body = RequestList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 200, body = RequestList),
+        (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: an unknown status", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn list_requests(
     State(state): State<AppState>,
@@ -140,6 +157,9 @@ pub async fn list_requests(
 /// Prometheus metrics (text format): counts only, never an id or a value. Like every route
 /// but `/healthz` and `/openapi.json`, it needs a valid token (any role: it reads nothing
 /// personal), so a scraper is identified and its access can be revoked.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)),
+    security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>, _caller: Principal) -> Result<impl IntoResponse, ApiError> {
     let store = state.vault.store();
     let overdue = store.overdue_requests(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;

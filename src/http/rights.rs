@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{BodyShape, JsonBody, SubjectPath};
+use super::subjects::SubjectIdParam;
 use super::{AppState, rfc3339};
 use crate::vault::Authorized;
 
@@ -16,11 +17,14 @@ use crate::vault::Authorized;
 /// index entries, events and consents are deleted. Idempotent: erasing again returns the same
 /// certificate. Blocked by a legal hold (409 `legal_hold`).
 #[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "The purpose the request belongs to (not a consent purpose)")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "The purpose the request belongs to (not a consent purpose)")),
     responses(
-        (status = 200, description = "The signed erasure certificate (verify with `candor receipt verify FILE`)", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, description = "A legal hold blocks erasure", body = ErrorBody),
+        (status = 200, description = "The signed erasure certificate (verify with `candor receipt verify FILE`); the same again when erased before", body = Object),
+        (status = 403, description = "`erase_not_allowed`, `purpose_not_allowed`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 409, description = "`legal_hold`: a legal hold blocks erasure", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 429, description = "`erasure_rate_limited`: this token erased `[policy] erasures_per_hour` customers in the last hour", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn erase_subject(
@@ -57,9 +61,13 @@ fn toggled(id: candor_core::SubjectId, active: bool, changed: bool) -> Json<Togg
 
 /// Place a legal hold (blocks erasure). Under a purpose whose legal basis is legal_obligation.
 #[utoipa::path(post, path = "/v1/subjects/{id}/hold", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "A legal-obligation purpose")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "A legal-obligation purpose")),
     request_body = ReasonBody,
-    responses((status = 200, body = ToggleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 200, body = ToggleResponse),
+        (status = 403, description = "`purpose_not_allowed`, `policy_forbids`", body = ErrorBody), (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: the reason is missing, too short or too long", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn place_hold(
     State(state): State<AppState>,
@@ -73,8 +81,8 @@ pub async fn place_hold(
 
 /// Lift the legal hold.
 #[utoipa::path(delete, path = "/v1/subjects/{id}/hold", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "A legal-obligation purpose")),
-    responses((status = 200, body = ToggleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "A legal-obligation purpose")),
+    responses((status = 200, body = ToggleResponse), (status = 403, description = "`purpose_not_allowed`, `policy_forbids`", body = ErrorBody), (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn lift_hold(
     State(state): State<AppState>,
@@ -97,8 +105,8 @@ pub struct HoldResponse {
 
 /// The legal hold in place, if any.
 #[utoipa::path(get, path = "/v1/subjects/{id}/hold", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "A legal-obligation purpose")),
-    responses((status = 200, body = HoldResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "A legal-obligation purpose")),
+    responses((status = 200, body = HoldResponse), (status = 403, description = "`purpose_not_allowed`, `policy_forbids`", body = ErrorBody), (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_hold(
     State(state): State<AppState>,
@@ -117,9 +125,14 @@ pub async fn get_hold(
 /// Restrict processing: the customer's data is kept, but reads under any purpose other than a
 /// legal obligation are refused with 403 `restricted` until the restriction is lifted.
 #[utoipa::path(post, path = "/v1/subjects/{id}/restriction", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "The purpose the request belongs to")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "The purpose the request belongs to")),
     request_body = ReasonBody,
-    responses((status = 200, body = ToggleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses(
+        (status = 200, body = ToggleResponse),
+        (status = 403, description = "`purpose_not_allowed`, `policy_forbids`", body = ErrorBody), (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: the reason is too short or too long", body = ErrorBody),
+        (status = 429, description = "`restriction_rate_limited`: this token restricted `[policy] restrictions_per_hour` customers in the last hour", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn restrict(
     State(state): State<AppState>,
@@ -133,8 +146,8 @@ pub async fn restrict(
 
 /// Lift the restriction (logged).
 #[utoipa::path(delete, path = "/v1/subjects/{id}/restriction", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "The purpose the request belongs to")),
-    responses((status = 200, body = ToggleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "The purpose the request belongs to")),
+    responses((status = 200, body = ToggleResponse), (status = 403, description = "`erase_not_allowed` (lifting needs the power to erase), `purpose_not_allowed`, `policy_forbids`", body = ErrorBody), (status = 404, description = "`subject_not_found`", body = ErrorBody), (status = 410, description = "`subject_erased`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn lift_restriction(
     State(state): State<AppState>,

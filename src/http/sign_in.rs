@@ -23,6 +23,7 @@ use super::client::ClientIp;
 use super::error::{ApiError, ErrorBody};
 use super::extract::SubjectPath;
 use super::pages::{Chrome, error_page, message, render, too_many};
+use super::subjects::SubjectIdParam;
 use super::{AppState, rfc3339};
 use crate::vault::{Authorized, CustomerSession, SESSION_MAX_HOURS};
 
@@ -44,11 +45,13 @@ pub struct SignInLinkResponse {
 /// e-mail, or as a redirect from your signed-in account page). Valid for `link_minutes`
 /// (default 15) and once. Under a purpose declared customer_requests = true. Logged.
 #[utoipa::path(post, path = "/v1/subjects/{id}/privacy-center-links", tag = "rights",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
     responses(
         (status = 201, body = SignInLinkResponse),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "privacy_center_unavailable: no customer_requests purpose in the catalog", body = ErrorBody),
+        (status = 403, description = "`link_sender_not_allowed`, `purpose_not_allowed`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 409, description = "`privacy_center_unavailable`: no customer_requests purpose in the catalog", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn create_link(

@@ -19,8 +19,13 @@ use crate::vault::{Authorized, DEFAULT_EVENT_PAGE, NewEventInput};
 #[serde(deny_unknown_fields)]
 pub struct FieldsBody {
     /// Declared field name -> value. In a PATCH, `null` removes an optional field.
-    #[schema(value_type = Object, example = json!({"email": "ada@example.com", "full_name": "Ada Lovelace"}))]
+    #[schema(schema_with = named_values, example = json!({"email": "ada@example.com", "full_name": "Ada Lovelace"}))]
     pub fields: Map<String, Value>,
+}
+
+/// An object of one or more named values.
+fn named_values() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new().min_properties(Some(1)).build()
 }
 
 impl BodyShape for FieldsBody {
@@ -65,15 +70,15 @@ pub struct LookupResponse {
 
 /// Store a new customer.
 #[utoipa::path(post, path = "/v1/subjects", tag = "subjects",
-    params(("Candor-Purpose" = String, Header, description = "Why the data is collected (a declared purpose id)")),
+    params(("Candor-Purpose" = String, Header, description = "Why the data is collected (a declared purpose id)"), IdempotencyKey),
     request_body = FieldsBody,
     responses(
-        (status = 201, description = "Stored", body = Created),
-        (status = 400, description = "Malformed body, missing or unknown purpose", body = ErrorBody),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Role or purpose not allowed for the field", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Undeclared field, invalid or missing value", body = ErrorBody),
+        (status = 201, description = "Stored", body = Created,
+         headers(("Location" = String, description = "`/v1/subjects/{id}` of the new customer"))),
+        (status = 403, description = "The role or purpose may not write a field (`field_not_allowed`, `purpose_not_allowed`, `policy_forbids`)", body = ErrorBody),
+        (status = 409, description = "`duplicate_value`: another customer has this value of a `unique` field", body = ErrorBody),
+        (status = 422, description = "`undeclared_field`, `invalid_value`, `missing_field`; `idempotency_key_reused`: the key came with another request", body = ErrorBody),
+        (status = 503, description = "`key_rotation_required`: the key-encryption key has used its budget; or the database is unavailable (`database_unavailable`, `timeout`, `unavailable`)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn create_subject(
@@ -91,11 +96,12 @@ pub async fn create_subject(
 
 /// Read a customer's fields, as the declared purpose may see them.
 #[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the data is read")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "Why the data is read")),
     responses(
         (status = 200, body = SubjectResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "Unknown subject", body = ErrorBody),
+        (status = 403, description = "`purpose_not_allowed`, `consent_required`, `restricted`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn get_subject(
@@ -118,12 +124,15 @@ pub async fn get_subject(
 
 /// Correct fields (or remove optional ones with `null`). Old values are not kept.
 #[utoipa::path(patch, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the data is changed")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "Why the data is changed"), IdempotencyKey),
     request_body = FieldsBody,
     responses(
         (status = 200, body = CorrectionResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 403, description = "`field_not_allowed`, `purpose_not_allowed`, `consent_required`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 409, description = "`duplicate_value`: another customer has this value of a `unique` field", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`undeclared_field`, `invalid_value`, `required_field`; `idempotency_key_reused`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn correct_subject(
@@ -138,11 +147,16 @@ pub async fn correct_subject(
 
 /// Find customers by the exact value of one lookup field (through its blind index).
 #[utoipa::path(get, path = "/v1/subjects", tag = "subjects",
-    params(("email" = Option<String>, Query, description = "Exactly one field declared `lookup = true` (email, phone, ...) and the value to match"), ("Candor-Purpose" = String, Header, description = "Why the lookup is made")),
+    params(
+        ("lookup" = HashMap<String, String>, Query, style = Form, explode,
+         description = "Exactly one field declared `lookup = true` in the catalog and the value to match, as `?email=ada@example.com`",
+         example = json!({"email": "ada@example.com"})),
+        ("Candor-Purpose" = String, Header, description = "Why the lookup is made"),
+    ),
     responses(
         (status = 200, body = LookupResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, description = "Undeclared field, or not a lookup field", body = ErrorBody),
+        (status = 403, description = "`field_not_allowed`, `purpose_not_allowed`", body = ErrorBody),
+        (status = 422, description = "`undeclared_field`, or `not_a_lookup_field`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn lookup_subjects(
@@ -219,19 +233,46 @@ pub struct EventsResponse {
 #[serde(deny_unknown_fields)]
 pub struct EventsParams {
     /// Cursor from a previous page's `next`.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
+}
+
+/// The `{id}` of a customer in a path (described here, read by [`SubjectPath`]).
+#[derive(IntoParams)]
+#[allow(dead_code)]
+#[into_params(parameter_in = Path)]
+pub struct SubjectIdParam {
+    /// The customer's id, as `POST /v1/subjects` returned it.
+    #[param(format = Uuid, example = "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70")]
+    pub id: String,
+}
+
+/// The optional `Idempotency-Key` of a write that may be retried (described here, read by the
+/// idempotency layer).
+#[derive(IntoParams)]
+#[allow(dead_code)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters chosen by the client. A retry with the same key and the
+    /// same request gets the first answer again, without making the change twice; the same key
+    /// with another request is refused (`422 idempotency_key_reused`).
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    pub key: Option<String>,
 }
 
 /// Record a behavioural event (page view, purchase) for a customer.
 #[utoipa::path(post, path = "/v1/subjects/{id}/events", tag = "events",
-    params(("id" = String, Path, description = "Subject id"), ("Candor-Purpose" = String, Header, description = "Why the event is recorded")),
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "Why the event is recorded"), IdempotencyKey),
     request_body = NewEventBody,
     responses(
         (status = 201, body = Created),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 403, description = "`event_type_not_allowed`, `purpose_not_allowed`, `consent_required`, `restricted`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+        (status = 422, description = "`undeclared_event_type`, `invalid_value`; `idempotency_key_reused`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn append_event(
@@ -247,10 +288,12 @@ pub async fn append_event(
 
 /// List a customer's events of the types the declared purpose may see, oldest first.
 #[utoipa::path(get, path = "/v1/subjects/{id}/events", tag = "events",
-    params(("id" = String, Path, description = "Subject id"), EventsParams, ("Candor-Purpose" = String, Header, description = "Why the events are read")),
+    params(SubjectIdParam, EventsParams, ("Candor-Purpose" = String, Header, description = "Why the events are read")),
     responses(
         (status = 200, body = EventsResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 403, description = "`purpose_not_allowed`, `consent_required`, `restricted`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn list_events(

@@ -41,7 +41,7 @@ pub struct TokenList {
 
 /// Every token (id, role, description, lifetime; never the token itself). Admin only.
 #[utoipa::path(get, path = "/v1/tokens", tag = "meta",
-    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = TokenList), (status = 403, description = "`admin_only`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, caller: Principal) -> Result<Json<TokenList>, ApiError> {
     Ok(Json(TokenList { tokens: state.vault.tokens(&caller).await?.into_iter().map(view).collect() }))
@@ -52,9 +52,10 @@ pub async fn list(State(state): State<AppState>, caller: Principal) -> Result<Js
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "meta",
     params(("id" = String, Path, description = "Token id")),
     responses(
-        (status = 200, body = TokenView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "last_admin_token: the only admin token in force; create another first", body = ErrorBody),
+        (status = 200, body = TokenView),
+        (status = 403, description = "`admin_only`", body = ErrorBody),
+        (status = 404, description = "`token_not_found`", body = ErrorBody),
+        (status = 409, description = "`last_admin_token`: the only admin token in force; create another first", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn revoke(
