@@ -262,6 +262,8 @@ impl PgStore {
         let changes = batch::Batcher::start(pool.clone());
         let store = Self { pool, log, changes };
         store.migrate().await?;
+        store.prepare_key_store().await?;
+        store.check_key_store().await?;
         Ok(store)
     }
 
@@ -359,8 +361,8 @@ impl Store for PgStore {
                     // Key and subject row in one statement; then all values and all index entries in
                     // one multi-row insert each: three round trips whatever the number of fields.
                     tx.execute(
-                        "WITH k AS (INSERT INTO candor_keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
-                                    VALUES ($1, $2, $3, $4, $5))
+                        "WITH k AS (INSERT INTO candor_keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at, log_mark)
+                                    VALUES ($1, $2, $3, $4, $5, (SELECT size FROM log_head)))
                          INSERT INTO subjects (id, created_at, updated_at) VALUES ($1, $5, $5)",
                         &[&id, &(s.dek.kek_version as i32), &(s.dek.dek_version as i32), &s.dek.wrapped.as_bytes(), &s.now],
                     )

@@ -532,7 +532,9 @@ impl SqliteStore {
             create_private_file(&k, "key store")?;
             let mut conn = open_connection(&p, &k)?;
             migrate(&mut conn)?;
+            keys::prepare_key_store(&mut conn)?;
             check_key_store_pairing(&mut conn, &k)?;
+            keys::check_key_store(&mut conn, &p, &k)?;
             Ok::<_, StoreError>(conn)
         })
         .await
@@ -612,8 +614,8 @@ impl Store for SqliteStore {
         let key = Box::new(move |c: &Connection| {
             execute_cached(
                 c,
-                "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at, log_mark)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(idx) + 1, 0) FROM main.log_entries))",
                 params![key_id, kek_version, dek_version, wrapped, now],
             )
             .map(drop)
