@@ -280,7 +280,7 @@ pub async fn init(dir: &Path, database: Option<&str>) -> Result<Initialised> {
     Ok(Initialised { config_path, admin_token })
 }
 
-fn write_new(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_new(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -295,7 +295,7 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Creates `path` (and missing parents) with mode 0700; an existing directory is left as it is.
-fn create_private_dir(path: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
     if path.is_dir() {
         return Ok(());
     }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod backup;
 mod bench;
 mod bench_keys;
 mod bench_rights;
@@ -68,6 +69,28 @@ enum Command {
     Migrate {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Back up a running installation: the data store, then the key store, consistently, with a
+    /// manifest of checksums. The key-encryption keys are not copied: keep them apart.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A new (or empty) directory to write the backup to.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into this installation's place, after checking it is whole and one pair;
+    /// ends with `log verify`.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The directory `candor backup --to` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace the installation's current database and key store (stop its servers first;
+        /// the files are moved aside, and the erasures its key store records are kept).
+        #[arg(long)]
+        replace: bool,
     },
     /// Copy an installation's data from one database to another (ciphertext copied as is).
     Copy {
@@ -607,6 +630,8 @@ async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Backup { config, to } => backup::backup(&config.config, &to).await,
+        Command::Restore { config, from, replace } => backup::restore(&config.config, &from, replace).await,
         Command::Copy { from, to, from_keys } => copy::run(&from, &from_keys, &to).await,
         Command::Quickstart { dir, listen } => quickstart(dir, listen).await,
         Command::Token { command: TokenCommand::Create { config, role, description, expires } } => {

@@ -237,6 +237,31 @@ impl PgStore {
         Ok(report)
     }
 
+    /// One live data key per KEK version: a restore opens them with the installation's KEKs to
+    /// check it holds the keys that wrapped them.
+    pub async fn kek_samples(&self) -> Result<Vec<(SubjectId, StoredDek)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT DISTINCT ON (kek_version) subject_id, kek_version, dek_version, wrapped_dek
+                 FROM candor_keys.subject_keys WHERE destroyed_at IS NULL ORDER BY kek_version, subject_id",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                let stored = StoredDek {
+                    kek_version: super::u32_of(r.get(1))?,
+                    dek_version: super::u32_of(r.get(2))?,
+                    wrapped: WrappedDek::from_bytes(r.get(3)),
+                };
+                Ok((subject_of(r.get(0))?, stored))
+            })
+            .collect()
+    }
+
     /// Opens a read-only snapshot of the whole database for a backup, exported so `pg_dump
     /// --snapshot` dumps exactly it, with the full check of the pair in that snapshot.
     pub async fn backup_snapshot(&self) -> Result<PgSnapshot, StoreError> {
