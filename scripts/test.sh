@@ -57,6 +57,20 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/n
 fi
 export CANDOR_BROWSER_TESTS=1
 
+# The OpenAPI document is checked against a real server by schemathesis (tests/schemathesis.rs),
+# in a virtualenv of its own with every package pinned in tests/schemathesis/requirements.txt.
+schemathesis_pin=$(grep '^schemathesis==' tests/schemathesis/requirements.txt | cut -d= -f3)
+if ! target/schemathesis/bin/st --version 2>/dev/null | grep -q " ${schemathesis_pin}\$"; then
+  echo "installing schemathesis ${schemathesis_pin} into target/schemathesis"
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    apt_install python3 python3-venv
+  fi
+  rm -rf target/schemathesis
+  python3 -m venv target/schemathesis
+  target/schemathesis/bin/pip install --quiet --disable-pip-version-check -r tests/schemathesis/requirements.txt
+fi
+export CANDOR_SCHEMATHESIS_TESTS=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

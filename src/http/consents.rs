@@ -180,21 +180,26 @@ pub struct ChangeItem {
     pub purpose: String,
     /// For purposes consented per channel: `email`, `sms`, `phone`, `post` or `push`. Left out,
     /// the change applies to every channel of the purpose.
+    #[schema(pattern = "^(email|sms|phone|post|push)$")]
     pub channel: Option<String>,
     /// `grant` or `withdraw`.
+    #[schema(pattern = "^(grant|withdraw)$")]
     pub action: String,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}], "evidence": "signup-form v3, checkbox"}))]
 #[serde(deny_unknown_fields)]
 pub struct ChangeBody {
     /// One or several changes, recorded together or not at all.
     #[serde(default)]
     pub changes: Vec<ChangeItem>,
     /// `api` (default) or `paper` (staff entering a signed form).
+    #[schema(value_type = Option<String>, pattern = "^(api|paper)$")]
     pub method: Option<String>,
     /// `subject` (default: the customer chose, in an app acting for them) or `staff` (staff
     /// recorded the customer's choice; `reason` required).
+    #[schema(value_type = Option<String>, pattern = "^(subject|staff)$")]
     pub actor: Option<String>,
     /// How the customer gave their choice (required for staff; 10 to 500 characters). Stored
     /// encrypted with the customer's data.
@@ -284,8 +289,21 @@ pub async fn get_receipt(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceQuery {
-    /// The channel, for purposes consented per channel (`email`, `sms`, …).
+    /// The channel, for purposes consented per channel: required for them, refused for others.
+    #[param(value_type = Option<ChannelName>, inline)]
     pub channel: Option<String>,
+}
+
+/// The channels consent can be given on.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ChannelName {
+    Email,
+    Sms,
+    Phone,
+    Post,
+    Push,
 }
 
 /// The customers who may be contacted for the declared (consent-based) purpose on a channel,

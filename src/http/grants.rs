@@ -39,13 +39,14 @@ pub async fn recipients(State(state): State<AppState>, _caller: Principal) -> Js
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"recipient": "parcel_carrier", "subjects": ["7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70"], "fields": ["full_name"], "expires_at": "2026-12-31T23:59:59Z", "max_reads": 10}))]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     /// A recipient declared in the catalog for the request's purpose.
     pub recipient: String,
     /// Customer ids (1 to 10,000). Under a consent purpose, those without consent are left out.
     #[serde(default)]
-    #[schema(value_type = Vec<uuid::Uuid>, max_items = 10000)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub subjects: Vec<String>,
     /// Instead of subjects, under a consent purpose: everyone who consented,
     /// `{"channel": "email"}` for a purpose with channels, `{}` otherwise.
@@ -53,14 +54,32 @@ pub struct GrantBody {
     /// Fields the recipient may read (each declared for the recipient and the purpose).
     pub fields: Vec<String>,
     /// Required: RFC 3339, at most `[sharing] max_grant_days` ahead.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-    /// How many pages the recipient may read in all.
+    /// How many pages the recipient may read in all (a whole number the database can store).
+    #[serde(default, deserialize_with = "storable_count")]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub max_reads: Option<u64>,
+}
+
+/// A count the database stores as a signed 64-bit integer: a larger one is refused rather than
+/// stored wrapped (it would have read as negative: a grant spent before its first read). JSON
+/// does not tell `10` from `10.0`, so a whole number written with a fraction is that number.
+fn storable_count<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(de)? else { return Ok(None) };
+    let whole = n
+        .as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=i64::MAX as f64).contains(f)).map(|f| f as u64));
+    match whole {
+        Some(n) if n <= i64::MAX as u64 => Ok(Some(n)),
+        _ => Err(serde::de::Error::custom("a whole number from 0 to 2^63 - 1")),
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceBody {
+    #[schema(pattern = "^(email|sms|phone|post|push)$")]
     pub channel: Option<String>,
 }
 

@@ -77,7 +77,7 @@ pub async fn key(State(state): State<AppState>) -> Json<KeyResponse> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EntriesParams {
-    /// First index (inclusive): a position in the log.
+    /// First index (inclusive), at most the log's size (which answers an empty list: nothing new).
     #[param(maximum = 18446744073709551615_u64)]
     pub start: u64,
     /// End index (exclusive): at least `start`, at most `start + 1000`. Past the end of the log,
@@ -114,7 +114,7 @@ fn decode_entry(bytes: &[u8]) -> Value {
 #[utoipa::path(get, path = "/v1/log/entries", tag = "log", params(EntriesParams),
     responses(
         (status = 200, body = EntriesResponse),
-        (status = 400, description = "`out_of_range`: `start` is not a position in the log; `invalid_query`: `end` before `start` or more than 1000 past it, or parameters missing or not whole numbers", body = ErrorBody),
+        (status = 400, description = "`out_of_range`: `start` is beyond the end of the log; `invalid_query`: `end` before `start` or more than 1000 past it, or parameters missing or not whole numbers", body = ErrorBody),
         (status = 403, description = "`audit_not_allowed`: the role may not read the whole log", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -132,18 +132,21 @@ pub async fn entries(
         )
         .with_field("end"));
     }
-    // One query answers both the entries and whether `start` is in the log: an empty range
-    // asks for the entry at `start` too, and is answered empty if there is one.
-    let asked = p.end - p.start;
-    let mut entries = state.vault.log_entries(p.start, p.end.max(p.start.saturating_add(1))).await?;
-    if entries.first().is_none_or(|e| e.index != p.start) {
-        return Err(ApiError::bad_request(
-            "out_of_range",
-            format!("the log has no entry {}: `start` must be a position in the log", p.start),
-        )
-        .with_field("start"));
+    // One query answers both the entries and whether `start` is within the log: it also asks
+    // for the entry before `start`, which exists unless `start` is past the end. `start` equal
+    // to the log's size is the end: an empty list (nothing new yet), not an error.
+    let from = p.start.saturating_sub(1);
+    let mut entries = state.vault.log_entries(from, p.end).await?;
+    if p.start > 0 {
+        if entries.first().is_none_or(|e| e.index != from) {
+            return Err(ApiError::bad_request(
+                "out_of_range",
+                format!("`start` {} is beyond the end of the log", p.start),
+            )
+            .with_field("start"));
+        }
+        entries.remove(0);
     }
-    entries.truncate(asked as usize);
     Ok(Json(EntriesResponse {
         entries: entries
             .into_iter()

@@ -23,16 +23,19 @@ use super::{AppState, rfc3339};
 use crate::vault::{Authorized, MessageView, Verification};
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"subject_id": "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70", "channel": "email", "subject_line": "Your order has shipped", "body_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}))]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
     #[schema(format = Uuid)]
     pub subject_id: String,
     /// email, sms, phone, post or push.
+    #[schema(pattern = "^(email|sms|phone|post|push)$")]
     pub channel: String,
     /// The subject line (or first line) as the customer sees it; stored encrypted, shown only
     /// to that customer.
     pub subject_line: String,
     /// SHA-256 of the message body, 64 hexadecimal characters (the body itself is not sent).
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub body_sha256: String,
 }
 

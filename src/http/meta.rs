@@ -236,6 +236,15 @@ fn complete(doc: &mut Value) {
     });
     components["responses"] = shared_responses();
     doc["paths"]["/readyz"] = readyz();
+    // A lookup's query is one name (a lookup field of the catalog) with a value that is not
+    // blank: utoipa's attributes cannot bound an object's properties.
+    for p in doc["paths"]["/v1/subjects"]["get"]["parameters"].as_array_mut().expect("lookup parameters") {
+        if p["name"] == "lookup" {
+            p["schema"]["minProperties"] = json!(1);
+            p["schema"]["maxProperties"] = json!(1);
+            p["schema"]["additionalProperties"]["pattern"] = json!(r"\S");
+        }
+    }
     let paths = doc["paths"].as_object_mut().expect("paths");
     for (path, item) in paths.iter_mut() {
         for method in METHODS {

@@ -16,7 +16,7 @@ use crate::vault::{Authorized, Principal, VaultError, now_millis};
 
 /// A notice to a recipient: what it says and where it stands.
 #[derive(Serialize, ToSchema)]
-pub struct NoticeView {
+pub struct RecipientNotice {
     pub id: String,
     pub recipient: String,
     pub subject_id: String,
@@ -36,8 +36,8 @@ pub struct NoticeView {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct NoticeList {
-    pub notices: Vec<NoticeView>,
+pub struct RecipientNoticeList {
+    pub notices: Vec<RecipientNotice>,
 }
 
 fn notice_json(n: &candor_store::Notice) -> Value {
@@ -58,7 +58,7 @@ fn notice_json(n: &candor_store::Notice) -> Value {
            ("Candor-Timestamp" = String, Header, description = "Unix seconds when the confirmation was signed (within 5 minutes of now)"),
            ("Candor-Signature" = String, Header, description = "`v1=<hex HMAC-SHA-256(webhook secret, \"<Candor-Timestamp>.<notice id>\")>`")),
     responses(
-        (status = 200, body = NoticeView),
+        (status = 200, body = RecipientNotice),
         (status = 401, description = "`invalid_signature`", body = ErrorBody),
         (status = 404, description = "`notice_not_found`", body = ErrorBody),
     ))]
@@ -106,7 +106,7 @@ pub async fn confirm(
 /// declared customer_requests = true.
 #[utoipa::path(get, path = "/v1/notices", tag = "sharing",
     params(("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
-    responses((status = 200, body = NoticeList), (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody)),
+    responses((status = 200, body = RecipientNoticeList), (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn unconfirmed(State(state): State<AppState>, auth: Authorized) -> Result<Json<Value>, ApiError> {
     if !state.vault.catalog().purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {

@@ -14,6 +14,7 @@ use super::{AppState, rfc3339};
 use crate::vault::{Authorized, OverrideView};
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"reason": "The customer called about a lost parcel and the courier needs the full phone number today"}))]
 #[serde(deny_unknown_fields)]
 pub struct BreakGlassBody {
     /// What the emergency is, in your own words (20 to 500 characters, four or more different

@@ -51,12 +51,15 @@ fn view(r: Request) -> RequestView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"subject_id": "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70", "kind": "access"}))]
 #[serde(deny_unknown_fields)]
 pub struct NewRequestBody {
     #[schema(format = Uuid)]
     pub subject_id: String,
+    #[schema(pattern = "^(access|export|correction|erasure|restriction|objection)$")]
     pub kind: String,
     /// When the customer made the request (default: now).
+    #[schema(format = DateTime)]
     pub received_at: Option<String>,
 }
 
@@ -87,9 +90,11 @@ pub async fn open_request(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"status": "completed"}))]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
     /// completed or rejected.
+    #[schema(pattern = "^(completed|rejected)$")]
     pub status: String,
 }
 
@@ -122,6 +127,7 @@ pub async fn close_request(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// open, completed or rejected.
+    #[param(value_type = Option<String>, pattern = "^(open|completed|rejected)$")]
     pub status: Option<String>,
 }
 

@@ -36,6 +36,7 @@ pub async fn erase_subject(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"reason": "Court order 2026/123 requires keeping these records"}))]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     /// Why (10 to 500 characters). Stored encrypted with the customer's data.

@@ -148,8 +148,8 @@ pub async fn correct_subject(
 /// Find customers by the exact value of one lookup field (through its blind index).
 #[utoipa::path(get, path = "/v1/subjects", tag = "subjects",
     params(
-        ("lookup" = HashMap<String, String>, Query, style = Form, explode,
-         description = "Exactly one field declared `lookup = true` in the catalog and the value to match, as `?email=ada@example.com`",
+        ("lookup" = std::collections::HashMap<String, String>, Query, style = Form, explode,
+         description = "Exactly one field declared `lookup = true` in the catalog and the value to match, as `?email=ada@example.com` (`meta.rs` adds: one name, a value that is not blank)",
          example = json!({"email": "ada@example.com"})),
         ("Candor-Purpose" = String, Header, description = "Why the lookup is made"),
     ),
@@ -184,6 +184,7 @@ pub async fn lookup_subjects(
 
 /// A behavioural event to record.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"type": "purchase", "data": {"item": "Notebook", "price_eur": 12.5}}))]
 #[serde(deny_unknown_fields)]
 pub struct NewEventBody {
     /// A declared event type, such as `page_view`.
@@ -194,6 +195,7 @@ pub struct NewEventBody {
     #[serde(default = "empty_object")]
     pub data: Value,
     /// When it happened (RFC 3339), if not now.
+    #[schema(format = DateTime)]
     pub occurred_at: Option<String>,
 }
 
