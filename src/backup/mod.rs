@@ -56,8 +56,9 @@ const POSTGRES_DUMP: &str = "postgres_dump";
 const INSTALLATION_FILE: &str = "installation_file";
 
 /// Debug builds only: with this variable set, a backup stops after copying the data store and
-/// before copying the key store until a line arrives on its standard input, so a test can kill
-/// it (or the server) at that point instead of guessing when it is there.
+/// before copying the key store (on PostgreSQL: after taking its snapshot, before `pg_dump`)
+/// until a line arrives on its standard input, so a test can write, erase or kill at that point
+/// instead of guessing when it is there.
 const HOLD_VAR: &str = "CANDOR_TEST_BACKUP_HOLD";
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

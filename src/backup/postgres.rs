@@ -46,6 +46,7 @@ pub(super) async fn dump(url: &str, to: &Path) -> Result<Copied> {
             "the installation's data and key store are not a usable pair, so no backup of them would restore: {problem}"
         );
     }
+    super::hold("the snapshot is taken; pg_dump is next");
     let file = to.join(DUMP_FILE);
     drop(super::create_private_file(&file)?); // pg_dump writes into it, keeping its mode
     let env = PgStore::libpq_env(url)?;
