@@ -20,7 +20,8 @@ use utoipa::{OpenApi, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::{
-    consents, grants, log, messages, notices, overrides, privacy, report, requests, rights, sign_in, subjects, tokens,
+    consents, grants, health, log, messages, notices, overrides, privacy, report, requests, rights, sign_in, subjects,
+    tokens,
 };
 use crate::vault::Principal;
 
@@ -87,6 +88,7 @@ a JSON body naming a key twice in one object is refused (400)."
     ),
     paths(
         healthz,
+        health::readyz,
         openapi,
         catalog,
         privacy::notice,
@@ -135,19 +137,9 @@ a JSON body naming a key twice in one object is refused (400)."
         log::tiles_checkpoint,
         log::tile,
     ),
-    components(schemas(ErrorBody, ErrorDetail, Health, Ready))
+    components(schemas(ErrorBody, ErrorDetail, Health))
 )]
 pub struct ApiDoc;
-
-/// The answer of `GET /readyz` (served by `health.rs`; described here).
-#[derive(Serialize, ToSchema)]
-pub struct Ready {
-    /// Whether this server can take traffic now.
-    pub ready: bool,
-    /// Why not: `storage_full` or `database_unavailable`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
 
 /// The error body, as a response answered with `status` and described by `description`.
 fn error_response(description: &str) -> Value {
@@ -205,27 +197,10 @@ fn shared_statuses(path: &str, secured: bool, has_body: bool) -> Vec<(&'static s
     statuses
 }
 
-/// The `/readyz` path item: its handler is in `health.rs`, outside the derive.
-fn readyz() -> Value {
-    json!({"get": {
-        "tags": ["meta"],
-        "summary": "Readiness: whether this server should get traffic now. No token needed.",
-        "description": "200 while the database answers and the disk has room; 503 otherwise, saying why, so a load \
-                        balancer can take the server out of rotation.",
-        "operationId": "readyz",
-        "responses": {
-            "200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}}},
-            "400": {"$ref": "#/components/responses/BadRequest"},
-            "503": {"description": "Not ready: `reason` is `storage_full` or `database_unavailable`",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}}},
-        },
-    }})
-}
-
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
-/// Completes the derived document: security schemes, shared responses on every operation,
-/// `/readyz`, and the few shapes utoipa's attributes cannot say.
+/// Completes the derived document: security schemes, shared responses on every operation, and
+/// the few shapes utoipa's attributes cannot say.
 fn complete(doc: &mut Value) {
     doc["openapi"] = json!("3.1.0");
     let components = &mut doc["components"];
@@ -235,7 +210,6 @@ fn complete(doc: &mut Value) {
                   "description": "A grant's own credential (`cndg_…`), returned once by `POST /v1/grants`"},
     });
     components["responses"] = shared_responses();
-    doc["paths"]["/readyz"] = readyz();
     // A lookup's query is one name (a lookup field of the catalog) with a value that is not
     // blank: utoipa's attributes cannot bound an object's properties.
     for p in doc["paths"]["/v1/subjects"]["get"]["parameters"].as_array_mut().expect("lookup parameters") {
