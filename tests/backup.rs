@@ -274,6 +274,7 @@ async fn a_damaged_or_unfinished_backup_is_refused_naming_the_file() {
     with_customers(&install, &token, "c", 3).await;
     let to = install.dir.path().join("b");
     backup(&install, &to);
+    owner_only(&to);
     // A second backup into the same directory is refused.
     let (ok, _, err) = run(&install, &["backup"], &["--to", to.to_str().unwrap()]);
     assert!(!ok && err.contains("is not empty"), "{err}");
@@ -310,9 +311,32 @@ async fn a_damaged_or_unfinished_backup_is_refused_naming_the_file() {
     std::fs::write(altered.join("manifest.json"), serde_json::to_string(&m).unwrap()).unwrap();
     refused(place.path(), &altered, "the manifest's checkpoint does not verify");
 
-    // The backup itself still restores.
+    // The backup itself still restores, owner-only too.
     let (ok, out, err) = restore(place.path(), &to, &[]);
     assert!(ok, "{out}{err}");
+    owner_only(&place.path().join("data"));
+    owner_only_file(&place.path().join("keys/keystore.db"));
+}
+
+/// Every directory under `dir` (and itself) is 0700, every file 0600.
+fn owner_only(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { owner_only(&path) } else { owner_only_file(&path) }
+        }
+    }
+}
+
+fn owner_only_file(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
 }
 
 #[tokio::test]
