@@ -162,7 +162,7 @@ fn shared_responses() -> Value {
             "The request is malformed: a header, path segment, query parameter or body that cannot be read \
              (`invalid_authorization` for two Authorization headers, `purpose_required`, `unknown_purpose`, \
              `invalid_id`, `invalid_path`, `invalid_query`, `malformed_json`, `invalid_utf8`, `invalid_body`, \
-             `idempotency_not_supported`, …)."),
+             `invalid_idempotency_key`, `idempotency_not_supported`, …)."),
         "Unauthorized": unauthorized,
         "PayloadTooLarge": error_response("The body is larger than `[server] max_body_bytes` (`payload_too_large`)."),
         "UnsupportedMediaType": error_response(
@@ -171,9 +171,9 @@ fn shared_responses() -> Value {
             "`integrity_error`: a stored ciphertext does not belong where it was found (nothing is returned); \
              `internal`: a fault, see the server log."),
         "Unavailable": error_response(
-            "The database did not answer in time (`database_unavailable`: whether a change was made is said in \
-             the message; retry with the same `Idempotency-Key`), the request was not answered in time \
-             (`timeout`), or the database is unreachable (`unavailable`)."),
+            "The database did not answer in time (`database_unavailable`), the request was not answered in \
+             time (`timeout`), or the database is unreachable (`unavailable`). `write_outcome` says whether a \
+             change the request asked for may have been made: retry a write with the same `Idempotency-Key`."),
         "StorageFull": error_response(
             "The disk holding the database is full (`storage_full`): nothing was changed; reads that must be \
              logged are refused too."),
