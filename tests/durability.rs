@@ -102,7 +102,8 @@ async fn a_sigkill_during_erasures_and_a_backup_loses_nothing_acknowledged_and_h
         doomed.push(backend.create(json!({"email": doomed_email(i), "full_name": format!("Doomed {i}")})).await);
     }
 
-    // Writers until the server is gone; each write notes whether the backup had started.
+    // Writers until the server is gone; each write notes whether the backup had started when it
+    // was acknowledged.
     let backup_started = Arc::new(AtomicBool::new(false));
     let acknowledged: Arc<Mutex<Vec<(String, String, bool)>>> = Arc::default();
     let count = Arc::new(AtomicUsize::new(0));
@@ -116,12 +117,13 @@ async fn a_sigkill_during_erasures_and_a_backup_loses_nothing_acknowledged_and_h
             let mut n = 0;
             loop {
                 let email = format!("k{t}-{n}@example.com");
-                let during = backup_started.load(Ordering::SeqCst);
                 let request = client
                     .request(reqwest::Method::POST, "/v1/subjects")
                     .json(&json!({"fields": {"email": email, "full_name": format!("Customer {t} {n}")}}));
                 match request.send().await {
                     Ok(r) if r.status() == 201 => {
+                        // Acknowledged before the backup started only if it was answered before.
+                        let during = backup_started.load(Ordering::SeqCst);
                         let body: serde_json::Value = r.json().await.unwrap_or_default();
                         if let Some(id) = body["id"].as_str() {
                             acknowledged.lock().unwrap().push((id.to_string(), email, during));
