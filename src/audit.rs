@@ -6,7 +6,7 @@ use candor_core::{PurposeId, SubjectId};
 use candor_crypto::LogSigner;
 use candor_log::entry::{Actor, ENTRY_VERSION, LogEntry};
 use candor_log::note::VerifierKey;
-use candor_store::{CallerAddress, LogRecord};
+use candor_store::{CallerAddress, IdempotencyRecord, LogRecord};
 
 use crate::vault::Principal;
 
@@ -44,6 +44,8 @@ pub struct Audit {
     subjects: Vec<SubjectId>,
     /// Kept beside the entry, never in it: customers see entries, and entries never change.
     caller: Option<CallerAddress>,
+    /// The write's `Idempotency-Key` and outcome, stored in the same transaction.
+    idempotency: Option<IdempotencyRecord>,
 }
 
 impl Audit {
@@ -64,7 +66,20 @@ impl Audit {
             },
             subjects: Vec::new(),
             caller: actor.origin.map(|address| CallerAddress { address, at: now.as_millisecond() }),
+            idempotency: None,
         }
+    }
+
+    /// Stores `outcome` (ids, never a value) under the request's `Idempotency-Key`, if it
+    /// sent one, in the transaction that appends this entry.
+    pub fn idempotent(mut self, key: Option<&crate::vault::IdempotencyKey>, outcome: &impl serde::Serialize) -> Self {
+        self.idempotency = key.map(|k| IdempotencyRecord {
+            key: k.key,
+            request: k.request,
+            outcome: serde_json::to_vec(outcome).unwrap_or_default(),
+            at: crate::clock::now_millis(),
+        });
+        self
     }
 
     pub fn purpose(mut self, purpose: &PurposeId) -> Self {
@@ -106,8 +121,14 @@ impl Audit {
             .chunks(MAX_ENTRY_SUBJECTS)
             .enumerate()
             .map(|(i, chunk)| {
-                let mut part =
-                    Audit { entry: self.entry.clone(), subjects: Vec::new(), caller: self.caller }.subjects(chunk);
+                let mut part = Audit {
+                    entry: self.entry.clone(),
+                    subjects: Vec::new(),
+                    caller: self.caller,
+                    // The key goes with the first part only.
+                    idempotency: if i == 0 { self.idempotency.clone() } else { None },
+                }
+                .subjects(chunk);
                 let of = format!("part {} of {parts}", i + 1);
                 part.entry.detail = Some(match &self.entry.detail {
                     Some(d) => format!("{d} ({of})"),
@@ -142,7 +163,7 @@ impl Audit {
             );
             bytes = shorten(&mut entry);
         }
-        LogRecord { entry: bytes, subjects: self.subjects, caller: self.caller }
+        LogRecord { entry: bytes, subjects: self.subjects, caller: self.caller, idempotency: self.idempotency }
     }
 }
 

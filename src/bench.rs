@@ -173,7 +173,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
                 LogRecord {
                     entry: format!("{{\"action\":\"bench.create\",\"n\":{i}}}").into_bytes(),
                     subjects: vec![id],
-                    caller: None,
+                    ..Default::default()
                 },
             )
             .await?;

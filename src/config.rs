@@ -23,6 +23,8 @@ pub struct Config {
     /// `[server] trusted_proxies`: networks whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
+    /// `[server]`: connection, request and database time limits.
+    pub limits: ServerLimits,
     pub database: Database,
     /// File the catalog is read from (the config file itself when the catalog is inline).
     pub catalog_path: PathBuf,
@@ -38,6 +40,25 @@ pub struct Config {
     pub max_grant_days: u32,
     pub webhooks: WebhookSettings,
 }
+
+/// `[server]`: how long the server waits, and how many connections it keeps open.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// `max_connections`: open client connections at most (lowered to fit the open-file limit).
+    pub max_connections: Option<usize>,
+    /// `header_timeout_seconds`: a connection that has not sent a complete request head this
+    /// long after it opened or after its previous answer is closed (slow and idle alike).
+    pub header_timeout: std::time::Duration,
+    /// `request_timeout_seconds`: a request not answered by then gets `503 timeout`.
+    pub request_timeout: std::time::Duration,
+    /// `database_timeout_seconds`: a request waiting this long while the database does not
+    /// answer gets `503 database_unavailable`.
+    pub database_timeout: std::time::Duration,
+}
+
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+pub const DEFAULT_DATABASE_TIMEOUT_SECONDS: u64 = 5;
 
 /// `[sharing]`: how notices reach recipients.
 #[derive(Debug, Clone)]
@@ -269,6 +290,10 @@ struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
+    max_connections: Option<usize>,
+    header_timeout_seconds: Option<u64>,
+    request_timeout_seconds: Option<u64>,
+    database_timeout_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,6 +368,44 @@ impl Config {
             listen,
             trusted_proxies,
             max_body_bytes: raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            limits: {
+                let seconds = |name: &str, value: Option<u64>, default: u64| -> Result<std::time::Duration> {
+                    match value.unwrap_or(default) {
+                        0 => bail!("{}: [server] {name} must be at least 1", path.display()),
+                        n => Ok(std::time::Duration::from_secs(n)),
+                    }
+                };
+                let limits = ServerLimits {
+                    max_connections: match raw.server.max_connections {
+                        Some(0) => bail!("{}: [server] max_connections must be at least 1", path.display()),
+                        n => n,
+                    },
+                    header_timeout: seconds(
+                        "header_timeout_seconds",
+                        raw.server.header_timeout_seconds,
+                        DEFAULT_HEADER_TIMEOUT_SECONDS,
+                    )?,
+                    request_timeout: seconds(
+                        "request_timeout_seconds",
+                        raw.server.request_timeout_seconds,
+                        DEFAULT_REQUEST_TIMEOUT_SECONDS,
+                    )?,
+                    database_timeout: seconds(
+                        "database_timeout_seconds",
+                        raw.server.database_timeout_seconds,
+                        DEFAULT_DATABASE_TIMEOUT_SECONDS,
+                    )?,
+                };
+                if limits.database_timeout > limits.request_timeout {
+                    bail!(
+                        "{}: [server] database_timeout_seconds ({}) must not be longer than request_timeout_seconds ({})",
+                        path.display(),
+                        limits.database_timeout.as_secs(),
+                        limits.request_timeout.as_secs()
+                    );
+                }
+                limits
+            },
             database,
             catalog_path: raw.catalog.as_deref().map_or_else(|| path.to_path_buf(), resolve),
             keys: KeySettings {
@@ -502,6 +565,17 @@ max_body_bytes = {DEFAULT_MAX_BODY_BYTES}
 # Leave empty when clients connect directly: the header is then ignored, so no one can choose
 # the address their requests are recorded and rate-limited under.
 trusted_proxies = []
+# Open client connections at most (default 4096, lowered to fit the open-file limit). When
+# full, the least recently active idle connections are closed to make room.
+# max_connections = 4096
+# A connection that has not sent a complete request head within this many seconds after it
+# opened, or after its previous answer, is closed (slow senders and idle keep-alive alike).
+header_timeout_seconds = {DEFAULT_HEADER_TIMEOUT_SECONDS}
+# A request not answered within this many seconds gets 503 `timeout`.
+request_timeout_seconds = {DEFAULT_REQUEST_TIMEOUT_SECONDS}
+# A request that has waited this long while the database does not answer gets 503
+# `database_unavailable` (it says whether a change may have been made; see Idempotency-Key).
+database_timeout_seconds = {DEFAULT_DATABASE_TIMEOUT_SECONDS}
 
 [keys]
 # Key-encryption keys and the blind-index key: files readable only by their owner (0600).

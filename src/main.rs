@@ -15,6 +15,7 @@ mod demo;
 mod doctor;
 mod grants_cli;
 mod hardening;
+mod health;
 mod http;
 mod import_cli;
 mod install;

@@ -135,6 +135,9 @@ pub fn spawn_sweeper(vault: Vault, interval_seconds: u64, caller_address_days: u
                 Ok(n) => tracing::info!(addresses = n, "request addresses past [log] caller_address_days forgotten"),
                 Err(e) => tracing::warn!(error = %e, "request addresses not pruned; next sweep retries"),
             }
+            if let Err(e) = vault.prune_idempotency_keys(crate::vault::now_millis()).await {
+                tracing::warn!(error = %e, "idempotency keys older than a day not pruned; next sweep retries");
+            }
         }
     });
 }

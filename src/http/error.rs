@@ -20,7 +20,28 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// For answers that cut a request short (`503`): whether a change it asked for may have
+    /// been made.
+    pub write_outcome: Option<WriteOutcome>,
+    /// What the server log should say about a full disk (never sent to the client).
+    storage_cause: Option<String>,
 }
+
+/// Whether a request answered `503` may have changed something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// The request asked for no change (GET, HEAD).
+    NoneRequested,
+    /// The change may or may not have been made: retry with the same `Idempotency-Key` (the
+    /// first outcome comes back if it was made, otherwise it is made once), or read first.
+    Unknown,
+}
+
+/// Attached to a `507 storage_full` response so the server can name the cause in its own log
+/// (once, not per request).
+#[derive(Debug, Clone)]
+pub struct StorageFullCause(pub String);
 
 /// `{"error": {"code": "...", "message": "...", "field": "..."}}`
 #[derive(Serialize, ToSchema)]
@@ -37,11 +58,18 @@ pub struct ErrorDetail {
     /// The field, header or parameter the error is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On `503` answers: whether a change the request asked for may have been made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_outcome: Option<WriteOutcome>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self { status, code, message: message.into(), field: None, write_outcome: None, storage_cause: None }
+    }
+    pub fn with_write_outcome(mut self, outcome: WriteOutcome) -> Self {
+        self.write_outcome = Some(outcome);
+        self
     }
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
@@ -54,17 +82,35 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // Overload and a full disk are reported by the server once (see `crate::health`), not
+        // once per request.
+        let reported_elsewhere = matches!(self.code, "storage_full" | "database_unavailable" | "timeout");
+        if self.status.is_server_error() && !reported_elsewhere {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let cause = self.storage_cause;
         let mut response = (
             self.status,
-            Json(ErrorBody { error: ErrorDetail { code: self.code, message: self.message, field: self.field } }),
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code,
+                    message: self.message,
+                    field: self.field,
+                    write_outcome: self.write_outcome,
+                },
+            }),
         )
             .into_response();
         if unauthorized {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if unavailable {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(cause) = cause {
+            response.extensions_mut().insert(StorageFullCause(cause));
         }
         response
     }
@@ -77,6 +123,18 @@ impl From<VaultError> for ApiError {
         match e {
             VaultError::Unauthenticated(_) => ApiError::new(S::UNAUTHORIZED, "unauthenticated", msg),
             VaultError::InvalidToken => ApiError::new(S::UNAUTHORIZED, "invalid_token", msg),
+            VaultError::IdempotencyKeyReused => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", msg).with_field("Idempotency-Key")
+            }
+            VaultError::Store(StoreError::StorageFull(cause)) => ApiError {
+                storage_cause: Some(cause),
+                ..ApiError::new(
+                    S::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the server's storage is full, so nothing can be recorded (every read is logged, so reads \
+                     wait too); nothing was changed. Retry once space has been freed",
+                )
+            },
             VaultError::TokenExpired => ApiError::new(S::UNAUTHORIZED, "token_expired", msg),
             VaultError::TokenRevoked => ApiError::new(S::UNAUTHORIZED, "token_revoked", msg),
             VaultError::Access(a) => {

@@ -46,6 +46,9 @@ impl FromRequestParts<AppState> for Principal {
             .filter(|t| !t.is_empty())
             .ok_or(VaultError::Unauthenticated("the Authorization header must be `Bearer <token>`"))?;
         let mut principal = state.vault.authenticate(token).await?;
+        if parts.extensions.get::<super::idempotency::NotHonoured>().is_some() {
+            return Err(super::idempotency::not_honoured());
+        }
         let client = super::client::ClientIp::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
         principal.origin = state.caller_origin(client);
         Ok(principal)
@@ -92,7 +95,12 @@ impl FromRequestParts<AppState> for Authorized {
         } else {
             None
         };
-        Ok(state.vault.authorize(principal, purpose.as_deref(), subject).await?)
+        let mut authorized = state.vault.authorize(principal, purpose.as_deref(), subject).await?;
+        authorized.idempotency = parts
+            .extensions
+            .get::<super::idempotency::IdempotencyRequest>()
+            .map(|r| r.for_token(&authorized.principal.token_id));
+        Ok(authorized)
     }
 }
 

@@ -5,10 +5,13 @@
 mod branding;
 mod center;
 pub mod client;
+pub mod conn;
 mod consents;
 pub mod error;
 pub mod extract;
 mod grants;
+mod health;
+mod idempotency;
 mod limit;
 mod log;
 mod messages;
@@ -26,11 +29,11 @@ mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::rejection::RawPathParamsRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, RawPathParams, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -65,6 +68,10 @@ pub struct AppState {
     trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Whether staff and recipient addresses are recorded beside the log (`[log] caller_address_days` > 0).
     record_callers: bool,
+    /// `[server]` connection and time limits.
+    limits: crate::config::ServerLimits,
+    /// Whether the database answers and the storage takes writes.
+    health: Arc<crate::health::Health>,
 }
 
 impl AppState {
@@ -83,6 +90,8 @@ impl AppState {
             webhooks: config.webhooks.clone(),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             record_callers: config.log.caller_address_days > 0,
+            limits: config.limits,
+            health: crate::health::Health::new(),
         })
     }
 
@@ -102,9 +111,6 @@ impl AppState {
     }
 }
 
-/// How long a request may take before it is answered `408 request_timeout`.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
@@ -112,6 +118,7 @@ pub fn router(state: AppState) -> Router {
     meta::openapi_document();
     Router::new()
         .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(meta::openapi))
         .route("/v1/catalog", get(meta::catalog))
         .route("/v1/notice", get(privacy::notice))
@@ -170,8 +177,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(max_body_bytes, idempotency::guard))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(REQUEST_TIMEOUT, time_limit))
+        .layer(middleware::from_fn_with_state(
+            health::Deadlines {
+                health: state.health.clone(),
+                database: state.limits.database_timeout,
+                request: state.limits.request_timeout,
+            },
+            health::deadlines,
+        ))
         .layer(middleware::from_fn(api_guard))
         .layer(middleware::from_fn(log_and_harden))
         .layer(middleware::from_fn_with_state(state.clone(), client::remember_client))
@@ -182,24 +197,6 @@ pub fn router(state: AppState) -> Router {
 /// their assets), whose every answer, errors included, is JSON.
 fn is_api_path(path: &str) -> bool {
     !(path == "/privacy" || path.starts_with("/privacy/") || path.starts_with("/assets/"))
-}
-
-/// Answers `408 request_timeout` (in the usual error shape) when a request takes longer than
-/// `limit`.
-async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    use axum::response::IntoResponse;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request was not answered within {} seconds; a change it asked for may or may not have been made: check before retrying",
-                limit.as_secs()
-            ),
-        )
-        .into_response(),
-    }
 }
 
 /// For the API's routes: refuses requests whose meaning would be ambiguous (two
@@ -363,9 +360,14 @@ pub async fn serve_on(state: AppState, listener: TcpListener, on_ready: impl FnO
     let shutdown = shutdown_signal();
     on_ready(local);
     let vault = state.vault.clone();
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    state.health.spawn_watchdog(vault.store().clone());
+    let limits = conn::ConnectionLimits {
+        max_connections: conn::connection_cap(state.limits.max_connections, conn::raise_open_file_limit()),
+        header_timeout: state.limits.header_timeout,
+    };
+    // Requests in progress get as long to finish as any request may take.
+    let drain = state.limits.request_timeout;
+    conn::serve(listener, router(state), limits, shutdown, drain).await;
     // A normal stop (Ctrl-C, SIGTERM) leaves no entry unsigned: requests are done, so the
     // checkpoint covers everything they appended.
     match vault.checkpoint_if_grown().await {
@@ -418,6 +420,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Serves `app` on a free loopback port; returns its address.
     async fn serve_test(app: Router) -> String {
@@ -435,16 +438,61 @@ mod tests {
         (status, ct, serde_json::from_slice(&body).unwrap_or_default())
     }
 
+    fn deadlines(health: &Arc<crate::health::Health>) -> health::Deadlines {
+        health::Deadlines {
+            health: health.clone(),
+            database: Duration::from_millis(1),
+            request: Duration::from_millis(5),
+        }
+    }
+
     #[tokio::test]
-    async fn a_request_that_takes_too_long_is_answered_408_in_json() {
+    async fn a_request_that_takes_too_long_is_answered_503_in_json_saying_what_may_have_changed() {
+        let health = crate::health::Health::new();
         let app = Router::new()
-            .route("/v1/never", get(std::future::pending::<()>))
-            .layer(middleware::from_fn_with_state(Duration::from_millis(1), time_limit))
+            .route("/v1/never", get(std::future::pending::<()>).post(std::future::pending::<()>))
+            .layer(middleware::from_fn_with_state(deadlines(&health), health::deadlines))
             .layer(middleware::from_fn(api_guard));
         let url = serve_test(app).await;
         let (status, ct, body) = answer(&format!("{url}/v1/never")).await;
-        assert_eq!((status, ct.as_str()), (408, "application/json"));
-        assert_eq!(body["error"]["code"], "request_timeout");
+        assert_eq!((status, ct.as_str()), (503, "application/json"));
+        assert_eq!(body["error"]["code"], "timeout");
+        assert_eq!(body["error"]["write_outcome"], "none_requested");
+        let resp = reqwest::Client::new().post(format!("{url}/v1/never")).send().await.unwrap();
+        assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            (body["error"]["code"].as_str(), body["error"]["write_outcome"].as_str()),
+            (Some("timeout"), Some("unknown"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_on_a_database_that_does_not_answer_is_answered_503_database_unavailable() {
+        let health = crate::health::Health::new();
+        let mut d = deadlines(&health);
+        // Far longer than the test may take: only the database's state can end the wait.
+        d.request = Duration::from_secs(3600);
+        let app = Router::new()
+            .route("/v1/never", post(std::future::pending::<()>))
+            .layer(middleware::from_fn_with_state(d, health::deadlines))
+            .layer(middleware::from_fn(api_guard));
+        let url = serve_test(app).await;
+        let waiting = tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/never"))
+                .header("idempotency-key", "k-1")
+                .send()
+                .await
+                .unwrap()
+        });
+        health.mark_unresponsive_for_test();
+        let resp = waiting.await.unwrap();
+        assert_eq!(resp.status(), 503);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "database_unavailable");
+        assert_eq!(body["error"]["write_outcome"], "unknown");
+        assert!(body["error"]["message"].as_str().unwrap().contains("same Idempotency-Key"), "{body}");
     }
 
     #[tokio::test]

@@ -84,7 +84,7 @@ impl Vault {
 
     fn customer_auth(&self, session_id: &str) -> Result<Authorized, VaultError> {
         let purpose = self.customer_purpose().ok_or(VaultError::PrivacyCenterUnavailable)?;
-        Ok(Authorized { principal: session_actor(session_id), purpose: purpose.id.clone() })
+        Ok(Authorized { principal: session_actor(session_id), purpose: purpose.id.clone(), idempotency: None })
     }
 
     /// Makes a one-time sign-in link for customer `id`, for the operator's backend to send

@@ -268,6 +268,9 @@ impl Vault {
         id: SubjectId,
         input: ChangeInput,
     ) -> Result<ChangeOutcome, VaultError> {
+        if let Some(receipts) = self.replay::<Vec<Value>>(auth).await? {
+            return Ok(ChangeOutcome { receipts, states: self.state_of(id).await? });
+        }
         let method = match input.method.as_deref() {
             None => ConsentMethod::Api,
             Some(m) => match ConsentMethod::parse(m) {
@@ -311,7 +314,13 @@ impl Vault {
                 });
             }
         }
-        self.apply_consent_changes(auth, id, input, method).await
+        match self.apply_consent_changes(auth, id, input, method).await {
+            Err(e) => {
+                let receipts: Vec<Value> = self.replay_or(auth, e).await?;
+                Ok(ChangeOutcome { receipts, states: self.state_of(id).await? })
+            }
+            done => done,
+        }
     }
 
     /// Records `input` as given by `method` (checked by the caller).
@@ -390,7 +399,8 @@ impl Vault {
                 });
             }
         }
-        let receipts = self.record(&auth.principal, Some(&auth.purpose), drafts, now).await?;
+        let receipts =
+            self.record(&auth.principal, Some(&auth.purpose), drafts, now, auth.idempotency.as_ref()).await?;
         Ok(ChangeOutcome { receipts, states: self.state_of(id).await? })
     }
 
@@ -425,7 +435,7 @@ impl Vault {
             progress(i as u64 + 1);
         }
         let n = drafts.len();
-        self.record(actor, None, drafts, now).await?;
+        self.record(actor, None, drafts, now, None).await?;
         Ok(n)
     }
 
@@ -437,6 +447,7 @@ impl Vault {
         purpose: Option<&PurposeId>,
         drafts: Vec<Draft<'_>>,
         now: i64,
+        idempotency: Option<&super::IdempotencyKey>,
     ) -> Result<Vec<Value>, VaultError> {
         let mut records = Vec::with_capacity(drafts.len());
         let mut logs = Vec::with_capacity(drafts.len());
@@ -506,6 +517,14 @@ impl Vault {
         }
         if records.is_empty() {
             return Ok(receipts);
+        }
+        if let (Some(k), Some(first)) = (idempotency, logs.first_mut()) {
+            first.idempotency = Some(candor_store::IdempotencyRecord {
+                key: k.key,
+                request: k.request,
+                outcome: serde_json::to_vec(&receipts).expect("JSON serialises"),
+                at: now,
+            });
         }
         match self.store.record_consents(records, notices.into_values().collect(), logs).await? {
             Recorded::All => Ok(receipts),

@@ -62,10 +62,11 @@ fn check_input(channel: &str, subject_line: &str, body_sha256: &str) -> Result<(
             message: format!("must be 1 to {MAX_SUBJECT_LINE} characters on one line"),
         });
     }
-    let hex = body_sha256.trim();
+    // Exactly 64 hex digits: no sign (`from_str_radix` takes `+f`), no surrounding spaces.
+    let hex = body_sha256;
     let mut hash = [0u8; 32];
     let valid = hex.len() == 64
-        && hex.is_ascii()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
         && hash.iter_mut().enumerate().all(|(i, b)| match u8::from_str_radix(&hex[2 * i..2 * i + 2], 16) {
             Ok(v) => {
                 *b = v;
@@ -243,6 +244,10 @@ mod tests {
         assert_eq!(field(check_input("email", "two\nlines", &body)), "subject_line");
         assert_eq!(field(check_input("email", &"x".repeat(301), &body)), "subject_line");
         assert_eq!(field(check_input("email", "Hi", "abc")), "body_sha256");
+        let signed = format!("+f{}", "0".repeat(62));
+        assert_eq!(field(check_input("email", "Hi", &signed)), "body_sha256");
+        let spaced = format!(" {} ", "0".repeat(64));
+        assert_eq!(field(check_input("email", "Hi", &spaced)), "body_sha256");
         assert_eq!(field(check_input("email", "Hi", &"g".repeat(64))), "body_sha256");
     }
 }

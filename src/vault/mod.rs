@@ -8,6 +8,7 @@ mod breaches;
 mod center;
 mod consents;
 mod grants;
+mod idempotency;
 mod messages;
 mod notice;
 mod overrides;
@@ -35,6 +36,7 @@ pub use breaches::{AUTHORITY_DEADLINE_MS, BreachInput};
 pub use center::{CustomerSession, SESSION_MAX_HOURS, SignInSettings};
 pub use consents::{ChangeInput, ImportLine, Notices};
 pub use grants::{DEFAULT_GRANT_PAGE, GrantInput};
+pub use idempotency::IdempotencyKey;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
 pub use report::{Document, event_json, head_json};
@@ -58,6 +60,8 @@ pub struct Principal {
 pub struct Authorized {
     pub principal: Principal,
     pub purpose: PurposeId,
+    /// The request's `Idempotency-Key`, for the writes that honour one.
+    pub idempotency: Option<IdempotencyKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,11 @@ pub enum VaultError {
     Unauthenticated(&'static str),
     #[error("the token is not valid")]
     InvalidToken,
+    #[error(
+        "this Idempotency-Key was already used for a different request; send a new key for a new request \
+         (a retry must repeat the same method, path, purpose and body)"
+    )]
+    IdempotencyKeyReused,
     #[error("the token has expired")]
     TokenExpired,
     #[error("the token has been revoked")]
@@ -194,7 +203,7 @@ pub struct SubjectView {
     pub updated_at: Millis,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Correction {
     pub updated: Vec<String>,
     pub removed: Vec<String>,
@@ -349,7 +358,7 @@ impl Vault {
                     .decide(&principal.role, Action::Act, p.id.as_str(), Target::Purpose, Situation::NEUTRAL)
                     .expect("declared role and purpose");
                 if d.allowed {
-                    return Ok(Authorized { principal, purpose: p.id.clone() });
+                    return Ok(Authorized { principal, purpose: p.id.clone(), idempotency: None });
                 }
                 policy::denial(&d, &principal.role, p.id.as_str())
             }
@@ -431,6 +440,9 @@ impl Vault {
         auth: &Authorized,
         fields: &Map<String, Value>,
     ) -> Result<SubjectId, VaultError> {
+        if let Some(first) = self.replay(auth).await? {
+            return Ok(first);
+        }
         self.refuse_create_under_consent(auth).await?;
         let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create) {
             Ok(c) => c,
@@ -451,10 +463,15 @@ impl Vault {
                 index.push((decl.name.clone(), self.keys.blind_index(&decl.name, &normalised)));
             }
         }
-        let log =
-            self.audit(auth, "subject.create", &[id]).fields(checked.set.iter().map(|(d, _)| d.name.as_str())).record();
-        self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }, log).await?;
-        Ok(id)
+        let log = self
+            .audit(auth, "subject.create", &[id])
+            .fields(checked.set.iter().map(|(d, _)| d.name.as_str()))
+            .idempotent(auth.idempotency.as_ref(), &id)
+            .record();
+        match self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }, log).await {
+            Ok(()) => Ok(id),
+            Err(e) => self.replay_or(auth, e.into()).await,
+        }
     }
 
     /// The subject's fields as the policy engine lets the caller see them: in full, masked, or
@@ -527,7 +544,13 @@ impl Vault {
         id: SubjectId,
         fields: &Map<String, Value>,
     ) -> Result<Correction, VaultError> {
-        self.correct(auth, id, fields, WriteMode::Correct).await
+        if let Some(first) = self.replay(auth).await? {
+            return Ok(first);
+        }
+        match self.correct(auth, id, fields, WriteMode::Correct).await {
+            Err(e) => self.replay_or(auth, e).await,
+            done => done,
+        }
     }
 
     async fn correct(
@@ -574,14 +597,19 @@ impl Vault {
         }
         let names =
             checked.set.iter().map(|(d, _)| d.name.as_str()).chain(checked.remove.iter().map(|d| d.name.as_str()));
-        let log = self.audit(auth, "subject.correct", &[id]).fields(names).record();
+        let correction = Correction {
+            updated: checked.set.iter().map(|(d, _)| d.name.to_string()).collect(),
+            removed: checked.remove.iter().map(|d| d.name.to_string()).collect(),
+        };
+        let log = self
+            .audit(auth, "subject.correct", &[id])
+            .fields(names)
+            .idempotent(auth.idempotency.as_ref(), &correction)
+            .record();
         if !self.store.update_subject(id, changes, now_millis(), log).await? {
             return Err(VaultError::SubjectNotFound);
         }
-        Ok(Correction {
-            updated: checked.set.iter().map(|(d, _)| d.name.to_string()).collect(),
-            removed: checked.remove.iter().map(|d| d.name.to_string()).collect(),
-        })
+        Ok(correction)
     }
 
     /// Subjects whose lookup field `field` equals `value` (exact match after normalisation).
@@ -619,6 +647,9 @@ impl Vault {
         id: SubjectId,
         input: NewEventInput,
     ) -> Result<EventId, VaultError> {
+        if let Some(first) = self.replay(auth).await? {
+            return Ok(first);
+        }
         let decl = self
             .catalog
             .event(&input.event_type)
@@ -655,13 +686,18 @@ impl Vault {
         }
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&sealed_body).expect("JSON values serialise"));
         let payload = key.seal_event(event_id, &decl.name, &plain)?;
-        let log = self.audit(auth, "event.append", &[id]).fields([decl.name.as_str()]).record();
+        let log = self
+            .audit(auth, "event.append", &[id])
+            .fields([decl.name.as_str()])
+            .idempotent(auth.idempotency.as_ref(), &event_id)
+            .record();
         let event =
             NewEvent { id: event_id, subject: id, event_type: decl.name.clone(), recorded_at: now_millis(), payload };
-        if !self.store.append_event(event, log).await? {
-            return Err(VaultError::SubjectNotFound);
+        match self.store.append_event(event, log).await {
+            Ok(true) => Ok(event_id),
+            Ok(false) => Err(VaultError::SubjectNotFound),
+            Err(e) => self.replay_or(auth, e.into()).await,
         }
-        Ok(event_id)
     }
 
     /// The subject's events of the types the purpose may see, oldest first, paged.

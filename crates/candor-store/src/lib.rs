@@ -62,6 +62,9 @@ pub enum StoreError {
     /// still found (an old backup restored) cannot be read.
     #[error("this customer was erased (data key destroyed)")]
     Erased { at: Millis },
+    /// The disk (or the database's space) is full: nothing was written.
+    #[error("the storage is full: {0}")]
+    StorageFull(String),
     #[error("database error: {0}")]
     Internal(String),
 }
@@ -75,6 +78,7 @@ impl StoreError {
             StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
             StoreError::OutOfRange(m) => StoreError::OutOfRange(m.clone()),
             StoreError::Erased { at } => StoreError::Erased { at: *at },
+            StoreError::StorageFull(m) => StoreError::StorageFull(m.clone()),
             StoreError::Internal(m) => StoreError::Internal(m.clone()),
         }
     }
@@ -161,13 +165,35 @@ pub struct StoredToken {
 }
 
 /// One entry to append to the tamper-evident log, with the subjects it concerns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LogRecord {
     /// Canonical entry bytes (see `candor_log::entry`); never a personal value.
     pub entry: Vec<u8>,
     pub subjects: Vec<SubjectId>,
     /// Where the request came from, for staff and recipients (kept beside the log, prunable).
     pub caller: Option<CallerAddress>,
+    /// The `Idempotency-Key` of the write this entry records, kept in the same transaction.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// A write's `Idempotency-Key`, stored with the change it made: a retry with the same key
+/// finds it exactly when the first request was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// SHA-256 over the caller's token id and the key it sent.
+    pub key: [u8; 32],
+    /// SHA-256 over the request (method, path, purpose, body): a retry has the same one.
+    pub request: [u8; 32],
+    /// What the first answer was built from (JSON of ids; never a personal value).
+    pub outcome: Vec<u8>,
+    pub at: Millis,
+}
+
+/// A stored [`IdempotencyRecord`], as a retry finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentOutcome {
+    pub request: [u8; 32],
+    pub outcome: Vec<u8>,
 }
 
 /// A stored caller address.
@@ -302,4 +328,13 @@ pub trait Store:
     /// Every kept checkpoint, smallest tree first (lets a verifier narrow down where history
     /// was rewritten).
     async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// The outcome stored with the write that carried this idempotency key, if it was applied.
+    async fn idempotent_outcome(&self, key: &[u8; 32]) -> Result<Option<IdempotentOutcome>, StoreError>;
+
+    /// Forgets idempotency keys recorded before `before`; returns how many.
+    async fn prune_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError>;
+
+    /// Writes (and commits) one small row, to learn whether the storage takes writes again.
+    async fn probe_write(&self, now: Millis) -> Result<(), StoreError>;
 }

@@ -27,7 +27,7 @@ fn log(what: &str, subject: Option<SubjectId>) -> LogRecord {
     LogRecord {
         entry: format!("{{\"test\":\"{what}\"}}").into_bytes(),
         subjects: subject.into_iter().collect(),
-        caller: None,
+        ..Default::default()
     }
 }
 
@@ -91,6 +91,7 @@ pub async fn run_all(store: &dyn Store) {
     caller_addresses_are_kept_beside_the_log_and_pruned(store).await;
     breaches_are_recorded_with_their_customers_and_their_clock(store).await;
     an_erasure_interrupted_after_the_key_was_destroyed_is_completed_from_its_intent(store).await;
+    an_idempotency_key_is_stored_with_its_change_once(store).await;
 }
 
 async fn breaches_are_recorded_with_their_customers_and_their_clock(store: &dyn Store) {
@@ -1030,4 +1031,36 @@ async fn an_erasure_interrupted_after_the_key_was_destroyed_is_completed_from_it
         store.erase_subject(other, 12_000, "c".into(), log("erase", Some(other))).await.unwrap(),
         Erasure::Erased
     );
+}
+
+async fn an_idempotency_key_is_stored_with_its_change_once(store: &dyn Store) {
+    use crate::{IdempotencyRecord, IdempotentOutcome, StoreError};
+    let id = new_subject(store, 40).await;
+    let key = |outcome: &str| IdempotencyRecord { key: [4; 32], request: [5; 32], outcome: outcome.into(), at: 1_000 };
+    let event = || NewEvent {
+        id: EventId::random(),
+        subject: id,
+        event_type: f("purchase"),
+        recorded_at: 1,
+        payload: ct(&[1]),
+    };
+    assert_eq!(store.idempotent_outcome(&[4; 32]).await.unwrap(), None);
+    let first = LogRecord { idempotency: Some(key("first")), ..log("event", Some(id)) };
+    assert!(store.append_event(event(), first).await.unwrap());
+    let stored = IdempotentOutcome { request: [5; 32], outcome: b"first".to_vec() };
+    assert_eq!(store.idempotent_outcome(&[4; 32]).await.unwrap(), Some(stored.clone()));
+    // A second change under the same key fails as a whole: no event, no entry.
+    let (size, _) = store.log_head().await.unwrap();
+    let second = LogRecord { idempotency: Some(key("second")), ..log("event", Some(id)) };
+    let again = store.append_event(event(), second).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(store.log_head().await.unwrap().0, size, "nothing logged");
+    assert_eq!(store.list_events(id, &[f("purchase")], None, 10).await.unwrap().len(), 1, "one event");
+    assert_eq!(store.idempotent_outcome(&[4; 32]).await.unwrap(), Some(stored));
+    // Pruned by age; the probe write works on a healthy store.
+    assert_eq!(store.prune_idempotency_keys(1_000).await.unwrap(), 0);
+    assert_eq!(store.prune_idempotency_keys(1_001).await.unwrap(), 1);
+    assert_eq!(store.idempotent_outcome(&[4; 32]).await.unwrap(), None);
+    store.probe_write(2_000).await.unwrap();
+    store.probe_write(3_000).await.unwrap();
 }

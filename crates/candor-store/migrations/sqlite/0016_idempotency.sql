@@ -6,7 +6,6 @@ CREATE TABLE idempotency_keys (
     key         BLOB PRIMARY KEY,   -- SHA-256 of the caller's token id and the key it sent
     request     BLOB NOT NULL,      -- SHA-256 of method, path, purpose and body
     outcome     BLOB NOT NULL,      -- JSON of the ids the first answer named; never a value
-    log_idx     INTEGER NOT NULL,   -- the log entry written with the change
     created_at  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);

@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Transaction;
 
-use super::{append_log_tx, pg_err, pool_err};
+use super::{append_log_tx, claim_idempotency_keys, pg_err, pool_err};
 use crate::{LogRecord, StoreError};
 
 /// The log records of a batch's changes, appended together before the commit.
@@ -27,6 +27,13 @@ impl LogSink {
     }
     fn truncate(&self, len: usize) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).truncate(len);
+    }
+    /// The records pushed since the sink held `len`, taken out.
+    fn take_from(&self, len: usize) -> Vec<LogRecord> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).split_off(len)
+    }
+    fn extend(&self, records: Vec<LogRecord>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(records);
     }
     fn take(&self) -> Vec<LogRecord> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
@@ -107,7 +114,21 @@ async fn run(pool: Pool, mut rx: mpsc::UnboundedReceiver<Job>) {
             for job in jobs.by_ref() {
                 let sp = tx.savepoint("change").await.map_err(pg_err)?;
                 let logged = sink.len();
-                let (keep, deliver) = job(Some((&sp, &sink))).await;
+                let (mut keep, mut deliver) = job(Some((&sp, &sink))).await;
+                if keep {
+                    // Claimed in the change's own savepoint: a key used before rolls back only
+                    // this change, not the batch.
+                    let mut mine = sink.take_from(logged);
+                    match claim_idempotency_keys(&sp, &mine).await {
+                        Ok(()) => mine.iter_mut().for_each(|r| r.idempotency = None),
+                        Err(e) => {
+                            keep = false;
+                            let first = deliver;
+                            deliver = Box::new(move |_| first(Err(e)));
+                        }
+                    }
+                    sink.extend(mine);
+                }
                 delivers.push(deliver);
                 if keep {
                     sp.commit().await.map_err(pg_err)?;

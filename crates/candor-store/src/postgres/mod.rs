@@ -70,6 +70,7 @@ impl std::fmt::Debug for PgStore {
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict("a unique value already exists".into()),
+        Some(c) if *c == SqlState::DISK_FULL => StoreError::StorageFull(format!("PostgreSQL: {}", e)),
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
             StoreError::Unavailable("the database asked to retry".into())
         }
@@ -146,6 +147,7 @@ async fn log_size(c: &impl GenericClient) -> Result<u64, StoreError> {
 
 /// Appends records inside the caller's transaction, holding the log_head row lock.
 async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecord]) -> Result<u64, StoreError> {
+    claim_idempotency_keys(tx, records).await?;
     let first =
         tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?.get::<_, i64>(0) as u64;
     // Compute every row first (nodes this batch completes are remembered, older ones fetched
@@ -216,6 +218,23 @@ async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecor
     }
     tx.execute("UPDATE log_head SET size = $1", &[&((first + records.len() as u64) as i64)]).await.map_err(pg_err)?;
     Ok(first)
+}
+
+/// Stores the idempotency keys `records` carry (a key used before fails with `Conflict`, so the
+/// transaction, or the batch's savepoint, of the second write rolls back).
+pub(crate) async fn claim_idempotency_keys(
+    c: &tokio_postgres::Transaction<'_>,
+    records: &[LogRecord],
+) -> Result<(), StoreError> {
+    for k in records.iter().filter_map(|r| r.idempotency.as_ref()) {
+        c.execute(
+            "INSERT INTO idempotency_keys (key, request, outcome, created_at) VALUES ($1, $2, $3, $4)",
+            &[&&k.key[..], &&k.request[..], &k.outcome, &k.at],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    Ok(())
 }
 
 async fn check_size(c: &impl GenericClient, size: u64) -> Result<(), StoreError> {
@@ -757,6 +776,45 @@ impl Store for PgStore {
         rows.iter().map(|r| Ok((r.get::<_, i64>(0) as u64, crate::parse_address(r.get(1))?))).collect()
     }
 
+    async fn idempotent_outcome(&self, key: &[u8; 32]) -> Result<Option<crate::IdempotentOutcome>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT request, outcome FROM idempotency_keys WHERE key = $1", &[&&key[..]])
+            .await
+            .map_err(pg_err)?;
+        row.map(|r| {
+            Ok(crate::IdempotentOutcome {
+                request: r
+                    .get::<_, Vec<u8>>(0)
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a stored request hash is not 32 bytes".into()))?,
+                outcome: r.get(1),
+            })
+        })
+        .transpose()
+    }
+
+    async fn prune_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM idempotency_keys WHERE created_at < $1", &[&before])
+            .await
+            .map_err(pg_err)
+    }
+
+    async fn probe_write(&self, now: Millis) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO write_probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                &[&now],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
     async fn prune_log_callers(&self, before: Millis) -> Result<u64, StoreError> {
         self.client().await?.execute("DELETE FROM log_callers WHERE recorded_at < $1", &[&before]).await.map_err(pg_err)
     }
@@ -880,7 +938,7 @@ mod tests {
             let store = if t % 2 == 0 { a.clone() } else { b.clone() };
             tasks.push(tokio::spawn(async move {
                 for i in 0..10u8 {
-                    let record = LogRecord { entry: vec![t, i], subjects: vec![], caller: None };
+                    let record = LogRecord { entry: vec![t, i], ..Default::default() };
                     store.append_log(vec![record]).await.unwrap();
                 }
             }));

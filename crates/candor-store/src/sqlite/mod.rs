@@ -75,7 +75,8 @@ fn db_err(e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             StoreError::Unavailable("the database is busy".into())
         }
-        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => {
+        Some(ErrorCode::DiskFull) => StoreError::StorageFull(e.to_string()),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::SystemIoFailure) => {
             StoreError::Unavailable(e.to_string())
         }
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
@@ -336,6 +337,13 @@ fn append_log_tx(tx: &Connection, records: &[LogRecord]) -> Result<u64, StoreErr
             tx.prepare_cached("INSERT INTO log_callers (idx, address, recorded_at) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| s.execute(params![idx as i64, caller.address.to_string(), caller.at]))
                 .map_err(db_err)?;
+        }
+        if let Some(k) = &record.idempotency {
+            tx.prepare_cached(
+                "INSERT INTO idempotency_keys (key, request, outcome, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![&k.key[..], &k.request[..], k.outcome, k.at]))
+            .map_err(db_err)?;
         }
     }
     Ok(first)
@@ -940,6 +948,49 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn idempotent_outcome(&self, key: &[u8; 32]) -> Result<Option<crate::IdempotentOutcome>, StoreError> {
+        let key = key.to_vec();
+        self.read(move |c| {
+            c.prepare_cached("SELECT request, outcome FROM idempotency_keys WHERE key = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![key], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))).optional()
+                })
+                .map_err(db_err)?
+                .map(|(request, outcome)| {
+                    Ok(crate::IdempotentOutcome {
+                        request: request
+                            .try_into()
+                            .map_err(|_| StoreError::Corrupt("a stored request hash is not 32 bytes".into()))?,
+                        outcome,
+                    })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn prune_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let n = execute_cached(c, "DELETE FROM idempotency_keys WHERE created_at < ?1", params![before])
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn probe_write(&self, now: Millis) -> Result<(), StoreError> {
+        self.write(move |c| {
+            execute_cached(
+                c,
+                "INSERT INTO write_probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                params![now],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+    }
+
     async fn prune_log_callers(&self, before: Millis) -> Result<u64, StoreError> {
         self.write(move |c| {
             let n =
@@ -1088,7 +1139,7 @@ mod tests {
         let id = SubjectId::random();
         let wrapped = vec![0xA5; 48];
         let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(wrapped.clone()) };
-        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id], caller: None };
+        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id], ..Default::default() };
         store
             .create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log("create"))
             .await
@@ -1117,7 +1168,7 @@ mod tests {
         let store = SqliteStore::open(&data, &keys).await.unwrap();
         let id = SubjectId::random();
         let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![1; 48]) };
-        let log = LogRecord { entry: b"create".to_vec(), subjects: vec![id], caller: None };
+        let log = LogRecord { entry: b"create".to_vec(), subjects: vec![id], ..Default::default() };
         store.create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log).await.unwrap();
         drop(store);
         let err = SqliteStore::open(&data, dir.path().join("other.db")).await.unwrap_err().to_string();
@@ -1166,7 +1217,7 @@ mod tests {
         let id = SubjectId::random();
         let dek = || StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![1; 48]) };
         let subject = move |id| NewSubject { id, dek: dek(), values: vec![], index: vec![], now: 1 };
-        let record = |what: String| LogRecord { entry: what.into_bytes(), subjects: vec![], caller: None };
+        let record = |what: String| LogRecord { entry: what.into_bytes(), ..Default::default() };
         store.create_subject(subject(id), record("create".into())).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..64 {
