@@ -56,7 +56,7 @@ pub struct ServerLimits {
     pub database_timeout: std::time::Duration,
 }
 
-pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 60;
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const DEFAULT_DATABASE_TIMEOUT_SECONDS: u64 = 5;
 

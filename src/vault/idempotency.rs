@@ -47,14 +47,14 @@ impl Vault {
     }
 
     /// After a write failed: when it lost a race with a request carrying the same key (its key
-    /// row conflicted), the outcome of the request that won; otherwise the error.
+    /// row conflicted, or a check such as `unique` saw what the winner wrote), the outcome of the
+    /// request that won; otherwise the error.
     pub(crate) async fn replay_or<T: DeserializeOwned>(
         &self,
         auth: &Authorized,
         e: VaultError,
     ) -> Result<T, VaultError> {
         if auth.idempotency.is_some()
-            && matches!(e, VaultError::Store(StoreError::Conflict(_)))
             && let Some(first) = self.replay(auth).await?
         {
             return Ok(first);

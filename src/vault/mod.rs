@@ -447,6 +447,17 @@ impl Vault {
         let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create) {
             Ok(c) => c,
             Err(e) => return self.refuse_write(auth, None, e).await,
+        match self.create_new_subject(auth, fields).await {
+            Err(e) => self.replay_or(auth, e).await,
+            done => done,
+        }
+    }
+
+    async fn create_new_subject(
+        &self,
+        auth: &Authorized,
+        fields: &Map<String, Value>,
+    ) -> Result<SubjectId, VaultError> {
         };
         let names: Vec<&FieldName> = checked.set.iter().map(|(d, _)| &d.name).collect();
         self.check_writes(auth, None, &names, Situation::NEUTRAL).await?;
@@ -468,10 +479,8 @@ impl Vault {
             .fields(checked.set.iter().map(|(d, _)| d.name.as_str()))
             .idempotent(auth.idempotency.as_ref(), &id)
             .record();
-        match self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }, log).await {
-            Ok(()) => Ok(id),
-            Err(e) => self.replay_or(auth, e.into()).await,
-        }
+        self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }, log).await?;
+        Ok(id)
     }
 
     /// The subject's fields as the policy engine lets the caller see them: in full, masked, or

@@ -195,12 +195,12 @@ impl Server {
             base: self.url.clone(),
             token: Some(token.to_string()),
             purpose: purpose.map(str::to_string),
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 
     pub fn anonymous(&self) -> Client {
-        Client { base: self.url.clone(), token: None, purpose: None, http: reqwest::Client::new() }
+        Client { base: self.url.clone(), token: None, purpose: None, http: http_client() }
     }
 
     pub fn stop(mut self) -> String {
@@ -215,6 +215,13 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTP client whose pool drops idle connections well before the server closes them
+/// (`[server] header_timeout_seconds`, 60 s by default), as a well-configured client does: a
+/// request is never sent on a connection the server is closing at that moment.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(20)).build().expect("HTTP client")
 }
 
 /// A caller with a token and a declared purpose.

@@ -272,6 +272,9 @@ impl PgStore {
         pg.application_name("candor");
         let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
+        // A transaction left open by a server that stalled or lost its connection is ended by
+        // PostgreSQL, so its locks (the log head's among them) do not hold every other server up.
+        pg.options("-c idle_in_transaction_session_timeout=60000");
             .max_size(16)
             .runtime(Runtime::Tokio1)
             .timeouts(Timeouts { wait: Some(TIMEOUT), create: Some(TIMEOUT), recycle: Some(TIMEOUT) })
