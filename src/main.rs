@@ -480,9 +480,21 @@ enum ImportCommand {
         /// What to do with a row of an existing customer (found by a unique field).
         #[arg(long, value_enum, default_value = "skip")]
         on_duplicate: import_cli::OnDuplicate,
-        /// Directory to write report.md and report.json into.
+        /// Directory to write report.md and report.json into (and the checkpoint of an
+        /// unfinished import, import.checkpoint.json, which a re-run continues from).
         #[arg(long, default_value = ".")]
         report: PathBuf,
+        /// ISO 3166-1 region of phone numbers written without their country code (e.g. DE).
+        #[arg(long)]
+        default_region: Option<String>,
+        /// What the consent columns' grants were given through (the form or document), unless a
+        /// "<column> source" column says.
+        #[arg(long)]
+        consent_source: Option<String>,
+        /// The notice version the consents were given on (`current`: the one in force), unless
+        /// a "<column> notice" column says.
+        #[arg(long)]
+        consent_notice: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -828,10 +840,34 @@ async fn run(command: Command) -> Result<()> {
             consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
         }
         Command::Import {
-            command: ImportCommand::Subjects { file, purpose, role, map, dry_run, on_duplicate, report, config },
+            command:
+                ImportCommand::Subjects {
+                    file,
+                    purpose,
+                    role,
+                    map,
+                    dry_run,
+                    on_duplicate,
+                    report,
+                    default_region,
+                    consent_source,
+                    consent_notice,
+                    config,
+                },
         } => {
             let (_, vault) = install::open(&config.config).await?;
-            let options = import_cli::Options { file, purpose, role, map, dry_run, on_duplicate, report_dir: report };
+            let options = import_cli::Options {
+                file,
+                purpose,
+                role,
+                map,
+                dry_run,
+                on_duplicate,
+                report_dir: report,
+                default_region,
+                consent_source,
+                consent_notice,
+            };
             import_cli::import(&vault, options).await
         }
         Command::Bench {

@@ -13,38 +13,40 @@ on_both_backends!(
     a_messy_export_is_reported_exactly_and_stored_as_reported,
     a_rerun_continues_without_doubling_anyone,
     existing_customers_are_updated_or_reported_when_asked,
+    the_api_imports_under_the_same_decisions_and_refuses_what_it_must,
+    a_killed_import_and_its_rerun_end_as_one_clean_run,
 );
 
-const HEADER: &str = "E-mail,Name,Phone,Street,City,Postcode,Country,shoe size,religion,Newsletter,Date of birth\n";
+/// The messy CRM export (tests/data/crm_messy.csv). Line 2: a plus-address with a newsletter
+/// consent and its evidence; 3: its alias without the plus (another customer: no guessing); 4: a
+/// bad phone, "Germany" and a consent without its date; 5: a national phone (DE by default); 6:
+/// line 2 again in capitals; 7: an existing customer, with a consent; 8: no name; 9: a country
+/// that is none and a consent dated in the future. "shoe size" and "religion" are undeclared; "SMS
+/// opt-in" is mapped to a consent but has no date column; "Date of birth" is not written under
+/// order_fulfilment.
+const FIXTURE: &str = include_str!("data/crm_messy.csv");
 
-/// Line 2 and 3: a plus-address is another address (no guessing). Line 4: a bad phone and
-/// "Germany". Line 6 repeats line 2 (case differs). Line 7: an existing customer. Line 8: no name.
-const ROWS: &str = "\
-ada+shop@example.com,Ada Lovelace,+44 20 3860 0001,1 Analytical Way,London,N1 9GU,GB,EU-44-wide,Pastafarian,yes,1815-12-10
-ada@example.com,Augusta Byron,+44 20 3860 0002,2 Engine Row,London,N1 9GV,gb,,,,
-bob@example.com,Bob Brokenphone,0171 555 1234,3 Hochstrasse,Berlin,10115,Germany,EU-45-narrow,Jedi-Order,,
-carol@example.com,Carol Cleanrow,+49 30 1234567,4 Ringbahnweg,Berlin,10117,DE,,,no,
-ADA+shop@example.com,Ada Again-Twice,+44 20 3860 0003,5 Copy Lane,London,N1 9GW,GB,EU-46-extra,,,
-existing@example.com,Existing Renamed,+49 30 7654321,6 Altbau,Hamburg,20095,DE,,,,
-dave@example.com,,+49 30 1111111,,,,,,,,
-";
+/// Consent columns mapped to their slots.
+const MAP: &str = "Newsletter=consent:marketing/email,SMS opt-in=consent:marketing/sms";
 
-/// Every personal value in the fixture: none may appear in a report or on the terminal.
-const VALUES: [&str; 30] = [
+/// Every personal value in the fixture: none may appear in a report, on the terminal or in a log.
+const VALUES: [&str; 36] = [
     "ada+shop",
     "ada@example",
     "bob@example",
     "carol@example",
     "existing@example",
     "dave@example",
+    "erin@example",
     "Lovelace",
     "Augusta",
     "Brokenphone",
     "Cleanrow",
     "Again-Twice",
     "Renamed",
+    "Futuredate",
     "3860 000",
-    "0171 555",
+    "203860",
     "1234567",
     "7654321",
     "1111111",
@@ -54,13 +56,17 @@ const VALUES: [&str; 30] = [
     "Ringbahnweg",
     "Copy Lane",
     "Altbau",
+    "Later Street",
     "N1 9G",
     "Germany",
+    "Atlantis",
     "EU-44",
     "EU-45",
     "Pastafarian",
     "Jedi-Order",
     "1815-12-10",
+    "signup-form",
+    "paper form",
 ];
 
 struct Shop {
@@ -81,7 +87,7 @@ fn import(install: &Install, extra: &[&str]) -> (bool, String, String, Value, St
     let dir = install.dir.path();
     let file = dir.join("crm.csv");
     if !file.exists() {
-        std::fs::write(&file, format!("{HEADER}{ROWS}")).unwrap();
+        std::fs::write(&file, FIXTURE).unwrap();
     }
     let config = install.config();
     let reports = dir.join("reports");
@@ -95,6 +101,12 @@ fn import(install: &Install, extra: &[&str]) -> (bool, String, String, Value, St
         config.to_str().unwrap(),
         "--report",
         reports.to_str().unwrap(),
+        "--default-region",
+        "DE",
+        "--map",
+        MAP,
+        "--consent-notice",
+        "current",
     ];
     args.extend_from_slice(extra);
     let (ok, out, err) = candor(&args, dir);
@@ -132,6 +144,7 @@ async fn state(shop: &Shop) -> Vec<(String, Vec<String>, Value, Value)> {
         "carol@example.com",
         "existing@example.com",
         "dave@example.com",
+        "erin@example.com",
     ] {
         let found = ids(&shop.fulfil, email).await;
         let (mut fulfil, mut account) = (Value::Null, Value::Null);
@@ -148,6 +161,100 @@ fn column<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["columns"].as_array().unwrap().iter().find(|c| c["column"] == name).unwrap_or_else(|| panic!("{name}"))
 }
 
+/// The marketing/email consent of a customer, as the ledger derives it.
+async fn newsletter(c: &Client, id: &str) -> Value {
+    let r = c.get(&format!("/v1/subjects/{id}/consents")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["purpose"] == "marketing" && s["channel"] == "email")
+        .cloned()
+        .unwrap()
+}
+
+async fn history_len(c: &Client, id: &str) -> usize {
+    let r = c.get(&format!("/v1/subjects/{id}/consents/history")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["entries"].as_array().map_or(0, Vec::len)
+}
+
+/// The report of the fixture imported under order_fulfilment (same from the CLI and the API).
+fn assert_fixture_report(report: &Value) {
+    assert_eq!(report["rows"], 8);
+    assert_eq!(report["role"], "shop_backend");
+    assert_eq!(report["default_region"], "DE");
+    let expect_column = |name: &str, field: Value, status: &str, n: u64| {
+        let c = column(report, name);
+        assert_eq!(
+            (&c["field"], c["status"].as_str().unwrap(), c["rows_with_value"].as_u64().unwrap()),
+            (&field, status, n),
+            "{name}: {c}"
+        );
+    };
+    expect_column("E-mail", json!("email"), "imported", 8);
+    expect_column("Name", json!("full_name"), "imported", 7);
+    expect_column("Phone", json!("phone"), "imported", 8);
+    expect_column("Country", json!("shipping_address.country"), "imported", 7);
+    expect_column("shoe size", Value::Null, "undeclared", 3);
+    expect_column("religion", Value::Null, "undeclared", 2);
+    expect_column("Newsletter", json!("consent:marketing/email"), "consent", 6);
+    expect_column("Newsletter date", Value::Null, "consent_evidence", 4);
+    expect_column("Newsletter source", Value::Null, "consent_evidence", 5);
+    expect_column("SMS opt-in", Value::Null, "consent_refused", 2);
+    expect_column("Date of birth", json!("date_of_birth"), "not_writable", 1);
+    assert!(column(report, "SMS opt-in")["note"].as_str().unwrap().contains("no date column"));
+
+    let invalid = report["invalid_values"].as_array().unwrap();
+    assert_eq!(invalid.len(), 2, "{invalid:?}");
+    let phone = invalid.iter().find(|i| i["field"] == "phone").unwrap();
+    assert_eq!((&phone["count"], &phone["lines"]), (&json!(1), &json!([4])), "12345 is no number; 030… is (DE)");
+    let address = invalid.iter().find(|i| i["field"] == "shipping_address").unwrap();
+    assert_eq!((&address["count"], &address["lines"]), (&json!(1), &json!([9])), "Germany is DE; Atlantis is none");
+    assert!(address["reason"].as_str().unwrap().contains("ISO 3166-1"));
+    let field = |name: &str| report["fields"].as_array().unwrap().iter().find(|f| f["field"] == name).unwrap().clone();
+    assert_eq!(field("phone"), json!({"field": "phone", "values": 8, "valid": 7, "invalid": 1}));
+    assert_eq!(field("shipping_address"), json!({"field": "shipping_address", "values": 7, "valid": 6, "invalid": 1}));
+    assert_eq!(field("email"), json!({"field": "email", "values": 8, "valid": 8, "invalid": 0}));
+
+    let consents = report["consents"].as_array().unwrap();
+    assert_eq!(consents.len(), 1, "the SMS column is refused: {consents:?}");
+    let c = &consents[0];
+    assert_eq!((&c["purpose"], &c["channel"]), (&json!("marketing"), &json!("email")));
+    assert_eq!((&c["grants"], &c["not_given"]), (&json!(3), &json!(3)), "lines 2, 6, 7; lines 3, 5, 8");
+    assert_eq!(c["given_at_from"], "column `Newsletter date`");
+    assert_eq!(c["source_from"], "column `Newsletter source`");
+    assert_eq!(c["notice_version_from"], "--consent-notice");
+    let reasons: Vec<(String, Value)> = c["invalid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["reason"].as_str().unwrap().into(), i["lines"].clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("date is empty: a consent needs the time it was given".to_string(), json!([4])),
+            ("date is in the future".to_string(), json!([9])),
+        ]
+    );
+
+    assert_eq!(report["duplicates_in_file"], json!([{"line": 6, "field": "email", "first_line": 2}]));
+    let existing_rows = report["existing_customers"].as_array().unwrap();
+    assert_eq!(existing_rows.len(), 1);
+    assert_eq!((&existing_rows[0]["line"], &existing_rows[0]["field"]), (&json!(7), &json!("email")));
+    assert_eq!(
+        report["incomplete_rows"],
+        json!([{"line": 8, "field": "full_name", "reason": "required field empty or invalid: row not imported"}])
+    );
+    assert_eq!(
+        report["plan"],
+        json!({"create": 5, "update": 0, "skip_existing": 1, "skip_duplicate_in_file": 1, "skip_incomplete": 1,
+               "skip_empty": 0, "done_earlier": 0, "consents": 2})
+    );
+}
+
 async fn a_messy_export_is_reported_exactly_and_stored_as_reported(install: Install) {
     let (shop, existing) = shop(&install).await;
 
@@ -157,109 +264,95 @@ async fn a_messy_export_is_reported_exactly_and_stored_as_reported(install: Inst
     assert!(out.contains("dry run: nothing was stored"), "{out}");
     assert_eq!(report["dry_run"], true);
     assert!(ids(&shop.fulfil, "carol@example.com").await.is_empty(), "a dry run stores nothing");
-
-    assert_eq!(report["rows"], 7);
-    assert_eq!(report["role"], "shop_backend", "the first role acting under the purpose");
-    let expect_column = |name: &str, field: Value, status: &str, n: u64| {
-        let c = column(&report, name);
-        assert_eq!(
-            (&c["field"], c["status"].as_str().unwrap(), c["rows_with_value"].as_u64().unwrap()),
-            (&field, status, n),
-            "{name}"
-        );
-    };
-    expect_column("E-mail", json!("email"), "imported", 7);
-    expect_column("Name", json!("full_name"), "imported", 6);
-    expect_column("Phone", json!("phone"), "imported", 7);
-    expect_column("Country", json!("shipping_address.country"), "imported", 6);
-    expect_column("shoe size", Value::Null, "undeclared", 3);
-    expect_column("religion", Value::Null, "undeclared", 2);
-    expect_column("Newsletter", Value::Null, "consent", 2);
-    expect_column("Date of birth", json!("date_of_birth"), "not_writable", 1);
-    assert!(
-        md.contains("consent columns are imported with `candor import consents`, which records their evidence"),
-        "{md}"
-    );
+    assert_fixture_report(&report);
+    assert!(md.contains("## Consents"), "{md}");
     assert!(out.contains("column `religion`: 2 with a value, not imported"), "{out}");
-
-    let invalid = report["invalid_values"].as_array().unwrap();
-    assert_eq!(invalid.len(), 2, "{invalid:?}");
-    let phone = invalid.iter().find(|i| i["field"] == "phone").unwrap();
-    assert_eq!((&phone["count"], &phone["lines"]), (&json!(1), &json!([4])));
-    assert!(phone["reason"].as_str().unwrap().contains("international form"));
-    let address = invalid.iter().find(|i| i["field"] == "shipping_address").unwrap();
-    assert_eq!((&address["count"], &address["lines"]), (&json!(1), &json!([4])));
-    assert!(address["reason"].as_str().unwrap().contains("ISO 3166-1"));
-    let field = |name: &str| report["fields"].as_array().unwrap().iter().find(|f| f["field"] == name).unwrap().clone();
-    assert_eq!(field("phone"), json!({"field": "phone", "values": 7, "valid": 6, "invalid": 1}));
-    assert_eq!(field("shipping_address"), json!({"field": "shipping_address", "values": 6, "valid": 5, "invalid": 1}));
-
-    assert_eq!(report["duplicates_in_file"], json!([{"line": 6, "field": "email", "first_line": 2}]));
-    let existing_rows = report["existing_customers"].as_array().unwrap();
-    assert_eq!(existing_rows.len(), 1);
-    assert_eq!((&existing_rows[0]["line"], &existing_rows[0]["field"]), (&json!(7), &json!("email")));
-    assert!(existing_rows[0].get("subject_id").is_none(), "skip does not list ids");
-    assert_eq!(report["incomplete_rows"][0]["line"], 8);
-    assert_eq!(report["incomplete_rows"][0]["field"], "full_name");
-    assert_eq!(
-        report["plan"],
-        json!({"create": 4, "update": 0, "skip_existing": 1, "skip_duplicate_in_file": 1, "skip_incomplete": 1, "skip_empty": 0})
-    );
 
     // The import stores exactly what the report said.
     let (ok, out, err, report, _) = import(&install, &[]);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("imported: 4 created, 0 updated, 0 unchanged, 0 failed"), "{out}");
-    assert_eq!(report["outcome"]["created"], 4);
+    assert!(out.contains("imported: 5 created, 0 updated, 1 unchanged, 0 failed; 2 consents recorded"), "{out}");
+    assert_fixture_report(&report);
+    assert_eq!(report["outcome"]["created"], 5);
+    assert_eq!(report["outcome"]["consents_recorded"], 2);
     let state = state(&shop).await;
     let by = |email: &str| state.iter().find(|s| s.0 == email).unwrap();
     let (_, ids_ada, fulfil, account) = by("ada+shop@example.com");
     assert_eq!(ids_ada.len(), 1);
     assert_eq!(
         fulfil,
-        &json!({"email": "ada+shop@example.com", "full_name": "Ada Lovelace", "phone": "+44 20 3860 0001",
+        &json!({"email": "ada+shop@example.com", "full_name": "Ada Lovelace", "phone": "+442038600001",
             "shipping_address": {"street": "1 Analytical Way", "city": "London", "postal_code": "N1 9GU", "country": "GB"}})
     );
     assert!(account.get("date_of_birth").is_none(), "not written under order_fulfilment: {account}");
+    let ada = &ids_ada[0];
+    let consent = newsletter(&shop.account, ada).await;
+    assert_eq!(consent["status"], "granted", "{consent}");
+    assert_eq!(consent["since"], "2024-03-01T09:30:00Z");
     let (_, _, fulfil, _) = by("ada@example.com");
     assert_eq!(fulfil["email"], "ada@example.com", "a plus-address is another customer");
     assert_eq!(fulfil["shipping_address"]["country"], "GB", "lower case is stored in capitals");
-    let (_, _, fulfil, _) = by("bob@example.com");
-    assert_eq!(fulfil, &json!({"email": "bob@example.com", "full_name": "Bob Brokenphone"}), "invalid values left out");
-    let (_, _, fulfil, _) = by("carol@example.com");
-    assert_eq!(fulfil["phone"], "+49 30 1234567");
+    let (_, ids_bob, fulfil, _) = by("bob@example.com");
+    assert_eq!(
+        fulfil,
+        &json!({"email": "bob@example.com", "full_name": "Bob Brokenphone",
+            "shipping_address": {"street": "3 Hochstrasse", "city": "Berlin", "postal_code": "10115", "country": "DE"}}),
+        "the invalid phone left out, Germany stored as DE"
+    );
+    assert_eq!(newsletter(&shop.account, &ids_bob[0]).await["status"], "not_given", "no date, no consent");
+    let (_, ids_carol, fulfil, _) = by("carol@example.com");
+    assert_eq!(fulfil["phone"], "+49301234567", "national form with the default region, in E.164");
+    assert_eq!(history_len(&shop.account, &ids_carol[0]).await, 0, "no is no record");
     let (_, ids_existing, fulfil, _) = by("existing@example.com");
     assert_eq!(ids_existing, &vec![existing.clone()], "never doubled");
     assert_eq!(fulfil, &json!({"email": "existing@example.com", "full_name": "Existing Customer"}), "skipped");
+    let consent = newsletter(&shop.account, &existing).await;
+    assert_eq!((&consent["status"], &consent["since"]), (&json!("granted"), &json!("2023-01-15T00:00:00Z")));
     let (_, ids_dave, _, _) = by("dave@example.com");
     assert!(ids_dave.is_empty(), "a row without its required name is not imported");
+    let (_, ids_erin, fulfil, _) = by("erin@example.com");
+    assert_eq!(fulfil, &json!({"email": "erin@example.com", "full_name": "Erin Futuredate", "phone": "+442038600004"}));
+    assert_eq!(history_len(&shop.account, &ids_erin[0]).await, 0, "a consent dated in the future is not recorded");
+
+    // The audit log holds names, ids and counts, never a value.
+    let auditor = shop._server.client(&install.token("privacy_team"), None);
+    let log = auditor.get("/v1/log/entries?start=0&end=1000").await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    let text = log.body.to_string();
+    assert!(text.contains("consent.change") && text.contains("subject.create"), "{text}");
+    assert_no_values(&text);
 }
 
 async fn a_rerun_continues_without_doubling_anyone(install: Install) {
     let (shop, _) = shop(&install).await;
     // A first run "crashes" after part of the file: simulated by importing its first lines only.
     let dir = install.dir.path();
-    let partial: String = ROWS.lines().take(2).map(|l| format!("{l}\n")).collect();
-    std::fs::write(dir.join("crm.csv"), format!("{HEADER}{partial}")).unwrap();
+    let partial: String = FIXTURE.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("crm.csv"), partial).unwrap();
     let (ok, out, err, _, _) = import(&install, &[]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("imported: 2 created"), "{out}");
 
-    std::fs::write(dir.join("crm.csv"), format!("{HEADER}{ROWS}")).unwrap();
+    std::fs::write(dir.join("crm.csv"), FIXTURE).unwrap();
     let (ok, out, err, report, _) = import(&install, &[]);
     assert!(ok, "{out}\n{err}");
-    assert_eq!(report["plan"]["create"], 2, "only what the first run did not store");
+    assert_eq!(report["plan"]["create"], 3, "only what the first run did not store");
     assert_eq!(report["plan"]["skip_existing"], 3);
+    assert_eq!(report["outcome"]["consents_already_recorded"], 1, "line 2's consent is not recorded twice");
     let first = state(&shop).await;
 
     let (ok, out, err, report, _) = import(&install, &[]);
     assert!(ok, "{out}\n{err}");
     assert_eq!(report["plan"]["create"], 0);
     assert_eq!(report["outcome"]["created"], 0);
+    assert_eq!(report["outcome"]["consents_recorded"], 0);
+    assert_eq!(report["outcome"]["consents_already_recorded"], 2);
     assert_eq!(state(&shop).await, first, "running again changes nothing");
     for (email, ids, _, _) in &first {
         assert!(ids.len() <= 1, "{email} doubled");
     }
+    let ada = &first.iter().find(|s| s.0 == "ada+shop@example.com").unwrap().1[0];
+    assert_eq!(history_len(&shop.account, ada).await, 1, "one grant, however often imported");
 }
 
 async fn existing_customers_are_updated_or_reported_when_asked(install: Install) {
@@ -270,22 +363,226 @@ async fn existing_customers_are_updated_or_reported_when_asked(install: Install)
     assert!(md.contains(&existing), "{md}");
     let fields = shop.fulfil.get(&format!("/v1/subjects/{existing}")).await.body["fields"].clone();
     assert_eq!(fields, json!({"email": "existing@example.com", "full_name": "Existing Customer"}));
+    assert_eq!(history_len(&shop.account, &existing).await, 0, "left as it is, consent included");
 
     let (ok, out, err, report, _) = import(&install, &["--on-duplicate", "update"]);
     assert!(ok, "{out}\n{err}");
-    assert_eq!(report["plan"]["update"], 5, "the existing customer and the four created before");
+    assert_eq!(report["plan"]["update"], 6, "the existing customer and the five created before");
     assert_eq!(report["plan"]["create"], 0);
     let fields = shop.fulfil.get(&format!("/v1/subjects/{existing}")).await.body["fields"].clone();
     assert_eq!(fields["full_name"], "Existing Renamed");
-    assert_eq!(fields["phone"], "+49 30 7654321");
+    assert_eq!(fields["phone"], "+49307654321");
     assert_eq!(fields["shipping_address"]["city"], "Hamburg");
     assert_eq!(ids(&shop.fulfil, "existing@example.com").await, vec![existing.clone()]);
+    assert_eq!(newsletter(&shop.account, &existing).await["status"], "granted");
     // Each update is a logged correction.
     let log = shop.fulfil.get(&format!("/v1/subjects/{existing}/access-log")).await;
     let text = log.body.to_string();
     assert!(text.contains("subject.correct"), "{text}");
     assert_no_values(&text);
     assert!(Path::new(&install.dir.path().join("reports/report.md")).exists());
+}
+
+async fn the_api_imports_under_the_same_decisions_and_refuses_what_it_must(install: Install) {
+    let server = install.serve_logging_to("server.log");
+    let shop = server.client(&install.token("shop_backend"), Some("order_fulfilment"));
+    let query = format!(
+        "/v1/imports?default_region=DE&consent_notice=current&map={}",
+        MAP.replace('=', "%3D").replace(',', "%2C").replace(':', "%3A").replace('/', "%2F").replace(' ', "%20")
+    );
+    let csv = FIXTURE.as_bytes().to_vec();
+    let existing = shop
+        .with_purpose("account")
+        .create(json!({"email": "existing@example.com", "full_name": "Existing Customer"}))
+        .await;
+    let nothing_stored = || async { ids(&shop, "carol@example.com").await.is_empty() };
+
+    // Refusals, each before anything is stored: who asks, where, what, the status and code.
+    type Refusal<'a> = (Client, String, &'a str, Vec<u8>, u16, &'a str);
+    let refusals: Vec<Refusal> = vec![
+        (server.client(&install.token("shop_backend"), None), query.clone(), "text/csv", csv.clone(), 400, ""),
+        (
+            server.client(&install.token("marketing_tool"), Some("marketing")),
+            query.clone(),
+            "text/csv",
+            csv.clone(),
+            403,
+            "consent_required",
+        ),
+        (
+            server.client(&install.token("fraud_service"), Some("fraud_prevention")),
+            query.clone(),
+            "text/csv",
+            csv.clone(),
+            403,
+            "field_not_allowed",
+        ),
+        (
+            server.client(&install.token("shop_backend"), Some("customer_support")),
+            query.clone(),
+            "text/csv",
+            csv.clone(),
+            403,
+            "purpose_not_allowed",
+        ),
+        (
+            server.client(&install.token("support_agent"), Some("customer_support")),
+            query.clone(),
+            "text/csv",
+            csv.clone(),
+            403,
+            "consent_recording_not_allowed",
+        ),
+        (shop.clone(), query.clone(), "application/pdf", csv.clone(), 415, "unsupported_media_type"),
+        (shop.clone(), "/v1/imports?map=Nope%3Demail".into(), "text/csv", csv.clone(), 422, "invalid_value"),
+        (shop.clone(), "/v1/imports?default_region=Narnia".into(), "text/csv", csv.clone(), 422, "invalid_value"),
+        (shop.clone(), "/v1/imports?colour=blue".into(), "text/csv", csv.clone(), 400, "invalid_query"),
+        (
+            shop.clone(),
+            "/v1/imports".into(),
+            "text/csv",
+            b"ada.canary@example.com,Ada\n".to_vec(),
+            422,
+            "invalid_value",
+        ),
+        (
+            shop.clone(),
+            "/v1/imports?format=jsonl".into(),
+            "text/csv",
+            b"{\"email\": \"x\"}\nnot json\n".to_vec(),
+            422,
+            "invalid_value",
+        ),
+        (shop.clone(), "/v1/imports".into(), "text/csv", vec![b'a'; 32 * 1024 * 1024 + 1], 413, "payload_too_large"),
+    ];
+    for (client, path, content_type, body, status, code) in refusals {
+        let r = client.post_raw(&path, content_type, body).await;
+        assert_eq!(r.status, status, "{path}: {:?}", r.body);
+        if !code.is_empty() {
+            assert_eq!(r.code(), code, "{path}: {:?}", r.body);
+        }
+        assert_no_values(&r.body.to_string());
+    }
+    assert!(nothing_stored().await);
+
+    // Least privilege: a role that may create customers under its purpose may import there.
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let r = support.post_raw("/v1/imports?dry_run=true&default_region=DE", "text/csv", csv.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["dry_run"], true);
+    assert_eq!(column(&r.body, "Street")["status"], "not_writable");
+
+    // A dry run over the API answers the same report as the CLI, and stores nothing.
+    let r = shop.post_raw(&format!("{query}&dry_run=true"), "text/csv", csv.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut report = r.body.clone();
+    assert_eq!(report["file"], "request body");
+    assert_fixture_report(&report);
+    assert!(nothing_stored().await);
+
+    // The import.
+    let r = shop.post_raw(&query, "text/csv; charset=utf-8", csv.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_fixture_report(&r.body);
+    assert_eq!(r.body["outcome"]["created"], 5);
+    assert_eq!(r.body["outcome"]["consents_recorded"], 2);
+    assert_no_values(&r.body.to_string());
+    assert_eq!(ids(&shop, "carol@example.com").await.len(), 1);
+    assert_eq!(ids(&shop, "existing@example.com").await, vec![existing]);
+
+    // JSON Lines, the same way.
+    let jsonl =
+        b"{\"E-mail\": \"frank@example.com\", \"Name\": \"Frank Jsonline\", \"Phone\": \"0301234568\"}\n".to_vec();
+    let r = shop.post_raw("/v1/imports?default_region=DE", "application/x-ndjson", jsonl).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!((&r.body["format"], &r.body["outcome"]["created"]), (&json!("jsonl"), &json!(1)));
+    report["plan"] = Value::Null;
+
+    let log = server.stop();
+    for v in VALUES.iter().chain(["frank@", "Jsonline"].iter()) {
+        assert!(!log.to_lowercase().contains(&v.to_lowercase()), "a value ({v}) leaked into the server log");
+    }
+}
+
+/// A large file, each row a new customer, every third with a consent.
+fn big_file(rows: usize) -> String {
+    let mut s = String::from("E-mail,Name,Phone,Newsletter,Newsletter date,Newsletter source\n");
+    for i in 0..rows {
+        let consent = if i % 3 == 0 { "yes,2024-01-02,signup-form v3" } else { ",," };
+        s.push_str(&format!("c{i}@example.com,Customer {i},+44 20 3860 {:04},{consent}\n", i % 10_000));
+    }
+    s
+}
+
+async fn a_killed_import_and_its_rerun_end_as_one_clean_run(install: Install) {
+    const ROWS: usize = 3000;
+    let dir = install.dir.path().to_path_buf();
+    let file = dir.join("big.csv");
+    std::fs::write(&file, big_file(ROWS)).unwrap();
+    let reports = dir.join("reports");
+    let config = install.config();
+    let base: Vec<String> = [
+        "import",
+        "subjects",
+        file.to_str().unwrap(),
+        "--purpose",
+        "account",
+        "--config",
+        config.to_str().unwrap(),
+        "--report",
+        reports.to_str().unwrap(),
+        "--map",
+        "Newsletter=consent:marketing/email,Phone=",
+        "--consent-notice",
+        "current",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let checkpoint = reports.join("import.checkpoint.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(&base)
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed as soon as a first batch is committed (its checkpoint written).
+    let mid = common::eventually(std::time::Duration::from_secs(120), || {
+        checkpoint.exists() || child.try_wait().unwrap().is_some()
+    });
+    assert!(mid, "the import neither committed a batch nor ended");
+    let _ = child.kill(); // SIGKILL
+    let status = child.wait().unwrap();
+    let killed_mid_import = !status.success() && checkpoint.exists();
+    eprintln!("killed mid-import: {killed_mid_import}");
+
+    let refs: Vec<&str> = base.iter().map(String::as_str).collect();
+    let (ok, out, err) = candor(&refs, &dir);
+    assert!(ok, "{out}\n{err}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    if killed_mid_import {
+        assert!(report["resumed_after_line"].as_u64().unwrap() > 1, "{report}");
+        assert!(report["plan"]["done_earlier"].as_u64().unwrap() > 0);
+    }
+    assert!(!checkpoint.exists(), "a finished import leaves no checkpoint");
+    let created_or_found = report["plan"]["create"].as_u64().unwrap()
+        + report["plan"]["done_earlier"].as_u64().unwrap()
+        + report["plan"]["skip_existing"].as_u64().unwrap();
+    assert_eq!(created_or_found, ROWS as u64, "{report}");
+
+    // Every row's customer exists exactly once (a doubled one could not be updated), and every
+    // consent is held exactly once: as after one clean run.
+    let (ok, out, err) =
+        candor(&refs.iter().copied().chain(["--on-duplicate", "update", "--dry-run"]).collect::<Vec<_>>(), &dir);
+    assert!(ok, "{out}\n{err}");
+    let check: Value = serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    assert_eq!((&check["plan"]["update"], &check["plan"]["create"]), (&json!(ROWS), &json!(0)), "{}", check["plan"]);
+    let (ok, out, err) = candor(&refs, &dir);
+    assert!(ok, "{out}\n{err}");
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    assert_eq!(again["outcome"]["consents_recorded"], 0, "{}", again["outcome"]);
+    assert_eq!(again["outcome"]["consents_already_recorded"], json!(ROWS.div_ceil(3)));
 }
 
 /// A file without a header line: its first customer must not become column names printed in the

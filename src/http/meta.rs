@@ -104,6 +104,7 @@ a JSON body naming a key twice in one object is refused (400)."
         consents::get_history,
         consents::get_receipt,
         consents::audience,
+        super::imports::import,
         rights::erase_subject,
         rights::place_hold,
         rights::lift_hold,

@@ -12,6 +12,7 @@ pub mod extract;
 mod grants;
 mod health;
 mod idempotency;
+mod imports;
 mod limit;
 mod log;
 mod messages;
@@ -167,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{id}/consents/history", get(consents::get_history))
         .route("/v1/subjects/{id}/consents/receipts/{receipt_id}", get(consents::get_receipt))
         .route("/v1/consents/audience", get(consents::audience))
+        .route("/v1/imports", post(imports::import))
         .route("/v1/log/checkpoint", get(log::checkpoint))
         .route("/v1/log/key", get(log::key))
         .route("/v1/log/entries", get(log::entries))

@@ -7,8 +7,10 @@
 mod breaches;
 mod center;
 mod consents;
+mod countries;
 mod grants;
 mod idempotency;
+pub mod import;
 mod messages;
 mod notice;
 mod overrides;
