@@ -251,7 +251,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn print_summary(r: &Report, dir: &Path) {
     println!("{}: {} under purpose {} as role {}", r.file, plural(r.rows, "row", "rows"), r.purpose, r.role);
-    for c in r.columns.iter().filter(|c| c.status != "imported") {
+    for c in r.columns.iter().filter(|c| c.note.is_some() && !matches!(c.status, "imported" | "consent_evidence")) {
         println!(
             "  column `{}`: {} with a value, not imported ({})",
             c.column,
