@@ -56,6 +56,13 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/n
   npm ci --prefix tests/browser --no-audit --no-fund
 fi
 export CANDOR_BROWSER_TESTS=1
+# Staff sign-in is tested against a real OpenID Provider, oidc-provider from npm (pinned in
+# tests/oidc/package-lock.json), started by tests/staff.rs on loopback.
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "installing the OpenID Provider for the staff sign-in tests"
+  npm ci --prefix tests/oidc --no-audit --no-fund
+fi
+export CANDOR_OIDC_TESTS=1
 
 # The OpenAPI document is checked against a real server by schemathesis (tests/schemathesis.rs),
 # in a virtualenv of its own with every package pinned in tests/schemathesis/requirements.txt.

@@ -36,6 +36,8 @@ pub struct Config {
     pub policy: PolicySettings,
     pub branding: BrandingSettings,
     pub sign_in: SignInConfig,
+    /// `[staff]`: sign-in of people through the company's OpenID Connect provider (`None`: off).
+    pub staff: Option<crate::staff::StaffConfig>,
     /// `[sharing] max_grant_days`: the longest a grant may run.
     pub max_grant_days: u32,
     pub webhooks: WebhookSettings,
@@ -188,6 +190,7 @@ struct RawConfig {
     privacy_center: RawPrivacyCenter,
     #[serde(default)]
     sharing: RawSharing,
+    staff: Option<crate::staff::RawStaff>,
 }
 
 #[derive(Deserialize, Default)]
@@ -497,6 +500,7 @@ impl Config {
                 },
                 allow_private_targets: raw.sharing.allow_private_webhook_targets.unwrap_or(false),
             },
+            staff: crate::staff::StaffConfig::from_raw(raw.staff, path, resolve)?,
             sign_in: SignInConfig {
                 public_url: public_url(path, raw.privacy_center.public_url)?,
                 settings: crate::vault::SignInSettings {

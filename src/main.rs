@@ -26,6 +26,7 @@ mod policy_cli;
 mod receipt;
 mod retention;
 mod ropa;
+mod staff;
 mod transparency;
 mod vault;
 mod verify;
@@ -174,6 +175,11 @@ enum Command {
     Recipients {
         #[command(subcommand)]
         command: RecipientsCommand,
+    },
+    /// Staff signed in through the company's identity provider: resolve a log pseudonym.
+    Staff {
+        #[command(subcommand)]
+        command: staff::cli::StaffCommand,
     },
     /// List and revoke grants (data shared with recipients), whatever the catalog now says.
     Grants {
@@ -803,6 +809,7 @@ async fn run(command: Command) -> Result<()> {
             KeysCommand::RetireIndex { version, config } => keys_index::retire(&config.config, version).await,
         },
         Command::Grants { command } => grants_cli::run(command).await,
+        Command::Staff { command } => staff::cli::run(command).await,
         Command::Recipients { command: RecipientsCommand::Secret { recipient, config } } => {
             let config = config::Config::load(&config.config)?;
             let text = std::fs::read_to_string(&config.catalog_path)

@@ -34,6 +34,15 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         single_authorization(&parts.headers)?;
+        // A person signed in at /console: the session cookie stands in for the token.
+        if let Some(mut principal) = super::staff::session_principal(parts, state).await? {
+            if parts.extensions.get::<super::idempotency::NotHonoured>().is_some() {
+                return Err(super::idempotency::not_honoured());
+            }
+            let client = super::client::ClientIp::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
+            principal.origin = state.caller_origin(client);
+            return Ok(principal);
+        }
         let value = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -25,6 +25,7 @@ mod report;
 mod requests;
 mod rights;
 mod sign_in;
+pub mod staff;
 mod subjects;
 mod tokens;
 
@@ -73,12 +74,18 @@ pub struct AppState {
     limits: crate::config::ServerLimits,
     /// Whether the database answers and the storage takes writes.
     health: Arc<crate::health::Health>,
+    /// Staff sign-in through the company's identity provider (`[staff]`), if set up.
+    staff: Option<Arc<staff::Staff>>,
 }
 
 impl AppState {
     /// The state of a server of this installation (reads the branding's logo, if any).
     pub fn new(vault: Vault, config: &crate::config::Config) -> anyhow::Result<Self> {
         let branding = Arc::new(branding::Branding::load(&config.branding)?);
+        let staff = match &config.staff {
+            Some(s) => Some(Arc::new(staff::Staff::load(s, vault.catalog())?)),
+            None => None,
+        };
         Ok(AppState {
             vault,
             max_body_bytes: config.max_body_bytes,
@@ -93,6 +100,7 @@ impl AppState {
             record_callers: config.log.caller_address_days > 0,
             limits: config.limits,
             health: crate::health::Health::new(),
+            staff,
         })
     }
 
@@ -135,6 +143,10 @@ pub fn router(state: AppState) -> Router {
         .route("/privacy/me/delete", get(center::delete_form).post(center::delete))
         .route("/privacy/me/messages", get(messages::own_messages))
         .route("/privacy/check", get(messages::check_page))
+        .route("/console", get(staff::home))
+        .route("/console/sign-in", get(staff::start))
+        .route("/console/callback", get(staff::callback))
+        .route("/console/sign-out", post(staff::sign_out))
         .route("/v1/messages", post(messages::register))
         .route("/v1/recipients", get(grants::recipients))
         .route("/v1/grants", post(grants::create))
@@ -198,7 +210,11 @@ pub fn router(state: AppState) -> Router {
 /// Whether `path` belongs to the JSON API (everything but the privacy center's pages and
 /// their assets), whose every answer, errors included, is JSON.
 fn is_api_path(path: &str) -> bool {
-    !(path == "/privacy" || path.starts_with("/privacy/") || path.starts_with("/assets/"))
+    !(path == "/privacy"
+        || path.starts_with("/privacy/")
+        || path.starts_with("/assets/")
+        || path == "/console"
+        || path.starts_with("/console/"))
 }
 
 /// For the API's routes: refuses requests whose meaning would be ambiguous (two

@@ -18,6 +18,7 @@ mod policy;
 mod report;
 mod requests;
 mod rights;
+mod staff;
 mod tokens;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use idempotency::IdempotencyKey;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
 pub use report::{Document, event_json, head_json};
+pub use staff::{StaffSignIn, StaffTimes, staff_principal};
 
 /// Default and maximum page size of event listings.
 pub const DEFAULT_EVENT_PAGE: u32 = 100;
@@ -445,10 +447,6 @@ impl Vault {
         if let Some(first) = self.replay(auth).await? {
             return Ok(first);
         }
-        self.refuse_create_under_consent(auth).await?;
-        let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create) {
-            Ok(c) => c,
-            Err(e) => return self.refuse_write(auth, None, e).await,
         match self.create_new_subject(auth, fields).await {
             Err(e) => self.replay_or(auth, e).await,
             done => done,
@@ -460,6 +458,10 @@ impl Vault {
         auth: &Authorized,
         fields: &Map<String, Value>,
     ) -> Result<SubjectId, VaultError> {
+        self.refuse_create_under_consent(auth).await?;
+        let checked = match write::check_write(&self.catalog, self.purpose(auth), fields, WriteMode::Create) {
+            Ok(c) => c,
+            Err(e) => return self.refuse_write(auth, None, e).await,
         };
         let names: Vec<&FieldName> = checked.set.iter().map(|(d, _)| &d.name).collect();
         self.check_writes(auth, None, &names, Situation::NEUTRAL).await?;

@@ -36,9 +36,19 @@ pub struct LogEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    /// Token id (not the token), or `system`.
+    /// Who acted: a token id (not the token), `system`, `session:<id>` (a customer in the
+    /// privacy center), `grant:<id>` (a recipient), or `staff:<pseudonym>` — a person signed in
+    /// through the company's identity provider, named by a stable pseudonym (`stf_` and 32 hex
+    /// digits) that only the company can resolve. Older entries simply never use the last form.
     pub token: String,
     pub role: String,
+}
+
+impl Actor {
+    /// The staff pseudonym of a person signed in through the identity provider, if this actor is one.
+    pub fn staff_pseudonym(&self) -> Option<&str> {
+        self.token.strip_prefix("staff:")
+    }
 }
 
 impl LogEntry {
@@ -75,5 +85,15 @@ mod tests {
             r#"{"v":1,"time":"2026-11-22T10:00:00.000Z","action":"subject.read","actor":{"token":"t1","role":"support_agent"},"purpose":"customer_support","subjects":["7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70"],"fields":["email","phone"],"decision":"full"}"#
         );
         assert_eq!(LogEntry::from_bytes(&bytes).unwrap(), e);
+        assert_eq!(e.actor.staff_pseudonym(), None);
+    }
+
+    #[test]
+    fn a_signed_in_person_is_named_by_pseudonym_in_the_same_format() {
+        let bytes = br#"{"v":1,"time":"2026-11-22T10:00:00.000Z","action":"subject.read","actor":{"token":"staff:stf_0123456789abcdef0123456789abcdef","role":"support_agent"},"purpose":"customer_support"}"#;
+        let e = LogEntry::from_bytes(bytes).unwrap();
+        assert_eq!(e.actor.staff_pseudonym(), Some("stf_0123456789abcdef0123456789abcdef"));
+        assert_eq!(e.actor.role, "support_agent");
+        assert_eq!(e.to_bytes(), bytes.to_vec(), "the canonical bytes are unchanged");
     }
 }

@@ -22,8 +22,8 @@ enum Kind {
     OptBytes,
 }
 
-/// Tables in dependency order, with their columns. Privacy-center sign-in links and sessions are
-/// not copied: they are short-lived credentials, and customers simply sign in again. `keys.` tables are in the key store (an
+/// Tables in dependency order, with their columns. Privacy-center sign-in links and sessions (and
+/// staff sessions) are not copied: they are short-lived credentials, and customers simply sign in again. `keys.` tables are in the key store (an
 /// attached file on SQLite, the `candor_keys` schema on PostgreSQL).
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
     (
@@ -38,6 +38,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("subjects", &[("id", Kind::Text), ("created_at", Kind::Int8), ("updated_at", Kind::Int8)]),
+    (
+        "staff_people",
+        &[
+            ("pseudonym", Kind::Text),
+            ("issuer", Kind::Text),
+            ("subject", Kind::Text),
+            ("first_seen_at", Kind::Int8),
+            ("last_seen_at", Kind::Int8),
+            ("last_role", Kind::Text),
+        ],
+    ),
     ("legal_holds", &[("subject_id", Kind::Text), ("placed_at", Kind::Int8), ("note", Kind::Bytes)]),
     ("restrictions", &[("subject_id", Kind::Text), ("since", Kind::Int8), ("note", Kind::OptBytes)]),
     ("erasures", &[("subject_id", Kind::Text), ("erased_at", Kind::Int8), ("certificate", Kind::Text)]),

@@ -24,6 +24,7 @@ pub use outbox::{Notice, OutboxStore};
 pub use overrides::{BreakGlass, OverrideStore};
 pub use rights::{Certify, Due, Erasure, Expired, Inventory, Notified, Request, RetentionLog, RightsStore, Toggle};
 pub use sessions::{NewSession, Session, SessionStore, SignInLink};
+pub use staff::{NewStaffSession, StaffPerson, StaffSession, StaffStore};
 
 pub mod breaches;
 pub mod consents;
@@ -39,6 +40,7 @@ pub mod postgres;
 pub mod rights;
 pub mod sessions;
 pub mod sqlite;
+pub mod staff;
 pub mod testsuite;
 
 /// Milliseconds since the Unix epoch.
@@ -217,6 +219,7 @@ pub trait Store:
     + RightsStore
     + OverrideStore
     + SessionStore
+    + StaffStore
     + MessageStore
     + GrantStore
     + OutboxStore

@@ -28,6 +28,7 @@ mod outbox;
 mod overrides;
 mod rights;
 mod sessions;
+mod staff;
 
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
@@ -50,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/postgres/0013_kept_after_erasure.sql")),
     (14, include_str!("../../migrations/postgres/0014_pending_erasures.sql")),
     (15, include_str!("../../migrations/postgres/0015_idempotency.sql")),
+    (16, include_str!("../../migrations/postgres/0016_staff.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;
@@ -270,11 +272,11 @@ impl PgStore {
             url.parse().map_err(|_| StoreError::Internal("the PostgreSQL URL is malformed".into()))?;
         pg.connect_timeout(TIMEOUT);
         pg.application_name("candor");
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
         // A transaction left open by a server that stalled or lost its connection is ended by
         // PostgreSQL, so its locks (the log head's among them) do not hold every other server up.
         pg.options("-c idle_in_transaction_session_timeout=60000");
+        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
             .max_size(16)
             .runtime(Runtime::Tokio1)
             .timeouts(Timeouts { wait: Some(TIMEOUT), create: Some(TIMEOUT), recycle: Some(TIMEOUT) })

@@ -24,6 +24,7 @@ mod outbox;
 mod overrides;
 mod rights;
 mod sessions;
+mod staff;
 mod writer;
 
 use crate::{
@@ -49,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../../migrations/sqlite/0014_kept_after_erasure.sql")),
     (15, include_str!("../../migrations/sqlite/0015_pending_erasures.sql")),
     (16, include_str!("../../migrations/sqlite/0016_idempotency.sql")),
+    (17, include_str!("../../migrations/sqlite/0017_staff.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;

@@ -1,0 +1,218 @@
+//! Staff identity: who a person is, as the company's OpenID Connect provider says.
+//!
+//! This module ends where authorization begins. It signs a person in (authorization code flow
+//! with PKCE, `state` and `nonce`, the ID token's signature, issuer and audience checked by
+//! `openidconnect`), derives their pseudonym (`candor_crypto::staff`) and turns the provider's
+//! groups into exactly one catalog role (`[staff.roles]`). From then on the person is a
+//! [`crate::vault::Principal`] like a token's holder — actor `staff:<pseudonym>` with that role —
+//! and every decision is the catalog's and Cedar's (`vault/`), never this module's.
+
+pub mod cli;
+pub mod oidc;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+
+/// Where the actor of a signed-in person's log entries starts: `staff:<pseudonym>`.
+pub const ACTOR_PREFIX: &str = "staff:";
+/// The environment variable that, when set, holds the client secret instead of its file.
+pub const CLIENT_SECRET_ENV: &str = "CANDOR_OIDC_CLIENT_SECRET";
+/// The environment variable that, when set, holds the staff pseudonym key instead of its file.
+pub const STAFF_KEY_ENV: &str = "CANDOR_STAFF_KEY";
+
+/// `[staff]`, `[staff.oidc]` and `[staff.roles]` in `candor.toml`.
+#[derive(Debug, Clone)]
+pub struct StaffConfig {
+    pub issuer: String,
+    pub client_id: String,
+    /// `client_secret_file` (owner-only), read at start-up unless [`CLIENT_SECRET_ENV`] is set.
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    /// The ID-token claim holding the person's groups (a list of strings, or one string).
+    pub roles_claim: String,
+    /// Where the provider sends the browser back (registered there), if not
+    /// `<public address>/console/callback`.
+    pub redirect_url: Option<String>,
+    /// IdP group -> catalog role.
+    pub roles: BTreeMap<String, String>,
+    /// The pseudonym key file (owner-only; [`STAFF_KEY_ENV`] instead, if set).
+    pub key_file: PathBuf,
+    pub idle_minutes: u32,
+    pub max_hours: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStaff {
+    key_file: Option<String>,
+    session_idle_minutes: Option<u32>,
+    session_max_hours: Option<u32>,
+    oidc: Option<RawOidc>,
+    #[serde(default)]
+    roles: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: Option<String>,
+    scopes: Option<Vec<String>>,
+    roles_claim: Option<String>,
+    redirect_url: Option<String>,
+}
+
+impl StaffConfig {
+    /// `[staff]` from the config file at `path`; `resolve` makes its paths absolute.
+    pub fn from_raw(raw: Option<RawStaff>, path: &Path, resolve: impl Fn(&str) -> PathBuf) -> Result<Option<Self>> {
+        let Some(raw) = raw else { return Ok(None) };
+        let p = path.display();
+        let Some(oidc) = raw.oidc else {
+            bail!("{p}: [staff] needs a [staff.oidc] section (issuer, client_id) naming your identity provider");
+        };
+        let issuer = oidc.issuer.trim().to_string();
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            bail!(
+                "{p}: staff.oidc.issuer `{issuer}` must be the provider's https:// address, exactly as its discovery document names it"
+            );
+        }
+        if oidc.client_id.trim().is_empty() {
+            bail!("{p}: staff.oidc.client_id is empty; use the client id the provider gave Candor");
+        }
+        if raw.roles.is_empty() {
+            bail!(
+                "{p}: [staff.roles] maps none of the provider's groups to a role, so nobody could sign in; add lines such as \"support\" = \"support_agent\""
+            );
+        }
+        let mut scopes = oidc.scopes.unwrap_or_else(|| vec!["email".into(), "profile".into(), "groups".into()]);
+        scopes.retain(|s| s != "openid");
+        if let Some(bad) =
+            scopes.iter().find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'))
+        {
+            bail!("{p}: staff.oidc.scopes: `{bad}` is not a scope name");
+        }
+        let redirect_url = match oidc.redirect_url.map(|u| u.trim().to_string()) {
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+            Some(u) => bail!("{p}: staff.oidc.redirect_url `{u}` must be an https:// address ending /console/callback"),
+            None => None,
+        };
+        let range = |name: &str, v: Option<u32>, default: u32, r: std::ops::RangeInclusive<u32>| -> Result<u32> {
+            match v.unwrap_or(default) {
+                n if r.contains(&n) => Ok(n),
+                n => bail!("{p}: staff.{name} = {n}: must be {} to {}", r.start(), r.end()),
+            }
+        };
+        Ok(Some(StaffConfig {
+            issuer,
+            client_id: oidc.client_id.trim().to_string(),
+            client_secret_file: oidc.client_secret_file.as_deref().map(&resolve),
+            scopes,
+            roles_claim: oidc.roles_claim.unwrap_or_else(|| "groups".into()),
+            redirect_url,
+            roles: raw.roles,
+            key_file: resolve(raw.key_file.as_deref().unwrap_or("keys/staff.key")),
+            idle_minutes: range("session_idle_minutes", raw.session_idle_minutes, 30, 1..=240)?,
+            max_hours: range("session_max_hours", raw.session_max_hours, 10, 1..=24)?,
+        }))
+    }
+
+    /// Checks `[staff.roles]` against the catalog: every role exists and may be held by a person.
+    pub fn check_roles(&self, catalog: &candor_core::catalog::Catalog) -> Result<()> {
+        use candor_core::catalog::{ADMIN_ROLE, CUSTOMER_ROLE, SYSTEM_ROLE};
+        for (group, role) in &self.roles {
+            if role == CUSTOMER_ROLE || role == SYSTEM_ROLE || role == "public" {
+                bail!("[staff.roles] \"{group}\" = \"{role}\": `{role}` is reserved and cannot be given to staff");
+            }
+            if role != ADMIN_ROLE && !catalog.roles.iter().any(|r| r.id.as_str() == role) {
+                bail!("[staff.roles] \"{group}\" = \"{role}\": the catalog declares no role `{role}`");
+            }
+        }
+        Ok(())
+    }
+
+    /// The one role the person's groups map to, or why there is none.
+    pub fn role_for(&self, groups: &[String]) -> Result<String, NoRole> {
+        let mut roles: Vec<&String> = groups.iter().filter_map(|g| self.roles.get(g)).collect();
+        roles.sort();
+        roles.dedup();
+        match roles.as_slice() {
+            [] => Err(NoRole::None),
+            [one] => Ok((*one).clone()),
+            many => Err(NoRole::Several(many.iter().map(|r| r.to_string()).collect())),
+        }
+    }
+}
+
+/// Why a signed-in person gets no role.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoRole {
+    /// None of their groups is mapped.
+    None,
+    /// Their groups map to several roles; a session acts in one.
+    Several(Vec<String>),
+}
+
+/// The staff pseudonym key: the environment variable, or its owner-only file (created, like the
+/// log key, the first time an installation is used with staff sign-in).
+pub fn load_key(config: &StaffConfig) -> Result<candor_crypto::staff::StaffKey> {
+    use candor_crypto::keyfile;
+    use candor_crypto::staff::{STAFF_KEY_LABEL, StaffKey};
+    let keys = match std::env::var(STAFF_KEY_ENV) {
+        Ok(text) => keyfile::parse_keys(&zeroize::Zeroizing::new(text), STAFF_KEY_LABEL, STAFF_KEY_ENV)?,
+        Err(_) => {
+            if !config.key_file.exists() {
+                keyfile::create_key_file(&config.key_file, STAFF_KEY_LABEL, STAFF_KEY_COMMENT)?;
+                tracing::warn!(path = %config.key_file.display(), "generated the staff pseudonym key for this installation");
+            }
+            keyfile::read_key_file(&config.key_file, STAFF_KEY_LABEL)?
+        }
+    };
+    Ok(StaffKey::new(&keys, &config.key_file.display().to_string())?)
+}
+
+const STAFF_KEY_COMMENT: &str = "Candor staff pseudonym key: turns an identity provider's issuer and subject into the\npseudonym the log names. Keep it secret, back it up, never replace it (every pseudonym would change),\nand give every server of the installation the same file.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Result<Option<StaffConfig>> {
+        let text = format!(
+            "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"candor\"\n[roles]\nsupport = \"support_agent\"\nprivacy = \"privacy_officer\"\n{extra}"
+        );
+        let raw: RawStaff = toml::from_str(&text).unwrap();
+        StaffConfig::from_raw(Some(raw), Path::new("candor.toml"), |p: &str| PathBuf::from(p))
+    }
+
+    #[test]
+    fn groups_map_to_exactly_one_role() {
+        let c = config("").unwrap().unwrap();
+        assert_eq!(c.role_for(&["x".into(), "support".into()]), Ok("support_agent".into()));
+        assert_eq!(c.role_for(&["x".into()]), Err(NoRole::None));
+        assert_eq!(
+            c.role_for(&["support".into(), "privacy".into()]),
+            Err(NoRole::Several(vec!["privacy_officer".into(), "support_agent".into()]))
+        );
+        assert_eq!((c.idle_minutes, c.max_hours, c.roles_claim.as_str()), (30, 10, "groups"));
+        assert!(!c.scopes.contains(&"openid".to_string()));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let err = |raw: &str| {
+            let raw: RawStaff = toml::from_str(raw).unwrap();
+            StaffConfig::from_raw(Some(raw), Path::new("c.toml"), |p: &str| PathBuf::from(p)).unwrap_err().to_string()
+        };
+        assert!(err("[roles]\na = \"b\"").contains("[staff.oidc]"));
+        assert!(err("[oidc]\nissuer = \"idp.example\"\nclient_id = \"c\"\n[roles]\na = \"b\"").contains("issuer"));
+        assert!(err("[oidc]\nissuer = \"https://i\"\nclient_id = \"c\"").contains("[staff.roles]"));
+        assert!(config("").is_ok());
+        let raw: Result<RawStaff, _> = toml::from_str("[oidc]\nissuer = \"https://i\"\nclient_id = \"c\"\nunknown = 1");
+        assert!(raw.is_err(), "unknown keys are refused");
+    }
+}

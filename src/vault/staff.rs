@@ -1,0 +1,129 @@
+//! Staff sessions and the staff directory: the vault's side of a person signed in through the
+//! company's identity provider (`crate::staff` says who they are; this stores their session and
+//! turns it into a [`Principal`], so what they do goes through the same authorization, policy
+//! decisions and log as a token's holder).
+
+use candor_crypto::{generate_secret, hash_token};
+use candor_store::{Millis, NewStaffSession, StaffPerson, StaffSession};
+use zeroize::Zeroizing;
+
+use super::{Principal, Vault, VaultError, now_millis};
+use crate::audit::Audit;
+use crate::staff::ACTOR_PREFIX;
+
+const MINUTE: Millis = 60_000;
+/// Activity is written back at most this often.
+const TOUCH_EVERY: Millis = MINUTE;
+/// What a staff session's secret (the cookie) starts with.
+pub const STAFF_SESSION_PREFIX: &str = "cndt_";
+
+/// How long staff sessions last (`[staff] session_idle_minutes`, `session_max_hours`).
+#[derive(Debug, Clone, Copy)]
+pub struct StaffTimes {
+    pub idle_minutes: u32,
+    pub max_hours: u32,
+}
+
+impl StaffTimes {
+    fn idle(self) -> Millis {
+        Millis::from(self.idle_minutes) * MINUTE
+    }
+    pub fn max(self) -> Millis {
+        Millis::from(self.max_hours) * 60 * MINUTE
+    }
+}
+
+/// A person the identity provider vouched for, with the role their groups map to.
+pub struct StaffSignIn {
+    pub pseudonym: String,
+    pub issuer: String,
+    pub subject: String,
+    pub role: String,
+}
+
+/// The actor of a signed-in person: `staff:<pseudonym>` with the session's role. The log names
+/// them by it; the token id is per person, so per-token limits (erasures and restrictions per
+/// hour) and idempotency keys are per person across their sessions.
+pub fn staff_principal(pseudonym: &str, role: &str) -> Principal {
+    Principal { token_id: format!("{ACTOR_PREFIX}{pseudonym}"), role: role.to_string(), origin: None }
+}
+
+impl Vault {
+    /// Starts a session for a person who just signed in; logged (`staff.sign_in`). Returns the
+    /// session's secret, for the cookie (only its SHA-256 is stored).
+    pub async fn start_staff_session(
+        &self,
+        who: StaffSignIn,
+        times: StaffTimes,
+    ) -> Result<(Zeroizing<String>, StaffSession), VaultError> {
+        let secret = generate_secret(STAFF_SESSION_PREFIX)?;
+        let now = now_millis();
+        let id = uuid::Uuid::new_v4().to_string();
+        let log = Audit::new(&staff_principal(&who.pseudonym, &who.role), "staff.sign_in")
+            .detail(format!("session {id}"))
+            .record();
+        let person = StaffPerson {
+            pseudonym: who.pseudonym.clone(),
+            issuer: who.issuer,
+            subject: who.subject,
+            first_seen_at: now,
+            last_seen_at: now,
+            last_role: who.role.clone(),
+        };
+        let session = NewStaffSession {
+            id: id.clone(),
+            hash: hash_token(&secret).0,
+            pseudonym: who.pseudonym.clone(),
+            role: who.role.clone(),
+            now,
+        };
+        self.store.start_staff_session(person, session, now - times.max(), log).await?;
+        let session = StaffSession { id, pseudonym: who.pseudonym, role: who.role, created_at: now, last_seen_at: now };
+        Ok((secret, session))
+    }
+
+    /// The live session a cookie's secret belongs to. A session ends after `idle_minutes`
+    /// without a request and after `max_hours` in any case (logged as `staff.sign_out`).
+    pub async fn staff_session(&self, secret: &str, times: StaffTimes) -> Result<StaffSession, VaultError> {
+        let found = self
+            .store
+            .staff_session_by_hash(&hash_token(secret).0)
+            .await?
+            .ok_or(VaultError::Unauthenticated("the staff session has ended: sign in again at /console"))?;
+        let now = now_millis();
+        let idle = found.last_seen_at + times.idle() <= now;
+        let too_old = found.created_at + times.max() <= now;
+        if idle || too_old {
+            let log = Audit::new(&staff_principal(&found.pseudonym, &found.role), "staff.sign_out")
+                .detail(format!("session {} {}", found.id, if idle { "idle timeout" } else { "session too old" }))
+                .record();
+            self.store.end_staff_session(&found.id, Some(log)).await?;
+            return Err(VaultError::Unauthenticated("the staff session has expired: sign in again at /console"));
+        }
+        if now - found.last_seen_at >= TOUCH_EVERY {
+            self.store.touch_staff_session(&found.id, now).await?;
+        }
+        Ok(found)
+    }
+
+    /// Ends a staff session (sign-out); logged.
+    pub async fn end_staff_session(&self, session: &StaffSession) -> Result<(), VaultError> {
+        let log = Audit::new(&staff_principal(&session.pseudonym, &session.role), "staff.sign_out")
+            .detail(format!("session {}", session.id))
+            .record();
+        self.store.end_staff_session(&session.id, Some(log)).await?;
+        Ok(())
+    }
+
+    /// Resolves a staff pseudonym to the identity provider's issuer and subject, for an auditor
+    /// (admin or a role with `audit = true`). The look-up is logged (`staff.whois`, naming the
+    /// pseudonym looked up) whether or not it finds someone; a refusal is logged too.
+    pub async fn staff_whois(&self, caller: &Principal, pseudonym: &str) -> Result<Option<StaffPerson>, VaultError> {
+        if !self.policy.may_audit(&caller.role) {
+            let audit = Audit::new(caller, "staff.whois").subjects(&[]);
+            return self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await;
+        }
+        let log = Audit::new(caller, "staff.whois").detail(format!("looked up {pseudonym}")).record();
+        Ok(self.store.resolve_staff(pseudonym, log).await?)
+    }
+}

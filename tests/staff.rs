@@ -1,0 +1,441 @@
+//! Staff sign-in through a real OpenID Provider (`oidc-provider` from npm, started on loopback
+//! from tests/oidc with test accounts and groups): the authorization code flow over real HTTP,
+//! role mapping, refusals, tampered answers, session expiry and sign-out, the pseudonym in the
+//! log, `candor staff whois`, and the customer's view. Nothing of the protocol is mocked.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::visitor::Visitor;
+use common::{Install, Server, candor};
+use serde_json::{Value, json};
+
+/// The real OpenID Provider; killed (by its own process id) on drop.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Provider {
+    /// Starts it, or `None` (said loudly) when its npm package is not installed.
+    fn start(client_secret: &str) -> Option<Self> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        if !dir.join("node_modules/oidc-provider").is_dir() {
+            assert!(
+                std::env::var_os("CANDOR_OIDC_TESTS").is_none(),
+                "CANDOR_OIDC_TESTS is set but tests/oidc/node_modules is missing: run `npm ci --prefix tests/oidc`"
+            );
+            eprintln!("SKIPPED: staff sign-in tests need the real OpenID Provider: run `npm ci --prefix tests/oidc`");
+            eprintln!("SKIPPED (scripts/test.sh installs it and sets CANDOR_OIDC_TESTS)");
+            return None;
+        }
+        let mut child = Command::new("node")
+            .arg("op.mjs")
+            .arg(client_secret)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(issuer) = line.strip_prefix("issuer: ") {
+                    let _ = tx.send(issuer.trim().to_string());
+                }
+            }
+        });
+        let issuer = rx.recv_timeout(Duration::from_secs(60)).expect("the OpenID Provider did not start");
+        Some(Self { child, issuer })
+    }
+
+    async fn tamper(&self, mode: &str) {
+        let r = reqwest::get(format!("{}/__test/tamper?mode={mode}", self.issuer)).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+/// An installation with `[staff]` pointing at the provider.
+fn staff_install(issuer: &str, secret: &str) -> Install {
+    let install = Install::new();
+    let dir = install.dir.path();
+    let secret_file = dir.join("keys/oidc-client-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut config = std::fs::read_to_string(install.config()).unwrap();
+    config.push_str(&format!(
+        "\n[staff]\nsession_idle_minutes = 15\nsession_max_hours = 8\n\n[staff.oidc]\nissuer = \"{issuer}\"\nclient_id = \"candor\"\nclient_secret_file = \"keys/oidc-client-secret\"\nscopes = [\"email\", \"groups\"]\nroles_claim = \"groups\"\n\n[staff.roles]\n\"support-team\" = \"support_agent\"\n\"privacy-team\" = \"privacy_team\"\n"
+    ));
+    std::fs::write(install.config(), config).unwrap();
+    install
+}
+
+/// A browser without a browser, across two sites (the provider and Candor, both on
+/// 127.0.0.1, so one cookie jar as a browser would keep): never follows redirects by itself.
+struct Browser {
+    http: reqwest::Client,
+    jar: BTreeMap<String, String>,
+}
+
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    body: String,
+    set_cookies: Vec<String>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, jar: BTreeMap::new() }
+    }
+
+    fn cookie(&self, name: &str) -> Option<&String> {
+        self.jar.get(name)
+    }
+
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> Answer {
+        let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let r = if cookies.is_empty() { r } else { r.header("cookie", cookies.join("; ")) };
+        let resp = r.send().await.expect("HTTP");
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        let mut set_cookies = Vec::new();
+        for set in resp.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap().to_string();
+            let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+            if value.is_empty() || set.contains("Max-Age=0") || set.contains("expires=Thu, 01 Jan 1970") {
+                self.jar.remove(name);
+            } else {
+                self.jar.insert(name.to_string(), value.to_string());
+            }
+            set_cookies.push(set);
+        }
+        Answer { status, location, body: resp.text().await.unwrap_or_default(), set_cookies }
+    }
+
+    async fn get(&mut self, url: &str) -> Answer {
+        let r = self.http.get(url);
+        self.send(r).await
+    }
+
+    /// Signs `login` in: Candor's sign-in, the provider's own login form, back to Candor's
+    /// callback. `auth` may change the authorization URL, `back` the callback URL, on the way.
+    async fn sign_in_with(
+        &mut self,
+        candor: &str,
+        issuer: &str,
+        login: &str,
+        auth: impl Fn(String) -> String,
+        back: impl Fn(String) -> String,
+    ) -> Answer {
+        let start = self.get(&format!("{candor}/console/sign-in")).await;
+        assert_eq!(start.status, 303, "{}", start.body);
+        let mut url = auth(start.location.unwrap());
+        assert!(url.starts_with(issuer), "{url}");
+        // The provider: its login form, then (loopback clients are always asked) its consent
+        // form, then back to Candor.
+        for _ in 0..20 {
+            if url.starts_with(candor) {
+                return self.get(&back(url)).await;
+            }
+            let a = self.get(&url).await;
+            let next = match a.location {
+                Some(l) => l,
+                None => {
+                    assert_eq!(a.status, 200, "{}", a.body);
+                    let action = between(&a.body, "action=\"", "\"").to_string();
+                    let prompt = between(&a.body, "name=\"prompt\" value=\"", "\"").to_string();
+                    let form: Vec<(&str, &str)> = if prompt == "login" {
+                        vec![("prompt", "login"), ("login", login), ("password", "pw")]
+                    } else {
+                        vec![("prompt", prompt.as_str())]
+                    };
+                    let to = if action.starts_with('/') { format!("{issuer}{action}") } else { action };
+                    let posted = self.send(self.http.post(to).form(&form)).await;
+                    posted.location.expect("the provider's form redirects")
+                }
+            };
+            url = if next.starts_with('/') { format!("{issuer}{next}") } else { next };
+        }
+        panic!("the provider never sent the browser back to Candor");
+    }
+
+    async fn sign_in(&mut self, candor: &str, issuer: &str, login: &str) -> Answer {
+        self.sign_in_with(candor, issuer, login, |u| u, |u| u).await
+    }
+
+    /// The API with this browser's cookies (as a page of the console would call it).
+    async fn api(
+        &mut self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, url).header("Candor-Purpose", "customer_support");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let a = self.send(r).await;
+        (a.status, serde_json::from_str(&a.body).unwrap_or(Value::Null))
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    text.split(start).nth(1).unwrap_or_else(|| panic!("no {start} in {text}")).split(end).next().unwrap()
+}
+
+async fn log_entries(server: &Server, admin: &str) -> Vec<Value> {
+    let c = server.client(admin, None);
+    let size = reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap().text().await.unwrap();
+    let size: u64 = size.lines().nth(1).unwrap().parse().unwrap();
+    let r = c.get(&format!("/v1/log/entries?start=0&end={size}")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["entries"].as_array().unwrap().iter().map(|e| e["entry"].clone()).collect()
+}
+
+#[tokio::test]
+async fn staff_sign_in_through_a_real_provider_is_attributed_to_a_pseudonym() {
+    let secret = "test-client-secret-4f1c2a9e7d";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let candor_url = server.url.clone();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // Not signed in: the console offers sign-in; the API wants a token.
+    let mut alice = Browser::new();
+    let home = alice.get(&format!("{candor_url}/console")).await;
+    assert!(home.body.contains("/console/sign-in"), "{}", home.body);
+
+    // Alice (group support-team) signs in: role support_agent, a locked-down session cookie.
+    let back = alice.sign_in(&candor_url, &op.issuer, "alice").await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    let set = back.set_cookies.iter().find(|c| c.starts_with("candor_staff=")).expect("a session cookie");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
+    assert!(alice.cookie("candor_staff_flow").is_none(), "the flow cookie is cleared");
+    let console = alice.get(&format!("{candor_url}/console")).await;
+    assert_eq!(console.status, 200, "{}", console.body);
+    assert_eq!(between(&console.body, "id=\"role\">", "<"), "support_agent");
+    let pseudonym = between(&console.body, "id=\"pseudonym\">", "<").to_string();
+    assert!(pseudonym.starts_with("stf_") && pseudonym.len() == 36, "{pseudonym}");
+    let csrf = between(&console.body, "id=\"csrf\">", "<").to_string();
+    assert!(!console.body.contains("alice"), "the console shows no name or e-mail address");
+
+    // She reads a customer under customer_support with her session, the same path as a token.
+    let (status, body) = alice.api(reqwest::Method::GET, &format!("{candor_url}/v1/subjects/{id}"), &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["masked"].as_array().unwrap().contains(&json!("phone")),
+        "support agents see the phone masked: {body}"
+    );
+    // A change needs the session's anti-forgery token; a token and a cookie together are refused.
+    let patch = json!({"fields": {"full_name": "Ada King"}});
+    let (status, body) =
+        alice.api(reqwest::Method::PATCH, &format!("{candor_url}/v1/subjects/{id}"), &[], Some(patch.clone())).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("csrf_token_required")), "{body}");
+    let (status, body) = alice
+        .api(reqwest::Method::PATCH, &format!("{candor_url}/v1/subjects/{id}"), &[("Candor-CSRF", &csrf)], Some(patch))
+        .await;
+    assert_ne!(body["error"]["code"], "csrf_token_required", "{status} {body}");
+    let admin = install.admin_token.clone();
+    let (status, body) = alice
+        .api(
+            reqwest::Method::GET,
+            &format!("{candor_url}/v1/subjects/{id}"),
+            &[("Authorization", &format!("Bearer {admin}"))],
+            None,
+        )
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_authorization")), "{body}");
+    let (status, body) = alice
+        .api(reqwest::Method::GET, &format!("{candor_url}/v1/subjects/{id}"), &[("Sec-Fetch-Site", "cross-site")], None)
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("cross_site_request")), "{body}");
+
+    // The log names her pseudonym next to the role, never her name or e-mail address.
+    let entries = log_entries(&server, &admin).await;
+    let actor = format!("staff:{pseudonym}");
+    let read = entries
+        .iter()
+        .find(|e| e["action"] == "subject.read" && e["actor"]["token"] == actor.as_str())
+        .expect("the read is logged under her pseudonym");
+    assert_eq!(read["actor"]["role"], "support_agent");
+    assert_eq!(read["purpose"], "customer_support");
+    assert!(entries.iter().any(|e| e["action"] == "staff.sign_in" && e["actor"]["token"] == actor.as_str()));
+    let all = serde_json::to_string(&entries).unwrap();
+    assert!(!all.contains("alice") && !all.contains("staff.example"), "no name or e-mail in the log");
+    let server_log = std::fs::read_to_string(&server.log_path).unwrap();
+    assert!(!server_log.contains("alice.agent@staff.example"), "no e-mail in the server log");
+
+    // whois: an auditor resolves the pseudonym, and the look-up is logged; others may not.
+    let dir = install.dir.path();
+    let config = install.config();
+    let config = config.to_str().unwrap();
+    let (ok, out, err) = candor(&["staff", "whois", &pseudonym, "--token", &admin, "--config", config], dir);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("issuer      {}", op.issuer)) && out.contains("subject     alice"), "{out}");
+    assert!(out.contains("last role   support_agent"), "{out}");
+    let agent = install.token("support_agent");
+    let (ok, _, err) = candor(&["staff", "whois", &pseudonym, "--token", &agent, "--config", config], dir);
+    assert!(!ok && err.contains("audit"), "{err}");
+    let auditor = install.token("privacy_team");
+    let (ok, out, err) =
+        candor(&["staff", "whois", &format!("staff:{pseudonym}"), "--token", &auditor, "--config", config], dir);
+    assert!(ok && out.contains("subject     alice"), "{err}");
+    let entries = log_entries(&server, &admin).await;
+    let lookups: Vec<&Value> =
+        entries.iter().filter(|e| e["action"] == "staff.whois" && e["decision"].is_null()).collect();
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    assert!(lookups.iter().all(|e| e["detail"].as_str().unwrap().contains(&pseudonym)));
+    assert!(entries.iter().any(|e| e["action"] == "staff.whois"
+        && e["decision"] == "denied"
+        && e["detail"] == "audit_not_allowed"
+        && e["actor"]["role"] == "support_agent"));
+
+    // The customer's own access page names the role in plain words, never a person.
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut customer = Visitor::new(&server);
+    customer.sign_in(r.body["path"].as_str().unwrap()).await;
+    let page = customer.get("/privacy/me/access").await;
+    assert_eq!(page.status, 200);
+    assert!(page.html.contains("Customer-service staff"), "{}", page.html);
+    assert!(!page.html.contains("stf_") && !page.html.contains("alice"), "{}", page.html);
+
+    // Idle for longer than session_idle_minutes: the session has ended, on the API and the console.
+    install.advance_clock(Duration::from_secs(16 * 60));
+    let (status, body) = alice.api(reqwest::Method::GET, &format!("{candor_url}/v1/subjects/{id}"), &[], None).await;
+    assert_eq!(status, 401, "{body}");
+    let console = alice.get(&format!("{candor_url}/console")).await;
+    assert_eq!(console.status, 401, "{}", console.body);
+
+    // Signing in again, then out: the old cookie no longer works, and both are logged.
+    let back = alice.sign_in(&candor_url, &op.issuer, "alice").await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    let console = alice.get(&format!("{candor_url}/console")).await;
+    assert_eq!(between(&console.body, "id=\"pseudonym\">", "<"), pseudonym, "the pseudonym is stable");
+    let cookie = alice.cookie("candor_staff").unwrap().clone();
+    let csrf = between(&console.body, "name=\"csrf\" value=\"", "\"").to_string();
+    let out = alice.send(alice.http.post(format!("{candor_url}/console/sign-out")).form(&[("csrf", "forged")])).await;
+    assert_eq!(out.status, 403);
+    let out =
+        alice.send(alice.http.post(format!("{candor_url}/console/sign-out")).form(&[("csrf", csrf.as_str())])).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(alice.cookie("candor_staff").is_none());
+    let r = reqwest::Client::new()
+        .get(format!("{candor_url}/v1/subjects/{id}"))
+        .header("cookie", format!("candor_staff={cookie}"))
+        .header("Candor-Purpose", "customer_support")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let entries = log_entries(&server, &admin).await;
+    let outs: Vec<&Value> =
+        entries.iter().filter(|e| e["action"] == "staff.sign_out" && e["actor"]["token"] == actor.as_str()).collect();
+    assert_eq!(outs.len(), 2, "idle timeout and sign-out: {outs:?}");
+    assert!(outs[0]["detail"].as_str().unwrap().contains("idle timeout"));
+
+    // The log still verifies end to end.
+    let (ok, out, err) = candor(&["log", "verify", "--config", config], dir);
+    assert!(ok, "{out}\n{err}");
+}
+
+#[tokio::test]
+async fn people_without_one_role_and_tampered_answers_are_refused() {
+    let secret = "test-client-secret-91b0c3";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let candor_url = server.url.clone();
+    let refused = |a: &Answer| a.status == 403 && !a.set_cookies.iter().any(|c| c.starts_with("candor_staff="));
+
+    // Bob's groups map to no role: a clear page, no session.
+    let mut bob = Browser::new();
+    let a = bob.sign_in(&candor_url, &op.issuer, "bob").await;
+    assert!(refused(&a), "{} {}", a.status, a.body);
+    assert!(a.body.contains("not in any group that has a role"), "{}", a.body);
+    // Carol's map to two: refused too, naming them.
+    let a = Browser::new().sign_in(&candor_url, &op.issuer, "carol").await;
+    assert!(refused(&a) && a.body.contains("privacy_team, support_agent"), "{}", a.body);
+    // Dora's groups claim is one string: privacy_team.
+    let mut dora = Browser::new();
+    let a = dora.sign_in(&candor_url, &op.issuer, "dora").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let console = dora.get(&format!("{candor_url}/console")).await;
+    assert_eq!(between(&console.body, "id=\"role\">", "<"), "privacy_team");
+
+    // A changed state (or a callback in a browser that did not start the sign-in) is refused.
+    let a =
+        Browser::new().sign_in_with(&candor_url, &op.issuer, "alice", |u| u, |u| u.replace("state=", "state=x")).await;
+    assert!(refused(&a) && a.body.contains("not started in this browser"), "{}", a.body);
+    let mut one = Browser::new();
+    let start = one.get(&format!("{candor_url}/console/sign-in")).await;
+    assert_eq!(start.status, 303);
+    let a =
+        Browser::new().sign_in_with(&candor_url, &op.issuer, "alice", |_| start.location.clone().unwrap(), |u| u).await;
+    assert!(refused(&a), "login CSRF: {}", a.body);
+
+    // A nonce changed on the way to the provider: the ID token carries the wrong one.
+    let a =
+        Browser::new().sign_in_with(&candor_url, &op.issuer, "alice", |u| u.replace("nonce=", "nonce=x"), |u| u).await;
+    assert!(refused(&a) && a.body.contains("nonce"), "{}", a.body);
+
+    // ID tokens altered after the provider signed them: a changed claim, and `alg: none`.
+    op.tamper("payload").await;
+    let a = Browser::new().sign_in(&candor_url, &op.issuer, "alice").await;
+    assert!(refused(&a) && a.body.contains("did not pass"), "{}", a.body);
+    op.tamper("none").await;
+    let a = Browser::new().sign_in(&candor_url, &op.issuer, "alice").await;
+    assert!(refused(&a) && a.body.contains("did not pass"), "{}", a.body);
+    op.tamper("off").await;
+    let a = Browser::new().sign_in(&candor_url, &op.issuer, "alice").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // A flow older than ten minutes is refused.
+    let mut slow = Browser::new();
+    let a = slow
+        .sign_in_with(
+            &candor_url,
+            &op.issuer,
+            "alice",
+            |u| u,
+            |u| {
+                install.advance_clock(Duration::from_secs(11 * 60));
+                u
+            },
+        )
+        .await;
+    assert!(refused(&a), "{}", a.body);
+}
