@@ -203,7 +203,7 @@ impl Table {
 /// (a client that does not read it just loses it), then the connection is closed.
 const FULL: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
-retry-after: 1\r\nconnection: close\r\ncontent-length: 108\r\n\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 106\r\n\r\n\
 {\"error\":{\"code\":\"too_many_connections\",\"message\":\"the server is at its connection limit; retry shortly\"}}";
 
 /// Accepts connections on `listener` and serves `app` on each until `shutdown` resolves; then
@@ -363,6 +363,21 @@ mod tests {
         table.remove(entries[1].0);
         assert_eq!(table.closing.load(Ordering::Relaxed), 0);
         assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn the_answer_to_a_refused_connection_is_well_formed_json() {
+        let text = std::str::from_utf8(FULL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.parse().ok())
+            .expect("content-length");
+        assert_eq!(length, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "too_many_connections");
+        assert!(head.starts_with("HTTP/1.1 503 "));
     }
 
     #[test]
