@@ -1,6 +1,7 @@
 //! Staff sign-in through a real OpenID Provider (`oidc-provider` from npm, started on loopback
 //! from tests/oidc with test accounts and groups): the authorization code flow over real HTTP,
-//! role mapping, refusals, tampered answers, session expiry and sign-out, the pseudonym in the
+//! role mapping, refusals, tampered answers, session expiry and sign-out, services' JWT access
+//! tokens (client credentials) and forged ones, the pseudonym in the
 //! log, `candor staff whois`, and the customer's view. Nothing of the protocol is mocked.
 
 mod common;
@@ -62,6 +63,27 @@ impl Provider {
         Some(Self { child, issuer })
     }
 
+    /// An access token for `resource` by the client credentials grant of `backend-service`.
+    async fn client_token(&self, secret: &str, resource: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth("backend-service", Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// An access token the provider did not issue (see tests/oidc/op.mjs).
+    async fn forged_token(&self, kind: &str) -> String {
+        let r = reqwest::get(format!("{}/__test/forge?kind={kind}", self.issuer)).await.unwrap();
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
     async fn tamper(&self, mode: &str) {
         let r = reqwest::get(format!("{}/__test/tamper?mode={mode}", self.issuer)).await.unwrap();
         assert_eq!(r.status(), 200);
@@ -81,7 +103,7 @@ fn staff_install(issuer: &str, secret: &str) -> Install {
     }
     let mut config = std::fs::read_to_string(install.config()).unwrap();
     config.push_str(&format!(
-        "\n[staff]\nsession_idle_minutes = 15\nsession_max_hours = 8\n\n[staff.oidc]\nissuer = \"{issuer}\"\nclient_id = \"candor\"\nclient_secret_file = \"keys/oidc-client-secret\"\nscopes = [\"email\", \"groups\"]\nroles_claim = \"groups\"\n\n[staff.roles]\n\"support-team\" = \"support_agent\"\n\"privacy-team\" = \"privacy_team\"\n"
+        "\n[staff]\nsession_idle_minutes = 15\nsession_max_hours = 8\n\n[staff.oidc]\nissuer = \"{issuer}\"\nclient_id = \"candor\"\nclient_secret_file = \"keys/oidc-client-secret\"\nscopes = [\"email\", \"groups\"]\nroles_claim = \"groups\"\napi_audience = \"https://candor.test/api\"\n\n[staff.clients]\n\"vault-writer\" = \"shop_backend\"\n\n[staff.roles]\n\"support-team\" = \"support_agent\"\n\"privacy-team\" = \"privacy_team\"\n"
     ));
     std::fs::write(install.config(), config).unwrap();
     install
@@ -438,4 +460,79 @@ async fn people_without_one_role_and_tampered_answers_are_refused() {
         )
         .await;
     assert!(refused(&a), "{}", a.body);
+}
+
+#[tokio::test]
+async fn services_call_the_api_with_the_providers_access_tokens() {
+    let secret = "test-client-secret-7d30ae";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let admin = install.admin_token.clone();
+    let message = |r: &common::Resp| r.body["error"]["message"].as_str().unwrap_or("").to_string();
+
+    // A client credentials token for Candor's API: the service acts as shop_backend
+    // ([staff.clients] maps its `roles` value vault-writer), logged as client:backend-service.
+    let jwt = op.client_token(secret, "https://candor.test/api").await;
+    let service = server.client(&jwt, Some("account"));
+    let id = service.create(json!({"email": "grace@example.com", "full_name": "Grace Hopper"})).await;
+    let r = service.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let entries = log_entries(&server, &admin).await;
+    let created = entries.iter().find(|e| e["action"] == "subject.create").expect("the create is logged");
+    assert_eq!(created["actor"], json!({"token": "client:backend-service", "role": "shop_backend"}));
+    assert!(entries.iter().any(|e| e["action"] == "subject.read" && e["actor"]["token"] == "client:backend-service"));
+
+    // Candor's own tokens keep working beside them.
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200);
+
+    // A token the provider issued for another service's API: wrong audience.
+    let other = op.client_token(secret, "https://other.test/api").await;
+    let r = server.client(&other, Some("account")).get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{:?}", r.body);
+    assert!(message(&r).contains("audience"), "{:?}", r.body);
+
+    // Signed with the provider's own key but naming another issuer.
+    let r = server.client(&op.forged_token("issuer").await, Some("account")).get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{:?}", r.body);
+    assert!(message(&r).contains("another issuer"), "{:?}", r.body);
+
+    // Signed with another key under the provider's key id.
+    let r = server.client(&op.forged_token("key").await, Some("account")).get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{:?}", r.body);
+    assert!(message(&r).contains("signature is not the identity provider's"), "{:?}", r.body);
+
+    // Unsigned (`alg: none`), and HMAC-"signed" (as with the client secret): refused by algorithm.
+    let r = server.client(&op.forged_token("none").await, Some("account")).get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{:?}", r.body);
+    assert!(message(&r).contains("signed with `none`"), "{:?}", r.body);
+    let payload = jwt.split('.').nth(1).unwrap();
+    let hs256 = format!("eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9.{payload}.c2lnbmF0dXJl");
+    let r = server.client(&hs256, Some("account")).get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{:?}", r.body);
+    assert!(message(&r).contains("signed with `HS256`"), "{:?}", r.body);
+
+    // A changed claim under the provider's signature.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+    claims["client_id"] = json!("admin-tool");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let changed = format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2]);
+    let r = server.client(&changed, Some("account")).get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{:?}", r.body);
+
+    // Nothing refused was logged as an access, and no token reached the server log.
+    let entries = log_entries(&server, &admin).await;
+    assert!(!entries.iter().any(|e| e["actor"]["token"].as_str().is_some_and(|t| t.contains("admin-tool"))));
+    let server_log = std::fs::read_to_string(&server.log_path).unwrap();
+    assert!(!server_log.contains(payload), "no token in the server log");
+
+    // Past `exp` (300 s) and the 30 s leeway on Candor's clock: expired. A fresh one works.
+    install.advance_clock(Duration::from_secs(331));
+    let r = service.get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!((r.status, r.code()), (401, "token_expired"), "{:?}", r.body);
+    install.advance_clock(Duration::from_secs(0));
+    assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200, "Candor tokens are unaffected");
 }

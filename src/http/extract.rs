@@ -54,7 +54,11 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(VaultError::Unauthenticated("the Authorization header must be `Bearer <token>`"))?;
-        let mut principal = state.vault.authenticate(token).await?;
+        // An access token (JWT) from the company's identity provider, if the installation takes them.
+        let mut principal = match super::staff::machine_principal(token, state).await? {
+            Some(client) => client,
+            None => state.vault.authenticate(token).await?,
+        };
         if parts.extensions.get::<super::idempotency::NotHonoured>().is_some() {
             return Err(super::idempotency::not_honoured());
         }

@@ -161,6 +161,31 @@ pub async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option
     Ok(Some(staff_principal(&session.pseudonym, &session.role)))
 }
 
+/// The service a bearer token names when it is an access token (JWT) from the company's
+/// identity provider for Candor's API (`[staff.oidc] api_audience`); `None` when it is not a
+/// JWT or the installation accepts none (then it is taken for a Candor token). A JWT that fails
+/// a check is refused here (401, the reason in the message and the server log, never the token).
+pub async fn machine_principal(token: &str, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    use crate::staff::machine::{TokenError, looks_like_jwt};
+    let Some(staff) = state.staff() else { return Ok(None) };
+    if staff.rp.config().api_audience.is_none() || !looks_like_jwt(token) {
+        return Ok(None);
+    }
+    let now = crate::clock::now_millis().div_euclid(1000);
+    match staff.rp.verify_access_token(token, now).await {
+        Ok(client) => Ok(Some(crate::vault::client_principal(&client.client_id, &client.role))),
+        Err(e) => {
+            tracing::warn!(error = %e, "an access token from the identity provider was refused");
+            let (status, code) = match e {
+                TokenError::Provider(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                TokenError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
+                TokenError::Invalid(_) | TokenError::NoRole(..) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            };
+            Err(ApiError::new(status, code, e.to_string()))
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console.html")]
 struct ConsolePage {

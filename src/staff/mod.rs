@@ -8,6 +8,7 @@
 //! and every decision is the catalog's and Cedar's (`vault/`), never this module's.
 
 pub mod cli;
+pub mod machine;
 pub mod oidc;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,13 @@ pub struct StaffConfig {
     pub redirect_url: Option<String>,
     /// IdP group -> catalog role.
     pub roles: BTreeMap<String, String>,
+    /// `[staff.oidc] api_audience`: the `aud` of the provider's access tokens for Candor's API;
+    /// `None`: services use Candor tokens only.
+    pub api_audience: Option<String>,
+    /// The access-token claim holding a service's roles (`roles` unless set).
+    pub api_roles_claim: String,
+    /// `[staff.clients]`: value of `api_roles_claim` -> catalog role, for services.
+    pub clients: BTreeMap<String, String>,
     /// The pseudonym key file (owner-only; [`STAFF_KEY_ENV`] instead, if set).
     pub key_file: PathBuf,
     pub idle_minutes: u32,
@@ -54,6 +62,8 @@ pub struct RawStaff {
     oidc: Option<RawOidc>,
     #[serde(default)]
     roles: BTreeMap<String, String>,
+    #[serde(default)]
+    clients: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +75,8 @@ struct RawOidc {
     scopes: Option<Vec<String>>,
     roles_claim: Option<String>,
     redirect_url: Option<String>,
+    api_audience: Option<String>,
+    api_roles_claim: Option<String>,
 }
 
 impl StaffConfig {
@@ -101,6 +113,19 @@ impl StaffConfig {
             Some(u) => bail!("{p}: staff.oidc.redirect_url `{u}` must be an https:// address ending /console/callback"),
             None => None,
         };
+        let api_audience = oidc.api_audience.map(|a| a.trim().to_string());
+        match (&api_audience, raw.clients.is_empty()) {
+            (Some(a), _) if a.is_empty() => bail!(
+                "{p}: staff.oidc.api_audience is empty; use the audience the provider puts in access tokens for Candor's API"
+            ),
+            (Some(_), true) => bail!(
+                "{p}: staff.oidc.api_audience is set but [staff.clients] maps no value to a role, so no service could call the API; add lines such as \"vault-writer\" = \"shop_backend\""
+            ),
+            (None, false) => bail!(
+                "{p}: [staff.clients] needs staff.oidc.api_audience, the audience the provider puts in access tokens for Candor's API"
+            ),
+            _ => {}
+        }
         let range = |name: &str, v: Option<u32>, default: u32, r: std::ops::RangeInclusive<u32>| -> Result<u32> {
             match v.unwrap_or(default) {
                 n if r.contains(&n) => Ok(n),
@@ -115,6 +140,9 @@ impl StaffConfig {
             roles_claim: oidc.roles_claim.unwrap_or_else(|| "groups".into()),
             redirect_url,
             roles: raw.roles,
+            api_audience,
+            api_roles_claim: oidc.api_roles_claim.unwrap_or_else(|| "roles".into()),
+            clients: raw.clients,
             key_file: resolve(raw.key_file.as_deref().unwrap_or("keys/staff.key")),
             idle_minutes: range("session_idle_minutes", raw.session_idle_minutes, 30, 1..=240)?,
             max_hours: range("session_max_hours", raw.session_max_hours, 10, 1..=24)?,
@@ -124,12 +152,14 @@ impl StaffConfig {
     /// Checks `[staff.roles]` against the catalog: every role exists and may be held by a person.
     pub fn check_roles(&self, catalog: &candor_core::catalog::Catalog) -> Result<()> {
         use candor_core::catalog::{ADMIN_ROLE, CUSTOMER_ROLE, SYSTEM_ROLE};
-        for (group, role) in &self.roles {
-            if role == CUSTOMER_ROLE || role == SYSTEM_ROLE || role == "public" {
-                bail!("[staff.roles] \"{group}\" = \"{role}\": `{role}` is reserved and cannot be given to staff");
-            }
-            if role != ADMIN_ROLE && !catalog.roles.iter().any(|r| r.id.as_str() == role) {
-                bail!("[staff.roles] \"{group}\" = \"{role}\": the catalog declares no role `{role}`");
+        for (table, map) in [("staff.roles", &self.roles), ("staff.clients", &self.clients)] {
+            for (group, role) in map {
+                if role == CUSTOMER_ROLE || role == SYSTEM_ROLE || role == "public" {
+                    bail!("[{table}] \"{group}\" = \"{role}\": `{role}` is reserved and cannot be given to staff");
+                }
+                if role != ADMIN_ROLE && !catalog.roles.iter().any(|r| r.id.as_str() == role) {
+                    bail!("[{table}] \"{group}\" = \"{role}\": the catalog declares no role `{role}`");
+                }
             }
         }
         Ok(())
@@ -137,14 +167,24 @@ impl StaffConfig {
 
     /// The one role the person's groups map to, or why there is none.
     pub fn role_for(&self, groups: &[String]) -> Result<String, NoRole> {
-        let mut roles: Vec<&String> = groups.iter().filter_map(|g| self.roles.get(g)).collect();
-        roles.sort();
-        roles.dedup();
-        match roles.as_slice() {
-            [] => Err(NoRole::None),
-            [one] => Ok((*one).clone()),
-            many => Err(NoRole::Several(many.iter().map(|r| r.to_string()).collect())),
-        }
+        one_role(&self.roles, groups)
+    }
+
+    /// The one role a service's `api_roles_claim` values map to in `[staff.clients]`.
+    pub fn client_role_for(&self, values: &[String]) -> Result<String, NoRole> {
+        one_role(&self.clients, values)
+    }
+}
+
+/// The one role `values` map to in `map`, or why there is none.
+fn one_role(map: &BTreeMap<String, String>, values: &[String]) -> Result<String, NoRole> {
+    let mut roles: Vec<&String> = values.iter().filter_map(|g| map.get(g)).collect();
+    roles.sort();
+    roles.dedup();
+    match roles.as_slice() {
+        [] => Err(NoRole::None),
+        [one] => Ok((*one).clone()),
+        many => Err(NoRole::Several(many.iter().map(|r| r.to_string()).collect())),
     }
 }
 
@@ -200,6 +240,17 @@ mod tests {
         );
         assert_eq!((c.idle_minutes, c.max_hours, c.roles_claim.as_str()), (30, 10, "groups"));
         assert!(!c.scopes.contains(&"openid".to_string()));
+        assert_eq!((c.api_audience.as_deref(), c.api_roles_claim.as_str()), (None, "roles"));
+    }
+
+    #[test]
+    fn services_map_through_their_own_table() {
+        let text = "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"candor\"\napi_audience = \"https://candor/api\"\n[roles]\nsupport = \"support_agent\"\n[clients]\nvault-writer = \"shop_backend\"\n";
+        let raw: RawStaff = toml::from_str(text).unwrap();
+        let c = StaffConfig::from_raw(Some(raw), Path::new("c.toml"), |p: &str| PathBuf::from(p)).unwrap().unwrap();
+        assert_eq!(c.client_role_for(&["vault-writer".into()]), Ok("shop_backend".into()));
+        assert_eq!(c.client_role_for(&["support".into()]), Err(NoRole::None), "a person's group is not a service's");
+        assert_eq!(c.role_for(&["vault-writer".into()]), Err(NoRole::None), "and the other way round");
     }
 
     #[test]
@@ -212,6 +263,11 @@ mod tests {
         assert!(err("[oidc]\nissuer = \"idp.example\"\nclient_id = \"c\"\n[roles]\na = \"b\"").contains("issuer"));
         assert!(err("[oidc]\nissuer = \"https://i\"\nclient_id = \"c\"").contains("[staff.roles]"));
         assert!(config("").is_ok());
+        let base = "[oidc]\nissuer = \"https://i\"\nclient_id = \"c\"\n";
+        assert!(err(&format!("{base}api_audience = \"api\"\n[roles]\na = \"b\"")).contains("[staff.clients]"));
+        assert!(err(&format!("{base}[roles]\na = \"b\"\n[clients]\nw = \"b\"")).contains("api_audience"));
+        let c = config("[clients]\nvault-writer = \"shop_backend\"").unwrap_err().to_string();
+        assert!(c.contains("api_audience"), "{c}");
         let raw: Result<RawStaff, _> = toml::from_str("[oidc]\nissuer = \"https://i\"\nclient_id = \"c\"\nunknown = 1");
         assert!(raw.is_err(), "unknown keys are refused");
     }

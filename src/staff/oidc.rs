@@ -34,7 +34,7 @@ const METADATA_MAX_AGE: Duration = Duration::from_secs(3600);
 const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 /// ID-token signature algorithms accepted: asymmetric only (never `none`, never a MAC keyed by
 /// the client secret).
-const ALGORITHMS: [CoreJwsSigningAlgorithm; 5] = [
+pub(super) const ALGORITHMS: [CoreJwsSigningAlgorithm; 5] = [
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     CoreJwsSigningAlgorithm::RsaSsaPssSha256,
     CoreJwsSigningAlgorithm::EcdsaP256Sha256,
@@ -107,7 +107,7 @@ impl RelyingParty {
 
     /// The provider's metadata and keys: cached, fetched again when old or (`refresh`) when a
     /// token names a key the cached set lacks.
-    async fn metadata(&self, refresh: bool) -> Result<Arc<CoreProviderMetadata>, SignInError> {
+    pub(super) async fn metadata(&self, refresh: bool) -> Result<Arc<CoreProviderMetadata>, SignInError> {
         let mut cached = self.metadata.lock().await;
         if let Some((m, at)) = cached.as_ref() {
             let age = at.elapsed();
@@ -222,11 +222,16 @@ pub fn claim_values(jwt: &str, claim: &str) -> Option<Vec<String>> {
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    Some(match value.get(claim) {
+    Some(claim_strings(&value, claim))
+}
+
+/// The string values of `claim` in a JWT payload: a list of strings or one string; absent: none.
+pub fn claim_strings(payload: &serde_json::Value, claim: &str) -> Vec<String> {
+    match payload.get(claim) {
         Some(serde_json::Value::String(s)) => vec![s.clone()],
         Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         _ => Vec::new(),
-    })
+    }
 }
 
 /// An error and its causes on one line.

@@ -48,6 +48,14 @@ pub fn staff_principal(pseudonym: &str, role: &str) -> Principal {
     Principal { token_id: format!("{ACTOR_PREFIX}{pseudonym}"), role: role.to_string(), origin: None }
 }
 
+/// A service that presented an access token from the company's identity provider: actor
+/// `client:<client id>` (an application's registered id, never a person) with the role
+/// `[staff.clients]` gives it.
+pub fn client_principal(client_id: &str, role: &str) -> Principal {
+    use crate::staff::machine::CLIENT_PREFIX;
+    Principal { token_id: format!("{CLIENT_PREFIX}{client_id}"), role: role.to_string(), origin: None }
+}
+
 impl Vault {
     /// Starts a session for a person who just signed in; logged (`staff.sign_in`). Returns the
     /// session's secret, for the cookie (only its SHA-256 is stored).

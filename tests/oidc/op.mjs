@@ -4,7 +4,15 @@
 // `groups` claim. `/__test/tamper?mode=payload|none|off` makes the token endpoint's ID tokens
 // arrive altered (a changed claim under the provider's signature, or `alg: none` unsigned), as
 // an attacker on the path would send them.
+//
+// Machine identities: client `backend-service` (same secret) gets JWT access tokens by the
+// client credentials grant with a resource indicator; `https://candor.test/api` is Candor's
+// API, `https://other.test/api` another service's. Its `roles` claim is `vault-writer`.
+// `/__test/forge?kind=issuer|key|none` returns an access token for Candor's API that the
+// provider did not issue: signed with its own key but naming another issuer, signed with
+// another key under the provider's key id, or unsigned (`alg: none`).
 import { createServer } from 'node:http';
+import * as jose from 'jose';
 import Provider from 'oidc-provider';
 
 const [clientSecret] = process.argv.slice(2);
@@ -19,6 +27,15 @@ const server = createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+// The provider's signing key, kept here so /__test/forge can sign with it too.
+const signingKey = async (kid) => {
+  const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
+  return { ...(await jose.exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
+};
+const providerKey = await signingKey('op-key-1');
+const otherKey = await signingKey('op-key-1');
+const CANDOR_API = 'https://candor.test/api';
+
 const provider = new Provider(issuer, {
   clients: [{
     client_id: 'candor',
@@ -30,12 +47,39 @@ const provider = new Provider(issuer, {
     response_types: ['code'],
     grant_types: ['authorization_code'],
     token_endpoint_auth_method: 'client_secret_basic',
+  }, {
+    client_id: 'backend-service',
+    client_secret: clientSecret,
+    redirect_uris: [],
+    response_types: [],
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_basic',
   }],
+  jwks: { keys: [providerKey] },
+  features: {
+    devInteractions: { enabled: true },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => CANDOR_API,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => ({
+        scope: 'vault',
+        audience: resource,
+        accessTokenTTL: 300,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
+  },
+  async extraTokenClaims(ctx, token) {
+    if (token.kind === 'ClientCredentials') return { roles: ['vault-writer'] };
+    return undefined;
+  },
   pkce: { required: () => true },
   scopes: ['openid', 'email', 'groups'],
   claims: { openid: ['sub'], email: ['email'], groups: ['groups'] },
   conformIdTokenClaims: false,
-  features: { devInteractions: { enabled: true } },
   async findAccount(ctx, id) {
     const account = ACCOUNTS[id] ?? { groups: [], email: `${id}@staff.example` };
     return { accountId: id, async claims() { return { sub: id, ...account }; } };
@@ -57,6 +101,23 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/__test/tamper') {
     tamper = ctx.query.mode;
     ctx.body = { tamper };
+    return;
+  }
+  if (ctx.path === '/__test/forge') {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      iss: ctx.query.kind === 'issuer' ? 'http://127.0.0.1:1/elsewhere' : issuer,
+      sub: 'backend-service', client_id: 'backend-service', aud: CANDOR_API,
+      roles: ['vault-writer'], iat: now, exp: now + 300, jti: `forged-${now}`,
+    };
+    if (ctx.query.kind === 'none') {
+      ctx.body = { token: `${b64({ alg: 'none', typ: 'at+jwt' })}.${b64(claims)}.` };
+    } else {
+      const jwk = ctx.query.kind === 'key' ? otherKey : providerKey;
+      const key = await jose.importJWK(jwk, 'RS256');
+      const token = await new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: jwk.kid }).sign(key);
+      ctx.body = { token };
+    }
     return;
   }
   await next();

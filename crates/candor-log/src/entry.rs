@@ -39,7 +39,8 @@ pub struct Actor {
     /// Who acted: a token id (not the token), `system`, `session:<id>` (a customer in the
     /// privacy center), `grant:<id>` (a recipient), or `staff:<pseudonym>` — a person signed in
     /// through the company's identity provider, named by a stable pseudonym (`stf_` and 32 hex
-    /// digits) that only the company can resolve. Older entries simply never use the last form.
+    /// digits) that only the company can resolve, or `client:<client id>` — a service that
+    /// presented an access token from that provider. Older entries simply never use the last forms.
     pub token: String,
     pub role: String,
 }
