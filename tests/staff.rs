@@ -114,6 +114,8 @@ fn staff_install(issuer: &str, secret: &str) -> Install {
 struct Browser {
     http: reqwest::Client,
     jar: BTreeMap<String, String>,
+    /// Where a sign-in starts (the console's sign-in, or its re-authentication link).
+    start: String,
 }
 
 struct Answer {
@@ -126,7 +128,7 @@ struct Answer {
 impl Browser {
     fn new() -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { http, jar: BTreeMap::new() }
+        Self { http, jar: BTreeMap::new(), start: "/console/sign-in".into() }
     }
 
     fn cookie(&self, name: &str) -> Option<&String> {
@@ -168,7 +170,7 @@ impl Browser {
         auth: impl Fn(String) -> String,
         back: impl Fn(String) -> String,
     ) -> Answer {
-        let start = self.get(&format!("{candor}/console/sign-in")).await;
+        let start = self.get(&format!("{candor}{}", self.start)).await;
         assert_eq!(start.status, 303, "{}", start.body);
         let mut url = auth(start.location.unwrap());
         assert!(url.starts_with(issuer), "{url}");
@@ -535,4 +537,109 @@ async fn services_call_the_api_with_the_providers_access_tokens() {
     assert_eq!((r.status, r.code()), (401, "token_expired"), "{:?}", r.body);
     install.advance_clock(Duration::from_secs(0));
     assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200, "Candor tokens are unaffected");
+}
+
+#[tokio::test]
+async fn stronger_powers_need_a_recent_multi_factor_sign_in() {
+    let secret = "test-client-secret-c4e81f";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let mut config = std::fs::read_to_string(install.config()).unwrap();
+    config.push_str(
+        "\n[staff.require_mfa]\npowers = [\"break_glass\", \"erase\"]\nmax_age_minutes = 10\nacr = [\"urn:candor:test:mfa\"]\n",
+    );
+    std::fs::write(install.config(), config).unwrap();
+    let server = install.serve();
+    let candor_url = server.url.clone();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let glass = format!("{candor_url}/v1/subjects/{id}/break-glass");
+    let reason = json!({"reason": "Caller locked out after a SIM swap, verifying identity"});
+
+    // Alice signs in with her password only (amr [pwd]): reading works, break-glass does not.
+    let mut alice = Browser::new();
+    let a = alice.sign_in(&candor_url, &op.issuer, "alice").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let console = alice.get(&format!("{candor_url}/console")).await;
+    let csrf = between(&console.body, "id=\"csrf\">", "<").to_string();
+    let (status, body) = alice.api(reqwest::Method::GET, &format!("{candor_url}/v1/subjects/{id}"), &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        alice.api(reqwest::Method::POST, &glass, &[("Candor-CSRF", &csrf)], Some(reason.clone())).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("reauthentication_required")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("break_glass") && message.contains("10 minutes"), "{message}");
+    assert!(message.contains("/console/sign-in?reauth=1"), "the message links to re-authentication: {message}");
+    let entries = log_entries(&server, &install.admin_token).await;
+    assert!(!entries.iter().any(|e| e["action"] == "override.open"), "nothing was opened");
+    let password_only = alice.cookie("candor_staff").unwrap().clone();
+
+    // The link asks the provider for a fresh sign-in with the multi-factor class; the provider
+    // steps up (amr [pwd, otp, mfa]) and the new session may break the glass.
+    alice.start = "/console/sign-in?reauth=1".into();
+    let asked = std::sync::Mutex::new(String::new());
+    let a = alice
+        .sign_in_with(
+            &candor_url,
+            &op.issuer,
+            "alice",
+            |u| {
+                *asked.lock().unwrap() = u.clone();
+                u
+            },
+            |u| u,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let asked = asked.into_inner().unwrap();
+    assert!(
+        asked.contains("prompt=login")
+            && asked.contains("max_age=0")
+            && asked.contains("acr_values=urn%3Acandor%3Atest%3Amfa"),
+        "{asked}"
+    );
+    let console = alice.get(&format!("{candor_url}/console")).await;
+    let csrf = between(&console.body, "id=\"csrf\">", "<").to_string();
+    let (status, body) =
+        alice.api(reqwest::Method::POST, &glass, &[("Candor-CSRF", &csrf)], Some(reason.clone())).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Eleven minutes later (the session is still live: 15 minutes idle) the sign-in is too old
+    // for break-glass, though not for reading.
+    install.advance_clock(Duration::from_secs(11 * 60));
+    let (status, body) =
+        alice.api(reqwest::Method::POST, &glass, &[("Candor-CSRF", &csrf)], Some(reason.clone())).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("reauthentication_required")), "{body}");
+    let (status, body) = alice.api(reqwest::Method::GET, &format!("{candor_url}/v1/subjects/{id}"), &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    // Erasure is guarded the same way (before the role's own rights are even weighed).
+    let (status, body) = alice
+        .api(reqwest::Method::DELETE, &format!("{candor_url}/v1/subjects/{id}"), &[("Candor-CSRF", &csrf)], None)
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("reauthentication_required")), "{body}");
+
+    // A proof changed in the cookie finds no session (only the whole secret's hash is stored).
+    let forged = password_only.replace(".p.", ".m.");
+    assert_ne!(forged, password_only);
+    let r = reqwest::Client::new()
+        .get(format!("{candor_url}/v1/subjects/{id}"))
+        .header("cookie", format!("candor_staff={forged}"))
+        .header("Candor-Purpose", "customer_support")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = reqwest::Client::new()
+        .get(format!("{candor_url}/v1/subjects/{id}"))
+        .header("cookie", format!("candor_staff={password_only}"))
+        .header("Candor-Purpose", "customer_support")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the unchanged cookie still works");
+
+    // Tokens are not sessions: a Candor token of the same role is not held to it.
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let r = support.post(&format!("/v1/subjects/{id}/break-glass"), reason).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
 }

@@ -29,7 +29,7 @@ use super::error::ApiError;
 use super::pages::render;
 use crate::staff::oidc::{FLOW_MINUTES, RelyingParty, SignInError};
 use crate::staff::{CLIENT_SECRET_ENV, NoRole, StaffConfig};
-use crate::vault::{Principal, StaffSignIn, StaffTimes, VaultError, staff_principal};
+use crate::vault::{Principal, SignInProof, StaffSignIn, StaffTimes, VaultError, staff_principal};
 
 const COOKIE: &str = "candor_staff";
 const SECURE_COOKIE: &str = "__Host-candor_staff";
@@ -158,6 +158,17 @@ pub async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option
         }
     }
     let session = state.vault.staff_session(&secret, staff.times).await?;
+    if let Some(policy) = &staff.rp.config().require_mfa {
+        let route = parts.extensions.get::<axum::extract::MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+        if let Some(power) = crate::staff::Power::of_route(parts.method.as_str(), route) {
+            let proof = SignInProof::of_secret(&secret);
+            let now = crate::clock::now_millis().div_euclid(1000);
+            if !policy.allows(power, proof.multi_factor, proof.auth_time, now) {
+                tracing::warn!(pseudonym = %session.pseudonym, power = power.name(), "a staff session lacked the sign-in this power needs");
+                return Err(reauthentication_required(power, policy.max_age_minutes));
+            }
+        }
+    }
     Ok(Some(staff_principal(&session.pseudonym, &session.role)))
 }
 
@@ -184,6 +195,21 @@ pub async fn machine_principal(token: &str, state: &AppState) -> Result<Option<P
             Err(ApiError::new(status, code, e.to_string()))
         }
     }
+}
+
+/// Where a person signs in again, with the provider asked for a fresh (multi-factor) sign-in.
+pub const REAUTH_PATH: &str = "/console/sign-in?reauth=1";
+
+fn reauthentication_required(power: crate::staff::Power, minutes: u32) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "reauthentication_required",
+        format!(
+            "`{}` needs a multi-factor sign-in within the last {minutes} minutes; sign in again at {REAUTH_PATH} \
+             (the identity provider asks for your second factor) and retry",
+            power.name()
+        ),
+    )
 }
 
 #[derive(Template)]
@@ -295,15 +321,22 @@ fn session_ended(state: &AppState, e: VaultError) -> Response {
     }
 }
 
-/// `GET /console/sign-in`: starts a sign-in at the provider.
-pub async fn start(State(state): State<AppState>) -> Response {
+#[derive(serde::Deserialize)]
+pub struct Start {
+    reauth: Option<String>,
+}
+
+/// `GET /console/sign-in`: starts a sign-in at the provider (`?reauth=1`: a fresh one, with a
+/// second factor when `[staff.require_mfa]` names the `acr` that means it).
+pub async fn start(State(state): State<AppState>, Query(query): Query<Start>) -> Response {
     let Some(staff) = state.staff().cloned() else { return not_configured(&state) };
     let secret = match generate_secret("") {
         Ok(s) => s,
         Err(e) => return ApiError::from(VaultError::from(e)).into_response(),
     };
     let flow = Zeroizing::new(format!("{}.{}", crate::clock::now_millis(), secret.as_str()));
-    match staff.rp.authorization_url(&flow, &state.staff_redirect(&staff)).await {
+    let reauth = query.reauth.is_some_and(|r| r == "1");
+    match staff.rp.authorization_url(&flow, &state.staff_redirect(&staff), reauth).await {
         Ok(url) => {
             let mut response = Redirect::to(&url).into_response();
             response.headers_mut().insert(header::SET_COOKIE, state.staff_cookie(&staff, true, Some(&flow)));
@@ -362,7 +395,15 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, Query(q
                     no_role(&state, &pseudonym, why)
                 }
                 Ok(role) => {
-                    let who = StaffSignIn { pseudonym, issuer: identity.issuer, subject: identity.subject, role };
+                    let multi_factor = staff
+                        .rp
+                        .config()
+                        .require_mfa
+                        .as_ref()
+                        .is_some_and(|m| m.multi_factor(&identity.amr, identity.acr.as_deref()));
+                    let proof = SignInProof { multi_factor, auth_time: identity.auth_time };
+                    let who =
+                        StaffSignIn { pseudonym, issuer: identity.issuer, subject: identity.subject, role, proof };
                     match state.vault.start_staff_session(who, staff.times).await {
                         Ok((secret, _)) => {
                             let mut p = page(

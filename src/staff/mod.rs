@@ -47,6 +47,9 @@ pub struct StaffConfig {
     pub api_roles_claim: String,
     /// `[staff.clients]`: value of `api_roles_claim` -> catalog role, for services.
     pub clients: BTreeMap<String, String>,
+    /// `[staff.require_mfa]`: powers a signed-in person uses only after a recent multi-factor
+    /// sign-in (`None`: no such requirement).
+    pub require_mfa: Option<MfaPolicy>,
     /// The pseudonym key file (owner-only; [`STAFF_KEY_ENV`] instead, if set).
     pub key_file: PathBuf,
     pub idle_minutes: u32,
@@ -64,6 +67,83 @@ pub struct RawStaff {
     roles: BTreeMap<String, String>,
     #[serde(default)]
     clients: BTreeMap<String, String>,
+    require_mfa: Option<RawMfa>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMfa {
+    powers: Vec<String>,
+    max_age_minutes: Option<u32>,
+    amr: Option<Vec<String>>,
+    acr: Option<Vec<String>>,
+}
+
+/// A power a role may hold that `[staff.require_mfa]` can guard, and the API calls that use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    BreakGlass,
+    Erase,
+    Export,
+    Share,
+    Audit,
+    Manage,
+}
+
+impl Power {
+    const ALL: [(&'static str, Power); 6] = [
+        ("break_glass", Power::BreakGlass),
+        ("erase", Power::Erase),
+        ("export", Power::Export),
+        ("share", Power::Share),
+        ("audit", Power::Audit),
+        ("manage", Power::Manage),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("")
+    }
+
+    /// The power an API call uses, from its method and route (`None`: none guarded here).
+    pub fn of_route(method: &str, route: &str) -> Option<Power> {
+        Some(match (method, route) {
+            ("POST", "/v1/subjects/{id}/break-glass") => Power::BreakGlass,
+            ("DELETE", "/v1/subjects/{id}") => Power::Erase,
+            ("GET", "/v1/subjects/{id}/export") => Power::Export,
+            ("POST", "/v1/grants") => Power::Share,
+            ("GET", "/v1/log/entries") => Power::Audit,
+            ("GET", "/v1/tokens") | ("DELETE", "/v1/tokens/{id}") => Power::Manage,
+            _ => return None,
+        })
+    }
+}
+
+/// `[staff.require_mfa]`.
+#[derive(Debug, Clone)]
+pub struct MfaPolicy {
+    pub powers: Vec<Power>,
+    pub max_age_minutes: u32,
+    /// `amr` values that mean a multi-factor sign-in (default `mfa`).
+    pub amr: Vec<String>,
+    /// `acr` values that mean one (also asked for, as `acr_values`, when re-authenticating).
+    pub acr: Vec<String>,
+}
+
+impl MfaPolicy {
+    /// Whether an ID token's `amr` and `acr` say the person signed in with more than one factor.
+    pub fn multi_factor(&self, amr: &[String], acr: Option<&str>) -> bool {
+        amr.iter().any(|m| self.amr.contains(m)) || acr.is_some_and(|a| self.acr.iter().any(|x| x == a))
+    }
+
+    /// Whether a session whose sign-in was `multi_factor` at `auth_time` (seconds, as the
+    /// provider said) may use `power` at `now` (seconds, Candor's clock).
+    pub fn allows(&self, power: Power, multi_factor: bool, auth_time: Option<i64>, now: i64) -> bool {
+        if !self.powers.contains(&power) {
+            return true;
+        }
+        let max = i64::from(self.max_age_minutes) * 60;
+        multi_factor && auth_time.is_some_and(|t| t <= now + 60 && now - t <= max)
+    }
 }
 
 #[derive(Deserialize)]
@@ -126,6 +206,38 @@ impl StaffConfig {
             ),
             _ => {}
         }
+        let require_mfa = match raw.require_mfa {
+            None => None,
+            Some(m) => {
+                let mut powers = Vec::new();
+                for name in &m.powers {
+                    if name == "staff_whois" || name == "whois" {
+                        bail!(
+                            "{p}: staff.require_mfa.powers: `{name}`: candor staff whois takes a Candor token (admin or an audit role), never a staff session; keep that token for auditors"
+                        );
+                    }
+                    match Power::ALL.iter().find(|(n, _)| n == name) {
+                        Some((_, power)) => powers.push(*power),
+                        None => bail!(
+                            "{p}: staff.require_mfa.powers: `{name}` is not a power; use some of {}",
+                            Power::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                }
+                let max_age_minutes = m.max_age_minutes.unwrap_or(15);
+                if !(1..=1440).contains(&max_age_minutes) {
+                    bail!("{p}: staff.require_mfa.max_age_minutes = {max_age_minutes}: must be 1 to 1440");
+                }
+                let amr = m.amr.unwrap_or_else(|| vec!["mfa".into()]);
+                let acr = m.acr.unwrap_or_default();
+                if amr.is_empty() && acr.is_empty() {
+                    bail!(
+                        "{p}: staff.require_mfa: amr and acr are both empty, so no sign-in could count as multi-factor"
+                    );
+                }
+                Some(MfaPolicy { powers, max_age_minutes, amr, acr })
+            }
+        };
         let range = |name: &str, v: Option<u32>, default: u32, r: std::ops::RangeInclusive<u32>| -> Result<u32> {
             match v.unwrap_or(default) {
                 n if r.contains(&n) => Ok(n),
@@ -143,6 +255,7 @@ impl StaffConfig {
             api_audience,
             api_roles_claim: oidc.api_roles_claim.unwrap_or_else(|| "roles".into()),
             clients: raw.clients,
+            require_mfa,
             key_file: resolve(raw.key_file.as_deref().unwrap_or("keys/staff.key")),
             idle_minutes: range("session_idle_minutes", raw.session_idle_minutes, 30, 1..=240)?,
             max_hours: range("session_max_hours", raw.session_max_hours, 10, 1..=24)?,
@@ -241,6 +354,29 @@ mod tests {
         assert_eq!((c.idle_minutes, c.max_hours, c.roles_claim.as_str()), (30, 10, "groups"));
         assert!(!c.scopes.contains(&"openid".to_string()));
         assert_eq!((c.api_audience.as_deref(), c.api_roles_claim.as_str()), (None, "roles"));
+    }
+
+    #[test]
+    fn stronger_powers_need_a_recent_multi_factor_sign_in() {
+        let c = config("[require_mfa]\npowers = [\"break_glass\", \"erase\"]\nmax_age_minutes = 10\nacr = [\"gold\"]")
+            .unwrap()
+            .unwrap();
+        let m = c.require_mfa.unwrap();
+        assert!(m.multi_factor(&["pwd".into(), "mfa".into()], None));
+        assert!(m.multi_factor(&["pwd".into()], Some("gold")));
+        assert!(!m.multi_factor(&["pwd".into(), "otp".into()], Some("silver")), "only the configured values count");
+        let now = 100_000;
+        assert!(m.allows(Power::BreakGlass, true, Some(now - 600), now));
+        assert!(!m.allows(Power::BreakGlass, true, Some(now - 601), now), "too long ago");
+        assert!(!m.allows(Power::BreakGlass, true, None, now), "no auth_time");
+        assert!(!m.allows(Power::Erase, false, Some(now), now), "one factor");
+        assert!(m.allows(Power::Export, false, None, now), "not listed");
+        assert_eq!(Power::of_route("POST", "/v1/subjects/{id}/break-glass"), Some(Power::BreakGlass));
+        assert_eq!(Power::of_route("GET", "/v1/subjects/{id}"), None);
+        let bad = |t: &str| config(t).unwrap_err().to_string();
+        assert!(bad("[require_mfa]\npowers = [\"staff_whois\"]").contains("Candor token"));
+        assert!(bad("[require_mfa]\npowers = [\"fly\"]").contains("break_glass, erase"));
+        assert!(bad("[require_mfa]\npowers = []\nmax_age_minutes = 0").contains("max_age_minutes"));
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct Identity {
     pub subject: String,
     /// The values of the roles claim.
     pub groups: Vec<String>,
+    /// How the person signed in, as the ID token says (`amr`, `acr`, `auth_time` in seconds).
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub auth_time: Option<i64>,
 }
 
 /// The relying party of one installation.
@@ -150,8 +154,10 @@ impl RelyingParty {
         .set_redirect_uri(redirect))
     }
 
-    /// Where to send the browser to sign in, for the flow whose cookie secret is `flow`.
-    pub async fn authorization_url(&self, flow: &str, redirect: &str) -> Result<String, SignInError> {
+    /// Where to send the browser to sign in, for the flow whose cookie secret is `flow`. With
+    /// `reauth` the provider is asked for a fresh sign-in (`prompt=login`, `max_age=0`) and, if
+    /// `[staff.require_mfa] acr` is set, for one of those classes (`acr_values`).
+    pub async fn authorization_url(&self, flow: &str, redirect: &str, reauth: bool) -> Result<String, SignInError> {
         let metadata = self.metadata(false).await?;
         let client = self.client(&metadata, redirect)?;
         let verifier = PkceCodeVerifier::new(derive_flow_value(flow, "pkce").to_string());
@@ -167,6 +173,12 @@ impl RelyingParty {
             .set_pkce_challenge(challenge);
         for scope in &self.config.scopes {
             request = request.add_scope(Scope::new(scope.clone()));
+        }
+        if reauth {
+            request = request.add_prompt(openidconnect::core::CoreAuthPrompt::Login).set_max_age(Duration::ZERO);
+            for acr in self.config.require_mfa.iter().flat_map(|m| &m.acr) {
+                request = request.add_auth_context_value(openidconnect::AuthenticationContextClass::new(acr.clone()));
+            }
         }
         let (url, _, _) = request.url();
         Ok(url.to_string())
@@ -208,21 +220,34 @@ impl RelyingParty {
             }
             Err((false, e)) => return Err(SignInError::Invalid(e)),
         };
-        // The signature is verified; read the roles claim from the same payload.
-        let groups = claim_values(&id_token.to_string(), &self.config.roles_claim)
+        // The signature is verified; read the roles claim and how the person signed in from the
+        // same payload.
+        let payload = payload(&id_token.to_string())
             .ok_or_else(|| SignInError::Invalid("the ID token's payload could not be read".into()))?;
-        Ok(Identity { issuer, subject, groups })
+        Ok(Identity {
+            issuer,
+            subject,
+            groups: claim_strings(&payload, &self.config.roles_claim),
+            amr: claim_strings(&payload, "amr"),
+            acr: payload.get("acr").and_then(|v| v.as_str()).map(str::to_string),
+            auth_time: payload.get("auth_time").and_then(|v| v.as_i64()),
+        })
     }
 }
 
 /// The string values of `claim` in a compact JWT's payload (a list of strings or one string;
 /// absent: none). `None` if the payload is not JSON.
+#[cfg(test)]
 pub fn claim_values(jwt: &str, claim: &str) -> Option<Vec<String>> {
+    Some(claim_strings(&payload(jwt)?, claim))
+}
+
+/// A compact JWT's payload as JSON (`None` if it is not).
+fn payload(jwt: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    Some(claim_strings(&value, claim))
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The string values of `claim` in a JWT payload: a list of strings or one string; absent: none.

@@ -43,7 +43,7 @@ pub use idempotency::IdempotencyKey;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
 pub use report::{Document, event_json, head_json};
-pub use staff::{StaffSignIn, StaffTimes, client_principal, staff_principal};
+pub use staff::{SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
 
 /// Default and maximum page size of event listings.
 pub const DEFAULT_EVENT_PAGE: u32 = 100;

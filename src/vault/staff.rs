@@ -39,6 +39,33 @@ pub struct StaffSignIn {
     pub issuer: String,
     pub subject: String,
     pub role: String,
+    pub proof: SignInProof,
+}
+
+/// How strongly a session's person proved who they are, for `[staff.require_mfa]`: whether the
+/// provider said the sign-in was multi-factor, and when it happened (`auth_time`, seconds).
+///
+/// It is carried at the end of the session's secret (`cndt_<random>.m.<auth_time>` or `.p.`)
+/// rather than in a column: only the SHA-256 of the whole secret is stored and looked up, so a
+/// changed suffix finds no session, and any server of the installation reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInProof {
+    pub multi_factor: bool,
+    pub auth_time: Option<i64>,
+}
+
+impl SignInProof {
+    fn suffix(self) -> String {
+        format!(".{}.{}", if self.multi_factor { "m" } else { "p" }, self.auth_time.unwrap_or(0))
+    }
+
+    /// The proof a session's secret carries (one it does not carry proves nothing).
+    pub fn of_secret(secret: &str) -> Self {
+        let mut parts = secret.rsplitn(3, '.');
+        let time = parts.next().and_then(|t| t.parse::<i64>().ok()).filter(|t| *t > 0);
+        let multi_factor = parts.next() == Some("m") && parts.next().is_some();
+        Self { multi_factor, auth_time: time }
+    }
 }
 
 /// The actor of a signed-in person: `staff:<pseudonym>` with the session's role. The log names
@@ -64,7 +91,8 @@ impl Vault {
         who: StaffSignIn,
         times: StaffTimes,
     ) -> Result<(Zeroizing<String>, StaffSession), VaultError> {
-        let secret = generate_secret(STAFF_SESSION_PREFIX)?;
+        let mut secret = generate_secret(STAFF_SESSION_PREFIX)?;
+        secret.push_str(&who.proof.suffix());
         let now = now_millis();
         let id = uuid::Uuid::new_v4().to_string();
         let log = Audit::new(&staff_principal(&who.pseudonym, &who.role), "staff.sign_in")
@@ -133,5 +161,23 @@ impl Vault {
         }
         let log = Audit::new(caller, "staff.whois").detail(format!("looked up {pseudonym}")).record();
         Ok(self.store.resolve_staff(pseudonym, log).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SignInProof;
+
+    #[test]
+    fn the_proof_rides_at_the_end_of_the_secret() {
+        for proof in [
+            SignInProof { multi_factor: true, auth_time: Some(1_796_309_271) },
+            SignInProof { multi_factor: false, auth_time: Some(5) },
+            SignInProof { multi_factor: false, auth_time: None },
+        ] {
+            assert_eq!(SignInProof::of_secret(&format!("cndt_abc-_x{}", proof.suffix())), proof);
+        }
+        assert_eq!(SignInProof::of_secret("cndt_abc"), SignInProof { multi_factor: false, auth_time: None });
+        assert_eq!(SignInProof::of_secret("m.5"), SignInProof { multi_factor: false, auth_time: Some(5) });
     }
 }

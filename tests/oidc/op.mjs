@@ -11,6 +11,11 @@
 // `/__test/forge?kind=issuer|key|none` returns an access token for Candor's API that the
 // provider did not issue: signed with its own key but naming another issuer, signed with
 // another key under the provider's key id, or unsigned (`alg: none`).
+//
+// Multi-factor: a login answering an authorization request that asks for `acr_values`
+// urn:candor:test:mfa is the step-up (as a real provider would ask for a second factor): the
+// session gets amr [pwd, otp, mfa] and that acr; any other login gets amr [pwd] and acr
+// urn:candor:test:pwd.
 import { createServer } from 'node:http';
 import * as jose from 'jose';
 import Provider from 'oidc-provider';
@@ -35,6 +40,8 @@ const signingKey = async (kid) => {
 const providerKey = await signingKey('op-key-1');
 const otherKey = await signingKey('op-key-1');
 const CANDOR_API = 'https://candor.test/api';
+const MFA_ACR = 'urn:candor:test:mfa';
+const PWD_ACR = 'urn:candor:test:pwd';
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -76,6 +83,7 @@ const provider = new Provider(issuer, {
     if (token.kind === 'ClientCredentials') return { roles: ['vault-writer'] };
     return undefined;
   },
+  acrValues: [PWD_ACR, MFA_ACR],
   pkce: { required: () => true },
   scopes: ['openid', 'email', 'groups'],
   claims: { openid: ['sub'], email: ['email'], groups: ['groups'] },
@@ -102,6 +110,26 @@ provider.use(async (ctx, next) => {
     tamper = ctx.query.mode;
     ctx.body = { tamper };
     return;
+  }
+  if (ctx.method === 'POST' && ctx.path.startsWith('/interaction/')) {
+    const raw = await new Promise((resolve, reject) => {
+      let data = '';
+      ctx.req.on('data', (c) => { data += c; });
+      ctx.req.on('end', () => resolve(data));
+      ctx.req.on('error', reject);
+    });
+    const form = new URLSearchParams(raw);
+    if (form.get('prompt') === 'login') {
+      const details = await provider.interactionDetails(ctx.req, ctx.res);
+      const stepUp = String(details.params.acr_values || '').split(' ').includes(MFA_ACR);
+      const login = stepUp
+        ? { accountId: form.get('login'), amr: ['pwd', 'otp', 'mfa'], acr: MFA_ACR }
+        : { accountId: form.get('login'), amr: ['pwd'], acr: PWD_ACR };
+      await provider.interactionFinished(ctx.req, ctx.res, { login }, { mergeWithLastSubmission: false });
+      ctx.respond = false;
+      return;
+    }
+    ctx.req.body = raw;
   }
   if (ctx.path === '/__test/forge') {
     const now = Math.floor(Date.now() / 1000);
