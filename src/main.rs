@@ -308,6 +308,11 @@ enum BreachCommand {
         /// A token id (as the log names it; `candor token list`), e.g. a leaked staff token.
         #[arg(long)]
         token: Option<String>,
+        /// A staff pseudonym (stf_…, as the log and /console name a person signed in through the
+        /// identity provider): everything that person read. (A service with the provider's
+        /// access token: --token client:<client id>.)
+        #[arg(long, conflicts_with = "token")]
+        staff: Option<String>,
         /// A role: what every token of that role read.
         #[arg(long)]
         role: Option<String>,
@@ -765,6 +770,7 @@ async fn run(command: Command) -> Result<()> {
                     from,
                     to,
                     token,
+                    staff,
                     role,
                     recipient,
                     field,
@@ -776,6 +782,10 @@ async fn run(command: Command) -> Result<()> {
                     config,
                 },
         } => {
+            let token = match staff {
+                Some(pseudonym) => Some(staff::cli::actor_of(&pseudonym)?),
+                None => token,
+            };
             let filters = breach::Filters {
                 from: from.as_deref().map(breach::log_time).transpose()?,
                 to: to.as_deref().map(breach::log_time).transpose()?,

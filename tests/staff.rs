@@ -344,6 +344,25 @@ async fn staff_sign_in_through_a_real_provider_is_attributed_to_a_pseudonym() {
         && e["detail"] == "audit_not_allowed"
         && e["actor"]["role"] == "support_agent"));
 
+    // Breach assessment: everything this person read, by pseudonym; a stranger's pseudonym
+    // matches nothing; malformed ones and --staff with --token are refused.
+    let assess = |who: &str| {
+        let (ok, out, err) = candor(&["breach", "assess", "--staff", who, "--config", config], dir);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let found = assess(&pseudonym);
+    assert_eq!(found["filters"]["token"], actor.as_str(), "{found}");
+    assert_eq!(found["customers"], 1, "{found}");
+    assert!(found["matching_accesses"].as_u64().unwrap() >= 1, "{found}");
+    assert!(found["by_category"].as_object().is_some_and(|c| !c.is_empty()), "{found}");
+    let found = assess(&format!("staff:stf_{}", "0".repeat(32)));
+    assert_eq!((found["customers"].as_u64(), found["matching_accesses"].as_u64()), (Some(0), Some(0)), "{found}");
+    let (ok, _, err) = candor(&["breach", "assess", "--staff", "alice", "--config", config], dir);
+    assert!(!ok && err.contains("not a staff pseudonym"), "{err}");
+    let (ok, _, err) = candor(&["breach", "assess", "--staff", &pseudonym, "--token", "t1", "--config", config], dir);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+
     // The customer's own access page names the role in plain words, never a person.
     let r = backend
         .with_purpose("privacy_requests")

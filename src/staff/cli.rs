@@ -21,6 +21,17 @@ pub enum StaffCommand {
     },
 }
 
+/// The log's actor for a staff pseudonym given on the command line (`stf_…`, with or without
+/// `staff:` before it), for `candor breach assess --staff`.
+pub fn actor_of(pseudonym: &str) -> Result<String> {
+    let pseudonym = pseudonym.trim();
+    let pseudonym = pseudonym.strip_prefix(super::ACTOR_PREFIX).unwrap_or(pseudonym);
+    if !candor_crypto::staff::is_pseudonym(pseudonym) {
+        bail!("`{pseudonym}` is not a staff pseudonym: they look like stf_ and 32 hex digits");
+    }
+    Ok(format!("{}{pseudonym}", super::ACTOR_PREFIX))
+}
+
 pub async fn run(command: StaffCommand) -> Result<()> {
     match command {
         StaffCommand::Whois { pseudonym, token, config } => {
