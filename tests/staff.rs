@@ -544,17 +544,24 @@ async fn services_call_the_api_with_the_providers_access_tokens() {
     let r = server.client(&changed, Some("account")).get(&format!("/v1/subjects/{id}")).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"), "{:?}", r.body);
 
+    // The provider rotates its keys: a token under its new key id is accepted once Candor's
+    // cached keys may be fetched again (at most every 10 s, on Candor's clock, moved here).
+    let r = reqwest::get(format!("{}/__test/rotate", op.issuer)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    install.advance_clock(Duration::from_secs(11));
+    let r = server.client(&op.forged_token("rotated").await, Some("account")).get(&format!("/v1/subjects/{id}")).await;
+    assert_eq!(r.status, 200, "a key the provider now publishes: {:?}", r.body);
+
     // Nothing refused was logged as an access, and no token reached the server log.
     let entries = log_entries(&server, &admin).await;
     assert!(!entries.iter().any(|e| e["actor"]["token"].as_str().is_some_and(|t| t.contains("admin-tool"))));
     let server_log = std::fs::read_to_string(&server.log_path).unwrap();
     assert!(!server_log.contains(payload), "no token in the server log");
 
-    // Past `exp` (300 s) and the 30 s leeway on Candor's clock: expired. A fresh one works.
+    // Past `exp` (300 s) and the 30 s leeway on Candor's clock: expired.
     install.advance_clock(Duration::from_secs(331));
     let r = service.get(&format!("/v1/subjects/{id}")).await;
     assert_eq!((r.status, r.code()), (401, "token_expired"), "{:?}", r.body);
-    install.advance_clock(Duration::from_secs(0));
     assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.status, 200, "Candor tokens are unaffected");
 }
 

@@ -10,7 +10,7 @@
 //! followed, timeouts), not a second TLS stack.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candor_crypto::staff::derive_flow_value;
 use openidconnect::core::{
@@ -72,7 +72,8 @@ pub struct RelyingParty {
     config: StaffConfig,
     client_secret: Option<Zeroizing<String>>,
     http: reqwest::Client,
-    metadata: tokio::sync::Mutex<Option<(Arc<CoreProviderMetadata>, Instant)>>,
+    /// The provider's metadata and keys, and when they were fetched (Candor's clock, ms).
+    metadata: tokio::sync::Mutex<Option<(Arc<CoreProviderMetadata>, crate::clock::Millis)>>,
 }
 
 impl RelyingParty {
@@ -114,7 +115,7 @@ impl RelyingParty {
     pub(super) async fn metadata(&self, refresh: bool) -> Result<Arc<CoreProviderMetadata>, SignInError> {
         let mut cached = self.metadata.lock().await;
         if let Some((m, at)) = cached.as_ref() {
-            let age = at.elapsed();
+            let age = Duration::from_millis(crate::clock::now_millis().saturating_sub(*at).max(0) as u64);
             if age < METADATA_MAX_AGE && !(refresh && age >= REFETCH_AT_MOST_EVERY) {
                 return Ok(m.clone());
             }
@@ -126,7 +127,7 @@ impl RelyingParty {
             .await
             .map_err(|e| SignInError::Provider(describe(&e)))?;
         let metadata = Arc::new(metadata);
-        *cached = Some((metadata.clone(), Instant::now()));
+        *cached = Some((metadata.clone(), crate::clock::now_millis()));
         Ok(metadata)
     }
 

@@ -10,7 +10,8 @@
 // API, `https://other.test/api` another service's. Its `roles` claim is `vault-writer`.
 // `/__test/forge?kind=issuer|key|none` returns an access token for Candor's API that the
 // provider did not issue: signed with its own key but naming another issuer, signed with
-// another key under the provider's key id, or unsigned (`alg: none`).
+// another key under the provider's key id, or unsigned (`alg: none`); `kind=rotated` signs with
+// the provider's next key (`op-key-2`), which its JWKS publishes once `/__test/rotate` is called.
 //
 // Multi-factor: a login answering an authorization request that asks for `acr_values`
 // urn:candor:test:mfa is the step-up (as a real provider would ask for a second factor): the
@@ -39,6 +40,9 @@ const signingKey = async (kid) => {
 };
 const providerKey = await signingKey('op-key-1');
 const otherKey = await signingKey('op-key-1');
+const nextKey = await signingKey('op-key-2');
+const publicOf = ({ d, p, q, dp, dq, qi, ...pub }) => pub;
+let rotated = false;
 const CANDOR_API = 'https://candor.test/api';
 const MFA_ACR = 'urn:candor:test:mfa';
 const PWD_ACR = 'urn:candor:test:pwd';
@@ -131,6 +135,11 @@ provider.use(async (ctx, next) => {
     }
     ctx.req.body = raw;
   }
+  if (ctx.path === '/__test/rotate') {
+    rotated = true;
+    ctx.body = { rotated };
+    return;
+  }
   if (ctx.path === '/__test/forge') {
     const now = Math.floor(Date.now() / 1000);
     const claims = {
@@ -141,7 +150,7 @@ provider.use(async (ctx, next) => {
     if (ctx.query.kind === 'none') {
       ctx.body = { token: `${b64({ alg: 'none', typ: 'at+jwt' })}.${b64(claims)}.` };
     } else {
-      const jwk = ctx.query.kind === 'key' ? otherKey : providerKey;
+      const jwk = { key: otherKey, rotated: nextKey }[ctx.query.kind] ?? providerKey;
       const key = await jose.importJWK(jwk, 'RS256');
       const token = await new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: jwk.kid }).sign(key);
       ctx.body = { token };
@@ -149,6 +158,9 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
+  if (ctx.path === '/jwks' && rotated && ctx.body && Array.isArray(ctx.body.keys)) {
+    ctx.body = { keys: [...ctx.body.keys, publicOf(nextKey)] };
+  }
   if (ctx.path === '/token' && ctx.body && ctx.body.id_token && tamper !== 'off') {
     const [h, p, s] = ctx.body.id_token.split('.');
     const payload = JSON.parse(Buffer.from(p, 'base64url'));
