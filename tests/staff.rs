@@ -226,6 +226,24 @@ impl Browser {
     }
 }
 
+/// Whether the provider asks `browser` to log in when it starts a sign-in at Candor (`false`:
+/// the provider still holds a session and sends it straight back).
+async fn provider_asks_login(browser: &mut Browser, candor: &str, issuer: &str) -> bool {
+    let start = browser.get(&format!("{candor}/console/sign-in")).await;
+    let mut url = start.location.expect("a redirect to the provider");
+    for _ in 0..10 {
+        if url.starts_with(candor) {
+            return false;
+        }
+        let a = browser.get(&url).await;
+        match a.location {
+            Some(next) => url = if next.starts_with('/') { format!("{issuer}{next}") } else { next },
+            None => return a.body.contains("name=\"prompt\" value=\"login\""),
+        }
+    }
+    panic!("the provider neither asked nor answered");
+}
+
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     text.split(start).nth(1).unwrap_or_else(|| panic!("no {start} in {text}")).split(end).next().unwrap()
 }
@@ -396,6 +414,25 @@ async fn staff_sign_in_through_a_real_provider_is_attributed_to_a_pseudonym() {
         alice.send(alice.http.post(format!("{candor_url}/console/sign-out")).form(&[("csrf", csrf.as_str())])).await;
     assert_eq!(out.status, 200, "{}", out.body);
     assert!(alice.cookie("candor_staff").is_none());
+    // RP-initiated logout: the signed-out page links to the provider's end-session endpoint;
+    // until she follows it the provider still holds her session (single sign-on), afterwards
+    // it asks her to log in again.
+    let logout = between(&out.body, "<a href=\"", "\"").replace("&amp;", "&");
+    assert!(
+        logout.starts_with(&format!("{}/session/end?", op.issuer)) && logout.contains("client_id=candor"),
+        "{logout}"
+    );
+    assert!(
+        !provider_asks_login(&mut Browser { jar: alice.jar.clone(), ..Browser::new() }, &candor_url, &op.issuer).await
+    );
+    let confirm = alice.get(&logout).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let action = between(&confirm.body, "action=\"", "\"").to_string();
+    let xsrf = between(&confirm.body, "name=\"xsrf\" value=\"", "\"").to_string();
+    let to = if action.starts_with('/') { format!("{}{action}", op.issuer) } else { action };
+    let done = alice.send(alice.http.post(to).form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])).await;
+    assert!(done.status == 303 || done.status == 302 || done.status == 200, "{} {}", done.status, done.body);
+    assert!(provider_asks_login(&mut alice, &candor_url, &op.issuer).await, "the provider's session has ended");
     let r = reqwest::Client::new()
         .get(format!("{candor_url}/v1/subjects/{id}"))
         .header("cookie", format!("candor_staff={cookie}"))

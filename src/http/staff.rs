@@ -219,7 +219,7 @@ struct ConsolePage {
     heading: String,
     paragraphs: Vec<String>,
     session: Option<SessionView>,
-    link: Option<(&'static str, &'static str)>,
+    link: Option<(String, &'static str)>,
     refresh: Option<&'static str>,
 }
 
@@ -251,8 +251,8 @@ struct ConsolePageBuilder {
 }
 
 impl ConsolePageBuilder {
-    fn link(mut self, href: &'static str, text: &'static str) -> Self {
-        self.page.link = Some((href, text));
+    fn link(mut self, href: impl Into<String>, text: &'static str) -> Self {
+        self.page.link = Some((href.into(), text));
         self
     }
     fn send(self) -> Response {
@@ -477,13 +477,18 @@ pub async fn sign_out(
     if let Err(e) = state.vault.end_staff_session(&session).await {
         return ApiError::from(e).into_response();
     }
-    let mut response = page(
-        &state,
-        StatusCode::OK,
-        "You are signed out",
-        vec!["Your Candor session has ended. Your company account stays signed in at the identity provider.".into()],
-    )
-    .link("/console", "Staff console")
+    let signed_out = "Your Candor session has ended. Your company account stays signed in at the identity provider";
+    let mut response = match staff.rp.logout_url().await {
+        Some(url) => page(
+            &state,
+            StatusCode::OK,
+            "You are signed out",
+            vec![format!("{signed_out} until you sign out there too.")],
+        )
+        .link(url, "Also sign out at the company's identity provider"),
+        None => page(&state, StatusCode::OK, "You are signed out", vec![format!("{signed_out}.")])
+            .link("/console", "Staff console"),
+    }
     .send();
     response.headers_mut().insert(header::SET_COOKIE, state.staff_cookie(&staff, false, None));
     response

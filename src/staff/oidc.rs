@@ -13,12 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candor_crypto::staff::derive_flow_value;
-use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreTokenResponse,
-};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreTokenResponse};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, LogoutRequest, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
 };
 use zeroize::Zeroizing;
 
@@ -73,7 +71,7 @@ pub struct RelyingParty {
     client_secret: Option<Zeroizing<String>>,
     http: reqwest::Client,
     /// The provider's metadata and keys, and when they were fetched (Candor's clock, ms).
-    metadata: tokio::sync::Mutex<Option<(Arc<CoreProviderMetadata>, crate::clock::Millis)>>,
+    metadata: tokio::sync::Mutex<Option<(Arc<ProviderMetadataWithLogout>, crate::clock::Millis)>>,
 }
 
 impl RelyingParty {
@@ -112,7 +110,7 @@ impl RelyingParty {
 
     /// The provider's metadata and keys: cached, fetched again when old or (`refresh`) when a
     /// token names a key the cached set lacks.
-    pub(super) async fn metadata(&self, refresh: bool) -> Result<Arc<CoreProviderMetadata>, SignInError> {
+    pub(super) async fn metadata(&self, refresh: bool) -> Result<Arc<ProviderMetadataWithLogout>, SignInError> {
         let mut cached = self.metadata.lock().await;
         if let Some((m, at)) = cached.as_ref() {
             let age = Duration::from_millis(crate::clock::now_millis().saturating_sub(*at).max(0) as u64);
@@ -123,7 +121,7 @@ impl RelyingParty {
         let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| SignInError::Provider(e.to_string()))?;
         let http = self.http.clone();
         let client = move |r| Self::send(http.clone(), r);
-        let metadata = CoreProviderMetadata::discover_async(issuer, &client)
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &client)
             .await
             .map_err(|e| SignInError::Provider(describe(&e)))?;
         let metadata = Arc::new(metadata);
@@ -133,7 +131,7 @@ impl RelyingParty {
 
     fn client(
         &self,
-        metadata: &CoreProviderMetadata,
+        metadata: &ProviderMetadataWithLogout,
         redirect: &str,
     ) -> Result<
         CoreClient<
@@ -153,6 +151,16 @@ impl RelyingParty {
             self.client_secret.as_ref().map(|s| ClientSecret::new(s.to_string())),
         )
         .set_redirect_uri(redirect))
+    }
+
+    /// Where a person also signs out at the provider (RP-initiated logout: its
+    /// `end_session_endpoint` with Candor's `client_id`; the provider asks them to confirm), if
+    /// its discovery document names one.
+    pub async fn logout_url(&self) -> Option<String> {
+        let metadata = self.metadata(false).await.ok()?;
+        let end = metadata.additional_metadata().end_session_endpoint.clone()?;
+        let request = LogoutRequest::from(end).set_client_id(ClientId::new(self.config.client_id.clone()));
+        Some(request.http_get_url().to_string())
     }
 
     /// Where to send the browser to sign in, for the flow whose cookie secret is `flow`. With
