@@ -2,7 +2,8 @@
 //! from tests/oidc with test accounts and groups): the authorization code flow over real HTTP,
 //! role mapping, refusals, tampered answers, session expiry and sign-out, services' JWT access
 //! tokens (client credentials) and forged ones, the pseudonym in the
-//! log, `candor staff whois`, and the customer's view. Nothing of the protocol is mocked.
+//! log, `candor staff whois`, and the customer's view; and one sign-in in Chromium
+//! (tests/browser/staff.mjs). Nothing of the protocol is mocked.
 
 mod common;
 
@@ -705,4 +706,51 @@ async fn stronger_powers_need_a_recent_multi_factor_sign_in() {
     let support = server.client(&install.token("support_agent"), Some("customer_support"));
     let r = support.post(&format!("/v1/subjects/{id}/break-glass"), reason).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_support_agent_signs_in_in_chromium() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let ready = Path::new("/usr/bin/chromium").exists() && browser_dir.join("node_modules/playwright-core").is_dir();
+    if !ready {
+        assert!(
+            std::env::var_os("CANDOR_BROWSER_TESTS").is_none(),
+            "CANDOR_BROWSER_TESTS is set but Chromium or tests/browser/node_modules is missing"
+        );
+        eprintln!(
+            "SKIPPED: the staff sign-in browser test needs /usr/bin/chromium and `npm ci --prefix tests/browser`"
+        );
+        return;
+    }
+    let secret = "test-client-secret-0b77d2";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let (url, subject) = (server.url.clone(), id.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(browser_dir.join("staff.mjs"))
+            .args([url.as_str(), subject.as_str(), shots.to_str().unwrap()])
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "browser checks failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ok - after signing out the API refuses (401)"), "{stdout}");
+
+    // The browser's read is logged under the person's pseudonym, with the role.
+    let entries = log_entries(&server, &install.admin_token).await;
+    assert!(entries.iter().any(|e| e["action"] == "subject.read"
+        && e["actor"]["role"] == "support_agent"
+        && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))));
 }
