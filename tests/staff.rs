@@ -636,6 +636,11 @@ async fn stronger_powers_need_a_recent_multi_factor_sign_in() {
     assert!(message.contains("/console/sign-in?reauth=1"), "the message links to re-authentication: {message}");
     let entries = log_entries(&server, &install.admin_token).await;
     assert!(!entries.iter().any(|e| e["action"] == "override.open"), "nothing was opened");
+    let refused =
+        entries.iter().find(|e| e["detail"] == "reauthentication_required:break_glass").expect("the refusal is logged");
+    assert_eq!((refused["action"].as_str(), refused["decision"].as_str()), (Some("access.denied"), Some("denied")));
+    assert!(refused["actor"]["token"].as_str().unwrap().starts_with("staff:stf_"), "{refused}");
+    assert_eq!(refused["subjects"], json!([id]), "logged against the customer, as every refusal is");
     let password_only = alice.cookie("candor_staff").unwrap().clone();
 
     // The link asks the provider for a fresh sign-in with the multi-factor class; the provider

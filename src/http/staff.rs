@@ -165,6 +165,12 @@ pub async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option
             let now = crate::clock::now_millis().div_euclid(1000);
             if !policy.allows(power, proof.multi_factor, proof.auth_time, now) {
                 tracing::warn!(pseudonym = %session.pseudonym, power = power.name(), "a staff session lacked the sign-in this power needs");
+                let subject = route
+                    .starts_with("/v1/subjects/{id}")
+                    .then(|| parts.uri.path().split('/').nth(3).and_then(candor_core::SubjectId::parse))
+                    .flatten();
+                let who = staff_principal(&session.pseudonym, &session.role);
+                state.vault.log_reauthentication_required(&who, power.name(), subject).await?;
                 return Err(reauthentication_required(power, policy.max_age_minutes));
             }
         }

@@ -142,6 +142,24 @@ impl Vault {
         Ok(found)
     }
 
+    /// Logs that a signed-in person was refused `power` for want of a recent multi-factor
+    /// sign-in (`access.denied`, detail `reauthentication_required:<power>`), against the
+    /// customer the call names, if any — as every refusal is.
+    pub async fn log_reauthentication_required(
+        &self,
+        who: &Principal,
+        power: &str,
+        subject: Option<candor_core::SubjectId>,
+    ) -> Result<(), VaultError> {
+        let record = Audit::new(who, "access.denied")
+            .subjects(subject.as_slice())
+            .decision("denied")
+            .detail(format!("reauthentication_required:{power}"))
+            .record();
+        self.store.append_log(vec![record]).await?;
+        Ok(())
+    }
+
     /// Ends a staff session (sign-out); logged.
     pub async fn end_staff_session(&self, session: &StaffSession) -> Result<(), VaultError> {
         let log = Audit::new(&staff_principal(&session.pseudonym, &session.role), "staff.sign_out")
