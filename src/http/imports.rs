@@ -68,7 +68,8 @@ fn format_of(headers: &HeaderMap) -> Option<Format> {
 /// consent columns become consent records with their evidence (method `import`).
 #[utoipa::path(post, path = "/v1/imports", tag = "imports",
     params(("Candor-Purpose" = String, Header, description = "The purpose the data was collected for (customers are created under it)"), ImportParams),
-    request_body(content = String, description = "The file: CSV with a header line, or JSON Lines", content_type = "text/csv"),
+    // Any text is a file (its problems are what the report lists), so the schema is left open.
+    request_body(content = serde_json::Value, description = "The file: CSV with a header line, or JSON Lines (any text; its problems are what the report lists)", content_type = "text/csv"),
     responses(
         (status = 200, description = "The report (with `outcome` unless `dry_run`)", body = Report),
         (status = 403, description = "`purpose_not_allowed`, `consent_required` (a consent-based purpose), `field_not_allowed` (the role may not write a required field, or look up the unique one), `consent_recording_not_allowed` (consent columns without the `record_consent` power), `policy_forbids`", body = ErrorBody),
