@@ -226,16 +226,21 @@ impl AppState {
 
     /// The session secret the request's cookie carries.
     fn session_secret(&self, headers: &HeaderMap) -> Option<Zeroizing<String>> {
-        let name = self.cookie_name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, v)| *k == name && !v.is_empty())
-            .map(|(_, v)| Zeroizing::new(v.to_string()))
+        cookie_value(headers, self.cookie_name())
     }
+}
+
+/// The value of the (non-empty) cookie `name` among the request's `Cookie` headers: the one
+/// place cookies are read, for customers' and staff sessions alike.
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<Zeroizing<String>> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| Zeroizing::new(v.to_string()))
 }
 
 /// A signed-in customer, from the session cookie. Pages that need one do not compile without it;

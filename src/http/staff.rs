@@ -111,14 +111,7 @@ impl AppState {
             (true, false) => FLOW_COOKIE,
             (true, true) => SECURE_FLOW_COOKIE,
         };
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, v)| *k == name && !v.is_empty())
-            .map(|(_, v)| Zeroizing::new(v.to_string()))
+        super::sign_in::cookie_value(headers, name)
     }
 }
 
