@@ -123,6 +123,17 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8750); port 0 picks a free port.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Sign staff in at /console through this OpenID Connect provider (its issuer URL), for
+        /// this run only; the client secret comes from CANDOR_OIDC_CLIENT_SECRET.
+        /// `scripts/quickstart-idp.sh` runs the quickstart so with the bundled test provider.
+        #[arg(long, requires = "staff_role")]
+        staff_issuer: Option<String>,
+        /// The client id Candor is registered under at that provider (default `candor`).
+        #[arg(long, requires = "staff_issuer")]
+        staff_client_id: Option<String>,
+        /// A provider group and the catalog role its members sign in as, GROUP=ROLE (repeat it).
+        #[arg(long, value_name = "GROUP=ROLE", requires = "staff_issuer")]
+        staff_role: Vec<String>,
     },
     /// Manage API tokens.
     Token {
@@ -657,7 +668,14 @@ async fn run(command: Command) -> Result<()> {
         Command::Backup { config, to } => backup::backup(&config.config, &to).await,
         Command::Restore { config, from, replace } => backup::restore(&config.config, &from, replace).await,
         Command::Copy { from, to, from_keys } => copy::run(&from, &from_keys, &to).await,
-        Command::Quickstart { dir, listen } => quickstart(dir, listen).await,
+        Command::Quickstart { dir, listen, staff_issuer, staff_client_id, staff_role } => {
+            let staff = staff_issuer.map(|issuer| QuickstartStaff {
+                issuer,
+                client_id: staff_client_id.unwrap_or_else(|| "candor".into()),
+                roles: staff_role,
+            });
+            quickstart(dir, listen, staff).await
+        }
         Command::Token { command: TokenCommand::Create { config, role, description, expires } } => {
             let expires_at = expires.as_deref().map(expiry_from_now).transpose()?;
             let (_, vault) = install::open(&config.config).await?;
@@ -1007,8 +1025,22 @@ impl Drop for TemporaryInstallation {
     }
 }
 
-async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<()> {
+/// `candor quickstart --staff-issuer`: staff sign-in for this run only.
+struct QuickstartStaff {
+    issuer: String,
+    client_id: String,
+    roles: Vec<String>,
+}
+
+async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>, staff: Option<QuickstartStaff>) -> Result<()> {
     harden();
+    // Checked before anything is created, like the port.
+    if staff.is_some() && std::env::var_os(staff::CLIENT_SECRET_ENV).is_none() {
+        anyhow::bail!(
+            "--staff-issuer needs the client secret the provider gave Candor in {}",
+            staff::CLIENT_SECRET_ENV
+        );
+    }
     let (dir, _temporary) = match dir {
         Some(d) => (d, None),
         None => {
@@ -1026,7 +1058,10 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
     };
     let fresh = !config_path.exists();
     let admin_token = if fresh { Some(install::init(&dir, None).await?.admin_token) } else { None };
-    let (config, vault) = install::open(&config_path).await?;
+    let (mut config, vault) = install::open(&config_path).await?;
+    if let Some(s) = &staff {
+        config.staff = Some(staff::StaffConfig::from_arguments(&config_path, &s.issuer, &s.client_id, &s.roles)?);
+    }
     let demo_ids = if fresh { demo::seed(&vault).await? } else { Vec::new() };
     let backend = vault.create_token("shop_backend", "quickstart", None).await?;
     let support = vault.create_token("support_agent", "quickstart", None).await?;
@@ -1067,6 +1102,9 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<
         println!("  curl -s {url}/v1/catalog -H 'Authorization: Bearer {}'", support.as_str());
         println!("  OpenAPI: {url}/openapi.json");
         println!("  Privacy notice: {url}/privacy");
+        if let Some(s) = &staff {
+            println!("  Staff console: {url}/console (signs in at {}; for this run only)", s.issuer);
+        }
         if let (Some(secret), Some(id)) = (&sign_in, demo_ids.first()) {
             println!(
                 "  Ada's privacy center (one-time link, valid {link_minutes} minutes): {url}/privacy/sign-in/{}",

@@ -519,6 +519,80 @@ async fn people_without_one_role_and_tampered_answers_are_refused() {
         )
         .await;
     assert!(refused(&a), "{}", a.body);
+
+    // An ID token already expired by Candor's clock (the provider's last an hour; Candor's clock
+    // is moved two hours on, the provider's is not) is refused: expiry is Candor's clock's call.
+    install.advance_clock(Duration::from_secs(2 * 3600));
+    let a = Browser::new().sign_in(&candor_url, &op.issuer, "alice").await;
+    assert!(refused(&a) && a.body.contains("expired"), "{}", a.body);
+}
+
+/// `candor quickstart --staff-issuer` (what `scripts/quickstart-idp.sh` runs with this very
+/// provider): the demo installation signs staff in through the provider, for that run only.
+#[tokio::test]
+async fn the_quickstart_signs_staff_in_through_the_bundled_provider() {
+    let secret = "test-client-secret-5e1a70";
+    let Some(op) = Provider::start(secret) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = |with_secret: bool| {
+        let mut command = Command::new(common::BIN);
+        command
+            .args(["quickstart", "--dir", "qs", "--listen", "127.0.0.1:0", "--staff-issuer", &op.issuer])
+            .args(["--staff-role", "support-team=support_agent", "--staff-role", "privacy-team=privacy_team"])
+            .current_dir(dir.path())
+            .env_remove("CANDOR_OIDC_CLIENT_SECRET");
+        if with_secret {
+            command.env("CANDOR_OIDC_CLIENT_SECRET", secret);
+        }
+        command
+    };
+    // Without the client secret: refused before anything is created.
+    let out = quickstart(false).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CANDOR_OIDC_CLIENT_SECRET"));
+    assert!(!dir.path().join("qs").exists(), "nothing is created");
+
+    let mut child = quickstart(true).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("listening on ");
+            seen.push(line);
+            if done {
+                let _ = tx.send(seen.clone());
+            }
+        }
+    });
+    let lines = rx.recv_timeout(Duration::from_secs(120)).expect("quickstart starts");
+    let _stop = KillOnDrop(child);
+    let url = lines.iter().find_map(|l| l.strip_prefix("listening on ")).unwrap().trim().to_string();
+    assert!(lines.iter().any(|l| l.contains(&format!("{url}/console")) && l.contains(&op.issuer)), "{lines:#?}");
+
+    // Alice (support-team) signs in as a support agent and reads a demo customer.
+    let mut alice = Browser::new();
+    let a = alice.sign_in(&url, &op.issuer, "alice").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let console = alice.get(&format!("{url}/console")).await;
+    assert_eq!(between(&console.body, "id=\"role\">", "<"), "support_agent");
+    let (status, found) =
+        alice.api(reqwest::Method::GET, &format!("{url}/v1/subjects?email=ada@example.com"), &[], None).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["ids"].as_array().map(Vec::len), Some(1), "{found}");
+    // Bob's group maps to no role.
+    let a = Browser::new().sign_in(&url, &op.issuer, "bob").await;
+    assert_eq!(a.status, 403, "{}", a.body);
+}
+
+/// Kills a child process when dropped (a failed assertion must not leave a server running).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test]

@@ -262,6 +262,26 @@ impl StaffConfig {
         }))
     }
 
+    /// Staff sign-in given on the command line (`candor quickstart --staff-issuer`), held to
+    /// the same rules as `[staff]` in `candor.toml`; `roles` are `GROUP=ROLE`. Files (the
+    /// pseudonym key) are where that config would put them.
+    pub fn from_arguments(config_path: &Path, issuer: &str, client_id: &str, roles: &[String]) -> Result<Self> {
+        let quoted = |s: &str| toml::Value::String(s.trim().to_string()).to_string();
+        let mut text = format!("[oidc]\nissuer = {}\nclient_id = {}\n[roles]\n", quoted(issuer), quoted(client_id));
+        for pair in roles {
+            let Some((group, role)) = pair.split_once('=') else {
+                bail!("--staff-role `{pair}`: write GROUP=ROLE, for example support-team=support_agent");
+            };
+            text.push_str(&format!("{} = {}\n", quoted(group), quoted(role)));
+        }
+        let raw: RawStaff = toml::from_str(&text).map_err(|e| anyhow::anyhow!("--staff-role: {}", e.message()))?;
+        let dir = config_path.parent().unwrap_or(Path::new("."));
+        match Self::from_raw(Some(raw), Path::new("the command line"), |p| dir.join(p))? {
+            Some(config) => Ok(config),
+            None => bail!("--staff-issuer: no staff sign-in was given"),
+        }
+    }
+
     /// Checks `[staff.roles]` against the catalog: every role exists and may be held by a person.
     pub fn check_roles(&self, catalog: &candor_core::catalog::Catalog) -> Result<()> {
         use candor_core::catalog::{ADMIN_ROLE, CUSTOMER_ROLE, SYSTEM_ROLE};
@@ -377,6 +397,26 @@ mod tests {
         assert!(bad("[require_mfa]\npowers = [\"staff_whois\"]").contains("Candor token"));
         assert!(bad("[require_mfa]\npowers = [\"fly\"]").contains("break_glass, erase"));
         assert!(bad("[require_mfa]\npowers = []\nmax_age_minutes = 0").contains("max_age_minutes"));
+    }
+
+    #[test]
+    fn command_line_settings_follow_the_config_rules() {
+        let path = Path::new("/srv/candor/candor.toml");
+        let roles = ["support-team=support_agent".to_string(), " privacy team = privacy_team".to_string()];
+        let c = StaffConfig::from_arguments(path, "http://127.0.0.1:4000", "candor", &roles).unwrap();
+        assert_eq!(c.role_for(&["privacy team".into()]), Ok("privacy_team".into()));
+        assert_eq!(c.role_for(&["support-team".into()]), Ok("support_agent".into()));
+        assert_eq!(c.key_file, Path::new("/srv/candor/keys/staff.key"));
+        let err = |issuer: &str, roles: &[&str]| {
+            let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+            StaffConfig::from_arguments(path, issuer, "candor", &roles).unwrap_err().to_string()
+        };
+        assert!(err("http://i", &["support"]).contains("GROUP=ROLE"));
+        assert!(err("idp.example", &["a=b"]).contains("issuer"));
+        assert!(err("http://i", &[]).contains("[staff.roles]"));
+        // A quote or newline in an argument is a value, never more TOML.
+        let c = StaffConfig::from_arguments(path, "http://i", "c\"\n[x]", &["a\"=b".to_string()]).unwrap();
+        assert_eq!((c.client_id.as_str(), c.role_for(&["a\"".into()])), ("c\"\n[x]", Ok("b".into())));
     }
 
     #[test]

@@ -215,7 +215,9 @@ impl RelyingParty {
         let id_token = response.id_token().ok_or_else(|| SignInError::Invalid("no ID token in the answer".into()))?;
         let nonce = Nonce::new(derive_flow_value(flow, "nonce").to_string());
         let verify = |client: &CoreClient<_, _, _, _, _, _>| {
-            let verifier = client.id_token_verifier().set_allowed_algs(ALGORITHMS);
+            // Expiry and issue time against Candor's clock (the one every deadline uses), not
+            // the library's own reading of the system clock.
+            let verifier = client.id_token_verifier().set_allowed_algs(ALGORITHMS).set_time_fn(candor_now);
             id_token.claims(&verifier, &nonce).map(|c| (c.issuer().to_string(), c.subject().to_string())).map_err(|e| {
                 (matches!(e, openidconnect::ClaimsVerificationError::SignatureVerification(_)), describe(&e))
             })
@@ -242,6 +244,13 @@ impl RelyingParty {
             auth_time: payload.get("auth_time").and_then(|v| v.as_i64()),
         })
     }
+}
+
+/// Candor's clock as `openidconnect` reads time.
+fn candor_now() -> chrono::DateTime<chrono::Utc> {
+    // Out of range cannot happen; if it did, every token would count as expired (fail closed).
+    chrono::DateTime::from_timestamp_millis(crate::clock::now_millis())
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 /// The string values of `claim` in a compact JWT's payload (a list of strings or one string;

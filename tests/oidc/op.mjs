@@ -1,6 +1,6 @@
 // A real, certified OpenID Provider (oidc-provider) on loopback for Candor's staff sign-in
-// tests. Usage: node op.mjs <client_secret>. Prints `issuer: <url>` once it
-// listens. Its own development login form accepts any password; the accounts below decide the
+// tests, and of `scripts/quickstart-idp.sh`. Usage: node op.mjs <client_secret> [--demo]
+// (--demo: without the /__test/ routes below). Prints `issuer: <url>` once it listens. Its own development login form accepts any password; the accounts below decide the
 // `groups` claim. `/__test/tamper?mode=payload|none|off` makes the token endpoint's ID tokens
 // arrive altered (a changed claim under the provider's signature, or `alg: none` unsigned), as
 // an attacker on the path would send them.
@@ -22,6 +22,8 @@ import * as jose from 'jose';
 import Provider from 'oidc-provider';
 
 const [clientSecret] = process.argv.slice(2);
+// `--demo` (scripts/quickstart-idp.sh): the same provider without its /__test/ routes.
+const demo = process.argv.includes('--demo');
 const ACCOUNTS = {
   alice: { groups: ['support-team'], email: 'alice.agent@staff.example' },
   bob: { groups: ['sales'], email: 'bob@staff.example' },
@@ -110,6 +112,10 @@ const provider = new Provider(issuer, {
 let tamper = 'off';
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
 provider.use(async (ctx, next) => {
+  if (demo && ctx.path.startsWith('/__test/')) {
+    ctx.status = 404;
+    return;
+  }
   if (ctx.path === '/__test/tamper') {
     tamper = ctx.query.mode;
     ctx.body = { tamper };
