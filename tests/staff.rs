@@ -161,6 +161,12 @@ impl Browser {
         self.send(r).await
     }
 
+    /// Submits a form (as a page of the console would).
+    async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> Answer {
+        let r = self.http.post(url).form(fields);
+        self.send(r).await
+    }
+
     /// Signs `login` in: Candor's sign-in, the provider's own login form, back to Candor's
     /// callback. `auth` may change the authorization URL, `back` the callback URL, on the way.
     async fn sign_in_with(
@@ -585,6 +591,134 @@ async fn the_quickstart_signs_staff_in_through_the_bundled_provider() {
     assert_eq!(a.status, 403, "{}", a.body);
 }
 
+/// The staff console's first job (issue 23 §1): a support agent finds a customer under a
+/// purpose they choose, sees the record as their role may (masked fields marked), corrects a
+/// field and opens break-glass with a reason — each through the vault's operations, logged
+/// exactly as the API calls are, under the person's pseudonym.
+#[tokio::test]
+async fn a_support_agent_serves_a_customer_in_the_console() {
+    let secret = "test-client-secret-c0501e";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let url = server.url.clone();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // Not signed in: the console's pages say so and show nothing.
+    let mut stranger = Browser::new();
+    let a = stranger.get(&format!("{url}/console/customers/{id}?purpose=customer_support")).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(!a.body.contains("Lovelace"));
+
+    let mut alice = Browser::new();
+    assert_eq!(alice.sign_in(&url, &op.issuer, "alice").await.status, 200);
+    let form = alice.get(&format!("{url}/console/customers")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("value=\"customer_support\""), "{}", form.body);
+    assert!(!form.body.contains("value=\"marketing\""), "only the role's purposes are offered");
+    let csrf = between(&form.body, "name=\"csrf\" value=\"", "\"").to_string();
+
+    // Find by e-mail under customer_support: the record opens; its address holds no value.
+    let found = alice
+        .post_form(
+            &format!("{url}/console/customers/find"),
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("field", "email"), ("value", "ada@example.com")],
+        )
+        .await;
+    assert_eq!(found.status, 303, "{}", found.body);
+    let record = found.location.unwrap();
+    assert_eq!(record, format!("/console/customers/{id}?purpose=customer_support"));
+    let page = alice.get(&format!("{url}{record}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Ada Lovelace") && page.body.contains("customer_support"), "{}", page.body);
+    let phone_row = between(&page.body, "data-field=\"phone\">", "</tr>").to_string();
+    assert!(phone_row.contains("masked") && !phone_row.contains("2079460000"), "{phone_row}");
+    assert!(!page.body.contains("id=\"break-glass\""));
+
+    // Refusals: a purpose the role does not act under, a form without the session's token,
+    // a lookup value the field cannot hold.
+    let a = alice
+        .post_form(
+            &format!("{url}/console/customers/find"),
+            &[("csrf", &csrf), ("purpose", "marketing"), ("field", "email"), ("value", "ada@example.com")],
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(!a.body.contains(&id));
+    let a = alice
+        .post_form(
+            &format!("{url}/console/customers/find"),
+            &[("csrf", "forged"), ("purpose", "customer_support"), ("field", "email"), ("value", "ada@example.com")],
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("csrf_token_required"), "{}", a.body);
+    let a = alice.get(&format!("{url}/console/customers/{id}?purpose=marketing")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(!a.body.contains("Lovelace"));
+
+    // Correct the name; the page says so and shows the new value.
+    let a = alice
+        .post_form(
+            &format!("{url}/console/customers/{id}/correct"),
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("field", "full_name"), ("value", "Ada King")],
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let page = alice.get(&format!("{url}{}", a.location.unwrap())).await;
+    assert!(page.body.contains("id=\"done\"") && page.body.contains("Ada King"), "{}", page.body);
+
+    // Break-glass: refused without a proper reason, then open with one; the banner shows until when.
+    let a = alice
+        .post_form(
+            &format!("{url}/console/customers/{id}/break-glass"),
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("reason", "urgent")],
+        )
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let a = alice
+        .post_form(
+            &format!("{url}/console/customers/{id}/break-glass"),
+            &[
+                ("csrf", &csrf),
+                ("purpose", "customer_support"),
+                ("reason", "The customer is on the phone and the courier needs the full number to deliver today"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let page = alice.get(&format!("{url}{}", a.location.unwrap())).await;
+    assert!(page.body.contains("id=\"break-glass\""), "{}", page.body);
+    let phone_row = between(&page.body, "data-field=\"phone\">", "</tr>").to_string();
+    assert!(phone_row.contains("+442079460000") && phone_row.contains("in full"), "{phone_row}");
+    assert!(!page.body.contains("Open break-glass"), "no second override while one is open");
+
+    // Every step is in the log under Alice's pseudonym and role, as the API's calls would be.
+    let entries = log_entries(&server, &install.admin_token).await;
+    let by_alice = |action: &str, decision: Option<&str>| {
+        entries.iter().any(|e| {
+            e["action"] == action
+                && e["actor"]["role"] == "support_agent"
+                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
+                && decision.is_none_or(|d| e["decision"] == d)
+        })
+    };
+    assert!(by_alice("subject.lookup", None), "{entries:#?}");
+    assert!(by_alice("subject.read", Some("masked")));
+    assert!(by_alice("subject.read", Some("break_glass")));
+    assert!(by_alice("subject.correct", None));
+    assert!(by_alice("break_glass.open", Some("break_glass")));
+    assert!(by_alice("access.denied", None), "the marketing read is a logged refusal");
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(!text.contains("Lovelace") && !text.contains("ada@example.com") && !text.contains("courier"));
+}
+
 /// Kills a child process when dropped (a failed assertion must not leave a server running).
 struct KillOnDrop(Child);
 
@@ -715,6 +849,22 @@ async fn stronger_powers_need_a_recent_multi_factor_sign_in() {
     assert_eq!((refused["action"].as_str(), refused["decision"].as_str()), (Some("access.denied"), Some("denied")));
     assert!(refused["actor"]["token"].as_str().unwrap().starts_with("staff:stf_"), "{refused}");
     assert_eq!(refused["subjects"], json!([id]), "logged against the customer, as every refusal is");
+    // The console's break-glass form is held to the same rule (no second way round it).
+    let a = alice
+        .post_form(
+            &format!("{candor_url}/console/customers/{id}/break-glass"),
+            &[
+                ("csrf", &csrf),
+                ("purpose", "customer_support"),
+                ("reason", "Caller locked out after a SIM swap, verifying identity"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("reauthentication_required") && a.body.contains("/console/sign-in?reauth=1"), "{}", a.body);
+    let entries = log_entries(&server, &install.admin_token).await;
+    assert_eq!(entries.iter().filter(|e| e["detail"] == "reauthentication_required:break_glass").count(), 2);
+    assert!(!entries.iter().any(|e| e["action"] == "break_glass.open"), "nothing was opened");
     let password_only = alice.cookie("candor_staff").unwrap().clone();
 
     // The link asks the provider for a fresh sign-in with the multi-factor class; the provider

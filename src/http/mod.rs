@@ -7,6 +7,7 @@ mod center;
 pub mod client;
 pub mod conn;
 mod consents;
+mod console;
 pub mod error;
 pub mod extract;
 mod grants;
@@ -147,6 +148,11 @@ pub fn router(state: AppState) -> Router {
         .route("/console/sign-in", get(staff::start))
         .route("/console/callback", get(staff::callback))
         .route("/console/sign-out", post(staff::sign_out))
+        .route("/console/customers", get(console::find_form))
+        .route("/console/customers/find", post(console::find))
+        .route("/console/customers/{id}", get(console::record))
+        .route("/console/customers/{id}/correct", post(console::correct))
+        .route("/console/customers/{id}/break-glass", post(console::break_glass))
         .route("/v1/messages", post(messages::register))
         .route("/v1/recipients", get(grants::recipients))
         .route("/v1/grants", post(grants::create))

@@ -120,6 +120,17 @@ impl AppState {
 /// both a bearer token and the cookie (which would count is ambiguous), one from another site,
 /// and one that changes something without the session's `Candor-CSRF` token.
 pub async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    session_principal_with(parts, state, sent).await
+}
+
+/// [`session_principal`] with the anti-forgery token the request `sent` (the API's
+/// `Candor-CSRF` header, or a console form's `csrf` field).
+pub async fn session_principal_with(
+    parts: &Parts,
+    state: &AppState,
+    sent: Option<&str>,
+) -> Result<Option<Principal>, ApiError> {
     let Some(staff) = state.staff() else { return Ok(None) };
     let Some(secret) = state.staff_cookie_value(staff, &parts.headers, false) else { return Ok(None) };
     if parts.headers.contains_key(header::AUTHORIZATION) {
@@ -138,17 +149,14 @@ pub async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option
         ));
     }
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
-        let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if !sent.is_some_and(|t| secrets_match(t, &csrf_token(&secret))) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf_token_required",
-                "a call that changes something with a staff session must carry the session's token in the \
-                 Candor-CSRF header (shown on /console)",
-            )
-            .with_field("Candor-CSRF"));
-        }
+    if !safe && !sent.is_some_and(|t| secrets_match(t, &csrf_token(&secret))) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_token_required",
+            "a call that changes something with a staff session must carry the session's token in the \
+             Candor-CSRF header (shown on /console), or a console form its csrf field",
+        )
+        .with_field("Candor-CSRF"));
     }
     let session = state.vault.staff_session(&secret, staff.times).await?;
     if let Some(policy) = &staff.rp.config().require_mfa {
@@ -158,8 +166,8 @@ pub async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option
             let now = crate::clock::now_millis().div_euclid(1000);
             if !policy.allows(power, proof.multi_factor, proof.auth_time, now) {
                 tracing::warn!(pseudonym = %session.pseudonym, power = power.name(), "a staff session lacked the sign-in this power needs");
-                let subject = route
-                    .starts_with("/v1/subjects/{id}")
+                // `/v1/subjects/{id}…` and `/console/customers/{id}…`: the id is the third segment.
+                let subject = (route.starts_with("/v1/subjects/{id}") || route.starts_with("/console/customers/{id}"))
                     .then(|| parts.uri.path().split('/').nth(3).and_then(candor_core::SubjectId::parse))
                     .flatten();
                 let who = staff_principal(&session.pseudonym, &session.role);
@@ -169,6 +177,12 @@ pub async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option
         }
     }
     Ok(Some(staff_principal(&session.pseudonym, &session.role)))
+}
+
+/// The anti-forgery token console forms carry for the request's staff session, if it has one.
+pub fn console_csrf(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let staff = state.staff()?;
+    state.staff_cookie_value(staff, headers, false).map(|secret| csrf_token(&secret))
 }
 
 /// The service a bearer token names when it is an access token (JWT) from the company's

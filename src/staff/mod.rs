@@ -107,7 +107,7 @@ impl Power {
     /// The power an API call uses, from its method and route (`None`: none guarded here).
     pub fn of_route(method: &str, route: &str) -> Option<Power> {
         Some(match (method, route) {
-            ("POST", "/v1/subjects/{id}/break-glass") => Power::BreakGlass,
+            ("POST", "/v1/subjects/{id}/break-glass" | "/console/customers/{id}/break-glass") => Power::BreakGlass,
             ("DELETE", "/v1/subjects/{id}") => Power::Erase,
             ("GET", "/v1/subjects/{id}/export") => Power::Export,
             ("POST", "/v1/grants") => Power::Share,

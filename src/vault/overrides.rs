@@ -46,6 +46,25 @@ impl Vault {
         Ok(situation)
     }
 
+    /// Until when the caller's open override unmasks customer `id` under the caller's purpose
+    /// (`None`: none is open). Times only; the reason stays sealed.
+    pub async fn break_glass_until(&self, auth: &Authorized, id: SubjectId) -> Result<Option<i64>, VaultError> {
+        let now = now_millis();
+        Ok(self
+            .store
+            .break_glass_for(id)
+            .await?
+            .into_iter()
+            .filter(|b| {
+                b.token_id == auth.principal.token_id
+                    && b.purpose == auth.purpose.as_str()
+                    && b.opened_at <= now
+                    && now < b.expires_at
+            })
+            .map(|b| b.expires_at)
+            .max())
+    }
+
     /// Opens an override for customer `id`, for the caller's token and purpose, lasting the
     /// configured time.
     pub async fn open_break_glass(
