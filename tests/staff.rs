@@ -719,6 +719,82 @@ async fn a_support_agent_serves_a_customer_in_the_console() {
     assert!(!text.contains("Lovelace") && !text.contains("ada@example.com") && !text.contains("courier"));
 }
 
+/// The console's request queue (issue 23 §2, first part): a privacy officer sees open requests
+/// with their legal deadlines, overdue first, duplicates flagged, and closes one — logged as
+/// the API's `request.list` and `request.close` under her pseudonym. A role that answers no
+/// requests gets 403 there and no link to it.
+#[tokio::test]
+async fn a_privacy_officer_works_the_request_queue_in_the_console() {
+    let secret = "test-client-secret-9a7e44";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let url = server.url.clone();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ada = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let bob = backend.create(json!({"email": "bob@example.com", "full_name": "Bob Builder"})).await;
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let received = |days_ago: i64| {
+        let t = std::time::SystemTime::now() - Duration::from_secs(days_ago as u64 * 86_400);
+        let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        jiff::Timestamp::from_second(secs).unwrap().to_string()
+    };
+    let mut opened = Vec::new();
+    for (subject, kind, days_ago) in [(&ada, "access", 2), (&bob, "erasure", 40), (&ada, "access", 1)] {
+        let r = privacy
+            .post("/v1/requests", json!({"subject_id": subject, "kind": kind, "received_at": received(days_ago)}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        opened.push(r.body["id"].as_str().unwrap().to_string());
+    }
+
+    let mut dora = Browser::new();
+    assert_eq!(dora.sign_in(&url, &op.issuer, "dora").await.status, 200);
+    let queue = dora.get(&format!("{url}/console/requests")).await;
+    assert_eq!(queue.status, 200, "{}", queue.body);
+    // Overdue first (Bob's erasure, received 40 days ago), marked; Ada's two access requests flagged.
+    let rows: Vec<&str> = queue.body.split("<tr data-request=\"").skip(1).collect();
+    assert_eq!(rows.len(), 3, "{}", queue.body);
+    assert!(rows[0].starts_with(&opened[1]) && rows[0].contains("class=\"alert\"") && rows[0].contains("overdue by"));
+    assert!(rows[1..].iter().all(|r| r.contains("duplicate") && r.contains("days left")), "{rows:#?}");
+    assert!(queue.body.contains("href=\"/console/requests\""), "the menu links the queue for her role");
+    let csrf = between(&queue.body, "name=\"csrf\" value=\"", "\"").to_string();
+
+    // Close Bob's as completed: the queue shows the two left.
+    let closed = dora
+        .post_form(&format!("{url}/console/requests/{}/close", opened[1]), &[("csrf", &csrf), ("status", "completed")])
+        .await;
+    assert_eq!(closed.status, 303, "{}", closed.body);
+    let queue = dora.get(&format!("{url}{}", closed.location.unwrap())).await;
+    assert!(queue.body.contains("id=\"done\"") && !queue.body.contains(&opened[1]), "{}", queue.body);
+    // Without the session's token, or with a status that is not one: refused.
+    let a = dora.post_form(&format!("{url}/console/requests/{}/close", opened[0]), &[("status", "completed")]).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = dora
+        .post_form(&format!("{url}/console/requests/{}/close", opened[0]), &[("csrf", &csrf), ("status", "lost")])
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+
+    // A support agent answers no requests: 403 there, and no link to it.
+    let mut alice = Browser::new();
+    assert_eq!(alice.sign_in(&url, &op.issuer, "alice").await.status, 200);
+    let a = alice.get(&format!("{url}/console/requests")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(!a.body.contains(&ada) && !a.body.contains("href=\"/console/requests\""), "{}", a.body);
+    let find = alice.get(&format!("{url}/console/customers")).await;
+    assert!(!find.body.contains("href=\"/console/requests\""));
+
+    let entries = log_entries(&server, &install.admin_token).await;
+    let by_dora = |action: &str| {
+        entries.iter().any(|e| {
+            e["action"] == action
+                && e["actor"]["role"] == "privacy_team"
+                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
+        })
+    };
+    assert!(by_dora("request.list") && by_dora("request.close"), "{entries:#?}");
+}
+
 /// Kills a child process when dropped (a failed assertion must not leave a server running).
 struct KillOnDrop(Child);
 

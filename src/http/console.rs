@@ -34,6 +34,8 @@ use crate::vault::{Authorized, Principal, SubjectView};
 pub struct Person {
     pub role: String,
     pub csrf: String,
+    /// Whether the role answers privacy requests (the menu links the queue only then).
+    pub handles_requests: bool,
 }
 
 /// One purpose the person's role acts under, as the purpose menu offers it.
@@ -85,6 +87,28 @@ struct MessagePage {
     link: Option<(String, String)>,
 }
 
+// What the console's menu offers: a page the role would be refused is not linked.
+impl FindPage {
+    fn requests_link(&self) -> bool {
+        self.person.handles_requests
+    }
+}
+impl CustomerPage {
+    fn requests_link(&self) -> bool {
+        self.person.handles_requests
+    }
+}
+impl RequestsPage {
+    fn requests_link(&self) -> bool {
+        self.person.handles_requests
+    }
+}
+impl MessagePage {
+    fn requests_link(&self) -> bool {
+        self.person.as_ref().is_some_and(|p| p.handles_requests)
+    }
+}
+
 fn brand(state: &AppState) -> String {
     state.vault.catalog().organisation.name.clone()
 }
@@ -122,7 +146,8 @@ async fn person(state: &AppState, parts: &Parts, csrf: Option<&str>) -> Result<(
         Err(e) => return Err(refused(state, None, e, None)),
     };
     let csrf = super::staff::console_csrf(state, &parts.headers).unwrap_or_default();
-    let person = Person { role: principal.role.clone(), csrf };
+    let handles_requests = requests_purpose(state, &principal.role).is_some();
+    let person = Person { role: principal.role.clone(), csrf, handles_requests };
     let client = parts.extensions.get::<super::client::ClientIp>().copied();
     let origin = client.and_then(|c| state.caller_origin(c));
     let principal = Principal { origin, ..principal };
@@ -412,5 +437,176 @@ pub async fn break_glass(
     match state.vault.open_break_glass(&auth, id, field(&form, "reason")).await {
         Ok(_) => Redirect::to(&record_path(id, auth.purpose.as_str(), Some("break_glass"))).into_response(),
         Err(e) => refused(&state, Some(person), e.into(), back),
+    }
+}
+
+/// One open request as the queue shows it.
+struct QueuedRequest {
+    id: String,
+    subject: String,
+    kind: String,
+    received: String,
+    due: String,
+    /// "overdue by N days" or "N days left".
+    left: String,
+    overdue: bool,
+    /// Another open request of the same kind from the same customer.
+    duplicate: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console_requests.html")]
+struct RequestsPage {
+    brand: String,
+    person: Person,
+    purpose: String,
+    requests: Vec<QueuedRequest>,
+    done: Option<String>,
+}
+
+/// The purpose the role answers privacy requests under (one declared `customer_requests`).
+fn requests_purpose(state: &AppState, role: &str) -> Option<String> {
+    let catalog = state.vault.catalog();
+    let role = catalog.roles.iter().find(|r| r.id.as_str() == role)?;
+    role.purposes
+        .iter()
+        .find(|p| catalog.purposes.iter().any(|d| d.id == **p && d.customer_requests))
+        .map(|p| p.to_string())
+}
+
+/// The queue's order and flags: overdue first, then by deadline; a second open request of the
+/// same kind from the same customer is marked. `now` is Candor's clock (ms).
+fn queue(mut open: Vec<candor_store::Request>, now: i64) -> Vec<QueuedRequest> {
+    open.sort_by_key(|r| (r.due_at, r.received_at));
+    let mut seen = std::collections::HashMap::new();
+    for r in &open {
+        *seen.entry((r.subject_id.clone(), r.kind.clone())).or_insert(0u32) += 1;
+    }
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    open.into_iter()
+        .map(|r| {
+            let overdue = r.due_at <= now;
+            let left = if overdue {
+                format!("overdue by {} days", (now - r.due_at).div_euclid(DAY))
+            } else {
+                format!("{} days left", (r.due_at - now).div_euclid(DAY))
+            };
+            QueuedRequest {
+                duplicate: seen.get(&(r.subject_id.clone(), r.kind.clone())).is_some_and(|n| *n > 1),
+                id: r.id,
+                subject: r.subject_id,
+                kind: r.kind,
+                received: crate::clock::utc_second(r.received_at),
+                due: crate::clock::utc_second(r.due_at),
+                left,
+                overdue,
+            }
+        })
+        .collect()
+}
+
+/// `GET /console/requests`: the open privacy requests with their legal deadlines, overdue
+/// first — `GET /v1/requests?status=open` under the role's `customer_requests` purpose.
+pub async fn requests(
+    State(state): State<AppState>,
+    query: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
+    parts: Parts,
+) -> Response {
+    let (principal, person) = match person(&state, &parts, None).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let done = query.ok().and_then(|Query(q)| q.done).filter(|d| matches!(d.as_str(), "completed" | "rejected"));
+    let Some(purpose) = requests_purpose(&state, &person.role) else {
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "purpose_not_allowed",
+            format!("the role `{}` answers no privacy requests", person.role),
+        );
+        return refused(&state, Some(person), e, None);
+    };
+    let auth = match state.vault.authorize(principal, Some(&purpose), None).await {
+        Ok(a) => a,
+        Err(e) => return refused(&state, Some(person), e.into(), None),
+    };
+    match state.vault.list_requests(&auth, Some("open")).await {
+        Ok(open) => {
+            let requests = queue(open, crate::clock::now_millis());
+            render(StatusCode::OK, &RequestsPage { brand: brand(&state), person, purpose, requests, done })
+        }
+        Err(e) => refused(&state, Some(person), e.into(), None),
+    }
+}
+
+/// `POST /console/requests/{id}/close` (form: `csrf`, `status` completed or rejected):
+/// `PATCH /v1/requests/{id}`, same rules, same log entry.
+pub async fn close_request(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    parts: Parts,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let (principal, person) = match person(&state, &parts, field(&form, "csrf")).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let back = Some("/console/requests".to_string());
+    let Some(purpose) = requests_purpose(&state, &person.role) else {
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "purpose_not_allowed",
+            format!("the role `{}` answers no privacy requests", person.role),
+        );
+        return refused(&state, Some(person), e, None);
+    };
+    let auth = match state.vault.authorize(principal, Some(&purpose), None).await {
+        Ok(a) => a,
+        Err(e) => return refused(&state, Some(person), e.into(), back),
+    };
+    let status = field(&form, "status").unwrap_or("");
+    match state.vault.close_request(&auth, &id, status).await {
+        Ok(closed) => Redirect::to(&format!("/console/requests?done={}", closed.status)).into_response(),
+        Err(e) => refused(&state, Some(person), e.into(), back),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str, subject: &str, kind: &str, received_at: i64, due_at: i64) -> candor_store::Request {
+        candor_store::Request {
+            id: id.into(),
+            subject_id: subject.into(),
+            kind: kind.into(),
+            status: "open".into(),
+            received_at,
+            due_at,
+            created_by: "t".into(),
+            closed_at: None,
+            closed_by: None,
+        }
+    }
+
+    #[test]
+    fn the_queue_puts_overdue_requests_first_and_marks_duplicates() {
+        const DAY: i64 = 24 * 60 * 60 * 1000;
+        let now = 100 * DAY;
+        let q = queue(
+            vec![
+                request("later", "a", "access", 95 * DAY, 125 * DAY),
+                request("overdue", "b", "erasure", 60 * DAY, 90 * DAY),
+                request("again", "a", "access", 99 * DAY, 129 * DAY),
+                request("other-kind", "a", "export", 99 * DAY, 129 * DAY),
+            ],
+            now,
+        );
+        let order: Vec<&str> = q.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(order, ["overdue", "later", "again", "other-kind"]);
+        assert!(q[0].overdue && q[0].left == "overdue by 10 days");
+        assert_eq!((q[1].overdue, q[1].left.as_str()), (false, "25 days left"));
+        let dup: Vec<bool> = q.iter().map(|r| r.duplicate).collect();
+        assert_eq!(dup, [false, true, true, false]);
     }
 }
