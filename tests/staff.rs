@@ -795,6 +795,62 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
     assert!(by_dora("request.list") && by_dora("request.close"), "{entries:#?}");
 }
 
+/// The console's pages as people's browsers get them (tests/browser/pages.mjs, Debian's
+/// Chromium): without JavaScript, nothing fetched from another host, one h1, the skip link
+/// first, no sideways scrolling, and no serious or critical axe finding, at desktop and phone
+/// widths; screenshots in target/screenshots.
+#[tokio::test]
+async fn the_console_pages_pass_axe_without_script_at_both_widths() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let ready = Path::new("/usr/bin/chromium").exists() && browser_dir.join("node_modules/axe-core").is_dir();
+    if !ready {
+        assert!(
+            std::env::var_os("CANDOR_BROWSER_TESTS").is_none(),
+            "CANDOR_BROWSER_TESTS is set but Chromium or tests/browser/node_modules is missing"
+        );
+        eprintln!("SKIPPED: the console page checks need /usr/bin/chromium and `npm ci --prefix tests/browser`");
+        return;
+    }
+    let secret = "test-client-secret-77ad02";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let url = server.url.clone();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.post("/v1/requests", json!({"subject_id": id, "kind": "access"})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let record = format!("/console/customers/{id}?purpose=customer_support");
+    for (login, pages) in
+        [("alice", vec!["/console", "/console/customers", record.as_str()]), ("dora", vec!["/console/requests"])]
+    {
+        let mut person = Browser::new();
+        assert_eq!(person.sign_in(&url, &op.issuer, login).await.status, 200);
+        let cookie = format!("candor_staff={}", person.cookie("candor_staff").unwrap());
+        let (url, shots, pages2) =
+            (url.clone(), shots.clone(), pages.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        let dir = browser_dir.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(dir.join("pages.mjs"))
+                .args([url.as_str(), shots.to_str().unwrap()])
+                .args(&pages2)
+                .env("CANDOR_PAGES_COOKIE", &cookie)
+                .output()
+                .expect("run node")
+        })
+        .await
+        .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "console page checks failed for {login}:\n{stdout}\n{stderr}");
+        for page in pages {
+            assert!(stdout.contains(&format!("{page} (phone)")), "{page} checked: {stdout}");
+        }
+    }
+}
+
 /// Kills a child process when dropped (a failed assertion must not leave a server running).
 struct KillOnDrop(Child);
 
