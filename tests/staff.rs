@@ -1108,10 +1108,16 @@ async fn a_support_agent_signs_in_in_chromium() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "browser checks failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("ok - after signing out the API refuses (401)"), "{stdout}");
+    assert!(stdout.contains("ok - under break-glass the phone is shown in full"), "{stdout}");
 
-    // The browser's read is logged under the person's pseudonym, with the role.
+    // The browser's reads and changes are logged under the person's pseudonym, with the role.
     let entries = log_entries(&server, &install.admin_token).await;
-    assert!(entries.iter().any(|e| e["action"] == "subject.read"
-        && e["actor"]["role"] == "support_agent"
-        && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))));
+    for action in ["subject.read", "subject.lookup", "subject.correct", "break_glass.open"] {
+        assert!(
+            entries.iter().any(|e| e["action"] == action
+                && e["actor"]["role"] == "support_agent"
+                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))),
+            "{action}"
+        );
+    }
 }

@@ -2,7 +2,8 @@
 // test started (tests/oidc/op.mjs): open /console, follow the sign-in link, log in on the
 // provider's own form, land on the console with the role and a pseudonym (never the person's
 // name or e-mail), read a customer through the API with the browser's session cookie alone,
-// sign out, and find the link that signs out at the provider too.
+// find and serve that customer in the console (masked phone, a correction, break-glass), sign
+// out, and find the link that signs out at the provider too.
 //
 //   node staff.mjs CANDOR_URL SUBJECT_ID SCREENSHOT_DIR
 //
@@ -68,6 +69,28 @@ try {
   const read = { status: response.status(), body: await response.json() };
   check(read.status === 200 && Array.isArray(read.body.masked) && read.body.masked.includes('phone'),
     `the page reads the customer with the session (${read.status}), phone masked`);
+
+  // The console's support story, clicked through: find Ada under customer_support, see the
+  // masked phone marked, correct her name, open break-glass with a reason, see the banner.
+  await page.getByRole('link', { name: 'Find a customer' }).click();
+  await page.getByLabel(/customer_support/).check();
+  await page.selectOption('#field', 'email');
+  await page.fill('#value', 'ada@example.com');
+  await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Find' }).click()]);
+  check(page.url() === `${base}/console/customers/${subject}?purpose=customer_support`,
+    `the search opens the record, no value in its address (${page.url()})`);
+  const phoneRow = () => page.textContent('tr[data-field="phone"]');
+  check((await phoneRow()).includes('masked') && !(await phoneRow()).includes('2079460000'), 'the phone is shown masked and marked so');
+  await page.selectOption('#correct-field', 'full_name');
+  await page.fill('#correct-value', 'Ada King');
+  await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Store the correction' }).click()]);
+  check((await page.textContent('#done')).includes('correction is stored'), 'the correction is confirmed');
+  check((await page.textContent('tr[data-field="full_name"]')).includes('Ada King'), 'the record shows the corrected name');
+  await page.fill('#reason', 'The customer is on the phone and the courier needs the full number today');
+  await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Open break-glass' }).click()]);
+  check((await page.textContent('#break-glass')).includes('until'), 'a banner says until when break-glass lasts');
+  check((await phoneRow()).includes('+442079460000'), 'under break-glass the phone is shown in full');
+  await page.screenshot({ path: join(shots, 'staff-console-break-glass.png'), fullPage: true });
 
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForSelector('text=You are signed out');
