@@ -775,6 +775,21 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
         .await;
     assert_eq!(a.status, 422, "{}", a.body);
 
+    // Bob's erasure, from his record under privacy_requests: refused without the typed
+    // confirmation, then done, with the signed certificate shown; his record is gone.
+    let record = dora.get(&format!("{url}/console/customers/{bob}?purpose=privacy_requests")).await;
+    assert_eq!(record.status, 200, "{}", record.body);
+    assert!(record.body.contains("Erase this customer"), "{}", record.body);
+    let erase = format!("{url}/console/customers/{bob}/erase");
+    let a = dora.post_form(&erase, &[("csrf", &csrf), ("purpose", "privacy_requests"), ("confirm", "yes")]).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body.contains("confirmation_required"));
+    let a = dora.post_form(&erase, &[("csrf", &csrf), ("purpose", "privacy_requests"), ("confirm", "erase")]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("id=\"certificate\"") && a.body.contains("signature"), "{}", a.body);
+    let gone = dora.get(&format!("{url}/console/customers/{bob}?purpose=privacy_requests")).await;
+    assert!(matches!(gone.status, 404 | 410) && !gone.body.contains("Builder"), "{}", gone.body);
+
     // A support agent answers no requests: 403 there, and no link to it.
     let mut alice = Browser::new();
     assert_eq!(alice.sign_in(&url, &op.issuer, "alice").await.status, 200);
@@ -792,7 +807,18 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
                 && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
         })
     };
-    assert!(by_dora("request.list") && by_dora("request.close"), "{entries:#?}");
+    assert!(by_dora("request.list") && by_dora("request.close") && by_dora("subject.erase"), "{entries:#?}");
+    // Alice (support_agent, no `erase`) is offered no erasure, and a forged form is refused.
+    let record = alice.get(&format!("{url}/console/customers/{ada}?purpose=customer_support")).await;
+    assert!(record.status == 200 && !record.body.contains("Erase this customer"), "{}", record.body);
+    let csrf = between(&record.body, "name=\"csrf\" value=\"", "\"").to_string();
+    let a = alice
+        .post_form(
+            &format!("{url}/console/customers/{ada}/erase"),
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("confirm", "erase")],
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
 }
 
 /// The console's pages as people's browsers get them (tests/browser/pages.mjs, Debian's

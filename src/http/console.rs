@@ -74,6 +74,8 @@ struct CustomerPage {
     /// Until when (UTC) an open break-glass override unmasks this customer for this person.
     break_glass_until: Option<String>,
     may_break_glass: bool,
+    /// The role may erase (the catalog's `erase = true`) and acts under a customer-requests purpose.
+    may_erase: bool,
     done: Option<String>,
 }
 
@@ -337,6 +339,7 @@ fn customer_page(
         correctable,
         break_glass_until,
         may_break_glass: role.is_some_and(|r| r.break_glass) && !view.break_glass,
+        may_erase: role.is_some_and(|r| r.erase) && catalog.purpose(purpose).is_some_and(|p| p.customer_requests),
         done: done.filter(|d| matches!(d.as_str(), "corrected" | "break_glass")),
     }
 }
@@ -436,6 +439,59 @@ pub async fn break_glass(
     let back = Some(record_path(id, auth.purpose.as_str(), None));
     match state.vault.open_break_glass(&auth, id, field(&form, "reason")).await {
         Ok(_) => Redirect::to(&record_path(id, auth.purpose.as_str(), Some("break_glass"))).into_response(),
+        Err(e) => refused(&state, Some(person), e.into(), back),
+    }
+}
+
+/// The word a person types to confirm an erasure (it cannot be undone).
+const ERASE_CONFIRMATION: &str = "erase";
+
+#[derive(Template)]
+#[template(path = "console_erased.html")]
+struct ErasedPage {
+    brand: String,
+    person: Person,
+    id: String,
+    /// The signed erasure certificate, as the API returns it.
+    certificate: String,
+}
+
+impl ErasedPage {
+    fn requests_link(&self) -> bool {
+        self.person.handles_requests
+    }
+}
+
+/// `POST /console/customers/{id}/erase` (form: `csrf`, `purpose`, `confirm` = `erase`):
+/// `DELETE /v1/subjects/{id}` — same rules (the role's `erase`, a customer-requests purpose,
+/// the erasure brake, legal holds, `[staff.require_mfa]`), same log entry — and the signed
+/// certificate shown. Without the typed confirmation nothing happens.
+pub async fn erase(
+    State(state): State<AppState>,
+    axum::extract::Path(raw): axum::extract::Path<String>,
+    parts: Parts,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let (auth, person, id) = match form_context(&state, &parts, &raw, &form).await {
+        Ok(c) => c,
+        Err(page) => return page,
+    };
+    let back = Some(record_path(id, auth.purpose.as_str(), None));
+    if field(&form, "confirm").map(str::trim) != Some(ERASE_CONFIRMATION) {
+        let e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "confirmation_required",
+            format!("type `{ERASE_CONFIRMATION}` to confirm: an erasure cannot be undone"),
+        )
+        .with_field("confirm");
+        return refused(&state, Some(person), e, back);
+    }
+    match state.vault.erase_subject(&auth, id).await {
+        Ok(certificate) => {
+            let certificate = serde_json::to_string_pretty(&certificate).unwrap_or_default();
+            render(StatusCode::OK, &ErasedPage { brand: brand(&state), person, id: id.to_string(), certificate })
+        }
         Err(e) => refused(&state, Some(person), e.into(), back),
     }
 }

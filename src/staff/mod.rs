@@ -108,7 +108,7 @@ impl Power {
     pub fn of_route(method: &str, route: &str) -> Option<Power> {
         Some(match (method, route) {
             ("POST", "/v1/subjects/{id}/break-glass" | "/console/customers/{id}/break-glass") => Power::BreakGlass,
-            ("DELETE", "/v1/subjects/{id}") => Power::Erase,
+            ("DELETE", "/v1/subjects/{id}") | ("POST", "/console/customers/{id}/erase") => Power::Erase,
             ("GET", "/v1/subjects/{id}/export") => Power::Export,
             ("POST", "/v1/grants") => Power::Share,
             ("GET", "/v1/log/entries") => Power::Audit,
