@@ -797,7 +797,11 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(!a.body.contains(&ada) && !a.body.contains("href=\"/console/requests\""), "{}", a.body);
     let find = alice.get(&format!("{url}/console/customers")).await;
-    assert!(!find.body.contains("href=\"/console/requests\""));
+    assert!(!find.body.contains("href=\"/console/requests\"") && !find.body.contains("href=\"/console/log\""));
+    // Nor does she audit: the log view is refused (and the refusal logged, as the API's is).
+    let a = alice.get(&format!("{url}/console/log")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(!a.body.contains(&bob));
 
     let entries = log_entries(&server, &install.admin_token).await;
     let by_dora = |action: &str| {
@@ -808,6 +812,25 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
         })
     };
     assert!(by_dora("request.list") && by_dora("request.close") && by_dora("subject.erase"), "{entries:#?}");
+
+    // Dora's role audits (audit = true): the log view, filtered to her own pseudonym, shows
+    // her erasure; filtered by customer, the entries about Bob; the checkpoint is shown.
+    let pseudonym = entries
+        .iter()
+        .find(|e| e["action"] == "subject.erase")
+        .and_then(|e| e["actor"]["token"].as_str())
+        .unwrap()
+        .trim_start_matches("staff:")
+        .to_string();
+    let log = dora.get(&format!("{url}/console/log?actor={pseudonym}&action=subject.erase")).await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    let rows: Vec<&str> = log.body.split("<tr data-index=").skip(1).collect();
+    assert_eq!(rows.len(), 1, "{}", log.body);
+    assert!(rows[0].contains("subject.erase") && rows[0].contains(&bob), "{}", rows[0]);
+    assert!(log.body.contains("id=\"checkpoint\"") && log.body.contains("href=\"/console/log\""));
+    let about_bob = dora.get(&format!("{url}/console/log?customer={bob}")).await;
+    let rows: Vec<&str> = about_bob.body.split("<tr data-index=").skip(1).collect();
+    assert!(rows.len() >= 3 && rows.iter().all(|r| r.contains(&bob)), "{}", about_bob.body);
     // Alice (support_agent, no `erase`) is offered no erasure, and a forged form is refused.
     let record = alice.get(&format!("{url}/console/customers/{ada}?purpose=customer_support")).await;
     assert!(record.status == 200 && !record.body.contains("Erase this customer"), "{}", record.body);
@@ -849,9 +872,10 @@ async fn the_console_pages_pass_axe_without_script_at_both_widths() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     let record = format!("/console/customers/{id}?purpose=customer_support");
-    for (login, pages) in
-        [("alice", vec!["/console", "/console/customers", record.as_str()]), ("dora", vec!["/console/requests"])]
-    {
+    for (login, pages) in [
+        ("alice", vec!["/console", "/console/customers", record.as_str()]),
+        ("dora", vec!["/console/requests", "/console/log"]),
+    ] {
         let mut person = Browser::new();
         assert_eq!(person.sign_in(&url, &op.issuer, login).await.status, 200);
         let cookie = format!("candor_staff={}", person.cookie("candor_staff").unwrap());

@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/customers/{id}/break-glass", post(console::break_glass))
         .route("/console/customers/{id}/erase", post(console::erase))
         .route("/console/requests", get(console::requests))
+        .route("/console/log", get(console::log))
         .route("/console/requests/{id}/close", post(console::close_request))
         .route("/v1/messages", post(messages::register))
         .route("/v1/recipients", get(grants::recipients))

@@ -97,6 +97,16 @@ impl Vault {
         self.gate(auth, id, situation, action).await.map(drop)
     }
 
+    /// Whether `role` may read the whole log (the admin, or `audit = true` in the catalog).
+    pub fn may_audit(&self, role: &str) -> bool {
+        self.policy.may_audit(role)
+    }
+
+    /// How many entries the log holds now (signed into a checkpoint or not yet).
+    pub async fn log_size(&self) -> Result<u64, VaultError> {
+        Ok(self.store.log_head().await?.0)
+    }
+
     /// Reading the whole log's entries (or its entry bundles) is for auditors: admin, or a role
     /// the catalog declares `audit = true`. A refusal is logged.
     pub async fn require_audit(&self, caller: &Principal) -> Result<(), VaultError> {
