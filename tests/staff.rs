@@ -110,6 +110,18 @@ fn staff_install(issuer: &str, secret: &str) -> Install {
     install
 }
 
+/// Stores Ada (e-mail, name, phone) through the shop's backend token; returns her id.
+async fn ada_with_a_phone(server: &Server, install: &Install) -> String {
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    id
+}
+
 /// A browser without a browser, across two sites (the provider and Candor, both on
 /// 127.0.0.1, so one cookie jar as a browser would keep): never follows redirects by itself.
 struct Browser {
@@ -272,12 +284,7 @@ async fn staff_sign_in_through_a_real_provider_is_attributed_to_a_pseudonym() {
     let server = install.serve();
     let candor_url = server.url.clone();
     let backend = server.client(&install.token("shop_backend"), Some("account"));
-    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
-    let r = backend
-        .with_purpose("order_fulfilment")
-        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = ada_with_a_phone(&server, &install).await;
 
     // Not signed in: the console offers sign-in; the API wants a token.
     let mut alice = Browser::new();
@@ -602,13 +609,7 @@ async fn a_support_agent_serves_a_customer_in_the_console() {
     let install = staff_install(&op.issuer, secret);
     let server = install.serve();
     let url = server.url.clone();
-    let backend = server.client(&install.token("shop_backend"), Some("account"));
-    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
-    let r = backend
-        .with_purpose("order_fulfilment")
-        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = ada_with_a_phone(&server, &install).await;
 
     // Not signed in: the console's pages say so and show nothing.
     let mut stranger = Browser::new();
@@ -1137,13 +1138,7 @@ async fn a_support_agent_signs_in_in_chromium() {
     let Some(op) = Provider::start(secret) else { return };
     let install = staff_install(&op.issuer, secret);
     let server = install.serve();
-    let backend = server.client(&install.token("shop_backend"), Some("account"));
-    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
-    let r = backend
-        .with_purpose("order_fulfilment")
-        .patch(&format!("/v1/subjects/{id}"), json!({"fields": {"phone": "+442079460000"}}))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = ada_with_a_phone(&server, &install).await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     let (url, subject) = (server.url.clone(), id.clone());
     let out = tokio::task::spawn_blocking(move || {

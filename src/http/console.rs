@@ -668,6 +668,27 @@ fn requests_purpose(state: &AppState, role: &str) -> Option<String> {
         .map(|p| p.to_string())
 }
 
+/// The person authorized under the purpose their role answers privacy requests under, or the
+/// page saying their role answers none.
+async fn requests_auth(
+    state: &AppState,
+    principal: Principal,
+    person: Person,
+) -> Result<(Authorized, Person), Response> {
+    let Some(purpose) = requests_purpose(state, &person.role) else {
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "purpose_not_allowed",
+            format!("the role `{}` answers no privacy requests", person.role),
+        );
+        return Err(refused(state, Some(person), e, None));
+    };
+    match state.vault.authorize(principal, Some(&purpose), None).await {
+        Ok(auth) => Ok((auth, person)),
+        Err(e) => Err(refused(state, Some(person), e.into(), None)),
+    }
+}
+
 /// The queue's order and flags: overdue first, then by deadline; a second open request of the
 /// same kind from the same customer is marked. `now` is Candor's clock (ms).
 fn queue(mut open: Vec<candor_store::Request>, now: i64) -> Vec<QueuedRequest> {
@@ -711,18 +732,11 @@ pub async fn requests(
         Err(page) => return page,
     };
     let done = query.ok().and_then(|Query(q)| q.done).filter(|d| matches!(d.as_str(), "completed" | "rejected"));
-    let Some(purpose) = requests_purpose(&state, &person.role) else {
-        let e = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "purpose_not_allowed",
-            format!("the role `{}` answers no privacy requests", person.role),
-        );
-        return refused(&state, Some(person), e, None);
+    let (auth, person) = match requests_auth(&state, principal, person).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let auth = match state.vault.authorize(principal, Some(&purpose), None).await {
-        Ok(a) => a,
-        Err(e) => return refused(&state, Some(person), e.into(), None),
-    };
+    let purpose = auth.purpose.to_string();
     match state.vault.list_requests(&auth, Some("open")).await {
         Ok(open) => {
             let requests = queue(open, crate::clock::now_millis());
@@ -746,17 +760,9 @@ pub async fn close_request(
         Err(page) => return page,
     };
     let back = Some("/console/requests".to_string());
-    let Some(purpose) = requests_purpose(&state, &person.role) else {
-        let e = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "purpose_not_allowed",
-            format!("the role `{}` answers no privacy requests", person.role),
-        );
-        return refused(&state, Some(person), e, None);
-    };
-    let auth = match state.vault.authorize(principal, Some(&purpose), None).await {
-        Ok(a) => a,
-        Err(e) => return refused(&state, Some(person), e.into(), back),
+    let (auth, person) = match requests_auth(&state, principal, person).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let status = field(&form, "status").unwrap_or("");
     match state.vault.close_request(&auth, &id, status).await {
