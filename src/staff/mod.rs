@@ -393,6 +393,10 @@ mod tests {
         assert!(m.allows(Power::Export, false, None, now), "not listed");
         assert_eq!(Power::of_route("POST", "/v1/subjects/{id}/break-glass"), Some(Power::BreakGlass));
         assert_eq!(Power::of_route("GET", "/v1/subjects/{id}"), None);
+        // The console's forms for the same powers are guarded alike.
+        assert_eq!(Power::of_route("POST", "/console/customers/{id}/break-glass"), Some(Power::BreakGlass));
+        assert_eq!(Power::of_route("POST", "/console/customers/{id}/erase"), Some(Power::Erase));
+        assert_eq!(Power::of_route("GET", "/console/customers/{id}"), None);
         let bad = |t: &str| config(t).unwrap_err().to_string();
         assert!(bad("[require_mfa]\npowers = [\"staff_whois\"]").contains("Candor token"));
         assert!(bad("[require_mfa]\npowers = [\"fly\"]").contains("break_glass, erase"));
