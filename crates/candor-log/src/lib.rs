@@ -8,6 +8,9 @@
 //!   Ed25519, with verifier keys in the `name+id+key` form.
 //! * [`entry`] — what one log entry says (ids, names, purposes, times; never a personal value)
 //!   and its canonical bytes.
+//! * [`witness`] — C2SP `tlog-witness` (`add-checkpoint`: the witness's checks, with the HTTP
+//!   status each refusal gets) and `tlog-cosignature` (Ed25519 v1 cosignatures), and verifying a
+//!   checkpoint cosigned by N of M trusted witnesses.
 //!
 //! ```
 //! use candor_log::merkle::{leaf_hash, RootBuilder, verify_inclusion, inclusion_proof_from_leaves};
@@ -24,6 +27,7 @@
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod witness;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
