@@ -132,6 +132,23 @@ pub struct LogSettings {
     /// Days the address of each staff or recipient request is kept beside the log (for
     /// `breach assess --ip-range`); 0: not recorded.
     pub caller_address_days: u32,
+    /// Witnesses each new checkpoint is sent to (`[[log.witnesses]]`).
+    pub witnesses: WitnessSettings,
+}
+
+/// The witnesses of the log and how many must cosign.
+#[derive(Debug, Clone, Default)]
+pub struct WitnessSettings {
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// Cosignatures a checkpoint needs before it is served as cosigned (`[log] witnesses_required`).
+    pub required: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WitnessEndpoint {
+    /// Submission prefix: `add-checkpoint` is `<url>/add-checkpoint`.
+    pub url: String,
+    pub key: candor_log::witness::CosignerKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +295,38 @@ struct RawRetention {
     sweep_interval_seconds: Option<u64>,
 }
 
+/// `[[log.witnesses]]` and `[log] witnesses_required` (default: all of them).
+fn witness_settings(path: &Path, raw: Vec<RawWitness>, required: Option<usize>) -> Result<WitnessSettings> {
+    let mut witnesses: Vec<WitnessEndpoint> = Vec::new();
+    for (i, w) in raw.into_iter().enumerate() {
+        let key = candor_log::witness::CosignerKey::parse(&w.key).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: log.witnesses[{i}].key is not a witness verifier key (name+id+base64, as `candor witness serve` prints it): {e}",
+                path.display()
+            )
+        })?;
+        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            bail!("{}: log.witnesses[{i}].url `{}` must start with http:// or https://", path.display(), w.url);
+        }
+        if witnesses.iter().any(|o| o.key.name == key.name) {
+            bail!("{}: log.witnesses[{i}]: the witness `{}` is listed twice", path.display(), key.name);
+        }
+        witnesses.push(WitnessEndpoint { url: w.url, key });
+    }
+    let required = required.unwrap_or(witnesses.len());
+    if required > witnesses.len() {
+        bail!(
+            "{}: log.witnesses_required is {required}, but only {} witness(es) are listed in [[log.witnesses]]",
+            path.display(),
+            witnesses.len()
+        );
+    }
+    if required == 0 && !witnesses.is_empty() {
+        bail!("{}: log.witnesses_required must be at least 1 when witnesses are listed", path.display());
+    }
+    Ok(WitnessSettings { witnesses, required })
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
@@ -285,6 +334,16 @@ struct RawLog {
     signing_key_file: Option<String>,
     checkpoint_interval_seconds: Option<u64>,
     caller_address_days: Option<u32>,
+    #[serde(default)]
+    witnesses: Vec<RawWitness>,
+    witnesses_required: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    url: String,
+    key: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -464,6 +523,7 @@ impl Config {
                 signing_key_file: resolve(raw.log.signing_key_file.as_deref().unwrap_or("keys/log.key")),
                 checkpoint_interval_seconds: raw.log.checkpoint_interval_seconds.unwrap_or(60).max(1),
                 caller_address_days: raw.log.caller_address_days.unwrap_or(DEFAULT_CALLER_ADDRESS_DAYS),
+                witnesses: witness_settings(path, raw.log.witnesses, raw.log.witnesses_required)?,
             },
             retention_sweep_interval_seconds: raw.retention.sweep_interval_seconds.unwrap_or(3600),
             branding: BrandingSettings {
@@ -620,6 +680,13 @@ checkpoint_interval_seconds = 60
 # entries) for this many days, so `candor breach assess --ip-range` can answer "what did requests
 # from these addresses read?"; 0: never recorded. Customers' own privacy-center visits never are.
 caller_address_days = {DEFAULT_CALLER_ADDRESS_DAYS}
+# Witnesses (C2SP tlog-witness, e.g. `candor witness serve` run by a partner or an auditor)
+# cosign each new checkpoint after checking it extends what they cosigned before, so nobody
+# can be shown a different log. GET /v1/log/checkpoint/cosigned serves the cosigned checkpoint.
+# witnesses_required = 1          # cosignatures needed (default: every listed witness)
+# [[log.witnesses]]
+# url = "https://witness.example"  # its submission prefix
+# key = "witness.example/w1+0123abcd+BA…"  # the key `candor witness serve` prints
 
 [retention]
 # Values and events whose retention period (in the catalog) has passed are deleted this often
@@ -721,6 +788,39 @@ mod tests {
         assert!(cfg("session_idle_minutes = 1").is_err());
         let e = cfg("public_url = \"privacy.shop.example\"").unwrap_err().to_string();
         assert!(e.contains("public_url") && e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn witnesses_need_a_witness_key_a_url_and_a_reachable_quorum() {
+        let key = |name: &str| candor_log::witness::CosignerKey::new(name, [3u8; 32]).to_text();
+        let cfg = |log: &str| Config::parse(&format!("database = \"x.db\"\n[log]\n{log}\n"), Path::new("c.toml"));
+        let two = format!(
+            "[[log.witnesses]]\nurl = \"http://127.0.0.1:1\"\nkey = \"{}\"\n[[log.witnesses]]\nurl = \"https://w2.example\"\nkey = \"{}\"",
+            key("w1.example"),
+            key("w2.example")
+        );
+        let c = cfg(&two).unwrap();
+        assert_eq!((c.log.witnesses.witnesses.len(), c.log.witnesses.required), (2, 2));
+        let c = cfg(&format!("witnesses_required = 1\n{two}")).unwrap();
+        assert_eq!(c.log.witnesses.required, 1);
+        assert!(cfg("").unwrap().log.witnesses.witnesses.is_empty());
+        let e = cfg(&format!("witnesses_required = 3\n{two}")).unwrap_err().to_string();
+        assert!(e.contains("log.witnesses_required is 3"), "{e}");
+        let e = cfg(&format!("witnesses_required = 0\n{two}")).unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
+        // A log key (type 0x01) where a witness key (0x04) belongs.
+        let log_key = candor_log::note::VerifierKey::new("w1.example", [3u8; 32]).to_text();
+        let e = cfg(&format!("[[log.witnesses]]\nurl = \"http://w\"\nkey = \"{log_key}\"")).unwrap_err().to_string();
+        assert!(e.contains("log.witnesses[0].key"), "{e}");
+        let e = cfg(&format!("[[log.witnesses]]\nurl = \"w1.example\"\nkey = \"{}\"", key("w1.example")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.witnesses[0].url"), "{e}");
+        let dup = format!(
+            "[[log.witnesses]]\nurl = \"http://a\"\nkey = \"{k}\"\n[[log.witnesses]]\nurl = \"http://b\"\nkey = \"{k}\"",
+            k = key("w1.example")
+        );
+        assert!(cfg(&dup).unwrap_err().to_string().contains("listed twice"));
     }
 
     #[test]

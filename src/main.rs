@@ -30,6 +30,7 @@ mod staff;
 mod transparency;
 mod vault;
 mod verify;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,12 @@ enum Command {
     Grants {
         #[command(subcommand)]
         command: grants_cli::GrantsCommand,
+    },
+    /// Run a witness (C2SP tlog-witness) that cosigns checkpoints of the logs it is given, after
+    /// checking each extends what it cosigned before.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
     },
     /// Import data collected elsewhere.
     Import {
@@ -523,6 +530,40 @@ enum ImportCommand {
 }
 
 #[derive(Subcommand)]
+enum WitnessCommand {
+    /// Create a witness directory: `witness.toml`, an owner-only Ed25519 key, and print the
+    /// witness's verifier key (give it to the log's operator for `[[log.witnesses]]`).
+    Init {
+        /// Directory to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The witness's name (its key name), e.g. witness.example/w1.
+        #[arg(long)]
+        name: String,
+        /// Address to listen on (default 127.0.0.1:8760).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// A log to cosign: its verifier key (`name+id+key`, from GET /v1/log/key); repeatable.
+        #[arg(long = "log")]
+        logs: Vec<String>,
+    },
+    /// Serve the witness: POST /add-checkpoint, GET /<origin hash>/checkpoint, GET /key.
+    Serve {
+        /// The witness's config file.
+        #[arg(long, default_value = witness::server::CONFIG_FILE)]
+        config: PathBuf,
+        /// Address to listen on (overrides the config); port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Print the witness's verifier key.
+    Key {
+        #[arg(long, default_value = witness::server::CONFIG_FILE)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum LogCommand {
     /// Recompute every entry of the log and every stored subtree hash, and check them against
     /// signed checkpoints (a fresh one when the log key is at hand, every one the installation
@@ -555,6 +596,23 @@ enum LogCommand {
     Checkpoint {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Check that a server's log is the one its witnesses saw: its cosigned checkpoint carries
+    /// enough cosignatures of witnesses you trust, and its current log extends it (and, for a
+    /// witness given with its URL, extends what that witness last cosigned).
+    CheckWitnesses {
+        /// The server, e.g. http://127.0.0.1:8750.
+        #[arg(long)]
+        url: String,
+        /// A witness to trust: its verifier key, or `KEY=URL` to also ask it for its own view.
+        #[arg(long = "witness", required = true)]
+        witnesses: Vec<String>,
+        /// How many of them must have cosigned (default: all).
+        #[arg(long)]
+        required: Option<usize>,
+        /// The log verifier key to trust (default: the server's GET /v1/log/key).
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -765,6 +823,29 @@ async fn run(command: Command) -> Result<()> {
                 .transpose()?;
             let report = verify::run(source, verify::Options { saved, pinned_key: key, allow_unsigned_tail }).await?;
             verify::print(&report);
+            Ok(())
+        }
+        Command::Log { command: LogCommand::CheckWitnesses { url, witnesses, required, key } } => {
+            let parsed = witnesses.iter().map(|w| witness::check::parse_witness_arg(w)).collect::<Result<Vec<_>>>()?;
+            let required = required.unwrap_or(parsed.len());
+            let report = witness::check::run(&url, key.as_deref(), &parsed, required).await?;
+            for line in report.lines {
+                println!("ok: {line}");
+            }
+            Ok(())
+        }
+        Command::Witness { command: WitnessCommand::Init { dir, name, listen, logs } } => {
+            let key = witness::server::init(&dir, &name, listen, &logs)?;
+            println!("witness set up in {}", dir.display());
+            println!("witness key: {key}");
+            println!("(give this key and the witness's URL to each log's operator: [[log.witnesses]] in candor.toml)");
+            Ok(())
+        }
+        Command::Witness { command: WitnessCommand::Serve { config, listen } } => {
+            witness::server::serve(&config, listen).await
+        }
+        Command::Witness { command: WitnessCommand::Key { config } } => {
+            println!("{}", witness::server::verifier_key(&config)?);
             Ok(())
         }
         Command::Log { command: LogCommand::Checkpoint { config } } => {
@@ -1007,7 +1088,11 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
     retention::spawn_sweeper(vault.clone(), config.retention_sweep_interval_seconds, config.log.caller_address_days);
-    http::serve(http::AppState::new(vault, &config)?, addr, |local| {
+    let state = http::AppState::new(vault.clone(), &config)?;
+    if let Some(w) = &state.witnesses {
+        witness::client::spawn_pusher(vault, w.clone(), config.log.checkpoint_interval_seconds);
+    }
+    http::serve(state, addr, |local| {
         println!("listening on http://{local}");
     })
     .await
@@ -1080,7 +1165,11 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>, staff: Opt
     let link_minutes = config.sign_in.settings.link_minutes;
     transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
     let temporary = _temporary.is_some();
-    http::serve_on(http::AppState::new(vault, &config)?, listener, move |local| {
+    let state = http::AppState::new(vault.clone(), &config)?;
+    if let Some(w) = &state.witnesses {
+        witness::client::spawn_pusher(vault, w.clone(), config.log.checkpoint_interval_seconds);
+    }
+    http::serve_on(state, listener, move |local| {
         let url = format!("http://{local}");
         if temporary {
             println!("Candor quickstart: {} (temporary: removed when you stop it; --dir D keeps one)", dir.display());

@@ -73,6 +73,56 @@ pub async fn key(State(state): State<AppState>) -> Json<KeyResponse> {
     })
 }
 
+/// The latest checkpoint cosigned by at least `[log] witnesses_required` of the log's witnesses
+/// (C2SP tlog-cosignature lines after the log's signature). A verifier checks it with the log
+/// key and the witness keys it trusts (`candor log check-witnesses`).
+#[utoipa::path(get, path = "/v1/log/checkpoint/cosigned", tag = "log",
+    responses((status = 200, description = "Signed checkpoint note with witness cosignatures", content_type = "text/plain", body = String),
+        (status = 404, description = "No witnesses are configured (`no_witnesses`), or none has cosigned enough yet (`not_cosigned`)", body = ErrorBody)))]
+pub async fn cosigned_checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(w) = &state.witnesses else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_witnesses",
+            "this installation has no witnesses configured ([[log.witnesses]])",
+        ));
+    };
+    match w.cosigned() {
+        Some(c) => Ok(text(c.note)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_cosigned",
+            format!("no checkpoint has been cosigned by {} witness(es) yet: see GET /v1/log/witnesses", w.required()),
+        )),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WitnessesResponse {
+    /// Cosignatures a checkpoint needs before it is served as cosigned.
+    pub required: usize,
+    /// Size of the latest checkpoint cosigned by enough witnesses (absent: none yet).
+    pub cosigned_size: Option<u64>,
+    /// The witnesses whose cosignatures that checkpoint carries.
+    pub cosigned_by: Vec<String>,
+    pub witnesses: Vec<crate::witness::client::WitnessStatus>,
+}
+
+/// The log's witnesses and what each did with the latest checkpoint: `fork` means a witness
+/// refused it as inconsistent with a checkpoint it cosigned before.
+#[utoipa::path(get, path = "/v1/log/witnesses", tag = "log", responses((status = 200, body = WitnessesResponse)))]
+pub async fn witnesses(State(state): State<AppState>) -> Json<WitnessesResponse> {
+    Json(match &state.witnesses {
+        Some(w) => WitnessesResponse {
+            required: w.required(),
+            cosigned_size: w.cosigned().map(|c| c.size),
+            cosigned_by: w.cosigned().map(|c| c.witnesses).unwrap_or_default(),
+            witnesses: w.status(),
+        },
+        None => WitnessesResponse { required: 0, cosigned_size: None, cosigned_by: Vec::new(), witnesses: Vec::new() },
+    })
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]

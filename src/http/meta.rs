@@ -130,6 +130,8 @@ a JSON body naming a key twice in one object is refused (400)."
         notices::confirm,
         notices::unconfirmed,
         log::checkpoint,
+        log::cosigned_checkpoint,
+        log::witnesses,
         log::key,
         log::entries,
         log::inclusion,

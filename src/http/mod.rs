@@ -77,6 +77,8 @@ pub struct AppState {
     health: Arc<crate::health::Health>,
     /// Staff sign-in through the company's identity provider (`[staff]`), if set up.
     staff: Option<Arc<staff::Staff>>,
+    /// The log's witnesses (`[[log.witnesses]]`), if any.
+    pub witnesses: Option<Arc<crate::witness::client::Witnesses>>,
 }
 
 impl AppState {
@@ -102,6 +104,7 @@ impl AppState {
             limits: config.limits,
             health: crate::health::Health::new(),
             staff,
+            witnesses: crate::witness::client::Witnesses::new(&config.log.witnesses),
         })
     }
 
@@ -192,6 +195,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consents/audience", get(consents::audience))
         .route("/v1/imports", post(imports::import))
         .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/checkpoint/cosigned", get(log::cosigned_checkpoint))
+        .route("/v1/log/witnesses", get(log::witnesses))
         .route("/v1/log/key", get(log::key))
         .route("/v1/log/entries", get(log::entries))
         .route("/v1/log/proofs/inclusion", get(log::inclusion))
