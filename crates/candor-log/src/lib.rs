@@ -11,6 +11,9 @@
 //! * [`witness`] — C2SP `tlog-witness` (`add-checkpoint`: the witness's checks, with the HTTP
 //!   status each refusal gets) and `tlog-cosignature` (Ed25519 v1 cosignatures), and verifying a
 //!   checkpoint cosigned by N of M trusted witnesses.
+//! * [`map`] — the completeness map: a sparse Merkle tree from hidden per-customer keys to the
+//!   state of each customer's history (entry count and hash chain), with proofs that a history
+//!   is complete and that a later one extends an earlier one.
 //!
 //! ```
 //! use candor_log::merkle::{leaf_hash, RootBuilder, verify_inclusion, inclusion_proof_from_leaves};
@@ -25,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod entry;
+pub mod map;
 pub mod merkle;
 pub mod note;
 pub mod witness;

@@ -1,0 +1,390 @@
+//! The completeness map: from a hidden per-customer key to the state of that customer's
+//! history (how many log entries name them, and a hash chain over those entries), as a sparse
+//! Merkle tree whose root a checkpoint can commit to.
+//!
+//! A customer who is shown their history and a [`MapProof`] against a signed root can check
+//! that the list is *every* entry naming them up to that checkpoint (the count and the chain
+//! match), and, with a later proof, that the earlier entries were neither removed nor altered
+//! (the later chain extends the earlier one through the new entries only, [`extend_chain`]).
+//! A proof holds only hashes of other parts of the tree: no other customer's key, count or
+//! chain can be read from it.
+//!
+//! Why a sparse Merkle tree built here rather than the `akd` crate: see ARCHITECTURE.md
+//! ("Completeness map"). It uses only SHA-256 (aws-lc-rs); keys are computed by the caller
+//! (a keyed hash, HMAC-SHA-256 under a map key the log operator keeps, so keys are not
+//! guessable from customer ids).
+//!
+//! # Format (version 1)
+//!
+//! All hashes are SHA-256; integers are 8-byte big-endian.
+//!
+//! * chain: `chain_0 = 32 zero bytes`; for the customer's i-th entry (log index `n`, entry
+//!   bytes `e`): `chain_i = H(0x03 || chain_{i-1} || n || leaf_hash(e))` where `leaf_hash` is
+//!   the RFC 6962 leaf hash of the log.
+//! * a subtree holding no key hashes to 32 zero bytes;
+//! * a subtree holding exactly one key `k` (at whatever depth) hashes to
+//!   `H(0x05 || k || count || chain)`;
+//! * any other subtree hashes to `H(0x04 || left || right)`; bit `d` of the key (most significant
+//!   bit of byte 0 first) chooses the side at depth `d` (0: left).
+//! * the map root is the hash of the whole tree (depth 0).
+//!
+//! A proof of a key is the list of sibling hashes from depth 0 down to the depth `d` where the
+//! key's subtree holds one key or none, and what is there: the key's own state (it is in the
+//! map), nothing, or one other key with its leaf hash (it is not).
+//!
+//! ```
+//! use candor_log::map::{Map, MapValue, extend_chain, EMPTY_CHAIN};
+//! let mut map = Map::new();
+//! let alice = [0x11; 32];
+//! let chain = extend_chain(&EMPTY_CHAIN, 0, &[7; 32]);
+//! map.set(alice, MapValue { count: 1, chain });
+//! map.set([0xee; 32], MapValue { count: 5, chain: [9; 32] });
+//! let root = map.root();
+//! let proof = map.prove(&alice);
+//! assert_eq!(proof.verify(&alice, &root).unwrap(), Some(MapValue { count: 1, chain }));
+//! ```
+
+use std::collections::BTreeMap;
+
+use aws_lc_rs::digest::{Context, SHA256};
+
+use crate::Hash;
+
+/// The chain of a customer with no entries.
+pub const EMPTY_CHAIN: Hash = [0u8; 32];
+/// The hash of a subtree holding no key.
+pub const EMPTY_SUBTREE: Hash = [0u8; 32];
+const CHAIN_TAG: u8 = 0x03;
+const NODE_TAG: u8 = 0x04;
+const LEAF_TAG: u8 = 0x05;
+
+/// A key in the map (a keyed hash of a customer id).
+pub type MapKey = [u8; 32];
+
+/// The state of one customer's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapValue {
+    /// Log entries naming the customer.
+    pub count: u64,
+    /// Hash chain over those entries, in log order.
+    pub chain: Hash,
+}
+
+/// Why a map proof does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("the map proof has {0} sibling hashes; at most 256")]
+    TooLong(usize),
+    #[error("the map proof does not lead to the map root of the checkpoint")]
+    RootMismatch,
+    #[error("the map proof's other key shares the proven key's path, or is the key itself")]
+    BadOtherKey,
+    #[error("the map proof is not in its shortest form")]
+    NotCanonical,
+}
+
+/// `chain` extended by the entry at log index `index` whose RFC 6962 leaf hash is `leaf`.
+pub fn extend_chain(chain: &Hash, index: u64, leaf: &Hash) -> Hash {
+    let mut c = Context::new(&SHA256);
+    c.update(&[CHAIN_TAG]);
+    c.update(chain);
+    c.update(&index.to_be_bytes());
+    c.update(leaf);
+    c.finish().as_ref().try_into().expect("32 bytes")
+}
+
+/// The hash of a subtree holding only `key` with `value`.
+pub fn leaf_hash(key: &MapKey, value: &MapValue) -> Hash {
+    let mut c = Context::new(&SHA256);
+    c.update(&[LEAF_TAG]);
+    c.update(key);
+    c.update(&value.count.to_be_bytes());
+    c.update(&value.chain);
+    c.finish().as_ref().try_into().expect("32 bytes")
+}
+
+fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut c = Context::new(&SHA256);
+    c.update(&[NODE_TAG]);
+    c.update(left);
+    c.update(right);
+    c.finish().as_ref().try_into().expect("32 bytes")
+}
+
+fn bit(key: &MapKey, depth: usize) -> bool {
+    key[depth / 8] & (0x80 >> (depth % 8)) != 0
+}
+
+/// What a proof finds at the bottom of the key's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Terminal {
+    /// The key is in the map with this value.
+    Found(MapValue),
+    /// The key's subtree is empty: the key is not in the map.
+    Empty,
+    /// The key's subtree holds one other key (with this leaf hash): the key is not in the map.
+    Other { key: MapKey, leaf: Hash },
+}
+
+/// A proof of what the map holds for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapProof {
+    /// Sibling hashes from depth 0 down.
+    pub siblings: Vec<Hash>,
+    pub terminal: Terminal,
+}
+
+impl MapProof {
+    /// Checks the proof against `root`: `Some(value)` if `key` is in the map, `None` if not.
+    pub fn verify(&self, key: &MapKey, root: &Hash) -> Result<Option<MapValue>, MapError> {
+        let depth = self.siblings.len();
+        if depth > 256 {
+            return Err(MapError::TooLong(depth));
+        }
+        let (mut h, found) = match &self.terminal {
+            Terminal::Found(v) => (leaf_hash(key, v), Some(*v)),
+            Terminal::Empty => (EMPTY_SUBTREE, None),
+            Terminal::Other { key: other, leaf } => {
+                if other == key || (0..depth).any(|d| bit(other, d) != bit(key, d)) {
+                    return Err(MapError::BadOtherKey);
+                }
+                (*leaf, None)
+            }
+        };
+        // Shortest form: a single key whose sibling is empty would sit one level up; an empty
+        // subtree is only shown below a sibling that is not empty (or at the root).
+        if let Some(last) = self.siblings.last()
+            && *last == EMPTY_SUBTREE
+        {
+            return Err(MapError::NotCanonical);
+        }
+        for d in (0..depth).rev() {
+            let s = &self.siblings[d];
+            h = if bit(key, d) { node_hash(s, &h) } else { node_hash(&h, s) };
+        }
+        if &h != root {
+            return Err(MapError::RootMismatch);
+        }
+        Ok(found)
+    }
+
+    /// Bytes of the proof on the wire (for size figures): 32 per sibling plus the terminal.
+    pub fn encoded_len(&self) -> usize {
+        32 * self.siblings.len()
+            + match self.terminal {
+                Terminal::Found(_) => 1 + 8 + 32,
+                Terminal::Empty => 1,
+                Terminal::Other { .. } => 1 + 32 + 32,
+            }
+    }
+}
+
+/// The map in memory: every key's value, with the root recomputed on demand.
+#[derive(Debug, Clone, Default)]
+pub struct Map {
+    leaves: BTreeMap<MapKey, MapValue>,
+}
+
+impl Map {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.leaves.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    pub fn get(&self, key: &MapKey) -> Option<&MapValue> {
+        self.leaves.get(key)
+    }
+
+    pub fn set(&mut self, key: MapKey, value: MapValue) {
+        self.leaves.insert(key, value);
+    }
+
+    /// Appends the log entry at `index` (RFC 6962 leaf hash `leaf`) to `key`'s history.
+    pub fn append(&mut self, key: MapKey, index: u64, leaf: &Hash) {
+        let v = self.leaves.entry(key).or_insert(MapValue { count: 0, chain: EMPTY_CHAIN });
+        v.count += 1;
+        v.chain = extend_chain(&v.chain, index, leaf);
+    }
+
+    /// The map root.
+    pub fn root(&self) -> Hash {
+        let sorted: Vec<(&MapKey, &MapValue)> = self.leaves.iter().collect();
+        subtree(&sorted, 0)
+    }
+
+    /// A proof of what the map holds for `key`.
+    pub fn prove(&self, key: &MapKey) -> MapProof {
+        let mut range: Vec<(&MapKey, &MapValue)> = self.leaves.iter().collect();
+        let mut siblings = Vec::new();
+        let mut depth = 0;
+        loop {
+            match range.len() {
+                0 => return MapProof { siblings, terminal: Terminal::Empty },
+                1 => {
+                    let (k, v) = range[0];
+                    let terminal =
+                        if k == key { Terminal::Found(*v) } else { Terminal::Other { key: *k, leaf: leaf_hash(k, v) } };
+                    return MapProof { siblings, terminal };
+                }
+                _ => {
+                    let split = range.partition_point(|(k, _)| !bit(k, depth));
+                    let (left, right) = range.split_at(split);
+                    let (mine, other) = if bit(key, depth) { (right, left) } else { (left, right) };
+                    siblings.push(subtree(other, depth + 1));
+                    range = mine.to_vec();
+                    depth += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The hash of the subtree at `depth` holding `leaves` (sorted, all sharing the path).
+fn subtree(leaves: &[(&MapKey, &MapValue)], depth: usize) -> Hash {
+    match leaves.len() {
+        0 => EMPTY_SUBTREE,
+        1 => leaf_hash(leaves[0].0, leaves[0].1),
+        _ => {
+            let split = leaves.partition_point(|(k, _)| !bit(k, depth));
+            let (left, right) = leaves.split_at(split);
+            node_hash(&subtree(left, depth + 1), &subtree(right, depth + 1))
+        }
+    }
+}
+
+/// Recomputes a customer's map value from their entries, oldest first: (log index, RFC 6962
+/// leaf hash). What a customer's tool compares with a proven value.
+pub fn value_of(entries: &[(u64, Hash)]) -> MapValue {
+    let mut chain = EMPTY_CHAIN;
+    for (index, leaf) in entries {
+        chain = extend_chain(&chain, *index, leaf);
+    }
+    MapValue { count: entries.len() as u64, chain }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(i: u64) -> MapKey {
+        aws_lc_rs::digest::digest(&SHA256, &i.to_be_bytes()).as_ref().try_into().unwrap()
+    }
+
+    fn leaf(i: u64) -> Hash {
+        crate::merkle::leaf_hash(&i.to_be_bytes())
+    }
+
+    /// A random log: entry i names customer `owners[i]`.
+    fn build(owners: &[u8]) -> (Map, Vec<Vec<(u64, Hash)>>) {
+        let mut map = Map::new();
+        let mut histories = vec![Vec::new(); 256];
+        for (i, o) in owners.iter().enumerate() {
+            map.append(key(*o as u64), i as u64, &leaf(i as u64));
+            histories[*o as usize].push((i as u64, leaf(i as u64)));
+        }
+        (map, histories)
+    }
+
+    #[test]
+    fn an_empty_map_proves_every_key_absent() {
+        let map = Map::new();
+        assert_eq!(map.root(), EMPTY_SUBTREE);
+        assert_eq!(map.prove(&key(1)).verify(&key(1), &map.root()), Ok(None));
+    }
+
+    #[test]
+    fn a_non_canonical_or_foreign_proof_is_refused() {
+        let (map, _) = build(&[1, 2, 3, 1]);
+        let root = map.root();
+        let mut p = map.prove(&key(1));
+        p.siblings.push(EMPTY_SUBTREE);
+        assert!(p.verify(&key(1), &root).is_err());
+        // Another key's proof does not prove this key.
+        assert!(map.prove(&key(2)).verify(&key(1), &root).is_err());
+        let long = MapProof { siblings: vec![[1; 32]; 257], terminal: Terminal::Empty };
+        assert_eq!(long.verify(&key(1), &root), Err(MapError::TooLong(257)));
+    }
+
+    proptest! {
+        /// Every customer's history verifies against the root; an absent one is proven absent.
+        #[test]
+        fn every_history_verifies_and_absent_customers_are_proven_absent(owners in proptest::collection::vec(0u8..24, 0..120)) {
+            let (map, histories) = build(&owners);
+            let root = map.root();
+            for c in 0u8..32 {
+                let proven = map.prove(&key(c as u64)).verify(&key(c as u64), &root).unwrap();
+                let h = &histories[c as usize];
+                if h.is_empty() {
+                    prop_assert_eq!(proven, None);
+                } else {
+                    prop_assert_eq!(proven, Some(value_of(h)));
+                }
+            }
+        }
+
+        /// Omitting, reordering or altering any entry of a customer's history no longer matches
+        /// the proven value.
+        #[test]
+        fn any_change_to_a_history_is_detected(owners in proptest::collection::vec(0u8..6, 2..80), pick in any::<prop::sample::Index>(), change in 0u8..3) {
+            let (map, histories) = build(&owners);
+            let c = owners[0];
+            let proven = map.prove(&key(c as u64)).verify(&key(c as u64), &map.root()).unwrap().unwrap();
+            let mut shown = histories[c as usize].clone();
+            prop_assume!(shown.len() >= 2 || change != 1);
+            let i = pick.index(shown.len());
+            match change {
+                0 => { shown.remove(i); }
+                1 => { let j = (i + 1) % shown.len(); shown.swap(i, j); }
+                _ => { shown[i].1[0] ^= 1; }
+            }
+            prop_assert_ne!(value_of(&shown), proven);
+        }
+
+        /// A proof for customer B is the same whatever A's count: it reveals nothing about A
+        /// beyond hashes, and never holds A's entries.
+        #[test]
+        fn a_proof_for_one_customer_does_not_depend_on_the_contents_of_a_far_one(extra in 1usize..20) {
+            let base: Vec<u8> = (0..30u8).collect();
+            let (map1, _) = build(&base);
+            let mut more = base.clone();
+            more.extend(std::iter::repeat_n(7u8, extra));
+            let (map2, _) = build(&more);
+            let b = key(3);
+            let (p1, p2) = (map1.prove(&b), map2.prove(&b));
+            // Same shape and same terminal: B's own part of the proof is unchanged.
+            prop_assert_eq!(p1.siblings.len(), p2.siblings.len());
+            prop_assert_eq!(&p1.terminal, &p2.terminal);
+            // Only the sibling over A's side changed, to an opaque hash.
+            let differing = p1.siblings.iter().zip(&p2.siblings).filter(|(x, y)| x != y).count();
+            prop_assert_eq!(differing, 1);
+        }
+
+        /// Over time: the later chain extends the earlier one through exactly the new entries,
+        /// and a history rewritten in between does not.
+        #[test]
+        fn a_later_proof_extends_an_earlier_one_only_if_nothing_was_removed(owners in proptest::collection::vec(0u8..4, 1..60), later in proptest::collection::vec(0u8..4, 1..40)) {
+            let (m1, h1) = build(&owners);
+            let mut all = owners.clone();
+            all.extend(&later);
+            let (m2, h2) = build(&all);
+            let c = later[0];
+            let k = key(c as u64);
+            let v1 = m1.prove(&k).verify(&k, &m1.root()).unwrap().unwrap_or(MapValue { count: 0, chain: EMPTY_CHAIN });
+            let v2 = m2.prove(&k).verify(&k, &m2.root()).unwrap().unwrap();
+            let new_entries = &h2[c as usize][h1[c as usize].len()..];
+            let mut chain = v1.chain;
+            for (i, l) in new_entries { chain = extend_chain(&chain, *i, l); }
+            prop_assert_eq!(chain, v2.chain);
+            prop_assert_eq!(v1.count + new_entries.len() as u64, v2.count);
+        }
+    }
+}
