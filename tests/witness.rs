@@ -161,12 +161,30 @@ async fn two_witnesses_cosign_each_new_checkpoint_and_a_verifier_can_require_bot
 
     // More entries: both cosign the larger tree (each checked a consistency proof from the
     // size it held).
+    let mut last = String::new();
     for i in 3..6 {
-        backend.create(json!({"email": format!("w{i}@example.com"), "full_name": "Wit Ness"})).await;
+        last = backend.create(json!({"email": format!("w{i}@example.com"), "full_name": "Wit Ness"})).await;
     }
     let bigger = log_size(&server).await;
     assert!(bigger > seen.checkpoint.size);
     wait_for(&server, "cosigning the larger tree", |s| all_ok_at(s, bigger)).await;
+
+    // The customer's "Who accessed my data" page says what the witnesses confirmed.
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post(&format!("/v1/subjects/{last}/privacy-center-links"), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut visitor = common::visitor::Visitor::new(&server);
+    visitor.sign_in(r.body["path"].as_str().unwrap()).await;
+    let page = visitor.get("/privacy/me/access").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.html.contains("2 independent witnesses (witness.example/w1, auditor.example/w2) confirmed that everyone who checks is shown this same log"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("Not checked yet: that no entry about you was left out"), "{}", page.html);
 
     // The verifier's command: enough cosignatures, the current log extends it, and each
     // witness's own view agrees.

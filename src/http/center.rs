@@ -353,6 +353,18 @@ struct AccessPage {
     show_own: bool,
     overrides: Vec<OverrideRow>,
     shares: Vec<ShareRow>,
+    /// What independent witnesses have confirmed of the log, if the installation has any.
+    witnessed: Option<Witnessed>,
+}
+
+/// The log as the witnesses confirmed it, in the customer's words.
+struct Witnessed {
+    /// The witnesses' names, joined.
+    names: String,
+    count: usize,
+    /// Entries listed here that the cosigned checkpoint covers, and all entries listed.
+    covered: usize,
+    listed: usize,
 }
 
 #[derive(serde::Deserialize)]
@@ -464,6 +476,16 @@ pub async fn access(
             },
         })
         .collect();
+    let witnessed = state.witnesses.as_ref().map(|w| {
+        let cosigned = w.cosigned();
+        let size = cosigned.as_ref().map_or(0, |c| c.size);
+        Witnessed {
+            names: cosigned.as_ref().map(|c| c.witnesses.join(", ")).unwrap_or_default(),
+            count: cosigned.as_ref().map_or(0, |c| c.witnesses.len()),
+            covered: history.entries.iter().filter(|(i, _)| *i < size).count(),
+            listed: history.entries.len(),
+        }
+    });
     let page = AccessPage {
         chrome: state.chrome("access", Some(me.csrf)),
         rows,
@@ -472,6 +494,7 @@ pub async fn access(
         show_own,
         overrides,
         shares,
+        witnessed,
     };
     render(StatusCode::OK, &page)
 }
