@@ -4,7 +4,10 @@
 
 mod common;
 
-on_both_backends!(two_witnesses_cosign_each_new_checkpoint_and_a_verifier_can_require_both);
+on_both_backends!(
+    two_witnesses_cosign_each_new_checkpoint_and_a_verifier_can_require_both,
+    a_forked_log_is_refused_by_both_witnesses_and_reported,
+);
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -223,12 +226,43 @@ async fn two_witnesses_cosign_each_new_checkpoint_and_a_verifier_can_require_bot
     assert!(verify_cosigned(&after, &key, std::slice::from_ref(&w1.key), 1).is_ok());
 }
 
+/// A PostgreSQL database copied from an installation's (`CREATE DATABASE … TEMPLATE`), dropped
+/// on drop.
+struct ForkedDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl ForkedDatabase {
+    fn copy(db: &candor_store::pgtest::TestDatabase, config: &Path) -> Self {
+        let admin_url = std::env::var(candor_store::pgtest::TEST_DATABASE_ENV).unwrap();
+        let name = format!("{}_fork", db.name);
+        Self::psql(&admin_url, &format!("CREATE DATABASE {name} TEMPLATE {}", db.name));
+        let fork_url = db.url.replace(&db.name, &name);
+        let text = std::fs::read_to_string(config).unwrap().replace(&db.url, &fork_url);
+        std::fs::write(config, text).unwrap();
+        Self { admin_url, name }
+    }
+
+    fn psql(url: &str, sql: &str) {
+        let out = Command::new("psql").arg(url).args(["-v", "ON_ERROR_STOP=1", "-c", sql]).output().expect("psql");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for ForkedDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.admin_url)
+            .args(["-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
 /// A copy of the installation (same log key) that goes on with another history is a fork:
 /// both witnesses refuse it, and the forked server says so instead of serving a cosigned
 /// checkpoint.
-#[tokio::test]
-async fn a_forked_log_is_refused_by_both_witnesses_and_reported() {
-    let install = Install::new();
+async fn a_forked_log_is_refused_by_both_witnesses_and_reported(install: Install) {
     let key = log_key(&install).await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     WitnessProcess::init(d1.path(), "witness.example/w1", &key.to_text());
@@ -244,11 +278,12 @@ async fn a_forked_log_is_refused_by_both_witnesses_and_reported() {
     wait_for(&server, "cosigning before the fork", |s| all_ok_at(s, size)).await;
     server.stop();
 
-    // The fork: a byte copy of the installation taken now.
+    // The fork: a byte copy of the installation taken now (on PostgreSQL, of its database too).
     let fork = tempfile::tempdir().unwrap();
     let copied =
         Command::new("cp").arg("-a").arg(format!("{}/.", install.dir.path().display())).arg(fork.path()).status();
     assert!(copied.unwrap().success());
+    let _fork_database = install.postgres.as_ref().map(|db| ForkedDatabase::copy(db, &fork.path().join("candor.toml")));
 
     // The real log goes on and is cosigned further.
     let server = install.serve();
