@@ -44,8 +44,6 @@
 //! assert_eq!(proof.verify(&alice, &root).unwrap(), Some(MapValue { count: 1, chain }));
 //! ```
 
-use std::collections::BTreeMap;
-
 use aws_lc_rs::digest::{Context, SHA256};
 
 use crate::Hash;
@@ -179,10 +177,70 @@ impl MapProof {
     }
 }
 
-/// The map in memory: every key's value, with the root recomputed on demand.
-#[derive(Debug, Clone, Default)]
+/// The map in memory: a binary trie in the canonical shape (a subtree with one key is a leaf;
+/// one with two or more is an inner node, even when one side is empty), each inner node caching
+/// its hash until a change below it. A change costs O(depth) and the next root rehashes only
+/// the changed paths; a proof reads the cached hashes of the siblings.
+#[derive(Debug, Default)]
 pub struct Map {
-    leaves: BTreeMap<MapKey, MapValue>,
+    root: Node,
+    len: usize,
+}
+
+#[derive(Debug, Default)]
+enum Node {
+    #[default]
+    Empty,
+    Leaf {
+        key: MapKey,
+        value: MapValue,
+    },
+    Inner {
+        children: Box<[Node; 2]>,
+        hash: std::cell::Cell<Option<Hash>>,
+    },
+}
+
+impl Node {
+    fn hash(&self) -> Hash {
+        match self {
+            Node::Empty => EMPTY_SUBTREE,
+            Node::Leaf { key, value } => leaf_hash(key, value),
+            Node::Inner { children, hash } => match hash.get() {
+                Some(h) => h,
+                None => {
+                    let h = node_hash(&children[0].hash(), &children[1].hash());
+                    hash.set(Some(h));
+                    h
+                }
+            },
+        }
+    }
+
+    /// Sets `key`'s value to `f(current)`; returns whether the key is new.
+    fn update(&mut self, depth: usize, key: MapKey, f: impl FnOnce(Option<MapValue>) -> MapValue) -> bool {
+        match self {
+            Node::Empty => {
+                *self = Node::Leaf { key, value: f(None) };
+                true
+            }
+            Node::Leaf { key: k, value } if *k == key => {
+                *value = f(Some(*value));
+                false
+            }
+            Node::Leaf { key: k, .. } => {
+                let side = bit(k, depth) as usize;
+                let mut children: [Node; 2] = Default::default();
+                children[side] = std::mem::take(self);
+                *self = Node::Inner { children: Box::new(children), hash: std::cell::Cell::new(None) };
+                self.update(depth, key, f)
+            }
+            Node::Inner { children, hash } => {
+                hash.set(None);
+                children[bit(&key, depth) as usize].update(depth + 1, key, f)
+            }
+        }
+    }
 }
 
 impl Map {
@@ -191,70 +249,73 @@ impl Map {
     }
 
     pub fn len(&self) -> usize {
-        self.leaves.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+        self.len == 0
     }
 
     pub fn get(&self, key: &MapKey) -> Option<&MapValue> {
-        self.leaves.get(key)
-    }
-
-    pub fn set(&mut self, key: MapKey, value: MapValue) {
-        self.leaves.insert(key, value);
-    }
-
-    /// Appends the log entry at `index` (RFC 6962 leaf hash `leaf`) to `key`'s history.
-    pub fn append(&mut self, key: MapKey, index: u64, leaf: &Hash) {
-        let v = self.leaves.entry(key).or_insert(MapValue { count: 0, chain: EMPTY_CHAIN });
-        v.count += 1;
-        v.chain = extend_chain(&v.chain, index, leaf);
-    }
-
-    /// The map root.
-    pub fn root(&self) -> Hash {
-        let sorted: Vec<(&MapKey, &MapValue)> = self.leaves.iter().collect();
-        subtree(&sorted, 0)
-    }
-
-    /// A proof of what the map holds for `key`.
-    pub fn prove(&self, key: &MapKey) -> MapProof {
-        let mut range: Vec<(&MapKey, &MapValue)> = self.leaves.iter().collect();
-        let mut siblings = Vec::new();
+        let mut node = &self.root;
         let mut depth = 0;
         loop {
-            match range.len() {
-                0 => return MapProof { siblings, terminal: Terminal::Empty },
-                1 => {
-                    let (k, v) = range[0];
-                    let terminal =
-                        if k == key { Terminal::Found(*v) } else { Terminal::Other { key: *k, leaf: leaf_hash(k, v) } };
-                    return MapProof { siblings, terminal };
-                }
-                _ => {
-                    let split = range.partition_point(|(k, _)| !bit(k, depth));
-                    let (left, right) = range.split_at(split);
-                    let (mine, other) = if bit(key, depth) { (right, left) } else { (left, right) };
-                    siblings.push(subtree(other, depth + 1));
-                    range = mine.to_vec();
+            match node {
+                Node::Empty => return None,
+                Node::Leaf { key: k, value } => return (k == key).then_some(value),
+                Node::Inner { children, .. } => {
+                    node = &children[bit(key, depth) as usize];
                     depth += 1;
                 }
             }
         }
     }
-}
 
-/// The hash of the subtree at `depth` holding `leaves` (sorted, all sharing the path).
-fn subtree(leaves: &[(&MapKey, &MapValue)], depth: usize) -> Hash {
-    match leaves.len() {
-        0 => EMPTY_SUBTREE,
-        1 => leaf_hash(leaves[0].0, leaves[0].1),
-        _ => {
-            let split = leaves.partition_point(|(k, _)| !bit(k, depth));
-            let (left, right) = leaves.split_at(split);
-            node_hash(&subtree(left, depth + 1), &subtree(right, depth + 1))
+    pub fn set(&mut self, key: MapKey, value: MapValue) {
+        if self.root.update(0, key, |_| value) {
+            self.len += 1;
+        }
+    }
+
+    /// Appends the log entry at `index` (RFC 6962 leaf hash `leaf`) to `key`'s history.
+    pub fn append(&mut self, key: MapKey, index: u64, leaf: &Hash) {
+        let new = self.root.update(0, key, |v| {
+            let v = v.unwrap_or(MapValue { count: 0, chain: EMPTY_CHAIN });
+            MapValue { count: v.count + 1, chain: extend_chain(&v.chain, index, leaf) }
+        });
+        if new {
+            self.len += 1;
+        }
+    }
+
+    /// The map root.
+    pub fn root(&self) -> Hash {
+        self.root.hash()
+    }
+
+    /// A proof of what the map holds for `key`.
+    pub fn prove(&self, key: &MapKey) -> MapProof {
+        let mut node = &self.root;
+        let mut siblings = Vec::new();
+        let mut depth = 0;
+        loop {
+            match node {
+                Node::Empty => return MapProof { siblings, terminal: Terminal::Empty },
+                Node::Leaf { key: k, value } => {
+                    let terminal = if k == key {
+                        Terminal::Found(*value)
+                    } else {
+                        Terminal::Other { key: *k, leaf: leaf_hash(k, value) }
+                    };
+                    return MapProof { siblings, terminal };
+                }
+                Node::Inner { children, .. } => {
+                    let side = bit(key, depth) as usize;
+                    siblings.push(children[1 - side].hash());
+                    node = &children[side];
+                    depth += 1;
+                }
+            }
         }
     }
 }
@@ -274,6 +335,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The map root by the definition, from sorted leaves: the reference the trie must match.
+    fn reference_root(leaves: &std::collections::BTreeMap<MapKey, MapValue>) -> Hash {
+        fn subtree(leaves: &[(&MapKey, &MapValue)], depth: usize) -> Hash {
+            match leaves.len() {
+                0 => EMPTY_SUBTREE,
+                1 => leaf_hash(leaves[0].0, leaves[0].1),
+                _ => {
+                    let split = leaves.partition_point(|(k, _)| !bit(k, depth));
+                    let (left, right) = leaves.split_at(split);
+                    node_hash(&subtree(left, depth + 1), &subtree(right, depth + 1))
+                }
+            }
+        }
+        subtree(&leaves.iter().collect::<Vec<_>>(), 0)
+    }
 
     fn key(i: u64) -> MapKey {
         aws_lc_rs::digest::digest(&SHA256, &i.to_be_bytes()).as_ref().try_into().unwrap()
@@ -315,6 +392,31 @@ mod tests {
     }
 
     proptest! {
+        /// The trie, changed in any order, always has the root the definition gives, and keys
+        /// sharing long prefixes (the chains of one-sided inner nodes) are handled.
+        #[test]
+        fn the_trie_root_matches_the_definition(ops in proptest::collection::vec((0u8..40, any::<u8>()), 0..200)) {
+            let mut map = Map::new();
+            let mut reference = std::collections::BTreeMap::new();
+            for (i, (who, tweak)) in ops.iter().enumerate() {
+                // Keys that differ only in their last byte share a 248-bit prefix.
+                let mut k = if who % 2 == 0 { key(*who as u64) } else { key(1) };
+                if who % 2 == 1 { k[31] = *who; }
+                map.append(k, i as u64, &leaf(*tweak as u64));
+                let v = reference.entry(k).or_insert(MapValue { count: 0, chain: EMPTY_CHAIN });
+                *v = MapValue { count: v.count + 1, chain: extend_chain(&v.chain, i as u64, &leaf(*tweak as u64)) };
+                if i % 17 == 0 {
+                    prop_assert_eq!(map.root(), reference_root(&reference));
+                }
+            }
+            prop_assert_eq!(map.root(), reference_root(&reference));
+            prop_assert_eq!(map.len(), reference.len());
+            for (k, v) in &reference {
+                prop_assert_eq!(map.get(k), Some(v));
+                prop_assert_eq!(map.prove(k).verify(k, &map.root()).unwrap(), Some(*v));
+            }
+        }
+
         /// Every customer's history verifies against the root; an absent one is proven absent.
         #[test]
         fn every_history_verifies_and_absent_customers_are_proven_absent(owners in proptest::collection::vec(0u8..24, 0..120)) {
