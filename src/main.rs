@@ -558,6 +558,7 @@ enum WitnessCommand {
     },
     /// Print the witness's verifier key.
     Key {
+        /// The witness's config file.
         #[arg(long, default_value = witness::server::CONFIG_FILE)]
         config: PathBuf,
     },
