@@ -182,8 +182,13 @@ impl Vault {
         id: SubjectId,
     ) -> Result<Vec<Option<Channel>>, VaultError> {
         let history = self.store.consent_history(id, Some(&purpose.id)).await?;
-        let state = consent::purpose_state(purpose, self.notices.version(&purpose.id), &facts(&history));
-        Ok(consent::active_channels(&state))
+        Ok(self.channels_in(purpose, &history))
+    }
+
+    /// The channels with active consent for `purpose`, from the customer's ledger entries for it.
+    pub(crate) fn channels_in(&self, purpose: &Purpose, history: &[StoredConsent]) -> Vec<Option<Channel>> {
+        let state = consent::purpose_state(purpose, self.notices.version(&purpose.id), &facts(history));
+        consent::active_channels(&state)
     }
 
     /// A new customer cannot have consented yet: nobody is created under a consent purpose.

@@ -37,6 +37,7 @@ use serde_json::{Map, Value};
 
 pub use breaches::{AUTHORITY_DEADLINE_MS, BreachInput};
 pub use center::{CustomerSession, SESSION_MAX_HOURS, SignInSettings};
+use consents::ConsentScope;
 pub use consents::{ChangeInput, ImportLine, Notices};
 pub use grants::{DEFAULT_GRANT_PAGE, GrantInput};
 pub use idempotency::IdempotencyKey;
@@ -248,6 +249,7 @@ pub struct Vault {
     max_grant_days: u32,
     erasure_brake: Arc<rights::HourlyBrake>,
     restriction_brake: Arc<rights::HourlyBrake>,
+    tokens: Arc<tokens::TokenCache>,
 }
 
 pub use crate::clock::now_millis;
@@ -273,6 +275,7 @@ impl Vault {
             max_grant_days: 30,
             erasure_brake: Arc::new(rights::HourlyBrake::new(0)),
             restriction_brake: Arc::new(rights::HourlyBrake::new(0)),
+            tokens: Arc::new(tokens::TokenCache::default()),
         }
     }
 
@@ -335,7 +338,7 @@ impl Vault {
 
     /// Resolves a bearer token to its principal.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, VaultError> {
-        let found = self.store.token_by_hash(&hash_token(token).0).await?.ok_or(VaultError::InvalidToken)?;
+        let found = self.known_token(&hash_token(token).0).await?;
         if found.revoked_at.is_some() {
             return Err(VaultError::TokenRevoked);
         }
@@ -490,7 +493,6 @@ impl Vault {
     /// The subject's fields as the policy engine lets the caller see them: in full, masked, or
     /// withheld (named in `withheld`).
     pub async fn read_subject(&self, auth: &Authorized, id: SubjectId) -> Result<SubjectView, VaultError> {
-        let scope = self.consent_scope(auth, id).await?;
         // Load what the caller could see of anyone; the customer's situation only narrows it
         // (or, with break-glass, unmasks it).
         let neutral = self.policy.outcomes(&auth.principal.role, auth.purpose.as_str(), Situation::NEUTRAL);
@@ -503,7 +505,19 @@ impl Vault {
             .filter(|(_, o)| **o != Outcome::Withheld)
             .map(|(f, _)| f.name.clone())
             .collect();
-        let record = self.store.load_subject(id, &names).await?.ok_or(VaultError::SubjectNotFound)?;
+        // Under a consent purpose the ledger is read with the customer, in one snapshot.
+        let purpose = self.purpose(auth);
+        let (record, scope) = if purpose.needs_consent() {
+            let (record, history) = self
+                .store
+                .load_subject_with_consents(id, &names, &purpose.id)
+                .await?
+                .ok_or(VaultError::SubjectNotFound)?;
+            let channels = self.channels_in(purpose, &history);
+            (record, ConsentScope::Active { purpose: purpose.clone(), channels })
+        } else {
+            (self.store.load_subject(id, &names).await?.ok_or(VaultError::SubjectNotFound)?, ConsentScope::NotNeeded)
+        };
         let situation = self.situation(auth, id, &scope, record.restricted).await?;
         let outcomes = self.gate(auth, id, situation, "subject.read").await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;

@@ -238,6 +238,21 @@ pub trait Store:
     /// The subject's data key and those of `fields` that have a value; `None` if unknown.
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError>;
 
+    /// What reading a customer under a consent purpose needs: [`Store::load_subject`] and the
+    /// customer's ledger entries for `purpose` ([`ConsentStore::consent_history`]), in one
+    /// snapshot. SQLite reads both in one transaction on one pooled connection.
+    async fn load_subject_with_consents(
+        &self,
+        id: SubjectId,
+        fields: &[FieldName],
+        purpose: &candor_core::PurposeId,
+    ) -> Result<Option<(SubjectRecord, Vec<StoredConsent>)>, StoreError> {
+        let Some(record) = self.load_subject(id, fields).await? else {
+            return Ok(None);
+        };
+        Ok(Some((record, self.consent_history(id, Some(purpose)).await?)))
+    }
+
     /// Applies `changes` atomically and logs them. Returns `false` (and changes and logs
     /// nothing) if the subject is unknown.
     async fn update_subject(
@@ -272,8 +287,13 @@ pub trait Store:
     /// Every token (never the token itself: it is not stored), newest first.
     async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError>;
 
+    /// A number that changes, in the same transaction, whenever a token is revoked (by any
+    /// server or the command line). A server may keep what it read about tokens for as long as
+    /// this number is unchanged; reading it is cheaper than a token lookup.
+    async fn token_epoch(&self) -> Result<u64, StoreError>;
+
     /// Revokes a token and logs it; `None` if there is no such token. An already revoked token
-    /// is returned as it is (and nothing is logged).
+    /// is returned as it is (and nothing is logged). Changes [`Store::token_epoch`].
     async fn revoke_token(&self, id: &str, at: Millis, log: LogRecord) -> Result<Option<StoredToken>, StoreError>;
 
     /// Appends log records (reads, denials, …) in one transaction; returns the first index.

@@ -742,6 +742,16 @@ async fn the_consent_ledger_appends_all_or_nothing_and_streams_audiences(store: 
     assert_eq!(history[0].actor_token.as_deref(), Some("t-1"));
     assert_eq!(store.consent_history(a, Some(&PurposeId::new("analytics"))).await.unwrap().len(), 1);
     assert!(store.consent_history(b, Some(&PurposeId::new("analytics"))).await.unwrap().is_empty());
+    // A read under a consent purpose gets the customer and that purpose's entries together.
+    let marketing = PurposeId::new("marketing");
+    let (record, entries) = store.load_subject_with_consents(a, &[], &marketing).await.unwrap().unwrap();
+    let alone = store.load_subject(a, &[]).await.unwrap().unwrap();
+    assert_eq!((record.created_at, record.restricted, record.values.len()), (alone.created_at, alone.restricted, 0));
+    assert_eq!(entries.iter().map(|c| (c.action, c.given_at)).collect::<Vec<_>>(), [(Grant, 100), (Withdraw, 200)]);
+    assert!(entries.iter().all(|c| c.purpose == marketing));
+    let (_, none) = store.load_subject_with_consents(b, &[], &PurposeId::new("analytics")).await.unwrap().unwrap();
+    assert!(none.is_empty());
+    assert!(store.load_subject_with_consents(ghost, &[], &marketing).await.unwrap().is_none());
 
     let receipt = store.consent_receipt(a, "r-a1").await.unwrap().unwrap();
     assert_eq!(receipt.body, "{\"receipt_id\":\"r-a1\"}");
@@ -958,11 +968,29 @@ async fn tokens_are_found_by_hash_only(store: &dyn Store) {
     // Listing never shows a token (only its id and metadata); revoking is logged once.
     let listed = store.tokens().await.unwrap();
     assert!(listed.iter().any(|t| t.id == "tok-1"), "{listed:?}");
+    // Creating a token leaves the revocation epoch alone (servers may keep what they read);
+    // revoking one changes it, and only a revocation that changed something does.
+    let before = store.token_epoch().await.unwrap();
     let revoked = store.revoke_token("tok-1", 9, log("revoke", None)).await.unwrap().unwrap();
     assert_eq!(revoked.revoked_at, Some(9));
+    let after = store.token_epoch().await.unwrap();
+    assert_ne!(after, before, "a revocation changes the token epoch");
     let again = store.revoke_token("tok-1", 10, log("revoke-again", None)).await.unwrap().unwrap();
     assert_eq!(again.revoked_at, Some(9));
     assert!(store.revoke_token("nope", 9, log("revoke-ghost", None)).await.unwrap().is_none());
+    assert_eq!(store.token_epoch().await.unwrap(), after, "nothing was revoked");
+    let second = NewToken {
+        id: "tok-2".into(),
+        hash: [7; 32],
+        role: "support_agent".into(),
+        description: String::new(),
+        created_at: 11,
+        expires_at: None,
+    };
+    store.insert_token(second, log("token-2", None)).await.unwrap();
+    assert_eq!(store.token_epoch().await.unwrap(), after);
+    store.revoke_token("tok-2", 11, log("revoke-2", None)).await.unwrap().unwrap();
+    assert_ne!(store.token_epoch().await.unwrap(), after, "every revocation changes it");
 }
 
 /// A crash between "key destroyed" and "data deleted" (the first step run alone): the intent

@@ -98,17 +98,17 @@ impl ConsentStore for PgStore {
         purpose: Option<&PurposeId>,
     ) -> Result<Vec<StoredConsent>, StoreError> {
         let purpose = purpose.map(|p| p.as_str().to_string());
-        let rows = self
-            .client()
-            .await?
-            .query(
+        // Prepared once per connection: one round trip per read.
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
                 "SELECT seq, purpose, channel, action, notice_version, method, actor_kind, actor_token,
                         given_at, recorded_at, receipt_id
                  FROM consents WHERE subject_id = $1 AND ($2::text IS NULL OR purpose = $2) ORDER BY seq",
-                &[&subject.to_string(), &purpose],
             )
             .await
             .map_err(pg_err)?;
+        let rows = client.query(&statement, &[&subject.to_string(), &purpose]).await.map_err(pg_err)?;
         rows.iter()
             .map(|r| {
                 let (channel, action, method, actor_kind) =

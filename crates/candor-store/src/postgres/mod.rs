@@ -423,19 +423,23 @@ impl Store for PgStore {
     }
 
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.build_transaction().read_only(true).start().await.map_err(pg_err)?;
-        let sid = id.to_string();
-        let Some(head) = tx
-            .query_opt(
+        // One prepared statement (one round trip, one snapshot): the subject's head repeated on
+        // each of its requested values, or once with no value.
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
                 "SELECT k.kek_version, k.dek_version, k.wrapped_dek, s.created_at, s.updated_at, k.destroyed_at,
-                        EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id)
-                 FROM subjects s LEFT JOIN candor_keys.subject_keys k ON k.subject_id = s.id WHERE s.id = $1",
-                &[&sid],
+                        EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id),
+                        v.field, v.ciphertext, v.updated_at
+                 FROM subjects s LEFT JOIN candor_keys.subject_keys k ON k.subject_id = s.id
+                 LEFT JOIN field_values v ON v.subject_id = s.id AND v.field = ANY($2)
+                 WHERE s.id = $1 ORDER BY v.field",
             )
             .await
-            .map_err(pg_err)?
-        else {
+            .map_err(pg_err)?;
+        let names: Vec<&str> = fields.iter().map(FieldName::as_str).collect();
+        let rows = client.query(&statement, &[&id.to_string(), &names]).await.map_err(pg_err)?;
+        let Some(head) = rows.first() else {
             return Ok(None);
         };
         let (Some(kek_version), Some(dek_version), Some(wrapped)) =
@@ -446,23 +450,14 @@ impl Store for PgStore {
                 None => StoreError::Corrupt("a customer has no data key in the key store".into()),
             });
         };
-        let mut values = Vec::new();
-        let mut value_times = Vec::new();
-        if !fields.is_empty() {
-            let names: Vec<&str> = fields.iter().map(FieldName::as_str).collect();
-            for r in tx
-                .query(
-                    "SELECT field, ciphertext, updated_at FROM field_values WHERE subject_id = $1 AND field = ANY($2) ORDER BY field",
-                    &[&sid, &names],
-                )
-                .await
-                .map_err(pg_err)?
-            {
-                values.push((FieldName::new(r.get::<_, String>(0)), Ciphertext::from_bytes(r.get(1))));
-                value_times.push(r.get::<_, i64>(2));
+        let mut values = Vec::with_capacity(rows.len());
+        let mut value_times = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(field) = r.get::<_, Option<String>>(7) {
+                values.push((FieldName::new(field), Ciphertext::from_bytes(r.get(8))));
+                value_times.push(r.get::<_, i64>(9));
             }
         }
-        tx.commit().await.map_err(pg_err)?;
         Ok(Some(SubjectRecord {
             dek: StoredDek {
                 kek_version: u32_of(kek_version)?,
@@ -657,6 +652,13 @@ impl Store for PgStore {
                         .await
                         .map_err(pg_err)?;
                     if changed == 1 {
+                        tx.execute(
+                            "INSERT INTO meta (key, value) VALUES ('token_epoch', '1')
+                             ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text",
+                            &[],
+                        )
+                        .await
+                        .map_err(pg_err)?;
                         log_sink.push(log);
                     }
                     let row = tx
@@ -669,13 +671,24 @@ impl Store for PgStore {
             .await
     }
 
+    async fn token_epoch(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement =
+            client.prepare_cached("SELECT value FROM meta WHERE key = 'token_epoch'").await.map_err(pg_err)?;
+        let row = client.query_opt(&statement, &[]).await.map_err(pg_err)?;
+        match row.map(|r| r.get::<_, String>(0)) {
+            None => Ok(0),
+            Some(t) => t.parse().map_err(|_| StoreError::Corrupt("the stored token epoch is not a number".into())),
+        }
+    }
+
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1").as_str(), &[&&hash[..]])
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"))
             .await
             .map_err(pg_err)?;
+        let row = client.query_opt(&statement, &[&&hash[..]]).await.map_err(pg_err)?;
         Ok(row.as_ref().map(token_row))
     }
 

@@ -51,16 +51,16 @@ impl OverrideStore for PgStore {
         purpose: &str,
         now: Millis,
     ) -> Result<Option<String>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
                 "SELECT id FROM break_glass WHERE token_id = $1 AND subject_id = $2 AND purpose = $3
                  AND opened_at <= $4 AND expires_at > $4 ORDER BY expires_at DESC LIMIT 1",
-                &[&token_id, &subject.to_string(), &purpose, &now],
             )
             .await
             .map_err(pg_err)?;
+        let row =
+            client.query_opt(&statement, &[&token_id, &subject.to_string(), &purpose, &now]).await.map_err(pg_err)?;
         Ok(row.map(|r| r.get(0)))
     }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use candor_core::catalog::Channel;
 use candor_core::{Ciphertext, PurposeId, SubjectId};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use super::query_row_cached;
@@ -89,39 +89,8 @@ impl ConsentStore for SqliteStore {
         subject: SubjectId,
         purpose: Option<&PurposeId>,
     ) -> Result<Vec<StoredConsent>, StoreError> {
-        let purpose = purpose.map(|p| p.as_str().to_string());
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT seq, purpose, channel, action, notice_version, method, actor_kind, actor_token,
-                            given_at, recorded_at, receipt_id
-                     FROM consents WHERE subject_id = ?1 AND (?2 IS NULL OR purpose = ?2) ORDER BY seq",
-                )
-                .map_err(db_err)?;
-            let mut rows = stmt.query(params![subject.to_string(), purpose]).map_err(db_err)?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(db_err)? {
-                let text = |i| r.get::<_, String>(i).map_err(db_err);
-                let (channel, action, method, actor_kind) =
-                    ConsentColumns { channel: &text(2)?, action: &text(3)?, method: &text(5)?, actor_kind: &text(6)? }
-                        .parse()?;
-                out.push(StoredConsent {
-                    seq: r.get(0).map_err(db_err)?,
-                    purpose: PurposeId::new(text(1)?),
-                    channel,
-                    action,
-                    notice_version: text(4)?,
-                    method,
-                    actor_kind,
-                    actor_token: r.get(7).map_err(db_err)?,
-                    given_at: r.get(8).map_err(db_err)?,
-                    recorded_at: r.get(9).map_err(db_err)?,
-                    receipt_id: text(10)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        let purpose = purpose.cloned();
+        self.read(move |c| consent_rows(c, subject, purpose.as_ref())).await
     }
 
     async fn consent_receipt(&self, subject: SubjectId, receipt_id: &str) -> Result<Option<StoredReceipt>, StoreError> {
@@ -202,4 +171,43 @@ impl ConsentStore for SqliteStore {
         });
         rx
     }
+}
+
+/// The subject's ledger entries (of one purpose, if given), in the order recorded, read through
+/// `c` (a connection, or a transaction other reads share).
+pub(super) fn consent_rows(
+    c: &Connection,
+    subject: SubjectId,
+    purpose: Option<&PurposeId>,
+) -> Result<Vec<StoredConsent>, StoreError> {
+    let purpose = purpose.map(PurposeId::as_str);
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT seq, purpose, channel, action, notice_version, method, actor_kind, actor_token,
+                    given_at, recorded_at, receipt_id
+             FROM consents WHERE subject_id = ?1 AND (?2 IS NULL OR purpose = ?2) ORDER BY seq",
+        )
+        .map_err(db_err)?;
+    let mut rows = stmt.query(params![subject.to_string(), purpose]).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let text = |i| r.get::<_, String>(i).map_err(db_err);
+        let (channel, action, method, actor_kind) =
+            ConsentColumns { channel: &text(2)?, action: &text(3)?, method: &text(5)?, actor_kind: &text(6)? }
+                .parse()?;
+        out.push(StoredConsent {
+            seq: r.get(0).map_err(db_err)?,
+            purpose: PurposeId::new(text(1)?),
+            channel,
+            action,
+            notice_version: text(4)?,
+            method,
+            actor_kind,
+            actor_token: r.get(7).map_err(db_err)?,
+            given_at: r.get(8).map_err(db_err)?,
+            recorded_at: r.get(9).map_err(db_err)?,
+            receipt_id: text(10)?,
+        });
+    }
+    Ok(out)
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
+use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, PurposeId, StoredDek, SubjectId, WrappedDek};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
@@ -27,6 +27,7 @@ mod sessions;
 mod staff;
 mod writer;
 
+use crate::consents::StoredConsent;
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
     SubjectRecord,
@@ -64,6 +65,8 @@ pub struct SqliteStore {
     keys_path: PathBuf,
     writer: writer::Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// The connection [`Store::token_epoch`] reads on, inline (opened on first use).
+    epoch_reader: Mutex<Option<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -361,6 +364,21 @@ fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
 
 const TOKEN_COLUMNS: &str = "id, role, description, created_at, expires_at, revoked_at";
 
+/// Counts revocations in `meta` (no row: none yet); see [`Store::token_epoch`].
+const BUMP_TOKEN_EPOCH: &str = "INSERT INTO meta (key, value) VALUES ('token_epoch', '1')
+     ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)";
+
+fn read_token_epoch(c: &Connection) -> Result<u64, StoreError> {
+    let text: Option<String> =
+        query_row_cached(c, "SELECT value FROM meta WHERE key = 'token_epoch'", [], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+    match text {
+        None => Ok(0),
+        Some(t) => t.parse().map_err(|_| StoreError::Corrupt("the stored token epoch is not a number".into())),
+    }
+}
+
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredToken> {
     Ok(StoredToken {
         id: r.get(0)?,
@@ -397,26 +415,46 @@ fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord)
     tx.commit().map_err(db_err)
 }
 
-/// A subject's data key (from the key store), restriction flag and the requested values, read in
-/// one snapshot of both files.
-fn load_subject_tx(
-    c: &mut Connection,
-    id: SubjectId,
-    fields: &[FieldName],
-) -> Result<Option<SubjectRecord>, StoreError> {
-    let tx = c.transaction().map_err(db_err)?;
-    let sid = id.to_string();
+/// A subject's data key (from the key store), restriction flag and the requested values, read
+/// through `c` (a connection, or a transaction other reads share) in one statement, so in one
+/// snapshot of both files without a transaction of its own: the subject's head repeated on each
+/// of its values (none when no field is asked for), or once without.
+fn load_subject_in(c: &Connection, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
     type Head = (Option<i64>, Option<i64>, Option<Vec<u8>>, i64, i64, Option<i64>, bool);
-    let head: Option<Head> = query_row_cached(
-        &tx,
-        "SELECT k.kek_version, k.dek_version, k.wrapped_dek, s.created_at, s.updated_at, k.destroyed_at,
-                    EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id)
-             FROM subjects s LEFT JOIN keys.subject_keys k ON k.subject_id = s.id WHERE s.id = ?1",
-        params![sid],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-    )
-    .optional()
-    .map_err(db_err)?;
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT k.kek_version, k.dek_version, k.wrapped_dek, s.created_at, s.updated_at, k.destroyed_at,
+                    EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id),
+                    v.field, v.ciphertext, v.updated_at
+             FROM subjects s LEFT JOIN keys.subject_keys k ON k.subject_id = s.id
+             LEFT JOIN field_values v ON ?2 AND v.subject_id = s.id
+             WHERE s.id = ?1 ORDER BY v.field",
+        )
+        .map_err(db_err)?;
+    let mut rows = stmt.query(params![id.to_string(), !fields.is_empty()]).map_err(db_err)?;
+    let mut head: Option<Head> = None;
+    let mut values = Vec::with_capacity(fields.len());
+    let mut value_times = Vec::with_capacity(fields.len());
+    while let Some(r) = rows.next().map_err(db_err)? {
+        if head.is_none() {
+            head = Some((
+                r.get(0).map_err(db_err)?,
+                r.get(1).map_err(db_err)?,
+                r.get(2).map_err(db_err)?,
+                r.get(3).map_err(db_err)?,
+                r.get(4).map_err(db_err)?,
+                r.get(5).map_err(db_err)?,
+                r.get(6).map_err(db_err)?,
+            ));
+        }
+        let Some(field) = r.get::<_, Option<String>>(7).map_err(db_err)? else {
+            continue;
+        };
+        if fields.iter().any(|f| f.as_str() == field) {
+            values.push((FieldName::new(field), Ciphertext::from_bytes(r.get(8).map_err(db_err)?)));
+            value_times.push(r.get(9).map_err(db_err)?);
+        }
+    }
     let Some((kek_version, dek_version, wrapped, created_at, updated_at, destroyed_at, restricted)) = head else {
         return Ok(None);
     };
@@ -426,25 +464,6 @@ fn load_subject_tx(
             None => StoreError::Corrupt("a customer has no data key in the key store".into()),
         });
     };
-    let mut values = Vec::with_capacity(fields.len());
-    let mut value_times = Vec::with_capacity(fields.len());
-    if !fields.is_empty() {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT field, ciphertext, updated_at FROM field_values WHERE subject_id = ?1 ORDER BY field",
-            )
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map(params![sid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
-            .map_err(db_err)?;
-        for row in rows {
-            let (field, bytes, at) = row.map_err(db_err)?;
-            if fields.iter().any(|f| f.as_str() == field) {
-                values.push((FieldName::new(field), Ciphertext::from_bytes(bytes)));
-                value_times.push(at);
-            }
-        }
-    }
     let dek = StoredDek {
         kek_version: version(kek_version)?,
         dek_version: version(dek_version)?,
@@ -549,7 +568,13 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
-        Ok(Self { path, keys_path, writer: writer::Writer::start(writer), readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(Self {
+            path,
+            keys_path,
+            writer: writer::Writer::start(writer),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            epoch_reader: Mutex::new(None),
+        })
     }
 
     /// A store for tests and benchmarks: the key store is `<path>.keys` next to the data.
@@ -648,7 +673,24 @@ impl Store for SqliteStore {
 
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
         let fields = fields.to_vec();
-        self.read(move |c| load_subject_tx(c, id, &fields)).await
+        self.read(move |c| load_subject_in(c, id, &fields)).await
+    }
+
+    async fn load_subject_with_consents(
+        &self,
+        id: SubjectId,
+        fields: &[FieldName],
+        purpose: &PurposeId,
+    ) -> Result<Option<(SubjectRecord, Vec<StoredConsent>)>, StoreError> {
+        let (fields, purpose) = (fields.to_vec(), purpose.clone());
+        self.read(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let Some(record) = load_subject_in(&tx, id, &fields)? else {
+                return Ok(None);
+            };
+            Ok(Some((record, consents::consent_rows(&tx, id, Some(&purpose))?)))
+        })
+        .await
     }
 
     async fn update_subject(
@@ -796,6 +838,7 @@ impl Store for SqliteStore {
             )
             .map_err(db_err)?;
             if changed == 1 {
+                execute_cached(&tx, BUMP_TOKEN_EPOCH, []).map_err(db_err)?;
                 append_log_tx(&tx, std::slice::from_ref(&log))?;
             }
             let found = query_row_cached(
@@ -810,6 +853,22 @@ impl Store for SqliteStore {
             Ok(found)
         })
         .await
+    }
+
+    async fn token_epoch(&self) -> Result<u64, StoreError> {
+        // Inline on the caller's thread, on a connection kept for it: one indexed read of a
+        // tiny table costs a few microseconds, less than a hop to the blocking pool. When
+        // another request holds that connection, the pool serves this one.
+        if let Ok(mut slot) = self.epoch_reader.try_lock() {
+            if let Some(conn) = slot.as_ref() {
+                return read_token_epoch(conn);
+            }
+            let conn = open_connection(&self.path, &self.keys_path)?;
+            let epoch = read_token_epoch(&conn);
+            *slot = Some(conn);
+            return epoch;
+        }
+        self.read(|c| read_token_epoch(c)).await
     }
 
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
