@@ -22,8 +22,9 @@
 #   --only LIST     (LOADTEST_ONLY) comma-separated scenario names, e.g. healthz,read
 #   --keep          keep the temporary installation (its path is printed)
 # Scenarios: healthz read read_paced read_consent lookup create correction event consent.
-# read_paced runs at half the throughput `read` just reached (wrk has no open-loop mode: each
-# connection waits 64/(rate/2) s after an answer, so this is closed-loop pacing with think time).
+# read_paced aims at half the throughput `read` just reached (wrk has no open-loop mode: each
+# connection pauses after an answer so that answer + pause last clients/(rate/2) s; closed-loop
+# pacing with think time, so its table line shows the rate it actually reached).
 set -euo pipefail
 
 customers=${LOADTEST_CUSTOMERS:-10000}
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
         --postgres) postgres=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "loadtest: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -228,8 +229,13 @@ for r in $(seq 1 "$runs"); do
         delay=""
         if [ "$s" = read_paced ]; then
             peak=$(echo "${results[read]:-}" | awk -v r="$r" 'NR == r {print $1}')
+            read_p50=$(echo "${results[read]:-}" | awk -v r="$r" 'NR == r {print $2}')
             [ -n "$peak" ] || { echo "loadtest: read_paced needs the read scenario in the same run" >&2; exit 2; }
-            delay=$(awk -v p="$peak" -v c="$clients" 'BEGIN { printf "%d", c / (p / 2) * 1000 }')
+            # Each connection's cycle (answer + pause) should last clients / (peak / 2) seconds;
+            # at half the load an answer takes less than read's p50, so the pause is the cycle
+            # less that (erring towards slightly more than half the peak).
+            delay=$(awk -v p="$peak" -v c="$clients" -v l="$read_p50" \
+                'BEGIN { d = c / (p / 2) * 1000 - l / 1000; printf "%d", (d > 1 ? d : 1) }')
         fi
         line=$(run "$s" "$ids" "$delay")
         echo "  $s: $line (requests/s p50_us p99_us cpu_us)" >&2
