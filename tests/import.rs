@@ -515,7 +515,8 @@ fn big_file(rows: usize) -> String {
 }
 
 async fn a_killed_import_and_its_rerun_end_as_one_clean_run(install: Install) {
-    const ROWS: usize = 3000;
+    // More than two of the import's batches (4,096 rows), so the kill lands after a first one.
+    const ROWS: usize = 9000;
     let dir = install.dir.path().to_path_buf();
     let file = dir.join("big.csv");
     std::fs::write(&file, big_file(ROWS)).unwrap();

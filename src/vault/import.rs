@@ -32,11 +32,11 @@ use serde_json::{Map, Value};
 
 use super::{Authorized, ImportLine, Vault, VaultError, countries, now_millis};
 
-/// Rows stored concurrently: the store commits the writes that arrive together in one
-/// transaction (the SQLite writer takes up to 512 at a time).
-pub const BATCH: usize = 512;
-/// Rows whose existing customers are looked up concurrently.
-const LOOKUP_BATCH: usize = 256;
+/// Rows stored per batch: the store writes a batch's new customers in one transaction (with
+/// their log records) and the checkpoint moves after each batch.
+pub const BATCH: usize = 4096;
+/// Rows whose existing customers are looked up together (one query per unique field).
+const LOOKUP_BATCH: usize = 4096;
 /// Line numbers listed per problem in the report (the counts are always complete).
 pub const LISTED_LINES: usize = 1000;
 /// Clock skew tolerated for "a consent was not given in the future".
@@ -1012,9 +1012,11 @@ impl Vault {
             consent_invalid: vec![BTreeMap::new(); layout.consents.len()],
             ..Tally::default()
         };
-        // In-file duplicates by the first 16 bytes of each unique value's blind index (no value
-        // is kept in memory): 1,000,000 rows take about 40 MB.
-        let mut seen: HashMap<(usize, [u8; 16]), u64> = HashMap::new();
+        // In-file duplicates, per unique field, by the first 12 bytes of each value's blind index
+        // (an HMAC: two different values share them with a chance of about n²/2⁹⁷, 10⁻¹⁷ for a
+        // million rows) and the line it was first seen on. No value is kept in memory, and an
+        // entry is 16 bytes: a million rows take about 34 MB (the table's 2²¹ slots).
+        let mut seen: Vec<HashMap<[u8; 12], u32>> = vec![HashMap::new(); layout.unique.len()];
         let mut decisions: Vec<u8> = Vec::new();
         let mut matched = HashMap::new();
         let mut pending: Vec<Pending> = Vec::new();
@@ -1077,21 +1079,21 @@ impl Vault {
             }
             let mut keys = Vec::new();
             let mut duplicate = None;
-            for &i in &layout.unique {
+            for (u, &i) in layout.unique.iter().enumerate() {
                 let decl = &catalog.fields[i];
                 let Some(key) = row.fields.get(decl.name.as_str()).and_then(|v| value::lookup_key(decl.field_type, v))
                 else {
                     continue;
                 };
+                // Newest index key first: the entry a new customer would be stored with.
                 let indexes = self.keys.blind_indexes(&decl.name, &key);
-                let newest = self.keys.blind_index(&decl.name, &key);
-                let mut short = [0u8; 16];
-                short.copy_from_slice(&newest.as_bytes()[..16]);
-                if let Some(first) = seen.get(&(i, short)) {
-                    duplicate = Some((decl.name.to_string(), *first));
+                let mut short = [0u8; 12];
+                short.copy_from_slice(&indexes[0].as_bytes()[..12]);
+                if let Some(first) = seen[u].get(&short) {
+                    duplicate = Some((decl.name.to_string(), u64::from(*first)));
                     break;
                 }
-                seen.insert((i, short), line);
+                seen[u].insert(short, u32::try_from(line).unwrap_or(u32::MAX));
                 keys.push((i, decl.name.clone(), indexes));
             }
             if let Some((field, first)) = duplicate {
@@ -1233,25 +1235,46 @@ impl Vault {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (n, p) in pending.iter().enumerate() {
-            let store: Arc<dyn Store> = self.store.clone();
-            let keys = p.keys.clone();
-            tasks.spawn(async move {
-                for (field, name, indexes) in keys {
-                    let found = store.find_by_index(&name, &indexes).await?;
-                    if !found.is_empty() {
-                        return Ok::<_, candor_store::StoreError>((n, Some((field, found))));
+        // One lookup per unique field for the whole batch (every row's entries under every index
+        // key held); a row is matched by its first unique field that finds anyone.
+        let mut results: Vec<Option<(usize, Vec<SubjectId>)>> = vec![None; pending.len()];
+        // The unique fields in the layout's order (every row lists its keys in that order).
+        let mut fields: Vec<usize> = Vec::new();
+        for (f, ..) in pending.iter().flat_map(|p| &p.keys) {
+            if !fields.contains(f) {
+                fields.push(*f);
+            }
+        }
+        for &field in &fields {
+            let mut tokens = Vec::new();
+            let mut owner = Vec::new();
+            for (n, p) in pending.iter().enumerate() {
+                if results[n].is_some() {
+                    continue;
+                }
+                for (_, _, indexes) in p.keys.iter().filter(|(f, ..)| *f == field) {
+                    for t in indexes {
+                        tokens.push(t.clone());
+                        owner.push(n);
                     }
                 }
-                Ok((n, None))
-            });
-        }
-        let mut results = vec![None; pending.len()];
-        while let Some(r) = tasks.join_next().await {
-            let (n, found) =
-                r.map_err(|_| VaultError::Store(candor_store::StoreError::Internal("lookup task".into())))??;
-            results[n] = found;
+            }
+            if tokens.is_empty() {
+                continue;
+            }
+            let name = &self.catalog.fields[field].name;
+            let mut found: Vec<(usize, SubjectId)> = self
+                .store
+                .find_many_by_index(name, &tokens)
+                .await?
+                .into_iter()
+                .map(|(i, subject)| (owner[i], subject))
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            for (n, subject) in found {
+                results[n].get_or_insert_with(|| (field, Vec::new())).1.push(subject);
+            }
         }
         let mut found_ids = Vec::new();
         let mut fields_used = std::collections::BTreeSet::new();
@@ -1328,8 +1351,27 @@ enum Stored {
     Unchanged(SubjectId),
 }
 
+/// A batch handed to the store, and what is left to do once its new customers are committed.
+struct InFlight {
+    /// The store writing the batch's new customers (while the next batch is read and sealed).
+    creates: tokio::task::JoinHandle<Result<Vec<Option<candor_core::FieldName>>, candor_store::StoreError>>,
+    /// Line, id and grants of each customer in `creates`, in the same order.
+    created: Vec<(u64, SubjectId, Vec<Grant>)>,
+    /// Rows through the vault's single-customer operations afterwards: updates, existing
+    /// customers given consents, and creates the batch cannot take (refused: they are refused,
+    /// and logged, exactly as a single create is).
+    others: Vec<(u64, Job, Vec<Grant>)>,
+    /// The checkpoint once the batch is done (the last line read for it), and the rows read.
+    line: u64,
+    read: u64,
+}
+
 impl Vault {
     /// Pass 2: stores what `checked` plans, in batches; returns the report with its outcome.
+    ///
+    /// Pipelined: while the store commits one batch (its customers, index entries and log records
+    /// in one transaction), the next is read, validated, sealed and blind-indexed. A batch's
+    /// updates and consents follow its commit, and only then does the checkpoint move past it.
     pub async fn run_import(
         &self,
         auth: &Authorized,
@@ -1338,6 +1380,7 @@ impl Vault {
         progress: &dyn Progress,
     ) -> Result<Report, VaultError> {
         let Checked { mut report, format, layout, decisions, matched } = checked;
+        self.refuse_create_under_consent(auth).await?;
         let catalog = self.catalog.clone();
         let now = now_millis();
         let started = std::time::Instant::now();
@@ -1346,6 +1389,7 @@ impl Vault {
         let mut batch: Vec<(u64, Job, Vec<Grant>)> = Vec::with_capacity(BATCH);
         let mut ordinal = 0usize;
         let mut read = 0u64;
+        let mut in_flight: Option<InFlight> = None;
         progress.start("importing", Some(decisions.len() as u64));
         while let Some((line, cells)) = rows.next(&layout)? {
             let decision = decisions.get(ordinal).copied().unwrap_or(SKIP);
@@ -1367,15 +1411,19 @@ impl Vault {
                 batch.push((line, job, row.grants));
             }
             if batch.len() >= BATCH {
-                self.store_batch(auth, &layout, std::mem::take(&mut batch), &mut outcome).await?;
-                progress.advance(read);
-                read = 0;
-                progress.committed(line);
+                let next = self.submit(auth, std::mem::take(&mut batch), line, std::mem::take(&mut read))?;
+                if let Some(done) = in_flight.replace(next) {
+                    self.finish(auth, &layout, done, &mut outcome, progress).await?;
+                }
             }
         }
-        self.store_batch(auth, &layout, batch, &mut outcome).await?;
-        progress.advance(read);
-        progress.committed(u64::MAX);
+        let last = self.submit(auth, batch, u64::MAX, read)?;
+        if let Some(done) = in_flight.replace(last) {
+            self.finish(auth, &layout, done, &mut outcome, progress).await?;
+        }
+        if let Some(done) = in_flight.take() {
+            self.finish(auth, &layout, done, &mut outcome, progress).await?;
+        }
         progress.finish();
         outcome.failed.sort_by_key(|f| f.line);
         let seconds = started.elapsed().as_secs_f64();
@@ -1386,21 +1434,117 @@ impl Vault {
         Ok(report)
     }
 
-    /// Stores one batch: every row through the vault's create or correction (the store commits
-    /// them together), then their consents through the vault's consent import (one transaction).
-    async fn store_batch(
+    /// A new customer of the batch, checked, sealed and blind-indexed as a single create does
+    /// it (the same validation, policy decisions, key, sealing, index entries and log record);
+    /// `None` when the single create would refuse it (it then goes through that create, which
+    /// refuses and logs it).
+    fn prepare_create(
+        &self,
+        auth: &Authorized,
+        fields: &Map<String, Value>,
+    ) -> Result<Option<candor_store::ImportRow>, VaultError> {
+        let Ok(checked) = candor_core::write::check_write(
+            &self.catalog,
+            self.purpose(auth),
+            fields,
+            candor_core::write::WriteMode::Create,
+        ) else {
+            return Ok(None);
+        };
+        let may_write = |name: &str| self.decide(auth, Action::Write, PolicyTarget::Field(name), Situation::NEUTRAL);
+        if checked.set.iter().any(|(d, _)| !may_write(d.name.as_str()).allowed) {
+            return Ok(None);
+        }
+        let unique = checked
+            .set
+            .iter()
+            .filter(|(d, _)| d.unique && d.lookup)
+            .filter_map(|(d, v)| {
+                value::lookup_key(d.field_type, v.as_json())
+                    .map(|k| (d.name.clone(), self.keys.blind_indexes(&d.name, &k)))
+            })
+            .collect();
+        let (subject, log) = self.new_subject(auth, &checked.set)?;
+        Ok(Some(candor_store::ImportRow { subject, log, unique }))
+    }
+
+    /// Seals the batch's new customers and hands them to the store (which writes them while the
+    /// caller goes on); everything else waits for [`Vault::finish`].
+    fn submit(
+        &self,
+        auth: &Authorized,
+        batch: Vec<(u64, Job, Vec<Grant>)>,
+        line: u64,
+        read: u64,
+    ) -> Result<InFlight, VaultError> {
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut created = Vec::with_capacity(batch.len());
+        let mut others = Vec::new();
+        for (line, job, grants) in batch {
+            match job {
+                // A write carrying an idempotency key is stored with it: one create per key.
+                Job::Create(fields) if auth.idempotency.is_none() => match self.prepare_create(auth, &fields)? {
+                    Some(row) => {
+                        created.push((line, row.subject.id, grants));
+                        rows.push(row);
+                    }
+                    None => others.push((line, Job::Create(fields), grants)),
+                },
+                job => others.push((line, job, grants)),
+            }
+        }
+        let store: Arc<dyn Store> = self.store.clone();
+        let creates =
+            tokio::spawn(
+                async move { if rows.is_empty() { Ok(Vec::new()) } else { store.import_subjects(rows).await } },
+            );
+        Ok(InFlight { creates, created, others, line, read })
+    }
+
+    /// Waits for a batch's new customers to be committed, then stores its other rows (each
+    /// through the vault's create or correction) and its consents (through the vault's consent
+    /// import, one transaction), and moves the checkpoint past it.
+    async fn finish(
         &self,
         auth: &Authorized,
         layout: &Layout,
-        batch: Vec<(u64, Job, Vec<Grant>)>,
+        batch: InFlight,
         outcome: &mut Outcome,
+        progress: &dyn Progress,
     ) -> Result<(), VaultError> {
-        if batch.is_empty() {
-            return Ok(());
+        let InFlight { creates, created, others, line, read } = batch;
+        let conflicts = creates
+            .await
+            .map_err(|_| VaultError::Store(candor_store::StoreError::Internal("import task".into())))??;
+        let mut consent_rows: Vec<(u64, SubjectId, bool, Vec<Grant>)> = Vec::new();
+        for ((line, id, grants), conflict) in created.into_iter().zip(conflicts) {
+            match conflict {
+                None => {
+                    outcome.created += 1;
+                    if !grants.is_empty() {
+                        consent_rows.push((line, id, true, grants));
+                    }
+                }
+                // Another customer took the value since the check (another writer): refused and
+                // logged as a single create's duplicate is.
+                Some(field) => {
+                    let audit = self.audit(auth, "subject.create", &[]).fields([field.as_str()]);
+                    let refused =
+                        self.refuse::<()>(audit, "duplicate_value", VaultError::DuplicateValue(field.to_string()));
+                    match refused.await {
+                        Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
+                        Err(e) => push_capped(
+                            &mut outcome.failed,
+                            LineNote { reason: Some(e.to_string()), ..LineNote::new(line) },
+                        ),
+                        Ok(()) => {}
+                    }
+                }
+            }
         }
         let mut tasks = tokio::task::JoinSet::new();
         let mut grants_of: HashMap<u64, Vec<Grant>> = HashMap::new();
-        for (line, job, grants) in batch {
+        for (line, job, grants) in others {
             if !grants.is_empty() {
                 grants_of.insert(line, grants);
             }
@@ -1417,7 +1561,6 @@ impl Vault {
                 (line, stored)
             });
         }
-        let mut consent_rows: Vec<(u64, SubjectId, bool, Vec<Grant>)> = Vec::new();
         while let Some(r) = tasks.join_next().await {
             let (line, stored) =
                 r.map_err(|_| VaultError::Store(candor_store::StoreError::Internal("import task".into())))?;
@@ -1444,6 +1587,21 @@ impl Vault {
                 consent_rows.push((line, id, created, grants));
             }
         }
+        self.record_grants(auth, layout, consent_rows, outcome).await?;
+        progress.advance(read);
+        progress.committed(line);
+        Ok(())
+    }
+
+    /// Records the consents of a batch's rows (sorted by line) through the vault's consent
+    /// import, leaving out grants the ledger already holds.
+    async fn record_grants(
+        &self,
+        auth: &Authorized,
+        layout: &Layout,
+        mut consent_rows: Vec<(u64, SubjectId, bool, Vec<Grant>)>,
+        outcome: &mut Outcome,
+    ) -> Result<(), VaultError> {
         if consent_rows.is_empty() {
             return Ok(());
         }

@@ -469,11 +469,24 @@ impl Vault {
         let names: Vec<&FieldName> = checked.set.iter().map(|(d, _)| &d.name).collect();
         self.check_writes(auth, None, &names, Situation::NEUTRAL).await?;
         self.refuse_duplicates(auth, None, &checked.set).await?;
+        let (subject, log) = self.new_subject(auth, &checked.set)?;
+        let id = subject.id;
+        self.store.create_subject(subject, log).await?;
+        Ok(id)
+    }
+
+    /// A new customer of checked values: a fresh id and data key, the values sealed, the
+    /// blind-index entries of lookup fields, and the log record of its creation (nothing stored).
+    fn new_subject(
+        &self,
+        auth: &Authorized,
+        set: &[(&candor_core::catalog::FieldDecl, PersonalValue)],
+    ) -> Result<(NewSubject, candor_store::LogRecord), VaultError> {
         let id = SubjectId::random();
         let (key, dek) = self.keys.new_subject_key(id)?;
-        let mut values = Vec::with_capacity(checked.set.len());
+        let mut values = Vec::with_capacity(set.len());
         let mut index = Vec::new();
-        for (decl, value) in &checked.set {
+        for (decl, value) in set {
             values.push((decl.name.clone(), seal_value(&key, &decl.name, value)?));
             if decl.lookup
                 && let Some(normalised) = value::lookup_key(decl.field_type, value.as_json())
@@ -483,11 +496,10 @@ impl Vault {
         }
         let log = self
             .audit(auth, "subject.create", &[id])
-            .fields(checked.set.iter().map(|(d, _)| d.name.as_str()))
+            .fields(set.iter().map(|(d, _)| d.name.as_str()))
             .idempotent(auth.idempotency.as_ref(), &id)
             .record();
-        self.store.create_subject(NewSubject { id, dek, values, index, now: now_millis() }, log).await?;
-        Ok(id)
+        Ok((NewSubject { id, dek, values, index, now: now_millis() }, log))
     }
 
     /// The subject's fields as the policy engine lets the caller see them: in full, masked, or

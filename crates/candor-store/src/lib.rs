@@ -96,6 +96,16 @@ pub struct NewSubject {
     pub now: Millis,
 }
 
+/// One customer of an import batch ([`Store::import_subjects`]): what a create stores, its log
+/// record, and the index entries of its `unique` fields (under every index key held) that no
+/// other customer may hold.
+#[derive(Debug)]
+pub struct ImportRow {
+    pub subject: NewSubject,
+    pub log: LogRecord,
+    pub unique: Vec<(FieldName, Vec<BlindIndex>)>,
+}
+
 /// A subject as stored: its data key and the requested values that exist.
 #[derive(Debug)]
 pub struct SubjectRecord {
@@ -266,6 +276,57 @@ pub trait Store:
     /// Subjects whose `field` has any of `indexes` (the same value under each index key held;
     /// exact match), in id order, each once.
     async fn find_by_index(&self, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError>;
+
+    /// For each of `tokens` (index entries of `field`), the subjects holding it: pairs of
+    /// (position in `tokens`, subject), in one snapshot. What an import's check uses to recognise
+    /// a batch of existing customers at once.
+    async fn find_many_by_index(
+        &self,
+        field: &FieldName,
+        tokens: &[BlindIndex],
+    ) -> Result<Vec<(usize, SubjectId)>, StoreError> {
+        let mut found = Vec::new();
+        for (i, token) in tokens.iter().enumerate() {
+            found.extend(self.find_by_index(field, std::slice::from_ref(token)).await?.into_iter().map(|s| (i, s)));
+        }
+        Ok(found)
+    }
+
+    /// Creates an import batch's customers, each exactly as [`Store::create_subject`] would (its
+    /// key first, then its data, index entries and log record, committed together). A row whose
+    /// `unique` entries another customer holds (or an earlier row of the batch) is not stored:
+    /// its place in the answer names the field. The default runs the rows as single creates
+    /// (concurrently, sharing the backend's batched commits); SQLite writes the whole batch in one
+    /// key transaction and one data transaction.
+    async fn import_subjects(&self, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
+        // Checked first (a row's tokens against the store and against the batch's earlier rows),
+        // then the rest created concurrently.
+        let mut taken: std::collections::HashSet<(FieldName, Vec<u8>)> = std::collections::HashSet::new();
+        let mut answer = Vec::with_capacity(rows.len());
+        let mut creates = Vec::new();
+        for row in rows {
+            let mut conflict = None;
+            for (field, tokens) in &row.unique {
+                let in_batch = tokens.iter().any(|t| taken.contains(&(field.clone(), t.as_bytes().to_vec())));
+                if in_batch || !self.find_by_index(field, tokens).await?.is_empty() {
+                    conflict = Some(field.clone());
+                    break;
+                }
+            }
+            if conflict.is_none() {
+                for (field, tokens) in &row.unique {
+                    taken.extend(tokens.iter().map(|t| (field.clone(), t.as_bytes().to_vec())));
+                }
+                creates.push(row);
+            }
+            answer.push(conflict);
+        }
+        let runs = creates.into_iter().map(|row| self.create_subject(row.subject, row.log));
+        for outcome in futures_util::future::join_all(runs).await {
+            outcome?;
+        }
+        Ok(answer)
+    }
 
     /// Appends an event and logs it. Returns `false` (and stores nothing) if the subject is unknown.
     async fn append_event(&self, event: NewEvent, log: LogRecord) -> Result<bool, StoreError>;

@@ -10,8 +10,8 @@ use candor_core::catalog::Channel;
 use candor_core::consent::{ActorKind, ConsentAction, ConsentMethod};
 
 use crate::{
-    FieldChange, LogRecord, NewConsentEntry, NewConsentRecord, NewEvent, NewSubject, NewToken, NoticeText, Recorded,
-    Store,
+    FieldChange, ImportRow, LogRecord, NewConsentEntry, NewConsentRecord, NewEvent, NewSubject, NewToken, NoticeText,
+    Recorded, Store,
 };
 
 fn f(n: &str) -> FieldName {
@@ -92,6 +92,7 @@ pub async fn run_all(store: &dyn Store) {
     breaches_are_recorded_with_their_customers_and_their_clock(store).await;
     an_erasure_interrupted_after_the_key_was_destroyed_is_completed_from_its_intent(store).await;
     an_idempotency_key_is_stored_with_its_change_once(store).await;
+    an_import_batch_stores_each_customer_with_its_entry_and_never_a_taken_unique_value(store).await;
 }
 
 async fn breaches_are_recorded_with_their_customers_and_their_clock(store: &dyn Store) {
@@ -1091,4 +1092,49 @@ async fn an_idempotency_key_is_stored_with_its_change_once(store: &dyn Store) {
     assert_eq!(store.idempotent_outcome(&[4; 32]).await.unwrap(), None);
     store.probe_write(2_000).await.unwrap();
     store.probe_write(3_000).await.unwrap();
+}
+
+async fn an_import_batch_stores_each_customer_with_its_entry_and_never_a_taken_unique_value(store: &dyn Store) {
+    let existing = new_subject(store, 150).await;
+    let row = |name: &str, tokens: Vec<BlindIndex>| {
+        let id = SubjectId::random();
+        let row = ImportRow {
+            subject: NewSubject {
+                id,
+                dek: dek(),
+                values: vec![(f("email"), ct(b"c-email")), (f("name"), ct(name.as_bytes()))],
+                index: vec![(f("email"), tokens[0].clone())],
+                now: 2_000,
+            },
+            log: log(&format!("import {name}"), Some(id)),
+            unique: vec![(f("email"), tokens)],
+        };
+        (id, row)
+    };
+    let other_key = BlindIndex::new(2, vec![153; 32]);
+    let (a, row_a) = row("a", vec![bi(150)]); // held by an existing customer
+    let (b, row_b) = row("b", vec![bi(151)]);
+    let (c, row_c) = row("c", vec![bi(151)]); // the same value as b, later in the batch
+    let (d, row_d) = row("d", vec![bi(152), other_key.clone()]); // under two index keys
+    let (e, row_e) = row("e", vec![bi(154), bi(150)]); // its value under the older key is held
+    let (size_before, _) = store.log_head().await.unwrap();
+    let outcome = store.import_subjects(vec![row_a, row_b, row_c, row_d, row_e]).await.unwrap();
+    assert_eq!(outcome, vec![Some(f("email")), None, Some(f("email")), None, Some(f("email"))]);
+    let (size_after, _) = store.log_head().await.unwrap();
+    assert_eq!(size_after, size_before + 2, "one entry per customer stored, none for the others");
+    let logged = entries(store).await;
+    assert!(logged[logged.len() - 2].contains("import b") && logged[logged.len() - 1].contains("import d"));
+    for (id, stored) in [(a, false), (b, true), (c, false), (d, true), (e, false)] {
+        let record = store.load_subject(id, &[f("email"), f("name")]).await.unwrap();
+        assert_eq!(record.is_some(), stored, "{id}");
+        assert_eq!(store.subject_log_indices(id).await.unwrap().len(), usize::from(stored));
+    }
+    assert_eq!(store.load_subject(d, &[f("name")]).await.unwrap().unwrap().values, vec![(f("name"), ct(b"d"))]);
+    assert_eq!(store.find_by_index(&f("email"), &[bi(151)]).await.unwrap(), vec![b]);
+    assert_eq!(store.find_by_index(&f("email"), &[bi(150)]).await.unwrap(), vec![existing]);
+    // Many entries looked up at once: each position answered with its holders, in order.
+    let found = store.find_many_by_index(&f("email"), &[bi(150), bi(151), bi(155), bi(151), bi(152)]).await.unwrap();
+    assert_eq!(found, vec![(0, existing), (1, b), (3, b), (4, d)]);
+    assert!(store.find_many_by_index(&f("name"), &[bi(150)]).await.unwrap().is_empty());
+    assert_eq!(store.import_subjects(Vec::new()).await.unwrap(), Vec::new());
 }

@@ -552,6 +552,38 @@ impl Store for PgStore {
         rows.iter().map(|r| subject_of(r.get(0))).collect()
     }
 
+    async fn find_many_by_index(
+        &self,
+        field: &FieldName,
+        tokens: &[BlindIndex],
+    ) -> Result<Vec<(usize, SubjectId)>, StoreError> {
+        let list: Vec<&[u8]> = tokens.iter().map(BlindIndex::as_bytes).collect();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT token, subject_id FROM blind_index WHERE field = $1 AND token = ANY($2)",
+                &[&field.as_str(), &list],
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut position: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        for (i, t) in list.iter().enumerate() {
+            position.entry(t).or_default().push(i);
+        }
+        let mut found = Vec::new();
+        for r in &rows {
+            let token: &[u8] = r.get(0);
+            let subject = subject_of(r.get(1))?;
+            for &i in position.get(token).map(Vec::as_slice).unwrap_or_default() {
+                found.push((i, subject));
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
         self.changes
             .run(move |tx, log_sink| {

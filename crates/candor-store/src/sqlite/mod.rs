@@ -29,8 +29,8 @@ mod writer;
 
 use crate::consents::StoredConsent;
 use crate::{
-    FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
-    SubjectRecord,
+    FieldChange, Hash, ImportRow, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent,
+    StoredToken, SubjectRecord,
 };
 
 /// Numbered, forward-only migrations. Never edit one that has shipped; add the next.
@@ -390,6 +390,193 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredToken> {
     })
 }
 
+/// Index entries looked up per statement (one statement, always the same size, padded with an
+/// empty token that no entry has, so it stays in the statement cache).
+const TOKENS_PER_QUERY: usize = 256;
+
+/// (position in `tokens`, subject) for every entry of `field` holding one of `tokens`.
+fn holders_of(c: &Connection, field: &FieldName, tokens: &[BlindIndex]) -> Result<Vec<(usize, SubjectId)>, StoreError> {
+    let marks = (0..TOKENS_PER_QUERY).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+    let sql = format!("SELECT token, subject_id FROM blind_index WHERE field = ?1 AND token IN ({marks})");
+    let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
+    let mut position: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
+    for (i, t) in tokens.iter().enumerate() {
+        position.entry(t.as_bytes()).or_default().push(i);
+    }
+    let mut found = Vec::new();
+    let name = field.as_str();
+    let none: &[u8] = &[];
+    for chunk in tokens.chunks(TOKENS_PER_QUERY) {
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(TOKENS_PER_QUERY + 1);
+        values.push(&name);
+        let bytes: Vec<&[u8]> =
+            chunk.iter().map(BlindIndex::as_bytes).chain(std::iter::repeat(none)).take(TOKENS_PER_QUERY).collect();
+        values.extend(bytes.iter().map(|b| b as &dyn rusqlite::ToSql));
+        let mut rows = stmt.query(values.as_slice()).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let token: Vec<u8> = row.get(0).map_err(db_err)?;
+            let subject = parse_subject(&row.get::<_, String>(1).map_err(db_err)?)?;
+            for &i in position.get(token.as_slice()).map(Vec::as_slice).unwrap_or_default() {
+                found.push((i, subject));
+            }
+        }
+    }
+    found.sort_unstable_by_key(|(i, s)| (*i, *s));
+    found.dedup();
+    Ok(found)
+}
+
+/// Page cache of the write connection while it writes an import batch (SQLite's default is
+/// 2 MB; a batch's B-tree pages did not fit, and spilling them mid-transaction cost a sixth of
+/// the writer's time).
+const IMPORT_CACHE_KIB: i64 = 64 * 1024;
+/// WAL pages after which a commit of an import batch copies the WAL into the database
+/// (SQLite's default, 1,000 pages, made every batch's commit a checkpoint too: pages that later
+/// batches change again were written to the database file once per batch).
+const IMPORT_WAL_PAGES: i64 = 16 * 1024;
+
+/// An import batch, on the write connection alone: the duplicate check and every new key in one
+/// transaction (committed first, as a single create commits its key first), then every
+/// customer's rows and log record in one more. No savepoint per customer: a failure rolls the
+/// whole data transaction back (and removes the batch's keys), and the import stops there; a
+/// re-run continues from its checkpoint. The connection's page cache and checkpoint interval are
+/// raised for the batch and set back afterwards (an idle server keeps its footprint).
+fn import_subjects_tx(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
+    c.pragma_update(None, "cache_size", -IMPORT_CACHE_KIB).map_err(db_err)?;
+    c.pragma_update(None, "wal_autocheckpoint", IMPORT_WAL_PAGES).map_err(db_err)?;
+    let outcome = import_batch(c, rows);
+    let reset = c
+        .pragma_update(None, "cache_size", -2000)
+        .and_then(|()| c.pragma_update(None, "wal_autocheckpoint", 1000))
+        .map_err(db_err);
+    let outcome = outcome?;
+    reset?;
+    Ok(outcome)
+}
+
+fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
+    // Phase 1: which rows may be stored (no customer, and no earlier row, holds a unique value),
+    // and their keys.
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    let mut by_field: Vec<(FieldName, Vec<BlindIndex>, Vec<usize>)> = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        for (field, tokens) in &row.unique {
+            let k = match by_field.iter().position(|(f, ..)| f == field) {
+                Some(k) => k,
+                None => {
+                    by_field.push((field.clone(), Vec::new(), Vec::new()));
+                    by_field.len() - 1
+                }
+            };
+            for t in tokens {
+                by_field[k].1.push(t.clone());
+                by_field[k].2.push(r);
+            }
+        }
+    }
+    let mut conflict: Vec<Option<FieldName>> = vec![None; rows.len()];
+    for (field, tokens, owner) in &by_field {
+        for (i, _) in holders_of(&tx, field, tokens)? {
+            conflict[owner[i]].get_or_insert_with(|| field.clone());
+        }
+    }
+    let mut taken: std::collections::HashSet<(&str, &[u8])> = std::collections::HashSet::new();
+    for (r, row) in rows.iter().enumerate() {
+        if conflict[r].is_some() {
+            continue;
+        }
+        if let Some((field, _)) =
+            row.unique.iter().find(|(f, tokens)| tokens.iter().any(|t| taken.contains(&(f.as_str(), t.as_bytes()))))
+        {
+            conflict[r] = Some(field.clone());
+            continue;
+        }
+        for (f, tokens) in &row.unique {
+            taken.extend(tokens.iter().map(|t| (f.as_str(), t.as_bytes())));
+        }
+    }
+    let mark = log_size(&tx)? as i64;
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at, log_mark)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(db_err)?;
+        for (row, _) in rows.iter().zip(&conflict).filter(|(_, c)| c.is_none()) {
+            let s = &row.subject;
+            put.execute(params![
+                s.id.to_string(),
+                s.dek.kek_version,
+                s.dek.dek_version,
+                s.dek.wrapped.as_bytes(),
+                s.now,
+                mark
+            ])
+            .map_err(db_err)?;
+        }
+    }
+    tx.commit().map_err(db_err)?;
+    // Phase 2: the customers and their log records. Rows go in in id order (nearby B-tree pages
+    // one after the other; the ids are random), log records in the batch's order. Foreign keys
+    // are not checked for this transaction: every value and index row it writes belongs to a
+    // customer it writes just before (the setting cannot change inside a transaction; it is set
+    // back right after).
+    let stored: Vec<&ImportRow> = rows.iter().zip(&conflict).filter(|(_, c)| c.is_none()).map(|(r, _)| r).collect();
+    let mut in_order: Vec<(String, &NewSubject)> =
+        stored.iter().map(|r| (r.subject.id.to_string(), &r.subject)).collect();
+    in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    c.pragma_update(None, "foreign_keys", "OFF").map_err(db_err)?;
+    let data = (|| {
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        {
+            let mut subject = tx
+                .prepare_cached("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)")
+                .map_err(db_err)?;
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db_err)?;
+            let mut idx = tx
+                .prepare_cached(
+                    "INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db_err)?;
+            for (id, s) in &in_order {
+                subject.execute(params![id, s.now]).map_err(db_err)?;
+                for (field, value) in &s.values {
+                    put.execute(params![id, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
+                }
+                for (field, token) in &s.index {
+                    idx.execute(params![field.as_str(), token.as_bytes(), id, token.key_version()]).map_err(db_err)?;
+                }
+            }
+        }
+        let logs: Vec<LogRecord> = stored.iter().map(|r| r.log.clone()).collect();
+        append_log_tx(&tx, &logs)?;
+        tx.commit().map_err(db_err)
+    })();
+    let checks_back = c.pragma_update(None, "foreign_keys", "ON").map_err(db_err);
+    if let Err(e) = data {
+        // The keys of customers that were never stored are removed (a crash here instead leaves
+        // them unused, as a single create's would be).
+        if let Ok(tx) = c.transaction_with_behavior(TransactionBehavior::Immediate) {
+            for row in &stored {
+                let _ = execute_cached(
+                    &tx,
+                    "DELETE FROM keys.subject_keys WHERE subject_id = ?1 AND destroyed_at IS NULL",
+                    params![row.subject.id.to_string()],
+                );
+            }
+            let _ = tx.commit();
+        }
+        return Err(e);
+    }
+    checks_back?;
+    Ok(conflict)
+}
+
 /// The data half of creating a subject (its key is already in the key store).
 fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord) -> Result<(), StoreError> {
     let tx = c.savepoint().map_err(db_err)?;
@@ -721,6 +908,25 @@ impl Store for SqliteStore {
             rows.map(|r| parse_subject(&r.map_err(db_err)?)).collect()
         })
         .await
+    }
+
+    async fn find_many_by_index(
+        &self,
+        field: &FieldName,
+        tokens: &[BlindIndex],
+    ) -> Result<Vec<(usize, SubjectId)>, StoreError> {
+        let (field, tokens) = (field.clone(), tokens.to_vec());
+        self.read(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let found = holders_of(&tx, &field, &tokens)?;
+            tx.commit().map_err(db_err)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn import_subjects(&self, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
+        self.write_alone(move |c| import_subjects_tx(c, rows)).await
     }
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
