@@ -321,9 +321,14 @@ pub trait Store:
             }
             answer.push(conflict);
         }
-        let runs = creates.into_iter().map(|row| self.create_subject(row.subject, row.log));
-        for outcome in futures_util::future::join_all(runs).await {
-            outcome?;
+        // At most 512 at a time, as many as a single create's batched commit takes, so a large
+        // import batch does not wait in the connection pool past its timeouts.
+        let mut creates = creates.into_iter().peekable();
+        while creates.peek().is_some() {
+            let runs = creates.by_ref().take(512).map(|row| self.create_subject(row.subject, row.log));
+            for outcome in futures_util::future::join_all(runs).await {
+                outcome?;
+            }
         }
         Ok(answer)
     }

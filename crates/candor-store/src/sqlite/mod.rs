@@ -444,12 +444,21 @@ const IMPORT_WAL_PAGES: i64 = 16 * 1024;
 fn import_subjects_tx(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
     c.pragma_update(None, "cache_size", -IMPORT_CACHE_KIB).map_err(db_err)?;
     c.pragma_update(None, "wal_autocheckpoint", IMPORT_WAL_PAGES).map_err(db_err)?;
-    let outcome = import_batch(c, rows);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| import_batch(c, rows)));
+    // Whatever happened (even a panic mid-transaction), the connection goes back to how every
+    // other write expects it: no transaction open, foreign keys checked, default cache.
+    if !c.is_autocommit() {
+        let _ = c.execute_batch("ROLLBACK");
+    }
     let reset = c
-        .pragma_update(None, "cache_size", -2000)
+        .pragma_update(None, "foreign_keys", "ON")
+        .and_then(|()| c.pragma_update(None, "cache_size", -2000))
         .and_then(|()| c.pragma_update(None, "wal_autocheckpoint", 1000))
         .map_err(db_err);
-    let outcome = outcome?;
+    let outcome = match outcome {
+        Ok(outcome) => outcome?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     reset?;
     Ok(outcome)
 }
