@@ -122,19 +122,7 @@ async fn quickstart_serves_demo_customers_and_prints_urls_and_tokens() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let done = line.starts_with("listening on ");
-            seen.push(line);
-            if done {
-                let _ = tx.send(seen.clone());
-            }
-        }
-    });
-    let lines = rx.recv_timeout(Duration::from_secs(60)).expect("quickstart starts");
+    let lines = common::lines_until_listening(&mut child, Duration::from_secs(60)).expect("quickstart starts");
     let value = |label: &str| lines.iter().find_map(|l| l.strip_prefix(label)).map(|s| s.trim().to_string()).unwrap();
     let url = value("listening on ");
     let backend = value("shop_backend token:");

@@ -566,20 +566,9 @@ async fn the_quickstart_signs_staff_in_through_the_bundled_provider() {
     assert!(!dir.path().join("qs").exists(), "nothing is created");
 
     let mut child = quickstart(true).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let done = line.starts_with("listening on ");
-            seen.push(line);
-            if done {
-                let _ = tx.send(seen.clone());
-            }
-        }
-    });
-    let lines = rx.recv_timeout(Duration::from_secs(120)).expect("quickstart starts");
+    let lines = common::lines_until_listening(&mut child, Duration::from_secs(120));
     let _stop = KillOnDrop(child);
+    let lines = lines.expect("quickstart starts");
     let url = lines.iter().find_map(|l| l.strip_prefix("listening on ")).unwrap().trim().to_string();
     assert!(lines.iter().any(|l| l.contains(&format!("{url}/console")) && l.contains(&op.issuer)), "{lines:#?}");
 

@@ -324,3 +324,21 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The lines a child process (a `candor quickstart`) prints on stdout up to `listening on …`,
+/// read on a thread; `None` if it has not said so within `within`. The child keeps running.
+pub fn lines_until_listening(child: &mut Child, within: Duration) -> Option<Vec<String>> {
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("listening on ");
+            seen.push(line);
+            if done {
+                let _ = tx.send(seen.clone());
+            }
+        }
+    });
+    rx.recv_timeout(within).ok()
+}
