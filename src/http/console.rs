@@ -150,13 +150,17 @@ async fn person(state: &AppState, parts: &Parts, csrf: Option<&str>) -> Result<(
         Err(e) => return Err(refused(state, None, e, None)),
     };
     let csrf = super::staff::console_csrf(state, &parts.headers).unwrap_or_default();
-    let handles_requests = requests_purpose(state, &principal.role).is_some();
-    let audits = state.vault.may_audit(&principal.role);
-    let person = Person { role: principal.role.clone(), csrf, handles_requests, audits };
+    let person = person_for(state, &principal.role, csrf);
     let client = parts.extensions.get::<super::client::ClientIp>().copied();
     let origin = client.and_then(|c| state.caller_origin(c));
     let principal = Principal { origin, ..principal };
     Ok((principal, person))
+}
+
+/// What the console shows of a signed-in person with `role`, and the menu their role gets.
+pub fn person_for(state: &AppState, role: &str, csrf: String) -> Person {
+    let handles_requests = requests_purpose(state, role).is_some();
+    Person { role: role.to_string(), csrf, handles_requests, audits: state.vault.may_audit(role) }
 }
 
 /// The purposes the role acts under, the chosen one marked.

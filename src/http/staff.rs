@@ -232,8 +232,16 @@ struct ConsolePage {
     heading: String,
     paragraphs: Vec<String>,
     session: Option<SessionView>,
+    /// The signed-in person as the console's menu needs them.
+    person: Option<super::console::Person>,
     link: Option<(String, &'static str)>,
     refresh: Option<&'static str>,
+}
+
+impl ConsolePage {
+    fn who(&self) -> Option<&super::console::Person> {
+        self.person.as_ref()
+    }
 }
 
 struct SessionView {
@@ -252,6 +260,7 @@ fn page(state: &AppState, status: StatusCode, heading: &str, paragraphs: Vec<Str
             heading: heading.to_string(),
             paragraphs,
             session: None,
+            person: None,
             link: None,
             refresh: None,
         },
@@ -303,6 +312,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response
         Ok(session) => {
             let ends_at = crate::clock::utc_second(session.created_at + staff.times.max());
             let mut p = page(&state, StatusCode::OK, "Signed in", vec![]);
+            p.page.person = Some(super::console::person_for(&state, &session.role, csrf_token(&secret)));
             p.page.session = Some(SessionView {
                 role: session.role,
                 pseudonym: session.pseudonym,
