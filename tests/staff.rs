@@ -663,6 +663,22 @@ async fn a_support_agent_serves_a_customer_in_the_console() {
     assert_eq!(a.status, 303, "{}", a.body);
     let page = alice.get(&format!("{url}{}", a.location.unwrap())).await;
     assert!(page.body.contains("id=\"done\"") && page.body.contains("Ada King"), "{}", page.body);
+    // A field customer_support may not write, and a correction without the session's token:
+    // refused, nothing changed.
+    let correct = format!("{url}/console/customers/{id}/correct");
+    let a = alice
+        .post_form(
+            &correct,
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("field", "date_of_birth"), ("value", "1815-12-10")],
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = alice
+        .post_form(&correct, &[("purpose", "customer_support"), ("field", "full_name"), ("value", "Mallory")])
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let page = alice.get(&format!("{url}/console/customers/{id}?purpose=customer_support")).await;
+    assert!(page.body.contains("Ada King") && !page.body.contains("Mallory"), "{}", page.body);
 
     // Break-glass: refused without a proper reason, then open with one; the banner shows until when.
     let a = alice
