@@ -733,7 +733,7 @@ pub(crate) fn proc_memory_mib(process: &str, key: &str) -> Option<f64> {
 /// A realistic entry: a support agent reading two fields of one customer.
 fn sample_entry(i: u64) -> LogRecord {
     let subject = SubjectId::random();
-    let entry = crate::audit::Audit::new(
+    let entry = crate::vault::audit::Audit::new(
         &crate::vault::Principal {
             token_id: format!("bench-token-{}", i % 50),
             role: "support_agent".into(),

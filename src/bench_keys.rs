@@ -11,10 +11,10 @@ use anyhow::Result;
 use candor_crypto::keyfile::{self, KEK_LABEL};
 use candor_crypto::pkcs11::{self, SOFTHSM_MODULE};
 
-use crate::audit::Audit;
 use crate::breach::{Assessment, Filters, scan_log};
 use crate::config::Database;
 use crate::vault::Principal;
+use crate::vault::audit::Audit;
 
 pub async fn run(customers: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -133,7 +133,7 @@ pub async fn run(customers: usize) -> Result<()> {
     keyfile::add_key_version(&config.keys.kek_file, KEK_LABEL)?;
     let ring = crate::install::load_keys(&config)?;
     let start = Instant::now();
-    let (rewrapped, _) = crate::keys_cli::rewrap_all(store.as_ref(), &ring, 0, |_| {}).await?;
+    let (rewrapped, _) = crate::cli::keys::rewrap_all(store.as_ref(), &ring, 0, |_| {}).await?;
     let elapsed = start.elapsed().as_secs_f64();
     println!(
         "{:<52} {:>12.0} DEKs/s ({rewrapped} in {elapsed:.1} s, durable batches of 500)",
@@ -147,7 +147,7 @@ pub async fn run(customers: usize) -> Result<()> {
     keyfile::add_key_version(&config.keys.index_key_file, keyfile::INDEX_LABEL)?;
     let ring = crate::install::load_keys(&config)?;
     let start = Instant::now();
-    let reindexed = crate::keys_index::reindex_all(store.as_ref(), &ring, &catalog, 0, |_| {}).await?;
+    let reindexed = crate::cli::keys_index::reindex_all(store.as_ref(), &ring, &catalog, 0, |_| {}).await?;
     let elapsed = start.elapsed().as_secs_f64();
     println!(
         "{:<52} {:>12.0} rows/s ({} in {elapsed:.1} s, durable batches of 500)",

@@ -27,10 +27,10 @@ async fn authorize(vault: &Vault, role: &str, purpose: &str) -> Result<Authorize
 }
 
 /// Seeds `events` sealed purchase events for `id` straight into the database, in one transaction.
-async fn seed_events(config: &crate::config::Config, vault: &Vault, id: SubjectId, events: u64) -> Result<()> {
+async fn seed_events(config: &crate::config::Config, id: SubjectId, events: u64) -> Result<()> {
     let Database::Sqlite(db) = config.database.clone() else { anyhow::bail!("the rights benchmark runs on SQLite") };
     let keys = crate::install::load_keys(config)?;
-    let record = vault.store().load_subject(id, &[]).await?.expect("the subject exists");
+    let record = crate::install::open_store(config).await?.load_subject(id, &[]).await?.expect("the subject exists");
     let key = keys.open_subject_key(id, &record.dek)?;
     let key_store = config.keys.key_store.clone();
     let bar = indicatif::ProgressBar::new(events);
@@ -73,7 +73,7 @@ pub async fn run(events: u64) -> Result<()> {
     let privacy = authorize(&vault, "privacy_team", "privacy_requests").await?;
     let fields = json!({"email": "ada@example.com", "full_name": "Ada Lovelace", "date_of_birth": "1990-12-10"});
     let id = vault.create_subject(&account, fields.as_object().expect("object")).await?;
-    seed_events(&config, &vault, id, events).await?;
+    seed_events(&config, id, events).await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

@@ -26,9 +26,9 @@ use candor_core::{SubjectId, value};
 use candor_store::Store;
 use futures_util::StreamExt;
 
-use crate::audit::{Audit, system_actor};
 use crate::config::Config;
 use crate::install;
+use crate::vault::audit::{Audit, system_actor};
 
 /// Actions that put personal data in someone's hands.
 const DISCLOSING: &[&str] = &["subject.read", "subject.report", "subject.export", "event.read", "grant.read"];
@@ -57,7 +57,7 @@ pub fn networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>> {
     texts
         .iter()
         .map(|t| {
-            crate::http::client::parse_network(t)
+            crate::config::parse_network(t)
                 .with_context(|| format!("--ip-range `{t}` is not a network such as 203.0.113.0/24 or an address"))
         })
         .collect()
@@ -415,7 +415,7 @@ pub async fn record(config_path: &Path, args: RecordArgs<'_>) -> Result<()> {
 pub async fn list(config_path: &Path) -> Result<()> {
     let (_, vault) = install::open(config_path).await?;
     let now = crate::vault::now_millis();
-    let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
+    let time = crate::clock::rfc3339;
     for b in vault.breaches().await? {
         let deadline = b.detected_at + crate::vault::AUTHORITY_DEADLINE_MS;
         let status = match (b.closed_at, b.authority_notified_at) {

@@ -56,6 +56,12 @@ pub fn now_millis() -> Millis {
     now().as_millisecond()
 }
 
+/// A stored time (milliseconds since the epoch) as RFC 3339, as the API, reports and the log show
+/// times: `2026-12-03T10:54:41.123Z`.
+pub fn rfc3339(ms: Millis) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
 /// A stored time (milliseconds since the epoch) as people read it in a terminal table:
 /// `2026-12-03 10:54:41Z` (UTC, to the second).
 pub fn utc_second(ms: Millis) -> String {

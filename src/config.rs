@@ -418,7 +418,7 @@ impl Config {
         };
         let mut trusted_proxies = Vec::new();
         for text in raw.server.trusted_proxies.iter().flatten() {
-            let net = crate::http::client::parse_network(text).with_context(|| {
+            let net = parse_network(text).with_context(|| {
                 format!(
                     "{}: server.trusted_proxies: `{text}` is not an address or network like 10.0.0.0/8",
                     path.display()
@@ -745,9 +745,24 @@ restrictions_per_hour = {DEFAULT_ERASURES_PER_HOUR}
     )
 }
 
+/// A network in CIDR form (`10.0.0.0/8`) or a single address (`203.0.113.7`, a /32 or /128).
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_are_cidr_or_single_addresses() {
+        assert_eq!(parse_network("10.0.0.0/8"), Some("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(parse_network(" 203.0.113.7 "), Some("203.0.113.7/32".parse().unwrap()));
+        assert_eq!(parse_network("2001:db8::/32").map(|n| n.prefix_len()), Some(32));
+        assert_eq!(parse_network("10.0.0.0/33"), None);
+        assert_eq!(parse_network("intranet"), None);
+    }
 
     #[test]
     fn relative_paths_resolve_against_the_config_directory() {

@@ -236,7 +236,7 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
                         Level::Fail,
                         format!("{n} lookup row(s) were made with index key v{v}, which the index key file does not hold: lookups miss these customers"),
                     ));
-                } else if crate::keys_index::needs_reindex(v, &ring) {
+                } else if crate::cli::keys_index::needs_reindex(v, &ring) {
                     f.push(finding(
                         Level::Warn,
                         format!("{n} lookup row(s) not under index key v{index_primary}: run `candor keys reindex`"),

@@ -10,9 +10,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use candor_store::Store;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::vault::Vault;
 
 /// How often the watchdog pings the database.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
@@ -140,18 +141,18 @@ impl Health {
     }
 
     /// Pings the database every [`PING_EVERY`] for as long as the runtime lives.
-    pub fn spawn_watchdog(self: &Arc<Self>, store: Arc<dyn Store>) {
+    pub fn spawn_watchdog(self: &Arc<Self>, vault: Vault) {
         let health = self.clone();
         tokio::spawn(async move {
             loop {
-                match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
+                match tokio::time::timeout(PING_TIMEOUT, vault.ping()).await {
                     Ok(Ok(())) => health.set_responsive(true, ""),
                     Ok(Err(e)) => health.set_responsive(false, &e.to_string()),
                     Err(_) => health.set_responsive(false, "no answer to a ping within 2 seconds"),
                 }
                 if health.not_ready() == Some(NotReady::StorageFull)
                     && let Ok(Ok(())) =
-                        tokio::time::timeout(PING_TIMEOUT, store.probe_write(crate::clock::now_millis())).await
+                        tokio::time::timeout(PING_TIMEOUT, vault.probe_write(crate::clock::now_millis())).await
                 {
                     health.storage_recovered();
                 }

@@ -17,13 +17,9 @@ use candor_store::postgres::PgStore;
 use candor_store::sqlite::SqliteStore;
 use zeroize::Zeroizing;
 
-use crate::audit::LogContext;
 use crate::config::{self, Config, Database, Pkcs11Settings};
 use crate::vault::Vault;
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    candor_crypto::sha256(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::vault::audit::LogContext;
 
 /// Environment variables that, when set, replace the key files.
 pub const KEK_ENV: &str = "CANDOR_KEK";
@@ -220,7 +216,7 @@ async fn assemble(config_path: &Path) -> Result<(Config, Vault, String)> {
     let config = Config::load(config_path)?;
     let catalog = load_catalog(&config)?;
     let policy = load_policy(&config, &catalog)?;
-    let catalog_hash = sha256_hex(&std::fs::read(&config.catalog_path)?);
+    let catalog_hash = candor_crypto::sha256_hex(&std::fs::read(&config.catalog_path)?);
     let keys = load_keys(&config)?;
     let signer = load_log_signer(&config)?;
     let store = open_store(&config).await?;

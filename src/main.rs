@@ -1,33 +1,25 @@
 //! `candor`: the customer-data vault's server and command-line tool.
 #![forbid(unsafe_code)]
 
-mod audit;
 mod backup;
 mod bench;
 mod bench_keys;
 mod bench_rights;
 mod breach;
+mod cli;
 mod clock;
 mod config;
-mod consent_cli;
 mod copy;
 mod demo;
 mod doctor;
-mod grants_cli;
 mod hardening;
 mod health;
 mod http;
-mod import_cli;
 mod install;
-mod keys_cli;
-mod keys_index;
+mod jobs;
 mod outbox;
-mod policy_cli;
-mod receipt;
-mod retention;
 mod ropa;
 mod staff;
-mod transparency;
 mod vault;
 mod verify;
 mod witness;
@@ -38,6 +30,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use cli::ConfigArg;
+use vault::audit;
 
 #[derive(Parser)]
 #[command(
@@ -48,13 +42,6 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(clap::Args)]
-struct ConfigArg {
-    /// The installation's config file.
-    #[arg(long, env = "CANDOR_CONFIG", default_value = config::DEFAULT_CONFIG)]
-    config: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -191,12 +178,12 @@ enum Command {
     /// Staff signed in through the company's identity provider: resolve a log pseudonym.
     Staff {
         #[command(subcommand)]
-        command: staff::cli::StaffCommand,
+        command: cli::staff::StaffCommand,
     },
     /// List and revoke grants (data shared with recipients), whatever the catalog now says.
     Grants {
         #[command(subcommand)]
-        command: grants_cli::GrantsCommand,
+        command: cli::grants::GrantsCommand,
     },
     /// Run a witness (C2SP tlog-witness) that cosigns checkpoints of the logs it is given, after
     /// checking each extends what it cosigned before.
@@ -508,7 +495,7 @@ enum ImportCommand {
         dry_run: bool,
         /// What to do with a row of an existing customer (found by a unique field).
         #[arg(long, value_enum, default_value = "skip")]
-        on_duplicate: import_cli::OnDuplicate,
+        on_duplicate: cli::import::OnDuplicate,
         /// Directory to write report.md and report.json into (and the checkpoint of an
         /// unfinished import, import.checkpoint.json, which a re-run continues from).
         #[arg(long, default_value = ".")]
@@ -634,7 +621,7 @@ enum PolicyCommand {
         field: Option<String>,
         /// A power instead of a field: record_consent, erase, export, break_glass, audit, manage,
         /// or share (with --field).
-        #[arg(long, value_parser = policy_cli::POWERS)]
+        #[arg(long, value_parser = cli::policy::POWERS)]
         power: Option<String>,
         /// Whether the customer has given consent (matters for consent purposes).
         #[arg(long, value_parser = ["yes", "no"], default_value = "yes")]
@@ -795,15 +782,15 @@ async fn run(command: Command) -> Result<()> {
             let situation = candor_policy::Situation { consent_given: consent == "yes", restricted, break_glass };
             let text = match (power, field) {
                 (Some(power), field) => {
-                    policy_cli::explain_power(&config.config, &role, &purpose, &power, field.as_deref(), situation)?
+                    cli::policy::explain_power(&config.config, &role, &purpose, &power, field.as_deref(), situation)?
                 }
-                (None, Some(field)) => policy_cli::explain(&config.config, &role, &purpose, &field, situation)?,
+                (None, Some(field)) => cli::policy::explain(&config.config, &role, &purpose, &field, situation)?,
                 (None, None) => anyhow::bail!("give --field or --power"),
             };
             print!("{text}");
             Ok(())
         }
-        Command::Policy { command: PolicyCommand::Test { config, file } } => policy_cli::test(&config.config, &file),
+        Command::Policy { command: PolicyCommand::Test { config, file } } => cli::policy::test(&config.config, &file),
         Command::Catalog { command: CatalogCommand::Ropa { config, out } } => {
             let cfg = config::Config::load(&config.config)?;
             let c = install::load_catalog(&cfg)?;
@@ -855,7 +842,7 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Receipt { command: ReceiptCommand::Verify { file, key, config } } => {
-            consent_cli::verify_receipt(&file, key.as_deref(), &config.config)
+            cli::consent::verify_receipt(&file, key.as_deref(), &config.config)
         }
         Command::Doctor { config } => {
             if doctor::run(&config.config).await? {
@@ -883,7 +870,7 @@ async fn run(command: Command) -> Result<()> {
                 },
         } => {
             let token = match staff {
-                Some(pseudonym) => Some(staff::cli::actor_of(&pseudonym)?),
+                Some(pseudonym) => Some(cli::staff::actor_of(&pseudonym)?),
                 None => token,
             };
             let filters = breach::Filters {
@@ -910,16 +897,16 @@ async fn run(command: Command) -> Result<()> {
             breach::update(&config.config, &id, closed).await
         }
         Command::Keys { command } => match command {
-            KeysCommand::Status { config } => keys_cli::status(&config.config).await,
-            KeysCommand::Rotate { config } => keys_cli::rotate(&config.config).await,
-            KeysCommand::Rewrap { per_second, config } => keys_cli::rewrap(&config.config, per_second).await,
-            KeysCommand::Retire { version, config } => keys_cli::retire(&config.config, version).await,
-            KeysCommand::RotateIndex { config } => keys_index::rotate(&config.config).await,
-            KeysCommand::Reindex { per_second, config } => keys_index::reindex(&config.config, per_second).await,
-            KeysCommand::RetireIndex { version, config } => keys_index::retire(&config.config, version).await,
+            KeysCommand::Status { config } => cli::keys::status(&config.config).await,
+            KeysCommand::Rotate { config } => cli::keys::rotate(&config.config).await,
+            KeysCommand::Rewrap { per_second, config } => cli::keys::rewrap(&config.config, per_second).await,
+            KeysCommand::Retire { version, config } => cli::keys::retire(&config.config, version).await,
+            KeysCommand::RotateIndex { config } => cli::keys_index::rotate(&config.config).await,
+            KeysCommand::Reindex { per_second, config } => cli::keys_index::reindex(&config.config, per_second).await,
+            KeysCommand::RetireIndex { version, config } => cli::keys_index::retire(&config.config, version).await,
         },
-        Command::Grants { command } => grants_cli::run(command).await,
-        Command::Staff { command } => staff::cli::run(command).await,
+        Command::Grants { command } => cli::grants::run(command).await,
+        Command::Staff { command } => cli::staff::run(command).await,
         Command::Recipients { command: RecipientsCommand::Secret { recipient, config } } => {
             let config = config::Config::load(&config.config)?;
             let text = std::fs::read_to_string(&config.catalog_path)
@@ -954,7 +941,7 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Import { command: ImportCommand::Consents { file, notice_version, config } } => {
             let (_, vault) = install::open(&config.config).await?;
-            consent_cli::import(&vault, &file, consent_cli::NoticeDefault::from_arg(notice_version.as_deref())).await
+            cli::consent::import(&vault, &file, cli::consent::NoticeDefault::from_arg(notice_version.as_deref())).await
         }
         Command::Import {
             command:
@@ -973,7 +960,7 @@ async fn run(command: Command) -> Result<()> {
                 },
         } => {
             let (_, vault) = install::open(&config.config).await?;
-            let options = import_cli::Options {
+            let options = cli::import::Options {
                 file,
                 purpose,
                 role,
@@ -985,7 +972,7 @@ async fn run(command: Command) -> Result<()> {
                 consent_source,
                 consent_notice,
             };
-            import_cli::import(&vault, options).await
+            cli::import::import(&vault, options).await
         }
         Command::Bench {
             subjects,
@@ -1087,13 +1074,12 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     let (config, vault) = install::open(config_path).await?;
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
-    transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
-    retention::spawn_sweeper(vault.clone(), config.retention_sweep_interval_seconds, config.log.caller_address_days);
+    let listener = http::bind(addr).await?;
     let state = http::AppState::new(vault.clone(), &config)?;
-    if let Some(w) = &state.witnesses {
-        witness::client::spawn_pusher(vault, w.clone(), config.log.checkpoint_interval_seconds);
-    }
-    http::serve(state, addr, |local| {
+    let public_base = state.listening_on(listener.local_addr()?);
+    let jobs = jobs::Jobs { sweep_retention: true };
+    jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
+    http::serve_on(state, listener, |local| {
         println!("listening on http://{local}");
     })
     .await
@@ -1164,12 +1150,11 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>, staff: Opt
         None => None,
     };
     let link_minutes = config.sign_in.settings.link_minutes;
-    transparency::spawn_checkpointer(vault.clone(), config.log.checkpoint_interval_seconds);
     let temporary = _temporary.is_some();
     let state = http::AppState::new(vault.clone(), &config)?;
-    if let Some(w) = &state.witnesses {
-        witness::client::spawn_pusher(vault, w.clone(), config.log.checkpoint_interval_seconds);
-    }
+    let public_base = state.listening_on(listener.local_addr()?);
+    let jobs = jobs::Jobs { sweep_retention: false };
+    jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
     http::serve_on(state, listener, move |local| {
         let url = format!("http://{local}");
         if temporary {

@@ -27,7 +27,6 @@ use candor_store::Notice;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::audit::{Audit, system_actor};
 use crate::config::WebhookSettings;
 use crate::vault::{Vault, now_millis};
 
@@ -64,7 +63,7 @@ pub fn notice_body(vault: &Vault, n: &Notice, confirm_url: &str) -> Vec<u8> {
         "subject_id": n.subject,
         "fields": n.fields,
         "recipient": n.recipient,
-        "created_at": crate::http::rfc3339(n.created_at),
+        "created_at": crate::clock::rfc3339(n.created_at),
         "controller": vault.catalog().organisation.name,
         "what_to_do": what,
         "confirm_url": confirm_url,
@@ -264,14 +263,13 @@ async fn deliver_due(
     secrets: &HashMap<String, Zeroizing<String>>,
     base_url: &str,
 ) -> anyhow::Result<()> {
-    let store = vault.store();
-    for n in store.due_notices(now_millis(), BATCH).await? {
+    for n in vault.due_notices(now_millis(), BATCH).await? {
         let recipient = vault.catalog().recipients.iter().find(|r| r.id == n.recipient);
         let target = recipient.and_then(|r| r.webhook_url.clone());
         let id = n.id.clone();
         let failed = |why: String| {
             let next = next_attempt(now_millis(), n.attempts, settings.retry_base_ms);
-            async move { store.notice_failed(&id, next, &why).await }
+            async move { vault.notice_failed(&id, next, &why).await }
         };
         let (Some(url), Some(secret)) = (target, secrets.get(&n.recipient)) else {
             failed("the recipient has no webhook_url in the catalog or no secret in [sharing] webhook_secrets".into())
@@ -286,17 +284,7 @@ async fn deliver_due(
             ("Candor-Signature", sign_webhook(secret, timestamp, &body)),
         ];
         match post_notice(client, &url, settings.allow_private_targets, headers, body).await {
-            Ok(()) => {
-                let now = now_millis();
-                store.notice_delivered(&n.id, now).await?;
-                let subjects: Vec<candor_core::SubjectId> =
-                    candor_core::SubjectId::parse(&n.subject).into_iter().collect();
-                let log = Audit::new(&system_actor(), "recipient.notified")
-                    .subjects(&subjects)
-                    .detail(format!("notice {} ({}) to {}", n.id, n.kind, n.recipient))
-                    .record();
-                store.append_log(vec![log]).await?;
-            }
+            Ok(()) => vault.notice_delivered(&n).await?,
             Err(why) => failed(why).await?,
         }
     }

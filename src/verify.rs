@@ -22,10 +22,10 @@ use candor_log::merkle::{empty_root, leaf_hash};
 use candor_log::note::{Checkpoint, VerifierKey};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::audit::LogContext;
 use crate::config::Config;
 use crate::install;
-use crate::transparency::MAX_ENTRIES_PER_REQUEST;
+use crate::vault::audit::LogContext;
+use crate::vault::transparency::MAX_ENTRIES_PER_REQUEST;
 
 /// Hashes and entries per C2SP tile.
 const TILE_WIDTH: u64 = 256;
@@ -106,7 +106,7 @@ impl LogReader for SigningDbReader {
 
     async fn checkpoint(&mut self) -> Result<Option<String>> {
         let Some(ctx) = &self.signer else { return self.db.checkpoint().await };
-        let note = crate::transparency::sign_head(self.db.0.as_ref(), ctx).await?.note;
+        let note = crate::vault::transparency::sign_head(self.db.0.as_ref(), ctx).await?.note;
         self.signed.push(note.clone());
         Ok(Some(note))
     }

@@ -38,9 +38,9 @@ use candor_log::note::{Checkpoint, sign_checkpoint};
 use candor_store::keys::PairReport;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::LogContext;
 use crate::config::{Config, Database};
 use crate::install;
+use crate::vault::audit::LogContext;
 
 mod postgres;
 mod sqlite;
@@ -539,7 +539,7 @@ fn hash_file(path: &Path) -> Result<(u64, String)> {
         hash.update(&buffer[..n]);
         bytes += n as u64;
     }
-    Ok((bytes, hash.finish().iter().map(|b| format!("{b:02x}")).collect()))
+    Ok((bytes, candor_crypto::hex(&hash.finish())))
 }
 
 fn sync_file(path: &Path) -> Result<()> {
@@ -588,7 +588,7 @@ mod tests {
         let path = dir.path().join("f");
         let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let expected: String = candor_crypto::sha256(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let expected: String = candor_crypto::sha256_hex(&bytes);
         assert_eq!(hash_file(&path).unwrap(), (bytes.len() as u64, expected));
     }
 

@@ -718,9 +718,9 @@ struct ErasedPage<'a> {
 }
 
 async fn delete_page(state: &AppState, me: &SignedIn, status: StatusCode, error: Option<String>) -> Response {
-    let legal_hold = match state.vault.store().hold(me.session.subject).await {
-        Ok(h) => h.is_some(),
-        Err(e) => return error_page(state, e.into()),
+    let legal_hold = match state.vault.under_legal_hold(&me.session).await {
+        Ok(h) => h,
+        Err(e) => return error_page(state, e),
     };
     let page = DeletePage {
         chrome: state.chrome("delete", Some(me.csrf.clone())),

@@ -276,7 +276,7 @@ impl From<VaultError> for ApiError {
                 "subject_erased",
                 format!(
                     "this customer was erased on {}: their data key was destroyed, so no copy of their data can be read",
-                    jiff::Timestamp::from_millisecond(at).map(|t| t.to_string()).unwrap_or_default()
+                    crate::clock::rfc3339(at)
                 ),
             )
             .with_field("id"),

@@ -22,7 +22,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::SubjectPath;
 use super::subjects::SubjectIdParam;
-use crate::transparency::MAX_ENTRIES_PER_REQUEST;
+use crate::vault::transparency::MAX_ENTRIES_PER_REQUEST;
 use crate::vault::{Authorized, Principal};
 
 /// Hashes per tile (C2SP tlog-tiles: tile height 8).

@@ -38,7 +38,6 @@ pub struct Health {
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state
         .vault
-        .store()
         .ping()
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable"))?;

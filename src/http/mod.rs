@@ -47,10 +47,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use self::error::ApiError;
 use crate::vault::Vault;
 
-/// A time in milliseconds as RFC 3339, as the API shows times.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
-}
+pub(crate) use crate::clock::rfc3339;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -66,7 +63,6 @@ pub struct AppState {
     bound: Arc<OnceLock<String>>,
     /// Recipients' webhook secrets (`[sharing] webhook_secrets`).
     pub webhook_secrets: Arc<std::collections::HashMap<String, zeroize::Zeroizing<String>>>,
-    webhooks: crate::config::WebhookSettings,
     /// `[server] trusted_proxies`: whose `X-Forwarded-For` is believed.
     trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Whether staff and recipient addresses are recorded beside the log (`[log] caller_address_days` > 0).
@@ -98,7 +94,6 @@ impl AppState {
             message_limiter: Arc::new(limit::SignInLimiter::new(config.sign_in.attempts_per_minute)),
             bound: Arc::new(OnceLock::new()),
             webhook_secrets: Arc::new(crate::outbox::load_secrets(&config.webhooks)?),
-            webhooks: config.webhooks.clone(),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             record_callers: config.log.caller_address_days > 0,
             limits: config.limits,
@@ -112,6 +107,13 @@ impl AppState {
     /// recorded at all.
     pub fn caller_origin(&self, client: client::ClientIp) -> Option<std::net::IpAddr> {
         self.record_callers.then_some(client.0).filter(|a| !a.is_unspecified())
+    }
+
+    /// Records that this server listens on `local` and returns where customers reach it
+    /// ([`AppState::public_base`]).
+    pub fn listening_on(&self, local: SocketAddr) -> String {
+        let _ = self.bound.set(format!("http://{local}"));
+        self.public_base()
     }
 
     /// Where customers reach the privacy center: `[privacy_center] public_url`, or this
@@ -356,12 +358,6 @@ async fn log_and_harden(req: Request, next: Next) -> Response {
     response
 }
 
-/// Binds `addr`, prints the address actually bound (port 0 picks a free one) and serves until
-/// Ctrl-C or SIGTERM.
-pub async fn serve(state: AppState, addr: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
-    serve_on(state, bind(addr).await?, on_ready).await
-}
-
 /// Binds `addr`; when it is taken, the error says how to pick another address.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -378,22 +374,17 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves on a bound listener; see [`serve`].
+/// Serves on a bound listener until Ctrl-C or SIGTERM; `on_ready` gets the address actually
+/// bound (port 0 picks a free one). Background jobs are the caller's (`crate::jobs`).
 pub async fn serve_on(state: AppState, listener: TcpListener, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let _ = state.bound.set(format!("http://{local}"));
-    crate::outbox::spawn_dispatcher(
-        state.vault.clone(),
-        state.webhooks.clone(),
-        (*state.webhook_secrets).clone(),
-        state.public_base(),
-    );
     // Listening for Ctrl-C and SIGTERM starts before the server says it is ready: a signal
     // right after is a graceful stop too, never the default kill.
     let shutdown = shutdown_signal();
     on_ready(local);
     let vault = state.vault.clone();
-    state.health.spawn_watchdog(vault.store().clone());
+    state.health.spawn_watchdog(vault.clone());
     let limits = conn::ConnectionLimits {
         max_connections: conn::connection_cap(state.limits.max_connections, conn::raise_open_file_limit()),
         header_timeout: state.limits.header_timeout,

@@ -11,8 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, rfc3339};
-use crate::audit::Audit;
-use crate::vault::{Authorized, Principal, VaultError, now_millis};
+use crate::vault::Authorized;
 
 /// A notice to a recipient: what it says and where it stands.
 #[derive(Serialize, ToSchema)]
@@ -67,10 +66,9 @@ pub async fn confirm(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.vault.store();
     let not_found =
         || ApiError::new(StatusCode::NOT_FOUND, "notice_not_found", "no notice with this id").with_field("id");
-    let notice = store.notice(&id).await.map_err(VaultError::from)?.ok_or_else(not_found)?;
+    let notice = state.vault.recipient_notice(&id).await?.ok_or_else(not_found)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let timestamp = header("candor-timestamp").and_then(|t| t.parse::<i64>().ok());
     let signature = header("candor-signature");
@@ -89,16 +87,7 @@ pub async fn confirm(
         )
         .with_field("Candor-Signature"));
     }
-    store.confirm_notice(&id, now_millis()).await.map_err(VaultError::from)?;
-    let actor =
-        Principal { token_id: format!("notice:{id}"), role: format!("recipient:{}", notice.recipient), origin: None };
-    let subjects: Vec<candor_core::SubjectId> = candor_core::SubjectId::parse(&notice.subject).into_iter().collect();
-    let log = Audit::new(&actor, "recipient.confirmed")
-        .subjects(&subjects)
-        .detail(format!("notice {id} ({})", notice.kind))
-        .record();
-    store.append_log(vec![log]).await.map_err(VaultError::from)?;
-    let notice = store.notice(&id).await.map_err(VaultError::from)?.ok_or_else(not_found)?;
+    let notice = state.vault.confirm_notice(&notice).await?.ok_or_else(not_found)?;
     Ok(Json(notice_json(&notice)))
 }
 
@@ -109,13 +98,6 @@ pub async fn confirm(
     responses((status = 200, body = RecipientNoticeList), (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn unconfirmed(State(state): State<AppState>, auth: Authorized) -> Result<Json<Value>, ApiError> {
-    if !state.vault.catalog().purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {
-        return Err(VaultError::WrongPurpose(format!(
-            "notices to recipients are followed up under a purpose declared customer_requests = true, not `{}`",
-            auth.purpose
-        ))
-        .into());
-    }
-    let list = state.vault.store().unconfirmed_notices(1000).await.map_err(VaultError::from)?;
+    let list = state.vault.unconfirmed_notices(&auth).await?;
     Ok(Json(json!({"notices": list.iter().map(notice_json).collect::<Vec<_>>()})))
 }

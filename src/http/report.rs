@@ -19,7 +19,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::SubjectPath;
 use super::subjects::SubjectIdParam;
-use crate::receipt::{self, EXPORT_MANIFEST};
+use crate::vault::receipt::{self, EXPORT_MANIFEST};
 use crate::vault::{Authorized, Document, EventView, Vault, VaultError, event_json, head_json};
 
 /// Bytes per chunk of a streamed body.
@@ -163,7 +163,7 @@ fn csv_file<W: Write + std::io::Seek>(
         w.0.flush()?;
         n
     };
-    let sha: String = tally.hash.finish().iter().map(|b| format!("{b:02x}")).collect();
+    let sha: String = candor_crypto::hex(&tally.hash.finish());
     Ok(json!({"name": name, "rows": count, "bytes": tally.bytes, "sha256": sha}))
 }
 

@@ -167,13 +167,15 @@ pub async fn list_requests(
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)),
     security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>, _caller: Principal) -> Result<impl IntoResponse, ApiError> {
-    let store = state.vault.store();
-    let overdue = store.overdue_requests(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;
-    let open = store.requests(Some("open"), u32::MAX).await.map_err(crate::vault::VaultError::from)?.len();
-    let (log_size, _) = store.log_head().await.map_err(crate::vault::VaultError::from)?;
-    let (break_glass, break_glass_open) =
-        store.break_glass_counts(crate::vault::now_millis()).await.map_err(crate::vault::VaultError::from)?;
-    let (undelivered, unconfirmed) = store.notice_counts().await.map_err(crate::vault::VaultError::from)?;
+    let crate::vault::Metrics {
+        requests_overdue: overdue,
+        requests_open: open,
+        log_entries: log_size,
+        break_glass_total: break_glass,
+        break_glass_open,
+        notices_undelivered: undelivered,
+        notices_unconfirmed: unconfirmed,
+    } = state.vault.metrics().await?;
     let body = format!(
         "# HELP candor_requests_overdue Open customer requests past their legal deadline.\n\
          # TYPE candor_requests_overdue gauge\n\

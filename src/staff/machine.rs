@@ -18,8 +18,6 @@ use openidconnect::{JsonWebKey, JsonWebKeyId};
 use super::NoRole;
 use super::oidc::{ALGORITHMS, RelyingParty, claim_strings};
 
-/// Where the actor of a service's log entries starts: `client:<client id>`.
-pub const CLIENT_PREFIX: &str = "client:";
 /// How far `exp` and `nbf` may be off, for clocks that differ a little.
 pub const LEEWAY_SECONDS: i64 = 30;
 /// The longest access token read (a JWT far larger is not one of the provider's).

@@ -7,7 +7,6 @@
 //! [`crate::vault::Principal`] like a token's holder — actor `staff:<pseudonym>` with that role —
 //! and every decision is the catalog's and Cedar's (`vault/`), never this module's.
 
-pub mod cli;
 pub mod machine;
 pub mod oidc;
 
@@ -17,8 +16,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-/// Where the actor of a signed-in person's log entries starts: `staff:<pseudonym>`.
-pub const ACTOR_PREFIX: &str = "staff:";
 /// The environment variable that, when set, holds the client secret instead of its file.
 pub const CLIENT_SECRET_ENV: &str = "CANDOR_OIDC_CLIENT_SECRET";
 /// The environment variable that, when set, holds the staff pseudonym key instead of its file.

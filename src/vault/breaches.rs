@@ -9,7 +9,7 @@ use candor_store::{Breach, Millis};
 
 use super::center::CustomerSession;
 use super::{Vault, VaultError, now_millis};
-use crate::audit::{Audit, system_actor};
+use crate::vault::audit::{Audit, system_actor};
 
 /// The authority must be told within this long of the controller becoming aware.
 pub const AUTHORITY_DEADLINE_MS: Millis = 72 * 3600 * 1000;
@@ -37,9 +37,7 @@ pub struct RecordedBreach {
     pub codes: Vec<(SubjectId, String)>,
 }
 
-fn rfc3339(ms: Millis) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
-}
+use crate::clock::rfc3339;
 
 fn text(field: &'static str, value: &str) -> Result<String, VaultError> {
     let v = value.trim();

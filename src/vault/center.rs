@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::{Authorized, Correction, Principal, Vault, VaultError, now_millis};
-use crate::audit::Audit;
+use crate::vault::audit::Audit;
 
 const MINUTE: Millis = 60_000;
 /// A session ends after this long whatever the activity; customers sign in again.
@@ -52,6 +52,14 @@ pub struct CustomerSession {
     pub id: String,
     pub subject: SubjectId,
     auth: Authorized,
+}
+
+impl Vault {
+    /// Whether the signed-in customer's data is under a legal hold (their deletion page says
+    /// an erasure would wait for it to be lifted).
+    pub async fn under_legal_hold(&self, session: &CustomerSession) -> Result<bool, VaultError> {
+        Ok(self.store.hold(session.subject).await?.is_some())
+    }
 }
 
 impl CustomerSession {

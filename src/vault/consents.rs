@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Authorized, Principal, Vault, VaultError, now_millis};
-use crate::audit::Audit;
-use crate::receipt::{self, CONSENT_RECEIPT};
+use crate::vault::audit::Audit;
+use crate::vault::receipt::{self, CONSENT_RECEIPT};
 
 /// The notice in force for each purpose, and its version (`sha256:<hex>` of the text).
 pub struct Notices {
@@ -40,7 +40,7 @@ impl Notices {
             .iter()
             .map(|p| {
                 let text = purpose_notice(catalog, p);
-                let version = format!("sha256:{}", crate::install::sha256_hex(text.as_bytes()));
+                let version = format!("sha256:{}", candor_crypto::sha256_hex(text.as_bytes()));
                 (p.id.clone(), Notice { version, text })
             })
             .collect();
@@ -407,6 +407,13 @@ impl Vault {
         let receipts =
             self.record(&auth.principal, Some(&auth.purpose), drafts, now, auth.idempotency.as_ref()).await?;
         Ok(ChangeOutcome { receipts, states: self.state_of(id).await? })
+    }
+
+    /// Whether a customer with this id is stored (and not erased), for checking an import file
+    /// line by line before anything is recorded. Reads no value and logs nothing: the import
+    /// that follows logs each consent it records.
+    pub async fn subject_exists(&self, id: SubjectId) -> Result<bool, VaultError> {
+        Ok(self.store.load_subject(id, &[]).await?.is_some())
     }
 
     /// Imports consents collected elsewhere, with their original times and evidence: all lines

@@ -4,6 +4,7 @@
 //! write against the catalog (pure code in `candor_core`), seals values with the subject's data
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
 
+pub mod audit;
 mod breaches;
 mod center;
 mod consents;
@@ -13,13 +14,18 @@ mod idempotency;
 pub mod import;
 mod messages;
 mod notice;
+mod outbox;
 mod overrides;
 mod policy;
+pub mod receipt;
 mod report;
 mod requests;
+pub mod retention;
 mod rights;
 mod staff;
+mod status;
 mod tokens;
+pub mod transparency;
 
 use std::sync::Arc;
 
@@ -32,7 +38,7 @@ use candor_crypto::{CryptoError, KeyRing, SubjectKey, hash_token};
 use candor_policy::{Action, Outcome, PolicyEngine, Situation, Target};
 use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError};
 
-use crate::audit::{Audit, LogContext, system_actor};
+use crate::vault::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
 
 pub use breaches::{AUTHORITY_DEADLINE_MS, BreachInput};
@@ -44,7 +50,8 @@ pub use idempotency::IdempotencyKey;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
 pub use report::{Document, event_json, head_json};
-pub use staff::{SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
+pub use staff::{ACTOR_PREFIX, SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
+pub use status::Metrics;
 
 /// Default and maximum page size of event listings.
 pub const DEFAULT_EVENT_PAGE: u32 = 100;
@@ -330,10 +337,6 @@ impl Vault {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// Resolves a bearer token to its principal.

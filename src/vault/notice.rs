@@ -4,7 +4,7 @@
 use candor_core::privacy_notice::{PrivacyNotice, changes, privacy_notice};
 
 use super::{Vault, VaultError, now_millis};
-use crate::audit::{Audit, system_actor};
+use crate::vault::audit::{Audit, system_actor};
 
 /// One published version and what changed from the one before.
 pub struct NoticeVersion {
@@ -24,7 +24,7 @@ pub struct NoticeDocument {
 /// The notice's canonical JSON and its version (`sha256:` of that JSON).
 fn versioned(notice: &PrivacyNotice) -> (String, String) {
     let json = serde_json::to_string(notice).expect("the notice serialises");
-    let version = format!("sha256:{}", crate::install::sha256_hex(json.as_bytes()));
+    let version = format!("sha256:{}", candor_crypto::sha256_hex(json.as_bytes()));
     (json, version)
 }
 

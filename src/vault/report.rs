@@ -190,7 +190,7 @@ impl Vault {
 /// The report's JSON head: everything before the streamed `"events"` array, as an object.
 pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<String, Value> {
     let catalog = vault.catalog();
-    let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
+    let time = crate::clock::rfc3339;
     let mut out = Map::new();
     out.insert(
         "document".into(),
@@ -340,7 +340,7 @@ pub fn event_json(vault: &Vault, e: &EventView) -> Value {
         "id": e.id.to_string(),
         "type": e.event_type,
         "label": event_label(&e.event_type),
-        "recorded_at": jiff::Timestamp::from_millisecond(e.recorded_at).map(|t| t.to_string()).unwrap_or_default(),
+        "recorded_at": crate::clock::rfc3339(e.recorded_at),
         "occurred_at": e.occurred_at,
         "data": e.data,
         "delete_after": delete_after,

@@ -8,8 +8,12 @@ use candor_store::{Millis, NewStaffSession, StaffPerson, StaffSession};
 use zeroize::Zeroizing;
 
 use super::{Principal, Vault, VaultError, now_millis};
-use crate::audit::Audit;
-use crate::staff::ACTOR_PREFIX;
+use crate::vault::audit::Audit;
+
+/// Where the actor of a signed-in person's log entries starts: `staff:<pseudonym>`.
+pub const ACTOR_PREFIX: &str = "staff:";
+/// Where the actor of a service's log entries starts: `client:<client id>`.
+pub const CLIENT_PREFIX: &str = "client:";
 
 const MINUTE: Millis = 60_000;
 /// Activity is written back at most this often.
@@ -79,7 +83,6 @@ pub fn staff_principal(pseudonym: &str, role: &str) -> Principal {
 /// `client:<client id>` (an application's registered id, never a person) with the role
 /// `[staff.clients]` gives it.
 pub fn client_principal(client_id: &str, role: &str) -> Principal {
-    use crate::staff::machine::CLIENT_PREFIX;
     Principal { token_id: format!("{CLIENT_PREFIX}{client_id}"), role: role.to_string(), origin: None }
 }
 

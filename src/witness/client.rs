@@ -290,11 +290,11 @@ impl Witnesses {
 
     /// The witness holds a size larger than the checkpoint sent.
     async fn ahead(&self, vault: &Vault, e: &Endpoint, held: u64) -> Outcome {
-        match vault.store().log_head().await {
+        match vault.log_size().await {
             // Another server of this installation sent a newer checkpoint: the next push
             // continues from it (with a consistency proof the witness checks).
-            Ok((head, _)) if head >= held => Outcome::Stale,
-            Ok((head, _)) => Outcome::Failed {
+            Ok(head) if head >= held => Outcome::Stale,
+            Ok(head) => Outcome::Failed {
                 state: "fork",
                 problem: format!(
                     "{} has cosigned a tree of {held} entries, but this log has only {head}: it was rolled back, or another log with this key was shown to the witness",

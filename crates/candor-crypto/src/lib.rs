@@ -70,6 +70,16 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().try_into().expect("32 bytes")
 }
 
+/// SHA-256 of `bytes` in lowercase hex (the `sha256:` fingerprints shown and logged).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&sha256(bytes))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A cryptographic operation failed. Messages name what failed, never a value or a key.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {

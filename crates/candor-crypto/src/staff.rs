@@ -51,7 +51,7 @@ impl StaffKey {
         ctx.update(issuer.as_bytes());
         ctx.update(subject.as_bytes());
         let tag = ctx.sign();
-        let hex: String = tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::hex(&tag.as_ref()[..16]);
         format!("{PSEUDONYM_PREFIX}{hex}")
     }
 }

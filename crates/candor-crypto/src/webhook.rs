@@ -23,10 +23,6 @@ pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
 /// How far a signed timestamp may be from now (seconds) to be accepted.
 pub const WEBHOOK_TOLERANCE_SECONDS: i64 = 300;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `v1=<hex of HMAC-SHA-256(secret, "<timestamp>.<body>")>`
 pub fn sign_webhook(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
@@ -34,7 +30,7 @@ pub fn sign_webhook(secret: &str, timestamp: i64, body: &[u8]) -> String {
     ctx.update(timestamp.to_string().as_bytes());
     ctx.update(b".");
     ctx.update(body);
-    format!("v1={}", hex(ctx.sign().as_ref()))
+    format!("v1={}", crate::hex(ctx.sign().as_ref()))
 }
 
 /// Whether `signature` is this secret's signature of `body` at `timestamp`, and `timestamp` is

@@ -7,10 +7,10 @@
 
 use candor_core::SubjectId;
 use candor_core::rights::retention_rules;
-use candor_store::{Due, Expired, StoreError};
+use candor_store::{Due, Expired};
 use futures_util::StreamExt;
 
-use crate::audit::{Audit, system_actor};
+use crate::vault::audit::{Audit, system_actor};
 use crate::vault::{Vault, VaultError};
 
 /// Customers fetched per page of candidates, and retention passes in flight at once.
@@ -37,12 +37,12 @@ impl Vault {
     /// Forgets the staff and recipient request addresses recorded more than `days` before
     /// `now` (with 0, all of them: recording is off). Returns how many.
     pub async fn prune_caller_addresses(&self, now: i64, days: u32) -> Result<u64, VaultError> {
-        Ok(self.store().prune_log_callers(now - i64::from(days) * 86_400_000).await?)
+        Ok(self.store.prune_log_callers(now - i64::from(days) * 86_400_000).await?)
     }
 
     /// What the retention rules in force at `now` would delete.
     pub async fn retention_due(&self, now: i64) -> Result<Vec<Due>, VaultError> {
-        Ok(self.store().retention_due(&retention_rules(self.catalog(), now)).await?)
+        Ok(self.store.retention_due(&retention_rules(self.catalog(), now)).await?)
     }
 
     /// Deletes everything due at `now`. `progress` is told how many customers were processed.
@@ -52,7 +52,7 @@ impl Vault {
         let mut after: Option<SubjectId> = None;
         let mut done = 0;
         loop {
-            let page = self.store().retention_candidates(&rules, after, PAGE).await?;
+            let page = self.store.retention_candidates(&rules, after, PAGE).await?;
             let Some(last) = page.last().copied() else {
                 break;
             };
@@ -60,7 +60,7 @@ impl Vault {
             let passes = page.into_iter().map(|id| {
                 let rules = &rules;
                 async move {
-                    self.store()
+                    self.store
                         .apply_retention(
                             id,
                             rules,
@@ -97,47 +97,4 @@ impl Vault {
         }
         Ok(report)
     }
-}
-
-/// Sweeps every `interval_seconds` (0: never) while the server runs, and forgets request
-/// addresses older than `caller_address_days`.
-pub fn spawn_sweeper(vault: Vault, interval_seconds: u64, caller_address_days: u32) {
-    if interval_seconds == 0 {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_seconds));
-        loop {
-            tick.tick().await;
-            // An erasure whose last step failed while the server kept running is finished here
-            // too, not only at the next start-up.
-            match vault.complete_pending_erasures().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(customers = n, "unfinished erasures completed"),
-                Err(e) => tracing::warn!(error = %e, "unfinished erasures not completed; next sweep retries"),
-            }
-            match vault.sweep_retention(crate::vault::now_millis(), |_| {}).await {
-                Ok(r) if r.subjects > 0 || r.held > 0 => tracing::info!(
-                    customers = r.subjects,
-                    fields = r.fields,
-                    events = r.events,
-                    held = r.held,
-                    "retention sweep"
-                ),
-                Ok(_) => {}
-                Err(VaultError::Store(StoreError::Unavailable(e))) => {
-                    tracing::warn!(error = %e, "retention sweep postponed")
-                }
-                Err(e) => tracing::error!(error = %e, "retention sweep failed"),
-            }
-            match vault.prune_caller_addresses(crate::vault::now_millis(), caller_address_days).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(addresses = n, "request addresses past [log] caller_address_days forgotten"),
-                Err(e) => tracing::warn!(error = %e, "request addresses not pruned; next sweep retries"),
-            }
-            if let Err(e) = vault.prune_idempotency_keys(crate::vault::now_millis()).await {
-                tracing::warn!(error = %e, "idempotency keys older than a day not pruned; next sweep retries");
-            }
-        }
-    });
 }

@@ -6,7 +6,8 @@
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::{ConfigArg, install};
+use super::ConfigArg;
+use crate::install;
 
 #[derive(Subcommand)]
 pub enum GrantsCommand {

@@ -3,7 +3,8 @@
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use crate::{ConfigArg, install};
+use super::ConfigArg;
+use crate::install;
 
 #[derive(Subcommand)]
 pub enum StaffCommand {
@@ -25,18 +26,18 @@ pub enum StaffCommand {
 /// `staff:` before it), for `candor breach assess --staff`.
 pub fn actor_of(pseudonym: &str) -> Result<String> {
     let pseudonym = pseudonym.trim();
-    let pseudonym = pseudonym.strip_prefix(super::ACTOR_PREFIX).unwrap_or(pseudonym);
+    let pseudonym = pseudonym.strip_prefix(crate::vault::ACTOR_PREFIX).unwrap_or(pseudonym);
     if !candor_crypto::staff::is_pseudonym(pseudonym) {
         bail!("`{pseudonym}` is not a staff pseudonym: they look like stf_ and 32 hex digits");
     }
-    Ok(format!("{}{pseudonym}", super::ACTOR_PREFIX))
+    Ok(format!("{}{pseudonym}", crate::vault::ACTOR_PREFIX))
 }
 
 pub async fn run(command: StaffCommand) -> Result<()> {
     match command {
         StaffCommand::Whois { pseudonym, token, config } => {
             let pseudonym = pseudonym.trim();
-            let pseudonym = pseudonym.strip_prefix(super::ACTOR_PREFIX).unwrap_or(pseudonym);
+            let pseudonym = pseudonym.strip_prefix(crate::vault::ACTOR_PREFIX).unwrap_or(pseudonym);
             if !candor_crypto::staff::is_pseudonym(pseudonym) {
                 bail!("`{pseudonym}` is not a staff pseudonym: they look like stf_ and 32 hex digits");
             }

@@ -23,10 +23,10 @@ use candor_store::{IndexReplacement, Store};
 use futures_util::StreamExt;
 use zeroize::Zeroizing;
 
-use crate::audit::{Audit, system_actor};
+use super::progress::{Pace, log, progress_bar, resumable};
 use crate::config::Config;
 use crate::install::{self, INDEX_KEY_ENV};
-use crate::keys_cli::{Pace, log, progress_bar, resumable};
+use crate::vault::audit::{Audit, system_actor};
 
 /// Lookup rows read per round, and customers read at once within it.
 const PAGE: u32 = 500;

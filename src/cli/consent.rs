@@ -9,8 +9,8 @@ use candor_core::consent::{self, ActorKind, RequestedChange};
 use candor_log::note::VerifierKey;
 use serde_json::Value;
 
-use crate::audit::system_actor;
-use crate::receipt::{self, CONSENT_RECEIPT};
+use crate::vault::audit::system_actor;
+use crate::vault::receipt::{self, CONSENT_RECEIPT};
 use crate::vault::{ImportLine, Vault};
 use crate::{config, install};
 
@@ -152,7 +152,7 @@ pub async fn import(vault: &Vault, file: &Path, notice: NoticeDefault) -> Result
             continue;
         };
         if !known_subjects.contains(&subject) {
-            if vault.store().load_subject(subject, &[]).await?.is_none() {
+            if !vault.subject_exists(subject).await? {
                 problem("subject_id", format!("no subject {subject} in this installation"));
                 continue;
             }

@@ -33,7 +33,7 @@ pub struct AccessLogItem {
 /// it, or `candor log verify` keeps it once the entries check).
 pub async fn sign_head(
     store: &dyn candor_store::Store,
-    ctx: &crate::audit::LogContext,
+    ctx: &crate::vault::audit::LogContext,
 ) -> Result<SignedCheckpoint, candor_store::StoreError> {
     let (size, root) = store.log_head().await?;
     let cp = Checkpoint { origin: ctx.origin.clone(), size, root };
@@ -48,15 +48,15 @@ impl Vault {
 
     /// Signs the current tree head and keeps the checkpoint.
     pub async fn checkpoint(&self) -> Result<SignedCheckpoint, VaultError> {
-        let signed = sign_head(self.store().as_ref(), self.log_context()).await?;
-        self.store().save_checkpoint(signed.size, &signed.note, now_millis()).await?;
+        let signed = sign_head(self.store.as_ref(), self.log_context()).await?;
+        self.store.save_checkpoint(signed.size, &signed.note, now_millis()).await?;
         Ok(signed)
     }
 
     /// Signs a checkpoint if the log grew since the last kept one (the periodic task).
     pub async fn checkpoint_if_grown(&self) -> Result<Option<u64>, VaultError> {
-        let (size, _) = self.store().log_head().await?;
-        let last = self.store().latest_checkpoint().await?.map_or(0, |(s, _)| s);
+        let (size, _) = self.store.log_head().await?;
+        let last = self.store.latest_checkpoint().await?.map_or(0, |(s, _)| s);
         if size > last || (size == 0 && last == 0) {
             return Ok(Some(self.checkpoint().await?.size));
         }
@@ -65,7 +65,7 @@ impl Vault {
 
     /// The latest kept checkpoint, signing one if none is kept yet.
     pub async fn latest_checkpoint(&self) -> Result<String, VaultError> {
-        match self.store().latest_checkpoint().await? {
+        match self.store.latest_checkpoint().await? {
             Some((_, note)) => Ok(note),
             None => Ok(self.checkpoint().await?.note),
         }
@@ -73,8 +73,8 @@ impl Vault {
 
     /// Entries `[start, end)` with their stored leaf hashes.
     pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<LoggedEntry>, VaultError> {
-        let entries = self.store().log_entries(start, end).await?;
-        let leaves = self.store().log_nodes(0, start, end).await?;
+        let entries = self.store.log_entries(start, end).await?;
+        let leaves = self.store.log_nodes(0, start, end).await?;
         Ok(entries
             .into_iter()
             .zip(leaves)
@@ -84,22 +84,22 @@ impl Vault {
 
     /// Inclusion proof of entry `index` in the tree of size `size`: (leaf hash, audit path).
     pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), VaultError> {
-        Ok(self.store().log_inclusion_proof(index, size).await?)
+        Ok(self.store.log_inclusion_proof(index, size).await?)
     }
 
     /// Consistency proof between two tree sizes: (first root, second root, proof).
     pub async fn consistency_proof(&self, first: u64, second: u64) -> Result<(Hash, Hash, Vec<Hash>), VaultError> {
-        Ok(self.store().log_consistency_proof(first, second).await?)
+        Ok(self.store.log_consistency_proof(first, second).await?)
     }
 
     /// Stored hashes of level `level` nodes `[start, end)` (C2SP hash tiles).
     pub async fn log_node_range(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, VaultError> {
-        Ok(self.store().log_nodes(level, start, end).await?)
+        Ok(self.store.log_nodes(level, start, end).await?)
     }
 
     /// Entry bytes `[start, end)` (C2SP entry bundles).
     pub async fn log_entry_bytes(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, VaultError> {
-        Ok(self.store().log_entries(start, end).await?.into_iter().map(|(_, e)| e).collect())
+        Ok(self.store.log_entries(start, end).await?.into_iter().map(|(_, e)| e).collect())
     }
 
     /// The caller-visible access log of one customer, a page at a time: the entries after index
@@ -118,40 +118,25 @@ impl Vault {
         let checkpoint = self.checkpoint().await?;
         let mut items = Vec::new();
         let mut next = None;
-        let indices = self.store().subject_log_indices(id).await?;
+        let indices = self.store.subject_log_indices(id).await?;
         let page = indices.into_iter().filter(|i| after.is_none_or(|a| *i > a) && *i < checkpoint.size);
         for index in page {
             if items.len() == limit {
                 next = items.last().map(|i: &AccessLogItem| i.index);
                 break;
             }
-            let Some((_, bytes)) = self.store().log_entries(index, index + 1).await?.pop() else {
+            let Some((_, bytes)) = self.store.log_entries(index, index + 1).await?.pop() else {
                 continue;
             };
-            let (_, proof) = self.store().log_inclusion_proof(index, checkpoint.size).await?;
+            let (_, proof) = self.store.log_inclusion_proof(index, checkpoint.size).await?;
             items.push(AccessLogItem { index, bytes, proof });
         }
-        let log = crate::audit::Audit::new(&auth.principal, "access_log.read")
+        let log = crate::vault::audit::Audit::new(&auth.principal, "access_log.read")
             .purpose(&auth.purpose)
             .subjects(&[id])
             .decision("full")
             .record();
-        self.store().append_log(vec![log]).await?;
+        self.store.append_log(vec![log]).await?;
         Ok((checkpoint, items, next))
     }
-}
-
-/// Signs a checkpoint now and then every `interval_seconds` while the log grows.
-pub fn spawn_checkpointer(vault: Vault, interval_seconds: u64) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_seconds));
-        loop {
-            tick.tick().await;
-            match vault.checkpoint_if_grown().await {
-                Ok(Some(size)) => tracing::info!(size, "signed a log checkpoint"),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not sign a log checkpoint"),
-            }
-        }
-    });
 }

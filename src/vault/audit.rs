@@ -175,8 +175,7 @@ fn shorten(entry: &mut LogEntry) -> Vec<u8> {
     let detail = entry.detail.take().unwrap_or_default();
     let with = |entry: &mut LogEntry, kept: usize, detail: &str| {
         entry.subjects = all[..kept].to_vec();
-        let digest: String =
-            candor_crypto::sha256(all.join("\n").as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = candor_crypto::sha256_hex(all.join("\n").as_bytes());
         let note = if kept < all.len() {
             format!(
                 "names {kept} of {} customers (an entry holds at most {MAX_ENTRY_BYTES} bytes); SHA-256 of all their ids, one a line: {digest}",
