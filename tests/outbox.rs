@@ -216,6 +216,18 @@ async fn every_notice_reaches_its_recipient_signed_across_failures_and_a_restart
     let metrics = privacy.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("candor_recipient_notices_unconfirmed 2"), "{metrics}");
     assert!(metrics.contains("candor_recipient_notices_undelivered 0"), "{metrics}");
+    // Listing the notices is a read of customer-linked rows: it is in the history of each
+    // customer the list names, under the caller's purpose.
+    let history = privacy.get(&format!("/v1/subjects/{}/access-log", ids[1])).await;
+    assert_eq!(history.status, 200, "{:?}", history.body);
+    let listings: Vec<&Value> = history.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"]["action"] == "recipient_notices.read")
+        .collect();
+    assert_eq!(listings.len(), 2, "both listings name this customer: {:?}", history.body);
+    assert_eq!(listings[0]["entry"]["purpose"], "privacy_requests", "{:?}", listings[0]);
 }
 
 /// Points parcel_carrier's webhook at `url`, retries every 200 ms, allows private targets or

@@ -61,7 +61,8 @@ impl Vault {
     }
 
     /// Notices recipients have not confirmed yet, oldest first: under a purpose declared
-    /// `customer_requests = true` (following up the customers' requests).
+    /// `customer_requests = true` (following up the customers' requests), logged with the
+    /// customers they name.
     pub async fn unconfirmed_notices(&self, auth: &Authorized) -> Result<Vec<Notice>, VaultError> {
         if !self.purpose(auth).customer_requests {
             return Err(VaultError::WrongPurpose(format!(
@@ -69,6 +70,13 @@ impl Vault {
                 auth.purpose
             )));
         }
-        Ok(self.store.unconfirmed_notices(LIST_LIMIT).await?)
+        let list = self.store.unconfirmed_notices(LIST_LIMIT).await?;
+        let mut subjects: Vec<SubjectId> = list.iter().flat_map(subjects_of).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let log =
+            self.audit(auth, "recipient_notices.read", &subjects).detail(format!("{} notice(s)", list.len())).record();
+        self.store.append_log(vec![log]).await?;
+        Ok(list)
     }
 }
