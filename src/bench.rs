@@ -380,7 +380,7 @@ async fn api_bench(
     let rounds = 2000usize;
     for i in 0..rounds {
         let id = SubjectId::parse(&ids[i % ids.len()]).expect("id");
-        std::hint::black_box(vault.consent_scope(&marketing, id).await?);
+        std::hint::black_box(vault.bench_consent_given(&marketing, id).await?);
     }
     report("consent check alone (ledger query + derive state), in-process", rounds as u64, start.elapsed());
     // The loaded population (if any) joins the 200 consenting customers for every scenario but

@@ -7,7 +7,6 @@ mod bench_keys;
 mod bench_rights;
 mod breach;
 mod cli;
-mod clock;
 mod config;
 mod copy;
 mod demo;
@@ -20,7 +19,6 @@ mod jobs;
 mod outbox;
 mod ropa;
 mod staff;
-mod vault;
 mod verify;
 mod witness;
 
@@ -29,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use candor_vault::{self as vault, audit, clock};
 use clap::{Parser, Subcommand};
 use cli::ConfigArg;
-use vault::audit;
 
 #[derive(Parser)]
 #[command(
@@ -495,7 +493,7 @@ enum ImportCommand {
         dry_run: bool,
         /// What to do with a row of an existing customer (found by a unique field).
         #[arg(long, value_enum, default_value = "skip")]
-        on_duplicate: cli::import::OnDuplicate,
+        on_duplicate: cli::import::OnDuplicateArg,
         /// Directory to write report.md and report.json into (and the checkpoint of an
         /// unfinished import, import.checkpoint.json, which a re-run continues from).
         #[arg(long, default_value = ".")]
@@ -966,7 +964,7 @@ async fn run(command: Command) -> Result<()> {
                 role,
                 map,
                 dry_run,
-                on_duplicate,
+                on_duplicate: on_duplicate.into(),
                 report_dir: report,
                 default_region,
                 consent_source,

@@ -16,7 +16,28 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-pub use crate::vault::import::OnDuplicate;
+use crate::vault::import::OnDuplicate;
+
+/// `--on-duplicate`: what to do with a row whose unique field belongs to an existing customer.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OnDuplicateArg {
+    /// Leave the existing customer as it is (a re-run after a crash continues where it stopped).
+    Skip,
+    /// Correct the existing customer's fields the purpose may write (each a logged correction).
+    Update,
+    /// Leave the customer as it is and list it (with its id) in the report for a decision.
+    Report,
+}
+
+impl From<OnDuplicateArg> for OnDuplicate {
+    fn from(arg: OnDuplicateArg) -> Self {
+        match arg {
+            OnDuplicateArg::Skip => OnDuplicate::Skip,
+            OnDuplicateArg::Update => OnDuplicate::Update,
+            OnDuplicateArg::Report => OnDuplicate::Report,
+        }
+    }
+}
 use crate::vault::import::{self, FileSource, Format, ImportOptions, LineNote, Report};
 use crate::vault::{Principal, Vault};
 

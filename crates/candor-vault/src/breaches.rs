@@ -9,7 +9,7 @@ use candor_store::{Breach, Millis};
 
 use super::center::CustomerSession;
 use super::{Vault, VaultError, now_millis};
-use crate::vault::audit::{Audit, system_actor};
+use crate::audit::{Audit, system_actor};
 
 /// The authority must be told within this long of the controller becoming aware.
 pub const AUTHORITY_DEADLINE_MS: Millis = 72 * 3600 * 1000;

@@ -10,8 +10,8 @@ use candor_core::rights::retention_rules;
 use candor_store::{Due, Expired};
 use futures_util::StreamExt;
 
-use crate::vault::audit::{Audit, system_actor};
-use crate::vault::{Vault, VaultError};
+use crate::audit::{Audit, system_actor};
+use crate::{Vault, VaultError};
 
 /// Customers fetched per page of candidates, and retention passes in flight at once.
 const PAGE: u32 = 5000;

@@ -8,7 +8,7 @@ use candor_log::entry::{Actor, ENTRY_VERSION, LogEntry};
 use candor_log::note::VerifierKey;
 use candor_store::{CallerAddress, IdempotencyRecord, LogRecord};
 
-use crate::vault::Principal;
+use crate::Principal;
 
 /// Largest entry the log holds, in bytes: C2SP entry bundles (`/log/tile/entries/…`) give each
 /// entry a 2-byte length. [`Audit::record`] never builds a larger one.
@@ -72,7 +72,7 @@ impl Audit {
 
     /// Stores `outcome` (ids, never a value) under the request's `Idempotency-Key`, if it
     /// sent one, in the transaction that appends this entry.
-    pub fn idempotent(mut self, key: Option<&crate::vault::IdempotencyKey>, outcome: &impl serde::Serialize) -> Self {
+    pub fn idempotent(mut self, key: Option<&crate::IdempotencyKey>, outcome: &impl serde::Serialize) -> Self {
         self.idempotency = key.map(|k| IdempotencyRecord {
             key: k.key,
             request: k.request,

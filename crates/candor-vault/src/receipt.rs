@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use candor_log::note::VerifierKey;
 use serde_json::{Map, Value};
 
-use crate::vault::audit::LogContext;
+use crate::audit::LogContext;
 
 /// Domain separation for consent receipts.
 pub const CONSENT_RECEIPT: &str = "candor consent receipt v1";

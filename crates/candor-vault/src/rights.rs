@@ -13,8 +13,8 @@ use candor_store::{Certify, Erasure, Notified, StoreError, Toggle};
 use serde_json::Value;
 
 use super::{Authorized, Principal, Vault, VaultError, now_millis};
-use crate::vault::audit::Audit;
-use crate::vault::receipt::{self, ERASURE_CERTIFICATE};
+use crate::audit::Audit;
+use crate::receipt::{self, ERASURE_CERTIFICATE};
 
 /// Shortest reason accepted for a hold or restriction, and the longest.
 const MIN_REASON: usize = 10;

@@ -8,7 +8,7 @@ use candor_core::access::AccessDenied;
 use candor_policy::{Action, CONSENT_POLICY, Decision, Outcomes, RESTRICTION_POLICY, Situation, Target};
 
 use super::{Authorized, Principal, Vault, VaultError};
-use crate::vault::audit::Audit;
+use crate::audit::Audit;
 
 /// The error code and error of a refusal.
 pub(crate) fn denial(d: &Decision, role: &str, purpose: &str) -> (&'static str, VaultError) {

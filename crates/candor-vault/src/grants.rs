@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::consents::ConsentScope;
 use super::{Authorized, Principal, Vault, VaultError, now_millis};
-use crate::vault::audit::{Audit, system_actor};
+use crate::audit::{Audit, system_actor};
 
 /// Prefix of grant credentials (recognisable when leaked).
 pub const GRANT_PREFIX: &str = "cndg_";

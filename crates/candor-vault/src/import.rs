@@ -43,7 +43,7 @@ pub const LISTED_LINES: usize = 1000;
 const SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// What to do with a row whose unique field (the example's e-mail) belongs to an existing customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnDuplicate {
     /// Leave the existing customer as it is (a re-run after a crash continues where it stopped).

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Authorized, Principal, Vault, VaultError, now_millis};
-use crate::vault::audit::Audit;
-use crate::vault::receipt::{self, CONSENT_RECEIPT};
+use crate::audit::Audit;
+use crate::receipt::{self, CONSENT_RECEIPT};
 
 /// The notice in force for each purpose, and its version (`sha256:<hex>` of the text).
 pub struct Notices {
@@ -161,6 +161,15 @@ struct Draft<'a> {
     given_at: i64,
     note: Option<candor_core::Ciphertext>,
     receipt_id: EventId,
+}
+
+/// For `candor bench` only (feature `bench`, off by default): the consent check a read makes,
+/// alone, to measure it. Logs nothing, so no installation's server offers it.
+#[cfg(feature = "bench")]
+impl Vault {
+    pub async fn bench_consent_given(&self, auth: &Authorized, id: SubjectId) -> Result<bool, VaultError> {
+        Ok(self.consent_scope(auth, id).await?.given())
+    }
 }
 
 impl Vault {

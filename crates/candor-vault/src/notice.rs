@@ -4,7 +4,7 @@
 use candor_core::privacy_notice::{PrivacyNotice, changes, privacy_notice};
 
 use super::{Vault, VaultError, now_millis};
-use crate::vault::audit::{Audit, system_actor};
+use crate::audit::{Audit, system_actor};
 
 /// One published version and what changed from the one before.
 pub struct NoticeVersion {

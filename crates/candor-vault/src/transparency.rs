@@ -5,7 +5,7 @@ use candor_core::SubjectId;
 use candor_log::Hash;
 use candor_log::note::{Checkpoint, VerifierKey, sign_checkpoint};
 
-use crate::vault::{Authorized, Vault, VaultError, now_millis};
+use crate::{Authorized, Vault, VaultError, now_millis};
 
 /// Most entries one request may ask for.
 pub const MAX_ENTRIES_PER_REQUEST: u64 = 1000;
@@ -33,7 +33,7 @@ pub struct AccessLogItem {
 /// it, or `candor log verify` keeps it once the entries check).
 pub async fn sign_head(
     store: &dyn candor_store::Store,
-    ctx: &crate::vault::audit::LogContext,
+    ctx: &crate::audit::LogContext,
 ) -> Result<SignedCheckpoint, candor_store::StoreError> {
     let (size, root) = store.log_head().await?;
     let cp = Checkpoint { origin: ctx.origin.clone(), size, root };
@@ -131,7 +131,7 @@ impl Vault {
             let (_, proof) = self.store.log_inclusion_proof(index, checkpoint.size).await?;
             items.push(AccessLogItem { index, bytes, proof });
         }
-        let log = crate::vault::audit::Audit::new(&auth.principal, "access_log.read")
+        let log = crate::audit::Audit::new(&auth.principal, "access_log.read")
             .purpose(&auth.purpose)
             .subjects(&[id])
             .decision("full")

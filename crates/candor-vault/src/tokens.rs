@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use candor_store::StoredToken;
 
 use super::{Principal, Vault, VaultError, now_millis};
-use crate::vault::audit::Audit;
+use crate::audit::Audit;
 
 /// Revocations run one at a time in a server, so two admins revoking each other's tokens at
 /// the same moment cannot both pass the last-admin check.

@@ -8,7 +8,7 @@ use candor_store::{Millis, NewStaffSession, StaffPerson, StaffSession};
 use zeroize::Zeroizing;
 
 use super::{Principal, Vault, VaultError, now_millis};
-use crate::vault::audit::Audit;
+use crate::audit::Audit;
 
 /// Where the actor of a signed-in person's log entries starts: `staff:<pseudonym>`.
 pub const ACTOR_PREFIX: &str = "staff:";

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::{Authorized, Correction, Principal, Vault, VaultError, now_millis};
-use crate::vault::audit::Audit;
+use crate::audit::Audit;
 
 const MINUTE: Millis = 60_000;
 /// A session ends after this long whatever the activity; customers sign in again.

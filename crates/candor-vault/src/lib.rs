@@ -7,6 +7,7 @@
 pub mod audit;
 mod breaches;
 mod center;
+pub mod clock;
 mod consents;
 mod countries;
 mod grants;
@@ -38,7 +39,7 @@ use candor_crypto::{CryptoError, KeyRing, SubjectKey, hash_token};
 use candor_policy::{Action, Outcome, PolicyEngine, Situation, Target};
 use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError};
 
-use crate::vault::audit::{Audit, LogContext, system_actor};
+use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
 
 pub use breaches::{AUTHORITY_DEADLINE_MS, BreachInput};
@@ -781,12 +782,15 @@ impl Vault {
         role: &str,
         description: &str,
         expires_at: Option<Millis>,
-    ) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    ) -> Result<zeroize::Zeroizing<String>, VaultError> {
         if !self.catalog.is_known_role(role) {
             let known: Vec<&str> = std::iter::once(candor_core::catalog::ADMIN_ROLE)
                 .chain(self.catalog.roles.iter().map(|r| r.id.as_str()))
                 .collect();
-            anyhow::bail!("role `{role}` is not declared in the catalog; declared roles: {}", known.join(", "));
+            return Err(VaultError::InvalidInput {
+                field: "role",
+                message: format!("role `{role}` is not declared in the catalog; declared roles: {}", known.join(", ")),
+            });
         }
         let token = candor_crypto::generate_token()?;
         let id = uuid::Uuid::new_v4().to_string();

@@ -12,7 +12,7 @@ use candor_store::{Millis, StoreError, StoredMessage};
 use super::center::CustomerSession;
 use super::consents::ConsentScope;
 use super::{Authorized, Principal, Vault, VaultError, now_millis};
-use crate::vault::audit::Audit;
+use crate::audit::Audit;
 
 /// Longest subject line accepted.
 const MAX_SUBJECT_LINE: usize = 300;
