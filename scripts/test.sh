@@ -80,6 +80,8 @@ export CANDOR_SCHEMATHESIS_TESTS=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== no import cycle between the modules of any crate"
+python3 scripts/module-cycles.py
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"

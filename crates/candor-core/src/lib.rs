@@ -26,6 +26,7 @@ pub mod access;
 pub mod breach_notice;
 pub mod catalog;
 pub mod consent;
+pub mod field_type;
 pub mod ids;
 pub mod mask;
 pub mod notice;

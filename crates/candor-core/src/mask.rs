@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::FieldType;
+use crate::field_type::FieldType;
 
 /// How a field is masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
