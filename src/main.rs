@@ -1,35 +1,21 @@
 //! `candor`: the customer-data vault's server and command-line tool.
 #![forbid(unsafe_code)]
 
-mod backup;
 mod bench;
 mod bench_keys;
 mod bench_rights;
-mod breach;
-mod cli;
-mod config;
-mod copy;
-mod demo;
-mod doctor;
-mod hardening;
-mod health;
-mod http;
-mod install;
-mod jobs;
-mod outbox;
-mod ropa;
-mod staff;
-mod verify;
-mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use candor::cli::ConfigArg;
+use candor::{
+    backup, breach, cli, config, copy, demo, doctor, hardening, http, install, jobs, ropa, staff, verify, witness,
+};
 use candor_vault::{self as vault, audit, clock};
 use clap::{Parser, Subcommand};
-use cli::ConfigArg;
 
 #[derive(Parser)]
 #[command(

@@ -50,7 +50,9 @@ pub struct Options {
 }
 
 /// What verification needs from a source.
-pub(crate) trait LogReader {
+// Awaited in place by the verifier (never spawned), so its futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait LogReader {
     /// Entries `[start, end)` that exist, as (index, bytes, the leaf hash the log recorded).
     async fn batch(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Hash)>>;
     /// The stored hashes of tree level `level` (at least 1) nodes `[start, end)` that exist, or
@@ -65,7 +67,7 @@ pub(crate) trait LogReader {
 }
 
 /// An installation's database: its entries, stored nodes and kept checkpoints.
-pub(crate) struct DbReader(pub Arc<dyn candor_store::Store>);
+pub struct DbReader(pub Arc<dyn candor_store::Store>);
 
 impl LogReader for DbReader {
     async fn batch(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Hash)>> {
@@ -434,11 +436,7 @@ async fn advance(
 
 /// Recomputes the root over `[0, size)` — each entry against its recorded hash, each stored
 /// subtree hash against the entries — and the roots at `marks`.
-pub(crate) async fn recompute(
-    reader: &mut impl LogReader,
-    size: u64,
-    marks: &[u64],
-) -> Result<(Hash, Vec<(u64, Hash)>)> {
+pub async fn recompute(reader: &mut impl LogReader, size: u64, marks: &[u64]) -> Result<(Hash, Vec<(u64, Hash)>)> {
     let mut marks = marks.to_vec();
     marks.sort_unstable();
     marks.dedup();
