@@ -1,10 +1,6 @@
 //! `candor`: the customer-data vault's server and command-line tool.
 #![forbid(unsafe_code)]
 
-mod bench;
-mod bench_keys;
-mod bench_rights;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -179,44 +175,6 @@ enum Command {
     Import {
         #[command(subcommand)]
         command: ImportCommand,
-    },
-    /// Measure the hot paths (sealing, blind index, lookup) and print ops/s.
-    Bench {
-        /// Customers to store before measuring lookups.
-        #[arg(long, default_value_t = 10_000)]
-        subjects: usize,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
-        /// Build a log of this many entries and measure appends, proofs and verification
-        /// (0 skips the log benchmarks).
-        #[arg(long, default_value_t = 100_000)]
-        log_entries: u64,
-        /// Events of the customer in the rights benchmark (report, export, erasure, retention;
-        /// 0 skips it).
-        #[arg(long, default_value_t = 10_000)]
-        rights_events: u64,
-        /// Also write every measurement, with the machine, as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Customers to load (full profile, two purchases each, with a progress bar) before the
-        /// HTTP scenarios, which then run against all of them.
-        #[arg(long, default_value_t = 0)]
-        customers: usize,
-        /// Customers in the key-rotation and breach-assessment benchmark (0 skips it).
-        #[arg(long, default_value_t = 0)]
-        keys: usize,
-        /// Customers in the consent audience benchmark (0 skips it).
-        #[arg(long, default_value_t = 100_000)]
-        audience: usize,
-        /// Also run the HTTP scenarios on this PostgreSQL server (in a fresh database that is
-        /// dropped afterwards), with 1 and 2 server instances.
-        #[arg(long)]
-        postgres: Option<String>,
-        /// Serve the SQLite HTTP scenarios from a separate `candor serve` process, so the
-        /// server's own CPU and peak memory are measured (instead of servers in this process).
-        #[arg(long)]
-        server_process: bool,
     },
 }
 
@@ -646,8 +604,7 @@ enum CatalogCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Benchmarks print a table; per-request logging would drown it (and cost time).
-    init_logging(if matches!(cli.command, Command::Bench { .. }) { "warn" } else { "info" });
+    init_logging("info");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -957,42 +914,6 @@ async fn run(command: Command) -> Result<()> {
                 consent_notice,
             };
             cli::import::import(&vault, options).await
-        }
-        Command::Bench {
-            subjects,
-            seconds,
-            log_entries,
-            audience,
-            rights_events,
-            keys,
-            json,
-            customers,
-            postgres,
-            server_process,
-        } => {
-            eprintln!(
-                "candor bench: about 30 measurements of {seconds} s each, plus loading {subjects} customers{}{}{}; \
-                 with the defaults this takes several minutes. For a quick look: \
-                 candor bench --subjects 1000 --seconds 0.2 --log-entries 10000 --audience 10000 --rights-events 1000",
-                if log_entries > 0 { format!(", a {log_entries}-entry log") } else { String::new() },
-                if audience > 0 { format!(", a {audience}-customer consent audience") } else { String::new() },
-                if rights_events > 0 { format!(", a customer with {rights_events} events") } else { String::new() },
-            );
-            let options =
-                bench::BenchOptions { postgres, subjects, seconds, log_entries, audience, customers, server_process };
-            bench::run(options).await?;
-            if rights_events > 0 {
-                bench_rights::run(rights_events).await?;
-            }
-            if keys > 0 {
-                bench_keys::run(keys).await?;
-            }
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&bench::results_json())?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                println!("measurements written to {}", path.display());
-            }
-            Ok(())
         }
     }
 }

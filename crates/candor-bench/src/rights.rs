@@ -8,12 +8,12 @@ use anyhow::Result;
 use candor_core::{EventId, FieldName, SubjectId};
 use serde_json::json;
 
-use crate::config::Database;
-use crate::vault::{Authorized, Principal, Vault};
+use candor::config::Database;
+use candor::vault::{Authorized, Principal, Vault};
 
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> Option<f64> {
-    crate::bench::proc_memory_mib("self", "VmHWM")
+    crate::scenarios::proc_memory_mib("self", "VmHWM")
 }
 
 /// Resets the peak so the next reading covers only what follows (Linux).
@@ -27,10 +27,10 @@ async fn authorize(vault: &Vault, role: &str, purpose: &str) -> Result<Authorize
 }
 
 /// Seeds `events` sealed purchase events for `id` straight into the database, in one transaction.
-async fn seed_events(config: &crate::config::Config, id: SubjectId, events: u64) -> Result<()> {
+async fn seed_events(config: &candor::config::Config, id: SubjectId, events: u64) -> Result<()> {
     let Database::Sqlite(db) = config.database.clone() else { anyhow::bail!("the rights benchmark runs on SQLite") };
-    let keys = crate::install::load_keys(config)?;
-    let record = crate::install::open_store(config).await?.load_subject(id, &[]).await?.expect("the subject exists");
+    let keys = candor::install::load_keys(config)?;
+    let record = candor::install::open_store(config).await?.load_subject(id, &[]).await?.expect("the subject exists");
     let key = keys.open_subject_key(id, &record.dek)?;
     let key_store = config.keys.key_store.clone();
     let bar = indicatif::ProgressBar::new(events);
@@ -45,7 +45,7 @@ async fn seed_events(config: &crate::config::Config, id: SubjectId, events: u64)
                 "INSERT INTO events (id, subject_id, event_type, recorded_at, payload) VALUES (?1, ?2, 'purchase', ?3, ?4)",
             )?;
             let purchase = FieldName::new("purchase");
-            let now = crate::vault::now_millis();
+            let now = candor::vault::now_millis();
             for i in 0..events {
                 let event = EventId::random();
                 let body = json!({"data": {"item": format!("item-{i}"), "price_eur": 12.5, "shop": "online"}});
@@ -66,9 +66,9 @@ async fn seed_events(config: &crate::config::Config, id: SubjectId, events: u64)
 
 pub async fn run(events: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let done = crate::install::init(dir.path(), None).await?;
-    crate::bench::lift_erasure_brake(&done.config_path)?;
-    let (config, vault) = crate::install::open(&done.config_path).await?;
+    let done = candor::install::init(dir.path(), None).await?;
+    crate::scenarios::lift_erasure_brake(&done.config_path)?;
+    let (config, vault) = candor::install::open(&done.config_path).await?;
     let account = authorize(&vault, "shop_backend", "account").await?;
     let privacy = authorize(&vault, "privacy_team", "privacy_requests").await?;
     let fields = json!({"email": "ada@example.com", "full_name": "Ada Lovelace", "date_of_birth": "1990-12-10"});
@@ -78,7 +78,7 @@ pub async fn run(events: u64) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
-    let app = crate::http::router(crate::http::AppState::new(vault.clone(), &config)?);
+    let app = candor::http::router(candor::http::AppState::new(vault.clone(), &config)?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
     println!("-- customer rights, SQLite: one customer with {events} events");
@@ -154,7 +154,7 @@ pub async fn run(events: u64) -> Result<()> {
     })
     .await??;
     let start = Instant::now();
-    let report = vault.sweep_retention(crate::vault::now_millis(), |_| {}).await?;
+    let report = vault.sweep_retention(candor::vault::now_millis(), |_| {}).await?;
     let elapsed = start.elapsed().as_secs_f64();
     anyhow::ensure!(report.subjects == m, "every seeded customer had page views due");
     println!(

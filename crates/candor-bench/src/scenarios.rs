@@ -1,4 +1,4 @@
-//! `candor bench`: micro-benchmarks of the vault's hot paths, printed as ops/s.
+//! `candor-bench`: micro-benchmarks of the vault's hot paths, printed as ops/s.
 //! Numbers go to BENCHMARKS.md together with the command and the machine.
 
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub struct BenchOptions {
 /// customers on purpose).
 pub(crate) fn lift_erasure_brake(config: &std::path::Path) -> Result<()> {
     let text = std::fs::read_to_string(config)?;
-    let key = format!("erasures_per_hour = {}", crate::config::DEFAULT_ERASURES_PER_HOUR);
+    let key = format!("erasures_per_hour = {}", candor::config::DEFAULT_ERASURES_PER_HOUR);
     anyhow::ensure!(text.contains(&key), "the initial config sets {key}");
     std::fs::write(config, text.replace(&key, "erasures_per_hour = 0"))?;
     Ok(())
@@ -254,7 +254,7 @@ fn policy_bench(seconds: f64) -> Result<()> {
 /// Loads `n` customers through the vault, 64 at a time, with a progress bar: a full profile
 /// (e-mail `l<i>@example.com`, name, date of birth, loyalty points, preferences; phone and
 /// address under order fulfilment) and two purchases each. Returns their ids.
-async fn load_customers(vault: &crate::vault::Vault, n: usize) -> Result<Vec<String>> {
+async fn load_customers(vault: &candor::vault::Vault, n: usize) -> Result<Vec<String>> {
     use indicatif::{ProgressBar, ProgressStyle};
     if n == 0 {
         return Ok(Vec::new());
@@ -263,7 +263,7 @@ async fn load_customers(vault: &crate::vault::Vault, n: usize) -> Result<Vec<Str
     bar.set_style(
         ProgressStyle::with_template("loading customers {bar:40} {pos}/{len} ({per_sec})").expect("template"),
     );
-    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into(), origin: None };
+    let backend = candor::vault::Principal { token_id: "bench".into(), role: "shop_backend".into(), origin: None };
     let account = vault.authorize(backend.clone(), Some("account"), None).await?;
     let fulfilment = vault.authorize(backend, Some("order_fulfilment"), None).await?;
     let start = Instant::now();
@@ -285,7 +285,7 @@ async fn load_customers(vault: &crate::vault::Vault, n: usize) -> Result<Vec<Str
                 });
                 vault.correct_subject(&fulfilment, id, shipping.as_object().expect("object")).await?;
                 for item in ["Notebook", "Fountain pen"] {
-                    let event = crate::vault::NewEventInput {
+                    let event = candor::vault::NewEventInput {
                         event_type: "purchase".into(),
                         data: json!({"item": item, "price_eur": 12.5}),
                         occurred_at: None,
@@ -295,7 +295,7 @@ async fn load_customers(vault: &crate::vault::Vault, n: usize) -> Result<Vec<Str
                 ids.push(id.to_string());
                 bar.inc(1);
             }
-            Ok::<_, crate::vault::VaultError>(ids)
+            Ok::<_, candor::vault::VaultError>(ids)
         }));
     }
     let mut ids = Vec::with_capacity(n);
@@ -322,7 +322,7 @@ async fn api_bench(
     server_process: bool,
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let done = crate::install::init(dir.path(), database).await?;
+    let done = candor::install::init(dir.path(), database).await?;
     lift_erasure_brake(&done.config_path)?;
     let mut urls = Vec::new();
     let mut servers = Vec::new();
@@ -333,20 +333,20 @@ async fn api_bench(
         let (server, url) = ServerProcess::start(&done.config_path)?;
         urls.push(url);
         process = Some(server);
-        first = Some(crate::install::open(&done.config_path).await?.1);
+        first = Some(candor::install::open(&done.config_path).await?.1);
     }
     for _ in 0..if server_process { 0 } else { instances } {
-        let (config, vault) = crate::install::open(&done.config_path).await?;
+        let (config, vault) = candor::install::open(&done.config_path).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         urls.push(format!("http://{}", listener.local_addr()?));
-        let app = crate::http::router(crate::http::AppState::new(vault.clone(), &config)?);
+        let app = candor::http::router(candor::http::AppState::new(vault.clone(), &config)?);
         servers.push(tokio::spawn(async move { axum::serve(listener, app).await }));
         first.get_or_insert(vault);
     }
     let vault = first.expect("at least one instance");
     let server_pid = process.as_ref().map(ServerProcess::pid);
     let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
-    let backend = crate::vault::Principal { token_id: "bench".into(), role: "shop_backend".into(), origin: None };
+    let backend = candor::vault::Principal { token_id: "bench".into(), role: "shop_backend".into(), origin: None };
     let account = vault.authorize(backend, Some("account"), None).await?;
     let mut ids = Vec::new();
     for i in 0..200 {
@@ -361,7 +361,7 @@ async fn api_bench(
             channel: Some("email".into()),
             action: "grant".into(),
         };
-        let input = crate::vault::ChangeInput {
+        let input = candor::vault::ChangeInput {
             changes: vec![change],
             method: None,
             actor: None,
@@ -374,7 +374,7 @@ async fn api_bench(
     let marketing_token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
     // Erasure is the privacy team's power (`erase = true`), under its customer_requests purpose.
     let privacy_token = vault.create_token("privacy_team", "bench", None).await?.to_string();
-    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into(), origin: None };
+    let tool = candor::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into(), origin: None };
     let marketing = vault.authorize(tool, Some("marketing"), None).await?;
     let start = Instant::now();
     let rounds = 2000usize;
@@ -642,7 +642,7 @@ struct ServerProcess(std::process::Child);
 impl ServerProcess {
     fn start(config: &std::path::Path) -> Result<(Self, String)> {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(std::env::current_exe()?)
+        let mut child = std::process::Command::new(crate::candor_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .stdout(std::process::Stdio::piped())
@@ -733,8 +733,8 @@ pub(crate) fn proc_memory_mib(process: &str, key: &str) -> Option<f64> {
 /// A realistic entry: a support agent reading two fields of one customer.
 fn sample_entry(i: u64) -> LogRecord {
     let subject = SubjectId::random();
-    let entry = crate::vault::audit::Audit::new(
-        &crate::vault::Principal {
+    let entry = candor::vault::audit::Audit::new(
+        &candor::vault::Principal {
             token_id: format!("bench-token-{}", i % 50),
             role: "support_agent".into(),
             origin: None,
@@ -806,7 +806,7 @@ async fn log_bench(dir: &std::path::Path, entries: u64, seconds: f64) -> Result<
     report(&format!("consistency proof at {size} entries"), rounds, start.elapsed());
 
     let start = Instant::now();
-    let (recomputed, _) = crate::verify::recompute(&mut crate::verify::DbReader(store.clone()), size, &[]).await?;
+    let (recomputed, _) = candor::verify::recompute(&mut candor::verify::DbReader(store.clone()), size, &[]).await?;
     anyhow::ensure!(recomputed == root, "the recomputed root must match");
     report(&format!("full verification: read + hash + recompute root ({size} entries)"), size, start.elapsed());
     Ok(())
@@ -819,10 +819,10 @@ async fn log_bench(dir: &std::path::Path, entries: u64, seconds: f64) -> Result<
 async fn audience_bench(customers: usize) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     let dir = tempfile::tempdir()?;
-    let done = crate::install::init(dir.path(), None).await?;
-    let (config, vault) = crate::install::open(&done.config_path).await?;
+    let done = candor::install::init(dir.path(), None).await?;
+    let (config, vault) = candor::install::open(&done.config_path).await?;
     let current = vault.notices().version(&candor_core::PurposeId::new("marketing")).to_string();
-    let crate::config::Database::Sqlite(db) = config.database.clone() else {
+    let candor::config::Database::Sqlite(db) = config.database.clone() else {
         anyhow::bail!("the audience benchmark runs on SQLite");
     };
     let bar = ProgressBar::new(customers as u64);
@@ -878,7 +878,7 @@ async fn audience_bench(customers: usize) -> Result<()> {
     bar.finish_and_clear();
     println!("-- consent audience: {customers} customers seeded in {:.1} s", start.elapsed().as_secs_f64());
 
-    let tool = crate::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into(), origin: None };
+    let tool = candor::vault::Principal { token_id: "bench".into(), role: "marketing_tool".into(), origin: None };
     let marketing = vault.authorize(tool, Some("marketing"), None).await?;
     let start = Instant::now();
     let mut rx = vault.audience(&marketing, Some("email")).await?;
@@ -898,7 +898,7 @@ async fn audience_bench(customers: usize) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
-    let app = crate::http::router(crate::http::AppState::new(vault, &config)?);
+    let app = candor::http::router(candor::http::AppState::new(vault, &config)?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let start = Instant::now();
     let mut resp = reqwest::Client::new()

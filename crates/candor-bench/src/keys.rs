@@ -11,19 +11,19 @@ use anyhow::Result;
 use candor_crypto::keyfile::{self, KEK_LABEL};
 use candor_crypto::pkcs11::{self, SOFTHSM_MODULE};
 
-use crate::breach::{Assessment, Filters, scan_log};
-use crate::config::Database;
-use crate::vault::Principal;
-use crate::vault::audit::Audit;
+use candor::breach::{Assessment, Filters, scan_log};
+use candor::config::Database;
+use candor::vault::Principal;
+use candor::vault::audit::Audit;
 
 pub async fn run(customers: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let done = crate::install::init(dir.path(), None).await?;
-    let config = crate::config::Config::load(&done.config_path)?;
+    let done = candor::install::init(dir.path(), None).await?;
+    let config = candor::config::Config::load(&done.config_path)?;
     let Database::Sqlite(db) = config.database.clone() else { anyhow::bail!("the key benchmark runs on SQLite") };
-    let ring = crate::install::load_keys(&config)?;
-    let seeding_ring = crate::install::load_keys(&config)?;
-    let catalog = crate::install::load_catalog(&config)?;
+    let ring = candor::install::load_keys(&config)?;
+    let seeding_ring = candor::install::load_keys(&config)?;
+    let catalog = candor::install::load_catalog(&config)?;
     let start = Instant::now();
     let keys_path = config.keys.key_store.clone();
     let ids = tokio::task::spawn_blocking(move || -> Result<Vec<candor_core::SubjectId>> {
@@ -68,7 +68,7 @@ pub async fn run(customers: usize) -> Result<()> {
     println!("-- keys and breach assessment: {customers} customers seeded in {:.1} s", start.elapsed().as_secs_f64());
 
     // A log of one staff read per customer, 1 in 100 by the "leaked" token.
-    let store = crate::install::open_store(&config).await?;
+    let store = candor::install::open_store(&config).await?;
     let start = Instant::now();
     let staff = Principal { token_id: "staff-token".into(), role: "support_agent".into(), origin: None };
     let leaked = Principal { token_id: "leaked-token".into(), role: "support_agent".into(), origin: None };
@@ -102,7 +102,7 @@ pub async fn run(customers: usize) -> Result<()> {
         assessment.entries_scanned as f64 / elapsed,
         assessment.customers.len()
     );
-    crate::bench::keep(serde_json::json!({
+    crate::scenarios::keep(serde_json::json!({
         "operation": "breach assess --token (whole log)", "log_entries": assessment.entries_scanned,
         "seconds": elapsed, "customers_found": assessment.customers.len(),
     }));
@@ -115,7 +115,7 @@ pub async fn run(customers: usize) -> Result<()> {
         ("--countries-from, every customer (a leaked KEK)", ids.clone()),
     ] {
         let start = Instant::now();
-        let counts = crate::breach::count_countries(store.as_ref(), &ring, field, &subjects).await?;
+        let counts = candor::breach::count_countries(store.as_ref(), &ring, field, &subjects).await?;
         let elapsed = start.elapsed().as_secs_f64();
         println!(
             "{:<52} {:>12.2} s ({:.0} customers/s; {} countries)",
@@ -124,30 +124,30 @@ pub async fn run(customers: usize) -> Result<()> {
             subjects.len() as f64 / elapsed,
             counts.len()
         );
-        crate::bench::keep(serde_json::json!({
+        crate::scenarios::keep(serde_json::json!({
             "operation": format!("breach assess {what}"), "customers": subjects.len(), "seconds": elapsed,
             "customers_per_s": (subjects.len() as f64 / elapsed).round(),
         }));
     }
 
     keyfile::add_key_version(&config.keys.kek_file, KEK_LABEL)?;
-    let ring = crate::install::load_keys(&config)?;
+    let ring = candor::install::load_keys(&config)?;
     let start = Instant::now();
-    let (rewrapped, _) = crate::cli::keys::rewrap_all(store.as_ref(), &ring, 0, |_| {}).await?;
+    let (rewrapped, _) = candor::cli::keys::rewrap_all(store.as_ref(), &ring, 0, |_| {}).await?;
     let elapsed = start.elapsed().as_secs_f64();
     println!(
         "{:<52} {:>12.0} DEKs/s ({rewrapped} in {elapsed:.1} s, durable batches of 500)",
         "keys rewrap (unwrap v1, wrap v2, conditional update)",
         rewrapped as f64 / elapsed
     );
-    crate::bench::keep(serde_json::json!({
+    crate::scenarios::keep(serde_json::json!({
         "operation": "keys rewrap", "data_keys": rewrapped, "seconds": elapsed, "deks_per_s": (rewrapped as f64 / elapsed).round(),
     }));
 
     keyfile::add_key_version(&config.keys.index_key_file, keyfile::INDEX_LABEL)?;
-    let ring = crate::install::load_keys(&config)?;
+    let ring = candor::install::load_keys(&config)?;
     let start = Instant::now();
-    let reindexed = crate::cli::keys_index::reindex_all(store.as_ref(), &ring, &catalog, 0, |_| {}).await?;
+    let reindexed = candor::cli::keys_index::reindex_all(store.as_ref(), &ring, &catalog, 0, |_| {}).await?;
     let elapsed = start.elapsed().as_secs_f64();
     println!(
         "{:<52} {:>12.0} rows/s ({} in {elapsed:.1} s, durable batches of 500)",
@@ -155,7 +155,7 @@ pub async fn run(customers: usize) -> Result<()> {
         reindexed.done as f64 / elapsed,
         reindexed.done
     );
-    crate::bench::keep(serde_json::json!({
+    crate::scenarios::keep(serde_json::json!({
         "operation": "keys reindex", "rows": reindexed.done, "seconds": elapsed,
         "rows_per_s": (reindexed.done as f64 / elapsed).round(),
     }));
@@ -186,7 +186,7 @@ fn hsm_rewrap(config_path: &std::path::Path, dir: &std::path::Path) -> Result<()
         ),
     )?;
     let candor = |args: &[&str]| -> Result<String> {
-        let out = Command::new(std::env::current_exe()?)
+        let out = Command::new(crate::candor_exe()?)
             .args(args)
             .arg("--config")
             .arg(config_path)
@@ -205,7 +205,7 @@ fn hsm_rewrap(config_path: &std::path::Path, dir: &std::path::Path) -> Result<()
         "keys rewrap into SoftHSM2 (wrap inside the token)",
         rewrapped as f64 / elapsed
     );
-    crate::bench::keep(serde_json::json!({
+    crate::scenarios::keep(serde_json::json!({
         "operation": "keys rewrap into SoftHSM2", "data_keys": rewrapped, "seconds": elapsed,
         "deks_per_s": (rewrapped as f64 / elapsed).round(),
     }));
