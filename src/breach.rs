@@ -24,11 +24,9 @@ use serde_json::{Value, json};
 
 use candor_core::{SubjectId, value};
 use candor_store::Store;
-use futures_util::StreamExt;
 
 use crate::config::Config;
 use crate::install;
-use crate::vault::audit::{Audit, system_actor};
 
 /// Actions that put personal data in someone's hands.
 const DISCLOSING: &[&str] = &["subject.read", "subject.report", "subject.export", "event.read", "grant.read"];
@@ -167,42 +165,7 @@ pub async fn scan_log(
     Ok(())
 }
 
-/// Customers whose country is read concurrently.
-const COUNTRY_READS_IN_FLIGHT: usize = 8;
-
-/// How many of `customers` live in each country, by the country their `field` names
-/// (`unknown` when it names none or they have no such value, `erased` when they were erased
-/// meanwhile). Decrypts only that field, in memory; each page is logged before it is read.
-pub async fn count_countries(
-    store: &dyn Store,
-    ring: &candor_crypto::KeyRing,
-    field: &candor_core::catalog::FieldDecl,
-    customers: &[SubjectId],
-) -> Result<BTreeMap<String, u64>> {
-    let mut counts = BTreeMap::new();
-    for page in customers.chunks(PAGE as usize) {
-        let entries = Audit::new(&system_actor(), "breach.country")
-            .subjects(page)
-            .fields([field.name.as_str()])
-            .detail("country read in memory to count a breach's affected customers per country")
-            .records();
-        store.append_log(entries).await?;
-        let names = std::slice::from_ref(&field.name);
-        let mut reads = futures_util::stream::iter(page.iter().map(|id| async move {
-            let Some(record) = store.load_subject(*id, names).await? else { return Ok("erased".to_string()) };
-            let Some((_, sealed)) = record.values.first() else { return Ok("unknown".to_string()) };
-            let key = ring.open_subject_key(*id, &record.dek)?;
-            let plain = key.open_field(&field.name, sealed)?;
-            let value: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
-            Ok::<_, anyhow::Error>(value::country_code(field.field_type, &value).unwrap_or_else(|| "unknown".into()))
-        }))
-        .buffer_unordered(COUNTRY_READS_IN_FLIGHT);
-        while let Some(country) = reads.next().await {
-            *counts.entry(country.context("a customer's country could not be read")?).or_insert(0) += 1;
-        }
-    }
-    Ok(counts)
-}
+pub use candor_vault::maintenance::count_countries;
 
 /// `candor breach assess`: scans the log (and, with `kek_version`, the key store), prints the
 /// summary as JSON and, with `out`, writes `assessment.json` and `customers.csv` there. With

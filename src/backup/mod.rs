@@ -450,14 +450,11 @@ fn check_kek(
     ring: &candor_crypto::KeyRing,
     samples: &[(candor_core::SubjectId, candor_core::StoredDek)],
 ) -> Result<()> {
-    for (subject, dek) in samples {
-        if ring.open_subject_key(*subject, dek).is_err() {
-            bail!(
-                "the installation's key-encryption key version {} does not open the backup's data keys: it is not \
-                 the key that wrapped them. Put back the key file kept apart from this backup",
-                dek.kek_version
-            );
-        }
+    if let Some(version) = candor_vault::maintenance::kek_that_does_not_open(ring, samples) {
+        bail!(
+            "the installation's key-encryption key version {version} does not open the backup's data keys: it is not \
+             the key that wrapped them. Put back the key file kept apart from this backup"
+        );
     }
     Ok(())
 }

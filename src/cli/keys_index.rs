@@ -10,27 +10,21 @@
 //!   its customers before their values are decrypted;
 //! * `retire-index VERSION` — removes an old version from the file, refused while a row needs it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use candor_core::catalog::Catalog;
-use candor_core::{FieldName, SubjectId, value};
 use candor_crypto::KeyRing;
 use candor_crypto::keyfile::{self, INDEX_LABEL};
-use candor_store::{IndexReplacement, Store};
-use futures_util::StreamExt;
-use zeroize::Zeroizing;
+use candor_store::Store;
 
 use super::progress::{Pace, log, progress_bar, resumable};
 use crate::config::Config;
 use crate::install::{self, INDEX_KEY_ENV};
-use crate::vault::audit::{Audit, system_actor};
 
-/// Lookup rows read per round, and customers read at once within it.
+/// Lookup rows read per round.
 const PAGE: u32 = 500;
-const READS_IN_FLIGHT: usize = 8;
 
 fn refuse_env() -> Result<()> {
     if std::env::var_os(INDEX_KEY_ENV).is_some() {
@@ -175,7 +169,8 @@ pub async fn reindex_all(
             let Some(last) = page.last() else { break };
             after = Some(last.clone());
             for chunk in page.chunks(pace.batch()) {
-                let (changes, not_lookup) = recompute(store, ring, catalog, version, chunk).await?;
+                let (changes, not_lookup) =
+                    candor_vault::maintenance::recompute_index_rows(store, ring, catalog, version, chunk).await?;
                 let replaced = resumable(store.replace_index_rows(changes).await, "reindex")?;
                 outcome.done += replaced;
                 outcome.not_lookup += not_lookup;
@@ -186,70 +181,6 @@ pub async fn reindex_all(
         }
     }
     Ok(outcome)
-}
-
-/// The replacements for one batch of rows under index key `version`, and how many rows belong
-/// to fields that are no longer lookup fields. Logs the batch before decrypting anything.
-async fn recompute(
-    store: &dyn Store,
-    ring: &KeyRing,
-    catalog: &Catalog,
-    version: u32,
-    rows: &[(SubjectId, FieldName)],
-) -> Result<(Vec<IndexReplacement>, u64)> {
-    let mut by_subject: BTreeMap<SubjectId, Vec<FieldName>> = BTreeMap::new();
-    let mut not_lookup = 0;
-    for (subject, field) in rows {
-        if catalog.field(field.as_str()).is_some_and(|d| d.lookup) {
-            by_subject.entry(*subject).or_default().push(field.clone());
-        } else {
-            not_lookup += 1;
-        }
-    }
-    if by_subject.is_empty() {
-        return Ok((Vec::new(), not_lookup));
-    }
-    let subjects: Vec<SubjectId> = by_subject.keys().copied().collect();
-    let mut fields: Vec<&str> = by_subject.values().flatten().map(FieldName::as_str).collect();
-    fields.sort_unstable();
-    fields.dedup();
-    let entry = Audit::new(&system_actor(), "keys.reindex")
-        .subjects(&subjects)
-        .fields(fields)
-        .detail(format!("lookup index recomputed under index key v{}", ring.primary_index_version()))
-        .record();
-    store.append_log(vec![entry]).await?;
-    let mut changes = Vec::with_capacity(rows.len());
-    let mut loads = futures_util::stream::iter(by_subject.into_iter().map(|(subject, fields)| async move {
-        store.load_subject(subject, &fields).await.map(|record| (subject, record))
-    }))
-    .buffer_unordered(READS_IN_FLIGHT);
-    while let Some(loaded) = loads.next().await {
-        // Erased meanwhile: its rows went with it.
-        let (subject, Some(record)) = loaded? else { continue };
-        let key = ring
-            .open_subject_key(subject, &record.dek)
-            .with_context(|| format!("the data key of customer {subject} could not be opened"))?;
-        for (field, sealed) in &record.values {
-            let decl = catalog.field(field.as_str()).expect("only lookup fields were loaded");
-            let plain = key
-                .open_field(field, sealed)
-                .with_context(|| format!("the `{field}` value of customer {subject} could not be decrypted"))?;
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&plain) else {
-                bail!("the `{field}` value of customer {subject} is not JSON");
-            };
-            // A stored value that is no longer valid for its type has no index row to recompute.
-            let Some(normalised) = value::lookup_key(decl.field_type, &value).map(Zeroizing::new) else { continue };
-            changes.push(IndexReplacement {
-                subject,
-                field: field.clone(),
-                key_version: version,
-                current: ring.blind_indexes(field, &normalised),
-                new: ring.blind_index(field, &normalised),
-            });
-        }
-    }
-    Ok((changes, not_lookup))
 }
 
 /// Removes index-key `version` from the index key file once no lookup row needs it.

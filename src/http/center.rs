@@ -85,7 +85,7 @@ struct DataPage<'a> {
 /// `GET /privacy/me`: everything held, grouped by category, with why, where and until when.
 pub async fn my_data(State(state): State<AppState>, me: SignedIn) -> Response {
     let vault = &state.vault;
-    let (head, _key) = match vault.report_head(me.session.auth(), me.session.subject, Document::Report).await {
+    let (head, _events) = match vault.report_head(me.session.auth(), me.session.subject, Document::Report).await {
         Ok(h) => h,
         Err(e) => return error_page(&state, e),
     };

@@ -298,9 +298,9 @@ pub async fn report(
     auth: Authorized,
     SubjectPath(id): SubjectPath,
 ) -> Result<Response, ApiError> {
-    let (head, key) = state.vault.report_head(&auth, id, Document::Report).await?;
+    let (head, events) = state.vault.report_head(&auth, id, Document::Report).await?;
     let head = head_json(&state.vault, &head, Document::Report);
-    let events = state.vault.stream_events(id, key);
+    let events = events.stream(&state.vault);
     let body = json_body(state.vault.clone(), head, events);
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
@@ -359,9 +359,9 @@ pub async fn export_response(
     csv: bool,
     attachment: bool,
 ) -> Result<Response, VaultError> {
-    let (head, key) = vault.report_head(auth, id, Document::Export).await?;
+    let (head, events) = vault.report_head(auth, id, Document::Export).await?;
     let head = head_json(vault, &head, Document::Export);
-    let events = vault.stream_events(id, key);
+    let events = events.stream(vault);
     if csv {
         let body = zip_body(vault.clone(), id, head, events);
         let disposition = format!("attachment; filename=\"export-{id}.zip\"");

@@ -13,6 +13,7 @@ mod countries;
 mod grants;
 mod idempotency;
 pub mod import;
+pub mod maintenance;
 mod messages;
 mod notice;
 mod outbox;
@@ -50,7 +51,7 @@ pub use grants::{DEFAULT_GRANT_PAGE, GrantInput};
 pub use idempotency::IdempotencyKey;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
-pub use report::{Document, event_json, head_json};
+pub use report::{Document, ReportEvents, event_json, head_json};
 pub use staff::{ACTOR_PREFIX, SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
 pub use status::Metrics;
 
@@ -789,7 +790,7 @@ impl Vault {
                 .collect();
             return Err(VaultError::InvalidInput {
                 field: "role",
-                message: format!("role `{role}` is not declared in the catalog; declared roles: {}", known.join(", ")),
+                message: format!("`{role}` is not declared in the catalog; declared roles: {}", known.join(", ")),
             });
         }
         let token = candor_crypto::generate_token()?;

@@ -67,14 +67,14 @@ impl Vault {
         .await
     }
 
-    /// Reads everything but the events, logs the report or export, and returns the data key
-    /// for streaming the events.
+    /// Reads everything but the events, logs the report or export, and returns what streams
+    /// the events ([`ReportEvents::stream`]; the data key stays inside it).
     pub async fn report_head(
         &self,
         auth: &Authorized,
         id: SubjectId,
         document: Document,
-    ) -> Result<(ReportHead, SubjectKey), VaultError> {
+    ) -> Result<(ReportHead, ReportEvents), VaultError> {
         let action = match document {
             Document::Report => "subject.report",
             Document::Export => "subject.export",
@@ -134,7 +134,7 @@ impl Vault {
             overrides,
             shares,
         };
-        Ok((head, key))
+        Ok((head, ReportEvents { id, key }))
     }
 
     /// The latest [`ACCESS_HISTORY_LIMIT`] log entries about customer `id` (index, entry JSON),
@@ -152,7 +152,7 @@ impl Vault {
     }
 
     /// Streams every event of the customer, oldest first, decrypted, in pages.
-    pub fn stream_events(&self, id: SubjectId, key: SubjectKey) -> mpsc::Receiver<Result<Vec<EventView>, VaultError>> {
+    fn stream_events(&self, id: SubjectId, key: SubjectKey) -> mpsc::Receiver<Result<Vec<EventView>, VaultError>> {
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
         let vault = self.clone();
         tokio::spawn(async move {
@@ -184,6 +184,22 @@ impl Vault {
             }
         });
         rx
+    }
+}
+
+/// The events of a report or export whose head was read (and logged) by [`Vault::report_head`].
+/// It holds the customer's data key, which never leaves the vault: the only thing a caller can
+/// do with it is [`ReportEvents::stream`] (dropping it zeroizes the key).
+pub struct ReportEvents {
+    id: SubjectId,
+    key: SubjectKey,
+}
+
+impl ReportEvents {
+    /// Every event of the customer, oldest first, decrypted, in pages read ahead of the
+    /// consumer (bounded).
+    pub fn stream(self, vault: &Vault) -> mpsc::Receiver<Result<Vec<EventView>, VaultError>> {
+        vault.stream_events(self.id, self.key)
     }
 }
 
