@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 use candor_crypto::kek::GCM_RANDOM_NONCE_LIMIT;
 use serde::Deserialize;
 
+pub use candor_http::settings::{BrandingSettings, ServerLimits, SignInConfig, WitnessEndpoint, WitnessSettings};
+
 pub const DEFAULT_CONFIG: &str = "candor.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -43,21 +45,6 @@ pub struct Config {
     pub webhooks: WebhookSettings,
 }
 
-/// `[server]`: how long the server waits, and how many connections it keeps open.
-#[derive(Debug, Clone, Copy)]
-pub struct ServerLimits {
-    /// `max_connections`: open client connections at most (lowered to fit the open-file limit).
-    pub max_connections: Option<usize>,
-    /// `header_timeout_seconds`: a connection that has not sent a complete request head this
-    /// long after it opened or after its previous answer is closed (slow and idle alike).
-    pub header_timeout: std::time::Duration,
-    /// `request_timeout_seconds`: a request not answered by then gets `503 timeout`.
-    pub request_timeout: std::time::Duration,
-    /// `database_timeout_seconds`: a request waiting this long while the database does not
-    /// answer gets `503 database_unavailable`.
-    pub database_timeout: std::time::Duration,
-}
-
 pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 60;
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const DEFAULT_DATABASE_TIMEOUT_SECONDS: u64 = 5;
@@ -72,33 +59,6 @@ pub struct WebhookSettings {
     /// `allow_private_webhook_targets`: webhooks may go to loopback, private and link-local
     /// addresses (off by default: a recipient's URL must not reach the operator's own network).
     pub allow_private_targets: bool,
-}
-
-/// `[privacy_center]`: where customers reach it and how signing in works.
-#[derive(Debug, Clone)]
-pub struct SignInConfig {
-    /// The address customers use (`https://privacy.shop.example`), which sign-in links start
-    /// with. When it is `https`, session cookies are marked `Secure`.
-    pub public_url: Option<String>,
-    pub settings: crate::vault::SignInSettings,
-    /// Sign-in attempts allowed per client address per minute.
-    pub attempts_per_minute: u32,
-}
-
-impl SignInConfig {
-    /// Whether customers reach the server over TLS (a TLS-terminating proxy in front).
-    pub fn secure(&self) -> bool {
-        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
-    }
-}
-
-/// `[privacy_center]`: how the customer-facing pages look.
-#[derive(Debug, Clone)]
-pub struct BrandingSettings {
-    pub name: Option<String>,
-    /// `#rrggbb`, with at least 4.5:1 contrast against white (WCAG 2.2 AA for text).
-    pub accent_colour: String,
-    pub logo: Option<PathBuf>,
 }
 
 pub const DEFAULT_ACCENT: &str = "#0b4f9c";
@@ -134,21 +94,6 @@ pub struct LogSettings {
     pub caller_address_days: u32,
     /// Witnesses each new checkpoint is sent to (`[[log.witnesses]]`).
     pub witnesses: WitnessSettings,
-}
-
-/// The witnesses of the log and how many must cosign.
-#[derive(Debug, Clone, Default)]
-pub struct WitnessSettings {
-    pub witnesses: Vec<WitnessEndpoint>,
-    /// Cosignatures a checkpoint needs before it is served as cosigned (`[log] witnesses_required`).
-    pub required: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct WitnessEndpoint {
-    /// Submission prefix: `add-checkpoint` is `<url>/add-checkpoint`.
-    pub url: String,
-    pub key: candor_log::witness::CosignerKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

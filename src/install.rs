@@ -305,6 +305,22 @@ pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
     builder.create(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
+/// What a server of this installation needs beyond its vault, from its config (reads the
+/// recipients' webhook secrets).
+pub fn http_settings(config: &Config) -> Result<candor_http::Settings> {
+    Ok(candor_http::Settings {
+        max_body_bytes: config.max_body_bytes,
+        branding: config.branding.clone(),
+        sign_in: config.sign_in.clone(),
+        webhook_secrets: crate::outbox::load_secrets(&config.webhooks)?,
+        trusted_proxies: config.trusted_proxies.clone(),
+        record_callers: config.log.caller_address_days > 0,
+        limits: config.limits,
+        staff: config.staff.clone(),
+        witnesses: config.log.witnesses.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,14 +13,12 @@ pub mod copy;
 pub mod demo;
 pub mod doctor;
 pub mod hardening;
-pub mod health;
-pub mod http;
 pub mod install;
 pub mod jobs;
 pub mod outbox;
 pub mod ropa;
-pub mod staff;
 pub mod verify;
 pub mod witness;
 
+pub use candor_http::{self as http, identity as staff};
 pub use candor_vault::{self as vault, clock};

@@ -980,7 +980,7 @@ async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     let listener = http::bind(addr).await?;
-    let state = http::AppState::new(vault.clone(), &config)?;
+    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?;
     let public_base = state.listening_on(listener.local_addr()?);
     let jobs = jobs::Jobs { sweep_retention: true };
     jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
@@ -1056,7 +1056,7 @@ async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>, staff: Opt
     };
     let link_minutes = config.sign_in.settings.link_minutes;
     let temporary = _temporary.is_some();
-    let state = http::AppState::new(vault.clone(), &config)?;
+    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?;
     let public_base = state.listening_on(listener.local_addr()?);
     let jobs = jobs::Jobs { sweep_retention: false };
     jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);

@@ -13,5 +13,5 @@
 //!   N of the M witnesses it trusts.
 
 pub mod check;
-pub mod client;
+pub use candor_http::witnesses as client;
 pub mod server;

@@ -78,7 +78,8 @@ pub async fn run(events: u64) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = vault.create_token("shop_backend", "bench", None).await?.to_string();
-    let app = candor::http::router(candor::http::AppState::new(vault.clone(), &config)?);
+    let app =
+        candor::http::router(candor::http::AppState::new(vault.clone(), candor::install::http_settings(&config)?)?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
     println!("-- customer rights, SQLite: one customer with {events} events");

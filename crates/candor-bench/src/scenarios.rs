@@ -339,7 +339,8 @@ async fn api_bench(
         let (config, vault) = candor::install::open(&done.config_path).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         urls.push(format!("http://{}", listener.local_addr()?));
-        let app = candor::http::router(candor::http::AppState::new(vault.clone(), &config)?);
+        let app =
+            candor::http::router(candor::http::AppState::new(vault.clone(), candor::install::http_settings(&config)?)?);
         servers.push(tokio::spawn(async move { axum::serve(listener, app).await }));
         first.get_or_insert(vault);
     }
@@ -898,7 +899,7 @@ async fn audience_bench(customers: usize) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let token = vault.create_token("marketing_tool", "bench", None).await?.to_string();
-    let app = candor::http::router(candor::http::AppState::new(vault, &config)?);
+    let app = candor::http::router(candor::http::AppState::new(vault, candor::install::http_settings(&config)?)?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let start = Instant::now();
     let mut resp = reqwest::Client::new()

@@ -38,7 +38,7 @@ use candor_core::write::{self, WriteError, WriteMode};
 use candor_core::{EventId, FieldName, PurposeId, SubjectId};
 use candor_crypto::{CryptoError, KeyRing, SubjectKey, hash_token};
 use candor_policy::{Action, Outcome, PolicyEngine, Situation, Target};
-use candor_store::{FieldChange, Millis, NewEvent, NewSubject, NewToken, Store, StoreError};
+use candor_store::{FieldChange, NewEvent, NewSubject, NewToken, Store};
 
 use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
@@ -262,6 +262,10 @@ pub struct Vault {
 }
 
 pub use crate::clock::now_millis;
+
+/// The stored shapes the vault's operations return (ids, names, times and opaque bytes, never a
+/// key), re-exported so callers need no dependency on the store itself.
+pub use candor_store::{Grant, Millis, Notice, Request, StaffSession, StoreError, StoredToken};
 
 impl Vault {
     pub fn new(

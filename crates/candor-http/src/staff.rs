@@ -21,14 +21,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use candor_crypto::staff::StaffKey;
 use candor_crypto::{csrf_token, generate_secret, secrets_match};
-use candor_store::StaffSession;
+use candor_vault::StaffSession;
 use zeroize::Zeroizing;
 
 use super::AppState;
 use super::error::ApiError;
 use super::pages::render;
-use crate::staff::oidc::{FLOW_MINUTES, RelyingParty, SignInError};
-use crate::staff::{CLIENT_SECRET_ENV, NoRole, StaffConfig};
+use crate::identity::oidc::{FLOW_MINUTES, RelyingParty, SignInError};
+use crate::identity::{CLIENT_SECRET_ENV, NoRole, StaffConfig};
 use crate::vault::{Principal, SignInProof, StaffSignIn, StaffTimes, VaultError, staff_principal};
 
 const COOKIE: &str = "candor_staff";
@@ -50,7 +50,7 @@ impl Staff {
     /// secret loaded (environment, or owner-only files).
     pub fn load(config: &StaffConfig, catalog: &candor_core::catalog::Catalog) -> anyhow::Result<Self> {
         config.check_roles(catalog)?;
-        let key = crate::staff::load_key(config)?;
+        let key = crate::identity::load_key(config)?;
         let secret = match std::env::var(CLIENT_SECRET_ENV) {
             Ok(s) => Some(Zeroizing::new(s)),
             Err(_) => match &config.client_secret_file {
@@ -161,7 +161,7 @@ pub async fn session_principal_with(
     let session = state.vault.staff_session(&secret, staff.times).await?;
     if let Some(policy) = &staff.rp.config().require_mfa {
         let route = parts.extensions.get::<axum::extract::MatchedPath>().map(|p| p.as_str()).unwrap_or("");
-        if let Some(power) = crate::staff::Power::of_route(parts.method.as_str(), route) {
+        if let Some(power) = crate::identity::Power::of_route(parts.method.as_str(), route) {
             let proof = SignInProof::of_secret(&secret);
             let now = crate::clock::now_millis().div_euclid(1000);
             if !policy.allows(power, proof.multi_factor, proof.auth_time, now) {
@@ -190,7 +190,7 @@ pub fn console_csrf(state: &AppState, headers: &HeaderMap) -> Option<String> {
 /// JWT or the installation accepts none (then it is taken for a Candor token). A JWT that fails
 /// a check is refused here (401, the reason in the message and the server log, never the token).
 pub async fn machine_principal(token: &str, state: &AppState) -> Result<Option<Principal>, ApiError> {
-    use crate::staff::machine::{TokenError, looks_like_jwt};
+    use crate::identity::machine::{TokenError, looks_like_jwt};
     let Some(staff) = state.staff() else { return Ok(None) };
     if staff.rp.config().api_audience.is_none() || !looks_like_jwt(token) {
         return Ok(None);
@@ -213,7 +213,7 @@ pub async fn machine_principal(token: &str, state: &AppState) -> Result<Option<P
 /// Where a person signs in again, with the provider asked for a fresh (multi-factor) sign-in.
 pub const REAUTH_PATH: &str = "/console/sign-in?reauth=1";
 
-fn reauthentication_required(power: crate::staff::Power, minutes: u32) -> ApiError {
+fn reauthentication_required(power: crate::identity::Power, minutes: u32) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "reauthentication_required",

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::config::BrandingSettings;
+use crate::settings::BrandingSettings;
 
 /// Largest logo accepted.
 const MAX_LOGO_BYTES: u64 = 256 * 1024;

@@ -138,7 +138,7 @@ pub fn error_page(state: &AppState, e: VaultError) -> Response {
             vec!["A sign-in link works once, for a few minutes. This one was already used, has expired, or is not complete.".into(), ask],
             None,
         ),
-        VaultError::SubjectNotFound | VaultError::Store(candor_store::StoreError::Erased { .. }) => message(
+        VaultError::SubjectNotFound | VaultError::Store(candor_vault::StoreError::Erased { .. }) => message(
             state.chrome("", None),
             StatusCode::GONE,
             "This account no longer exists",

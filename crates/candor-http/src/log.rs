@@ -105,7 +105,7 @@ pub struct WitnessesResponse {
     pub cosigned_size: Option<u64>,
     /// The witnesses whose cosignatures that checkpoint carries.
     pub cosigned_by: Vec<String>,
-    pub witnesses: Vec<crate::witness::client::WitnessStatus>,
+    pub witnesses: Vec<crate::witnesses::WitnessStatus>,
 }
 
 /// The log's witnesses and what each did with the latest checkpoint: `fork` means a witness

@@ -16,7 +16,7 @@ use candor_log::note::VerifierKey;
 use candor_log::witness::{AddCheckpoint, CosignerKey, SIZE_CONTENT_TYPE, add_signature_lines};
 use serde::Serialize;
 
-use crate::config::WitnessSettings;
+use crate::settings::WitnessSettings;
 use crate::vault::Vault;
 
 /// The latest checkpoint cosigned by at least the required number of witnesses.

@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use candor_store::Request;
+use candor_vault::Request;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

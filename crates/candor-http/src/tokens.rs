@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use candor_store::StoredToken;
+use candor_vault::StoredToken;
 use serde::Serialize;
 use utoipa::ToSchema;
 

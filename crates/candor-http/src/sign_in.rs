@@ -150,7 +150,7 @@ pub async fn sign_in(
     form: Result<axum::Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     if cross_site(&headers) {
-        return crate::http::pages::message(
+        return crate::pages::message(
             state.chrome("", None),
             StatusCode::FORBIDDEN,
             "Sign in from our own page",

@@ -39,7 +39,7 @@ pub struct RecipientNoticeList {
     pub notices: Vec<RecipientNotice>,
 }
 
-fn notice_json(n: &candor_store::Notice) -> Value {
+fn notice_json(n: &candor_vault::Notice) -> Value {
     json!({
         "id": n.id, "recipient": n.recipient, "subject_id": n.subject, "kind": n.kind, "fields": n.fields,
         "created_at": rfc3339(n.created_at), "attempts": n.attempts,

@@ -8,7 +8,7 @@ use candor_core::access::AccessDenied;
 use candor_core::consent::ConsentError;
 use candor_core::write::WriteError;
 use candor_crypto::CryptoError;
-use candor_store::StoreError;
+use candor_vault::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -82,7 +82,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // Overload and a full disk are reported by the server once (see `crate::health`), not
+        // Overload and a full disk are reported by the server once (see `crate::readiness`), not
         // once per request.
         let reported_elsewhere = matches!(self.code, "storage_full" | "database_unavailable" | "timeout");
         if self.status.is_server_error() && !reported_elsewhere {

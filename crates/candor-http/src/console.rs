@@ -695,7 +695,7 @@ async fn requests_auth(
 
 /// The queue's order and flags: overdue first, then by deadline; a second open request of the
 /// same kind from the same customer is marked. `now` is Candor's clock (ms).
-fn queue(mut open: Vec<candor_store::Request>, now: i64) -> Vec<QueuedRequest> {
+fn queue(mut open: Vec<candor_vault::Request>, now: i64) -> Vec<QueuedRequest> {
     open.sort_by_key(|r| (r.due_at, r.received_at));
     let mut seen = std::collections::HashMap::new();
     for r in &open {
@@ -779,8 +779,8 @@ pub async fn close_request(
 mod tests {
     use super::*;
 
-    fn request(id: &str, subject: &str, kind: &str, received_at: i64, due_at: i64) -> candor_store::Request {
-        candor_store::Request {
+    fn request(id: &str, subject: &str, kind: &str, received_at: i64, due_at: i64) -> candor_vault::Request {
+        candor_vault::Request {
             id: id.into(),
             subject_id: subject.into(),
             kind: kind.into(),

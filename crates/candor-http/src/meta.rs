@@ -261,7 +261,7 @@ mod tests {
     /// Every `(METHOD, path)` that `router` in `mod.rs` serves, read from its source: each
     /// `.route("path", get(..).post(..))`, with `{*rest}` written as OpenAPI writes it, `{rest}`.
     fn routes_of_the_router() -> std::collections::BTreeSet<(String, String)> {
-        let source = include_str!("mod.rs");
+        let source = include_str!("lib.rs");
         let body = &source[source.find("pub fn router(").expect("fn router")..];
         let body = &body[..body.find("\n}\n").expect("end of fn router")];
         let mut routes = std::collections::BTreeSet::new();

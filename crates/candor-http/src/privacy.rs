@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::pages::Chrome;
 use super::{AppState, rfc3339};
 
-const STYLESHEET: &str = include_str!("../../assets/candor.css");
+const STYLESHEET: &str = include_str!("../../../assets/candor.css");
 
 struct HistoryRow {
     published_at: String,

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, StorageFullCause, WriteOutcome};
-use crate::health::Health;
+use crate::readiness::Health;
 
 /// `{"ready": true}`, or `{"ready": false, "reason", "message"}`.
 #[derive(Serialize, ToSchema)]
@@ -41,8 +41,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         None => Json(Readiness { ready: true, reason: None, message: None }).into_response(),
         Some(why) => {
             let message = match why {
-                crate::health::NotReady::DatabaseUnavailable => "the database does not answer",
-                crate::health::NotReady::StorageFull => {
+                crate::readiness::NotReady::DatabaseUnavailable => "the database does not answer",
+                crate::readiness::NotReady::StorageFull => {
                     "the storage is full: nothing can be recorded, so requests are refused with 507"
                 }
             };

@@ -1,6 +1,10 @@
-//! The HTTP JSON API (axum). Handlers are thin: extract, call one vault operation, map the
+//! Candor's HTTP side (axum): the JSON API, the privacy center, the staff console, staff sign-in
+//! through the company's identity provider ([`identity`]), readiness ([`readiness`]) and the
+//! witness client ([`witnesses`]). Handlers are thin: extract, call one vault operation, map the
 //! result. Cross-cutting concerns live in extractors ([`extract`]) and one error type
-//! ([`error::ApiError`]).
+//! ([`error::ApiError`]). This crate does not depend on `candor-store`: every read and write
+//! goes through [`candor_vault::Vault`], so a handler that reaches the store does not compile.
+#![forbid(unsafe_code)]
 
 mod branding;
 mod center;
@@ -13,6 +17,7 @@ pub mod extract;
 mod grants;
 mod health;
 mod idempotency;
+pub mod identity;
 mod imports;
 mod limit;
 mod log;
@@ -22,13 +27,16 @@ mod notices;
 mod overrides;
 mod pages;
 mod privacy;
+pub mod readiness;
 mod report;
 mod requests;
 mod rights;
+pub mod settings;
 mod sign_in;
 pub mod staff;
 mod subjects;
 mod tokens;
+pub mod witnesses;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -45,7 +53,10 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use self::error::ApiError;
+pub use self::settings::Settings;
 use crate::vault::Vault;
+use candor_vault as vault;
+use candor_vault::clock;
 
 pub(crate) use crate::clock::rfc3339;
 
@@ -55,7 +66,7 @@ pub struct AppState {
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     pub branding: Arc<branding::Branding>,
-    pub sign_in: Arc<crate::config::SignInConfig>,
+    pub sign_in: Arc<crate::settings::SignInConfig>,
     limiter: Arc<limit::SignInLimiter>,
     /// Message-code checks count apart from sign-in attempts.
     message_limiter: Arc<limit::SignInLimiter>,
@@ -68,38 +79,38 @@ pub struct AppState {
     /// Whether staff and recipient addresses are recorded beside the log (`[log] caller_address_days` > 0).
     record_callers: bool,
     /// `[server]` connection and time limits.
-    limits: crate::config::ServerLimits,
+    limits: crate::settings::ServerLimits,
     /// Whether the database answers and the storage takes writes.
-    health: Arc<crate::health::Health>,
+    health: Arc<crate::readiness::Health>,
     /// Staff sign-in through the company's identity provider (`[staff]`), if set up.
     staff: Option<Arc<staff::Staff>>,
     /// The log's witnesses (`[[log.witnesses]]`), if any.
-    pub witnesses: Option<Arc<crate::witness::client::Witnesses>>,
+    pub witnesses: Option<Arc<crate::witnesses::Witnesses>>,
 }
 
 impl AppState {
     /// The state of a server of this installation (reads the branding's logo, if any).
-    pub fn new(vault: Vault, config: &crate::config::Config) -> anyhow::Result<Self> {
-        let branding = Arc::new(branding::Branding::load(&config.branding)?);
-        let staff = match &config.staff {
+    pub fn new(vault: Vault, settings: Settings) -> anyhow::Result<Self> {
+        let branding = Arc::new(branding::Branding::load(&settings.branding)?);
+        let staff = match &settings.staff {
             Some(s) => Some(Arc::new(staff::Staff::load(s, vault.catalog())?)),
             None => None,
         };
         Ok(AppState {
             vault,
-            max_body_bytes: config.max_body_bytes,
+            max_body_bytes: settings.max_body_bytes,
             branding,
-            sign_in: Arc::new(config.sign_in.clone()),
-            limiter: Arc::new(limit::SignInLimiter::new(config.sign_in.attempts_per_minute)),
-            message_limiter: Arc::new(limit::SignInLimiter::new(config.sign_in.attempts_per_minute)),
+            limiter: Arc::new(limit::SignInLimiter::new(settings.sign_in.attempts_per_minute)),
+            message_limiter: Arc::new(limit::SignInLimiter::new(settings.sign_in.attempts_per_minute)),
+            sign_in: Arc::new(settings.sign_in),
             bound: Arc::new(OnceLock::new()),
-            webhook_secrets: Arc::new(crate::outbox::load_secrets(&config.webhooks)?),
-            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
-            record_callers: config.log.caller_address_days > 0,
-            limits: config.limits,
-            health: crate::health::Health::new(),
+            webhook_secrets: Arc::new(settings.webhook_secrets),
+            trusted_proxies: Arc::new(settings.trusted_proxies),
+            record_callers: settings.record_callers,
+            limits: settings.limits,
+            health: crate::readiness::Health::new(),
             staff,
-            witnesses: crate::witness::client::Witnesses::new(&config.log.witnesses),
+            witnesses: crate::witnesses::Witnesses::new(&settings.witnesses),
         })
     }
 
@@ -462,7 +473,7 @@ mod tests {
         (status, ct, serde_json::from_slice(&body).unwrap_or_default())
     }
 
-    fn deadlines(health: &Arc<crate::health::Health>) -> health::Deadlines {
+    fn deadlines(health: &Arc<crate::readiness::Health>) -> health::Deadlines {
         health::Deadlines {
             health: health.clone(),
             database: Duration::from_millis(1),
@@ -472,7 +483,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_takes_too_long_is_answered_503_in_json_saying_what_may_have_changed() {
-        let health = crate::health::Health::new();
+        let health = crate::readiness::Health::new();
         let app = Router::new()
             .route("/v1/never", get(std::future::pending::<()>).post(std::future::pending::<()>))
             .layer(middleware::from_fn_with_state(deadlines(&health), health::deadlines))
@@ -493,7 +504,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_waiting_on_a_database_that_does_not_answer_is_answered_503_database_unavailable() {
-        let health = crate::health::Health::new();
+        let health = crate::readiness::Health::new();
         let mut d = deadlines(&health);
         // Far longer than the test may take: only the database's state can end the wait.
         d.request = Duration::from_secs(3600);
