@@ -8,7 +8,7 @@ use candor_core::catalog::{Channel, LegalBasis};
 use candor_store::{Breach, Millis};
 
 use super::center::CustomerSession;
-use super::{Vault, VaultError, now_millis};
+use super::{Vault, VaultError};
 use crate::audit::{Audit, system_actor};
 
 /// The authority must be told within this long of the controller becoming aware.
@@ -79,7 +79,7 @@ impl Vault {
     /// Records a breach, registers a notice message for each affected customer (still held),
     /// and returns the texts to send.
     pub async fn record_breach(&self, input: BreachInput) -> Result<RecordedBreach, VaultError> {
-        let now = now_millis();
+        let now = self.now_millis();
         if input.detected_at > now {
             return Err(VaultError::InvalidInput { field: "detected_at", message: "must not be in the future".into() });
         }
@@ -146,7 +146,7 @@ impl Vault {
     pub async fn update_breach(&self, id: &str, closed: bool) -> Result<bool, VaultError> {
         let what = if closed { "breach.close" } else { "breach.authority_notified" };
         let log = Audit::new(&system_actor(), what).detail(id.to_string()).record();
-        Ok(self.store.update_breach(id, closed, now_millis(), log).await?)
+        Ok(self.store.update_breach(id, closed, self.now_millis(), log).await?)
     }
 
     /// The breaches that affect the signed-in customer, newest first.

@@ -15,7 +15,7 @@ use candor_store::{Millis, NewSession, SignInLink};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::{Authorized, Correction, Principal, Vault, VaultError, now_millis};
+use super::{Authorized, Correction, Principal, Vault, VaultError};
 use crate::audit::Audit;
 
 const MINUTE: Millis = 60_000;
@@ -116,7 +116,7 @@ impl Vault {
             return self.refuse(audit, "link_sender_not_allowed", error).await;
         }
         let secret = generate_secret(SIGN_IN_PREFIX)?;
-        let now = now_millis();
+        let now = self.now_millis();
         let expires_at = now + Millis::from(self.sign_in.link_minutes) * MINUTE;
         let log = self
             .audit(auth, "privacy_center.link", &[id])
@@ -134,7 +134,7 @@ impl Vault {
     /// spent one (`false`), as [`Vault::sign_in`] does.
     pub async fn sign_in_link_usable(&self, link_secret: &str) -> Result<bool, VaultError> {
         let link = self.store.sign_in_link(&hash_token(link_secret).0).await?;
-        Ok(link.is_some_and(|l| link_refusal(&l, now_millis()).is_none()))
+        Ok(link.is_some_and(|l| link_refusal(&l, self.now_millis()).is_none()))
     }
 
     /// Uses a sign-in link: starts a session and returns its secret (for the cookie). A link
@@ -143,7 +143,7 @@ impl Vault {
     pub async fn sign_in(&self, link_secret: &str) -> Result<(Zeroizing<String>, CustomerSession), VaultError> {
         let hash = hash_token(link_secret).0;
         let link = self.store.sign_in_link(&hash).await?.ok_or(VaultError::SignInLinkInvalid)?;
-        let now = now_millis();
+        let now = self.now_millis();
         let id = uuid::Uuid::new_v4().to_string();
         let auth = self.customer_auth(&id)?;
         let audit =
@@ -168,7 +168,7 @@ impl Vault {
     /// `idle_minutes` without activity and after [`SESSION_MAX_HOURS`] in any case.
     pub async fn customer_session(&self, session_secret: &str) -> Result<CustomerSession, VaultError> {
         let found = self.store.session_by_hash(&hash_token(session_secret).0).await?.ok_or(VaultError::NotSignedIn)?;
-        let now = now_millis();
+        let now = self.now_millis();
         let idle = found.last_seen_at + Millis::from(self.sign_in.idle_minutes) * MINUTE <= now;
         let too_old = found.created_at + SESSION_MAX_HOURS * 60 * MINUTE <= now;
         let auth = self.customer_auth(&found.id)?;

@@ -18,7 +18,7 @@ use candor_store::{NewConsentEntry, NewConsentRecord, NoticeText, Recorded, Stor
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Authorized, Principal, Vault, VaultError, now_millis};
+use super::{Authorized, Principal, Vault, VaultError};
 use crate::audit::Audit;
 use crate::receipt::{self, CONSENT_RECEIPT};
 
@@ -365,7 +365,7 @@ impl Vault {
         };
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
-        let now = now_millis();
+        let now = self.now_millis();
         let mut drafts = Vec::new();
         if !changes.is_empty() {
             let receipt_id = EventId::random();
@@ -433,7 +433,7 @@ impl Vault {
         lines: Vec<ImportLine>,
         progress: impl Fn(u64),
     ) -> Result<usize, VaultError> {
-        let now = now_millis();
+        let now = self.now_millis();
         let mut drafts = Vec::with_capacity(lines.len());
         let mut keys: HashMap<SubjectId, SubjectKey> = HashMap::new();
         for (i, line) in lines.into_iter().enumerate() {

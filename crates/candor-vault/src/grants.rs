@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::consents::ConsentScope;
-use super::{Authorized, Principal, Vault, VaultError, now_millis};
+use super::{Authorized, Principal, Vault, VaultError};
 use crate::audit::{Audit, system_actor};
 
 /// Prefix of grant credentials (recognisable when leaked).
@@ -213,7 +213,7 @@ impl Vault {
                 fields.push(decl);
             }
         }
-        let now = now_millis();
+        let now = self.now_millis();
         let expires_at = match input.expires_at.as_deref().map(str::trim) {
             None | Some("") => {
                 return Err(invalid("expires_at", "is required: say until when the recipient may read (RFC 3339)"));
@@ -359,7 +359,7 @@ impl Vault {
         if !parts.is_empty() {
             self.store.append_log(parts).await?;
         }
-        self.store.revoke_grant(&g.id, now_millis(), log).await?;
+        self.store.revoke_grant(&g.id, self.now_millis(), log).await?;
         Ok(self.store.grant(&g.id).await?.unwrap_or(g))
     }
 
@@ -387,7 +387,7 @@ impl Vault {
         if hash_token(credential).0 != g.credential_hash {
             return Err(VaultError::InvalidToken);
         }
-        let now = now_millis();
+        let now = self.now_millis();
         if g.revoked_at.is_some() {
             return Err(VaultError::GrantRevoked);
         }

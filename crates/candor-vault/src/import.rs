@@ -30,7 +30,7 @@ use candor_store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Authorized, ImportLine, Vault, VaultError, countries, now_millis};
+use super::{Authorized, ImportLine, Vault, VaultError, countries};
 
 /// Rows stored per batch: the store writes a batch's new customers in one transaction (with
 /// their log records) and the checkpoint moves after each batch.
@@ -1002,7 +1002,7 @@ impl Vault {
         let catalog = self.catalog.clone();
         let columns = read_columns(source, format)?;
         let layout = self.layout(auth, columns, options).await?;
-        let now = now_millis();
+        let now = self.now_millis();
         let mut t = Tally {
             with_value: vec![0; layout.columns.len()],
             values: vec![0; catalog.fields.len()],
@@ -1382,7 +1382,7 @@ impl Vault {
         let Checked { mut report, format, layout, decisions, matched } = checked;
         self.refuse_create_under_consent(auth).await?;
         let catalog = self.catalog.clone();
-        let now = now_millis();
+        let now = self.now_millis();
         let started = std::time::Instant::now();
         let mut outcome = Outcome::default();
         let mut rows = Rows::open(source, format)?;

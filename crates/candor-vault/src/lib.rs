@@ -259,6 +259,8 @@ pub struct Vault {
     erasure_brake: Arc<rights::HourlyBrake>,
     restriction_brake: Arc<rights::HourlyBrake>,
     tokens: Arc<tokens::TokenCache>,
+    /// Where every rule with a deadline reads the time.
+    clock: Arc<dyn clock::Clock>,
 }
 
 pub use crate::clock::now_millis;
@@ -289,6 +291,7 @@ impl Vault {
             erasure_brake: Arc::new(rights::HourlyBrake::new(0)),
             restriction_brake: Arc::new(rights::HourlyBrake::new(0)),
             tokens: Arc::new(tokens::TokenCache::default()),
+            clock: Arc::new(clock::SystemClock),
         }
     }
 
@@ -323,6 +326,18 @@ impl Vault {
         self
     }
 
+    /// Reads the time from `clock` instead of the system clock (tests move a
+    /// [`clock::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn clock::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time by this vault's clock, in milliseconds since the epoch.
+    pub fn now_millis(&self) -> Millis {
+        self.clock.now_millis()
+    }
+
     pub fn log_context(&self) -> &LogContext {
         &self.log
     }
@@ -351,7 +366,7 @@ impl Vault {
         if found.revoked_at.is_some() {
             return Err(VaultError::TokenRevoked);
         }
-        if found.expires_at.is_some_and(|e| e <= now_millis()) {
+        if found.expires_at.is_some_and(|e| e <= self.now_millis()) {
             return Err(VaultError::TokenExpired);
         }
         Ok(Principal { token_id: found.id, role: found.role, origin: None })
@@ -508,7 +523,7 @@ impl Vault {
             .fields(set.iter().map(|(d, _)| d.name.as_str()))
             .idempotent(auth.idempotency.as_ref(), &id)
             .record();
-        Ok((NewSubject { id, dek, values, index, now: now_millis() }, log))
+        Ok((NewSubject { id, dek, values, index, now: self.now_millis() }, log))
     }
 
     /// The subject's fields as the policy engine lets the caller see them: in full, masked, or
@@ -654,7 +669,7 @@ impl Vault {
             .fields(names)
             .idempotent(auth.idempotency.as_ref(), &correction)
             .record();
-        if !self.store.update_subject(id, changes, now_millis(), log).await? {
+        if !self.store.update_subject(id, changes, self.now_millis(), log).await? {
             return Err(VaultError::SubjectNotFound);
         }
         Ok(correction)
@@ -739,8 +754,13 @@ impl Vault {
             .fields([decl.name.as_str()])
             .idempotent(auth.idempotency.as_ref(), &event_id)
             .record();
-        let event =
-            NewEvent { id: event_id, subject: id, event_type: decl.name.clone(), recorded_at: now_millis(), payload };
+        let event = NewEvent {
+            id: event_id,
+            subject: id,
+            event_type: decl.name.clone(),
+            recorded_at: self.now_millis(),
+            payload,
+        };
         match self.store.append_event(event, log).await {
             Ok(true) => Ok(event_id),
             Ok(false) => Err(VaultError::SubjectNotFound),
@@ -805,7 +825,7 @@ impl Vault {
             hash: hash_token(&token).0,
             role: role.to_string(),
             description: description.to_string(),
-            created_at: now_millis(),
+            created_at: self.now_millis(),
             expires_at,
         };
         self.store.insert_token(new, log).await?;

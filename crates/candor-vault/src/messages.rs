@@ -11,7 +11,7 @@ use candor_store::{Millis, StoreError, StoredMessage};
 
 use super::center::CustomerSession;
 use super::consents::ConsentScope;
-use super::{Authorized, Principal, Vault, VaultError, now_millis};
+use super::{Authorized, Principal, Vault, VaultError};
 use crate::audit::Audit;
 
 /// Longest subject line accepted.
@@ -124,7 +124,7 @@ impl Vault {
         body_sha256: [u8; 32],
     ) -> Result<RegisteredMessage, VaultError> {
         let id = key.subject();
-        let sent_at = now_millis();
+        let sent_at = self.now_millis();
         // A code collision is astronomically unlikely; one retry covers it.
         for _ in 0..2 {
             let message_id = EventId::random().to_string();

@@ -3,7 +3,7 @@
 
 use candor_core::privacy_notice::{PrivacyNotice, changes, privacy_notice};
 
-use super::{Vault, VaultError, now_millis};
+use super::{Vault, VaultError};
 use crate::audit::{Audit, system_actor};
 
 /// One published version and what changed from the one before.
@@ -33,7 +33,7 @@ impl Vault {
     pub async fn publish_notice(&self) -> Result<bool, VaultError> {
         let (json, version) = versioned(&privacy_notice(&self.catalog));
         let log = Audit::new(&system_actor(), "notice.published").detail(version.clone()).record();
-        Ok(self.store.publish_notice(&version, now_millis(), &json, log).await?)
+        Ok(self.store.publish_notice(&version, self.now_millis(), &json, log).await?)
     }
 
     /// The notice in force, with every published version and what changed in each.

@@ -6,7 +6,7 @@ use candor_core::SubjectId;
 use candor_store::{Millis, Notice};
 
 use super::audit::{Audit, system_actor};
-use super::{Authorized, Principal, Vault, VaultError, now_millis};
+use super::{Authorized, Principal, Vault, VaultError};
 
 /// Most notices one listing returns.
 const LIST_LIMIT: u32 = 1000;
@@ -28,7 +28,7 @@ impl Vault {
 
     /// Records that the recipient accepted `notice` (answered 2xx), and logs it.
     pub async fn notice_delivered(&self, notice: &Notice) -> Result<(), VaultError> {
-        self.store.notice_delivered(&notice.id, now_millis()).await?;
+        self.store.notice_delivered(&notice.id, self.now_millis()).await?;
         let log = Audit::new(&system_actor(), "recipient.notified")
             .subjects(&subjects_of(notice))
             .detail(format!("notice {} ({}) to {}", notice.id, notice.kind, notice.recipient))
@@ -46,7 +46,7 @@ impl Vault {
     /// it under the recipient, and returns the notice as it now stands.
     pub async fn confirm_notice(&self, notice: &Notice) -> Result<Option<Notice>, VaultError> {
         let id = &notice.id;
-        self.store.confirm_notice(id, now_millis()).await?;
+        self.store.confirm_notice(id, self.now_millis()).await?;
         let actor = Principal {
             token_id: format!("notice:{id}"),
             role: format!("recipient:{}", notice.recipient),

@@ -9,7 +9,7 @@ use candor_policy::{Action, Situation, Target};
 use candor_store::BreakGlass;
 
 use super::consents::ConsentScope;
-use super::{Authorized, Vault, VaultError, now_millis};
+use super::{Authorized, Vault, VaultError};
 
 /// The name the reason is sealed under (part of the ciphertext's associated data).
 const REASON_FIELD: &str = "break_glass_reason";
@@ -39,7 +39,7 @@ impl Vault {
         if self.decide(auth, Action::BreakGlass, Target::Purpose, Situation::NEUTRAL).allowed {
             situation.break_glass = self
                 .store
-                .active_break_glass(&auth.principal.token_id, id, auth.purpose.as_str(), now_millis())
+                .active_break_glass(&auth.principal.token_id, id, auth.purpose.as_str(), self.now_millis())
                 .await?
                 .is_some();
         }
@@ -49,7 +49,7 @@ impl Vault {
     /// Until when the caller's open override unmasks customer `id` under the caller's purpose
     /// (`None`: none is open). Times only; the reason stays sealed.
     pub async fn break_glass_until(&self, auth: &Authorized, id: SubjectId) -> Result<Option<i64>, VaultError> {
-        let now = now_millis();
+        let now = self.now_millis();
         Ok(self
             .store
             .break_glass_for(id)
@@ -93,7 +93,7 @@ impl Vault {
         self.gate(auth, id, situation, "break_glass.open").await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let override_id = EventId::random().to_string();
-        let opened_at = now_millis();
+        let opened_at = self.now_millis();
         let expires_at = opened_at + i64::from(self.break_glass_minutes) * 60_000;
         let sealed = key.seal_field(&FieldName::new(REASON_FIELD), reason.as_bytes())?;
         let log = self

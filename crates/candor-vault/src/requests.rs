@@ -5,7 +5,7 @@
 use candor_core::SubjectId;
 use candor_store::Request;
 
-use super::{Authorized, Vault, VaultError, now_millis};
+use super::{Authorized, Vault, VaultError};
 
 pub const REQUEST_KINDS: [&str; 6] = ["access", "export", "correction", "erasure", "restriction", "objection"];
 pub const CLOSED_STATUSES: [&str; 2] = ["completed", "rejected"];
@@ -34,7 +34,7 @@ impl Vault {
                 message: format!("must be one of: {}", REQUEST_KINDS.join(", ")),
             });
         }
-        let now = now_millis();
+        let now = self.now_millis();
         let received_at = match received_at {
             None => now,
             Some(t) => match t.parse::<jiff::Timestamp>() {
@@ -80,7 +80,7 @@ impl Vault {
         let subjects: Vec<SubjectId> = SubjectId::parse(&found.subject_id).into_iter().collect();
         let log = self.audit(auth, "request.close", &subjects).detail(format!("{status} request {id}")).record();
         self.store
-            .close_request(id, status, now_millis(), &auth.principal.token_id, log)
+            .close_request(id, status, self.now_millis(), &auth.principal.token_id, log)
             .await?
             .ok_or(VaultError::RequestNotFound)
     }

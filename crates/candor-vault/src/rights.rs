@@ -12,7 +12,7 @@ use candor_store::rights::ErasureRequest;
 use candor_store::{Certify, Erasure, Notified, StoreError, Toggle};
 use serde_json::Value;
 
-use super::{Authorized, Principal, Vault, VaultError, now_millis};
+use super::{Authorized, Principal, Vault, VaultError};
 use crate::audit::Audit;
 use crate::receipt::{self, ERASURE_CERTIFICATE};
 
@@ -45,11 +45,11 @@ impl Vault {
     /// Erases the customer (idempotent) and returns the signed erasure certificate.
     pub async fn erase_subject(&self, auth: &Authorized, id: SubjectId) -> Result<Value, VaultError> {
         self.require_erase(auth, "subject.erase", id).await?;
-        if let Err(done) = self.erasure_brake.admit(&auth.principal.token_id, now_millis()) {
+        if let Err(done) = self.erasure_brake.admit(&auth.principal.token_id, self.now_millis()) {
             let audit = self.audit(auth, "subject.erase", &[id]);
             return self.refuse(audit, "erasure_rate_limited", VaultError::ErasureRateLimited(done)).await;
         }
-        let now = now_millis();
+        let now = self.now_millis();
         let inventory: candor_store::Inventory = self.store.inventory(id).await?.unwrap_or_default();
         let certificate_id = EventId::random().to_string();
         let request = ErasureRequest {
@@ -229,7 +229,7 @@ impl Vault {
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let note = key.seal_field(&FieldName::new("legal_hold_reason"), reason.as_bytes())?;
         let log = self.audit(auth, "hold.place", &[id]).record();
-        match self.store.place_hold(id, note, now_millis(), log).await? {
+        match self.store.place_hold(id, note, self.now_millis(), log).await? {
             Toggle::Changed => Ok(true),
             Toggle::Unchanged => Ok(false),
             Toggle::NotFound => Err(VaultError::SubjectNotFound),
@@ -277,7 +277,7 @@ impl Vault {
         self.refuse_under_consent(auth, "subject.restrict", id).await?;
         // Restricting only protects one customer, but restricting everyone stops the business:
         // a stolen token of any role gets a brake here too.
-        if let Err(done) = self.restriction_brake.admit(&auth.principal.token_id, now_millis()) {
+        if let Err(done) = self.restriction_brake.admit(&auth.principal.token_id, self.now_millis()) {
             let audit = self.audit(auth, "subject.restrict", &[id]);
             return self.refuse(audit, "restriction_rate_limited", VaultError::RestrictionRateLimited(done)).await;
         }
@@ -291,7 +291,7 @@ impl Vault {
             None => None,
         };
         let log = self.audit(auth, "subject.restrict", &[id]).record();
-        match self.store.restrict(id, note, now_millis(), log).await? {
+        match self.store.restrict(id, note, self.now_millis(), log).await? {
             Toggle::Changed => Ok(true),
             Toggle::Unchanged => Ok(false),
             Toggle::NotFound => Err(VaultError::SubjectNotFound),

@@ -7,7 +7,7 @@ use candor_crypto::{generate_secret, hash_token};
 use candor_store::{Millis, NewStaffSession, StaffPerson, StaffSession};
 use zeroize::Zeroizing;
 
-use super::{Principal, Vault, VaultError, now_millis};
+use super::{Principal, Vault, VaultError};
 use crate::audit::Audit;
 
 /// Where the actor of a signed-in person's log entries starts: `staff:<pseudonym>`.
@@ -96,7 +96,7 @@ impl Vault {
     ) -> Result<(Zeroizing<String>, StaffSession), VaultError> {
         let mut secret = generate_secret(STAFF_SESSION_PREFIX)?;
         secret.push_str(&who.proof.suffix());
-        let now = now_millis();
+        let now = self.now_millis();
         let id = uuid::Uuid::new_v4().to_string();
         let log = Audit::new(&staff_principal(&who.pseudonym, &who.role), "staff.sign_in")
             .detail(format!("session {id}"))
@@ -129,7 +129,7 @@ impl Vault {
             .staff_session_by_hash(&hash_token(secret).0)
             .await?
             .ok_or(VaultError::Unauthenticated("the staff session has ended: sign in again at /console"))?;
-        let now = now_millis();
+        let now = self.now_millis();
         let idle = found.last_seen_at + times.idle() <= now;
         let too_old = found.created_at + times.max() <= now;
         if idle || too_old {

@@ -3,7 +3,7 @@
 
 use candor_store::Millis;
 
-use super::{Vault, VaultError, now_millis};
+use super::{Vault, VaultError};
 
 /// Counts for `/metrics`: never an id or a value.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,7 +35,7 @@ impl Vault {
 
     /// The counts `/metrics` exports.
     pub async fn metrics(&self) -> Result<Metrics, VaultError> {
-        let now = now_millis();
+        let now = self.now_millis();
         let requests_overdue = self.store.overdue_requests(now).await?;
         let requests_open = self.store.requests(Some("open"), u32::MAX).await?.len() as u64;
         let (log_entries, _) = self.store.log_head().await?;

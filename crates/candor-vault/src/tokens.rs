@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use candor_store::StoredToken;
 
-use super::{Principal, Vault, VaultError, now_millis};
+use super::{Principal, Vault, VaultError};
 use crate::audit::Audit;
 
 /// Revocations run one at a time in a server, so two admins revoking each other's tokens at
@@ -130,7 +130,7 @@ impl Vault {
     pub async fn revoke_token(&self, by: &Principal, id: &str) -> Result<StoredToken, RevokeError> {
         self.require_admin(by)?;
         let _one_at_a_time = REVOKING.lock().await;
-        let now = now_millis();
+        let now = self.now_millis();
         let manages = |t: &StoredToken| {
             t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now) && self.policy.may_manage(&t.role)
         };

@@ -5,7 +5,7 @@ use candor_core::SubjectId;
 use candor_log::Hash;
 use candor_log::note::{Checkpoint, VerifierKey, sign_checkpoint};
 
-use crate::{Authorized, Vault, VaultError, now_millis};
+use crate::{Authorized, Vault, VaultError};
 
 /// Most entries one request may ask for.
 pub const MAX_ENTRIES_PER_REQUEST: u64 = 1000;
@@ -49,7 +49,7 @@ impl Vault {
     /// Signs the current tree head and keeps the checkpoint.
     pub async fn checkpoint(&self) -> Result<SignedCheckpoint, VaultError> {
         let signed = sign_head(self.store.as_ref(), self.log_context()).await?;
-        self.store.save_checkpoint(signed.size, &signed.note, now_millis()).await?;
+        self.store.save_checkpoint(signed.size, &signed.note, self.now_millis()).await?;
         Ok(signed)
     }
 

@@ -1,0 +1,125 @@
+//! Every rule with a deadline, tested in process against a real SQLite store with a clock the
+//! test moves: nothing sleeps, so nothing depends on the machine's speed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use candor_core::SubjectId;
+use candor_core::catalog::{Catalog, EXAMPLE_CATALOG};
+use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL};
+use candor_crypto::{KeyRing, LOG_KEY_LABEL, LogSigner};
+use candor_policy::PolicyEngine;
+use candor_store::sqlite::SqliteStore;
+use candor_vault::audit::LogContext;
+use candor_vault::clock::{Clock, ManualClock};
+use candor_vault::{Authorized, Principal, Vault, VaultError};
+use serde_json::{Map, Value, json};
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+struct Setup {
+    vault: Vault,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn keys(label: &'static str) -> Vec<keyfile::KeyMaterial> {
+    let line = keyfile::generate_key_line(label, 1).unwrap();
+    keyfile::parse_keys(&line, label, "test").unwrap()
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
+    let policy = PolicyEngine::new(&catalog, None).unwrap();
+    let ring = KeyRing::new(keys(KEK_LABEL), keys(INDEX_LABEL)).unwrap();
+    let signer = LogSigner::new(&keys(LOG_KEY_LABEL)).unwrap();
+    let store = SqliteStore::open(dir.path().join("candor.db"), dir.path().join("keys.db")).await.unwrap();
+    let clock = Arc::new(ManualClock::at("2026-12-03T10:00:00Z".parse().unwrap()));
+    let vault = Vault::new(
+        Arc::new(catalog),
+        Arc::new(policy),
+        Arc::new(ring),
+        Arc::new(store),
+        Arc::new(LogContext::new("test.example/log", signer)),
+    )
+    .with_clock(clock.clone());
+    Setup { vault, clock, _dir: dir }
+}
+
+async fn as_role(vault: &Vault, role: &str, purpose: &str) -> Authorized {
+    let principal = Principal { token_id: format!("test-{role}"), role: role.into(), origin: None };
+    vault.authorize(principal, Some(purpose), None).await.unwrap()
+}
+
+async fn customer(vault: &Vault) -> SubjectId {
+    let backend = as_role(vault, "shop_backend", "account").await;
+    let fields: Map<String, Value> =
+        json!({"email": "ada@example.com", "full_name": "Ada Lovelace"}).as_object().unwrap().clone();
+    vault.create_subject(&backend, &fields).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_token_stops_working_when_its_expiry_passes() {
+    let Setup { vault, clock, _dir } = setup().await;
+    let expires = clock.now_millis() + HOUR.as_millis() as i64;
+    let token = vault.create_token("support_agent", "one hour", Some(expires)).await.unwrap();
+    assert!(vault.authenticate(&token).await.is_ok());
+    clock.advance(HOUR - Duration::from_secs(1));
+    assert!(vault.authenticate(&token).await.is_ok(), "still valid a second before its expiry");
+    clock.advance(Duration::from_secs(1));
+    assert!(matches!(vault.authenticate(&token).await, Err(VaultError::TokenExpired)));
+}
+
+#[tokio::test]
+async fn a_break_glass_override_lasts_its_window_and_no_longer() {
+    let Setup { vault, clock, _dir } = setup().await;
+    let vault = vault.with_break_glass_minutes(15);
+    let id = customer(&vault).await;
+    let support = as_role(&vault, "support_agent", "customer_support").await;
+    assert_eq!(vault.break_glass_until(&support, id).await.unwrap(), None);
+    let reason = "Customer on the phone reports a fraudulent order and needs the delivery address checked";
+    vault.open_break_glass(&support, id, Some(reason)).await.unwrap();
+    let until = vault.break_glass_until(&support, id).await.unwrap().expect("open");
+    assert_eq!(until, clock.now_millis() + 15 * 60_000);
+    clock.advance(15 * MINUTE - Duration::from_secs(1));
+    assert_eq!(vault.break_glass_until(&support, id).await.unwrap(), Some(until));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(vault.break_glass_until(&support, id).await.unwrap(), None, "closed at its end");
+}
+
+#[tokio::test]
+async fn a_sign_in_link_expires_and_a_session_ends_when_idle() {
+    let Setup { vault, clock, _dir } = setup().await;
+    let id = customer(&vault).await;
+    let backend = as_role(&vault, "shop_backend", "privacy_requests").await;
+    // The default: links last 15 minutes, sessions end after 20 idle minutes.
+    let stale = vault.create_sign_in_link(&backend, id).await.unwrap();
+    clock.advance(15 * MINUTE);
+    assert!(!vault.sign_in_link_usable(&stale.secret).await.unwrap(), "expired at 15 minutes");
+    assert!(vault.sign_in(&stale.secret).await.is_err());
+
+    let link = vault.create_sign_in_link(&backend, id).await.unwrap();
+    clock.advance(14 * MINUTE);
+    let (secret, _) = vault.sign_in(&link.secret).await.unwrap();
+    clock.advance(19 * MINUTE);
+    assert!(vault.customer_session(&secret).await.is_ok(), "active within the idle limit");
+    clock.advance(20 * MINUTE);
+    assert!(matches!(vault.customer_session(&secret).await, Err(VaultError::SessionExpired)));
+}
+
+#[tokio::test]
+async fn a_request_becomes_overdue_one_calendar_month_after_it_was_received() {
+    let Setup { vault, clock, _dir } = setup().await;
+    let id = customer(&vault).await;
+    let privacy = as_role(&vault, "privacy_team", "privacy_requests").await;
+    let request = vault.open_request(&privacy, id, "access", None).await.unwrap();
+    // Received 3 December: due 3 January.
+    assert_eq!(request.due_at - request.received_at, 31 * 24 * 3600 * 1000);
+    assert_eq!(vault.metrics().await.unwrap().requests_overdue, 0);
+    clock.advance(31 * 24 * HOUR - Duration::from_secs(1));
+    assert_eq!(vault.metrics().await.unwrap().requests_overdue, 0, "due, not yet overdue");
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(vault.metrics().await.unwrap().requests_overdue, 1);
+}
