@@ -4,10 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use candor_core::{StoredDek, SubjectId, WrappedDek};
-use candor_store::keys::PairReport;
-use candor_store::sqlite::SqliteStore;
-use rusqlite::{Connection, OpenFlags, params};
+use candor_store::sqlite::backup::{self as files, Pair, Part};
 
 use super::{Copied, DATA_STORE, KEY_STORE, Manifest, Restored};
 
@@ -17,10 +14,6 @@ const KEYS_FILE: &str = "keys/keystore.db";
 
 /// How long a copy waits for a lock the server holds for a moment (a checkpoint, a commit).
 const BUSY: Duration = Duration::from_secs(60);
-
-fn sql_err(what: &str) -> impl Fn(rusqlite::Error) -> anyhow::Error + '_ {
-    move |e| anyhow::anyhow!("{what}: {e}")
-}
 
 /// Copies the data store, then the key store, each as one consistent snapshot, and checks the
 /// copies make a pair: every customer in the data copy has a key in the key copy.
@@ -41,35 +34,24 @@ pub(super) fn copy_stores(data: &Path, keys: &Path, to: &Path) -> Result<Copied>
     vacuum_into(keys, &keys_copy).context("copying the key store")?;
     println!("copied the key store {}", keys.display());
 
-    let conn = open_pair(&data_copy, &keys_copy, false)?;
+    let pair = Pair::open(&data_copy, &keys_copy, false)?;
     // Nothing reads the copies until the manifest exists, so their rollback journal stays in
     // memory: no journal file keeps the bytes of the keys removed below.
-    for schema in ["main", "keys"] {
-        conn.pragma_update(Some(schema), "journal_mode", "MEMORY").map_err(sql_err("the copy"))?;
-        conn.pragma_update(Some(schema), "secure_delete", "ON").map_err(sql_err("the copy"))?;
-    }
-    integrity(&conn, "main", DATA_FILE)?;
-    integrity(&conn, "keys", KEYS_FILE)?;
+    pair.private_journal(true)?;
+    integrity(&pair, Part::Data, DATA_FILE)?;
+    integrity(&pair, Part::Keys, KEYS_FILE)?;
     // Keys whose customer is not in the data copy (created while the backup ran, or left unused
     // by a crash) are of no use to it.
-    let left_out = conn
-        .execute(
-            "DELETE FROM keys.subject_keys WHERE destroyed_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM main.subjects s WHERE s.id = subject_keys.subject_id)",
-            [],
-        )
-        .map_err(sql_err("trimming the key store copy"))? as u64;
-    let report = SqliteStore::pair_report(&conn)?;
+    let left_out = pair.trim_unused_keys()?;
+    let report = pair.report()?;
     if let Some(problem) = report.problem(DATA_FILE, KEYS_FILE) {
         bail!(
             "the installation's stores are not a usable pair, so no backup of them would restore: {problem}. Stop \
              the server and keep a plain copy of both files to investigate"
         );
     }
-    for schema in ["main", "keys"] {
-        conn.pragma_update(Some(schema), "journal_mode", "DELETE").map_err(sql_err("the copy"))?;
-    }
-    drop(conn);
+    pair.private_journal(false)?;
+    drop(pair);
     Ok(Copied {
         files: vec![(DATA_FILE.into(), DATA_STORE), (KEYS_FILE.into(), KEY_STORE)],
         report,
@@ -82,30 +64,13 @@ pub(super) fn copy_stores(data: &Path, keys: &Path, to: &Path) -> Result<Copied>
 /// neither blocks the server's writes nor restarts when they happen.
 fn vacuum_into(source: &Path, to: &Path) -> Result<()> {
     drop(super::create_private_file(to)?);
-    let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(sql_err("cannot open it"))?;
-    conn.busy_timeout(BUSY).map_err(sql_err("cannot open it"))?;
-    conn.execute("VACUUM main INTO ?1", params![to.to_string_lossy()]).map_err(sql_err("VACUUM INTO"))?;
-    drop(conn);
+    files::vacuum_into(source, to, BUSY)?;
     super::sync_file(to)
 }
 
-/// A connection with `data` as `main` and `keys` attached as `keys`.
-fn open_pair(data: &Path, keys: &Path, read_only: bool) -> Result<Connection> {
-    let flags = if read_only { OpenFlags::SQLITE_OPEN_READ_ONLY } else { OpenFlags::SQLITE_OPEN_READ_WRITE };
-    let conn = Connection::open_with_flags(data, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(sql_err(&format!("cannot open {}", data.display())))?;
-    conn.execute("ATTACH DATABASE ?1 AS keys", params![keys.to_string_lossy()])
-        .map_err(sql_err(&format!("cannot open {}", keys.display())))?;
-    Ok(conn)
-}
-
 /// SQLite's own check of a file's structure.
-fn integrity(conn: &Connection, schema: &str, name: &str) -> Result<()> {
-    let result: Vec<String> = conn
-        .prepare(&format!("PRAGMA {schema}.quick_check"))
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| anyhow::anyhow!("{name} is damaged: {e}"))?;
+fn integrity(pair: &Pair, part: Part, name: &str) -> Result<()> {
+    let result = pair.quick_check(part).map_err(|e| anyhow::anyhow!("{name} is damaged: {e}"))?;
     if result != ["ok"] {
         bail!("{name} is damaged: {}", result.join("; "));
     }
@@ -134,12 +99,12 @@ pub(super) fn restore(
     let (data_copy, keys_copy) = (file(DATA_STORE)?, file(KEY_STORE)?);
     let (data_name, keys_name) = (DATA_FILE, KEYS_FILE);
     {
-        let conn = open_pair(&data_copy, &keys_copy, true)?;
-        integrity(&conn, "main", data_name)?;
-        integrity(&conn, "keys", keys_name)?;
-        let report = SqliteStore::pair_report(&conn)?;
+        let pair = Pair::open(&data_copy, &keys_copy, true)?;
+        integrity(&pair, Part::Data, data_name)?;
+        integrity(&pair, Part::Keys, keys_name)?;
+        let report = pair.report()?;
         super::check_report(&report, manifest, data_name, keys_name)?;
-        super::check_kek(ring, &kek_samples(&conn, &report)?)?;
+        super::check_kek(ring, &pair.kek_samples(&report)?)?;
     }
 
     // What is there now.
@@ -159,7 +124,7 @@ pub(super) fn restore(
             );
         }
         for path in &live {
-            if in_use(path)? {
+            if files::in_use(path)? {
                 bail!(
                     "{} is open in another process (a running server or command): stop it first. Nothing was changed",
                     path.display()
@@ -167,11 +132,11 @@ pub(super) fn restore(
             }
         }
         if present(&target.data) {
-            check_same_installation(&target.data, "SELECT value FROM meta WHERE key = 'key_store_id'", manifest)?;
+            check_same_installation(&target.data, Part::Data, manifest)?;
         }
         if present(&target.keys) {
-            check_same_installation(&target.keys, "SELECT value FROM key_store_meta WHERE key = 'id'", manifest)?;
-            erasures = destroyed_keys(&target.keys)?;
+            check_same_installation(&target.keys, Part::Keys, manifest)?;
+            erasures = files::destroyed_keys(&target.keys)?;
         }
     }
 
@@ -207,41 +172,9 @@ pub(super) fn restore(
     Ok(Restored { erasures_reapplied: reapplied, moved_aside })
 }
 
-/// One live data key per KEK version in the backup, to open with the installation's KEKs.
-fn kek_samples(conn: &Connection, report: &PairReport) -> Result<Vec<(SubjectId, StoredDek)>> {
-    let mut out = Vec::new();
-    for version in &report.kek_versions {
-        let row: (String, i64, Vec<u8>) = conn
-            .query_row(
-                "SELECT subject_id, dek_version, wrapped_dek FROM keys.subject_keys
-                 WHERE destroyed_at IS NULL AND kek_version = ?1 LIMIT 1",
-                params![version],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(sql_err("reading the key store copy"))?;
-        let subject = SubjectId::parse(&row.0).context("a subject id in the key store is not a UUID")?;
-        let dek =
-            StoredDek { kek_version: *version, dek_version: row.1 as u32, wrapped: WrappedDek::from_bytes(row.2) };
-        out.push((subject, dek));
-    }
-    Ok(out)
-}
-
-/// Whether a process holds the SQLite file open (a server keeps a lock on it while it runs).
-fn in_use(path: &Path) -> Result<bool> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(sql_err(&format!("cannot open {}", path.display())))?;
-    conn.busy_timeout(Duration::ZERO).map_err(sql_err("busy timeout"))?;
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(sql_err("locking mode"))?;
-    Ok(conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;").is_err())
-}
-
 /// Refuses to replace another installation's file.
-fn check_same_installation(path: &Path, sql: &str, manifest: &Manifest) -> Result<()> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sql_err(&format!("cannot open {}", path.display())))?;
-    let id: Option<String> = conn.query_row(sql, [], |r| r.get(0)).ok();
-    match id {
+fn check_same_installation(path: &Path, part: Part, manifest: &Manifest) -> Result<()> {
+    match files::installation_of(path, part)? {
         Some(id) if id != manifest.installation_id => bail!(
             "{} belongs to installation {id}, not to installation {} this backup is of: restore into that \
              installation's place, or move this file away yourself. Nothing was changed",
@@ -252,47 +185,15 @@ fn check_same_installation(path: &Path, sql: &str, manifest: &Manifest) -> Resul
     }
 }
 
-/// Customers whose key the key store at `path` has destroyed: (id, when, KEK version).
-fn destroyed_keys(path: &Path) -> Result<Vec<(String, i64, Option<i64>)>> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sql_err(&format!("cannot open {}", path.display())))?;
-    let mut stmt = conn
-        .prepare("SELECT subject_id, destroyed_at, kek_version FROM subject_keys WHERE destroyed_at IS NOT NULL")
-        .map_err(sql_err("reading the current key store"))?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(sql_err("reading the current key store"))?;
-    rows.collect::<Result<_, _>>().map_err(sql_err("reading the current key store"))
-}
-
 /// Destroys, in the staged key store, the keys the replaced key store had destroyed (erasures made
 /// after the backup). Returns how many it destroyed.
-fn apply_erasures(keys: &Path, erasures: &[(String, i64, Option<i64>)]) -> Result<u64> {
+fn apply_erasures(keys: &Path, erasures: &[files::DestroyedKey]) -> Result<u64> {
     if erasures.is_empty() {
         return Ok(0);
     }
-    let mut conn = Connection::open_with_flags(keys, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(sql_err(&format!("cannot open {}", keys.display())))?;
     // The staged file is not in place yet; its journal stays in memory so no journal file keeps
     // the destroyed keys' bytes, and secure_delete overwrites them in the file.
-    conn.pragma_update(None, "journal_mode", "MEMORY").map_err(sql_err("journal mode"))?;
-    conn.pragma_update(None, "secure_delete", "ON").map_err(sql_err("secure delete"))?;
-    let tx = conn.transaction().map_err(sql_err("erasures"))?;
-    let mut destroyed = 0;
-    {
-        let mut stmt = tx
-            .prepare(
-                "UPDATE subject_keys SET wrapped_dek = NULL, destroyed_at = ?2, kek_version = COALESCE(kek_version, ?3)
-                 WHERE subject_id = ?1 AND destroyed_at IS NULL",
-            )
-            .map_err(sql_err("erasures"))?;
-        for (id, at, kek) in erasures {
-            destroyed += stmt.execute(params![id, at, kek]).map_err(sql_err("erasures"))? as u64;
-        }
-    }
-    tx.commit().map_err(sql_err("erasures"))?;
-    conn.pragma_update(None, "journal_mode", "DELETE").map_err(sql_err("journal mode"))?;
-    drop(conn);
+    let destroyed = files::apply_erasures(keys, erasures)?;
     super::sync_file(keys)?;
     Ok(destroyed)
 }

@@ -15,6 +15,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
+pub mod backup;
 mod breaches;
 mod consents;
 mod grants;
