@@ -120,25 +120,23 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         use StatusCode as S;
         let msg = e.to_string();
+        let code = e.code();
         match e {
-            VaultError::Unauthenticated(_) => ApiError::new(S::UNAUTHORIZED, "unauthenticated", msg),
-            VaultError::InvalidToken => ApiError::new(S::UNAUTHORIZED, "invalid_token", msg),
+            VaultError::Unauthenticated(_) => ApiError::new(S::UNAUTHORIZED, code, msg),
+            VaultError::InvalidToken => ApiError::new(S::UNAUTHORIZED, code, msg),
             VaultError::IdempotencyKeyReused => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", msg).with_field("Idempotency-Key")
+                ApiError::new(S::UNPROCESSABLE_ENTITY, code, msg).with_field("Idempotency-Key")
             }
             VaultError::Store(StoreError::StorageFull(cause)) => ApiError {
                 storage_cause: Some(cause),
-                ..ApiError::new(
-                    S::INSUFFICIENT_STORAGE,
-                    "storage_full",
+                ..ApiError::new(S::INSUFFICIENT_STORAGE, code,
                     "the server's storage is full, so nothing can be recorded (every read is logged, so reads \
                      wait too); nothing was changed. Retry once space has been freed",
                 )
             },
-            VaultError::TokenExpired => ApiError::new(S::UNAUTHORIZED, "token_expired", msg),
-            VaultError::TokenRevoked => ApiError::new(S::UNAUTHORIZED, "token_revoked", msg),
+            VaultError::TokenExpired => ApiError::new(S::UNAUTHORIZED, code, msg),
+            VaultError::TokenRevoked => ApiError::new(S::UNAUTHORIZED, code, msg),
             VaultError::Access(a) => {
-                let code = crate::vault::denial_code(&a);
                 let status = match a {
                     AccessDenied::PurposeRequired | AccessDenied::UnknownPurpose(_) => S::BAD_REQUEST,
                     _ => S::FORBIDDEN,
@@ -154,15 +152,10 @@ impl From<VaultError> for ApiError {
             }
             VaultError::Write(w) => {
                 let field = w.field().map(str::to_string);
-                let (status, code) = match w {
-                    WriteError::Empty => (S::BAD_REQUEST, "no_fields"),
-                    WriteError::UndeclaredField(_) => (S::UNPROCESSABLE_ENTITY, "undeclared_field"),
-                    WriteError::NotAllowed { .. } | WriteError::RequiredOutsidePurpose { .. } => {
-                        (S::FORBIDDEN, "field_not_allowed")
-                    }
-                    WriteError::Invalid { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_value"),
-                    WriteError::Missing(_) => (S::UNPROCESSABLE_ENTITY, "missing_field"),
-                    WriteError::RequiredRemoval(_) => (S::UNPROCESSABLE_ENTITY, "required_field"),
+                let status = match w {
+                    WriteError::Empty => S::BAD_REQUEST,
+                    WriteError::NotAllowed { .. } | WriteError::RequiredOutsidePurpose { .. } => S::FORBIDDEN,
+                    _ => S::UNPROCESSABLE_ENTITY,
                 };
                 let e = ApiError::new(status, code, msg);
                 match field {
@@ -171,109 +164,103 @@ impl From<VaultError> for ApiError {
                 }
             }
             VaultError::UndeclaredLookupField(f) => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_field", msg).with_field(f)
+                ApiError::new(S::UNPROCESSABLE_ENTITY, code, msg).with_field(f)
             }
             VaultError::NotALookupField(f) => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "not_a_lookup_field", msg).with_field(f)
+                ApiError::new(S::UNPROCESSABLE_ENTITY, code, msg).with_field(f)
             }
             VaultError::LookupNotAllowed { field, .. } => {
-                ApiError::new(S::FORBIDDEN, "field_not_allowed", msg).with_field(field)
+                ApiError::new(S::FORBIDDEN, code, msg).with_field(field)
             }
             VaultError::UndeclaredEventType(_) => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "undeclared_event_type", msg).with_field("type")
+                ApiError::new(S::UNPROCESSABLE_ENTITY, code, msg).with_field("type")
             }
             VaultError::EventTypeNotAllowed { .. } => {
-                ApiError::new(S::FORBIDDEN, "event_type_not_allowed", msg).with_field("type")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("type")
             }
             VaultError::InvalidInput { field, .. } => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_value", msg).with_field(field)
+                ApiError::new(S::UNPROCESSABLE_ENTITY, code, msg).with_field(field)
             }
-            VaultError::SubjectNotFound => ApiError::new(S::NOT_FOUND, "subject_not_found", msg).with_field("id"),
+            VaultError::SubjectNotFound => ApiError::new(S::NOT_FOUND, code, msg).with_field("id"),
             VaultError::Consent(c) => {
                 let status = match c {
                     ConsentError::SelfGrant { .. } => S::FORBIDDEN,
                     _ => S::UNPROCESSABLE_ENTITY,
                 };
-                ApiError::new(status, c.code(), msg).with_field(c.field())
+                ApiError::new(status, code, msg).with_field(c.field())
             }
             VaultError::MethodNotClaimable(_) => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_value", msg).with_field("method")
+                ApiError::new(S::UNPROCESSABLE_ENTITY, code, msg).with_field("method")
             }
             VaultError::ReceiptNotFound => {
-                ApiError::new(S::NOT_FOUND, "receipt_not_found", msg).with_field("receipt_id")
+                ApiError::new(S::NOT_FOUND, code, msg).with_field("receipt_id")
             }
             VaultError::AudienceQuery { field, .. } => {
-                ApiError::new(S::BAD_REQUEST, "invalid_audience_query", msg).with_field(field)
+                ApiError::new(S::BAD_REQUEST, code, msg).with_field(field)
             }
             VaultError::ChannelConsentRequired { field, .. } => {
-                ApiError::new(S::FORBIDDEN, "consent_required", msg).with_field(field)
+                ApiError::new(S::FORBIDDEN, code, msg).with_field(field)
             }
-            VaultError::Integrity(CryptoError::Random) => ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", msg),
-            VaultError::Integrity(CryptoError::KekBudgetExhausted { .. }) => ApiError::new(
-                S::SERVICE_UNAVAILABLE,
-                "key_rotation_required",
+            VaultError::Integrity(CryptoError::Random) => ApiError::new(S::INTERNAL_SERVER_ERROR, code, msg),
+            VaultError::Integrity(CryptoError::KekBudgetExhausted { .. }) => ApiError::new(S::SERVICE_UNAVAILABLE, code,
                 "the key-encryption key has used its wrapping budget: no new customer can be stored until an \
                  operator rotates it (candor keys rotate); existing customers are unaffected",
             ),
-            VaultError::Integrity(_) => ApiError::new(
-                S::INTERNAL_SERVER_ERROR,
-                "integrity_error",
+            VaultError::Integrity(_) => ApiError::new(S::INTERNAL_SERVER_ERROR, code,
                 format!(
                     "{msg}; nothing was returned. The stored record may have been tampered with: investigate before retrying"
                 ),
             ),
-            VaultError::AdminOnly => ApiError::new(S::FORBIDDEN, "admin_only", msg).with_field("Authorization"),
+            VaultError::AdminOnly => ApiError::new(S::FORBIDDEN, code, msg).with_field("Authorization"),
             VaultError::BreakGlassNotAllowed { .. } => {
-                ApiError::new(S::FORBIDDEN, "break_glass_not_allowed", msg).with_field("Candor-Purpose")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("Candor-Purpose")
             }
             VaultError::EraseNotAllowed { .. } => {
-                ApiError::new(S::FORBIDDEN, "erase_not_allowed", msg).with_field("Authorization")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("Authorization")
             }
             VaultError::ConsentRecordingNotAllowed { .. } => {
-                ApiError::new(S::FORBIDDEN, "consent_recording_not_allowed", msg).with_field("Authorization")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("Authorization")
             }
             VaultError::LinkSenderNotAllowed(_) => {
-                ApiError::new(S::FORBIDDEN, "link_sender_not_allowed", msg).with_field("Authorization")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("Authorization")
             }
             VaultError::DuplicateValue(field) => {
                 let field = field.clone();
-                ApiError::new(S::CONFLICT, "duplicate_value", msg).with_field(&field)
+                ApiError::new(S::CONFLICT, code, msg).with_field(&field)
             }
             VaultError::RestrictionRateLimited(_) => {
-                ApiError::new(S::TOO_MANY_REQUESTS, "restriction_rate_limited", msg).with_field("Authorization")
+                ApiError::new(S::TOO_MANY_REQUESTS, code, msg).with_field("Authorization")
             }
             VaultError::ErasureRateLimited(_) => {
-                ApiError::new(S::TOO_MANY_REQUESTS, "erasure_rate_limited", msg).with_field("Authorization")
+                ApiError::new(S::TOO_MANY_REQUESTS, code, msg).with_field("Authorization")
             }
             VaultError::AuditNotAllowed(_) => {
-                ApiError::new(S::FORBIDDEN, "audit_not_allowed", msg).with_field("Authorization")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("Authorization")
             }
-            VaultError::TokenNotFound => ApiError::new(S::NOT_FOUND, "token_not_found", msg).with_field("id"),
-            VaultError::RequestNotFound => ApiError::new(S::NOT_FOUND, "request_not_found", msg).with_field("id"),
-            VaultError::Restricted => ApiError::new(S::FORBIDDEN, "restricted", msg).with_field("id"),
-            VaultError::LegalHold => ApiError::new(S::CONFLICT, "legal_hold", msg).with_field("id"),
-            VaultError::PrivacyCenterUnavailable => ApiError::new(S::CONFLICT, "privacy_center_unavailable", msg),
-            VaultError::SignInLinkInvalid => ApiError::new(S::GONE, "sign_in_link_invalid", msg),
-            VaultError::NotSignedIn => ApiError::new(S::UNAUTHORIZED, "not_signed_in", msg),
-            VaultError::SessionExpired => ApiError::new(S::UNAUTHORIZED, "session_expired", msg),
+            VaultError::TokenNotFound => ApiError::new(S::NOT_FOUND, code, msg).with_field("id"),
+            VaultError::RequestNotFound => ApiError::new(S::NOT_FOUND, code, msg).with_field("id"),
+            VaultError::Restricted => ApiError::new(S::FORBIDDEN, code, msg).with_field("id"),
+            VaultError::LegalHold => ApiError::new(S::CONFLICT, code, msg).with_field("id"),
+            VaultError::PrivacyCenterUnavailable => ApiError::new(S::CONFLICT, code, msg),
+            VaultError::SignInLinkInvalid => ApiError::new(S::GONE, code, msg),
+            VaultError::NotSignedIn => ApiError::new(S::UNAUTHORIZED, code, msg),
+            VaultError::SessionExpired => ApiError::new(S::UNAUTHORIZED, code, msg),
             VaultError::UnknownRecipient(_) => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "unknown_recipient", msg).with_field("recipient")
+                ApiError::new(S::UNPROCESSABLE_ENTITY, code, msg).with_field("recipient")
             }
-            VaultError::AgreementExpired { .. } => ApiError::new(S::FORBIDDEN, "agreement_expired", msg),
+            VaultError::AgreementExpired { .. } => ApiError::new(S::FORBIDDEN, code, msg),
             VaultError::RecipientNotDeclared { .. } => {
-                ApiError::new(S::FORBIDDEN, "recipient_not_declared", msg).with_field("Candor-Purpose")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("Candor-Purpose")
             }
-            VaultError::FieldNotShared { .. } => ApiError::new(S::FORBIDDEN, "field_not_shared", msg).with_field("fields"),
-            VaultError::GrantNotFound => ApiError::new(S::NOT_FOUND, "grant_not_found", msg).with_field("id"),
-            VaultError::GrantRevoked => ApiError::new(S::UNAUTHORIZED, "grant_revoked", msg),
-            VaultError::GrantExpired => ApiError::new(S::UNAUTHORIZED, "grant_expired", msg),
-            VaultError::GrantExhausted => ApiError::new(S::FORBIDDEN, "grant_exhausted", msg),
+            VaultError::FieldNotShared { .. } => ApiError::new(S::FORBIDDEN, code, msg).with_field("fields"),
+            VaultError::GrantNotFound => ApiError::new(S::NOT_FOUND, code, msg).with_field("id"),
+            VaultError::GrantRevoked => ApiError::new(S::UNAUTHORIZED, code, msg),
+            VaultError::GrantExpired => ApiError::new(S::UNAUTHORIZED, code, msg),
+            VaultError::GrantExhausted => ApiError::new(S::FORBIDDEN, code, msg),
             VaultError::WrongPurpose(_) => {
-                ApiError::new(S::FORBIDDEN, "purpose_not_allowed", msg).with_field("Candor-Purpose")
+                ApiError::new(S::FORBIDDEN, code, msg).with_field("Candor-Purpose")
             }
-            VaultError::Store(StoreError::Erased { at }) => ApiError::new(
-                S::GONE,
-                "subject_erased",
+            VaultError::Store(StoreError::Erased { at }) => ApiError::new(S::GONE, code,
                 format!(
                     "this customer was erased on {}: their data key was destroyed, so no copy of their data can be read",
                     crate::clock::rfc3339(at)
@@ -281,15 +268,15 @@ impl From<VaultError> for ApiError {
             )
             .with_field("id"),
             VaultError::Store(StoreError::Unavailable(_)) => {
-                ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry shortly")
+                ApiError::new(S::SERVICE_UNAVAILABLE, code, "the database is unavailable; retry shortly")
             }
-            VaultError::Store(StoreError::OutOfRange(m)) => ApiError::new(S::BAD_REQUEST, "out_of_range", m),
+            VaultError::Store(StoreError::OutOfRange(m)) => ApiError::new(S::BAD_REQUEST, code, m),
             VaultError::Store(StoreError::Conflict(_)) => {
-                ApiError::new(S::CONFLICT, "conflict", "the request conflicts with stored data; retry it")
+                ApiError::new(S::CONFLICT, code, "the request conflicts with stored data; retry it")
             }
             VaultError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
-                ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                ApiError::new(S::INTERNAL_SERVER_ERROR, code, "internal error; see the server log")
             }
         }
     }

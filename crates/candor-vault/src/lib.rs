@@ -202,6 +202,76 @@ pub enum VaultError {
     Store(#[from] StoreError),
 }
 
+impl VaultError {
+    /// The machine-readable code of this error: the `error.code` of an API answer, the one
+    /// place each code is written.
+    pub fn code(&self) -> &'static str {
+        use VaultError as E;
+        match self {
+            E::Unauthenticated(_) => "unauthenticated",
+            E::InvalidToken => "invalid_token",
+            E::IdempotencyKeyReused => "idempotency_key_reused",
+            E::TokenExpired => "token_expired",
+            E::TokenRevoked => "token_revoked",
+            E::Access(a) => denial_code(a),
+            E::Write(w) => match w {
+                WriteError::Empty => "no_fields",
+                WriteError::UndeclaredField(_) => "undeclared_field",
+                WriteError::NotAllowed { .. } | WriteError::RequiredOutsidePurpose { .. } => "field_not_allowed",
+                WriteError::Invalid { .. } => "invalid_value",
+                WriteError::Missing(_) => "missing_field",
+                WriteError::RequiredRemoval(_) => "required_field",
+            },
+            E::UndeclaredLookupField(_) => "undeclared_field",
+            E::NotALookupField(_) => "not_a_lookup_field",
+            E::LookupNotAllowed { .. } => "field_not_allowed",
+            E::UndeclaredEventType(_) => "undeclared_event_type",
+            E::EventTypeNotAllowed { .. } => "event_type_not_allowed",
+            E::InvalidInput { .. } | E::MethodNotClaimable(_) => "invalid_value",
+            E::SubjectNotFound => "subject_not_found",
+            E::Integrity(CryptoError::Random) => "internal",
+            E::Integrity(CryptoError::KekBudgetExhausted { .. }) => "key_rotation_required",
+            E::Integrity(_) => "integrity_error",
+            E::Consent(c) => c.code(),
+            E::ReceiptNotFound => "receipt_not_found",
+            E::AudienceQuery { .. } => "invalid_audience_query",
+            E::ChannelConsentRequired { .. } => "consent_required",
+            E::Restricted => "restricted",
+            E::LegalHold => "legal_hold",
+            E::WrongPurpose(_) => "purpose_not_allowed",
+            E::RequestNotFound => "request_not_found",
+            E::TokenNotFound => "token_not_found",
+            E::AdminOnly => "admin_only",
+            E::BreakGlassNotAllowed { .. } => "break_glass_not_allowed",
+            E::EraseNotAllowed { .. } => "erase_not_allowed",
+            E::ConsentRecordingNotAllowed { .. } => "consent_recording_not_allowed",
+            E::AuditNotAllowed(_) => "audit_not_allowed",
+            E::ErasureRateLimited(_) => "erasure_rate_limited",
+            E::RestrictionRateLimited(_) => "restriction_rate_limited",
+            E::DuplicateValue(_) => "duplicate_value",
+            E::LinkSenderNotAllowed(_) => "link_sender_not_allowed",
+            E::PrivacyCenterUnavailable => "privacy_center_unavailable",
+            E::SignInLinkInvalid => "sign_in_link_invalid",
+            E::NotSignedIn => "not_signed_in",
+            E::SessionExpired => "session_expired",
+            E::UnknownRecipient(_) => "unknown_recipient",
+            E::AgreementExpired { .. } => "agreement_expired",
+            E::RecipientNotDeclared { .. } => "recipient_not_declared",
+            E::FieldNotShared { .. } => "field_not_shared",
+            E::GrantNotFound => "grant_not_found",
+            E::GrantRevoked => "grant_revoked",
+            E::GrantExpired => "grant_expired",
+            E::GrantExhausted => "grant_exhausted",
+            E::Store(StoreError::StorageFull(_)) => "storage_full",
+            E::Store(StoreError::Erased { .. }) => "subject_erased",
+            E::Store(StoreError::Unavailable(_)) => "unavailable",
+            E::Store(StoreError::OutOfRange(_)) => "out_of_range",
+            E::Store(StoreError::Conflict(_)) => "conflict",
+            E::Store(_) => "internal",
+        }
+    }
+}
+
 /// A subject's fields as the declared purpose may see them.
 // No `Debug`: it holds personal values.
 pub struct SubjectView {
