@@ -26,6 +26,8 @@ pub mod retention;
 mod rights;
 mod staff;
 mod status;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod tokens;
 pub mod transparency;
 

@@ -5,14 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candor_core::SubjectId;
-use candor_core::catalog::{Catalog, EXAMPLE_CATALOG};
-use candor_crypto::keyfile::{self, INDEX_LABEL, KEK_LABEL};
-use candor_crypto::{KeyRing, LOG_KEY_LABEL, LogSigner};
-use candor_policy::PolicyEngine;
-use candor_store::sqlite::SqliteStore;
-use candor_vault::audit::LogContext;
 use candor_vault::clock::{Clock, ManualClock};
-use candor_vault::{Authorized, Principal, Vault, VaultError};
+use candor_vault::testing::{acting_as as as_role, example_vault};
+use candor_vault::{Vault, VaultError};
 use serde_json::{Map, Value, json};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -24,33 +19,11 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-fn keys(label: &'static str) -> Vec<keyfile::KeyMaterial> {
-    let line = keyfile::generate_key_line(label, 1).unwrap();
-    keyfile::parse_keys(&line, label, "test").unwrap()
-}
-
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = Catalog::from_toml_str(EXAMPLE_CATALOG, "example").unwrap();
-    let policy = PolicyEngine::new(&catalog, None).unwrap();
-    let ring = KeyRing::new(keys(KEK_LABEL), keys(INDEX_LABEL)).unwrap();
-    let signer = LogSigner::new(&keys(LOG_KEY_LABEL)).unwrap();
-    let store = SqliteStore::open(dir.path().join("candor.db"), dir.path().join("keys.db")).await.unwrap();
     let clock = Arc::new(ManualClock::at("2026-12-03T10:00:00Z".parse().unwrap()));
-    let vault = Vault::new(
-        Arc::new(catalog),
-        Arc::new(policy),
-        Arc::new(ring),
-        Arc::new(store),
-        Arc::new(LogContext::new("test.example/log", signer)),
-    )
-    .with_clock(clock.clone());
+    let vault = example_vault(dir.path(), clock.clone()).await;
     Setup { vault, clock, _dir: dir }
-}
-
-async fn as_role(vault: &Vault, role: &str, purpose: &str) -> Authorized {
-    let principal = Principal { token_id: format!("test-{role}"), role: role.into(), origin: None };
-    vault.authorize(principal, Some(purpose), None).await.unwrap()
 }
 
 async fn customer(vault: &Vault) -> SubjectId {
