@@ -2,15 +2,13 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use candor::cli::ConfigArg;
-use candor::{
-    backup, breach, cli, config, copy, demo, doctor, hardening, http, install, jobs, ropa, staff, verify, witness,
-};
-use candor_vault::{self as vault, audit, clock};
+use candor::{backup, breach, cli, config, copy, doctor, install, ropa, verify, witness};
+use candor_vault as vault;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -106,7 +104,7 @@ enum Command {
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: cli::tokens::TokenCommand,
     },
     /// Work with the catalog (data map).
     Catalog {
@@ -175,36 +173,6 @@ enum Command {
     Import {
         #[command(subcommand)]
         command: ImportCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Create a token and print it (only the token, for scripts). It is shown only once.
-    Create {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// The role the token carries (declared in the catalog, or `admin`).
-        #[arg(long)]
-        role: String,
-        /// What the token is for (shown by `token list`), e.g. "web shop, production".
-        #[arg(long, default_value = "")]
-        description: String,
-        /// Lifetime, e.g. `30d`, `12h` or `P1M`; no expiry when omitted.
-        #[arg(long)]
-        expires: Option<String>,
-    },
-    /// List tokens: id, role, description, created, expires, revoked (never the token itself).
-    List {
-        #[command(flatten)]
-        config: ConfigArg,
-    },
-    /// Revoke a token by id: the next request carrying it is refused (`token_revoked`).
-    Revoke {
-        /// The token's id (from `candor token list`).
-        id: String,
-        #[command(flatten)]
-        config: ConfigArg,
     },
 }
 
@@ -643,7 +611,7 @@ async fn run(command: Command) -> Result<()> {
             println!("(shown only once: keep it safe. Create tokens for apps with `candor token create --role ROLE`.)");
             Ok(())
         }
-        Command::Serve { config, listen } => serve(&config.config, listen).await,
+        Command::Serve { config, listen } => cli::serve::serve(&config.config, listen).await,
         Command::Migrate { config } => {
             let completed = install::migrate(&config.config).await?;
             println!("migrations applied: the database schema is current");
@@ -656,49 +624,14 @@ async fn run(command: Command) -> Result<()> {
         Command::Restore { config, from, replace } => backup::restore(&config.config, &from, replace).await,
         Command::Copy { from, to, from_keys } => copy::run(&from, &from_keys, &to).await,
         Command::Quickstart { dir, listen, staff_issuer, staff_client_id, staff_role } => {
-            let staff = staff_issuer.map(|issuer| QuickstartStaff {
+            let staff = staff_issuer.map(|issuer| cli::serve::QuickstartStaff {
                 issuer,
                 client_id: staff_client_id.unwrap_or_else(|| "candor".into()),
                 roles: staff_role,
             });
-            quickstart(dir, listen, staff).await
+            cli::serve::quickstart(dir, listen, staff).await
         }
-        Command::Token { command: TokenCommand::Create { config, role, description, expires } } => {
-            let expires_at = expires.as_deref().map(expiry_from_now).transpose()?;
-            let (_, vault) = install::open(&config.config).await?;
-            let token = vault.create_token(&role, &description, expires_at).await?;
-            println!("{}", token.as_str());
-            Ok(())
-        }
-        Command::Token { command: TokenCommand::List { config } } => {
-            let (_, vault) = install::open(&config.config).await?;
-            // Times to the second, UTC; columns as wide as their widest cell.
-            let time = clock::utc_second;
-            let mut rows = vec![["id", "role", "created", "expires", "revoked", "description"].map(String::from)];
-            for t in vault.tokens(&audit::system_actor()).await? {
-                rows.push([
-                    t.id,
-                    t.role,
-                    time(t.created_at),
-                    t.expires_at.map(time).unwrap_or_else(|| "never".into()),
-                    t.revoked_at.map(time).unwrap_or_else(|| "-".into()),
-                    t.description,
-                ]);
-            }
-            let widths: Vec<usize> =
-                (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-            for r in &rows {
-                let cells: Vec<String> = (0..5).map(|c| format!("{:<w$}", r[c], w = widths[c])).collect();
-                println!("{}  {}", cells.join("  "), r[5]);
-            }
-            Ok(())
-        }
-        Command::Token { command: TokenCommand::Revoke { id, config } } => {
-            let (_, vault) = install::open(&config.config).await?;
-            let t = vault.revoke_token(&audit::system_actor(), &id).await?;
-            println!("token {} ({}) is revoked: the next request carrying it is refused", t.id, t.role);
-            Ok(())
-        }
+        Command::Token { command } => cli::tokens::run(command).await,
         Command::Catalog { command: CatalogCommand::Check { config } } => {
             let cfg = config::Config::load(&config.config)?;
             let c = install::load_catalog(&cfg)?;
@@ -878,7 +811,7 @@ async fn run(command: Command) -> Result<()> {
                 None => vault::now_millis(),
             };
             let (config, vault) = install::open(&config.config).await?;
-            retention_run(&vault, now, dry_run, config.log.caller_address_days).await
+            cli::retention::run(&vault, now, dry_run, config.log.caller_address_days).await
         }
         Command::Import { command: ImportCommand::Consents { file, notice_version, config } } => {
             let (_, vault) = install::open(&config.config).await?;
@@ -916,188 +849,6 @@ async fn run(command: Command) -> Result<()> {
             cli::import::import(&vault, options).await
         }
     }
-}
-
-async fn retention_run(vault: &vault::Vault, now: i64, dry_run: bool, caller_address_days: u32) -> Result<()> {
-    let due = vault.retention_due(now).await?;
-    let at = jiff::Timestamp::from_millisecond(now)?;
-    println!("retention at {at}:");
-    for d in &due {
-        let what = match d.rule.target {
-            candor_core::rights::RuleTarget::Event => "events",
-            candor_core::rights::RuleTarget::Field => "field",
-        };
-        println!(
-            "  {what} {:<20} due: {} of {} customer(s); kept under legal hold: {}",
-            d.rule.name.as_str(),
-            d.items,
-            d.subjects,
-            d.held_items
-        );
-    }
-    if due.is_empty() {
-        println!("  nothing in the catalog has a fixed retention period");
-    }
-    if dry_run {
-        println!("dry run: nothing deleted");
-        return Ok(());
-    }
-    let total: u64 = due.iter().map(|d| d.subjects).sum();
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("deleting {bar:40} {pos}/{len} customers").expect("template"),
-    );
-    let report = vault.sweep_retention(now, |done| bar.set_position(done)).await?;
-    bar.finish_and_clear();
-    println!(
-        "deleted {} event(s) and {} field value(s) of {} customer(s); {} skipped under a legal hold",
-        report.events, report.fields, report.subjects, report.held
-    );
-    let forgotten = vault.prune_caller_addresses(now, caller_address_days).await?;
-    println!("forgot {forgotten} staff/recipient request address(es) older than {caller_address_days} day(s)");
-    Ok(())
-}
-
-fn expiry_from_now(text: &str) -> Result<i64> {
-    let span: jiff::Span =
-        text.parse().with_context(|| format!("--expires `{text}` is not a duration such as 30d, 12h or P1M"))?;
-    let at = crate::clock::now().to_zoned(jiff::tz::TimeZone::UTC).checked_add(span)?.timestamp();
-    anyhow::ensure!(at > crate::clock::now(), "--expires must be a positive duration");
-    Ok(at.as_millisecond())
-}
-
-/// Before a server holds any key: no core dumps.
-fn harden() {
-    clock::warn_if_movable();
-    for problem in hardening::no_core_dumps() {
-        tracing::warn!(problem = %problem, "could not turn core dumps off");
-    }
-}
-
-async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()> {
-    harden();
-    let (config, vault) = install::open(config_path).await?;
-    let addr = listen.unwrap_or(config.listen);
-    tracing::info!(catalog = %config.catalog_path.display(), "starting");
-    let listener = http::bind(addr).await?;
-    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?;
-    let public_base = state.listening_on(listener.local_addr()?);
-    let jobs = jobs::Jobs { sweep_retention: true };
-    jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
-    http::serve_on(state, listener, |local| {
-        println!("listening on http://{local}");
-    })
-    .await
-}
-
-/// The temporary directory of a quickstart without `--dir`: removed (keys and database with
-/// it) when the quickstart ends, however it ends short of being killed.
-struct TemporaryInstallation(PathBuf);
-
-impl Drop for TemporaryInstallation {
-    fn drop(&mut self) {
-        if std::fs::remove_dir_all(&self.0).is_ok() {
-            eprintln!("removed the quickstart installation {} (pass --dir D to keep one)", self.0.display());
-        }
-    }
-}
-
-/// `candor quickstart --staff-issuer`: staff sign-in for this run only.
-struct QuickstartStaff {
-    issuer: String,
-    client_id: String,
-    roles: Vec<String>,
-}
-
-async fn quickstart(dir: Option<PathBuf>, listen: Option<SocketAddr>, staff: Option<QuickstartStaff>) -> Result<()> {
-    harden();
-    // Checked before anything is created, like the port.
-    if staff.is_some() && std::env::var_os(staff::CLIENT_SECRET_ENV).is_none() {
-        anyhow::bail!(
-            "--staff-issuer needs the client secret the provider gave Candor in {}",
-            staff::CLIENT_SECRET_ENV
-        );
-    }
-    let (dir, _temporary) = match dir {
-        Some(d) => (d, None),
-        None => {
-            let d = std::env::temp_dir()
-                .join(format!("candor-quickstart-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-            (d.clone(), Some(TemporaryInstallation(d)))
-        }
-    };
-    let config_path = dir.join(config::DEFAULT_CONFIG);
-    // The port is taken before anything is created, so a busy port leaves nothing behind.
-    let listener = match listen {
-        Some(addr) => http::bind(addr).await?,
-        None if config_path.exists() => http::bind(config::Config::load(&config_path)?.listen).await?,
-        None => http::bind(config::DEFAULT_LISTEN.parse().expect("default address")).await?,
-    };
-    let fresh = !config_path.exists();
-    let admin_token = if fresh { Some(install::init(&dir, None).await?.admin_token) } else { None };
-    let (mut config, vault) = install::open(&config_path).await?;
-    if let Some(s) = &staff {
-        config.staff = Some(staff::StaffConfig::from_arguments(&config_path, &s.issuer, &s.client_id, &s.roles)?);
-    }
-    let demo_ids = if fresh { demo::seed(&vault).await? } else { Vec::new() };
-    let backend = vault.create_token("shop_backend", "quickstart", None).await?;
-    let support = vault.create_token("support_agent", "quickstart", None).await?;
-    let privacy = vault.create_token("privacy_team", "quickstart", None).await?;
-    // A one-time link into the first demo customer's privacy center.
-    let sign_in = match demo_ids.first() {
-        Some(id) => {
-            let backend =
-                vault::Principal { token_id: "quickstart-demo".into(), role: "shop_backend".into(), origin: None };
-            let auth = vault.authorize(backend, Some("privacy_requests"), None).await?;
-            let id = candor_core::SubjectId::parse(id).expect("demo ids are subject ids");
-            Some(vault.create_sign_in_link(&auth, id).await?.secret)
-        }
-        None => None,
-    };
-    let link_minutes = config.sign_in.settings.link_minutes;
-    let temporary = _temporary.is_some();
-    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?;
-    let public_base = state.listening_on(listener.local_addr()?);
-    let jobs = jobs::Jobs { sweep_retention: false };
-    jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
-    http::serve_on(state, listener, move |local| {
-        let url = format!("http://{local}");
-        if temporary {
-            println!("Candor quickstart: {} (temporary: removed when you stop it; --dir D keeps one)", dir.display());
-        } else {
-            println!("Candor quickstart: {}", dir.display());
-        }
-        if let Some(t) = &admin_token {
-            println!("admin token: {}", t.as_str());
-        }
-        println!("shop_backend token: {}", backend.as_str());
-        println!("support_agent token: {}", support.as_str());
-        println!("privacy_team token: {}", privacy.as_str());
-        if !demo_ids.is_empty() {
-            println!("demo customers: {}", demo_ids.join(", "));
-        }
-        println!();
-        println!("Try:");
-        println!("  curl -s '{url}/v1/subjects?email=ada@example.com' -H 'Authorization: Bearer {}' -H 'Candor-Purpose: account'", backend.as_str());
-        println!("  curl -s {url}/v1/catalog -H 'Authorization: Bearer {}'", support.as_str());
-        println!("  OpenAPI: {url}/openapi.json");
-        println!("  Privacy notice: {url}/privacy");
-        if let Some(s) = &staff {
-            println!("  Staff console: {url}/console (signs in at {}; for this run only)", s.issuer);
-        }
-        if let (Some(secret), Some(id)) = (&sign_in, demo_ids.first()) {
-            println!(
-                "  Ada's privacy center (one-time link, valid {link_minutes} minutes): {url}/privacy/sign-in/{}",
-                secret.as_str()
-            );
-            println!(
-                "  Another link: curl -s -X POST {url}/v1/subjects/{id}/privacy-center-links -H 'Authorization: Bearer {}' -H 'Candor-Purpose: privacy_requests'",
-                backend.as_str()
-            );
-        }
-        println!("listening on {url}");
-    })
-    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ pub mod keys;
 pub mod keys_index;
 pub mod policy;
 mod progress;
+pub mod retention;
+pub mod serve;
 pub mod staff;
+pub mod tokens;
 
 /// `--config`: the installation's config file.
 #[derive(clap::Args)]
