@@ -28,8 +28,6 @@ use candor_store::Store;
 use crate::config::Config;
 use crate::install;
 
-/// Actions that put personal data in someone's hands.
-const DISCLOSING: &[&str] = &["subject.read", "subject.report", "subject.export", "event.read", "grant.read"];
 /// Entries read from the store per round.
 const PAGE: u64 = 5_000;
 
@@ -85,7 +83,9 @@ impl Assessment {
     /// unless it disclosed data and fits the filters).
     pub fn add(&mut self, catalog: &Catalog, filters: &Filters, e: &LogEntry, caller: Option<IpAddr>) {
         self.entries_scanned += 1;
-        if !DISCLOSING.contains(&e.action.as_str()) || e.decision.as_deref() == Some("denied") {
+        if !candor_log::Action::parse(&e.action).is_some_and(candor_log::Action::discloses_personal_data)
+            || e.decision.as_deref() == Some("denied")
+        {
             return;
         }
         let fits = filters.from.as_ref().is_none_or(|f| e.time.as_str() >= f.as_str())

@@ -111,8 +111,12 @@ pub async fn rotate(config_path: &Path) -> Result<()> {
         }
     };
     let store = install::open_store(&config).await?;
-    log(store.as_ref(), "keys.rotate", format!("kek v{version} added to {place}; primary once servers restart"))
-        .await?;
+    log(
+        store.as_ref(),
+        candor_log::Action::KeysRotate,
+        format!("kek v{version} added to {place}; primary once servers restart"),
+    )
+    .await?;
     println!("kek v{version} added to {place} and is now primary.");
     println!("Restart the servers (new data keys are then wrapped with it), then run `candor keys rewrap`.");
     Ok(())
@@ -132,7 +136,7 @@ pub async fn rewrap(config_path: &Path, per_second: u32) -> Result<()> {
     bar.finish_and_clear();
     log(
         store.as_ref(),
-        "keys.rewrap",
+        candor_log::Action::KeysRewrap,
         format!("{done} data keys rewrapped under kek v{primary}; {skipped} changed meanwhile"),
     )
     .await?;
@@ -171,12 +175,13 @@ pub async fn retire(config_path: &Path, version: u32) -> Result<()> {
     match token {
         Some(token) => {
             token.destroy(version)?;
-            log(store.as_ref(), "keys.retire", format!("kek v{version} destroyed in {place}")).await?;
+            log(store.as_ref(), candor_log::Action::KeysRetire, format!("kek v{version} destroyed in {place}")).await?;
             println!("kek v{version} retired: destroyed in {place}.");
         }
         None => {
             keyfile::remove_key_version(&config.keys.kek_file, KEK_LABEL, version)?;
-            log(store.as_ref(), "keys.retire", format!("kek v{version} removed from the key file")).await?;
+            log(store.as_ref(), candor_log::Action::KeysRetire, format!("kek v{version} removed from the key file"))
+                .await?;
             println!("kek v{version} retired: removed from {}.", config.keys.kek_file.display());
             println!("Copies of the key file in backups still hold it; destroy them when your backup policy allows.");
         }

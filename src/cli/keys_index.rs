@@ -78,8 +78,12 @@ pub async fn rotate(config_path: &Path) -> Result<()> {
     let version = keyfile::add_key_version(file, INDEX_LABEL)
         .with_context(|| format!("cannot add a key to {}", file.display()))?;
     let store = install::open_store(&config).await?;
-    log(store.as_ref(), "keys.rotate_index", format!("index key v{version} added; primary once servers restart"))
-        .await?;
+    log(
+        store.as_ref(),
+        candor_log::Action::KeysRotateIndex,
+        format!("index key v{version} added; primary once servers restart"),
+    )
+    .await?;
     println!("index key v{version} added to {} and is now primary.", file.display());
     println!(
         "Restart the servers (they then index new values with it and search under every version), then run \
@@ -104,7 +108,7 @@ pub async fn reindex(config_path: &Path, per_second: u32) -> Result<()> {
     let Reindexed { done, changed, not_lookup } = outcome;
     log(
         store.as_ref(),
-        "keys.reindex",
+        candor_log::Action::KeysReindex,
         format!("{done} lookup rows recomputed under index key v{primary}; {changed} changed meanwhile"),
     )
     .await?;
@@ -204,7 +208,12 @@ pub async fn retire(config_path: &Path, version: u32) -> Result<()> {
         );
     }
     keyfile::remove_key_version(&config.keys.index_key_file, INDEX_LABEL, version)?;
-    log(store.as_ref(), "keys.retire_index", format!("index key v{version} removed from the index key file")).await?;
+    log(
+        store.as_ref(),
+        candor_log::Action::KeysRetireIndex,
+        format!("index key v{version} removed from the index key file"),
+    )
+    .await?;
     println!("index key v{version} retired: removed from {}.", config.keys.index_key_file.display());
     println!("Copies of the index key file in backups still hold it; destroy them when your backup policy allows.");
     Ok(())

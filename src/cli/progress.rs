@@ -9,7 +9,7 @@ use candor_store::{Store, StoreError};
 use crate::vault::audit::{Audit, system_actor};
 
 /// Logs a key-management step (system actor, no customer).
-pub async fn log(store: &dyn Store, action: &str, detail: String) -> Result<()> {
+pub async fn log(store: &dyn Store, action: candor_log::Action, detail: String) -> Result<()> {
     store.append_log(vec![Audit::new(&system_actor(), action).detail(detail).record()]).await?;
     Ok(())
 }

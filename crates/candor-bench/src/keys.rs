@@ -78,7 +78,7 @@ pub async fn run(customers: usize) -> Result<()> {
             .enumerate()
             .map(|(i, id)| {
                 let actor = if (n * 10_000 + i) % 100 == 0 { &leaked } else { &staff };
-                Audit::new(actor, "subject.read")
+                Audit::new(actor, candor_log::Action::SubjectRead)
                     .purpose(&candor_core::PurposeId::new("customer_support"))
                     .subjects(&[*id])
                     .fields(["email", "full_name", "phone"])

@@ -740,7 +740,7 @@ fn sample_entry(i: u64) -> LogRecord {
             role: "support_agent".into(),
             origin: None,
         },
-        "subject.read",
+        candor_log::Action::SubjectRead,
     )
     .purpose(&candor_core::PurposeId::new("customer_support"))
     .subjects(&[subject])

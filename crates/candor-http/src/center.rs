@@ -441,7 +441,7 @@ pub async fn access(
                 what: action_plain(e["action"].as_str().unwrap_or_default()),
                 purpose: purpose_text(catalog, e["purpose"].as_str()),
                 fields: if fields.is_empty() { "—".into() } else { fields.join(", ") },
-                break_glass: decision == "break_glass" || e["action"] == "break_glass.open",
+                break_glass: decision == "break_glass" || e["action"] == candor_log::Action::BreakGlassOpen.as_str(),
                 refused: decision == "denied",
             }
         })

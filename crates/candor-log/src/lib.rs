@@ -27,11 +27,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod entry;
 pub mod map;
 pub mod merkle;
 pub mod note;
 pub mod witness;
+
+pub use action::Action;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];

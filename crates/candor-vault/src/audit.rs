@@ -49,14 +49,14 @@ pub struct Audit {
 }
 
 impl Audit {
-    pub fn new(actor: &Principal, action: &str) -> Self {
+    pub fn new(actor: &Principal, action: candor_log::Action) -> Self {
         let now = crate::clock::now();
         let time = now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         Self {
             entry: LogEntry {
                 v: ENTRY_VERSION,
                 time,
-                action: action.to_string(),
+                action: action.as_str().to_string(),
                 actor: Actor { token: actor.token_id.clone(), role: actor.role.clone() },
                 purpose: None,
                 subjects: Vec::new(),
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn a_change_about_many_customers_is_logged_in_parts_that_each_fit_an_entry_bundle() {
         let ids = customers(2 * MAX_ENTRY_SUBJECTS + 1);
-        let parts = Audit::new(&system_actor(), "grant.create")
+        let parts = Audit::new(&system_actor(), candor_log::Action::GrantCreate)
             .subjects(&ids)
             .fields(["full_name"])
             .detail("grant g1 to parcel_carrier")
@@ -239,7 +239,8 @@ mod tests {
         }
         assert_eq!(named, ids, "every customer is named once, in order");
         // A short list stays one entry, unchanged.
-        let one = Audit::new(&system_actor(), "grant.create").subjects(&ids[..3]).detail("g").records();
+        let one =
+            Audit::new(&system_actor(), candor_log::Action::GrantCreate).subjects(&ids[..3]).detail("g").records();
         assert_eq!(one.len(), 1);
         assert_eq!(LogEntry::from_bytes(&one[0].entry).unwrap().detail.as_deref(), Some("g"));
     }
@@ -247,7 +248,8 @@ mod tests {
     #[test]
     fn no_entry_is_ever_longer_than_a_bundle_can_frame() {
         let ids = customers(5000);
-        let record = Audit::new(&system_actor(), "breach.record").subjects(&ids).detail("breach-1").record();
+        let record =
+            Audit::new(&system_actor(), candor_log::Action::BreachRecord).subjects(&ids).detail("breach-1").record();
         assert!(record.entry.len() <= MAX_ENTRY_BYTES, "{}", record.entry.len());
         assert_eq!(record.subjects.len(), 5000, "every customer is still linked to the entry");
         let entry = LogEntry::from_bytes(&record.entry).unwrap();
@@ -255,11 +257,12 @@ mod tests {
         let detail = entry.detail.unwrap();
         assert!(detail.starts_with("breach-1; names ") && detail.contains("of 5000 customers"), "{detail}");
         // Entries that fit are left exactly as they were.
-        let small = Audit::new(&system_actor(), "x").subjects(&ids[..10]).detail("d").record();
+        let small =
+            Audit::new(&system_actor(), candor_log::Action::SubjectRead).subjects(&ids[..10]).detail("d").record();
         let entry = LogEntry::from_bytes(&small.entry).unwrap();
         assert_eq!((entry.subjects.len(), entry.detail.as_deref()), (10, Some("d")));
         // Even an absurd detail and field list are cut to fit.
-        let huge = Audit::new(&system_actor(), "x")
+        let huge = Audit::new(&system_actor(), candor_log::Action::SubjectRead)
             .fields((0..20_000).map(|i| format!("field_{i}")))
             .detail("d".repeat(100_000))
             .record();

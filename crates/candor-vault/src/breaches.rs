@@ -95,7 +95,7 @@ impl Vault {
             authority_notified_at: None,
             closed_at: None,
         };
-        let mut parts = Audit::new(&system_actor(), "breach.record")
+        let mut parts = Audit::new(&system_actor(), candor_log::Action::BreachRecord)
             .subjects(&input.subjects)
             .detail(format!(
                 "{}; {} customers; categories {}",
@@ -144,7 +144,7 @@ impl Vault {
 
     /// Marks the authority notified (`closed = false`) or the breach closed; logged.
     pub async fn update_breach(&self, id: &str, closed: bool) -> Result<bool, VaultError> {
-        let what = if closed { "breach.close" } else { "breach.authority_notified" };
+        let what = if closed { candor_log::Action::BreachClose } else { candor_log::Action::BreachAuthorityNotified };
         let log = Audit::new(&system_actor(), what).detail(id.to_string()).record();
         Ok(self.store.update_breach(id, closed, self.now_millis(), log).await?)
     }

@@ -100,7 +100,7 @@ impl Vault {
     /// request to see their data).
     pub async fn create_sign_in_link(&self, auth: &Authorized, id: SubjectId) -> Result<IssuedLink, VaultError> {
         self.customer_purpose().ok_or(VaultError::PrivacyCenterUnavailable)?;
-        self.require(auth, Action::Export, "privacy_center.link", id, "purpose_not_allowed", || {
+        self.require(auth, Action::Export, candor_log::Action::PrivacyCenterLink, id, "purpose_not_allowed", || {
             VaultError::WrongPurpose(format!(
                 "sign-in links are made under a purpose declared customer_requests = true, not `{}`",
                 auth.purpose
@@ -111,7 +111,7 @@ impl Vault {
         if let Some(senders) = &self.sign_in.link_senders
             && !senders.contains(&auth.principal.role)
         {
-            let audit = self.audit(auth, "privacy_center.link", &[id]);
+            let audit = self.audit(auth, candor_log::Action::PrivacyCenterLink, &[id]);
             let error = VaultError::LinkSenderNotAllowed(auth.principal.role.clone());
             return self.refuse(audit, "link_sender_not_allowed", error).await;
         }
@@ -119,7 +119,7 @@ impl Vault {
         let now = self.now_millis();
         let expires_at = now + Millis::from(self.sign_in.link_minutes) * MINUTE;
         let log = self
-            .audit(auth, "privacy_center.link", &[id])
+            .audit(auth, candor_log::Action::PrivacyCenterLink, &[id])
             .detail(format!("valid {} minutes", self.sign_in.link_minutes))
             .record();
         if !self.store.create_sign_in_link(hash_token(&secret).0, id, now, expires_at, log).await? {
@@ -146,8 +146,9 @@ impl Vault {
         let now = self.now_millis();
         let id = uuid::Uuid::new_v4().to_string();
         let auth = self.customer_auth(&id)?;
-        let audit =
-            Audit::new(&auth.principal, "privacy_center.sign_in").purpose(&auth.purpose).subjects(&[link.subject]);
+        let audit = Audit::new(&auth.principal, candor_log::Action::PrivacyCenterSignIn)
+            .purpose(&auth.purpose)
+            .subjects(&[link.subject]);
         if let Some(why) = link_refusal(&link, now) {
             let log = audit.decision("denied").detail(why).record();
             self.store.append_log(vec![log]).await?;
@@ -173,7 +174,7 @@ impl Vault {
         let too_old = found.created_at + SESSION_MAX_HOURS * 60 * MINUTE <= now;
         let auth = self.customer_auth(&found.id)?;
         if idle || too_old {
-            let log = Audit::new(&auth.principal, "privacy_center.sign_out")
+            let log = Audit::new(&auth.principal, candor_log::Action::PrivacyCenterSignOut)
                 .purpose(&auth.purpose)
                 .subjects(&[found.subject])
                 .detail(if idle { "idle timeout" } else { "session too old" })
@@ -189,7 +190,7 @@ impl Vault {
 
     /// Signs the customer out (ends the session); logged.
     pub async fn sign_out(&self, session: &CustomerSession) -> Result<(), VaultError> {
-        let log = self.audit(&session.auth, "privacy_center.sign_out", &[session.subject]).record();
+        let log = self.audit(&session.auth, candor_log::Action::PrivacyCenterSignOut, &[session.subject]).record();
         self.store.end_session(&session.id, Some(log)).await?;
         Ok(())
     }
@@ -302,7 +303,7 @@ impl Vault {
         let id = session.subject;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
-        let log = self.audit(&session.auth, "access_log.read", &[id]).decision("full").record();
+        let log = self.audit(&session.auth, candor_log::Action::AccessLogRead, &[id]).decision("full").record();
         self.store.append_log(vec![log]).await?;
         let overrides = self.overrides_of(id, &key).await?;
         let shares = self.shares_of(id).await?;

@@ -205,7 +205,7 @@ impl Vault {
         if !self.purpose(auth).needs_consent() {
             return Ok(());
         }
-        let audit = Audit::new(&auth.principal, "subject.create").purpose(&auth.purpose);
+        let audit = Audit::new(&auth.principal, candor_log::Action::SubjectCreate).purpose(&auth.purpose);
         let error = VaultError::Access(AccessDenied::ConsentRequired(auth.purpose.to_string()));
         self.refuse(audit, "consent_required", error).await
     }
@@ -244,9 +244,9 @@ impl Vault {
     /// Every consent slot of the customer and its current state.
     pub async fn consents(&self, auth: &Authorized, id: SubjectId) -> Result<ConsentOverview, VaultError> {
         self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
-        self.require_customer_records(auth, id, "consent.read").await?;
+        self.require_customer_records(auth, id, candor_log::Action::ConsentRead).await?;
         let states = self.state_of(id).await?;
-        let log = self.audit(auth, "consent.read", &[id]).decision("full").record();
+        let log = self.audit(auth, candor_log::Action::ConsentRead, &[id]).decision("full").record();
         self.store.append_log(vec![log]).await?;
         Ok(ConsentOverview { states })
     }
@@ -254,9 +254,9 @@ impl Vault {
     /// The customer's whole ledger, in the order recorded.
     pub async fn consent_history(&self, auth: &Authorized, id: SubjectId) -> Result<Vec<StoredConsent>, VaultError> {
         self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
-        self.require_customer_records(auth, id, "consent.history").await?;
+        self.require_customer_records(auth, id, candor_log::Action::ConsentHistory).await?;
         let history = self.store.consent_history(id, None).await?;
-        let log = self.audit(auth, "consent.history", &[id]).decision("full").record();
+        let log = self.audit(auth, candor_log::Action::ConsentHistory, &[id]).decision("full").record();
         self.store.append_log(vec![log]).await?;
         Ok(history)
     }
@@ -268,9 +268,12 @@ impl Vault {
         id: SubjectId,
         receipt_id: &str,
     ) -> Result<String, VaultError> {
-        self.require_customer_records(auth, id, "consent.receipt").await?;
+        self.require_customer_records(auth, id, candor_log::Action::ConsentReceipt).await?;
         let stored = self.store.consent_receipt(id, receipt_id).await?.ok_or(VaultError::ReceiptNotFound)?;
-        let log = self.audit(auth, "consent.receipt", &[id]).decision("full").detail(format!("receipt {receipt_id}"));
+        let log = self
+            .audit(auth, candor_log::Action::ConsentReceipt, &[id])
+            .decision("full")
+            .detail(format!("receipt {receipt_id}"));
         self.store.append_log(vec![log.record()]).await?;
         Ok(stored.body)
     }
@@ -310,7 +313,7 @@ impl Vault {
             self.require(
                 auth,
                 candor_policy::Action::RecordConsent,
-                "consent.record_on_behalf",
+                candor_log::Action::ConsentRecordOnBehalf,
                 id,
                 "consent_recording_not_allowed",
                 || VaultError::ConsentRecordingNotAllowed {
@@ -501,7 +504,7 @@ impl Vault {
                     text: notice.text.clone(),
                 });
             }
-            let mut audit = Audit::new(principal, "consent.change").subjects(&[d.subject]);
+            let mut audit = Audit::new(principal, candor_log::Action::ConsentChange).subjects(&[d.subject]);
             if let Some(p) = purpose {
                 audit = audit.purpose(p);
             }
@@ -599,7 +602,7 @@ impl Vault {
         if let Some(c) = channel {
             detail.push_str(&format!("; channel {}", c.name()));
         }
-        let log = self.audit(auth, "consent.audience", &[]).decision("full").detail(detail).record();
+        let log = self.audit(auth, candor_log::Action::ConsentAudience, &[]).decision("full").detail(detail).record();
         self.store.append_log(vec![log]).await?;
 
         let mut rows = self.store.consent_audience(&purpose.id, channel);

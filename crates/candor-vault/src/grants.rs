@@ -189,14 +189,14 @@ impl Vault {
             }
             let d = self.decide(auth, Action::Share, Target::Field(decl.name.as_str()), Situation::NEUTRAL);
             if !d.allowed {
-                let audit = self.audit(auth, "grant.create", &[]).fields([decl.name.as_str()]);
+                let audit = self.audit(auth, candor_log::Action::GrantCreate, &[]).fields([decl.name.as_str()]);
                 return self.refuse_decision(auth, audit, &d).await;
             }
             // Sharing a field hands it over in full: only to a role that reads it in full itself
             // (in the neutral situation: a break-glass override is for one customer, not a share).
             let read = self.decide(auth, Action::Read, Target::Field(decl.name.as_str()), Situation::NEUTRAL);
             if !read.allowed {
-                let audit = self.audit(auth, "grant.create", &[]).fields([decl.name.as_str()]);
+                let audit = self.audit(auth, candor_log::Action::GrantCreate, &[]).fields([decl.name.as_str()]);
                 self.store.append_log(vec![audit.decision("denied").detail("share_not_allowed").record()]).await?;
                 let masked = self
                     .decide(auth, Action::ReadMasked, Target::Field(decl.name.as_str()), Situation::NEUTRAL)
@@ -272,7 +272,7 @@ impl Vault {
             revoked_at: None,
         };
         let mut parts = self
-            .audit(auth, "grant.create", &included)
+            .audit(auth, candor_log::Action::GrantCreate, &included)
             .fields(&grant.fields)
             .detail(format!("grant {} to {}; left out: {without_consent} without consent, {restricted} restricted, {not_found} unknown", grant.id, grant.recipient))
             .records();
@@ -326,7 +326,7 @@ impl Vault {
             .filter(|f| f.allows(&auth.purpose))
             .any(|f| self.decide(auth, Action::Share, Target::Field(f.name.as_str()), Situation::NEUTRAL).allowed);
         if !may {
-            let audit = self.audit(auth, "grant.revoke", &[]).detail(format!("grant {}", g.id));
+            let audit = self.audit(auth, candor_log::Action::GrantRevoke, &[]).detail(format!("grant {}", g.id));
             let denied = candor_core::access::AccessDenied::PurposeNotAllowed {
                 role: auth.principal.role.clone(),
                 purpose: auth.purpose.to_string(),
@@ -350,7 +350,7 @@ impl Vault {
             return Ok(g);
         }
         let subjects = self.store.grant_subjects(&g.id, None, MAX_GRANT_SUBJECTS as u32).await?;
-        let mut parts = Audit::new(by, "grant.revoke")
+        let mut parts = Audit::new(by, candor_log::Action::GrantRevoke)
             .purpose(&PurposeId::new(g.purpose.as_str()))
             .subjects(&subjects)
             .detail(format!("grant {}", g.id))
@@ -366,7 +366,9 @@ impl Vault {
     /// Every grant, newest first, for the operator (`candor grants list`); logged.
     pub async fn all_grants(&self) -> Result<Vec<Grant>, VaultError> {
         let list = self.store.grants().await?;
-        let log = Audit::new(&system_actor(), "grant.list").detail(format!("{} grants", list.len())).record();
+        let log = Audit::new(&system_actor(), candor_log::Action::GrantList)
+            .detail(format!("{} grants", list.len()))
+            .record();
         self.store.append_log(vec![log]).await?;
         Ok(list)
     }
@@ -401,7 +403,7 @@ impl Vault {
         let purpose = self.catalog.purpose(&g.purpose).ok_or(VaultError::GrantNotFound)?.clone();
         let actor = recipient_actor(&g, origin);
         if !recipient.purposes.contains(&purpose.id) {
-            let audit = Audit::new(&actor, "grant.read").purpose(&purpose.id).fields(&g.fields);
+            let audit = Audit::new(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
             let error =
                 VaultError::RecipientNotDeclared { recipient: recipient.id.clone(), purpose: purpose.id.to_string() };
             return self.refuse(audit, "recipient_not_declared", error).await;
@@ -414,7 +416,7 @@ impl Vault {
             }
         }
         if fields.is_empty() {
-            let audit = Audit::new(&actor, "grant.read").purpose(&purpose.id).fields(&g.fields);
+            let audit = Audit::new(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
             let field = withheld.first().cloned().unwrap_or_default();
             let error = VaultError::FieldNotShared { field, recipient: recipient.id.clone() };
             return self.refuse(audit, "field_not_shared", error).await;
@@ -447,7 +449,7 @@ impl Vault {
                 withheld.join(", ")
             ));
         }
-        let log = Audit::new(&actor, "grant.read")
+        let log = Audit::new(&actor, candor_log::Action::GrantRead)
             .purpose(&purpose.id)
             .subjects(&subjects)
             .fields(names.iter().map(FieldName::as_str))

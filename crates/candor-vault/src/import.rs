@@ -391,7 +391,7 @@ impl Vault {
         self.refuse_create_under_consent(auth).await?;
         let purpose = self.purpose(auth);
         if let Some(decl) = self.catalog.fields.iter().find(|f| f.required && !f.allows(&purpose.id)) {
-            let audit = self.audit(auth, "subject.create", &[]).fields([decl.name.as_str()]);
+            let audit = self.audit(auth, candor_log::Action::SubjectCreate, &[]).fields([decl.name.as_str()]);
             let error = VaultError::Write(candor_core::write::WriteError::RequiredOutsidePurpose {
                 field: decl.name.to_string(),
                 purpose: purpose.id.to_string(),
@@ -404,7 +404,7 @@ impl Vault {
         for decl in self.catalog.fields.iter().filter(|f| f.unique && f.lookup) {
             let may = |action| self.decide(auth, action, PolicyTarget::Field(decl.name.as_str()), Situation::NEUTRAL);
             if !may(Action::Read).allowed && !may(Action::ReadMasked).allowed {
-                let audit = self.audit(auth, "subject.lookup", &[]).fields([decl.name.as_str()]);
+                let audit = self.audit(auth, candor_log::Action::SubjectLookup, &[]).fields([decl.name.as_str()]);
                 let error =
                     VaultError::LookupNotAllowed { field: decl.name.to_string(), purpose: auth.purpose.to_string() };
                 return self.refuse(audit, "field_not_allowed", error).await;
@@ -605,7 +605,7 @@ impl Vault {
             // as for `POST /v1/subjects/{id}/consents`.
             let d = self.decide(auth, Action::RecordConsent, PolicyTarget::Purpose, Situation::NEUTRAL);
             if !d.allowed {
-                let audit = self.audit(auth, "consent.record_on_behalf", &[]).detail("import");
+                let audit = self.audit(auth, candor_log::Action::ConsentRecordOnBehalf, &[]).detail("import");
                 if d.operator_forbid().is_some() {
                     return self.refuse_decision(auth, audit, &d).await;
                 }
@@ -1326,7 +1326,7 @@ impl Vault {
             found_ids.sort();
             found_ids.dedup();
             let records = self
-                .audit(auth, "subject.lookup", &found_ids)
+                .audit(auth, candor_log::Action::SubjectLookup, &found_ids)
                 .fields(fields_used)
                 .decision("full")
                 .detail("import: existing customers recognised through the blind index")
@@ -1528,7 +1528,7 @@ impl Vault {
                 // Another customer took the value since the check (another writer): refused and
                 // logged as a single create's duplicate is.
                 Some(field) => {
-                    let audit = self.audit(auth, "subject.create", &[]).fields([field.as_str()]);
+                    let audit = self.audit(auth, candor_log::Action::SubjectCreate, &[]).fields([field.as_str()]);
                     let refused =
                         self.refuse::<()>(audit, "duplicate_value", VaultError::DuplicateValue(field.to_string()));
                     match refused.await {

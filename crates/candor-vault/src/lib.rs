@@ -423,7 +423,9 @@ impl Vault {
 
     /// Logs that the catalog changed since the last start (its SHA-256), if it did.
     pub async fn note_catalog(&self, sha256_hex: &str) -> Result<(), VaultError> {
-        let record = Audit::new(&system_actor(), "catalog.changed").detail(format!("sha256:{sha256_hex}")).record();
+        let record = Audit::new(&system_actor(), candor_log::Action::CatalogChanged)
+            .detail(format!("sha256:{sha256_hex}"))
+            .record();
         self.store.note_catalog(sha256_hex, record).await?;
         Ok(())
     }
@@ -467,7 +469,7 @@ impl Vault {
             }
             Err(denied) => (denial_code(&denied), VaultError::Access(denied)),
         };
-        let mut audit = Audit::new(&principal, "access.denied").subjects(subject.as_slice());
+        let mut audit = Audit::new(&principal, candor_log::Action::AccessDenied).subjects(subject.as_slice());
         if let Some(p) = self.catalog.purpose(purpose.unwrap_or_default().trim()) {
             audit = audit.purpose(&p.id);
         }
@@ -485,7 +487,8 @@ impl Vault {
         for field in fields {
             let d = self.decide(auth, Action::Write, Target::Field(field.as_str()), situation);
             if !d.allowed {
-                let action = if id.is_some() { "subject.correct" } else { "subject.create" };
+                let action =
+                    if id.is_some() { candor_log::Action::SubjectCorrect } else { candor_log::Action::SubjectCreate };
                 let audit = self.audit(auth, action, id.as_slice()).fields([field.as_str()]);
                 return self.refuse_decision(auth, audit, &d).await;
             }
@@ -494,7 +497,7 @@ impl Vault {
     }
 
     /// A log record of `action` by the caller under its purpose, about `subjects`.
-    fn audit(&self, auth: &Authorized, action: &str, subjects: &[SubjectId]) -> Audit {
+    fn audit(&self, auth: &Authorized, action: candor_log::Action, subjects: &[SubjectId]) -> Audit {
         Audit::new(&auth.principal, action).purpose(&auth.purpose).subjects(subjects)
     }
 
@@ -502,7 +505,8 @@ impl Vault {
     async fn refuse_write<T>(&self, auth: &Authorized, id: Option<SubjectId>, e: WriteError) -> Result<T, VaultError> {
         match &e {
             WriteError::NotAllowed { field, .. } | WriteError::RequiredOutsidePurpose { field, .. } => {
-                let action = if id.is_some() { "subject.correct" } else { "subject.create" };
+                let action =
+                    if id.is_some() { candor_log::Action::SubjectCorrect } else { candor_log::Action::SubjectCreate };
                 let audit = self.audit(auth, action, id.as_slice()).fields([field]);
                 self.refuse(audit, "field_not_allowed", VaultError::Write(e)).await
             }
@@ -525,7 +529,15 @@ impl Vault {
             let holders = self.store.find_by_index(&decl.name, &self.keys.blind_indexes(&decl.name, &key)).await?;
             if holders.iter().any(|h| Some(*h) != id) {
                 let audit = self
-                    .audit(auth, if id.is_some() { "subject.correct" } else { "subject.create" }, id.as_slice())
+                    .audit(
+                        auth,
+                        if id.is_some() {
+                            candor_log::Action::SubjectCorrect
+                        } else {
+                            candor_log::Action::SubjectCreate
+                        },
+                        id.as_slice(),
+                    )
                     .fields([decl.name.as_str()]);
                 return self.refuse(audit, "duplicate_value", VaultError::DuplicateValue(decl.name.to_string())).await;
             }
@@ -591,7 +603,7 @@ impl Vault {
             }
         }
         let log = self
-            .audit(auth, "subject.create", &[id])
+            .audit(auth, candor_log::Action::SubjectCreate, &[id])
             .fields(set.iter().map(|(d, _)| d.name.as_str()))
             .idempotent(auth.idempotency.as_ref(), &id)
             .record();
@@ -627,7 +639,7 @@ impl Vault {
             (self.store.load_subject(id, &names).await?.ok_or(VaultError::SubjectNotFound)?, ConsentScope::NotNeeded)
         };
         let situation = self.situation(auth, id, &scope, record.restricted).await?;
-        let outcomes = self.gate(auth, id, situation, "subject.read").await?;
+        let outcomes = self.gate(auth, id, situation, candor_log::Action::SubjectRead).await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let mut fields = Map::new();
         let mut masked = Vec::new();
@@ -653,7 +665,7 @@ impl Vault {
                 }
             }
         }
-        let log = self.audit(auth, "subject.read", &[id]).fields(fields.keys());
+        let log = self.audit(auth, candor_log::Action::SubjectRead, &[id]).fields(fields.keys());
         let log = match (situation.break_glass, masked.is_empty()) {
             (true, _) => log.decision("break_glass"),
             (false, true) => log.decision("full"),
@@ -707,7 +719,7 @@ impl Vault {
         let names: Vec<&FieldName> = touched.iter().map(|d| &d.name).collect();
         self.check_writes(auth, Some(id), &names, situation).await?;
         if let Some(field) = touched.iter().find(|d| !scope.allows(d)) {
-            let audit = self.audit(auth, "subject.correct", &[id]).fields([field.name.as_str()]);
+            let audit = self.audit(auth, candor_log::Action::SubjectCorrect, &[id]).fields([field.name.as_str()]);
             let error =
                 VaultError::ChannelConsentRequired { field: field.name.to_string(), purpose: auth.purpose.to_string() };
             return self.refuse(audit, "consent_required", error).await;
@@ -737,7 +749,7 @@ impl Vault {
             removed: checked.remove.iter().map(|d| d.name.to_string()).collect(),
         };
         let log = self
-            .audit(auth, "subject.correct", &[id])
+            .audit(auth, candor_log::Action::SubjectCorrect, &[id])
             .fields(names)
             .idempotent(auth.idempotency.as_ref(), &correction)
             .record();
@@ -756,7 +768,7 @@ impl Vault {
         }
         let may_use = |action| self.decide(auth, action, Target::Field(field), Situation::NEUTRAL).allowed;
         if !may_use(Action::Read) && !may_use(Action::ReadMasked) {
-            let audit = self.audit(auth, "subject.lookup", &[]).fields([field]);
+            let audit = self.audit(auth, candor_log::Action::SubjectLookup, &[]).fields([field]);
             let error = VaultError::LookupNotAllowed { field: field.to_string(), purpose: auth.purpose.to_string() };
             return self.refuse(audit, "field_not_allowed", error).await;
         }
@@ -770,7 +782,7 @@ impl Vault {
         };
         // Under a consent purpose, only customers who consented (to this field's channel) are found.
         let found = self.with_consent(auth, decl, found).await?;
-        let log = self.audit(auth, "subject.lookup", &found).fields([field]).decision("full").record();
+        let log = self.audit(auth, candor_log::Action::SubjectLookup, &found).fields([field]).decision("full").record();
         self.store.append_log(vec![log]).await?;
         Ok(found)
     }
@@ -791,7 +803,7 @@ impl Vault {
             .ok_or_else(|| VaultError::UndeclaredEventType(write::echo_name(&input.event_type)))?;
         let write = self.decide(auth, Action::Write, Target::Event(decl.name.as_str()), Situation::NEUTRAL);
         if !write.allowed {
-            let audit = self.audit(auth, "event.append", &[id]).fields([decl.name.as_str()]);
+            let audit = self.audit(auth, candor_log::Action::EventAppend, &[id]).fields([decl.name.as_str()]);
             if write.operator_forbid().is_some() {
                 return self.refuse_decision(auth, audit, &write).await;
             }
@@ -812,7 +824,7 @@ impl Vault {
         }
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let situation = self.situation(auth, id, &scope, record.restricted).await?;
-        self.gate(auth, id, situation, "event.append").await?;
+        self.gate(auth, id, situation, candor_log::Action::EventAppend).await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let event_id = EventId::random();
         let mut sealed_body = serde_json::json!({ "data": data.into_json() });
@@ -822,7 +834,7 @@ impl Vault {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&sealed_body).expect("JSON values serialise"));
         let payload = key.seal_event(event_id, &decl.name, &plain)?;
         let log = self
-            .audit(auth, "event.append", &[id])
+            .audit(auth, candor_log::Action::EventAppend, &[id])
             .fields([decl.name.as_str()])
             .idempotent(auth.idempotency.as_ref(), &event_id)
             .record();
@@ -851,7 +863,7 @@ impl Vault {
         let scope = self.consent_scope(auth, id).await?;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let situation = self.situation(auth, id, &scope, record.restricted).await?;
-        let outcomes = self.gate(auth, id, situation, "event.read").await?;
+        let outcomes = self.gate(auth, id, situation, candor_log::Action::EventRead).await?;
         let (allowed, withheld): (Vec<_>, Vec<_>) =
             self.catalog.events.iter().zip(&outcomes.events).partition(|(_, o)| **o == Outcome::Full);
         let (allowed, withheld): (Vec<_>, Vec<_>) =
@@ -868,7 +880,7 @@ impl Vault {
         let mut seen: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         seen.sort_unstable();
         seen.dedup();
-        let log = self.audit(auth, "event.read", &[id]).fields(seen).decision("full").record();
+        let log = self.audit(auth, candor_log::Action::EventRead, &[id]).fields(seen).decision("full").record();
         self.store.append_log(vec![log]).await?;
         Ok(EventPage { events, withheld_types: withheld.iter().map(|e| e.name.to_string()).collect(), next })
     }
@@ -891,7 +903,9 @@ impl Vault {
         }
         let token = candor_crypto::generate_token()?;
         let id = uuid::Uuid::new_v4().to_string();
-        let log = Audit::new(&system_actor(), "token.create").detail(format!("token {id} for role {role}")).record();
+        let log = Audit::new(&system_actor(), candor_log::Action::TokenCreate)
+            .detail(format!("token {id} for role {role}"))
+            .record();
         let new = NewToken {
             id,
             hash: hash_token(&token).0,

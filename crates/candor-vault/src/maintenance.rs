@@ -48,7 +48,7 @@ pub async fn recompute_index_rows(
     let mut fields: Vec<&str> = by_subject.values().flatten().map(FieldName::as_str).collect();
     fields.sort_unstable();
     fields.dedup();
-    let entry = Audit::new(&system_actor(), "keys.reindex")
+    let entry = Audit::new(&system_actor(), candor_log::Action::KeysReindex)
         .subjects(&subjects)
         .fields(fields)
         .detail(format!("lookup index recomputed under index key v{}", ring.primary_index_version()))
@@ -94,7 +94,7 @@ pub async fn count_countries(
 ) -> Result<BTreeMap<String, u64>, VaultError> {
     let mut counts = BTreeMap::new();
     for page in customers.chunks(COUNTRY_PAGE) {
-        let entries = Audit::new(&system_actor(), "breach.country")
+        let entries = Audit::new(&system_actor(), candor_log::Action::BreachCountry)
             .subjects(page)
             .fields([field.name.as_str()])
             .detail("country read in memory to count a breach's affected customers per country")

@@ -99,12 +99,14 @@ impl Vault {
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let scope = self.consent_scope(auth, id).await?;
         let situation = self.situation(auth, id, &scope, record.restricted).await?;
-        self.gate(auth, id, situation, "message.register").await?;
+        self.gate(auth, id, situation, candor_log::Action::MessageRegister).await?;
         if let ConsentScope::Active { purpose, channels } = &scope
             && !purpose.channels.is_empty()
             && !channels.contains(&Some(channel))
         {
-            let audit = self.audit(auth, "message.register", &[id]).detail(format!("channel {}", channel.name()));
+            let audit = self
+                .audit(auth, candor_log::Action::MessageRegister, &[id])
+                .detail(format!("channel {}", channel.name()));
             let error = VaultError::Access(AccessDenied::ConsentRequired(auth.purpose.to_string()));
             return self.refuse(audit, "consent_required", error).await;
         }
@@ -139,7 +141,7 @@ impl Vault {
                 code_hash: message_code_hash(&code).expect("generated codes are codes"),
                 sent_at,
             };
-            let log = Audit::new(actor, "message.register")
+            let log = Audit::new(actor, candor_log::Action::MessageRegister)
                 .purpose(&candor_core::PurposeId::new(purpose))
                 .subjects(&[id])
                 .detail(format!("message {message_id}; channel {}", channel.name()))
@@ -163,7 +165,7 @@ impl Vault {
     pub async fn verify_message_code(&self, code: &str) -> Result<Verification, VaultError> {
         let Some(hash) = message_code_hash(code) else { return Ok(Verification::Unknown) };
         if let Some(m) = self.store.message_by_code(&hash).await? {
-            let log = Audit::new(&public_actor(), "message.verify")
+            let log = Audit::new(&public_actor(), candor_log::Action::MessageVerify)
                 .subjects(&[m.subject])
                 .decision("genuine")
                 .detail(format!("message {}", m.id))
@@ -172,7 +174,7 @@ impl Vault {
             return Ok(Verification::Genuine { channel: m.channel, sent_at: m.sent_at });
         }
         let Some(m) = self.store.erased_message_by_code(&hash).await? else { return Ok(Verification::Unknown) };
-        let log = Audit::new(&public_actor(), "message.verify")
+        let log = Audit::new(&public_actor(), candor_log::Action::MessageVerify)
             .decision("genuine")
             .detail("a message to a customer since erased")
             .record();
@@ -199,7 +201,7 @@ impl Vault {
     pub async fn own_messages(&self, session: &CustomerSession) -> Result<Vec<MessageView>, VaultError> {
         let id = session.subject;
         let key = self.subject_key(id).await?;
-        let log = self.audit(session.auth(), "message.list", &[id]).decision("full").record();
+        let log = self.audit(session.auth(), candor_log::Action::MessageList, &[id]).decision("full").record();
         self.store.append_log(vec![log]).await?;
         let stored = self.store.messages_of(id, MESSAGES_LISTED).await?;
         stored.into_iter().map(|m| Self::message_view(&key, m)).collect()
@@ -218,7 +220,7 @@ impl Vault {
             None => None,
         };
         let decision = if found.is_some() { "genuine" } else { "unknown" };
-        let log = self.audit(session.auth(), "message.verify", &[id]).decision(decision).record();
+        let log = self.audit(session.auth(), candor_log::Action::MessageVerify, &[id]).decision(decision).record();
         self.store.append_log(vec![log]).await?;
         match found {
             Some(m) => Ok(Some(Self::message_view(&self.subject_key(id).await?, m)?)),

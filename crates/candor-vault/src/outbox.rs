@@ -29,7 +29,7 @@ impl Vault {
     /// Records that the recipient accepted `notice` (answered 2xx), and logs it.
     pub async fn notice_delivered(&self, notice: &Notice) -> Result<(), VaultError> {
         self.store.notice_delivered(&notice.id, self.now_millis()).await?;
-        let log = Audit::new(&system_actor(), "recipient.notified")
+        let log = Audit::new(&system_actor(), candor_log::Action::RecipientNotified)
             .subjects(&subjects_of(notice))
             .detail(format!("notice {} ({}) to {}", notice.id, notice.kind, notice.recipient))
             .record();
@@ -52,7 +52,7 @@ impl Vault {
             role: format!("recipient:{}", notice.recipient),
             origin: None,
         };
-        let log = Audit::new(&actor, "recipient.confirmed")
+        let log = Audit::new(&actor, candor_log::Action::RecipientConfirmed)
             .subjects(&subjects_of(notice))
             .detail(format!("notice {id} ({})", notice.kind))
             .record();
@@ -74,8 +74,10 @@ impl Vault {
         let mut subjects: Vec<SubjectId> = list.iter().flat_map(subjects_of).collect();
         subjects.sort_unstable();
         subjects.dedup();
-        let log =
-            self.audit(auth, "recipient_notices.read", &subjects).detail(format!("{} notice(s)", list.len())).record();
+        let log = self
+            .audit(auth, candor_log::Action::RecipientNoticesRead, &subjects)
+            .detail(format!("{} notice(s)", list.len()))
+            .record();
         self.store.append_log(vec![log]).await?;
         Ok(list)
     }

@@ -73,14 +73,22 @@ impl Vault {
         id: SubjectId,
         reason: Option<&str>,
     ) -> Result<OverrideView, VaultError> {
-        self.require(auth, Action::BreakGlass, "break_glass.open", id, "break_glass_not_allowed", || {
-            VaultError::BreakGlassNotAllowed { role: auth.principal.role.clone(), purpose: auth.purpose.to_string() }
-        })
+        self.require(
+            auth,
+            Action::BreakGlass,
+            candor_log::Action::BreakGlassOpen,
+            id,
+            "break_glass_not_allowed",
+            || VaultError::BreakGlassNotAllowed {
+                role: auth.principal.role.clone(),
+                purpose: auth.purpose.to_string(),
+            },
+        )
         .await?;
         let reason = match check_break_glass_reason(reason) {
             Ok(r) => r,
             Err(message) => {
-                let audit = self.audit(auth, "break_glass.open", &[id]);
+                let audit = self.audit(auth, candor_log::Action::BreakGlassOpen, &[id]);
                 return self
                     .refuse(audit, "invalid_reason", VaultError::InvalidInput { field: "reason", message })
                     .await;
@@ -90,14 +98,14 @@ impl Vault {
         // An override unmasks; it does not get past consent or a restriction.
         let scope = self.consent_scope(auth, id).await?;
         let situation = Situation { consent_given: scope.given(), restricted: record.restricted, break_glass: false };
-        self.gate(auth, id, situation, "break_glass.open").await?;
+        self.gate(auth, id, situation, candor_log::Action::BreakGlassOpen).await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let override_id = EventId::random().to_string();
         let opened_at = self.now_millis();
         let expires_at = opened_at + i64::from(self.break_glass_minutes) * 60_000;
         let sealed = key.seal_field(&FieldName::new(REASON_FIELD), reason.as_bytes())?;
         let log = self
-            .audit(auth, "break_glass.open", &[id])
+            .audit(auth, candor_log::Action::BreakGlassOpen, &[id])
             .decision("break_glass")
             .detail(format!("override {override_id}; {} minutes", self.break_glass_minutes))
             .record();

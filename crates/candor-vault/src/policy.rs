@@ -53,7 +53,7 @@ impl Vault {
         &self,
         auth: &Authorized,
         action: Action,
-        log_action: &str,
+        log_action: candor_log::Action,
         id: SubjectId,
         code: &str,
         otherwise: impl FnOnce() -> VaultError,
@@ -77,7 +77,7 @@ impl Vault {
         &self,
         auth: &Authorized,
         id: SubjectId,
-        action: &str,
+        action: candor_log::Action,
     ) -> Result<(), VaultError> {
         if self.catalog.purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {
             // Answering the customer's own requests is the export power (an operator's forbid
@@ -113,7 +113,7 @@ impl Vault {
         if self.policy.may_audit(&caller.role) {
             return Ok(());
         }
-        let audit = Audit::new(caller, "log.entries");
+        let audit = Audit::new(caller, candor_log::Action::LogEntries);
         self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await
     }
 
@@ -124,7 +124,7 @@ impl Vault {
         auth: &Authorized,
         id: SubjectId,
         situation: Situation,
-        action: &str,
+        action: candor_log::Action,
     ) -> Result<Arc<Outcomes>, VaultError> {
         let outcomes = self
             .policy

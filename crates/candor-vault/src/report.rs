@@ -55,7 +55,7 @@ impl Vault {
     pub(crate) async fn require_customer_requests(
         &self,
         auth: &Authorized,
-        action: &str,
+        action: candor_log::Action,
         id: SubjectId,
     ) -> Result<(), VaultError> {
         self.require(auth, Action::Export, action, id, "purpose_not_allowed", || {
@@ -76,8 +76,8 @@ impl Vault {
         document: Document,
     ) -> Result<(ReportHead, ReportEvents), VaultError> {
         let action = match document {
-            Document::Report => "subject.report",
-            Document::Export => "subject.export",
+            Document::Report => candor_log::Action::SubjectReport,
+            Document::Export => candor_log::Action::SubjectExport,
         };
         self.require_customer_requests(auth, action, id).await?;
         let all: Vec<FieldName> = self.catalog.fields.iter().map(|f| f.name.clone()).collect();

@@ -27,7 +27,7 @@ impl Vault {
         kind: &str,
         received_at: Option<&str>,
     ) -> Result<Request, VaultError> {
-        self.require_customer_requests(auth, "request.open", subject).await?;
+        self.require_customer_requests(auth, candor_log::Action::RequestOpen, subject).await?;
         if !REQUEST_KINDS.contains(&kind) {
             return Err(VaultError::InvalidInput {
                 field: "kind",
@@ -59,8 +59,10 @@ impl Vault {
             closed_at: None,
             closed_by: None,
         };
-        let log =
-            self.audit(auth, "request.open", &[subject]).detail(format!("{kind} request {}", request.id)).record();
+        let log = self
+            .audit(auth, candor_log::Action::RequestOpen, &[subject])
+            .detail(format!("{kind} request {}", request.id))
+            .record();
         self.store.insert_request(request.clone(), log).await?;
         Ok(request)
     }
@@ -78,7 +80,10 @@ impl Vault {
         }
         let found = self.store.request(id).await?.ok_or(VaultError::RequestNotFound)?;
         let subjects: Vec<SubjectId> = SubjectId::parse(&found.subject_id).into_iter().collect();
-        let log = self.audit(auth, "request.close", &subjects).detail(format!("{status} request {id}")).record();
+        let log = self
+            .audit(auth, candor_log::Action::RequestClose, &subjects)
+            .detail(format!("{status} request {id}"))
+            .record();
         self.store
             .close_request(id, status, self.now_millis(), &auth.principal.token_id, log)
             .await?
@@ -103,8 +108,11 @@ impl Vault {
             });
         }
         let list = self.store.requests(status, MAX_LISTED).await?;
-        let log =
-            self.audit(auth, "request.list", &[]).decision("full").detail(format!("{} requests", list.len())).record();
+        let log = self
+            .audit(auth, candor_log::Action::RequestList, &[])
+            .decision("full")
+            .detail(format!("{} requests", list.len()))
+            .record();
         self.store.append_log(vec![log]).await?;
         Ok(list)
     }

@@ -70,7 +70,7 @@ impl Vault {
                                     .iter()
                                     .map(|f| f.as_str().to_string())
                                     .chain(e.events.iter().map(|(t, _)| t.as_str().to_string()));
-                                Audit::new(&system_actor(), "retention.delete")
+                                Audit::new(&system_actor(), candor_log::Action::RetentionDelete)
                                     .subjects(&[id])
                                     .fields(names.collect::<Vec<_>>())
                                     .detail(describe(e))

@@ -44,9 +44,9 @@ fn check_reason(reason: Option<&str>, required: bool) -> Result<Option<&str>, Va
 impl Vault {
     /// Erases the customer (idempotent) and returns the signed erasure certificate.
     pub async fn erase_subject(&self, auth: &Authorized, id: SubjectId) -> Result<Value, VaultError> {
-        self.require_erase(auth, "subject.erase", id).await?;
+        self.require_erase(auth, candor_log::Action::SubjectErase, id).await?;
         if let Err(done) = self.erasure_brake.admit(&auth.principal.token_id, self.now_millis()) {
-            let audit = self.audit(auth, "subject.erase", &[id]);
+            let audit = self.audit(auth, candor_log::Action::SubjectErase, &[id]);
             return self.refuse(audit, "erasure_rate_limited", VaultError::ErasureRateLimited(done)).await;
         }
         let now = self.now_millis();
@@ -65,7 +65,7 @@ impl Vault {
         let certify = self.certifier(id, now, &request, &inventory, issued.clone());
         let events: u64 = inventory.events.iter().map(|(_, n)| n).sum();
         let log = self
-            .audit(auth, "subject.erase", &[id])
+            .audit(auth, candor_log::Action::SubjectErase, &[id])
             .fields(inventory.fields.iter().map(FieldName::as_str))
             .detail(format!(
                 "crypto-shredded; events {events}; consent entries {}; certificate {certificate_id}",
@@ -105,7 +105,7 @@ impl Vault {
                 Ok(receipt::sign(&self.log, ERASURE_CERTIFICATE, body))
             }
             Erasure::Held => {
-                let audit = self.audit(auth, "subject.erase", &[id]);
+                let audit = self.audit(auth, candor_log::Action::SubjectErase, &[id]);
                 self.refuse(audit, "legal_hold", VaultError::LegalHold).await
             }
             Erasure::NotFound => Err(VaultError::SubjectNotFound),
@@ -163,7 +163,7 @@ impl Vault {
             });
             let certify = self.certifier(id, pending.requested_at, &request, &inventory, Arc::new(OnceLock::new()));
             let actor = Principal { token_id: request.token_id.clone(), role: request.role.clone(), origin: None };
-            let mut audit = Audit::new(&actor, "subject.erase").subjects(&[id]);
+            let mut audit = Audit::new(&actor, candor_log::Action::SubjectErase).subjects(&[id]);
             if !request.purpose.is_empty() {
                 audit = audit.purpose(&PurposeId::new(request.purpose.clone()));
             }
@@ -193,7 +193,12 @@ impl Vault {
     /// Erasing a customer and lifting their restriction are a power of their own: the catalog
     /// gives it to a role explicitly (`erase = true`), under a purpose that is not consent-based;
     /// an operator's policy may narrow it further.
-    async fn require_erase(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
+    async fn require_erase(
+        &self,
+        auth: &Authorized,
+        action: candor_log::Action,
+        id: SubjectId,
+    ) -> Result<(), VaultError> {
         self.require(auth, candor_policy::Action::Erase, action, id, "erase_not_allowed", || {
             VaultError::EraseNotAllowed { role: auth.principal.role.clone(), purpose: auth.purpose.to_string() }
         })
@@ -203,7 +208,12 @@ impl Vault {
     /// Placing a restriction only protects the customer, so any role may ask for it under a
     /// purpose it acts under — but not under a consent purpose (those exist to use data with the
     /// customer's agreement, not to manage it).
-    async fn refuse_under_consent(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
+    async fn refuse_under_consent(
+        &self,
+        auth: &Authorized,
+        action: candor_log::Action,
+        id: SubjectId,
+    ) -> Result<(), VaultError> {
         if self.catalog.purpose(auth.purpose.as_str()).is_some_and(|p| p.needs_consent()) {
             let audit = self.audit(auth, action, &[id]);
             return self
@@ -223,12 +233,12 @@ impl Vault {
     /// Places a legal hold, which blocks erasure. Only under a purpose whose legal basis is a
     /// legal obligation; the reason is required and stored encrypted.
     pub async fn place_hold(&self, auth: &Authorized, id: SubjectId, reason: Option<&str>) -> Result<bool, VaultError> {
-        self.require_legal_obligation(auth, "hold.place", id).await?;
+        self.require_legal_obligation(auth, candor_log::Action::HoldPlace, id).await?;
         let reason = check_reason(reason, true)?.unwrap_or_default();
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let note = key.seal_field(&FieldName::new("legal_hold_reason"), reason.as_bytes())?;
-        let log = self.audit(auth, "hold.place", &[id]).record();
+        let log = self.audit(auth, candor_log::Action::HoldPlace, &[id]).record();
         match self.store.place_hold(id, note, self.now_millis(), log).await? {
             Toggle::Changed => Ok(true),
             Toggle::Unchanged => Ok(false),
@@ -237,8 +247,8 @@ impl Vault {
     }
 
     pub async fn lift_hold(&self, auth: &Authorized, id: SubjectId) -> Result<bool, VaultError> {
-        self.require_legal_obligation(auth, "hold.lift", id).await?;
-        let log = self.audit(auth, "hold.lift", &[id]).record();
+        self.require_legal_obligation(auth, candor_log::Action::HoldLift, id).await?;
+        let log = self.audit(auth, candor_log::Action::HoldLift, &[id]).record();
         match self.store.lift_hold(id, log).await? {
             Toggle::Changed => Ok(true),
             Toggle::Unchanged => Ok(false),
@@ -248,7 +258,7 @@ impl Vault {
 
     /// The legal hold in place, with its reason (logged as a read).
     pub async fn hold(&self, auth: &Authorized, id: SubjectId) -> Result<Option<HoldView>, VaultError> {
-        self.require_legal_obligation(auth, "hold.read", id).await?;
+        self.require_legal_obligation(auth, candor_log::Action::HoldRead, id).await?;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let Some((placed_at, note)) = self.store.hold(id).await? else {
             return Ok(None);
@@ -256,11 +266,18 @@ impl Vault {
         let key = self.keys.open_subject_key(id, &record.dek)?;
         let reason =
             String::from_utf8_lossy(&key.open_field(&FieldName::new("legal_hold_reason"), &note)?).into_owned();
-        self.store.append_log(vec![self.audit(auth, "hold.read", &[id]).decision("full").record()]).await?;
+        self.store
+            .append_log(vec![self.audit(auth, candor_log::Action::HoldRead, &[id]).decision("full").record()])
+            .await?;
         Ok(Some(HoldView { placed_at, reason }))
     }
 
-    async fn require_legal_obligation(&self, auth: &Authorized, action: &str, id: SubjectId) -> Result<(), VaultError> {
+    async fn require_legal_obligation(
+        &self,
+        auth: &Authorized,
+        action: candor_log::Action,
+        id: SubjectId,
+    ) -> Result<(), VaultError> {
         if self.purpose(auth).legal_basis == LegalBasis::LegalObligation {
             return Ok(());
         }
@@ -274,11 +291,11 @@ impl Vault {
 
     /// Restricts processing of the customer's data (kept, not used); `false` if it already was.
     pub async fn restrict(&self, auth: &Authorized, id: SubjectId, reason: Option<&str>) -> Result<bool, VaultError> {
-        self.refuse_under_consent(auth, "subject.restrict", id).await?;
+        self.refuse_under_consent(auth, candor_log::Action::SubjectRestrict, id).await?;
         // Restricting only protects one customer, but restricting everyone stops the business:
         // a stolen token of any role gets a brake here too.
         if let Err(done) = self.restriction_brake.admit(&auth.principal.token_id, self.now_millis()) {
-            let audit = self.audit(auth, "subject.restrict", &[id]);
+            let audit = self.audit(auth, candor_log::Action::SubjectRestrict, &[id]);
             return self.refuse(audit, "restriction_rate_limited", VaultError::RestrictionRateLimited(done)).await;
         }
         let reason = check_reason(reason, false)?;
@@ -290,7 +307,7 @@ impl Vault {
             }
             None => None,
         };
-        let log = self.audit(auth, "subject.restrict", &[id]).record();
+        let log = self.audit(auth, candor_log::Action::SubjectRestrict, &[id]).record();
         match self.store.restrict(id, note, self.now_millis(), log).await? {
             Toggle::Changed => Ok(true),
             Toggle::Unchanged => Ok(false),
@@ -300,8 +317,8 @@ impl Vault {
 
     /// Lifts the restriction; logged.
     pub async fn lift_restriction(&self, auth: &Authorized, id: SubjectId) -> Result<bool, VaultError> {
-        self.require_erase(auth, "subject.unrestrict", id).await?;
-        let log = self.audit(auth, "subject.unrestrict", &[id]).record();
+        self.require_erase(auth, candor_log::Action::SubjectUnrestrict, id).await?;
+        let log = self.audit(auth, candor_log::Action::SubjectUnrestrict, &[id]).record();
         match self.store.lift_restriction(id, log).await? {
             Toggle::Changed => Ok(true),
             Toggle::Unchanged => Ok(false),

@@ -98,7 +98,7 @@ impl Vault {
         secret.push_str(&who.proof.suffix());
         let now = self.now_millis();
         let id = uuid::Uuid::new_v4().to_string();
-        let log = Audit::new(&staff_principal(&who.pseudonym, &who.role), "staff.sign_in")
+        let log = Audit::new(&staff_principal(&who.pseudonym, &who.role), candor_log::Action::StaffSignIn)
             .detail(format!("session {id}"))
             .record();
         let person = StaffPerson {
@@ -133,7 +133,7 @@ impl Vault {
         let idle = found.last_seen_at + times.idle() <= now;
         let too_old = found.created_at + times.max() <= now;
         if idle || too_old {
-            let log = Audit::new(&staff_principal(&found.pseudonym, &found.role), "staff.sign_out")
+            let log = Audit::new(&staff_principal(&found.pseudonym, &found.role), candor_log::Action::StaffSignOut)
                 .detail(format!("session {} {}", found.id, if idle { "idle timeout" } else { "session too old" }))
                 .record();
             self.store.end_staff_session(&found.id, Some(log)).await?;
@@ -154,7 +154,7 @@ impl Vault {
         power: &str,
         subject: Option<candor_core::SubjectId>,
     ) -> Result<(), VaultError> {
-        let record = Audit::new(who, "access.denied")
+        let record = Audit::new(who, candor_log::Action::AccessDenied)
             .subjects(subject.as_slice())
             .decision("denied")
             .detail(format!("reauthentication_required:{power}"))
@@ -165,7 +165,7 @@ impl Vault {
 
     /// Ends a staff session (sign-out); logged.
     pub async fn end_staff_session(&self, session: &StaffSession) -> Result<(), VaultError> {
-        let log = Audit::new(&staff_principal(&session.pseudonym, &session.role), "staff.sign_out")
+        let log = Audit::new(&staff_principal(&session.pseudonym, &session.role), candor_log::Action::StaffSignOut)
             .detail(format!("session {}", session.id))
             .record();
         self.store.end_staff_session(&session.id, Some(log)).await?;
@@ -177,10 +177,10 @@ impl Vault {
     /// pseudonym looked up) whether or not it finds someone; a refusal is logged too.
     pub async fn staff_whois(&self, caller: &Principal, pseudonym: &str) -> Result<Option<StaffPerson>, VaultError> {
         if !self.policy.may_audit(&caller.role) {
-            let audit = Audit::new(caller, "staff.whois").subjects(&[]);
+            let audit = Audit::new(caller, candor_log::Action::StaffWhois).subjects(&[]);
             return self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await;
         }
-        let log = Audit::new(caller, "staff.whois").detail(format!("looked up {pseudonym}")).record();
+        let log = Audit::new(caller, candor_log::Action::StaffWhois).detail(format!("looked up {pseudonym}")).record();
         Ok(self.store.resolve_staff(pseudonym, log).await?)
     }
 }

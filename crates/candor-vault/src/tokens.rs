@@ -119,7 +119,9 @@ impl Vault {
         self.require_admin(by)?;
         let list = self.store.tokens().await?;
         self.store
-            .append_log(vec![Audit::new(by, "token.list").detail(format!("{} tokens", list.len())).record()])
+            .append_log(vec![
+                Audit::new(by, candor_log::Action::TokenList).detail(format!("{} tokens", list.len())).record(),
+            ])
             .await?;
         Ok(list)
     }
@@ -136,11 +138,12 @@ impl Vault {
         };
         let tokens = self.store.tokens().await?;
         if tokens.iter().any(|t| t.id == id && manages(t)) && !tokens.iter().any(|t| t.id != id && manages(t)) {
-            let log = Audit::new(by, "token.revoke").decision("denied").detail("last_admin_token").record();
+            let log =
+                Audit::new(by, candor_log::Action::TokenRevoke).decision("denied").detail("last_admin_token").record();
             self.store.append_log(vec![log]).await?;
             return Err(RevokeError::LastAdminToken(id.to_string()));
         }
-        let log = Audit::new(by, "token.revoke")
+        let log = Audit::new(by, candor_log::Action::TokenRevoke)
             .detail(format!("token {}", id.chars().take(64).collect::<String>()))
             .record();
         Ok(self.store.revoke_token(id, now, log).await?.ok_or(VaultError::TokenNotFound)?)

@@ -114,7 +114,7 @@ impl Vault {
         after: Option<u64>,
         limit: usize,
     ) -> Result<(SignedCheckpoint, Vec<AccessLogItem>, Option<u64>), VaultError> {
-        self.require_customer_records(auth, id, "access_log.read").await?;
+        self.require_customer_records(auth, id, candor_log::Action::AccessLogRead).await?;
         let checkpoint = self.checkpoint().await?;
         let mut items = Vec::new();
         let mut next = None;
@@ -131,7 +131,7 @@ impl Vault {
             let (_, proof) = self.store.log_inclusion_proof(index, checkpoint.size).await?;
             items.push(AccessLogItem { index, bytes, proof });
         }
-        let log = crate::audit::Audit::new(&auth.principal, "access_log.read")
+        let log = crate::audit::Audit::new(&auth.principal, candor_log::Action::AccessLogRead)
             .purpose(&auth.purpose)
             .subjects(&[id])
             .decision("full")
