@@ -92,7 +92,10 @@ impl Assessment {
             && filters.to.as_ref().is_none_or(|t| e.time.as_str() < t.as_str())
             && filters.token.as_ref().is_none_or(|t| &e.actor.token == t)
             && filters.role.as_ref().is_none_or(|r| &e.actor.role == r)
-            && filters.recipient.as_ref().is_none_or(|r| e.actor.role == format!("recipient:{r}"));
+            && filters
+                .recipient
+                .as_ref()
+                .is_none_or(|r| candor_log::actor::recipient_of(&e.actor.role) == Some(r.as_str()));
         if !fits {
             return;
         }

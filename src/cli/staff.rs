@@ -26,18 +26,18 @@ pub enum StaffCommand {
 /// `staff:` before it), for `candor breach assess --staff`.
 pub fn actor_of(pseudonym: &str) -> Result<String> {
     let pseudonym = pseudonym.trim();
-    let pseudonym = pseudonym.strip_prefix(crate::vault::ACTOR_PREFIX).unwrap_or(pseudonym);
+    let pseudonym = candor_log::actor::staff_pseudonym(pseudonym).unwrap_or(pseudonym);
     if !candor_crypto::staff::is_pseudonym(pseudonym) {
         bail!("`{pseudonym}` is not a staff pseudonym: they look like stf_ and 32 hex digits");
     }
-    Ok(format!("{}{pseudonym}", crate::vault::ACTOR_PREFIX))
+    Ok(candor_log::actor::staff(pseudonym))
 }
 
 pub async fn run(command: StaffCommand) -> Result<()> {
     match command {
         StaffCommand::Whois { pseudonym, token, config } => {
             let pseudonym = pseudonym.trim();
-            let pseudonym = pseudonym.strip_prefix(crate::vault::ACTOR_PREFIX).unwrap_or(pseudonym);
+            let pseudonym = candor_log::actor::staff_pseudonym(pseudonym).unwrap_or(pseudonym);
             if !candor_crypto::staff::is_pseudonym(pseudonym) {
                 bail!("`{pseudonym}` is not a staff pseudonym: they look like stf_ and 32 hex digits");
             }

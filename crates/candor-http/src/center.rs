@@ -379,8 +379,8 @@ fn who(catalog: &Catalog, role: &str, token: &str, own_session: &str) -> String 
         CUSTOMER_ROLE => "You, in this privacy center".into(),
         "system" => format!("{}'s systems, automatically", catalog.organisation.name),
         "admin" => "An administrator".into(),
-        r if r.starts_with("recipient:") => {
-            let id = &r["recipient:".len()..];
+        r if candor_log::actor::recipient_of(r).is_some() => {
+            let id = candor_log::actor::recipient_of(r).unwrap_or_default();
             match catalog.recipients.iter().find(|x| x.id == id) {
                 Some(x) => format!("{} ({}), a company we share data with", x.name, x.country),
                 None => label(id),
@@ -416,7 +416,7 @@ pub async fn access(
         Err(e) => return error_page(&state, e),
     };
     let catalog = state.vault.catalog();
-    let own = format!("session:{}", me.session.id);
+    let own = candor_log::actor::session(&me.session.id);
     let by_customer = |e: &Value| e["actor"]["role"] == CUSTOMER_ROLE;
     let own_hidden = if show_own { 0 } else { history.entries.iter().filter(|(_, e)| by_customer(e)).count() };
     let rows = history

@@ -560,7 +560,7 @@ fn matches(entry: &candor_log::entry::LogEntry, q: &LogQuery) -> bool {
     let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     given(&q.action).is_none_or(|a| entry.action == a)
         && given(&q.role).is_none_or(|r| entry.actor.role == r)
-        && given(&q.actor).is_none_or(|a| entry.actor.token == a || entry.actor.token == format!("staff:{a}"))
+        && given(&q.actor).is_none_or(|a| entry.actor.token == a || entry.actor.token == candor_log::actor::staff(&a))
         && given(&q.customer).is_none_or(|c| entry.subjects.contains(&c))
 }
 

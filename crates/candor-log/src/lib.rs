@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod actor;
 pub mod entry;
 pub mod map;
 pub mod merkle;

@@ -80,7 +80,7 @@ fn link_refusal(link: &SignInLink, now: Millis) -> Option<&'static str> {
 
 /// The actor name of a session in the log (its public id, never its secret).
 fn session_actor(id: &str) -> Principal {
-    Principal { token_id: format!("session:{id}"), role: CUSTOMER_ROLE.to_string(), origin: None }
+    Principal { token_id: candor_log::actor::session(id), role: CUSTOMER_ROLE.to_string(), origin: None }
 }
 
 impl Vault {

@@ -99,7 +99,11 @@ pub struct ShareView {
 
 /// The log actor of a recipient reading through a grant.
 fn recipient_actor(grant: &Grant, origin: Option<std::net::IpAddr>) -> Principal {
-    Principal { token_id: format!("grant:{}", grant.id), role: format!("recipient:{}", grant.recipient), origin }
+    Principal {
+        token_id: candor_log::actor::grant(&grant.id),
+        role: candor_log::actor::recipient_role(&grant.recipient),
+        origin,
+    }
 }
 
 fn today() -> String {

@@ -54,7 +54,7 @@ pub use idempotency::IdempotencyKey;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
 pub use report::{Document, ReportEvents, event_json, head_json};
-pub use staff::{ACTOR_PREFIX, SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
+pub use staff::{SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
 pub use status::Metrics;
 
 /// Default and maximum page size of event listings.

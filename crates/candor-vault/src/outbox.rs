@@ -48,8 +48,8 @@ impl Vault {
         let id = &notice.id;
         self.store.confirm_notice(id, self.now_millis()).await?;
         let actor = Principal {
-            token_id: format!("notice:{id}"),
-            role: format!("recipient:{}", notice.recipient),
+            token_id: candor_log::actor::notice(id),
+            role: candor_log::actor::recipient_role(&notice.recipient),
             origin: None,
         };
         let log = Audit::new(&actor, candor_log::Action::RecipientConfirmed)

@@ -10,11 +10,6 @@ use zeroize::Zeroizing;
 use super::{Principal, Vault, VaultError};
 use crate::audit::Audit;
 
-/// Where the actor of a signed-in person's log entries starts: `staff:<pseudonym>`.
-pub const ACTOR_PREFIX: &str = "staff:";
-/// Where the actor of a service's log entries starts: `client:<client id>`.
-pub const CLIENT_PREFIX: &str = "client:";
-
 const MINUTE: Millis = 60_000;
 /// Activity is written back at most this often.
 const TOUCH_EVERY: Millis = MINUTE;
@@ -76,14 +71,14 @@ impl SignInProof {
 /// them by it; the token id is per person, so per-token limits (erasures and restrictions per
 /// hour) and idempotency keys are per person across their sessions.
 pub fn staff_principal(pseudonym: &str, role: &str) -> Principal {
-    Principal { token_id: format!("{ACTOR_PREFIX}{pseudonym}"), role: role.to_string(), origin: None }
+    Principal { token_id: candor_log::actor::staff(pseudonym), role: role.to_string(), origin: None }
 }
 
 /// A service that presented an access token from the company's identity provider: actor
 /// `client:<client id>` (an application's registered id, never a person) with the role
 /// `[staff.clients]` gives it.
 pub fn client_principal(client_id: &str, role: &str) -> Principal {
-    Principal { token_id: format!("{CLIENT_PREFIX}{client_id}"), role: role.to_string(), origin: None }
+    Principal { token_id: candor_log::actor::client(client_id), role: role.to_string(), origin: None }
 }
 
 impl Vault {
