@@ -1,6 +1,6 @@
 //! The public privacy notice, generated from the catalog: what is held, why, on which legal
 //! basis, how long, where, who receives it, and the customer's rights. The same catalog also
-//! gives the record of processing activities (see [`crate::ropa`]) and what the system enforces,
+//! gives the record of processing activities (`candor catalog ropa`) and what the system enforces,
 //! so the three cannot disagree.
 
 use serde::{Deserialize, Serialize};

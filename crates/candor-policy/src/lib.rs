@@ -8,6 +8,7 @@
 //!
 //! Cedar's semantics apply: nothing is allowed unless a policy permits it, and any forbid that
 //! applies wins. An evaluation error counts as a refusal (fail closed).
+#![forbid(unsafe_code)]
 
 pub mod generate;
 mod operator;

@@ -50,7 +50,11 @@ pub struct Audit {
 
 impl Audit {
     pub fn new(actor: &Principal, action: candor_log::Action) -> Self {
-        let now = crate::clock::now();
+        Self::at(actor, action, crate::clock::now())
+    }
+
+    /// A record of `action` by `actor` at `now` (the vault's clock).
+    pub fn at(actor: &Principal, action: candor_log::Action, now: jiff::Timestamp) -> Self {
         let time = now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         Self {
             entry: LogEntry {

@@ -9,7 +9,7 @@ use candor_store::{Breach, Millis};
 
 use super::center::CustomerSession;
 use super::{Vault, VaultError};
-use crate::audit::{Audit, system_actor};
+use crate::audit::system_actor;
 
 /// The authority must be told within this long of the controller becoming aware.
 pub const AUTHORITY_DEADLINE_MS: Millis = 72 * 3600 * 1000;
@@ -95,7 +95,8 @@ impl Vault {
             authority_notified_at: None,
             closed_at: None,
         };
-        let mut parts = Audit::new(&system_actor(), candor_log::Action::BreachRecord)
+        let mut parts = self
+            .entry(&system_actor(), candor_log::Action::BreachRecord)
             .subjects(&input.subjects)
             .detail(format!(
                 "{}; {} customers; categories {}",
@@ -145,7 +146,7 @@ impl Vault {
     /// Marks the authority notified (`closed = false`) or the breach closed; logged.
     pub async fn update_breach(&self, id: &str, closed: bool) -> Result<bool, VaultError> {
         let what = if closed { candor_log::Action::BreachClose } else { candor_log::Action::BreachAuthorityNotified };
-        let log = Audit::new(&system_actor(), what).detail(id.to_string()).record();
+        let log = self.entry(&system_actor(), what).detail(id.to_string()).record();
         Ok(self.store.update_breach(id, closed, self.now_millis(), log).await?)
     }
 

@@ -16,7 +16,6 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::{Authorized, Correction, Principal, Vault, VaultError};
-use crate::audit::Audit;
 
 const MINUTE: Millis = 60_000;
 /// A session ends after this long whatever the activity; customers sign in again.
@@ -146,7 +145,8 @@ impl Vault {
         let now = self.now_millis();
         let id = uuid::Uuid::new_v4().to_string();
         let auth = self.customer_auth(&id)?;
-        let audit = Audit::new(&auth.principal, candor_log::Action::PrivacyCenterSignIn)
+        let audit = self
+            .entry(&auth.principal, candor_log::Action::PrivacyCenterSignIn)
             .purpose(&auth.purpose)
             .subjects(&[link.subject]);
         if let Some(why) = link_refusal(&link, now) {
@@ -174,7 +174,8 @@ impl Vault {
         let too_old = found.created_at + SESSION_MAX_HOURS * 60 * MINUTE <= now;
         let auth = self.customer_auth(&found.id)?;
         if idle || too_old {
-            let log = Audit::new(&auth.principal, candor_log::Action::PrivacyCenterSignOut)
+            let log = self
+                .entry(&auth.principal, candor_log::Action::PrivacyCenterSignOut)
                 .purpose(&auth.purpose)
                 .subjects(&[found.subject])
                 .detail(if idle { "idle timeout" } else { "session too old" })

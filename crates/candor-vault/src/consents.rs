@@ -19,7 +19,6 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Authorized, Principal, Vault, VaultError};
-use crate::audit::Audit;
 use crate::receipt::{self, CONSENT_RECEIPT};
 
 /// The notice in force for each purpose, and its version (`sha256:<hex>` of the text).
@@ -205,7 +204,7 @@ impl Vault {
         if !self.purpose(auth).needs_consent() {
             return Ok(());
         }
-        let audit = Audit::new(&auth.principal, candor_log::Action::SubjectCreate).purpose(&auth.purpose);
+        let audit = self.entry(&auth.principal, candor_log::Action::SubjectCreate).purpose(&auth.purpose);
         let error = VaultError::Access(AccessDenied::ConsentRequired(auth.purpose.to_string()));
         self.refuse(audit, "consent_required", error).await
     }
@@ -504,7 +503,7 @@ impl Vault {
                     text: notice.text.clone(),
                 });
             }
-            let mut audit = Audit::new(principal, candor_log::Action::ConsentChange).subjects(&[d.subject]);
+            let mut audit = self.entry(principal, candor_log::Action::ConsentChange).subjects(&[d.subject]);
             if let Some(p) = purpose {
                 audit = audit.purpose(p);
             }

@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::consents::ConsentScope;
 use super::{Authorized, Principal, Vault, VaultError};
-use crate::audit::{Audit, system_actor};
+use crate::audit::system_actor;
 
 /// Prefix of grant credentials (recognisable when leaked).
 pub const GRANT_PREFIX: &str = "cndg_";
@@ -106,10 +106,6 @@ fn recipient_actor(grant: &Grant, origin: Option<std::net::IpAddr>) -> Principal
     }
 }
 
-fn today() -> String {
-    crate::clock::now().strftime("%Y-%m-%d").to_string()
-}
-
 fn invalid(field: &'static str, message: impl Into<String>) -> VaultError {
     VaultError::InvalidInput { field, message: message.into() }
 }
@@ -123,7 +119,7 @@ impl Vault {
             .iter()
             .find(|r| r.id == id)
             .ok_or_else(|| VaultError::UnknownRecipient(id.chars().take(64).collect()))?;
-        if !r.agreement_in_force(&today()) {
+        if !r.agreement_in_force(&self.clock.now().strftime("%Y-%m-%d").to_string()) {
             return Err(VaultError::AgreementExpired { recipient: r.id.clone() });
         }
         Ok(r)
@@ -354,7 +350,8 @@ impl Vault {
             return Ok(g);
         }
         let subjects = self.store.grant_subjects(&g.id, None, MAX_GRANT_SUBJECTS as u32).await?;
-        let mut parts = Audit::new(by, candor_log::Action::GrantRevoke)
+        let mut parts = self
+            .entry(by, candor_log::Action::GrantRevoke)
             .purpose(&PurposeId::new(g.purpose.as_str()))
             .subjects(&subjects)
             .detail(format!("grant {}", g.id))
@@ -370,7 +367,8 @@ impl Vault {
     /// Every grant, newest first, for the operator (`candor grants list`); logged.
     pub async fn all_grants(&self) -> Result<Vec<Grant>, VaultError> {
         let list = self.store.grants().await?;
-        let log = Audit::new(&system_actor(), candor_log::Action::GrantList)
+        let log = self
+            .entry(&system_actor(), candor_log::Action::GrantList)
             .detail(format!("{} grants", list.len()))
             .record();
         self.store.append_log(vec![log]).await?;
@@ -407,7 +405,7 @@ impl Vault {
         let purpose = self.catalog.purpose(&g.purpose).ok_or(VaultError::GrantNotFound)?.clone();
         let actor = recipient_actor(&g, origin);
         if !recipient.purposes.contains(&purpose.id) {
-            let audit = Audit::new(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
+            let audit = self.entry(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
             let error =
                 VaultError::RecipientNotDeclared { recipient: recipient.id.clone(), purpose: purpose.id.to_string() };
             return self.refuse(audit, "recipient_not_declared", error).await;
@@ -420,7 +418,7 @@ impl Vault {
             }
         }
         if fields.is_empty() {
-            let audit = Audit::new(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
+            let audit = self.entry(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
             let field = withheld.first().cloned().unwrap_or_default();
             let error = VaultError::FieldNotShared { field, recipient: recipient.id.clone() };
             return self.refuse(audit, "field_not_shared", error).await;
@@ -453,7 +451,8 @@ impl Vault {
                 withheld.join(", ")
             ));
         }
-        let log = Audit::new(&actor, candor_log::Action::GrantRead)
+        let log = self
+            .entry(&actor, candor_log::Action::GrantRead)
             .purpose(&purpose.id)
             .subjects(&subjects)
             .fields(names.iter().map(FieldName::as_str))

@@ -3,6 +3,7 @@
 //! Handlers call exactly one vault operation. The vault checks the declared purpose and the
 //! write against the catalog (pure code in `candor_core`), seals values with the subject's data
 //! key (`candor_crypto`) and stores the result in one store transaction (`candor_store`).
+#![forbid(unsafe_code)]
 
 pub mod audit;
 mod breaches;
@@ -405,6 +406,11 @@ impl Vault {
         self
     }
 
+    /// A log record of `action` by `actor`, timed by this vault's clock.
+    fn entry(&self, actor: &Principal, action: candor_log::Action) -> Audit {
+        Audit::at(actor, action, self.clock.now())
+    }
+
     /// The current time by this vault's clock, in milliseconds since the epoch.
     pub fn now_millis(&self) -> Millis {
         self.clock.now_millis()
@@ -423,7 +429,8 @@ impl Vault {
 
     /// Logs that the catalog changed since the last start (its SHA-256), if it did.
     pub async fn note_catalog(&self, sha256_hex: &str) -> Result<(), VaultError> {
-        let record = Audit::new(&system_actor(), candor_log::Action::CatalogChanged)
+        let record = self
+            .entry(&system_actor(), candor_log::Action::CatalogChanged)
             .detail(format!("sha256:{sha256_hex}"))
             .record();
         self.store.note_catalog(sha256_hex, record).await?;
@@ -469,7 +476,7 @@ impl Vault {
             }
             Err(denied) => (denial_code(&denied), VaultError::Access(denied)),
         };
-        let mut audit = Audit::new(&principal, candor_log::Action::AccessDenied).subjects(subject.as_slice());
+        let mut audit = self.entry(&principal, candor_log::Action::AccessDenied).subjects(subject.as_slice());
         if let Some(p) = self.catalog.purpose(purpose.unwrap_or_default().trim()) {
             audit = audit.purpose(&p.id);
         }
@@ -498,7 +505,7 @@ impl Vault {
 
     /// A log record of `action` by the caller under its purpose, about `subjects`.
     fn audit(&self, auth: &Authorized, action: candor_log::Action, subjects: &[SubjectId]) -> Audit {
-        Audit::new(&auth.principal, action).purpose(&auth.purpose).subjects(subjects)
+        self.entry(&auth.principal, action).purpose(&auth.purpose).subjects(subjects)
     }
 
     /// Refuses a write; attempts to touch fields outside the purpose are logged as denials.
@@ -903,7 +910,8 @@ impl Vault {
         }
         let token = candor_crypto::generate_token()?;
         let id = uuid::Uuid::new_v4().to_string();
-        let log = Audit::new(&system_actor(), candor_log::Action::TokenCreate)
+        let log = self
+            .entry(&system_actor(), candor_log::Action::TokenCreate)
             .detail(format!("token {id} for role {role}"))
             .record();
         let new = NewToken {

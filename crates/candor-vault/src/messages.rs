@@ -12,7 +12,6 @@ use candor_store::{Millis, StoreError, StoredMessage};
 use super::center::CustomerSession;
 use super::consents::ConsentScope;
 use super::{Authorized, Principal, Vault, VaultError};
-use crate::audit::Audit;
 
 /// Longest subject line accepted.
 const MAX_SUBJECT_LINE: usize = 300;
@@ -141,7 +140,8 @@ impl Vault {
                 code_hash: message_code_hash(&code).expect("generated codes are codes"),
                 sent_at,
             };
-            let log = Audit::new(actor, candor_log::Action::MessageRegister)
+            let log = self
+                .entry(actor, candor_log::Action::MessageRegister)
                 .purpose(&candor_core::PurposeId::new(purpose))
                 .subjects(&[id])
                 .detail(format!("message {message_id}; channel {}", channel.name()))
@@ -165,7 +165,8 @@ impl Vault {
     pub async fn verify_message_code(&self, code: &str) -> Result<Verification, VaultError> {
         let Some(hash) = message_code_hash(code) else { return Ok(Verification::Unknown) };
         if let Some(m) = self.store.message_by_code(&hash).await? {
-            let log = Audit::new(&public_actor(), candor_log::Action::MessageVerify)
+            let log = self
+                .entry(&public_actor(), candor_log::Action::MessageVerify)
                 .subjects(&[m.subject])
                 .decision("genuine")
                 .detail(format!("message {}", m.id))
@@ -174,7 +175,8 @@ impl Vault {
             return Ok(Verification::Genuine { channel: m.channel, sent_at: m.sent_at });
         }
         let Some(m) = self.store.erased_message_by_code(&hash).await? else { return Ok(Verification::Unknown) };
-        let log = Audit::new(&public_actor(), candor_log::Action::MessageVerify)
+        let log = self
+            .entry(&public_actor(), candor_log::Action::MessageVerify)
             .decision("genuine")
             .detail("a message to a customer since erased")
             .record();

@@ -4,7 +4,7 @@
 use candor_core::privacy_notice::{PrivacyNotice, changes, privacy_notice};
 
 use super::{Vault, VaultError};
-use crate::audit::{Audit, system_actor};
+use crate::audit::system_actor;
 
 /// One published version and what changed from the one before.
 pub struct NoticeVersion {
@@ -32,7 +32,7 @@ impl Vault {
     /// Publishes the catalog's notice if it differs from the latest published one (logged).
     pub async fn publish_notice(&self) -> Result<bool, VaultError> {
         let (json, version) = versioned(&privacy_notice(&self.catalog));
-        let log = Audit::new(&system_actor(), candor_log::Action::NoticePublished).detail(version.clone()).record();
+        let log = self.entry(&system_actor(), candor_log::Action::NoticePublished).detail(version.clone()).record();
         Ok(self.store.publish_notice(&version, self.now_millis(), &json, log).await?)
     }
 

@@ -1,11 +1,11 @@
 //! Notices to recipients (GDPR Art. 19): the vault's side of the outbox. The dispatcher
-//! (`crate::outbox`) finds what is due and posts it; the HTTP layer checks a recipient's signed
+//! (the `outbox` module of the `candor` package) finds what is due and posts it; the HTTP layer checks a recipient's signed
 //! confirmation; recording each step, and its log entry, happens here.
 
 use candor_core::SubjectId;
 use candor_store::{Millis, Notice};
 
-use super::audit::{Audit, system_actor};
+use super::audit::system_actor;
 use super::{Authorized, Principal, Vault, VaultError};
 
 /// Most notices one listing returns.
@@ -29,7 +29,8 @@ impl Vault {
     /// Records that the recipient accepted `notice` (answered 2xx), and logs it.
     pub async fn notice_delivered(&self, notice: &Notice) -> Result<(), VaultError> {
         self.store.notice_delivered(&notice.id, self.now_millis()).await?;
-        let log = Audit::new(&system_actor(), candor_log::Action::RecipientNotified)
+        let log = self
+            .entry(&system_actor(), candor_log::Action::RecipientNotified)
             .subjects(&subjects_of(notice))
             .detail(format!("notice {} ({}) to {}", notice.id, notice.kind, notice.recipient))
             .record();
@@ -52,7 +53,8 @@ impl Vault {
             role: candor_log::actor::recipient_role(&notice.recipient),
             origin: None,
         };
-        let log = Audit::new(&actor, candor_log::Action::RecipientConfirmed)
+        let log = self
+            .entry(&actor, candor_log::Action::RecipientConfirmed)
             .subjects(&subjects_of(notice))
             .detail(format!("notice {id} ({})", notice.kind))
             .record();

@@ -113,7 +113,7 @@ impl Vault {
         if self.policy.may_audit(&caller.role) {
             return Ok(());
         }
-        let audit = Audit::new(caller, candor_log::Action::LogEntries);
+        let audit = self.entry(caller, candor_log::Action::LogEntries);
         self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await
     }
 

@@ -216,7 +216,7 @@ pub fn head_json(vault: &Vault, head: &ReportHead, document: Document) -> Map<St
         }),
     );
     out.insert("subject_id".into(), json!(head.subject.to_string()));
-    out.insert("generated_at".into(), json!(crate::clock::now().to_string()));
+    out.insert("generated_at".into(), json!(vault.clock.now().to_string()));
     out.insert(
         "controller".into(),
         json!({"name": catalog.organisation.name, "contact": catalog.organisation.privacy_contact}),

@@ -13,7 +13,6 @@ use candor_store::{Certify, Erasure, Notified, StoreError, Toggle};
 use serde_json::Value;
 
 use super::{Authorized, Principal, Vault, VaultError};
-use crate::audit::Audit;
 use crate::receipt::{self, ERASURE_CERTIFICATE};
 
 /// Shortest reason accepted for a hold or restriction, and the longest.
@@ -163,7 +162,7 @@ impl Vault {
             });
             let certify = self.certifier(id, pending.requested_at, &request, &inventory, Arc::new(OnceLock::new()));
             let actor = Principal { token_id: request.token_id.clone(), role: request.role.clone(), origin: None };
-            let mut audit = Audit::new(&actor, candor_log::Action::SubjectErase).subjects(&[id]);
+            let mut audit = self.entry(&actor, candor_log::Action::SubjectErase).subjects(&[id]);
             if !request.purpose.is_empty() {
                 audit = audit.purpose(&PurposeId::new(request.purpose.clone()));
             }

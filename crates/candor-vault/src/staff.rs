@@ -1,5 +1,5 @@
 //! Staff sessions and the staff directory: the vault's side of a person signed in through the
-//! company's identity provider (`crate::staff` says who they are; this stores their session and
+//! company's identity provider (`candor_http::identity` says who they are; this stores their session and
 //! turns it into a [`Principal`], so what they do goes through the same authorization, policy
 //! decisions and log as a token's holder).
 
@@ -8,7 +8,6 @@ use candor_store::{Millis, NewStaffSession, StaffPerson, StaffSession};
 use zeroize::Zeroizing;
 
 use super::{Principal, Vault, VaultError};
-use crate::audit::Audit;
 
 const MINUTE: Millis = 60_000;
 /// Activity is written back at most this often.
@@ -93,7 +92,8 @@ impl Vault {
         secret.push_str(&who.proof.suffix());
         let now = self.now_millis();
         let id = uuid::Uuid::new_v4().to_string();
-        let log = Audit::new(&staff_principal(&who.pseudonym, &who.role), candor_log::Action::StaffSignIn)
+        let log = self
+            .entry(&staff_principal(&who.pseudonym, &who.role), candor_log::Action::StaffSignIn)
             .detail(format!("session {id}"))
             .record();
         let person = StaffPerson {
@@ -128,7 +128,8 @@ impl Vault {
         let idle = found.last_seen_at + times.idle() <= now;
         let too_old = found.created_at + times.max() <= now;
         if idle || too_old {
-            let log = Audit::new(&staff_principal(&found.pseudonym, &found.role), candor_log::Action::StaffSignOut)
+            let log = self
+                .entry(&staff_principal(&found.pseudonym, &found.role), candor_log::Action::StaffSignOut)
                 .detail(format!("session {} {}", found.id, if idle { "idle timeout" } else { "session too old" }))
                 .record();
             self.store.end_staff_session(&found.id, Some(log)).await?;
@@ -149,7 +150,8 @@ impl Vault {
         power: &str,
         subject: Option<candor_core::SubjectId>,
     ) -> Result<(), VaultError> {
-        let record = Audit::new(who, candor_log::Action::AccessDenied)
+        let record = self
+            .entry(who, candor_log::Action::AccessDenied)
             .subjects(subject.as_slice())
             .decision("denied")
             .detail(format!("reauthentication_required:{power}"))
@@ -160,7 +162,8 @@ impl Vault {
 
     /// Ends a staff session (sign-out); logged.
     pub async fn end_staff_session(&self, session: &StaffSession) -> Result<(), VaultError> {
-        let log = Audit::new(&staff_principal(&session.pseudonym, &session.role), candor_log::Action::StaffSignOut)
+        let log = self
+            .entry(&staff_principal(&session.pseudonym, &session.role), candor_log::Action::StaffSignOut)
             .detail(format!("session {}", session.id))
             .record();
         self.store.end_staff_session(&session.id, Some(log)).await?;
@@ -172,10 +175,10 @@ impl Vault {
     /// pseudonym looked up) whether or not it finds someone; a refusal is logged too.
     pub async fn staff_whois(&self, caller: &Principal, pseudonym: &str) -> Result<Option<StaffPerson>, VaultError> {
         if !self.policy.may_audit(&caller.role) {
-            let audit = Audit::new(caller, candor_log::Action::StaffWhois).subjects(&[]);
+            let audit = self.entry(caller, candor_log::Action::StaffWhois).subjects(&[]);
             return self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await;
         }
-        let log = Audit::new(caller, candor_log::Action::StaffWhois).detail(format!("looked up {pseudonym}")).record();
+        let log = self.entry(caller, candor_log::Action::StaffWhois).detail(format!("looked up {pseudonym}")).record();
         Ok(self.store.resolve_staff(pseudonym, log).await?)
     }
 }

@@ -16,7 +16,6 @@ use std::sync::Mutex;
 use candor_store::StoredToken;
 
 use super::{Principal, Vault, VaultError};
-use crate::audit::Audit;
 
 /// Revocations run one at a time in a server, so two admins revoking each other's tokens at
 /// the same moment cannot both pass the last-admin check.
@@ -120,7 +119,7 @@ impl Vault {
         let list = self.store.tokens().await?;
         self.store
             .append_log(vec![
-                Audit::new(by, candor_log::Action::TokenList).detail(format!("{} tokens", list.len())).record(),
+                self.entry(by, candor_log::Action::TokenList).detail(format!("{} tokens", list.len())).record(),
             ])
             .await?;
         Ok(list)
@@ -139,11 +138,12 @@ impl Vault {
         let tokens = self.store.tokens().await?;
         if tokens.iter().any(|t| t.id == id && manages(t)) && !tokens.iter().any(|t| t.id != id && manages(t)) {
             let log =
-                Audit::new(by, candor_log::Action::TokenRevoke).decision("denied").detail("last_admin_token").record();
+                self.entry(by, candor_log::Action::TokenRevoke).decision("denied").detail("last_admin_token").record();
             self.store.append_log(vec![log]).await?;
             return Err(RevokeError::LastAdminToken(id.to_string()));
         }
-        let log = Audit::new(by, candor_log::Action::TokenRevoke)
+        let log = self
+            .entry(by, candor_log::Action::TokenRevoke)
             .detail(format!("token {}", id.chars().take(64).collect::<String>()))
             .record();
         Ok(self.store.revoke_token(id, now, log).await?.ok_or(VaultError::TokenNotFound)?)

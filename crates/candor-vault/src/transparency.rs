@@ -131,7 +131,8 @@ impl Vault {
             let (_, proof) = self.store.log_inclusion_proof(index, checkpoint.size).await?;
             items.push(AccessLogItem { index, bytes, proof });
         }
-        let log = crate::audit::Audit::new(&auth.principal, candor_log::Action::AccessLogRead)
+        let log = self
+            .entry(&auth.principal, candor_log::Action::AccessLogRead)
             .purpose(&auth.purpose)
             .subjects(&[id])
             .decision("full")
