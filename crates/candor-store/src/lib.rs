@@ -6,8 +6,10 @@
 //! [`BlindIndex`]) — never a plaintext personal value and never a key.
 //!
 //! Backends: [`sqlite::SqliteStore`] (embedded default) and [`postgres::PgStore`] (several
-//! servers on one database). Every backend must pass [`testsuite::run_all`]. [`copy`] moves an
-//! installation from SQLite to PostgreSQL.
+//! servers on one database). Every backend must pass the contract suite `testsuite::run_all`
+//! (built for the crate's own tests and with the feature `test-support`, which also brings the
+//! test and benchmark helpers `pgtest` and `floor`). [`copy`] moves an installation from SQLite
+//! to PostgreSQL.
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
@@ -29,18 +31,21 @@ pub use staff::{NewStaffSession, StaffPerson, StaffSession, StaffStore};
 pub mod breaches;
 pub mod consents;
 pub mod copy;
+#[cfg(any(test, feature = "test-support"))]
 pub mod floor;
 pub mod grants;
 pub mod keys;
 pub mod messages;
 pub mod outbox;
 pub mod overrides;
+#[cfg(any(test, feature = "test-support"))]
 pub mod pgtest;
 pub mod postgres;
 pub mod rights;
 pub mod sessions;
 pub mod sqlite;
 pub mod staff;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testsuite;
 
 /// Milliseconds since the Unix epoch.
