@@ -43,6 +43,7 @@ pub mod pgtest;
 pub mod postgres;
 pub mod rights;
 pub mod sessions;
+mod sql;
 pub mod sqlite;
 pub mod staff;
 #[cfg(any(test, feature = "test-support"))]

@@ -18,18 +18,17 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, NoTls};
 
 mod batch;
-mod breaches;
 mod consents;
-mod grants;
+mod exec;
 mod keys;
 mod log_batch;
-mod messages;
-mod outbox;
-mod overrides;
 mod rights;
-mod sessions;
-mod staff;
 
+use exec::Pg;
+
+use crate::sql::SendFuture;
+
+use crate::sql::core;
 use crate::{
     FieldChange, Hash, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent, StoredToken,
     SubjectRecord,
@@ -248,24 +247,6 @@ async fn check_size(c: &impl GenericClient, size: u64) -> Result<(), StoreError>
 }
 
 impl PgStore {
-    /// Runs `sql` (an insert that adds its row only when the customer exists) and, if it added
-    /// one, appends `log` in the same transaction. Returns whether it did.
-    pub(crate) async fn insert_logged(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-        log: LogRecord,
-    ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        if tx.execute(sql, params).await.map_err(pg_err)? == 0 {
-            return Ok(false);
-        }
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(true)
-    }
-
     /// Connects to `url` (`postgres://…`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut pg: tokio_postgres::Config =
@@ -353,16 +334,42 @@ impl PgStore {
     }
 }
 
-const TOKEN_COLUMNS: &str = "id, role, description, created_at, expires_at, revoked_at";
+crate::sql::sessions::impl_session_store!(PgStore);
+crate::sql::grants::impl_grant_store!(PgStore);
+crate::sql::breaches::impl_breach_store!(PgStore);
+crate::sql::outbox::impl_outbox_store!(PgStore);
+crate::sql::messages::impl_message_store!(PgStore);
+crate::sql::overrides::impl_override_store!(PgStore);
+crate::sql::staff::impl_staff_store!(PgStore);
 
-fn token_row(r: &tokio_postgres::Row) -> StoredToken {
-    StoredToken {
-        id: r.get(0),
-        role: r.get(1),
-        description: r.get(2),
-        created_at: r.get(3),
-        expires_at: r.get(4),
-        revoked_at: r.get(5),
+/// The runners of the shared logic ([`crate::sql`]): each runs `f` on an [`exec::Pg`].
+impl PgStore {
+    /// On a pooled connection (each statement its own transaction).
+    async fn run_read<T>(&self, f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T>) -> Result<T, StoreError> {
+        let client = self.client().await?;
+        f(&Pg::Pooled(&client)).await
+    }
+
+    /// On a pooled connection (for single statements).
+    async fn run_write<T>(&self, f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T>) -> Result<T, StoreError> {
+        self.run_read(f).await
+    }
+
+    /// In a transaction of its own, committed when `f` succeeds.
+    async fn run_tx<T>(&self, f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T>) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let value = f(&Pg::Tx(&tx)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(value)
+    }
+
+    /// In the next batch of changes (its savepoint; its log records appended with the batch's).
+    async fn run_batched<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.changes.run(move |tx, sink| Box::pin(async move { f(&Pg::Batched(tx, sink)).await })).await
     }
 }
 
@@ -373,8 +380,7 @@ fn now() -> i64 {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client().await?.query_one("SELECT 1", &[]).await.map_err(pg_err)?;
-        Ok(())
+        self.run_read(move |c| Box::pin(core::ping(c))).await
     }
 
     async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
@@ -479,61 +485,7 @@ impl Store for PgStore {
         now: Millis,
         log: LogRecord,
     ) -> Result<bool, StoreError> {
-        self.changes
-            .run(move |tx, log_sink| {
-                Box::pin(async move {
-                    let sid = id.to_string();
-                    let found =
-                        tx.execute("UPDATE subjects SET updated_at = $2 WHERE id = $1", &[&sid, &now]).await.map_err(pg_err)?;
-                    if found == 0 {
-                        return Ok(false);
-                    }
-                    for change in &changes {
-                        // The old index entry goes whatever the change; a new value brings its own.
-                        tx.execute(
-                            "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
-                            &[&sid, &change.field().as_str()],
-                        )
-                        .await
-                        .map_err(pg_err)?;
-                        match change {
-                            FieldChange::Set { field, value, index } => {
-                                tx.execute(
-                                    "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)
-                                     ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at",
-                                    &[&sid, &field.as_str(), &value.as_bytes(), &now],
-                                )
-                                .await
-                                .map_err(pg_err)?;
-                                if let Some(token) = index {
-                                    tx.execute(
-                                        "INSERT INTO blind_index (field, token, subject_id, key_version)
-                                         VALUES ($1, $2, $3, $4)",
-                                        &[&field.as_str(), &token.as_bytes(), &sid, &(token.key_version() as i32)],
-                                    )
-                                    .await
-                                    .map_err(pg_err)?;
-                                }
-                            }
-                            FieldChange::Remove { field } => {
-                                tx.execute(
-                                    "DELETE FROM field_values WHERE subject_id = $1 AND field = $2",
-                                    &[&sid, &field.as_str()],
-                                )
-                                .await
-                                .map_err(pg_err)?;
-                            }
-                        }
-                    }
-                    let names: Vec<&str> = changes.iter().map(|c| c.field().as_str()).collect();
-                    tx.execute(crate::outbox::ENQUEUE_POSTGRES, &[&sid, &"correction", &names.join(","), &now])
-                        .await
-                        .map_err(pg_err)?;
-                    log_sink.push(log);
-                    Ok(true)
-                })
-            })
-            .await
+        self.run_batched(move |c| Box::pin(core::update_subject(c, id, changes, now, log))).await
     }
 
     async fn find_by_index(&self, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError> {
@@ -585,31 +537,7 @@ impl Store for PgStore {
     }
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
-        self.changes
-            .run(move |tx, log_sink| {
-                Box::pin(async move {
-                    let inserted = tx
-                        .execute(
-                            "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
-                             SELECT $1, id, $3, $4, $5 FROM subjects WHERE id = $2",
-                            &[
-                                &e.id.to_string(),
-                                &e.subject.to_string(),
-                                &e.event_type.as_str(),
-                                &e.recorded_at,
-                                &e.payload.as_bytes(),
-                            ],
-                        )
-                        .await
-                        .map_err(pg_err)?;
-                    if inserted != 1 {
-                        return Ok(false);
-                    }
-                    log_sink.push(log);
-                    Ok(true)
-                })
-            })
-            .await
+        self.run_batched(move |c| Box::pin(core::append_event(c, e, log))).await
     }
 
     async fn list_events(
@@ -648,59 +576,16 @@ impl Store for PgStore {
     }
 
     async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
-        self.changes
-            .run(move |tx, log_sink| {
-                Box::pin(async move {
-                    tx.execute(
-                        "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&t.id, &&t.hash[..], &t.role, &t.description, &t.created_at, &t.expires_at],
-                    )
-                    .await
-                    .map_err(pg_err)?;
-                    log_sink.push(log);
-                    Ok(())
-                })
-            })
-            .await
+        self.run_batched(move |c| Box::pin(core::insert_token(c, t, log))).await
     }
 
     async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id").as_str(), &[])
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(token_row).collect())
+        self.run_read(move |c| Box::pin(core::tokens(c))).await
     }
 
     async fn revoke_token(&self, id: &str, at: Millis, log: LogRecord) -> Result<Option<StoredToken>, StoreError> {
         let id = id.to_string();
-        self.changes
-            .run(move |tx, log_sink| {
-                Box::pin(async move {
-                    let changed = tx
-                        .execute("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &at])
-                        .await
-                        .map_err(pg_err)?;
-                    if changed == 1 {
-                        tx.execute(
-                            "INSERT INTO meta (key, value) VALUES ('token_epoch', '1')
-                             ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text",
-                            &[],
-                        )
-                        .await
-                        .map_err(pg_err)?;
-                        log_sink.push(log);
-                    }
-                    let row = tx
-                        .query_opt(format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1").as_str(), &[&id])
-                        .await
-                        .map_err(pg_err)?;
-                    Ok(row.as_ref().map(token_row))
-                })
-            })
-            .await
+        self.run_batched(move |c| Box::pin(core::revoke_token(c, id, at, log))).await
     }
 
     async fn token_epoch(&self) -> Result<u64, StoreError> {
@@ -715,13 +600,8 @@ impl Store for PgStore {
     }
 
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"))
-            .await
-            .map_err(pg_err)?;
-        let row = client.query_opt(&statement, &[&&hash[..]]).await.map_err(pg_err)?;
-        Ok(row.as_ref().map(token_row))
+        let hash = *hash;
+        self.run_read(move |c| Box::pin(core::token_by_hash(c, hash))).await
     }
 
     async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError> {
@@ -729,27 +609,8 @@ impl Store for PgStore {
     }
 
     async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        // Take the log lock first: two servers starting together record a change once.
-        tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?;
-        let last: Option<String> = tx
-            .query_opt("SELECT value FROM meta WHERE key = 'catalog_hash'", &[])
-            .await
-            .map_err(pg_err)?
-            .map(|r| r.get(0));
-        if last.as_deref() == Some(hash) {
-            return Ok(false);
-        }
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('catalog_hash', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &[&hash],
-        )
-        .await
-        .map_err(pg_err)?;
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(true)
+        let hash = hash.to_string();
+        self.run_tx(move |c| Box::pin(core::note_catalog(c, hash, log))).await
     }
 
     async fn publish_notice(
@@ -759,38 +620,12 @@ impl Store for PgStore {
         notice: &str,
         log: LogRecord,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        // Take the log lock first: two servers starting together publish once.
-        tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?;
-        let last: Option<String> = tx
-            .query_opt("SELECT version FROM notice_versions ORDER BY published_at DESC LIMIT 1", &[])
-            .await
-            .map_err(pg_err)?
-            .map(|r| r.get(0));
-        if last.as_deref() == Some(version) {
-            return Ok(false);
-        }
-        tx.execute(
-            "INSERT INTO notice_versions (version, published_at, notice) VALUES ($1, $2, $3)
-             ON CONFLICT (version) DO UPDATE SET published_at = EXCLUDED.published_at",
-            &[&version, &at, &notice],
-        )
-        .await
-        .map_err(pg_err)?;
-        append_log_tx(&tx, std::slice::from_ref(&log)).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(true)
+        let (version, notice) = (version.to_string(), notice.to_string());
+        self.run_tx(move |c| Box::pin(core::publish_notice(c, version, at, notice, log))).await
     }
 
     async fn notice_versions(&self) -> Result<Vec<(String, Millis, String)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT version, published_at, notice FROM notice_versions ORDER BY published_at, version", &[])
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        self.run_read(move |c| Box::pin(core::notice_versions(c))).await
     }
 
     async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
@@ -801,85 +636,32 @@ impl Store for PgStore {
     }
 
     async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-                &[&(start as i64), &(end as i64)],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+        self.run_read(move |c| Box::pin(core::log_entries(c, start, end))).await
     }
 
     async fn log_callers(&self, start: u64, end: u64) -> Result<Vec<(u64, std::net::IpAddr)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT idx, address FROM log_callers WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-                &[&(start as i64), &(end as i64)],
-            )
-            .await
-            .map_err(pg_err)?;
-        rows.iter().map(|r| Ok((r.get::<_, i64>(0) as u64, crate::parse_address(r.get(1))?))).collect()
+        self.run_read(move |c| Box::pin(core::log_callers(c, start, end))).await
     }
 
     async fn idempotent_outcome(&self, key: &[u8; 32]) -> Result<Option<crate::IdempotentOutcome>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT request, outcome FROM idempotency_keys WHERE key = $1", &[&&key[..]])
-            .await
-            .map_err(pg_err)?;
-        row.map(|r| {
-            Ok(crate::IdempotentOutcome {
-                request: r
-                    .get::<_, Vec<u8>>(0)
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("a stored request hash is not 32 bytes".into()))?,
-                outcome: r.get(1),
-            })
-        })
-        .transpose()
+        let key = *key;
+        self.run_read(move |c| Box::pin(core::idempotent_outcome(c, key))).await
     }
 
     async fn prune_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError> {
-        self.client()
-            .await?
-            .execute("DELETE FROM idempotency_keys WHERE created_at < $1", &[&before])
-            .await
-            .map_err(pg_err)
+        self.run_write(move |c| Box::pin(core::prune_idempotency_keys(c, before))).await
     }
 
     async fn probe_write(&self, now: Millis) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO write_probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-                &[&now],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(())
+        self.run_write(move |c| Box::pin(core::probe_write(c, now))).await
     }
 
     async fn prune_log_callers(&self, before: Millis) -> Result<u64, StoreError> {
-        self.client().await?.execute("DELETE FROM log_callers WHERE recorded_at < $1", &[&before]).await.map_err(pg_err)
+        self.run_write(move |c| Box::pin(core::prune_log_callers(c, before))).await
     }
 
     async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT hash FROM log_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                &[&(level as i32), &(start as i64), &(end as i64)],
-            )
-            .await
-            .map_err(pg_err)?;
-        rows.into_iter().map(|r| hash_of(r.get(0))).collect()
+        self.run_read(move |c| Box::pin(core::log_nodes(c, level, start, end))).await
     }
 
     async fn log_inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
@@ -900,13 +682,7 @@ impl Store for PgStore {
     }
 
     async fn subject_log_indices(&self, subject: SubjectId) -> Result<Vec<u64>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT idx FROM log_subjects WHERE subject_id = $1 ORDER BY idx", &[&subject.to_string()])
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+        self.run_read(move |c| Box::pin(core::subject_log_indices(c, subject))).await
     }
 
     async fn recent_subject_log_entries(
@@ -914,49 +690,20 @@ impl Store for PgStore {
         subject: SubjectId,
         limit: u32,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT e.idx, e.entry FROM log_subjects s JOIN log_entries e ON e.idx = s.idx
-                 WHERE s.subject_id = $1 ORDER BY s.idx DESC LIMIT $2",
-                &[&subject.to_string(), &i64::from(limit)],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().rev().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+        self.run_read(move |c| Box::pin(core::recent_subject_log_entries(c, subject, limit))).await
     }
 
     async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO log_checkpoints (size, note, created_at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
-                &[&(size as i64), &note, &now],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(())
+        let note = note.to_string();
+        self.run_write(move |c| Box::pin(core::save_checkpoint(c, size, note, now))).await
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1", &[])
-            .await
-            .map_err(pg_err)?;
-        Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+        self.run_read(move |c| Box::pin(core::latest_checkpoint(c))).await
     }
 
     async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT size, note FROM log_checkpoints ORDER BY size", &[])
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+        self.run_read(move |c| Box::pin(core::checkpoints(c))).await
     }
 }
 

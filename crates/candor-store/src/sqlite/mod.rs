@@ -16,19 +16,18 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
 
 pub mod backup;
-mod breaches;
 mod consents;
-mod grants;
+mod exec;
 mod keys;
-mod messages;
-mod outbox;
-mod overrides;
 mod rights;
-mod sessions;
-mod staff;
 mod writer;
 
+use exec::Lite;
+
+use crate::sql::{LocalFuture, finish};
+
 use crate::consents::StoredConsent;
+use crate::sql::core;
 use crate::{
     FieldChange, Hash, ImportRow, LogRecord, Millis, NewEvent, NewSubject, NewToken, Store, StoreError, StoredEvent,
     StoredToken, SubjectRecord,
@@ -363,12 +362,6 @@ fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-const TOKEN_COLUMNS: &str = "id, role, description, created_at, expires_at, revoked_at";
-
-/// Counts revocations in `meta` (no row: none yet); see [`Store::token_epoch`].
-const BUMP_TOKEN_EPOCH: &str = "INSERT INTO meta (key, value) VALUES ('token_epoch', '1')
-     ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)";
-
 fn read_token_epoch(c: &Connection) -> Result<u64, StoreError> {
     let text: Option<String> =
         query_row_cached(c, "SELECT value FROM meta WHERE key = 'token_epoch'", [], |r| r.get(0))
@@ -378,17 +371,6 @@ fn read_token_epoch(c: &Connection) -> Result<u64, StoreError> {
         None => Ok(0),
         Some(t) => t.parse().map_err(|_| StoreError::Corrupt("the stored token epoch is not a number".into())),
     }
-}
-
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredToken> {
-    Ok(StoredToken {
-        id: r.get(0)?,
-        role: r.get(1)?,
-        description: r.get(2)?,
-        created_at: r.get(3)?,
-        expires_at: r.get(4)?,
-        revoked_at: r.get(5)?,
-    })
 }
 
 /// Index entries looked up per statement (one statement, always the same size, padded with an
@@ -669,85 +651,7 @@ fn load_subject_in(c: &Connection, id: SubjectId, fields: &[FieldName]) -> Resul
     Ok(Some(SubjectRecord { dek, values, value_times, created_at, updated_at, restricted }))
 }
 
-fn update_subject_tx(
-    c: &mut Connection,
-    id: SubjectId,
-    changes: &[FieldChange],
-    now: Millis,
-    log: &LogRecord,
-) -> Result<bool, StoreError> {
-    let tx = c.savepoint().map_err(db_err)?;
-    let sid = id.to_string();
-    let found =
-        execute_cached(&tx, "UPDATE subjects SET updated_at = ?2 WHERE id = ?1", params![sid, now]).map_err(db_err)?;
-    if found == 0 {
-        return Ok(false);
-    }
-    for change in changes {
-        // The old index entry goes whatever the change; a new value brings its own.
-        execute_cached(
-            &tx,
-            "DELETE FROM blind_index WHERE subject_id = ?1 AND field = ?2",
-            params![sid, change.field().as_str()],
-        )
-        .map_err(db_err)?;
-        match change {
-            FieldChange::Set { field, value, index } => {
-                execute_cached(&tx,
-                    "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (subject_id, field) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-                    params![sid, field.as_str(), value.as_bytes(), now],
-                )
-                .map_err(db_err)?;
-                if let Some(token) = index {
-                    execute_cached(
-                        &tx,
-                        "INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)",
-                        params![field.as_str(), token.as_bytes(), sid, token.key_version()],
-                    )
-                    .map_err(db_err)?;
-                }
-            }
-            FieldChange::Remove { field } => {
-                execute_cached(
-                    &tx,
-                    "DELETE FROM field_values WHERE subject_id = ?1 AND field = ?2",
-                    params![sid, field.as_str()],
-                )
-                .map_err(db_err)?;
-            }
-        }
-    }
-    let names: Vec<&str> = changes.iter().map(|c| c.field().as_str()).collect();
-    tx.prepare_cached(crate::outbox::ENQUEUE_SQLITE)
-        .and_then(|mut s| s.execute(params![sid, "correction", names.join(","), now]))
-        .map_err(db_err)?;
-    append_log_tx(&tx, std::slice::from_ref(log))?;
-    tx.commit().map_err(db_err)?;
-    Ok(true)
-}
-
 impl SqliteStore {
-    /// Runs `sql` (an insert that adds its row only when the customer exists) and, if it added
-    /// one, appends `log` in the same transaction. Returns whether it did.
-    pub(crate) async fn insert_logged(
-        &self,
-        sql: String,
-        params: Vec<rusqlite::types::Value>,
-        log: LogRecord,
-    ) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            let tx = c.savepoint().map_err(db_err)?;
-            if execute_cached(&tx, &sql, rusqlite::params_from_iter(params)).map_err(db_err)? == 0 {
-                return Ok(false);
-            }
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
-        .await
-    }
-
     /// Opens (creating if needed) the database file and the key store file, and applies pending
     /// migrations.
     pub async fn open(path: impl Into<PathBuf>, keys_path: impl Into<PathBuf>) -> Result<Self, StoreError> {
@@ -831,10 +735,60 @@ impl SqliteStore {
     }
 }
 
+crate::sql::sessions::impl_session_store!(SqliteStore);
+crate::sql::grants::impl_grant_store!(SqliteStore);
+crate::sql::breaches::impl_breach_store!(SqliteStore);
+crate::sql::outbox::impl_outbox_store!(SqliteStore);
+crate::sql::messages::impl_message_store!(SqliteStore);
+crate::sql::overrides::impl_override_store!(SqliteStore);
+crate::sql::staff::impl_staff_store!(SqliteStore);
+
+/// The runners of the shared logic ([`crate::sql`]): each runs `f` on [`exec::Lite`] and
+/// completes it at once (every statement is synchronous).
+impl SqliteStore {
+    /// On a reader connection.
+    async fn run_read<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.read(move |c| finish(f(&Lite(c)))).await
+    }
+
+    /// In the next group commit, on the writer's connection (for single statements).
+    async fn run_write<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write(move |c| finish(f(&Lite(c)))).await
+    }
+
+    /// In a savepoint of the next group commit, released when `f` succeeds.
+    async fn run_tx<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write(move |c| {
+            let sp = c.savepoint().map_err(db_err)?;
+            let value = finish(f(&Lite(&sp)))?;
+            sp.commit().map_err(db_err)?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// As [`SqliteStore::run_tx`]: every write shares a group commit here already.
+    async fn run_batched<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run_tx(f).await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| query_row_cached(c, "SELECT 1", [], |_| Ok(())).map_err(db_err)).await
+        self.run_read(move |c| Box::pin(core::ping(c))).await
     }
 
     async fn create_subject(&self, s: NewSubject, log: LogRecord) -> Result<(), StoreError> {
@@ -897,7 +851,7 @@ impl Store for SqliteStore {
         now: Millis,
         log: LogRecord,
     ) -> Result<bool, StoreError> {
-        self.write(move |c| update_subject_tx(c, id, &changes, now, &log)).await
+        self.run_batched(move |c| Box::pin(core::update_subject(c, id, changes, now, log))).await
     }
 
     async fn find_by_index(&self, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError> {
@@ -940,29 +894,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
-        self.write(move |c| {
-            let tx = c.savepoint().map_err(db_err)?;
-            let inserted = execute_cached(
-                &tx,
-                "INSERT INTO events (id, subject_id, event_type, recorded_at, payload)
-                     SELECT ?1, id, ?3, ?4, ?5 FROM subjects WHERE id = ?2",
-                params![
-                    e.id.to_string(),
-                    e.subject.to_string(),
-                    e.event_type.as_str(),
-                    e.recorded_at,
-                    e.payload.as_bytes()
-                ],
-            )
-            .map_err(db_err)?;
-            if inserted != 1 {
-                return Ok(false);
-            }
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
-        .await
+        self.run_batched(move |c| Box::pin(core::append_event(c, e, log))).await
     }
 
     async fn list_events(
@@ -1019,56 +951,16 @@ impl Store for SqliteStore {
     }
 
     async fn insert_token(&self, t: NewToken, log: LogRecord) -> Result<(), StoreError> {
-        self.write(move |c| {
-            let tx = c.savepoint().map_err(db_err)?;
-            execute_cached(&tx,
-                "INSERT INTO tokens (id, hash, role, description, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![t.id, &t.hash[..], t.role, t.description, t.created_at, t.expires_at],
-            )
-            .map_err(db_err)?;
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)
-        })
-        .await
+        self.run_batched(move |c| Box::pin(core::insert_token(c, t, log))).await
     }
 
     async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"))
-                .map_err(db_err)?;
-            let rows = stmt.query_map([], token_row).map_err(db_err)?;
-            rows.map(|r| r.map_err(db_err)).collect()
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::tokens(c))).await
     }
 
     async fn revoke_token(&self, id: &str, at: Millis, log: LogRecord) -> Result<Option<StoredToken>, StoreError> {
         let id = id.to_string();
-        self.write(move |c| {
-            let tx = c.savepoint().map_err(db_err)?;
-            let changed = execute_cached(
-                &tx,
-                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![id, at],
-            )
-            .map_err(db_err)?;
-            if changed == 1 {
-                execute_cached(&tx, BUMP_TOKEN_EPOCH, []).map_err(db_err)?;
-                append_log_tx(&tx, std::slice::from_ref(&log))?;
-            }
-            let found = query_row_cached(
-                &tx,
-                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
-                params![id],
-                token_row,
-            )
-            .optional()
-            .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(found)
-        })
-        .await
+        self.run_batched(move |c| Box::pin(core::revoke_token(c, id, at, log))).await
     }
 
     async fn token_epoch(&self) -> Result<u64, StoreError> {
@@ -1089,14 +981,7 @@ impl Store for SqliteStore {
 
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<StoredToken>, StoreError> {
         let hash = *hash;
-        self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"))
-                .map_err(db_err)?
-                .query_row(params![&hash[..]], token_row)
-                .optional()
-                .map_err(db_err)
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::token_by_hash(c, hash))).await
     }
 
     async fn append_log(&self, records: Vec<LogRecord>) -> Result<u64, StoreError> {
@@ -1111,24 +996,7 @@ impl Store for SqliteStore {
 
     async fn note_catalog(&self, hash: &str, log: LogRecord) -> Result<bool, StoreError> {
         let hash = hash.to_string();
-        self.write(move |c| {
-            let tx = c.savepoint().map_err(db_err)?;
-            let last: Option<String> = query_row_cached(&tx,"SELECT value FROM meta WHERE key = 'catalog_hash'", [], |r| r.get(0))
-                .optional()
-                .map_err(db_err)?;
-            if last.as_deref() == Some(hash.as_str()) {
-                return Ok(false);
-            }
-            execute_cached(&tx,
-                "INSERT INTO meta (key, value) VALUES ('catalog_hash', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![hash],
-            )
-            .map_err(db_err)?;
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
-        .await
+        self.run_tx(move |c| Box::pin(core::note_catalog(c, hash, log))).await
     }
 
     async fn publish_notice(
@@ -1139,45 +1007,11 @@ impl Store for SqliteStore {
         log: LogRecord,
     ) -> Result<bool, StoreError> {
         let (version, notice) = (version.to_string(), notice.to_string());
-        self.write(move |c| {
-            let tx = c.savepoint().map_err(db_err)?;
-            let last: Option<String> = query_row_cached(
-                &tx,
-                "SELECT version FROM notice_versions ORDER BY published_at DESC, rowid DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?;
-            if last.as_deref() == Some(version.as_str()) {
-                return Ok(false);
-            }
-            // A version published before and then replaced comes back with a new date.
-            execute_cached(
-                &tx,
-                "INSERT INTO notice_versions (version, published_at, notice) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (version) DO UPDATE SET published_at = excluded.published_at",
-                params![version, at, notice],
-            )
-            .map_err(db_err)?;
-            append_log_tx(&tx, std::slice::from_ref(&log))?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
-        .await
+        self.run_tx(move |c| Box::pin(core::publish_notice(c, version, at, notice, log))).await
     }
 
     async fn notice_versions(&self) -> Result<Vec<(String, Millis, String)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT version, published_at, notice FROM notice_versions ORDER BY published_at, rowid",
-                )
-                .map_err(db_err)?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?;
-            rows.map(|r| r.map_err(db_err)).collect()
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::notice_versions(c))).await
     }
 
     async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
@@ -1191,107 +1025,32 @@ impl Store for SqliteStore {
     }
 
     async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT idx, entry FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![start as i64, end as i64], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
-                })
-                .map_err(db_err)?;
-            rows.map(|r| r.map_err(db_err)).collect()
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::log_entries(c, start, end))).await
     }
 
     async fn log_callers(&self, start: u64, end: u64) -> Result<Vec<(u64, std::net::IpAddr)>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT idx, address FROM log_callers WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![start as i64, end as i64], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-                })
-                .map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (idx, address) = row.map_err(db_err)?;
-                out.push((idx, crate::parse_address(&address)?));
-            }
-            Ok(out)
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::log_callers(c, start, end))).await
     }
 
     async fn idempotent_outcome(&self, key: &[u8; 32]) -> Result<Option<crate::IdempotentOutcome>, StoreError> {
-        let key = key.to_vec();
-        self.read(move |c| {
-            c.prepare_cached("SELECT request, outcome FROM idempotency_keys WHERE key = ?1")
-                .and_then(|mut s| {
-                    s.query_row(params![key], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))).optional()
-                })
-                .map_err(db_err)?
-                .map(|(request, outcome)| {
-                    Ok(crate::IdempotentOutcome {
-                        request: request
-                            .try_into()
-                            .map_err(|_| StoreError::Corrupt("a stored request hash is not 32 bytes".into()))?,
-                        outcome,
-                    })
-                })
-                .transpose()
-        })
-        .await
+        let key = *key;
+        self.run_read(move |c| Box::pin(core::idempotent_outcome(c, key))).await
     }
 
     async fn prune_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let n = execute_cached(c, "DELETE FROM idempotency_keys WHERE created_at < ?1", params![before])
-                .map_err(db_err)?;
-            Ok(n as u64)
-        })
-        .await
+        self.run_write(move |c| Box::pin(core::prune_idempotency_keys(c, before))).await
     }
 
     async fn probe_write(&self, now: Millis) -> Result<(), StoreError> {
-        self.write(move |c| {
-            execute_cached(
-                c,
-                "INSERT INTO write_probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-                params![now],
-            )
-            .map(|_| ())
-            .map_err(db_err)
-        })
-        .await
+        self.run_write(move |c| Box::pin(core::probe_write(c, now))).await
     }
 
     async fn prune_log_callers(&self, before: Millis) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let n =
-                execute_cached(c, "DELETE FROM log_callers WHERE recorded_at < ?1", params![before]).map_err(db_err)?;
-            Ok(n as u64)
-        })
-        .await
+        self.run_write(move |c| Box::pin(core::prune_log_callers(c, before))).await
     }
 
     async fn log_nodes(&self, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx")
-                .map_err(db_err)?;
-            let rows =
-                stmt.query_map(params![level, start as i64, end as i64], |r| r.get::<_, Vec<u8>>(0)).map_err(db_err)?;
-            rows.map(|r| {
-                r.map_err(db_err)?
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("a stored log hash is not 32 bytes".into()))
-            })
-            .collect()
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::log_nodes(c, level, start, end))).await
     }
 
     async fn log_inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
@@ -1318,13 +1077,7 @@ impl Store for SqliteStore {
     }
 
     async fn subject_log_indices(&self, subject: SubjectId) -> Result<Vec<u64>, StoreError> {
-        self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT idx FROM log_subjects WHERE subject_id = ?1 ORDER BY idx").map_err(db_err)?;
-            let rows = stmt.query_map(params![subject.to_string()], |r| r.get::<_, i64>(0)).map_err(db_err)?;
-            rows.map(|r| r.map(|i| i as u64).map_err(db_err)).collect()
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::subject_log_indices(c, subject))).await
     }
 
     async fn recent_subject_log_entries(
@@ -1332,58 +1085,20 @@ impl Store for SqliteStore {
         subject: SubjectId,
         limit: u32,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT e.idx, e.entry FROM log_subjects s JOIN log_entries e ON e.idx = s.idx
-                     WHERE s.subject_id = ?1 ORDER BY s.idx DESC LIMIT ?2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![subject.to_string(), limit], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
-                })
-                .map_err(db_err)?;
-            let mut out: Vec<(u64, Vec<u8>)> = rows.map(|r| r.map_err(db_err)).collect::<Result<_, _>>()?;
-            out.reverse();
-            Ok(out)
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::recent_subject_log_entries(c, subject, limit))).await
     }
 
     async fn save_checkpoint(&self, size: u64, note: &str, now: Millis) -> Result<(), StoreError> {
         let note = note.to_string();
-        self.write(move |c| {
-            execute_cached(
-                c,
-                "INSERT OR IGNORE INTO log_checkpoints (size, note, created_at) VALUES (?1, ?2, ?3)",
-                params![size as i64, note, now],
-            )
-            .map_err(db_err)?;
-            Ok(())
-        })
-        .await
+        self.run_write(move |c| Box::pin(core::save_checkpoint(c, size, note, now))).await
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        self.read(|c| {
-            query_row_cached(c, "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-            })
-            .optional()
-            .map_err(db_err)
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::latest_checkpoint(c))).await
     }
 
     async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size").map_err(db_err)?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))).map_err(db_err)?;
-            rows.map(|r| r.map_err(db_err)).collect()
-        })
-        .await
+        self.run_read(move |c| Box::pin(core::checkpoints(c))).await
     }
 }
 
