@@ -147,13 +147,13 @@ impl Exec for Pg<'_> {
         true
     }
 
-    async fn log(&self, record: LogRecord) -> Result<(), StoreError> {
+    async fn log_all(&self, records: Vec<LogRecord>) -> Result<(), StoreError> {
         match self {
             Pg::Batched(_, sink) => {
-                sink.push(record);
+                records.into_iter().for_each(|r| sink.push(r));
                 Ok(())
             }
-            Pg::Tx(t) => append_log_tx(t, std::slice::from_ref(&record)).await.map(drop),
+            Pg::Tx(t) => append_log_tx(t, &records).await.map(drop),
             Pg::Pooled(_) => Err(StoreError::Internal("a log record written outside a transaction".into())),
         }
     }

@@ -335,6 +335,7 @@ impl PgStore {
 }
 
 crate::sql::sessions::impl_session_store!(PgStore);
+crate::sql::consents::impl_consent_store!(PgStore);
 crate::sql::grants::impl_grant_store!(PgStore);
 crate::sql::breaches::impl_breach_store!(PgStore);
 crate::sql::outbox::impl_outbox_store!(PgStore);
@@ -369,7 +370,16 @@ impl PgStore {
         &self,
         f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.changes.run(move |tx, sink| Box::pin(async move { f(&Pg::Batched(tx, sink)).await })).await
+        self.run_batched_keeping(f, |_| true).await
+    }
+
+    /// As [`PgStore::run_batched`], but a result for which `keep` says no is rolled back.
+    async fn run_batched_keeping<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T> + Send + 'static,
+        keep: fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        self.changes.run_keeping(move |tx, sink| Box::pin(async move { f(&Pg::Batched(tx, sink)).await }), keep).await
     }
 }
 

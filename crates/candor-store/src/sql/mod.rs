@@ -51,6 +51,7 @@ use candor_core::SubjectId;
 use crate::{LogRecord, StoreError};
 
 pub(crate) mod breaches;
+pub(crate) mod consents;
 pub(crate) mod core;
 pub(crate) mod grants;
 pub(crate) mod messages;
@@ -243,9 +244,14 @@ pub(crate) trait Exec {
     /// an array parameter instead of one per item).
     fn postgres(&self) -> bool;
 
-    /// Appends `record` to the log as part of this transaction (PostgreSQL's batcher appends the
-    /// records of its whole batch together, just before the commit).
-    async fn log(&self, record: LogRecord) -> Result<(), StoreError>;
+    /// Appends `records` to the log as part of this transaction (PostgreSQL's batcher appends
+    /// the records of its whole batch together, just before the commit).
+    async fn log_all(&self, records: Vec<LogRecord>) -> Result<(), StoreError>;
+
+    /// Appends one record (see [`Exec::log_all`]).
+    async fn log(&self, record: LogRecord) -> Result<(), StoreError> {
+        self.log_all(vec![record]).await
+    }
 }
 
 /// Runs `sql` (an insert that adds its row only when the customer exists, or an update or
@@ -263,6 +269,10 @@ pub(crate) async fn change_logged(
         c.log(log).await?;
     }
     Ok(true)
+}
+
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The future of an operation on SQLite's executor, boxed to cross the runner (not `Send`).

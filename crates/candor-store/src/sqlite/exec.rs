@@ -86,7 +86,7 @@ impl Exec for Lite<'_> {
         false
     }
 
-    async fn log(&self, record: LogRecord) -> Result<(), StoreError> {
-        append_log_tx(self.0, std::slice::from_ref(&record)).map(drop)
+    async fn log_all(&self, records: Vec<LogRecord>) -> Result<(), StoreError> {
+        append_log_tx(self.0, &records).map(drop)
     }
 }

@@ -736,6 +736,7 @@ impl SqliteStore {
 }
 
 crate::sql::sessions::impl_session_store!(SqliteStore);
+crate::sql::consents::impl_consent_store!(SqliteStore);
 crate::sql::grants::impl_grant_store!(SqliteStore);
 crate::sql::breaches::impl_breach_store!(SqliteStore);
 crate::sql::outbox::impl_outbox_store!(SqliteStore);
@@ -767,13 +768,7 @@ impl SqliteStore {
         &self,
         f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write(move |c| {
-            let sp = c.savepoint().map_err(db_err)?;
-            let value = finish(f(&Lite(&sp)))?;
-            sp.commit().map_err(db_err)?;
-            Ok(value)
-        })
-        .await
+        self.run_batched_keeping(f, |_| true).await
     }
 
     /// As [`SqliteStore::run_tx`]: every write shares a group commit here already.
@@ -781,7 +776,24 @@ impl SqliteStore {
         &self,
         f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.run_tx(f).await
+        self.run_batched_keeping(f, |_| true).await
+    }
+
+    /// As [`SqliteStore::run_batched`], but a result for which `keep` says no is rolled back.
+    async fn run_batched_keeping<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
+        keep: fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        self.write(move |c| {
+            let sp = c.savepoint().map_err(db_err)?;
+            let value = finish(f(&Lite(&sp)))?;
+            if keep(&value) {
+                sp.commit().map_err(db_err)?;
+            }
+            Ok(value)
+        })
+        .await
     }
 }
 
@@ -839,7 +851,7 @@ impl Store for SqliteStore {
             let Some(record) = load_subject_in(&tx, id, &fields)? else {
                 return Ok(None);
             };
-            Ok(Some((record, consents::consent_rows(&tx, id, Some(&purpose))?)))
+            Ok(Some((record, finish(crate::sql::consents::consent_rows(&Lite(&tx), id, Some(purpose)))?)))
         })
         .await
     }
