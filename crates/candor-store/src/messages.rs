@@ -30,13 +30,6 @@ pub struct ErasedMessage {
     pub sent_at: Millis,
 }
 
-/// SQL (SQLite) run by erasure before the customer's messages go: keeps what stays of each.
-pub(crate) const KEEP_ERASED_SQLITE: &str = "INSERT OR IGNORE INTO erased_messages (code_hash, channel, sent_at)
-     SELECT code_hash, channel, sent_at FROM messages WHERE subject_id = ?1";
-/// The same for PostgreSQL.
-pub(crate) const KEEP_ERASED_POSTGRES: &str = "INSERT INTO erased_messages (code_hash, channel, sent_at)
-     SELECT code_hash, channel, sent_at FROM messages WHERE subject_id = $1 ON CONFLICT DO NOTHING";
-
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Registers a message; logged. `false` (nothing stored or logged) if the customer does not

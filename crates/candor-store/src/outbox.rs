@@ -23,32 +23,6 @@ pub struct Notice {
     pub last_error: Option<String>,
 }
 
-/// SQL (SQLite) that writes one notice per recipient holding `?1` in a grant: `?1` subject,
-/// `?2` kind, `?3` fields, `?4` now.
-pub(crate) const ENQUEUE_SQLITE: &str = "INSERT INTO outbox (id, recipient, subject_id, kind, fields, created_at, next_attempt_at)
-     SELECT lower(hex(randomblob(16))), r.recipient, ?1, ?2, ?3, ?4, ?4
-     FROM (SELECT DISTINCT g.recipient FROM grants g JOIN grant_subjects s ON s.grant_id = g.id WHERE s.subject_id = ?1) r";
-/// The same for PostgreSQL (`$1`..`$4`).
-pub(crate) const ENQUEUE_POSTGRES: &str = "INSERT INTO outbox (id, recipient, subject_id, kind, fields, created_at, next_attempt_at)
-     SELECT replace(gen_random_uuid()::text, '-', ''), r.recipient, $1, $2, $3, $4, $4
-     FROM (SELECT DISTINCT g.recipient FROM grants g JOIN grant_subjects s ON s.grant_id = g.id WHERE s.subject_id = $1) r";
-
-/// SQL (SQLite) listing the grants that hold customer `?1`: (recipient, fields) rows. Erasure
-/// reads them, then writes one notice per recipient with [`NOTIFY_ERASURE_SQLITE`], so the
-/// certificate names exactly the recipients written to.
-pub(crate) const GRANT_RECIPIENTS_SQLITE: &str =
-    "SELECT g.recipient, g.fields FROM grants g JOIN grant_subjects s ON s.grant_id = g.id WHERE s.subject_id = ?1";
-/// One erasure notice: `?1` recipient, `?2` subject, `?3` now.
-pub(crate) const NOTIFY_ERASURE_SQLITE: &str =
-    "INSERT INTO outbox (id, recipient, subject_id, kind, fields, created_at, next_attempt_at)
-     VALUES (lower(hex(randomblob(16))), ?1, ?2, 'erasure', '', ?3, ?3)";
-/// The same for PostgreSQL (`$1`..).
-pub(crate) const GRANT_RECIPIENTS_POSTGRES: &str =
-    "SELECT g.recipient, g.fields FROM grants g JOIN grant_subjects s ON s.grant_id = g.id WHERE s.subject_id = $1";
-pub(crate) const NOTIFY_ERASURE_POSTGRES: &str =
-    "INSERT INTO outbox (id, recipient, subject_id, kind, fields, created_at, next_attempt_at)
-     VALUES (replace(gen_random_uuid()::text, '-', ''), $1, $2, 'erasure', '', $3, $3)";
-
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
     /// Undelivered notices due at `now`, oldest first, at most `limit`.

@@ -71,7 +71,7 @@ impl Row for tokio_postgres::Row {
 }
 
 impl Pg<'_> {
-    async fn run(&self, sql: Sql, args: &[Arg<'_>]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    async fn run(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let statement = self.prepare(sql).await?;
         let bound = bind(&statement, args)?;
         let params: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
@@ -82,7 +82,7 @@ impl Pg<'_> {
         .map_err(pg_err)
     }
 
-    async fn prepare(&self, sql: Sql) -> Result<Statement, StoreError> {
+    async fn prepare(&self, sql: Sql<'_>) -> Result<Statement, StoreError> {
         match self {
             Pg::Pooled(c) => c.prepare_cached(sql.postgres).await,
             Pg::Tx(t) | Pg::Batched(t, _) => t.prepare(sql.postgres).await,
@@ -92,7 +92,7 @@ impl Pg<'_> {
 }
 
 impl Exec for Pg<'_> {
-    async fn execute(&self, sql: Sql, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+    async fn execute(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let statement = self.prepare(sql).await?;
         let bound = bind(&statement, args)?;
         let params: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
@@ -105,7 +105,7 @@ impl Exec for Pg<'_> {
 
     async fn query<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnMut(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<Vec<T>, StoreError> {
@@ -115,7 +115,7 @@ impl Exec for Pg<'_> {
 
     async fn query_opt<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnOnce(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<Option<T>, StoreError> {
@@ -129,7 +129,7 @@ impl Exec for Pg<'_> {
 
     async fn query_one<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnOnce(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {

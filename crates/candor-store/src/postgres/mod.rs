@@ -335,6 +335,7 @@ impl PgStore {
 }
 
 crate::sql::sessions::impl_session_store!(PgStore);
+crate::sql::rights::impl_rights_store!(PgStore);
 crate::sql::consents::impl_consent_store!(PgStore);
 crate::sql::grants::impl_grant_store!(PgStore);
 crate::sql::breaches::impl_breach_store!(PgStore);
@@ -349,6 +350,15 @@ impl PgStore {
     async fn run_read<T>(&self, f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T>) -> Result<T, StoreError> {
         let client = self.client().await?;
         f(&Pg::Pooled(&client)).await
+    }
+
+    /// In a read-only transaction (one snapshot for several statements).
+    async fn run_snapshot<T>(&self, f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T>) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.build_transaction().read_only(true).start().await.map_err(pg_err)?;
+        let value = f(&Pg::Tx(&tx)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(value)
     }
 
     /// On a pooled connection (for single statements).

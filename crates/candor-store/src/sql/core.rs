@@ -11,7 +11,7 @@ use crate::{FieldChange, Hash, IdempotentOutcome, LogRecord, Millis, NewEvent, N
 
 /// Writes one notice per recipient holding `$1` in a grant: `$1` subject, `$2` kind, `$3`
 /// fields, `$4` now.
-pub(crate) const ENQUEUE: Sql = sql!(
+pub(crate) const ENQUEUE: Sql<'static> = sql!(
     postgres: "INSERT INTO outbox (id, recipient, subject_id, kind, fields, created_at, next_attempt_at)
                SELECT replace(gen_random_uuid()::text, '-', ''), r.recipient, $1, $2, $3, $4, $4
                FROM (SELECT DISTINCT g.recipient FROM grants g JOIN grant_subjects s ON s.grant_id = g.id

@@ -57,14 +57,27 @@ pub(crate) mod grants;
 pub(crate) mod messages;
 pub(crate) mod outbox;
 pub(crate) mod overrides;
+pub(crate) mod rights;
 pub(crate) mod sessions;
 pub(crate) mod staff;
 
-/// One statement in both dialects. Made with [`sql!`].
+/// One statement in both dialects. Made with [`sql!`] (or, for a statement built at run time,
+/// from its PostgreSQL text and [`sqlite_of`] of it).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Sql {
-    pub(crate) postgres: &'static str,
-    pub(crate) sqlite: &'static str,
+pub(crate) struct Sql<'a> {
+    pub(crate) postgres: &'a str,
+    pub(crate) sqlite: &'a str,
+}
+
+/// The SQLite text of a statement built at run time (see [`sqlite_text`]).
+pub(crate) fn sqlite_of(postgres: &str) -> String {
+    let bytes = postgres.as_bytes();
+    let mut out = String::with_capacity(postgres.len());
+    for (i, ch) in postgres.char_indices() {
+        let placeholder = ch == '$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+        out.push(if placeholder { '?' } else { ch });
+    }
+    out
 }
 
 /// The SQLite text of a statement written for PostgreSQL: `$n` placeholders become `?n` (same
@@ -210,12 +223,12 @@ pub(crate) fn parse_subject(s: &str) -> Result<SubjectId, StoreError> {
 /// by the backend.
 pub(crate) trait Exec {
     /// Runs a statement; the number of rows it changed.
-    async fn execute(&self, sql: Sql, args: &[Arg<'_>]) -> Result<u64, StoreError>;
+    async fn execute(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> Result<u64, StoreError>;
 
     /// Every row of a query, each mapped by `f`.
     async fn query<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnMut(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<Vec<T>, StoreError>;
@@ -223,7 +236,7 @@ pub(crate) trait Exec {
     /// The first row of a query, if any (on PostgreSQL, more than one is an error).
     async fn query_opt<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnOnce(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<Option<T>, StoreError>;
@@ -231,7 +244,7 @@ pub(crate) trait Exec {
     /// The one row of a query that always returns one.
     async fn query_one<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnOnce(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError>;
@@ -258,7 +271,7 @@ pub(crate) trait Exec {
 /// delete of one row) and, if it changed a row, logs `log`. Returns whether it did.
 pub(crate) async fn change_logged(
     c: &impl Exec,
-    sql: Sql,
+    sql: Sql<'_>,
     args: &[Arg<'_>],
     log: Option<LogRecord>,
 ) -> Result<bool, StoreError> {

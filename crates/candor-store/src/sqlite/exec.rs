@@ -39,13 +39,13 @@ impl Row for rusqlite::Row<'_> {
 }
 
 impl Exec for Lite<'_> {
-    async fn execute(&self, sql: Sql, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+    async fn execute(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         execute_cached(self.0, sql.sqlite, params_from_iter(args)).map(|n| n as u64).map_err(db_err)
     }
 
     async fn query<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         mut f: impl FnMut(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<Vec<T>, StoreError> {
@@ -60,7 +60,7 @@ impl Exec for Lite<'_> {
 
     async fn query_opt<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnOnce(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<Option<T>, StoreError> {
@@ -70,7 +70,7 @@ impl Exec for Lite<'_> {
 
     async fn query_one<T>(
         &self,
-        sql: Sql,
+        sql: Sql<'_>,
         args: &[Arg<'_>],
         f: impl FnOnce(&dyn Row) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {

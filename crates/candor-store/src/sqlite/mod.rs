@@ -736,6 +736,7 @@ impl SqliteStore {
 }
 
 crate::sql::sessions::impl_session_store!(SqliteStore);
+crate::sql::rights::impl_rights_store!(SqliteStore);
 crate::sql::consents::impl_consent_store!(SqliteStore);
 crate::sql::grants::impl_grant_store!(SqliteStore);
 crate::sql::breaches::impl_breach_store!(SqliteStore);
@@ -753,6 +754,18 @@ impl SqliteStore {
         f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.read(move |c| finish(f(&Lite(c)))).await
+    }
+
+    /// On a reader connection, in a transaction (one snapshot for several statements).
+    async fn run_snapshot<T: Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&'t Lite<'t>) -> LocalFuture<'t, T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.read(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            finish(f(&Lite(&tx)))
+        })
+        .await
     }
 
     /// In the next group commit, on the writer's connection (for single statements).
