@@ -8,8 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Transaction;
 
 use super::{append_log_tx, claim_idempotency_keys, pg_err, pool_err};
 use crate::{LogRecord, StoreError};

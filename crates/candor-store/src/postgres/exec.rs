@@ -1,9 +1,10 @@
-//! The executor the shared logic ([`crate::sql`]) runs on: a pooled connection (statements
-//! prepared once per connection) or a transaction, with the log records of a batched change
-//! handed to its batch.
+//! The executor the shared logic ([`crate::sql`]) runs on: a pooled connection or a
+//! transaction (statements prepared once per connection, in deadpool's statement cache), with
+//! the log records of a batched change handed to its batch.
 
+use deadpool_postgres::Transaction;
+use tokio_postgres::Statement;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Statement, Transaction};
 
 use super::batch::LogSink;
 use super::{append_log_tx, pg_err};
@@ -37,6 +38,7 @@ fn bind<'a>(statement: &Statement, args: &[Arg<'a>]) -> Result<Vec<Param<'a>>, S
                 Arg::Blob(b) => Box::new(b),
                 Arg::Bool(b) => Box::new(b),
                 Arg::Texts(list) => Box::new(list),
+                Arg::Blobs(list) => Box::new(list),
                 Arg::Null if *ty == Type::INT8 => Box::new(None::<i64>),
                 Arg::Null if *ty == Type::INT4 => Box::new(None::<i32>),
                 Arg::Null if *ty == Type::BYTEA => Box::new(None::<&[u8]>),
@@ -85,7 +87,7 @@ impl Pg<'_> {
     async fn prepare(&self, sql: Sql<'_>) -> Result<Statement, StoreError> {
         match self {
             Pg::Pooled(c) => c.prepare_cached(sql.postgres).await,
-            Pg::Tx(t) | Pg::Batched(t, _) => t.prepare(sql.postgres).await,
+            Pg::Tx(t) | Pg::Batched(t, _) => t.prepare_cached(sql.postgres).await,
         }
         .map_err(pg_err)
     }

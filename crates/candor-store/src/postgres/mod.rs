@@ -335,6 +335,7 @@ impl PgStore {
 }
 
 crate::sql::sessions::impl_session_store!(PgStore);
+crate::sql::keys::impl_key_ring_store!(PgStore);
 crate::sql::rights::impl_rights_store!(PgStore);
 crate::sql::consents::impl_consent_store!(PgStore);
 crate::sql::grants::impl_grant_store!(PgStore);

@@ -54,6 +54,7 @@ pub(crate) mod breaches;
 pub(crate) mod consents;
 pub(crate) mod core;
 pub(crate) mod grants;
+pub(crate) mod keys;
 pub(crate) mod messages;
 pub(crate) mod outbox;
 pub(crate) mod overrides;
@@ -130,6 +131,8 @@ pub(crate) enum Arg<'a> {
     /// A list of texts: a `text[]` on PostgreSQL (`= ANY($n)`); SQLite binds no lists (the
     /// logic runs one statement per item there, see [`Exec::postgres`]).
     Texts(&'a [String]),
+    /// A list of byte strings: a `bytea[]` on PostgreSQL (as [`Arg::Texts`]).
+    Blobs(&'a [&'a [u8]]),
 }
 
 impl From<i64> for Arg<'_> {

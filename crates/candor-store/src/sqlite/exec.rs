@@ -19,7 +19,7 @@ impl rusqlite::ToSql for Arg<'_> {
             Arg::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
             Arg::Bool(b) => ToSqlOutput::Owned(Value::Integer(i64::from(b))),
             Arg::Null => ToSqlOutput::Owned(Value::Null),
-            Arg::Texts(_) => {
+            Arg::Texts(_) | Arg::Blobs(_) => {
                 return Err(rusqlite::Error::ToSqlConversionFailure("SQLite binds no lists".into()));
             }
         })

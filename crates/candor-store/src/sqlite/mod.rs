@@ -736,6 +736,7 @@ impl SqliteStore {
 }
 
 crate::sql::sessions::impl_session_store!(SqliteStore);
+crate::sql::keys::impl_key_ring_store!(SqliteStore);
 crate::sql::rights::impl_rights_store!(SqliteStore);
 crate::sql::consents::impl_consent_store!(SqliteStore);
 crate::sql::grants::impl_grant_store!(SqliteStore);
