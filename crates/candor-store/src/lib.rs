@@ -6,7 +6,9 @@
 //! [`BlindIndex`]) — never a plaintext personal value and never a key.
 //!
 //! Backends: [`sqlite::SqliteStore`] (embedded default) and [`postgres::PgStore`] (several
-//! servers on one database). Every backend must pass the contract suite `testsuite::run_all`
+//! servers on one database). What the two have in common (the statements, the mapping of rows
+//! to these types, the steps of each operation) is written once, in the private module `sql`;
+//! each backend keeps its executor and what only it does (see that module). Every backend must pass the contract suite `testsuite::run_all`
 //! (built for the crate's own tests and with the feature `test-support`, which also brings the
 //! test and benchmark helpers `pgtest` and `floor`). [`copy`] moves an installation from SQLite
 //! to PostgreSQL.

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
-use super::{PgStore, pg_err, pool_err, subject_of};
+use super::{PgStore, parse_subject, pg_err, pool_err};
 use crate::StoreError;
 use crate::consents::{AUDIENCE_BATCH, AUDIENCE_BUFFER, AudienceRow, channel_column, parse_action};
 
@@ -47,7 +47,7 @@ impl PgStore {
                 while let Some(row) = rows.next().await {
                     let row = row.map_err(pg_err)?;
                     batch.push(AudienceRow {
-                        subject: subject_of(row.get(0))?,
+                        subject: parse_subject(row.get(0))?,
                         action: parse_action(row.get(1))?,
                         notice_version: row.get(2),
                     });

@@ -36,13 +36,11 @@ fn bind<'a>(statement: &Statement, args: &[Arg<'a>]) -> Result<Vec<Param<'a>>, S
                 Arg::Int(v) => Box::new(v),
                 Arg::Text(s) => Box::new(s),
                 Arg::Blob(b) => Box::new(b),
-                Arg::Bool(b) => Box::new(b),
                 Arg::Texts(list) => Box::new(list),
                 Arg::Blobs(list) => Box::new(list),
                 Arg::Null if *ty == Type::INT8 => Box::new(None::<i64>),
                 Arg::Null if *ty == Type::INT4 => Box::new(None::<i32>),
                 Arg::Null if *ty == Type::BYTEA => Box::new(None::<&[u8]>),
-                Arg::Null if *ty == Type::BOOL => Box::new(None::<bool>),
                 Arg::Null => Box::new(None::<&str>),
             })
         })

@@ -5,7 +5,7 @@
 use candor_core::{StoredDek, SubjectId, WrappedDek};
 use tokio_postgres::GenericClient;
 
-use super::{PgStore, pg_err, subject_of};
+use super::{PgStore, parse_subject, pg_err};
 use crate::StoreError;
 use crate::keys::{NEWEST_CHECKED, PairCounts, PairReport, check_pair};
 
@@ -256,7 +256,7 @@ impl PgStore {
                     dek_version: super::u32_of(r.get(2))?,
                     wrapped: WrappedDek::from_bytes(r.get(3)),
                 };
-                Ok((subject_of(r.get(0))?, stored))
+                Ok((parse_subject(r.get(0))?, stored))
             })
             .collect()
     }

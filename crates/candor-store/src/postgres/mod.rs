@@ -26,7 +26,7 @@ mod rights;
 
 use exec::Pg;
 
-use crate::sql::SendFuture;
+use crate::sql::{SendFuture, hash_of, now_millis, parse_subject, proof_err};
 
 use crate::sql::core;
 use crate::{
@@ -90,22 +90,6 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
 
 fn u32_of(v: i32) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt("a stored key version is out of range".into()))
-}
-
-fn subject_of(s: &str) -> Result<SubjectId, StoreError> {
-    SubjectId::parse(s).ok_or_else(|| StoreError::Corrupt("a stored subject id is not a UUID".into()))
-}
-
-fn hash_of(b: Vec<u8>) -> Result<Hash, StoreError> {
-    b.try_into().map_err(|_| StoreError::Corrupt("a stored log hash is not 32 bytes".into()))
-}
-
-fn proof_err(e: ProofError) -> StoreError {
-    match e {
-        ProofError::Storage(m) => StoreError::Internal(m),
-        ProofError::MissingNode { .. } => StoreError::Corrupt(format!("the log's stored hashes are incomplete: {e}")),
-        other => StoreError::OutOfRange(other.to_string()),
-    }
 }
 
 /// Fetches the given log nodes in one query.
@@ -303,7 +287,7 @@ impl PgStore {
             for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
                 let tx = client.transaction().await.map_err(pg_err)?;
                 tx.batch_execute(sql).await.map_err(pg_err)?;
-                tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", &[version, &now()])
+                tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", &[version, &now_millis()])
                     .await
                     .map_err(pg_err)?;
                 tx.commit().await.map_err(pg_err)?;
@@ -345,7 +329,7 @@ crate::sql::messages::impl_message_store!(PgStore);
 crate::sql::overrides::impl_override_store!(PgStore);
 crate::sql::staff::impl_staff_store!(PgStore);
 
-/// The runners of the shared logic ([`crate::sql`]): each runs `f` on an [`exec::Pg`].
+/// The runners of the shared logic (`crate::sql`): each runs `f` on an `exec::Pg`.
 impl PgStore {
     /// On a pooled connection (each statement its own transaction).
     async fn run_read<T>(&self, f: impl for<'t> FnOnce(&'t Pg<'t>) -> SendFuture<'t, T>) -> Result<T, StoreError> {
@@ -392,10 +376,6 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         self.changes.run_keeping(move |tx, sink| Box::pin(async move { f(&Pg::Batched(tx, sink)).await }), keep).await
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[async_trait]
@@ -522,7 +502,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(pg_err)?;
-        rows.iter().map(|r| subject_of(r.get(0))).collect()
+        rows.iter().map(|r| parse_subject(r.get(0))).collect()
     }
 
     async fn find_many_by_index(
@@ -547,7 +527,7 @@ impl Store for PgStore {
         let mut found = Vec::new();
         for r in &rows {
             let token: &[u8] = r.get(0);
-            let subject = subject_of(r.get(1))?;
+            let subject = parse_subject(r.get(1))?;
             for &i in position.get(token).map(Vec::as_slice).unwrap_or_default() {
                 found.push((i, subject));
             }

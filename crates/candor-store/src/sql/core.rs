@@ -6,7 +6,7 @@
 
 use candor_core::SubjectId;
 
-use super::{Exec, Row, Sql, args, change_logged, sql};
+use super::{Exec, Row, Sql, args, change_logged, hash_of, sql};
 use crate::{FieldChange, Hash, IdempotentOutcome, LogRecord, Millis, NewEvent, NewToken, StoreError, StoredToken};
 
 /// Writes one notice per recipient holding `$1` in a grant: `$1` subject, `$2` kind, `$3`
@@ -21,10 +21,6 @@ pub(crate) const ENQUEUE: Sql<'static> = sql!(
              FROM (SELECT DISTINCT g.recipient FROM grants g JOIN grant_subjects s ON s.grant_id = g.id
                    WHERE s.subject_id = ?1) r",
 );
-
-fn hash_of(bytes: Vec<u8>) -> Result<Hash, StoreError> {
-    bytes.try_into().map_err(|_| StoreError::Corrupt("a stored log hash is not 32 bytes".into()))
-}
 
 pub(crate) async fn ping(c: &impl Exec) -> Result<(), StoreError> {
     c.query_one(sql!("SELECT 1"), &[], |_| Ok(())).await

@@ -2,9 +2,13 @@
 //!
 //! Most of what a store does is the same on SQLite and PostgreSQL: the same tables (see the two
 //! `migrations/` folders), the same statements apart from their placeholders, the same steps in
-//! one transaction. That part lives here, in one module per sub-trait; the backends keep only
-//! what is genuinely theirs: how a statement is run (their executor), the SQLite group-commit
-//! writer, PostgreSQL's batching and locking, the log append, the key store and the migrations.
+//! one transaction. That part lives here, in one module per sub-trait (and [`core`] for the
+//! shared part of [`Store`](crate::Store)); the backends keep only what is genuinely theirs: how
+//! a statement is run (their executor and runners), the SQLite group-commit writer, PostgreSQL's
+//! batching and locking, the log's append and proofs, creating, loading, finding and importing
+//! customers (PostgreSQL's array statements, SQLite's key-first commit), how an erasure is
+//! committed, the consent audience stream, the key store's preparation and checks, and the
+//! migrations.
 //!
 //! How it fits together, and why:
 //!
@@ -14,29 +18,45 @@
 //!   `const fn`, no cost at run time, same length), the SQLite text with `?n` placeholders,
 //!   which SQLite numbers explicitly, exactly as PostgreSQL does. Where the dialects really
 //!   differ (`GREATEST` against a two-argument `MAX`, `gen_random_uuid()` against
-//!   `randomblob`, `ANY($1)` against a list of placeholders), a statement spells both texts
-//!   out: `sql!(postgres: "…", sqlite: "…")`.
-//! - **Parameters** are [`Arg`]s: an integer, text, bytes, a boolean or NULL. Each backend binds
-//!   them to its own types: SQLite stores booleans as `INTEGER` 0/1, PostgreSQL as `BOOLEAN`;
-//!   PostgreSQL gets an integer as the `INT4`/`INT2`/`INT8` the statement's parameter was
-//!   declared as (the schemas use `INTEGER` for key versions and attempt counts, `BIGINT` for
-//!   times); bytes are a `BLOB` or a `BYTEA`.
+//!   `randomblob`, `ON CONFLICT DO NOTHING` against `INSERT OR IGNORE`, the key store's schema
+//!   `candor_keys` against the attached `keys`), a statement spells both texts out:
+//!   `sql!(postgres: "…", sqlite: "…")`. The few statements built at run time (retention rules)
+//!   are written for PostgreSQL and converted with [`sqlite_of`].
+//! - **Parameters** are [`Arg`]s: an integer, text, bytes or NULL (and, on PostgreSQL only, a
+//!   list). Each backend binds them to its own types: PostgreSQL gets an integer as the
+//!   `INT4`/`INT2`/`INT8` the statement's parameter was declared as (the schemas use `INTEGER`
+//!   for key versions and attempt counts, `BIGINT` for times and sizes), bytes as `BYTEA`, a
+//!   NULL typed as the parameter; SQLite binds them as they are (`INTEGER`, `TEXT`, `BLOB`).
 //! - **Rows** are read through [`Row`], implemented for both drivers' row types, so the mapping
-//!   from a row to the store's structs is written once (booleans and the integer widths are
-//!   again the backend's concern).
+//!   from a row to the store's structs is written once (PostgreSQL's integer widths are again
+//!   the backend's concern).
 //! - **Transactions**: the logic of an operation is an `async fn` over an [`Exec`], the
 //!   executor a backend hands it. PostgreSQL's executor is truly asynchronous; SQLite's runs
 //!   every statement synchronously (rusqlite), on the writer thread or a reader, so its future
-//!   never waits and the backend completes it with one poll ([`finish`]). Which transaction an
-//!   operation runs in is chosen by the trait implementations here, through a backend's
-//!   runners (inherent methods of the same names on both stores): `run_read` (a pooled
-//!   connection), `run_write` (one statement, no transaction of its own: the next group commit
-//!   on SQLite, autocommit on PostgreSQL), `run_tx` (one transaction: a savepoint of the next
-//!   group commit on SQLite, a transaction of its own on PostgreSQL) and `run_batched` (the
-//!   same on SQLite; PostgreSQL's batcher, which appends the log records of a whole batch
-//!   together). A successful result commits; an error rolls back.
+//!   never waits and the backend completes it with one poll ([`finish`]). Which connection and
+//!   transaction an operation runs in is chosen by the trait implementations here, through a
+//!   backend's runners (inherent methods of the same names on both stores):
+//!   - `run_read`: a pooled connection (SQLite: a reader; PostgreSQL: each statement its own
+//!     transaction);
+//!   - `run_snapshot`: a read transaction on a pooled connection, for several statements that
+//!     must see one state;
+//!   - `run_write`: single statements without a transaction of their own (SQLite: in the next
+//!     group commit; PostgreSQL: autocommit);
+//!   - `run_tx`: one transaction (SQLite: a savepoint of the next group commit; PostgreSQL: a
+//!     transaction of its own, its log records appended in it);
+//!   - `run_batched`: the same on SQLite; on PostgreSQL the batcher, which runs the changes
+//!     that arrive together in one transaction and appends their log records together;
+//!   - `run_batched_keeping`: as `run_batched`, but a result the operation marks as not to be
+//!     kept is rolled back (consents for an unknown customer).
+//!
+//!   A successful result commits; an error rolls back. Few steps differ by backend inside an
+//!   operation: [`Exec::lock_log`] (PostgreSQL locks the log head where a one-time change must
+//!   happen once across servers) and [`Exec::postgres`] (one statement over an array parameter
+//!   instead of one per item).
 //! - **Trait implementations** are generated for each store by one macro per sub-trait
-//!   (`impl_session_store!` and the like). A generic implementation over a backend trait
+//!   (`impl_session_store!` and the like); `Store` itself, whose implementation also holds each
+//!   backend's own methods, stays in the backend and calls [`core`] in one line per shared
+//!   method. A generic implementation over a backend trait
 //!   cannot be written: the async traits need `Send` futures, which PostgreSQL's are and
 //!   SQLite's (holding a `&Connection`, which is not `Sync`) are not, even though SQLite's
 //!   never leave the thread they run on. Expanded for the concrete store, each method is
@@ -126,7 +146,6 @@ pub(crate) enum Arg<'a> {
     Int(i64),
     Text(&'a str),
     Blob(&'a [u8]),
-    Bool(bool),
     Null,
     /// A list of texts: a `text[]` on PostgreSQL (`= ANY($n)`); SQLite binds no lists (the
     /// logic runs one statement per item there, see [`Exec::postgres`]).
@@ -144,12 +163,6 @@ impl From<i64> for Arg<'_> {
 impl From<u32> for Arg<'_> {
     fn from(v: u32) -> Self {
         Arg::Int(i64::from(v))
-    }
-}
-
-impl From<bool> for Arg<'_> {
-    fn from(v: bool) -> Self {
-        Arg::Bool(v)
     }
 }
 
@@ -285,6 +298,20 @@ pub(crate) async fn change_logged(
         c.log(log).await?;
     }
     Ok(true)
+}
+
+pub(crate) fn hash_of(bytes: Vec<u8>) -> Result<crate::Hash, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("a stored log hash is not 32 bytes".into()))
+}
+
+/// A log proof's failure as the store's error.
+pub(crate) fn proof_err(e: candor_log::merkle::ProofError) -> StoreError {
+    use candor_log::merkle::ProofError;
+    match e {
+        ProofError::Storage(m) => StoreError::Internal(m),
+        ProofError::MissingNode { .. } => StoreError::Corrupt(format!("the log's stored hashes are incomplete: {e}")),
+        other => StoreError::OutOfRange(other.to_string()),
+    }
 }
 
 pub(crate) fn now_millis() -> i64 {

@@ -17,7 +17,6 @@ impl rusqlite::ToSql for Arg<'_> {
             Arg::Int(v) => ToSqlOutput::Owned(Value::Integer(v)),
             Arg::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Arg::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            Arg::Bool(b) => ToSqlOutput::Owned(Value::Integer(i64::from(b))),
             Arg::Null => ToSqlOutput::Owned(Value::Null),
             Arg::Texts(_) | Arg::Blobs(_) => {
                 return Err(rusqlite::Error::ToSqlConversionFailure("SQLite binds no lists".into()));

@@ -24,7 +24,7 @@ mod writer;
 
 use exec::Lite;
 
-use crate::sql::{LocalFuture, finish};
+use crate::sql::{LocalFuture, finish, now_millis, parse_subject, proof_err};
 
 use crate::consents::StoredConsent;
 use crate::sql::core;
@@ -265,14 +265,6 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     Ok(latest)
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn parse_subject(s: &str) -> Result<SubjectId, StoreError> {
-    SubjectId::parse(s).ok_or_else(|| StoreError::Corrupt("a stored subject id is not a UUID".into()))
-}
-
 fn version(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt("a stored key version is out of range".into()))
 }
@@ -302,14 +294,6 @@ fn with_nodes<T>(conn: &Connection, f: impl Fn(&mut dyn NodeSource) -> Result<T,
         map.insert((level, index), nodes.node(level, index).map_err(proof_err)?);
     }
     f(&mut MapSource(map)).map_err(proof_err)
-}
-
-fn proof_err(e: ProofError) -> StoreError {
-    match e {
-        ProofError::Storage(m) => StoreError::Internal(m),
-        ProofError::MissingNode { .. } => StoreError::Corrupt(format!("the log's stored hashes are incomplete: {e}")),
-        other => StoreError::OutOfRange(other.to_string()),
-    }
 }
 
 fn log_size(conn: &Connection) -> Result<u64, StoreError> {
@@ -746,7 +730,7 @@ crate::sql::messages::impl_message_store!(SqliteStore);
 crate::sql::overrides::impl_override_store!(SqliteStore);
 crate::sql::staff::impl_staff_store!(SqliteStore);
 
-/// The runners of the shared logic ([`crate::sql`]): each runs `f` on [`exec::Lite`] and
+/// The runners of the shared logic (`crate::sql`): each runs `f` on `exec::Lite` and
 /// completes it at once (every statement is synchronous).
 impl SqliteStore {
     /// On a reader connection.
