@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Millis, StoreError};
+use crate::{LogRecord, Millis, StoreError};
 
 /// A notice as stored. `id` is also its idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +28,16 @@ pub trait OutboxStore: Send + Sync {
     /// Undelivered notices due at `now`, oldest first, at most `limit`.
     async fn due_notices(&self, now: Millis, limit: u32) -> Result<Vec<Notice>, StoreError>;
 
-    /// Records a delivery (the recipient answered 2xx).
-    async fn notice_delivered(&self, id: &str, now: Millis) -> Result<(), StoreError>;
+    /// Records a delivery (the recipient answered 2xx) and appends `log`, in one transaction
+    /// (nothing, if there is no such notice).
+    async fn notice_delivered(&self, id: &str, now: Millis, log: LogRecord) -> Result<(), StoreError>;
 
     /// Records a failed attempt and when to try again.
     async fn notice_failed(&self, id: &str, next_attempt_at: Millis, error: &str) -> Result<(), StoreError>;
 
-    /// Records the recipient's confirmation; `false` if there is no such notice.
-    async fn confirm_notice(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+    /// Records the recipient's confirmation and appends `log`, in one transaction; `false` (and
+    /// nothing logged) if there is no such notice.
+    async fn confirm_notice(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError>;
 
     async fn notice(&self, id: &str) -> Result<Option<Notice>, StoreError>;
 

@@ -331,12 +331,16 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
     assert!(store.due_notices(8_999, 100).await.unwrap().iter().all(|n| n.id != due[0].id), "retried later");
     let retried = store.notice(&due[0].id).await.unwrap().unwrap();
     assert_eq!((retried.attempts, retried.last_error.as_deref()), (1, Some("HTTP 500")));
-    store.notice_delivered(&due[0].id, 9_100).await.unwrap();
+    let size = store.log_head().await.unwrap().0;
+    store.notice_delivered(&due[0].id, 9_100, log("notified", Some(a))).await.unwrap();
+    assert_eq!(store.log_head().await.unwrap().0, size + 1, "the delivery and its entry, together");
     assert!(store.due_notices(i64::MAX, 100).await.unwrap().iter().all(|n| n.id != due[0].id));
     assert_eq!(store.notice_counts().await.unwrap(), (before_undelivered + 1, before_unconfirmed + 1));
     assert!(store.unconfirmed_notices(100).await.unwrap().iter().any(|n| n.id == due[0].id));
-    assert!(store.confirm_notice(&due[0].id, 9_200).await.unwrap());
-    assert!(!store.confirm_notice("no-such-notice", 9_200).await.unwrap());
+    assert!(store.confirm_notice(&due[0].id, 9_200, log("confirmed", Some(a))).await.unwrap());
+    assert_eq!(store.log_head().await.unwrap().0, size + 2, "the confirmation and its entry, together");
+    assert!(!store.confirm_notice("no-such-notice", 9_200, log("confirmed", None)).await.unwrap());
+    assert_eq!(store.log_head().await.unwrap().0, size + 2, "no notice: nothing logged");
     assert_eq!(store.notice(&due[0].id).await.unwrap().unwrap().confirmed_at, Some(9_200));
     assert!(store.unconfirmed_notices(100).await.unwrap().iter().all(|n| n.id != due[0].id));
 }

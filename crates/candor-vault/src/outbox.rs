@@ -26,16 +26,15 @@ impl Vault {
         Ok(self.store.notice_failed(id, next_attempt_at, why).await?)
     }
 
-    /// Records that the recipient accepted `notice` (answered 2xx), and logs it.
+    /// Records that the recipient accepted `notice` (answered 2xx), with its log entry, in one
+    /// transaction.
     pub async fn notice_delivered(&self, notice: &Notice) -> Result<(), VaultError> {
-        self.store.notice_delivered(&notice.id, self.now_millis()).await?;
         let log = self
             .entry(&system_actor(), candor_log::Action::RecipientNotified)
             .subjects(&subjects_of(notice))
             .detail(format!("notice {} ({}) to {}", notice.id, notice.kind, notice.recipient))
             .record();
-        self.store.append_log(vec![log]).await?;
-        Ok(())
+        Ok(self.store.notice_delivered(&notice.id, self.now_millis(), log).await?)
     }
 
     /// A notice by id, for checking a recipient's signed confirmation of it.
@@ -43,11 +42,11 @@ impl Vault {
         Ok(self.store.notice(id).await?)
     }
 
-    /// Records the recipient's confirmation of `notice` (its signature already checked), logs
-    /// it under the recipient, and returns the notice as it now stands.
+    /// Records the recipient's confirmation of `notice` (its signature already checked) with its
+    /// log entry under the recipient, in one transaction, and returns the notice as it now
+    /// stands.
     pub async fn confirm_notice(&self, notice: &Notice) -> Result<Option<Notice>, VaultError> {
         let id = &notice.id;
-        self.store.confirm_notice(id, self.now_millis()).await?;
         let actor = Principal {
             token_id: candor_log::actor::notice(id),
             role: candor_log::actor::recipient_role(&notice.recipient),
@@ -58,7 +57,7 @@ impl Vault {
             .subjects(&subjects_of(notice))
             .detail(format!("notice {id} ({})", notice.kind))
             .record();
-        self.store.append_log(vec![log]).await?;
+        self.store.confirm_notice(id, self.now_millis(), log).await?;
         Ok(self.store.notice(id).await?)
     }
 

@@ -3,7 +3,7 @@
 use super::{Exec, Row, args, sql};
 use crate::grants::split_names;
 use crate::outbox::Notice;
-use crate::{Millis, StoreError};
+use crate::{LogRecord, Millis, StoreError};
 
 macro_rules! columns {
     () => {
@@ -37,9 +37,9 @@ pub(crate) async fn due_notices(c: &impl Exec, now: Millis, limit: u32) -> Resul
     c.query(sql, args![now, limit], notice).await
 }
 
-pub(crate) async fn notice_delivered(c: &impl Exec, id: String, now: Millis) -> Result<(), StoreError> {
+pub(crate) async fn notice_delivered(c: &impl Exec, id: String, now: Millis, log: LogRecord) -> Result<(), StoreError> {
     let sql = sql!("UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1");
-    c.execute(sql, args![&id, now]).await.map(drop)
+    super::change_logged(c, sql, args![&id, now], Some(log)).await.map(drop)
 }
 
 pub(crate) async fn notice_failed(c: &impl Exec, id: String, next: Millis, error: String) -> Result<(), StoreError> {
@@ -47,12 +47,12 @@ pub(crate) async fn notice_failed(c: &impl Exec, id: String, next: Millis, error
     c.execute(sql, args![&id, next, &error]).await.map(drop)
 }
 
-pub(crate) async fn confirm_notice(c: &impl Exec, id: String, now: Millis) -> Result<bool, StoreError> {
+pub(crate) async fn confirm_notice(c: &impl Exec, id: String, now: Millis, log: LogRecord) -> Result<bool, StoreError> {
     let sql = sql!(
         "UPDATE outbox SET confirmed_at = COALESCE(confirmed_at, $2), delivered_at = COALESCE(delivered_at, $2)
          WHERE id = $1"
     );
-    Ok(c.execute(sql, args![&id, now]).await? == 1)
+    super::change_logged(c, sql, args![&id, now], Some(log)).await
 }
 
 pub(crate) async fn notice_by_id(c: &impl Exec, id: String) -> Result<Option<Notice>, StoreError> {
@@ -84,7 +84,7 @@ macro_rules! impl_outbox_store {
         const _: () = {
             use $crate::outbox::{Notice, OutboxStore};
             use $crate::sql::outbox as op;
-            use $crate::{Millis, StoreError};
+            use $crate::{LogRecord, Millis, StoreError};
 
             #[async_trait::async_trait]
             impl OutboxStore for $store {
@@ -92,9 +92,9 @@ macro_rules! impl_outbox_store {
                     self.run_read(move |c| Box::pin(op::due_notices(c, now, limit))).await
                 }
 
-                async fn notice_delivered(&self, id: &str, now: Millis) -> Result<(), StoreError> {
+                async fn notice_delivered(&self, id: &str, now: Millis, log: LogRecord) -> Result<(), StoreError> {
                     let id = id.to_string();
-                    self.run_write(move |c| Box::pin(op::notice_delivered(c, id, now))).await
+                    self.run_tx(move |c| Box::pin(op::notice_delivered(c, id, now, log))).await
                 }
 
                 async fn notice_failed(&self, id: &str, next: Millis, error: &str) -> Result<(), StoreError> {
@@ -102,9 +102,9 @@ macro_rules! impl_outbox_store {
                     self.run_write(move |c| Box::pin(op::notice_failed(c, id, next, error))).await
                 }
 
-                async fn confirm_notice(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+                async fn confirm_notice(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError> {
                     let id = id.to_string();
-                    self.run_write(move |c| Box::pin(op::confirm_notice(c, id, now))).await
+                    self.run_tx(move |c| Box::pin(op::confirm_notice(c, id, now, log))).await
                 }
 
                 async fn notice(&self, id: &str) -> Result<Option<Notice>, StoreError> {
