@@ -27,6 +27,7 @@ use candor_store::Store;
 
 use crate::config::Config;
 use crate::install;
+use crate::vault::BreachClock;
 
 /// Entries read from the store per round.
 const PAGE: u64 = 5_000;
@@ -380,17 +381,18 @@ pub async fn record(config_path: &Path, args: RecordArgs<'_>) -> Result<()> {
 /// `candor breach list`: every breach with its 72-hour clock.
 pub async fn list(config_path: &Path) -> Result<()> {
     let (_, vault) = install::open(config_path).await?;
-    let now = crate::vault::now_millis();
     let time = crate::clock::rfc3339;
     for b in vault.breaches().await? {
         let deadline = b.detected_at + crate::vault::AUTHORITY_DEADLINE_MS;
-        let status = match (b.closed_at, b.authority_notified_at) {
-            (Some(at), _) => format!("closed {}", time(at)),
-            (None, Some(at)) => {
-                format!("authority notified {}{}", time(at), if at > deadline { " (late)" } else { "" })
+        let status = match vault.breach_clock(&b) {
+            BreachClock::Closed(at) => format!("closed {}", time(at)),
+            BreachClock::Notified { at, late } => {
+                format!("authority notified {}{}", time(at), if late { " (late)" } else { "" })
             }
-            (None, None) if now > deadline => "OVERDUE: the authority has not been notified".to_string(),
-            (None, None) => format!("open; {:.1} hours left to notify the authority", (deadline - now) as f64 / 3.6e6),
+            BreachClock::Overdue => "OVERDUE: the authority has not been notified".to_string(),
+            BreachClock::Open { left_ms } => {
+                format!("open; {:.1} hours left to notify the authority", left_ms as f64 / 3.6e6)
+            }
         };
         println!(
             "{}  detected {}  due {}  {} customer(s)  [{}]  {}",

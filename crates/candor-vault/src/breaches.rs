@@ -29,6 +29,19 @@ pub struct BreachInput {
     pub countries: Vec<(String, u64)>,
 }
 
+/// Where a breach stands against the 72-hour deadline to notify the authority (GDPR Art. 33).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreachClock {
+    /// Closed at this time.
+    Closed(Millis),
+    /// The authority was notified at this time; `late` when after the deadline.
+    Notified { at: Millis, late: bool },
+    /// Not notified, and the deadline has passed.
+    Overdue,
+    /// Not notified; this long is left.
+    Open { left_ms: Millis },
+}
+
 /// A breach just recorded: the record, its texts, and each customer's notice code.
 pub struct RecordedBreach {
     pub breach: Breach,
@@ -137,6 +150,19 @@ impl Vault {
             &self.facts(&breach, &detected, &deadline, input.records, &input.countries),
         );
         Ok(RecordedBreach { breach, authority_summary: summary, customer_notice: notice, codes })
+    }
+
+    /// Where `b` stands against its 72-hour clock, now (by this vault's clock).
+    pub fn breach_clock(&self, b: &Breach) -> BreachClock {
+        let deadline = b.detected_at + AUTHORITY_DEADLINE_MS;
+        match (b.closed_at, b.authority_notified_at) {
+            (Some(at), _) => BreachClock::Closed(at),
+            (None, Some(at)) => BreachClock::Notified { at, late: at > deadline },
+            (None, None) => match deadline - self.now_millis() {
+                left if left < 0 => BreachClock::Overdue,
+                left_ms => BreachClock::Open { left_ms },
+            },
+        }
     }
 
     pub async fn breaches(&self) -> Result<Vec<Breach>, VaultError> {

@@ -46,7 +46,7 @@ use candor_store::{FieldChange, NewEvent, NewSubject, NewToken, Store};
 use crate::audit::{Audit, LogContext, system_actor};
 use serde_json::{Map, Value};
 
-pub use breaches::{AUTHORITY_DEADLINE_MS, BreachInput};
+pub use breaches::{AUTHORITY_DEADLINE_MS, BreachClock, BreachInput};
 pub use center::{CustomerSession, SESSION_MAX_HOURS, SignInSettings};
 use consents::ConsentScope;
 pub use consents::{ChangeInput, ImportLine, Notices};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use candor_core::SubjectId;
 use candor_vault::clock::{Clock, ManualClock};
 use candor_vault::testing::{acting_as as as_role, example_vault};
-use candor_vault::{Vault, VaultError};
+use candor_vault::{BreachClock, BreachInput, Vault, VaultError};
 use serde_json::{Map, Value, json};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -95,4 +95,38 @@ async fn a_request_becomes_overdue_one_calendar_month_after_it_was_received() {
     assert_eq!(vault.metrics().await.unwrap().requests_overdue, 0, "due, not yet overdue");
     clock.advance(Duration::from_secs(2));
     assert_eq!(vault.metrics().await.unwrap().requests_overdue, 1);
+}
+
+#[tokio::test]
+async fn a_breach_is_overdue_72_hours_after_it_was_detected_unless_the_authority_was_told() {
+    let Setup { vault, clock, _dir } = setup().await;
+    let id = customer(&vault).await;
+    let input = |detected_at| BreachInput {
+        detected_at,
+        nature: "A support laptop with an export of customer addresses was stolen".into(),
+        consequences: "Customers' postal addresses may be known to the thief".into(),
+        measures: "The laptop's disk was encrypted; its credentials were revoked".into(),
+        categories: vec!["contact".into()],
+        subjects: vec![id],
+        records: 1,
+        countries: Vec::new(),
+    };
+    let detected = clock.now_millis();
+    let recorded = vault.record_breach(input(detected)).await.unwrap().breach;
+    assert_eq!(vault.breach_clock(&recorded), BreachClock::Open { left_ms: 72 * 3_600_000 });
+    clock.advance(72 * HOUR);
+    assert_eq!(vault.breach_clock(&recorded), BreachClock::Open { left_ms: 0 }, "due, not yet overdue");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(vault.breach_clock(&recorded), BreachClock::Overdue);
+
+    let told = vault.record_breach(input(clock.now_millis())).await.unwrap().breach;
+    clock.advance(HOUR);
+    assert!(vault.update_breach(&told.id, false).await.unwrap());
+    let told = vault.breaches().await.unwrap().into_iter().find(|b| b.id == told.id).unwrap();
+    assert_eq!(vault.breach_clock(&told), BreachClock::Notified { at: clock.now_millis(), late: false });
+    clock.advance(100 * HOUR);
+    assert_eq!(
+        vault.breach_clock(&told),
+        BreachClock::Notified { at: clock.now_millis() - 100 * 3_600_000, late: false }
+    );
 }
