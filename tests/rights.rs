@@ -10,6 +10,7 @@ on_both_backends!(
     the_report_explains_everything_held_and_the_export_carries_it_all,
     retention_deletes_what_is_due_when_the_clock_moves_and_skips_held_customers,
     requests_are_tracked_against_their_deadline_and_overdue_ones_show_in_metrics,
+    requests_are_assigned_paused_for_proof_of_identity_and_refused_with_a_reason,
     the_certificate_names_exactly_the_recipients_that_received_the_data_and_are_told,
 );
 
@@ -526,4 +527,83 @@ async fn requests_are_tracked_against_their_deadline_and_overdue_ones_show_in_me
     assert_eq!((r.status, r.code()), (404, "request_not_found"));
     assert!(metrics().await.contains("candor_requests_overdue 0"));
     assert_eq!(requests.get("/v1/requests?status=completed").await.body["requests"].as_array().unwrap().len(), 1);
+}
+
+async fn requests_are_assigned_paused_for_proof_of_identity_and_refused_with_a_reason(install: Install) {
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let id = backend.create(ada()).await;
+    let forty_days_ago = (jiff::Timestamp::now() - jiff::Span::new().hours(24 * 40)).to_string();
+    let r =
+        privacy.post("/v1/requests", json!({"subject_id": id, "kind": "erasure", "received_at": forty_days_ago})).await;
+    assert_eq!((r.status, r.body["overdue"].as_bool()), (201, Some(true)), "{:?}", r.body);
+    let rid = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/requests/{rid}");
+
+    // One request, read on its own; other purposes and roles are refused.
+    let r = privacy.get(&path).await;
+    assert_eq!((r.status, r.body["kind"].as_str(), r.body["paused_days"].as_i64()), (200, Some("erasure"), Some(0)));
+    assert!(r.body.get("assignee").is_none() && r.body.get("reason").is_none(), "{:?}", r.body);
+    assert_eq!(backend.get(&path).await.code(), "purpose_not_allowed");
+    assert_eq!(support.with_purpose("privacy_requests").get(&path).await.status, 403);
+    assert_eq!(support.patch(&path, json!({"assignee": "me"})).await.status, 403);
+    assert_eq!(privacy.get("/v1/requests/nope").await.code(), "request_not_found");
+
+    // Assigned to the caller, then to a colleague by pseudonym; a name is not a pseudonym.
+    let r = privacy.patch(&path, json!({"assignee": "me"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["assignee"].as_str().is_some_and(|a| !a.is_empty()));
+    let colleague = format!("stf_{}", "ab".repeat(16));
+    let r = privacy.patch(&path, json!({"assignee": colleague})).await;
+    assert_eq!(r.body["assignee"].as_str(), Some(format!("staff:{colleague}").as_str()));
+    let r = privacy.patch(&path, json!({"assignee": "Dora Smith"})).await;
+    assert_eq!((r.status, r.code(), r.field()), (422, "invalid_value", "assignee"));
+    // One change at a time.
+    let r = privacy.patch(&path, json!({"assignee": "me", "identity": "requested"})).await;
+    assert_eq!((r.status, r.code()), (422, "invalid_value"));
+
+    // Waiting for proof of identity: the clock stops, so it is not overdue meanwhile.
+    let r = privacy.patch(&path, json!({"identity": "requested"})).await;
+    assert_eq!((r.status, r.body["overdue"].as_bool()), (200, Some(false)), "{:?}", r.body);
+    assert!(r.body["waiting_for_identity_since"].is_string());
+    let metrics = backend.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("candor_requests_overdue 0"), "{metrics}");
+    let due_before = r.body["due_at"].as_str().unwrap().to_string();
+    let r = privacy.patch(&path, json!({"identity": "proven"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body.get("waiting_for_identity_since").is_none());
+    assert!(r.body["due_at"].as_str().unwrap() >= due_before.as_str(), "the deadline never moves earlier");
+    let r = privacy.patch(&path, json!({"identity": "lost"})).await;
+    assert_eq!((r.status, r.field()), (422, "identity"));
+
+    // A refusal must give a reason from the list; a completion must not give one.
+    let r = privacy.patch(&path, json!({"status": "rejected"})).await;
+    assert_eq!((r.status, r.field()), (422, "reason"));
+    let r = privacy.patch(&path, json!({"status": "rejected", "reason": "we do not feel like it"})).await;
+    assert_eq!((r.status, r.field()), (422, "reason"));
+    let r = privacy.patch(&path, json!({"status": "completed", "reason": "excessive"})).await;
+    assert_eq!((r.status, r.field()), (422, "reason"));
+    let r = privacy.patch(&path, json!({"status": "rejected", "reason": "legal_claims"})).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str(), r.body["reason"].as_str()),
+        (200, Some("rejected"), Some("legal_claims"))
+    );
+    // Closed: it no longer changes.
+    let r = privacy.patch(&path, json!({"assignee": "nobody"})).await;
+    assert_eq!((r.status, r.code()), (409, "conflict"));
+
+    // Every step is in the log, naming the customer, with the reason code and no free text.
+    let admin = server.client(&install.admin_token, None);
+    let log = admin.get("/v1/log/entries?start=0&end=1000").await;
+    let entries: Vec<&Value> = log.body["entries"].as_array().unwrap().iter().map(|e| &e["entry"]).collect();
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action && e["subjects"] == json!([id])).count();
+    assert_eq!((count("request.read"), count("request.update"), count("request.close")), (1, 4, 1), "{entries:#?}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "request.close"
+                && e["detail"].as_str().is_some_and(|d| d.ends_with(": legal_claims")))
+    );
 }

@@ -19,6 +19,36 @@ pub fn retention_end(retention: &Retention, stored_at: i64) -> Option<i64> {
     Some(end.timestamp().as_millisecond())
 }
 
+/// Why a privacy request may be refused: a code the request records and the customer's
+/// explanation the privacy center shows (never free text, which could hold a personal value).
+pub const REFUSAL_REASONS: [(&str, &str); 6] = [
+    (
+        "identity_not_proven",
+        "We could not confirm that the request came from you (GDPR Art. 12(6)). You can ask again and prove who you are.",
+    ),
+    ("manifestly_unfounded", "The request was manifestly unfounded (GDPR Art. 12(5))."),
+    ("excessive", "The request was excessive, in particular because it repeated an earlier one (GDPR Art. 12(5))."),
+    (
+        "legal_obligation",
+        "The law obliges us to keep the data concerned (GDPR Art. 17(3)(b)); it is used for that obligation only.",
+    ),
+    (
+        "legal_claims",
+        "The data is needed to establish, exercise or defend legal claims (GDPR Art. 17(3)(e), Art. 21(1)).",
+    ),
+    ("rights_of_others", "Answering would adversely affect the rights and freedoms of others (GDPR Art. 15(4))."),
+];
+
+/// What the customer is told about their right to complain whenever a request is refused
+/// (GDPR Art. 12(4)).
+pub const REFUSAL_REMEDIES: &str =
+    "You may lodge a complaint with a data protection supervisory authority and seek a judicial remedy.";
+
+/// The customer's explanation of a refusal reason code, if it is one.
+pub fn refusal_reason(code: &str) -> Option<&'static str> {
+    REFUSAL_REASONS.iter().find(|(c, _)| *c == code).map(|(_, text)| *text)
+}
+
 /// What a retention rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleTarget {

@@ -769,7 +769,7 @@ pub async fn close_request(
         Err(page) => return page,
     };
     let status = field(&form, "status").unwrap_or("");
-    match state.vault.close_request(&auth, &id, status).await {
+    match state.vault.close_request(&auth, &id, status, field(&form, "reason")).await {
         Ok(closed) => Redirect::to(&format!("/console/requests?done={}", closed.status)).into_response(),
         Err(e) => refused(&state, Some(person), e.into(), back),
     }
@@ -790,6 +790,10 @@ mod tests {
             created_by: "t".into(),
             closed_at: None,
             closed_by: None,
+            assignee: None,
+            waiting_since: None,
+            paused_ms: 0,
+            reason: None,
         }
     }
 

@@ -196,7 +196,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{id}/report", get(report::report))
         .route("/v1/subjects/{id}/export", get(report::export))
         .route("/v1/requests", get(requests::list_requests).post(requests::open_request))
-        .route("/v1/requests/{id}", axum::routing::patch(requests::close_request))
+        .route("/v1/requests/{id}", get(requests::get_request).patch(requests::change_request))
         .route("/metrics", get(requests::metrics))
         .route("/v1/tokens", get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))

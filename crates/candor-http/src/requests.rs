@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use candor_vault::Request;
+use candor_vault::{Request, RequestUpdate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -32,12 +32,24 @@ pub struct RequestView {
     pub closed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_by: Option<String>,
+    /// Who on the privacy team has it (`staff:stf_…` or a token id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Since when its clock is stopped, waiting for the customer to prove who they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for_identity_since: Option<String>,
+    /// Days its clock stood still in all (`due_at` includes them).
+    pub paused_days: i64,
+    /// Why it was refused (a code; see `reason` on PATCH).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-fn view(r: Request) -> RequestView {
-    let now = crate::vault::now_millis();
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+pub(crate) fn view(r: Request, now: i64) -> RequestView {
     RequestView {
-        overdue: r.status == "open" && r.due_at < now,
+        overdue: r.status == "open" && r.waiting_since.is_none() && r.due_at < now,
         id: r.id,
         subject_id: r.subject_id,
         kind: r.kind,
@@ -47,6 +59,10 @@ fn view(r: Request) -> RequestView {
         created_by: r.created_by,
         closed_at: r.closed_at.map(rfc3339),
         closed_by: r.closed_by,
+        assignee: r.assignee,
+        waiting_for_identity_since: r.waiting_since.map(rfc3339),
+        paused_days: r.paused_ms.div_euclid(DAY_MS),
+        reason: r.reason,
     }
 }
 
@@ -86,40 +102,84 @@ pub async fn open_request(
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
     let subject = parse_subject_id(&body.subject_id).map_err(|e| e.with_field("subject_id"))?;
     let r = state.vault.open_request(&auth, subject, &body.kind, body.received_at.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(view(r))))
+    Ok((StatusCode::CREATED, Json(view(r, state.vault.now_millis()))))
 }
 
 #[derive(Deserialize, ToSchema)]
-#[schema(example = json!({"status": "completed"}))]
+#[schema(example = json!({"status": "rejected", "reason": "excessive"}))]
 #[serde(deny_unknown_fields)]
-pub struct CloseBody {
-    /// completed or rejected.
+pub struct ChangeBody {
+    /// Closes the request.
     #[schema(pattern = "^(completed|rejected)$")]
-    pub status: String,
+    pub status: Option<String>,
+    /// With `status: rejected` (and only then): why, one of `identity_not_proven`,
+    /// `manifestly_unfounded`, `excessive`, `legal_obligation`, `legal_claims`,
+    /// `rights_of_others`. The customer reads the explanation in the privacy center.
+    pub reason: Option<String>,
+    /// Assigns the request: `me`, `nobody` or a staff pseudonym (`stf_…`).
+    pub assignee: Option<String>,
+    /// `requested`: the customer was asked to prove who they are, the clock stops;
+    /// `proven`: it runs again, the deadline moved by the time it stood still.
+    #[schema(pattern = "^(requested|proven)$")]
+    pub identity: Option<String>,
 }
 
-impl BodyShape for CloseBody {
-    const EXPECTED: &'static str = r#"{"status": "completed" | "rejected"}"#;
+impl BodyShape for ChangeBody {
+    const EXPECTED: &'static str = r#"one of {"status": "completed"}, {"status": "rejected", "reason": "<code>"}, {"assignee": "me" | "nobody" | "stf_..."}, {"identity": "requested" | "proven"}"#;
 }
 
-/// Close a request as completed or rejected (once).
 #[utoipa::path(patch, path = "/v1/requests/{id}", tag = "rights",
     params(("id" = String, Path, description = "Request id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
-    request_body = CloseBody,
+    request_body = ChangeBody,
     responses(
         (status = 200, body = RequestView),
         (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
-        (status = 404, description = "`request_not_found` (or already closed)", body = ErrorBody),
-        (status = 422, description = "`invalid_value`: status must be completed or rejected", body = ErrorBody),
+        (status = 404, description = "`request_not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the request is closed and cannot be assigned or paused", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: status, reason, assignee or identity", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn close_request(
+pub async fn change_request(
     State(state): State<AppState>,
     auth: Authorized,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<CloseBody>,
+    JsonBody(body): JsonBody<ChangeBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    Ok(Json(view(state.vault.close_request(&auth, &id, &body.status).await?)))
+    let changed = match (&body.status, &body.assignee, &body.identity) {
+        (Some(status), None, None) => state.vault.close_request(&auth, &id, status, body.reason.as_deref()).await?,
+        (None, Some(a), None) if body.reason.is_none() => {
+            state.vault.update_request(&auth, &id, RequestUpdate::parse("assignee", a)?).await?
+        }
+        (None, None, Some(i)) if body.reason.is_none() => {
+            state.vault.update_request(&auth, &id, RequestUpdate::parse("identity", i)?).await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_value",
+                format!("send exactly one change: {}", ChangeBody::EXPECTED),
+            )
+            .with_field("status"));
+        }
+    };
+    Ok(Json(view(changed, state.vault.now_millis())))
+}
+
+/// One request, with how it is being handled; logged (`request.read`).
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "rights",
+    params(("id" = String, Path, description = "Request id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses(
+        (status = 200, body = RequestView),
+        (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
+        (status = 404, description = "`request_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_request(
+    State(state): State<AppState>,
+    auth: Authorized,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    Ok(Json(view(state.vault.request(&auth, &id).await?, state.vault.now_millis())))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -154,8 +214,9 @@ pub async fn list_requests(
     let Query(query) = query.map_err(|_| {
         ApiError::bad_request("invalid_query", "the only query parameter is `status`").with_field("status")
     })?;
+    let now = state.vault.now_millis();
     let requests: Vec<RequestView> =
-        state.vault.list_requests(&auth, query.status.as_deref()).await?.into_iter().map(view).collect();
+        state.vault.list_requests(&auth, query.status.as_deref()).await?.into_iter().map(|r| view(r, now)).collect();
     let overdue = requests.iter().filter(|r| r.overdue).count();
     Ok(Json(RequestList { requests, overdue }))
 }

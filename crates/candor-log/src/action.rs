@@ -120,6 +120,11 @@ actions! {
     RequestList = "request.list",
     /// A customer's privacy request was recorded.
     RequestOpen = "request.open",
+    /// One privacy request was read (its customer, deadline and handling).
+    RequestRead = "request.read",
+    /// An open privacy request was assigned, or its clock paused or restarted for proof of
+    /// identity.
+    RequestUpdate = "request.update",
     /// Values or events past their retention period were deleted.
     RetentionDelete = "retention.delete",
     /// A person signed in to the staff console through the identity provider.

@@ -26,7 +26,9 @@ pub use keys::{IndexReplacement, KeyRingStore};
 pub use messages::{ErasedMessage, MessageStore, StoredMessage};
 pub use outbox::{Notice, OutboxStore};
 pub use overrides::{BreakGlass, OverrideStore};
-pub use rights::{Certify, Due, Erasure, Expired, Inventory, Notified, Request, RetentionLog, RightsStore, Toggle};
+pub use rights::{
+    Certify, Due, Erasure, Expired, Inventory, Notified, Request, RequestChange, RetentionLog, RightsStore, Toggle,
+};
 pub use sessions::{NewSession, Session, SessionStore, SignInLink};
 pub use staff::{NewStaffSession, StaffPerson, StaffSession, StaffStore};
 

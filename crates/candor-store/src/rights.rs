@@ -150,6 +150,25 @@ pub struct Request {
     pub created_by: String,
     pub closed_at: Option<Millis>,
     pub closed_by: Option<String>,
+    /// Who on the privacy team has it (`staff:stf_…` or a token id), if anyone.
+    pub assignee: Option<String>,
+    /// Since when its clock is paused, waiting for the customer to prove who they are.
+    pub waiting_since: Option<Millis>,
+    /// How long its clock was paused in all (`due_at` already includes it).
+    pub paused_ms: Millis,
+    /// Why it was refused: a code from a fixed list (never free text).
+    pub reason: Option<String>,
+}
+
+/// A change to an open request that does not close it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestChange {
+    /// Gives it to someone (`None`: to nobody).
+    Assign(Option<String>),
+    /// Pauses its clock at `at`: the customer is asked to prove who they are.
+    AwaitIdentity { at: Millis },
+    /// Restarts its clock at `at`; the deadline moves by the time it was paused.
+    IdentityProven { at: Millis },
 }
 
 #[async_trait]
@@ -260,16 +279,31 @@ pub trait RightsStore: Send + Sync {
     /// Records a customer request; logged.
     async fn insert_request(&self, request: Request, log: LogRecord) -> Result<(), StoreError>;
 
-    /// Closes an open request with `status`; logged. `None` if there is no such request; an
-    /// already closed one is returned unchanged (and nothing is logged).
+    /// Closes an open request with `status` (and the refusal's `reason` code); logged. `None` if
+    /// there is no such request; an already closed one is returned unchanged (and nothing is
+    /// logged).
     async fn close_request(
         &self,
         id: &str,
         status: &str,
+        reason: Option<&str>,
         at: Millis,
         by: &str,
         log: LogRecord,
     ) -> Result<Option<Request>, StoreError>;
+
+    /// Changes an open request; logged only if it changed (an assignment to the same person, a
+    /// pause of a paused clock, a closed request: unchanged). `None` if there is no such
+    /// request; else the request as it is now and whether it changed.
+    async fn change_request(
+        &self,
+        id: &str,
+        change: RequestChange,
+        log: LogRecord,
+    ) -> Result<Option<(Request, bool)>, StoreError>;
+
+    /// One customer's requests, newest first, at most `limit`.
+    async fn subject_requests(&self, subject: SubjectId, limit: u32) -> Result<Vec<Request>, StoreError>;
 
     /// One request.
     async fn request(&self, id: &str) -> Result<Option<Request>, StoreError>;
@@ -277,7 +311,7 @@ pub trait RightsStore: Send + Sync {
     /// Requests, newest first (of one status, if given), at most `limit`.
     async fn requests(&self, status: Option<&str>, limit: u32) -> Result<Vec<Request>, StoreError>;
 
-    /// Open requests whose deadline has passed at `now`.
+    /// Open requests whose deadline has passed at `now` (a paused clock is not overdue).
     async fn overdue_requests(&self, now: Millis) -> Result<u64, StoreError>;
 }
 

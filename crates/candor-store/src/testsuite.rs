@@ -541,9 +541,10 @@ async fn retention_deletes_what_is_due_skips_held_customers_and_logs_names_and_c
 
 async fn requests_are_tracked_until_closed_and_overdue_ones_are_counted(store: &dyn Store) {
     use crate::rights::Request;
+    let subject = SubjectId::random();
     let request = |id: &str, due_at| Request {
         id: id.into(),
-        subject_id: "s-1".into(),
+        subject_id: subject.to_string(),
         kind: "access".into(),
         status: "open".into(),
         received_at: due_at - 100,
@@ -551,24 +552,79 @@ async fn requests_are_tracked_until_closed_and_overdue_ones_are_counted(store: &
         created_by: "t-1".into(),
         closed_at: None,
         closed_by: None,
+        assignee: None,
+        waiting_since: None,
+        paused_ms: 0,
+        reason: None,
     };
     store.insert_request(request("r-1", 1_000), log("request", None)).await.unwrap();
     store.insert_request(request("r-2", 5_000), log("request", None)).await.unwrap();
     assert_eq!(store.overdue_requests(2_000).await.unwrap(), 1);
     assert_eq!(store.requests(Some("open"), 10).await.unwrap().len(), 2);
-    let closed = store.close_request("r-1", "completed", 2_500, "t-2", log("close", None)).await.unwrap().unwrap();
+    let closed =
+        store.close_request("r-1", "completed", None, 2_500, "t-2", log("close", None)).await.unwrap().unwrap();
     assert_eq!((closed.status.as_str(), closed.closed_by.as_deref()), ("completed", Some("t-2")));
-    let again = store.close_request("r-1", "rejected", 2_600, "t-3", log("close-again", None)).await.unwrap().unwrap();
-    assert_eq!(again.status, "completed", "closed once");
-    assert!(store.close_request("r-x", "completed", 1, "t", log("close-ghost", None)).await.unwrap().is_none());
+    let again = store
+        .close_request("r-1", "rejected", Some("excessive"), 2_600, "t-3", log("close-again", None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.status.as_str(), again.reason), ("completed", None), "closed once");
+    assert!(store.close_request("r-x", "completed", None, 1, "t", log("close-ghost", None)).await.unwrap().is_none());
     assert_eq!(store.overdue_requests(2_000).await.unwrap(), 0);
     assert_eq!(
         store.requests(Some("open"), 10).await.unwrap().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["r-2"]
     );
     assert_eq!(store.requests(None, 10).await.unwrap().len(), 2);
+
+    // Handling an open one: assigned (once), its clock paused while the customer proves who
+    // they are (not overdue meanwhile), restarted with the deadline moved by the pause.
+    use crate::rights::RequestChange;
+    let assign = RequestChange::Assign(Some("staff:stf_1".into()));
+    let (r, changed) = store.change_request("r-2", assign.clone(), log("assign", None)).await.unwrap().unwrap();
+    assert!(changed && r.assignee.as_deref() == Some("staff:stf_1"));
+    let (_, changed) = store.change_request("r-2", assign, log("assign-again", None)).await.unwrap().unwrap();
+    assert!(!changed, "the same assignee again changes nothing");
+    let wait = RequestChange::AwaitIdentity { at: 4_000 };
+    let (r, changed) = store.change_request("r-2", wait.clone(), log("wait", None)).await.unwrap().unwrap();
+    assert!(changed && r.waiting_since == Some(4_000));
+    assert!(!store.change_request("r-2", wait, log("wait-again", None)).await.unwrap().unwrap().1);
+    assert_eq!(store.overdue_requests(9_000).await.unwrap(), 0, "a paused clock is not overdue");
+    let proven = RequestChange::IdentityProven { at: 7_000 };
+    let (r, changed) = store.change_request("r-2", proven.clone(), log("proven", None)).await.unwrap().unwrap();
+    assert_eq!((changed, r.waiting_since, r.due_at, r.paused_ms), (true, None, 8_000, 3_000));
+    assert!(!store.change_request("r-2", proven, log("proven-again", None)).await.unwrap().unwrap().1);
+    assert_eq!(store.overdue_requests(7_999).await.unwrap(), 0);
+    assert_eq!(store.overdue_requests(8_001).await.unwrap(), 1);
+    assert!(store.change_request("r-x", RequestChange::Assign(None), log("ghost", None)).await.unwrap().is_none());
+    let (_, changed) =
+        store.change_request("r-1", RequestChange::Assign(None), log("closed-assign", None)).await.unwrap().unwrap();
+    assert!(!changed, "a closed request does not change");
+    let rejected = store
+        .close_request("r-2", "rejected", Some("identity_not_proven"), 8_500, "t-4", log("reject", None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rejected.reason.as_deref(), Some("identity_not_proven"));
+    let theirs: Vec<String> = store.subject_requests(subject, 10).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(theirs, ["r-2", "r-1"], "newest first");
+    assert!(store.subject_requests(SubjectId::random(), 10).await.unwrap().is_empty());
+
     let logged = entries(store).await;
-    assert_eq!(logged.iter().filter(|e| e.contains("\"close-again\"")).count(), 0);
+    for (what, n) in [
+        ("close-again", 0),
+        ("assign", 1),
+        ("assign-again", 0),
+        ("wait", 1),
+        ("wait-again", 0),
+        ("proven", 1),
+        ("proven-again", 0),
+        ("closed-assign", 0),
+        ("reject", 1),
+    ] {
+        assert_eq!(logged.iter().filter(|e| e.contains(&format!("\"{what}\""))).count(), n, "{what}");
+    }
 }
 
 async fn erasure_destroys_the_key_and_the_data_unless_held_and_is_idempotent(store: &dyn Store) {

@@ -55,6 +55,7 @@ pub use idempotency::IdempotencyKey;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
 pub use report::{Document, ReportEvents, event_json, head_json};
+pub use requests::RequestUpdate;
 pub use staff::{SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
 pub use status::Metrics;
 

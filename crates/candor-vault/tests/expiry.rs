@@ -98,6 +98,31 @@ async fn a_request_becomes_overdue_one_calendar_month_after_it_was_received() {
 }
 
 #[tokio::test]
+async fn waiting_for_proof_of_identity_stops_a_requests_clock_and_moves_its_deadline() {
+    use candor_vault::RequestUpdate;
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let Setup { vault, clock, _dir } = setup().await;
+    let id = customer(&vault).await;
+    let privacy = as_role(&vault, "privacy_team", "privacy_requests").await;
+    let request = vault.open_request(&privacy, id, "erasure", None).await.unwrap();
+    let due = request.due_at;
+    clock.advance(5 * DAY);
+    let waiting = vault.update_request(&privacy, &request.id, RequestUpdate::IdentityRequested).await.unwrap();
+    assert_eq!(waiting.waiting_since, Some(request.received_at + 5 * 24 * 3600 * 1000));
+    // Forty days of waiting: past the original deadline, yet not overdue, since the clock stood still.
+    clock.advance(40 * DAY);
+    assert_eq!(vault.metrics().await.unwrap().requests_overdue, 0);
+    let proven = vault.update_request(&privacy, &request.id, RequestUpdate::IdentityProven).await.unwrap();
+    assert_eq!(proven.due_at, due + 40 * 24 * 3600 * 1000, "the deadline moves by the pause");
+    assert_eq!((proven.waiting_since, proven.paused_ms), (None, 40 * 24 * 3600 * 1000));
+    // Five days of the month were used before the pause: 26 are left, to the moved deadline.
+    clock.advance(26 * DAY - Duration::from_secs(1));
+    assert_eq!(vault.metrics().await.unwrap().requests_overdue, 0);
+    clock.advance(2 * Duration::from_secs(1));
+    assert_eq!(vault.metrics().await.unwrap().requests_overdue, 1);
+}
+
+#[tokio::test]
 async fn a_breach_is_overdue_72_hours_after_it_was_detected_unless_the_authority_was_told() {
     let Setup { vault, clock, _dir } = setup().await;
     let id = customer(&vault).await;

@@ -51,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../../migrations/postgres/0014_pending_erasures.sql")),
     (15, include_str!("../../migrations/postgres/0015_idempotency.sql")),
     (16, include_str!("../../migrations/postgres/0016_staff.sql")),
+    (17, include_str!("../../migrations/postgres/0017_request_handling.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;

@@ -9,7 +9,7 @@ use candor_core::{Ciphertext, FieldName, SubjectId};
 
 use super::{Arg, Exec, Row, Sql, args, sql, sqlite_of};
 use crate::rights::{
-    Certify, Due, Erasure, ErasureRequest, Expired, Inventory, Request, RetentionLog, Toggle, notified,
+    Certify, Due, Erasure, ErasureRequest, Expired, Inventory, Request, RequestChange, RetentionLog, Toggle, notified,
 };
 use crate::{LogRecord, Millis, StoreError};
 
@@ -23,7 +23,8 @@ fn rule_columns(rule: &RetentionRule) -> (&'static str, &'static str, &'static s
 
 macro_rules! request_columns {
     () => {
-        "id, subject_id, kind, status, received_at, due_at, created_by, closed_at, closed_by"
+        "id, subject_id, kind, status, received_at, due_at, created_by, closed_at, closed_by, assignee, waiting_since, \
+         paused_ms, reason"
     };
 }
 
@@ -38,6 +39,10 @@ fn request_row(r: &dyn Row) -> Result<Request, StoreError> {
         created_by: r.text(6)?,
         closed_at: r.opt_int(7)?,
         closed_by: r.opt_text(8)?,
+        assignee: r.opt_text(9)?,
+        waiting_since: r.opt_int(10)?,
+        paused_ms: r.int(11)?,
+        reason: r.opt_text(12)?,
     })
 }
 
@@ -364,8 +369,11 @@ pub(crate) async fn apply_retention(
 }
 
 pub(crate) async fn insert_request(c: &impl Exec, r: Request, log: LogRecord) -> Result<(), StoreError> {
-    let sql =
-        sql!(concat!("INSERT INTO requests (", request_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"));
+    let sql = sql!(concat!(
+        "INSERT INTO requests (",
+        request_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ));
     let args = args![
         &r.id,
         &r.subject_id,
@@ -375,7 +383,11 @@ pub(crate) async fn insert_request(c: &impl Exec, r: Request, log: LogRecord) ->
         r.due_at,
         &r.created_by,
         r.closed_at,
-        r.closed_by.as_ref()
+        r.closed_by.as_ref(),
+        r.assignee.as_ref(),
+        r.waiting_since,
+        r.paused_ms,
+        r.reason.as_ref()
     ];
     c.execute(sql, args).await?;
     c.log(log).await
@@ -385,15 +397,69 @@ pub(crate) async fn close_request(
     c: &impl Exec,
     id: String,
     status: String,
+    reason: Option<String>,
     at: Millis,
     by: String,
     log: LogRecord,
 ) -> Result<Option<Request>, StoreError> {
-    let sql = sql!("UPDATE requests SET status = $2, closed_at = $3, closed_by = $4 WHERE id = $1 AND status = 'open'");
-    if c.execute(sql, args![&id, &status, at, &by]).await? == 1 {
+    let sql = sql!(
+        "UPDATE requests SET status = $2, reason = $3, closed_at = $4, closed_by = $5 WHERE id = $1 AND status = 'open'"
+    );
+    if c.execute(sql, args![&id, &status, reason.as_ref(), at, &by]).await? == 1 {
         c.log(log).await?;
     }
     request(c, id).await
+}
+
+pub(crate) async fn change_request(
+    c: &impl Exec,
+    id: String,
+    change: RequestChange,
+    log: LogRecord,
+) -> Result<Option<(Request, bool)>, StoreError> {
+    let changed = match &change {
+        RequestChange::Assign(to) => {
+            let sql = sql!(
+                postgres: "UPDATE requests SET assignee = $2 WHERE id = $1 AND status = 'open' AND assignee IS DISTINCT FROM $2",
+                sqlite: "UPDATE requests SET assignee = ?2 WHERE id = ?1 AND status = 'open' AND assignee IS NOT ?2",
+            );
+            c.execute(sql, args![&id, to.as_ref()]).await?
+        }
+        RequestChange::AwaitIdentity { at } => {
+            let sql = sql!(
+                "UPDATE requests SET waiting_since = $2 WHERE id = $1 AND status = 'open' AND waiting_since IS NULL"
+            );
+            c.execute(sql, args![&id, *at]).await?
+        }
+        RequestChange::IdentityProven { at } => {
+            // The deadline moves by the time the clock stood still (never backwards).
+            let sql = sql!(
+                "UPDATE requests SET \
+                 due_at = due_at + CASE WHEN $2 > waiting_since THEN $2 - waiting_since ELSE 0 END, \
+                 paused_ms = paused_ms + CASE WHEN $2 > waiting_since THEN $2 - waiting_since ELSE 0 END, \
+                 waiting_since = NULL \
+                 WHERE id = $1 AND status = 'open' AND waiting_since IS NOT NULL"
+            );
+            c.execute(sql, args![&id, *at]).await?
+        }
+    } == 1;
+    if changed {
+        c.log(log).await?;
+    }
+    Ok(request(c, id).await?.map(|r| (r, changed)))
+}
+
+pub(crate) async fn subject_requests(
+    c: &impl Exec,
+    subject: SubjectId,
+    limit: u32,
+) -> Result<Vec<Request>, StoreError> {
+    let sql = sql!(concat!(
+        "SELECT ",
+        request_columns!(),
+        " FROM requests WHERE subject_id = $1 ORDER BY received_at DESC, id LIMIT $2"
+    ));
+    c.query(sql, args![&subject.to_string(), limit], request_row).await
 }
 
 pub(crate) async fn request(c: &impl Exec, id: String) -> Result<Option<Request>, StoreError> {
@@ -418,7 +484,7 @@ pub(crate) async fn requests(c: &impl Exec, status: Option<String>, limit: u32) 
 }
 
 pub(crate) async fn overdue_requests(c: &impl Exec, now: Millis) -> Result<u64, StoreError> {
-    let sql = sql!("SELECT COUNT(*) FROM requests WHERE status = 'open' AND due_at < $1");
+    let sql = sql!("SELECT COUNT(*) FROM requests WHERE status = 'open' AND due_at < $1 AND waiting_since IS NULL");
     c.query_one(sql, args![now], |r| r.count(0)).await
 }
 
@@ -431,8 +497,8 @@ macro_rules! impl_rights_store {
             use candor_core::rights::RetentionRule;
             use candor_core::{Ciphertext, SubjectId};
             use $crate::rights::{
-                Certify, Due, Erasure, ErasureRequest, Expired, Inventory, PendingErasure, Request, RetentionLog,
-                RightsStore, Toggle,
+                Certify, Due, Erasure, ErasureRequest, Expired, Inventory, PendingErasure, Request, RequestChange,
+                RetentionLog, RightsStore, Toggle,
             };
             use $crate::sql::rights as op;
             use $crate::sql::{args, sql};
@@ -546,12 +612,28 @@ macro_rules! impl_rights_store {
                     &self,
                     id: &str,
                     status: &str,
+                    reason: Option<&str>,
                     at: Millis,
                     by: &str,
                     log: LogRecord,
                 ) -> Result<Option<Request>, StoreError> {
                     let (id, status, by) = (id.to_string(), status.to_string(), by.to_string());
-                    self.run_tx(move |c| Box::pin(op::close_request(c, id, status, at, by, log))).await
+                    let reason = reason.map(str::to_string);
+                    self.run_tx(move |c| Box::pin(op::close_request(c, id, status, reason, at, by, log))).await
+                }
+
+                async fn change_request(
+                    &self,
+                    id: &str,
+                    change: RequestChange,
+                    log: LogRecord,
+                ) -> Result<Option<(Request, bool)>, StoreError> {
+                    let id = id.to_string();
+                    self.run_tx(move |c| Box::pin(op::change_request(c, id, change, log))).await
+                }
+
+                async fn subject_requests(&self, subject: SubjectId, limit: u32) -> Result<Vec<Request>, StoreError> {
+                    self.run_read(move |c| Box::pin(op::subject_requests(c, subject, limit))).await
                 }
 
                 async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {

@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("../../migrations/sqlite/0015_pending_erasures.sql")),
     (16, include_str!("../../migrations/sqlite/0016_idempotency.sql")),
     (17, include_str!("../../migrations/sqlite/0017_staff.sql")),
+    (18, include_str!("../../migrations/sqlite/0018_request_handling.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
