@@ -109,6 +109,7 @@ async fn a_customer_signs_in_reads_chooses_downloads_corrects_and_deletes_in_a_r
         "/privacy/me/download",
         "/privacy/me/correct",
         "/privacy/me/delete",
+        "/privacy/me/requests",
         "/privacy/me/messages",
     ];
     let out = Command::new("node")

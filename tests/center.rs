@@ -632,3 +632,52 @@ async fn without_a_customer_requests_purpose_no_link_is_made() {
         .await;
     assert_eq!((r.status, r.code()), (409, "privacy_center_unavailable"), "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn customers_see_their_own_requests_and_why_one_was_refused() {
+    let install = Install::new();
+    let server = install.serve();
+    let (backend, id, link) = setup(&install, &server).await;
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let other = backend.create(json!({"email": "grace@example.com", "full_name": "Grace Hopper"})).await;
+    let mut opened = Vec::new();
+    for (subject, kind) in [(&id, "erasure"), (&id, "access"), (&other, "objection")] {
+        let r = privacy.post("/v1/requests", json!({"subject_id": subject, "kind": kind})).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        opened.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let r = privacy
+        .patch(&format!("/v1/requests/{}", opened[0]), json!({"status": "rejected", "reason": "legal_obligation"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = privacy.patch(&format!("/v1/requests/{}", opened[1]), json!({"identity": "requested"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let mut visitor = Visitor::new(&server);
+    visitor.sign_in(&link).await;
+    let page = visitor.get("/privacy/me/requests").await;
+    assert_eq!(page.status, 200);
+    let html = &page.html;
+    // Her two, in plain words: the refusal with its reason and her right to complain, the
+    // access request waiting for her proof of identity. Not Grace's objection.
+    assert!(html.contains("Deleting your data") && html.contains("Refused on"), "{html}");
+    assert!(html.contains("The law obliges us to keep the data concerned"), "{html}");
+    assert!(html.contains("lodge a complaint with a data protection supervisory authority"), "{html}");
+    assert!(html.contains("A copy of everything we hold about you") && html.contains("confirm who you are"), "{html}");
+    assert!(!html.contains("objection") && !html.contains(&other), "{html}");
+    assert!(!html.contains("legal_obligation"), "the customer reads words, not codes");
+    assert!(html.contains("href=\"/privacy/me/requests\" aria-current=\"page\""), "in the menu, marked current");
+
+    // Her look is in the log as hers (`request.list` by her session, naming only her).
+    let admin = server.client(&install.admin_token, None);
+    let log = admin.get("/v1/log/entries?start=0&end=1000").await;
+    let listed: Vec<&Value> = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["action"] == "request.list" && e["actor"]["role"] == "customer")
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["subjects"], json!([id]));
+}

@@ -24,6 +24,10 @@ use super::report::export_response;
 use super::sign_in::{SignedIn, field};
 use crate::vault::{Document, VaultError};
 
+mod requests;
+
+pub use requests::own_requests;
+
 type FormData = Result<axum::Form<Vec<(String, String)>>, FormRejection>;
 
 /// A held value as text for a page (an address on one line, parts separated by commas).

@@ -158,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/privacy/me/download", get(center::download_page).post(center::download))
         .route("/privacy/me/correct", get(center::correct_form).post(center::correct))
         .route("/privacy/me/delete", get(center::delete_form).post(center::delete))
+        .route("/privacy/me/requests", get(center::own_requests))
         .route("/privacy/me/messages", get(messages::own_messages))
         .route("/privacy/check", get(messages::check_page))
         .route("/console", get(staff::home))

@@ -10,13 +10,14 @@ use super::error::ApiError;
 use crate::vault::VaultError;
 
 /// The signed-in menu: path, label, and the page key that marks it current.
-const MENU: [(&str, &str, &str); 8] = [
+const MENU: [(&str, &str, &str); 9] = [
     ("/privacy/me", "My data", "data"),
     ("/privacy/me/choices", "Choices", "choices"),
     ("/privacy/me/access", "Who accessed my data", "access"),
     ("/privacy/me/download", "Download my data", "download"),
     ("/privacy/me/correct", "Correct my data", "correct"),
     ("/privacy/me/delete", "Delete my account", "delete"),
+    ("/privacy/me/requests", "My requests", "requests"),
     ("/privacy/me/messages", "Check a message", "messages"),
     ("/privacy", "Privacy notice", "notice"),
 ];
