@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 mod requests;
 
 use requests::requests_purpose;
-pub use requests::{close_request, requests};
+pub use requests::{close_request, export, report, request_page, requests, restrict, update_request};
 
 use super::AppState;
 use super::error::ApiError;
@@ -461,6 +461,8 @@ struct ErasedPage {
     id: String,
     /// The signed erasure certificate, as the API returns it.
     certificate: String,
+    /// The privacy request the erasure answers, when it was done from one (to close it next).
+    request: Option<String>,
 }
 
 impl ErasedPage {
@@ -469,7 +471,8 @@ impl ErasedPage {
     }
 }
 
-/// `POST /console/customers/{id}/erase` (form: `csrf`, `purpose`, `confirm` = `erase`):
+/// `POST /console/customers/{id}/erase` (form: `csrf`, `purpose`, `confirm` = `erase`, and the
+/// `request` it answers, if any, so the certificate page offers to close it):
 /// `DELETE /v1/subjects/{id}` — same rules (the role's `erase`, a customer-requests purpose,
 /// the erasure brake, legal holds, `[staff.require_mfa]`), same log entry — and the signed
 /// certificate shown. Without the typed confirmation nothing happens.
@@ -497,7 +500,11 @@ pub async fn erase(
     match state.vault.erase_subject(&auth, id).await {
         Ok(certificate) => {
             let certificate = serde_json::to_string_pretty(&certificate).unwrap_or_default();
-            render(StatusCode::OK, &ErasedPage { brand: brand(&state), person, id: id.to_string(), certificate })
+            // Only an id the way requests are named goes back into the page's form.
+            let request = field(&form, "request")
+                .filter(|r| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+                .map(str::to_string);
+            render(StatusCode::OK, &ErasedPage { brand: brand(&state), person, id: id.to_string(), certificate, request })
         }
         Err(e) => refused(&state, Some(person), e.into(), back),
     }

@@ -305,6 +305,24 @@ pub async fn report(
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
+/// The access report of customer `id` as a JSON file to save (the staff console's download of
+/// what `GET /v1/subjects/{id}/report` answers, logged the same).
+pub async fn report_download(vault: &Vault, auth: &Authorized, id: SubjectId) -> Result<Response, VaultError> {
+    let (head, events) = vault.report_head(auth, id, Document::Report).await?;
+    let head = head_json(vault, &head, Document::Report);
+    let events = events.stream(vault);
+    let body = json_body(vault.clone(), head, events);
+    let disposition = format!("attachment; filename=\"access-report-{id}.json\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ASCII")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
