@@ -781,6 +781,51 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
         .await;
     assert_eq!(a.status, 422, "{}", a.body);
 
+    // Ada's first access request, from its own page: assigned to Dora, its clock stopped for
+    // proof of identity and restarted, the access report and the export downloaded, then
+    // refused without a reason (422) and with one.
+    let page = format!("{url}/console/requests/{}", opened[0]);
+    let detail = dora.get(&page).await;
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    assert!(detail.body.contains("id=\"assignee\">nobody<") && detail.body.contains(&ada), "{}", detail.body);
+    let update = format!("{page}/update");
+    let a = dora.post_form(&update, &[("csrf", &csrf), ("assignee", "me")]).await;
+    assert_eq!(
+        (a.status, a.location.as_deref()),
+        (303, Some(format!("/console/requests/{}?done=assigned", opened[0]).as_str()))
+    );
+    let detail = dora.get(&page).await;
+    assert!(detail.body.contains("id=\"assignee\">you<") && detail.body.contains("Release it"), "{}", detail.body);
+    let a = dora.post_form(&update, &[("csrf", &csrf), ("identity", "requested")]).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let queue = dora.get(&format!("{url}/console/requests")).await;
+    let row = queue.body.split(&format!("<tr data-request=\"{}\"", opened[0])).nth(1).unwrap();
+    let row = row.split("</tr>").next().unwrap();
+    assert!(row.contains("waiting-for-identity") && row.contains("clock stopped") && row.contains(">you<"), "{row}");
+    let a = dora.post_form(&update, &[("csrf", &csrf), ("identity", "proven")]).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let a = dora.post_form(&update, &[("identity", "proven")]).await;
+    assert_eq!(a.status, 403, "a form without the session's token is refused");
+    let report = dora.get(&format!("{page}/report")).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    let report: Value = serde_json::from_str(&report.body).unwrap();
+    let email = report["fields"].as_array().unwrap().iter().find(|f| f["field"] == "email").unwrap();
+    assert_eq!(email["value"], "ada@example.com", "{report:#}");
+    let export = dora.get(&format!("{page}/export?format=json")).await;
+    assert_eq!(export.status, 200);
+    assert!(export.body.contains("Ada Lovelace"));
+    let a = dora.get(&format!("{page}/export?format=pdf")).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let close = format!("{page}/close");
+    let a = dora.post_form(&close, &[("csrf", &csrf), ("status", "rejected")]).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body.contains("a refusal must give its reason"), "{}", a.body);
+    let a = dora.post_form(&close, &[("csrf", &csrf), ("status", "rejected"), ("reason", "excessive")]).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let detail = dora.get(&page).await;
+    assert!(detail.body.contains("id=\"closed\">rejected on") && detail.body.contains("excessive:"), "{}", detail.body);
+    assert!(!detail.body.contains("/update\""), "a closed request offers no forms");
+
     // Bob's erasure, from his record under privacy_requests: refused without the typed
     // confirmation, then done, with the signed certificate shown; his record is gone.
     let record = dora.get(&format!("{url}/console/customers/{bob}?purpose=privacy_requests")).await;
@@ -817,7 +862,17 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
                 && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
         })
     };
-    assert!(by_dora("request.list") && by_dora("request.close") && by_dora("subject.erase"), "{entries:#?}");
+    for action in [
+        "request.list",
+        "request.read",
+        "request.update",
+        "request.close",
+        "subject.report",
+        "subject.export",
+        "subject.erase",
+    ] {
+        assert!(by_dora(action), "{action}: {entries:#?}");
+    }
 
     // Dora's role audits (audit = true): the log view, filtered to her own pseudonym, shows
     // her erasure; filtered by customer, the entries about Bob; the checkpoint is shown.

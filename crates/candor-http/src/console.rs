@@ -504,7 +504,10 @@ pub async fn erase(
             let request = field(&form, "request")
                 .filter(|r| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
                 .map(str::to_string);
-            render(StatusCode::OK, &ErasedPage { brand: brand(&state), person, id: id.to_string(), certificate, request })
+            render(
+                StatusCode::OK,
+                &ErasedPage { brand: brand(&state), person, id: id.to_string(), certificate, request },
+            )
         }
         Err(e) => refused(&state, Some(person), e.into(), back),
     }
