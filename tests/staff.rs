@@ -931,11 +931,14 @@ async fn the_console_pages_pass_axe_without_script_at_both_widths() {
     let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
     let r = privacy.post("/v1/requests", json!({"subject_id": id, "kind": "access"})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    let request = format!("/console/requests/{}", r.body["id"].as_str().unwrap());
+    let r = privacy.post("/v1/requests", json!({"subject_id": id, "kind": "erasure"})).await;
+    let erasure = format!("/console/requests/{}", r.body["id"].as_str().unwrap());
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     let record = format!("/console/customers/{id}?purpose=customer_support");
     for (login, pages) in [
         ("alice", vec!["/console", "/console/customers", record.as_str()]),
-        ("dora", vec!["/console/requests", "/console/log"]),
+        ("dora", vec!["/console/requests", request.as_str(), erasure.as_str(), "/console/log"]),
     ] {
         let mut person = Browser::new();
         assert_eq!(person.sign_in(&url, &op.issuer, login).await.status, 200);
@@ -1221,6 +1224,77 @@ async fn a_support_agent_signs_in_in_chromium() {
         assert!(
             entries.iter().any(|e| e["action"] == action
                 && e["actor"]["role"] == "support_agent"
+                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))),
+            "{action}"
+        );
+    }
+}
+
+/// Runs one of the browser stories in tests/browser (`node SCRIPT ARGS…`) and returns its
+/// output, or `None` (with a loud SKIPPED) when Chromium or the npm packages are missing.
+async fn browser_story(script: &str, args: Vec<String>) -> Option<String> {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let ready = Path::new("/usr/bin/chromium").exists() && browser_dir.join("node_modules/playwright-core").is_dir();
+    if !ready {
+        assert!(
+            std::env::var_os("CANDOR_BROWSER_TESTS").is_none(),
+            "CANDOR_BROWSER_TESTS is set but Chromium or tests/browser/node_modules is missing"
+        );
+        eprintln!("SKIPPED: the browser story {script} needs /usr/bin/chromium and `npm ci --prefix tests/browser`");
+        return None;
+    }
+    let script = browser_dir.join(script);
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).output().expect("run node"))
+            .await
+            .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "browser checks failed:\n{stdout}\n{stderr}");
+    Some(stdout.into_owned())
+}
+
+fn screenshots() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots").to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn a_privacy_officer_answers_requests_in_chromium() {
+    let secret = "test-client-secret-5c31f0";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ada = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let bob = backend.create(json!({"email": "bob@example.com", "full_name": "Bob Builder"})).await;
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let days_ago = |days: i64| (jiff::Timestamp::now() - jiff::Span::new().hours(24 * days)).to_string();
+    let mut opened = Vec::new();
+    for (subject, kind, days) in [(&bob, "erasure", 40), (&ada, "access", 3), (&ada, "access", 1)] {
+        let r = privacy
+            .post("/v1/requests", json!({"subject_id": subject, "kind": kind, "received_at": days_ago(days)}))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        opened.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let mut args = vec![server.url.clone()];
+    args.extend(opened.iter().cloned());
+    args.push(screenshots());
+    let Some(stdout) = browser_story("officer.mjs", args).await else { return };
+    assert!(stdout.contains("ok - the overdue erasure comes first"), "{stdout}");
+    assert!(stdout.contains("ok - the duplicate is refused"), "{stdout}");
+
+    // What the browser did is what the API shows, and the log has each step under her pseudonym.
+    let r = privacy.get(&format!("/v1/requests/{}", opened[0])).await;
+    assert_eq!(r.body["status"], "completed", "{:?}", r.body);
+    assert!(matches!(backend.get(&format!("/v1/subjects/{bob}")).await.status, 404 | 410), "Bob is erased");
+    let r = privacy.get(&format!("/v1/requests/{}", opened[2])).await;
+    assert_eq!((r.body["status"].as_str(), r.body["reason"].as_str()), (Some("rejected"), Some("excessive")));
+    let entries = log_entries(&server, &install.admin_token).await;
+    for action in ["request.list", "request.read", "request.update", "subject.erase", "subject.report", "request.close"]
+    {
+        assert!(
+            entries.iter().any(|e| e["action"] == action
+                && e["actor"]["role"] == "privacy_team"
                 && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))),
             "{action}"
         );
