@@ -37,8 +37,19 @@ fn refuse_env() -> Result<()> {
     Ok(())
 }
 
-/// Prints each KEK version with the data keys that need it.
+/// Prints each KEK version with the data keys that need it ([`status_lines`]).
 pub async fn status(config_path: &Path) -> Result<()> {
+    for line in status_lines(config_path).await? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Each KEK version with the data keys that need it and where it is kept, the primary's
+/// wrapping budget, and the blind-index key versions: what `candor keys status` prints and the
+/// staff console's accountability page shows.
+pub async fn status_lines(config_path: &Path) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
     let config = Config::load(config_path)?;
     let ring = install::load_keys(&config)?;
     let store = install::open_store(&config).await?;
@@ -60,8 +71,8 @@ pub async fn status(config_path: &Path) -> Result<()> {
             (false, false) => "MISSING from the key file and the HSM: these customers' data cannot be read",
         };
         match ring.provider_of(v) {
-            Some(place) => println!("kek v{v}: {n} data key(s); {state}; in {place}"),
-            None => println!("kek v{v}: {n} data key(s); {state}"),
+            Some(place) => lines.push(format!("kek v{v}: {n} data key(s); {state}; in {place}")),
+            None => lines.push(format!("kek v{v}: {n} data key(s); {state}")),
         }
         if v == primary {
             let used = install::primary_wraps(store.as_ref(), v).await?;
@@ -71,17 +82,15 @@ pub async fn status(config_path: &Path) -> Result<()> {
                 KekUsage::RotateSoon => " — plan a rotation",
                 KekUsage::Exhausted => " — EXHAUSTED: new customers are refused; rotate now",
             };
-            println!(
+            lines.push(format!(
                 "  wrapping budget: {used} of {limit} data keys ({:.1}%; it stops at {}){advice}",
                 100.0 * used as f64 / limit as f64,
                 stop_point(limit)
-            );
+            ));
         }
     }
-    for line in super::keys_index::status_lines(&ring, store.as_ref()).await? {
-        println!("{line}");
-    }
-    Ok(())
+    lines.extend(super::keys_index::status_lines(&ring, store.as_ref()).await?);
+    Ok(lines)
 }
 
 /// Adds the next KEK version: to the key file, or generated inside the HSM when the config's

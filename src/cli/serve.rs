@@ -22,7 +22,8 @@ pub async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()>
     let addr = listen.unwrap_or(config.listen);
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     let listener = http::bind(addr).await?;
-    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?;
+    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?
+        .with_installation_report(std::sync::Arc::new(crate::doctor::InstallationReport::new(config_path)));
     let public_base = state.listening_on(listener.local_addr()?);
     let jobs = jobs::Jobs { sweep_retention: true };
     jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
@@ -102,7 +103,8 @@ pub async fn quickstart(
     };
     let link_minutes = config.sign_in.settings.link_minutes;
     let temporary = _temporary.is_some();
-    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?;
+    let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?
+        .with_installation_report(std::sync::Arc::new(crate::doctor::InstallationReport::new(&config_path)));
     let public_base = state.listening_on(listener.local_addr()?);
     let jobs = jobs::Jobs { sweep_retention: false };
     jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);

@@ -24,8 +24,10 @@ use candor_core::catalog::FieldType;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+mod accountability;
 mod requests;
 
+pub use accountability::accountability;
 use requests::requests_purpose;
 pub use requests::{close_request, export, report, request_page, requests, restrict, update_request};
 

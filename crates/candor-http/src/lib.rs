@@ -53,7 +53,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use self::error::ApiError;
-pub use self::settings::Settings;
+pub use self::settings::{FindingLevel, InstallationHealth, InstallationReport, Settings};
 use crate::vault::Vault;
 use candor_vault as vault;
 use candor_vault::clock;
@@ -86,6 +86,8 @@ pub struct AppState {
     staff: Option<Arc<staff::Staff>>,
     /// The log's witnesses (`[[log.witnesses]]`), if any.
     pub witnesses: Option<Arc<crate::witnesses::Witnesses>>,
+    /// The installation's own checks (`candor doctor`, key status), when the binary gives them.
+    installation: Option<Arc<dyn crate::settings::InstallationReport>>,
 }
 
 impl AppState {
@@ -111,7 +113,14 @@ impl AppState {
             health: crate::readiness::Health::new(),
             staff,
             witnesses: crate::witnesses::Witnesses::new(&settings.witnesses),
+            installation: None,
         })
+    }
+
+    /// The same state, with the installation's own checks shown to auditors in the console.
+    pub fn with_installation_report(mut self, report: Arc<dyn crate::settings::InstallationReport>) -> Self {
+        self.installation = Some(report);
+        self
     }
 
     /// The address to record for a staff or recipient request from `client`, if addresses are
@@ -173,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/customers/{id}/erase", post(console::erase))
         .route("/console/requests", get(console::requests))
         .route("/console/log", get(console::log))
+        .route("/console/accountability", get(console::accountability))
         .route("/console/requests/{id}", get(console::request_page))
         .route("/console/requests/{id}/update", post(console::update_request))
         .route("/console/requests/{id}/report", get(console::report))

@@ -63,6 +63,28 @@ pub struct WitnessEndpoint {
     pub key: candor_log::witness::CosignerKey,
 }
 
+/// How one finding about the installation stands (as `candor doctor` prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingLevel {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// What the installation says of itself: `candor doctor`'s findings and the key status.
+#[derive(Debug, Clone, Default)]
+pub struct InstallationHealth {
+    pub findings: Vec<(FindingLevel, String)>,
+    pub keys: Vec<String>,
+}
+
+/// The installation's own checks, for the staff console's accountability page: made by the
+/// binary, which knows the configuration file and the key files; the HTTP layer only shows them.
+/// They name files, key versions and counts, never a customer or a value.
+pub trait InstallationReport: Send + Sync {
+    fn health(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = InstallationHealth> + Send + '_>>;
+}
+
 /// Everything a server of this installation needs beyond its vault.
 pub struct Settings {
     /// `[server] max_body_bytes`.

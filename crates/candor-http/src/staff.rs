@@ -46,6 +46,14 @@ pub struct Staff {
 }
 
 impl Staff {
+    /// `[staff.roles]` (provider group → role) and `[staff.clients]` (service → role) in effect.
+    pub fn role_mapping(
+        &self,
+    ) -> (&std::collections::BTreeMap<String, String>, &std::collections::BTreeMap<String, String>) {
+        let config = self.rp.config();
+        (&config.roles, &config.clients)
+    }
+
     /// From `[staff]`: the roles checked against the catalog, the pseudonym key and client
     /// secret loaded (environment, or owner-only files).
     pub fn load(config: &StaffConfig, catalog: &candor_core::catalog::Catalog) -> anyhow::Result<Self> {
