@@ -104,7 +104,7 @@ fn staff_install(issuer: &str, secret: &str) -> Install {
     }
     let mut config = std::fs::read_to_string(install.config()).unwrap();
     config.push_str(&format!(
-        "\n[staff]\nsession_idle_minutes = 15\nsession_max_hours = 8\n\n[staff.oidc]\nissuer = \"{issuer}\"\nclient_id = \"candor\"\nclient_secret_file = \"keys/oidc-client-secret\"\nscopes = [\"email\", \"groups\"]\nroles_claim = \"groups\"\napi_audience = \"https://candor.test/api\"\n\n[staff.clients]\n\"vault-writer\" = \"shop_backend\"\n\n[staff.roles]\n\"support-team\" = \"support_agent\"\n\"privacy-team\" = \"privacy_team\"\n"
+        "\n[staff]\nsession_idle_minutes = 15\nsession_max_hours = 8\n\n[staff.oidc]\nissuer = \"{issuer}\"\nclient_id = \"candor\"\nclient_secret_file = \"keys/oidc-client-secret\"\nscopes = [\"email\", \"groups\"]\nroles_claim = \"groups\"\napi_audience = \"https://candor.test/api\"\n\n[staff.clients]\n\"vault-writer\" = \"shop_backend\"\n\n[staff.roles]\n\"support-team\" = \"support_agent\"\n\"privacy-team\" = \"privacy_team\"\n\"it-admins\" = \"admin\"\n"
     ));
     std::fs::write(install.config(), config).unwrap();
     install
@@ -938,7 +938,17 @@ async fn the_console_pages_pass_axe_without_script_at_both_widths() {
     let record = format!("/console/customers/{id}?purpose=customer_support");
     for (login, pages) in [
         ("alice", vec!["/console", "/console/customers", record.as_str()]),
-        ("dora", vec!["/console/requests", request.as_str(), erasure.as_str(), "/console/log"]),
+        (
+            "dora",
+            vec![
+                "/console/requests",
+                request.as_str(),
+                erasure.as_str(),
+                "/console/log",
+                "/console/log?action=request.open&since=2026-01-01",
+                "/console/accountability?verify=1",
+            ],
+        ),
     ] {
         let mut person = Browser::new();
         assert_eq!(person.sign_in(&url, &op.issuer, login).await.status, 200);
@@ -1299,4 +1309,75 @@ async fn a_privacy_officer_answers_requests_in_chromium() {
             "{action}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_auditor_filters_the_log_and_checks_it_in_chromium() {
+    let secret = "test-client-secret-a0d17e";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let url = server.url.clone();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ada = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let bob = backend.create(json!({"email": "bob@example.com", "full_name": "Bob Builder"})).await;
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    for (subject, kind) in [(&ada, "access"), (&ada, "export"), (&bob, "access")] {
+        let r = privacy.post("/v1/requests", json!({"subject_id": subject, "kind": kind})).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let today = jiff::Timestamp::now().to_string()[..10].to_string();
+    let args = vec![url.clone(), ada.clone(), today, screenshots()];
+    let Some(stdout) = browser_story("auditor.mjs", args).await else { return };
+    assert!(stdout.contains("ok - the whole log checks out"), "{stdout}");
+
+    // An entry edited in the database: the same check, now, says so and names it.
+    let db = install.dir.path().join("data/candor.db");
+    let edited = Command::new("sqlite3")
+        .arg(&db)
+        .arg("UPDATE log_entries SET entry = CAST(REPLACE(CAST(entry AS TEXT), 'request.open', 'request.shut') AS BLOB) WHERE idx = (SELECT MIN(idx) FROM log_entries WHERE CAST(entry AS TEXT) LIKE '%request.open%')")
+        .output()
+        .expect("the sqlite3 tool is installed (scripts/test.sh installs it)");
+    assert!(edited.status.success(), "{}", String::from_utf8_lossy(&edited.stderr));
+    let mut dora = Browser::new();
+    assert_eq!(dora.sign_in(&url, &op.issuer, "dora").await.status, 200);
+    let page = dora.get(&format!("{url}/console/accountability?verify=1")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("The log does NOT check out.") && page.body.contains("do not match their stored hash"),
+        "{}",
+        page.body
+    );
+    // Dora audits but is not the admin: no tokens, no role mapping.
+    assert!(!page.body.contains("id=\"tokens\"") && !page.body.contains("staff-roles"), "{}", page.body);
+
+    // The admin (a person whose provider group maps to `admin`) also sees the tokens, by id
+    // only, and who gets which role.
+    let mut erin = Browser::new();
+    assert_eq!(erin.sign_in(&url, &op.issuer, "erin").await.status, 200);
+    let page = erin.get(&format!("{url}/console/accountability")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"tokens\"") && page.body.contains("support_agent"), "{}", page.body);
+    assert!(!page.body.contains(&install.token("support_agent")), "never a token's secret");
+    assert!(page.body.contains("provider group <code>it-admins</code> act as <strong>admin</strong>"), "{}", page.body);
+    let entries = log_entries(&server, &install.admin_token).await;
+    assert!(
+        entries.iter().any(|e| e["action"] == "token.list"
+            && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_")))
+    );
+
+    // A support agent neither audits nor administers: 403 there, no link to it, refusal logged.
+    let mut alice = Browser::new();
+    assert_eq!(alice.sign_in(&url, &op.issuer, "alice").await.status, 200);
+    let a = alice.get(&format!("{url}/console/accountability?verify=1")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(!a.body.contains("href=\"/console/accountability\"") && !a.body.contains("kek v"), "{}", a.body);
+    let entries = log_entries(&server, &install.admin_token).await;
+    assert!(
+        entries.iter().any(|e| e["action"] == "log.entries"
+            && e["decision"] == "denied"
+            && e["detail"] == "audit_not_allowed"
+            && e["actor"]["role"] == "support_agent"),
+        "{entries:#?}"
+    );
 }

@@ -29,6 +29,7 @@ const ACCOUNTS = {
   bob: { groups: ['sales'], email: 'bob@staff.example' },
   carol: { groups: ['support-team', 'privacy-team'], email: 'carol@staff.example' },
   dora: { groups: 'privacy-team', email: 'dora@staff.example' },
+  erin: { groups: ['it-admins'], email: 'erin@staff.example' },
 };
 
 const server = createServer();
