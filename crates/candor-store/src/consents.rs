@@ -87,8 +87,24 @@ pub enum Recorded {
     UnknownSubject(SubjectId),
 }
 
+/// How many customers' latest choice on one slot is `action` on `notice_version` (counts only:
+/// the consent overview of the staff console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotCount {
+    pub purpose: String,
+    /// `""` for a purpose without channels.
+    pub channel: String,
+    /// `grant` or `withdraw`.
+    pub action: String,
+    pub notice_version: String,
+    pub customers: u64,
+}
+
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
+    /// Every slot's customers by their latest choice (see [`SlotCount`]).
+    async fn consent_counts(&self) -> Result<Vec<SlotCount>, StoreError>;
+
     /// Appends the records, their receipts, any notice texts not kept yet and the log records,
     /// in one transaction (all or nothing).
     async fn record_consents(

@@ -55,6 +55,9 @@ pub trait GrantStore: Send + Sync {
     /// Every grant, newest first.
     async fn grants(&self) -> Result<Vec<Grant>, StoreError>;
 
+    /// How many customers each grant holds, by grant id.
+    async fn grant_sizes(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Every grant that includes `subject`, oldest first.
     async fn grants_of(&self, subject: SubjectId) -> Result<Vec<Grant>, StoreError>;
 }

@@ -46,4 +46,8 @@ pub trait OutboxStore: Send + Sync {
 
     /// (undelivered, delivered but unconfirmed) counts, for metrics.
     async fn notice_counts(&self) -> Result<(u64, u64), StoreError>;
+
+    /// Makes an undelivered notice due at `now` (a person asked to try again now); logged.
+    /// `false` if there is no such undelivered notice.
+    async fn retry_notice(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError>;
 }

@@ -256,6 +256,8 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
     assert_eq!(store.grant_subjects("g-1", None, 10).await.unwrap(), all);
     assert_eq!(store.grant_subjects("g-1", Some(all[0]), 10).await.unwrap(), [all[1]]);
     assert_eq!(store.grant_subjects("g-1", None, 1).await.unwrap(), [all[0]]);
+    let sizes = store.grant_sizes().await.unwrap();
+    assert_eq!(sizes.iter().find(|(id, _)| id == "g-1").map(|(_, n)| *n), Some(2), "{sizes:?}");
 
     // Reads: counted up to max_reads, never after expiry or revocation; refused ones log nothing.
     assert!(!store.count_grant_read("g-1", 5_000, log("late", None)).await.unwrap());
@@ -329,6 +331,11 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
 
     store.notice_failed(&due[0].id, 9_000, "HTTP 500").await.unwrap();
     assert!(store.due_notices(8_999, 100).await.unwrap().iter().all(|n| n.id != due[0].id), "retried later");
+    let size = store.log_head().await.unwrap().0;
+    assert!(store.retry_notice(&due[0].id, 8_000, log("retry now", None)).await.unwrap());
+    assert!(store.due_notices(8_000, 100).await.unwrap().iter().any(|n| n.id == due[0].id), "due at once");
+    assert_eq!(store.log_head().await.unwrap().0, size + 1, "the retry and its entry, together");
+    assert!(!store.retry_notice("no-such-notice", 8_000, log("retry ghost", None)).await.unwrap());
     let retried = store.notice(&due[0].id).await.unwrap().unwrap();
     assert_eq!((retried.attempts, retried.last_error.as_deref()), (1, Some("HTTP 500")));
     let size = store.log_head().await.unwrap().0;
@@ -343,6 +350,7 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
     assert_eq!(store.log_head().await.unwrap().0, size + 2, "no notice: nothing logged");
     assert_eq!(store.notice(&due[0].id).await.unwrap().unwrap().confirmed_at, Some(9_200));
     assert!(store.unconfirmed_notices(100).await.unwrap().iter().all(|n| n.id != due[0].id));
+    assert!(!store.retry_notice(&due[0].id, 9_300, log("retry delivered", None)).await.unwrap(), "delivered already");
 }
 
 async fn registered_messages_are_found_by_code_listed_per_customer_and_erased_with_them(store: &dyn Store) {
@@ -830,6 +838,25 @@ async fn the_consent_ledger_appends_all_or_nothing_and_streams_audiences(store: 
     assert_eq!(got, expected);
     assert_eq!(audience(store, "analytics", None).await, [(a, Grant)]);
     assert!(audience(store, "marketing", Some(Channel::Sms)).await.is_empty());
+
+    // The counts agree with each customer's latest entry in the audience stream.
+    let counts = store.consent_counts().await.unwrap();
+    for (purpose, channel, slot) in [("marketing", "email", email), ("analytics", "", None)] {
+        let mut latest = std::collections::HashMap::new();
+        for (subject, action) in audience(store, purpose, slot).await {
+            latest.insert(subject, action);
+        }
+        for (action, name) in [(Grant, "grant"), (Withdraw, "withdraw")] {
+            let expected = latest.values().filter(|a| **a == action).count() as u64;
+            let counted: u64 = counts
+                .iter()
+                .filter(|c| c.purpose == purpose && c.channel == channel && c.action == name)
+                .map(|c| c.customers)
+                .sum();
+            assert_eq!(counted, expected, "{purpose}/{channel} {name}: {counts:?}");
+        }
+    }
+    assert!(counts.iter().any(|c| c.purpose == "marketing" && c.action == "withdraw" && c.customers >= 1));
 }
 
 async fn entries(store: &dyn Store) -> Vec<String> {

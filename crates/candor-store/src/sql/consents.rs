@@ -114,6 +114,27 @@ pub(crate) async fn notice_text(c: &impl Exec, version: String) -> Result<Option
     c.query_opt(sql!("SELECT text FROM consent_notices WHERE version = $1"), args![&version], |r| r.text(0)).await
 }
 
+pub(crate) async fn consent_counts(c: &impl Exec) -> Result<Vec<crate::consents::SlotCount>, StoreError> {
+    // Each customer's latest entry per slot (by time given, then order recorded), counted.
+    let sql = sql!(
+        "SELECT c.purpose, c.channel, c.action, c.notice_version, COUNT(*) FROM consents c \
+         WHERE NOT EXISTS (SELECT 1 FROM consents d WHERE d.purpose = c.purpose AND d.channel = c.channel \
+         AND d.subject_id = c.subject_id AND (d.given_at > c.given_at OR (d.given_at = c.given_at AND d.seq > c.seq))) \
+         GROUP BY c.purpose, c.channel, c.action, c.notice_version \
+         ORDER BY c.purpose, c.channel, c.action, c.notice_version"
+    );
+    c.query(sql, &[], |r| {
+        Ok(crate::consents::SlotCount {
+            purpose: r.text(0)?,
+            channel: r.text(1)?,
+            action: r.text(2)?,
+            notice_version: r.text(3)?,
+            customers: r.count(4)?,
+        })
+    })
+    .await
+}
+
 /// [`ConsentStore`](crate::consents::ConsentStore) for a store with the runners of
 /// [`crate::sql`] and an inherent `audience` (the backend's stream).
 macro_rules! impl_consent_store {
@@ -130,6 +151,10 @@ macro_rules! impl_consent_store {
 
             #[async_trait::async_trait]
             impl ConsentStore for $store {
+                async fn consent_counts(&self) -> Result<Vec<$crate::consents::SlotCount>, StoreError> {
+                    self.run_read(move |c| Box::pin(op::consent_counts(c))).await
+                }
+
                 async fn record_consents(
                     &self,
                     records: Vec<NewConsentRecord>,

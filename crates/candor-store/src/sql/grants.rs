@@ -131,6 +131,11 @@ pub(crate) async fn revoke_grant(c: &impl Exec, id: String, now: Millis, log: Lo
     change_logged(c, sql, args![&id, now], Some(log)).await
 }
 
+pub(crate) async fn grant_sizes(c: &impl Exec) -> Result<Vec<(String, u64)>, StoreError> {
+    let sql = sql!("SELECT grant_id, COUNT(*) FROM grant_subjects GROUP BY grant_id ORDER BY grant_id");
+    c.query(sql, &[], |r| Ok((r.text(0)?, r.count(1)?))).await
+}
+
 pub(crate) async fn grants(c: &impl Exec, subject: Option<SubjectId>) -> Result<Vec<Grant>, StoreError> {
     match subject {
         None => {
@@ -196,6 +201,10 @@ macro_rules! impl_grant_store {
 
                 async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
                     self.run_read(move |c| Box::pin(op::grants(c, None))).await
+                }
+
+                async fn grant_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+                    self.run_read(move |c| Box::pin(op::grant_sizes(c))).await
                 }
 
                 async fn grants_of(&self, subject: SubjectId) -> Result<Vec<Grant>, StoreError> {

@@ -78,6 +78,15 @@ pub(crate) async fn notice_counts(c: &impl Exec) -> Result<(u64, u64), StoreErro
     c.query_one(sql, &[], |r| Ok((r.count(0)?, r.count(1)?))).await
 }
 
+pub(crate) async fn retry_notice(c: &impl Exec, id: String, now: Millis, log: LogRecord) -> Result<bool, StoreError> {
+    let sql = sql!("UPDATE outbox SET next_attempt_at = $2 WHERE id = $1 AND delivered_at IS NULL");
+    let changed = c.execute(sql, args![&id, now]).await? == 1;
+    if changed {
+        c.log(log).await?;
+    }
+    Ok(changed)
+}
+
 /// [`OutboxStore`](crate::outbox::OutboxStore) for a store with the runners of [`crate::sql`].
 macro_rules! impl_outbox_store {
     ($store:ty) => {
@@ -118,6 +127,11 @@ macro_rules! impl_outbox_store {
 
                 async fn notice_counts(&self) -> Result<(u64, u64), StoreError> {
                     self.run_read(move |c| Box::pin(op::notice_counts(c))).await
+                }
+
+                async fn retry_notice(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError> {
+                    let id = id.to_string();
+                    self.run_tx(move |c| Box::pin(op::retry_notice(c, id, now, log))).await
                 }
             }
         };
