@@ -332,6 +332,16 @@ async fn a_redirect_is_a_failed_delivery_and_is_never_followed() {
     assert!(!error.contains("internal-service"), "nothing the recipient sent is kept: {error}");
     assert!(*outer_hits.lock().unwrap() >= 1);
     assert_eq!(*inner_hits.lock().unwrap(), 0, "the redirect's target is never contacted");
+
+    // The privacy team can ask for it to be sent again now (logged); others cannot.
+    let id = notice["id"].as_str().unwrap();
+    let r = privacy.post(&format!("/v1/notices/{id}/retry"), json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["delivered_at"].is_null() && r.body["next_attempt_at"].is_string(), "{:?}", r.body);
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    assert_eq!(support.post(&format!("/v1/notices/{id}/retry"), json!({})).await.status, 403);
+    let r = privacy.post("/v1/notices/no-such-notice/retry", json!({})).await;
+    assert_eq!((r.status, r.code()), (404, "notice_not_found"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

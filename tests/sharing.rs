@@ -477,3 +477,84 @@ async fn a_grant_follows_the_catalog_in_force_and_can_always_be_revoked(install:
         assert!(line.is_none(), "no value in the server logs: {line:?}");
     }
 }
+
+#[tokio::test]
+async fn the_privacy_team_counts_consent_oversees_every_grant_and_stops_one() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ids = customers(&backend, 3).await;
+    let consent = |id: &str, action: &str| {
+        let mut body = json!({"changes": [{"purpose": "marketing", "channel": "email", "action": action}]});
+        if action == "grant" {
+            body["evidence"] = json!("account settings form, checkbox");
+        }
+        (format!("/v1/subjects/{id}/consents"), body)
+    };
+    for (id, action) in [(&ids[0], "grant"), (&ids[1], "grant"), (&ids[1], "withdraw"), (&ids[2], "grant")] {
+        let (path, body) = consent(id, action);
+        assert_eq!(backend.post(&path, body).await.status, 201);
+    }
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.get("/v1/consents/counts").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let slot = |purpose: &str, channel: &str| {
+        r.body["slots"].as_array().unwrap().iter().find(|s| s["purpose"] == purpose && s["channel"] == channel).cloned()
+    };
+    let email = slot("marketing", "email").expect("every declared slot is listed");
+    assert_eq!(
+        (email["granted"].as_u64(), email["withdrawn"].as_u64(), email["renewal_needed"].as_u64()),
+        (Some(2), Some(1), Some(0))
+    );
+    let sms = slot("marketing", "sms").expect("a slot nobody chose on shows zeros");
+    assert_eq!(sms["granted"].as_u64(), Some(0));
+    assert!(!r.body.to_string().contains(&ids[0]), "counts name no customer");
+    // Not under another purpose, nor for a role without one that answers requests.
+    assert_eq!(backend.get("/v1/consents/counts").await.code(), "purpose_not_allowed");
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    assert_eq!(support.get("/v1/consents/counts").await.status, 403);
+
+    // Every grant, with how many customers it holds and whether it is in force.
+    let fulfilment = backend.with_purpose("order_fulfilment");
+    let r = fulfilment
+        .post(
+            "/v1/grants",
+            json!({"recipient": "parcel_carrier", "subjects": ids, "fields": ["full_name"], "expires_at": in_days(7)}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let grant = r.body["id"].as_str().unwrap().to_string();
+    let r = privacy.get("/v1/grants").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let listed = r.body["grants"].as_array().unwrap().iter().find(|g| g["id"] == grant.as_str()).unwrap().clone();
+    assert_eq!((listed["customers"].as_u64(), listed["state"].as_str()), (Some(3), Some("active")), "{listed}");
+    assert!(listed.get("credential").is_none() && !r.body.to_string().contains(&ids[0]), "no credential, no customer");
+    assert_eq!(fulfilment.get("/v1/grants").await.code(), "purpose_not_allowed");
+
+    // Stopping it under privacy_requests needs erase = true: the shop's backend (which acts
+    // under privacy_requests too, without erase) is refused; the privacy team stops it.
+    let shop_oversight = backend.with_purpose("privacy_requests");
+    let r = shop_oversight.send(shop_oversight.request(reqwest::Method::DELETE, &format!("/v1/grants/{grant}"))).await;
+    assert_eq!((r.status, r.code()), (403, "erase_not_allowed"), "{:?}", r.body);
+    let r = privacy.send(privacy.request(reqwest::Method::DELETE, &format!("/v1/grants/{grant}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["revoked_at"].is_string());
+    let r = privacy.get("/v1/grants").await;
+    let listed = r.body["grants"].as_array().unwrap().iter().find(|g| g["id"] == grant.as_str()).unwrap().clone();
+    assert_eq!(listed["state"], "revoked");
+
+    let admin = server.client(&install.admin_token, None);
+    let log = admin.get("/v1/log/entries?start=0&end=1000").await;
+    let entries: Vec<&Value> = log.body["entries"].as_array().unwrap().iter().map(|e| &e["entry"]).collect();
+    let by_privacy =
+        |action: &str| entries.iter().filter(|e| e["action"] == action && e["actor"]["role"] == "privacy_team").count();
+    assert_eq!((by_privacy("consent.counts"), by_privacy("grant.list"), by_privacy("grant.revoke")), (1, 2, 1));
+    assert!(
+        entries.iter().any(|e| e["action"] == "grant.revoke"
+            && e["decision"] == "denied"
+            && e["actor"]["role"] == "shop_backend")
+    );
+    let revoked =
+        entries.iter().find(|e| e["action"] == "grant.revoke" && e["actor"]["role"] == "privacy_team").unwrap();
+    assert_eq!(revoked["subjects"].as_array().unwrap().len(), 3, "logged against every customer it held");
+}

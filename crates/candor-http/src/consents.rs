@@ -348,3 +348,48 @@ pub async fn audience(
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], Body::from_stream(stream))
         .into_response())
 }
+
+/// One consent slot's customers by their latest choice.
+#[derive(Serialize, ToSchema)]
+pub struct SlotCountView {
+    pub purpose: String,
+    /// Absent for a purpose consented as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    pub granted: u64,
+    pub withdrawn: u64,
+    /// Granted on an earlier notice of a purpose that changed since: off until renewed.
+    pub renewal_needed: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SlotCounts {
+    pub slots: Vec<SlotCountView>,
+}
+
+/// For each consent purpose and channel, how many customers granted, withdrew, or must renew
+/// their consent: counts only, no customer named. Under a purpose declared
+/// customer_requests = true; logged (`consent.counts`).
+#[utoipa::path(get, path = "/v1/consents/counts", tag = "consent",
+    params(("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses(
+        (status = 200, body = SlotCounts),
+        (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn counts(State(state): State<AppState>, auth: Authorized) -> Result<Json<SlotCounts>, ApiError> {
+    let slots = state
+        .vault
+        .consent_tallies(&auth)
+        .await?
+        .into_iter()
+        .map(|t| SlotCountView {
+            purpose: t.purpose,
+            channel: t.channel,
+            granted: t.granted,
+            withdrawn: t.withdrawn,
+            renewal_needed: t.renewal_needed,
+        })
+        .collect();
+    Ok(Json(SlotCounts { slots }))
+}

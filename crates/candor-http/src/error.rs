@@ -239,6 +239,7 @@ impl From<VaultError> for ApiError {
             }
             VaultError::TokenNotFound => ApiError::new(S::NOT_FOUND, code, msg).with_field("id"),
             VaultError::RequestNotFound => ApiError::new(S::NOT_FOUND, code, msg).with_field("id"),
+            VaultError::NoticeNotFound => ApiError::new(S::NOT_FOUND, code, msg).with_field("id"),
             VaultError::Restricted => ApiError::new(S::FORBIDDEN, code, msg).with_field("id"),
             VaultError::LegalHold => ApiError::new(S::CONFLICT, code, msg).with_field("id"),
             VaultError::PrivacyCenterUnavailable => ApiError::new(S::CONFLICT, code, msg),

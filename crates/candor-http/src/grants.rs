@@ -156,10 +156,10 @@ pub async fn get(
 /// each customer it held. Works whatever the catalog now says about the grant's fields (the
 /// operator can also revoke from the command line: `candor grants revoke ID`).
 #[utoipa::path(delete, path = "/v1/grants/{id}", tag = "sharing",
-    params(("id" = String, Path, description = "Grant id"), ("Candor-Purpose" = String, Header, description = "The grant's purpose")),
+    params(("id" = String, Path, description = "Grant id"), ("Candor-Purpose" = String, Header, description = "The grant's purpose, or a customer_requests purpose (the privacy team stopping any grant)")),
     responses(
         (status = 200, body = GrantView),
-        (status = 403, description = "`share_not_allowed`, `purpose_not_allowed`", body = ErrorBody),
+        (status = 403, description = "`share_not_allowed`, `purpose_not_allowed`, `erase_not_allowed` (under a customer_requests purpose, stopping any grant needs erase = true)", body = ErrorBody),
         (status = 404, description = "`grant_not_found` (or made under another purpose)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -168,7 +168,74 @@ pub async fn revoke(
     auth: Authorized,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // Under a customer-requests purpose: the privacy team stopping any grant (needs `erase`).
+    if state.vault.catalog().purpose(auth.purpose.as_str()).is_some_and(|p| p.customer_requests) {
+        return Ok(Json(grant_json(&state.vault.stop_grant(&auth, &id).await?)));
+    }
     Ok(Json(grant_json(&state.vault.revoke_grant(&auth, &id).await?)))
+}
+
+/// A grant with how many customers it holds, as the oversight list shows it.
+#[derive(Serialize, ToSchema)]
+pub struct GrantSummaryView {
+    #[serde(flatten)]
+    pub grant: GrantView,
+    pub customers: u64,
+    /// `active`, `expired`, `used_up` or `revoked`.
+    pub state: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GrantList {
+    pub grants: Vec<GrantSummaryView>,
+}
+
+/// Whether a grant still lets its recipient read at `now`.
+pub fn grant_state(g: &Grant, now: i64) -> &'static str {
+    if g.revoked_at.is_some() {
+        "revoked"
+    } else if g.expires_at <= now {
+        "expired"
+    } else if g.max_reads.is_some_and(|m| g.reads >= m) {
+        "used_up"
+    } else {
+        "active"
+    }
+}
+
+/// Every grant, newest first, with how many customers it holds and whether it is still in
+/// force: the privacy team's oversight of what is shared (logged `grant.list`, naming nobody).
+#[utoipa::path(get, path = "/v1/grants", tag = "sharing",
+    params(("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses(
+        (status = 200, body = GrantList),
+        (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, auth: Authorized) -> Result<Json<GrantList>, ApiError> {
+    let now = state.vault.now_millis();
+    let grants = state
+        .vault
+        .grant_summaries(&auth)
+        .await?
+        .into_iter()
+        .map(|s| GrantSummaryView {
+            state: grant_state(&s.grant, now).to_string(),
+            customers: s.customers,
+            grant: GrantView {
+                id: s.grant.id,
+                recipient: s.grant.recipient,
+                purpose: s.grant.purpose,
+                fields: s.grant.fields,
+                created_at: rfc3339(s.grant.created_at),
+                expires_at: rfc3339(s.grant.expires_at),
+                max_reads: s.grant.max_reads,
+                reads: s.grant.reads,
+                revoked_at: s.grant.revoked_at.map(rfc3339),
+            },
+        })
+        .collect();
+    Ok(Json(GrantList { grants }))
 }
 
 #[derive(Deserialize, IntoParams)]

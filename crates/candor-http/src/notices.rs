@@ -101,3 +101,23 @@ pub async fn unconfirmed(State(state): State<AppState>, auth: Authorized) -> Res
     let list = state.vault.unconfirmed_notices(&auth).await?;
     Ok(Json(json!({"notices": list.iter().map(notice_json).collect::<Vec<_>>()})))
 }
+
+/// Sends an undelivered notice to its recipient again now (the outbox picks it up at its next
+/// round, within seconds). Under a purpose declared customer_requests = true; logged
+/// (`recipient_notice.retry`).
+#[utoipa::path(post, path = "/v1/notices/{id}/retry", tag = "sharing",
+    params(("id" = String, Path, description = "Notice id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses(
+        (status = 200, body = RecipientNotice),
+        (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
+        (status = 404, description = "`notice_not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the notice was already delivered", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Authorized,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(notice_json(&state.vault.retry_notice(&auth, &id).await?)))
+}

@@ -52,6 +52,8 @@ actions! {
     CatalogChanged = "catalog.changed",
     /// The customers a consent purpose and channel may reach were listed.
     ConsentAudience = "consent.audience",
+    /// Customers were counted per consent slot and choice (counts only, no customer named).
+    ConsentCounts = "consent.counts",
     /// A customer's consent was granted or withdrawn.
     ConsentChange = "consent.change",
     /// A customer's consent history was read.
@@ -114,6 +116,8 @@ actions! {
     RecipientNotified = "recipient.notified",
     /// Notices to recipients (naming customers) were listed.
     RecipientNoticesRead = "recipient_notices.read",
+    /// A person asked for an undelivered notice to a recipient to be sent again now.
+    RecipientNoticeRetry = "recipient_notice.retry",
     /// A customer's privacy request was closed.
     RequestClose = "request.close",
     /// Customers' privacy requests were listed.

@@ -345,7 +345,7 @@ impl Vault {
     }
 
     /// Revokes `g` by `by`, logged against every customer it holds under the grant's purpose.
-    async fn end_grant(&self, by: &Principal, g: Grant) -> Result<Grant, VaultError> {
+    pub(crate) async fn end_grant(&self, by: &Principal, g: Grant) -> Result<Grant, VaultError> {
         if g.revoked_at.is_some() {
             return Ok(g);
         }

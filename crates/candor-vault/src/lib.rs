@@ -20,6 +20,7 @@ mod messages;
 mod notice;
 mod outbox;
 mod overrides;
+mod oversight;
 mod policy;
 pub mod receipt;
 mod report;
@@ -56,6 +57,7 @@ pub use idempotency::IdempotencyKey;
 pub use log_check::LogCheck;
 pub use messages::{MessageView, Verification};
 pub use overrides::OverrideView;
+pub use oversight::{GrantSummary, SlotTally};
 pub use report::{Document, ReportEvents, event_json, head_json};
 pub use requests::RequestUpdate;
 pub use staff::{SignInProof, StaffSignIn, StaffTimes, client_principal, staff_principal};
@@ -140,6 +142,8 @@ pub enum VaultError {
     WrongPurpose(String),
     #[error("no request with this id")]
     RequestNotFound,
+    #[error("no notice with this id")]
+    NoticeNotFound,
     #[error("no token with this id")]
     TokenNotFound,
     #[error("only the admin role manages tokens")]
@@ -246,6 +250,7 @@ impl VaultError {
             E::LegalHold => "legal_hold",
             E::WrongPurpose(_) => "purpose_not_allowed",
             E::RequestNotFound => "request_not_found",
+            E::NoticeNotFound => "notice_not_found",
             E::TokenNotFound => "token_not_found",
             E::AdminOnly => "admin_only",
             E::BreakGlassNotAllowed { .. } => "break_glass_not_allowed",
