@@ -947,6 +947,7 @@ async fn the_console_pages_pass_axe_without_script_at_both_widths() {
                 "/console/log",
                 "/console/log?action=request.open&since=2026-01-01",
                 "/console/accountability?verify=1",
+                "/console/sharing",
             ],
         ),
     ] {
@@ -1380,4 +1381,84 @@ async fn an_auditor_filters_the_log_and_checks_it_in_chromium() {
             && e["actor"]["role"] == "support_agent"),
         "{entries:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_privacy_officer_oversees_consent_and_sharing_in_the_console() {
+    let secret = "test-client-secret-3e8b51";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let url = server.url.clone();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let ada = backend.create(json!({"email": "ada@example.com", "full_name": "Ada Lovelace"})).await;
+    let bob = backend.create(json!({"email": "bob@example.com", "full_name": "Bob Builder"})).await;
+    let r = backend
+        .post(
+            &format!("/v1/subjects/{ada}/consents"),
+            json!({"changes": [{"purpose": "marketing", "channel": "email", "action": "grant"}], "evidence": "sign-up form, checkbox"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let r = backend
+        .with_purpose("order_fulfilment")
+        .post(
+            "/v1/grants",
+            json!({"recipient": "parcel_carrier", "subjects": [ada, bob], "fields": ["full_name"], "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let grant = r.body["id"].as_str().unwrap().to_string();
+    // Bob is erased: the carrier, which received his name, gets a notice.
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.send(privacy.request(reqwest::Method::DELETE, &format!("/v1/subjects/{bob}"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let mut dora = Browser::new();
+    assert_eq!(dora.sign_in(&url, &op.issuer, "dora").await.status, 200);
+    let page = dora.get(&format!("{url}/console/sharing")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let slot = between(&page.body, "<tr data-slot=\"marketing/email\">", "</tr>");
+    assert!(slot.contains("<td>1</td><td>0</td><td>0</td>"), "one granted: {slot}");
+    assert!(
+        page.body.contains(&format!("<tr data-grant=\"{grant}\">")) && page.body.contains("Parcel"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(&ada), "counts and grants name no customer: {}", page.body);
+    let notice = between(&page.body, "<tr data-notice=\"", "\"").to_string();
+    assert!(!notice.is_empty() && page.body.contains(&bob), "the erasure notice names its customer id: {}", page.body);
+    let csrf = between(&page.body, "name=\"csrf\" value=\"", "\"").to_string();
+
+    // The notice sent again now, and the grant stopped; each as the API would log it.
+    assert!(page.body.contains("Send again now"), "the carrier has no webhook here, so it stays undelivered");
+    let a = dora.post_form(&format!("{url}/console/sharing/notices/{notice}/retry"), &[("csrf", &csrf)]).await;
+    assert_eq!((a.status, a.location.as_deref()), (303, Some("/console/sharing?done=retried")), "{}", a.body);
+    let a = dora.post_form(&format!("{url}/console/sharing/grants/{grant}/stop"), &[("csrf", &csrf)]).await;
+    assert_eq!((a.status, a.location.as_deref()), (303, Some("/console/sharing?done=stopped")), "{}", a.body);
+    let page = dora.get(&format!("{url}/console/sharing?done=stopped")).await;
+    let row = between(&page.body, &format!("<tr data-grant=\"{grant}\">"), "</tr>");
+    assert!(row.contains("revoked") && !row.contains("Stop"), "{row}");
+    let a = dora.post_form(&format!("{url}/console/sharing/grants/{grant}/stop"), &[]).await;
+    assert_eq!(a.status, 403, "a form without the session's token is refused");
+
+    let entries = log_entries(&server, &install.admin_token).await;
+    let by_dora = |action: &str| {
+        entries.iter().any(|e| {
+            e["action"] == action
+                && e["actor"]["role"] == "privacy_team"
+                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
+        })
+    };
+    for action in ["consent.counts", "grant.list", "recipient_notices.read", "recipient_notice.retry", "grant.revoke"] {
+        assert!(by_dora(action), "{action}");
+    }
+
+    // A support agent answers no requests: 403 there, no link to it.
+    let mut alice = Browser::new();
+    assert_eq!(alice.sign_in(&url, &op.issuer, "alice").await.status, 200);
+    let a = alice.get(&format!("{url}/console/sharing")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(!a.body.contains("href=\"/console/sharing\"") && !a.body.contains(&grant), "{}", a.body);
 }

@@ -27,11 +27,13 @@ use serde_json::{Map, Value};
 mod accountability;
 mod log;
 mod requests;
+mod sharing;
 
 pub use accountability::accountability;
 pub use log::log;
 use requests::requests_purpose;
 pub use requests::{close_request, export, report, request_page, requests, restrict, update_request};
+pub use sharing::{retry_notice, sharing, stop_grant};
 
 use super::AppState;
 use super::error::ApiError;

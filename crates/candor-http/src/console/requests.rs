@@ -75,7 +75,7 @@ pub(super) fn requests_purpose(state: &AppState, role: &str) -> Option<String> {
 
 /// The person authorized under the purpose their role answers privacy requests under, or the
 /// page saying their role answers none.
-async fn requests_auth(
+pub(super) async fn requests_auth(
     state: &AppState,
     principal: Principal,
     person: Person,
