@@ -236,7 +236,7 @@ pub async fn check(config_path: &Path) -> Result<Vec<Finding>> {
                         Level::Fail,
                         format!("{n} lookup row(s) were made with index key v{v}, which the index key file does not hold: lookups miss these customers"),
                     ));
-                } else if crate::cli::keys_index::needs_reindex(v, &ring) {
+                } else if ring.needs_reindex(v) {
                     f.push(finding(
                         Level::Warn,
                         format!("{n} lookup row(s) not under index key v{index_primary}: run `candor keys reindex`"),
@@ -306,49 +306,6 @@ pub async fn run(config_path: &Path) -> Result<bool> {
         println!("{tag}  {}", x.what);
     }
     Ok(findings.iter().all(|x| x.level != Level::Fail))
-}
-
-/// `candor doctor`'s findings and `candor keys status`, for the staff console's accountability
-/// page (computed afresh each time the page asks).
-pub struct InstallationReport {
-    config_path: std::path::PathBuf,
-}
-
-impl InstallationReport {
-    pub fn new(config_path: &Path) -> Self {
-        InstallationReport { config_path: config_path.to_path_buf() }
-    }
-
-    async fn gather(&self) -> candor_http::InstallationHealth {
-        use candor_http::FindingLevel as L;
-        let findings = match check(&self.config_path).await {
-            Ok(found) => found
-                .into_iter()
-                .map(|x| {
-                    let level = match x.level {
-                        Level::Ok => L::Ok,
-                        Level::Warn => L::Warn,
-                        Level::Fail => L::Fail,
-                    };
-                    (level, x.what)
-                })
-                .collect(),
-            Err(e) => vec![(L::Fail, format!("the checks could not run: {e:#}"))],
-        };
-        let keys = match crate::cli::keys::status_lines(&self.config_path).await {
-            Ok(lines) => lines,
-            Err(e) => vec![format!("the key status could not be read: {e:#}")],
-        };
-        candor_http::InstallationHealth { findings, keys }
-    }
-}
-
-impl candor_http::InstallationReport for InstallationReport {
-    fn health(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = candor_http::InstallationHealth> + Send + '_>> {
-        Box::pin(self.gather())
-    }
 }
 
 #[cfg(test)]

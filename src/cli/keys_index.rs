@@ -36,13 +36,6 @@ fn refuse_env() -> Result<()> {
     Ok(())
 }
 
-/// Whether lookup rows made under index key `version` must be recomputed: not when made under
-/// the primary, nor when made before versions were recorded (0) while only one index key is
-/// held — they were made by it, or no lookup could find them anyway.
-pub fn needs_reindex(version: u32, ring: &KeyRing) -> bool {
-    version != ring.primary_index_version() && !(version == 0 && ring.index_versions().len() == 1)
-}
-
 /// What `keys status` prints about the index keys: each version with its lookup rows.
 pub async fn status_lines(ring: &KeyRing, store: &dyn Store) -> Result<Vec<String>> {
     let counts = store.index_counts().await?;
@@ -56,7 +49,7 @@ pub async fn status_lines(ring: &KeyRing, store: &dyn Store) -> Result<Vec<Strin
         .map(|v| {
             let n = counts.iter().find(|(k, _)| *k == v).map_or(0, |(_, n)| *n);
             let state = match (v, v == primary, held.contains(&v)) {
-                (0, ..) if !needs_reindex(0, ring) => {
+                (0, ..) if !ring.needs_reindex(0) => {
                     "made before index-key versions were recorded, by the only index key held"
                 }
                 (0, ..) => "made before index-key versions were recorded (run `candor keys reindex`)",
@@ -100,7 +93,7 @@ pub async fn reindex(config_path: &Path, per_second: u32) -> Result<()> {
     let ring = install::load_keys(&config)?;
     let store = install::open_store(&config).await?;
     let primary = ring.primary_index_version();
-    let total: u64 = store.index_counts().await?.iter().filter(|(v, _)| needs_reindex(*v, &ring)).map(|(_, n)| n).sum();
+    let total: u64 = store.index_counts().await?.iter().filter(|(v, _)| ring.needs_reindex(*v)).map(|(_, n)| n).sum();
     let bar = progress_bar(total, "lookup rows recomputed");
     let started = Instant::now();
     let outcome = reindex_all(store.as_ref(), &ring, &catalog, per_second, |n| bar.inc(n)).await?;
@@ -152,7 +145,7 @@ pub async fn reindex_all(
     let mut outcome = Reindexed::default();
     let pace = Pace::new(per_second, PAGE as usize);
     for (version, _) in store.index_counts().await? {
-        if !needs_reindex(version, ring) {
+        if !ring.needs_reindex(version) {
             continue;
         }
         if version > primary {

@@ -23,7 +23,7 @@ pub async fn serve(config_path: &Path, listen: Option<SocketAddr>) -> Result<()>
     tracing::info!(catalog = %config.catalog_path.display(), "starting");
     let listener = http::bind(addr).await?;
     let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?
-        .with_installation_report(std::sync::Arc::new(crate::doctor::InstallationReport::new(config_path)));
+        .with_installation_report(std::sync::Arc::new(InstallationReport::new(config_path)));
     let public_base = state.listening_on(listener.local_addr()?);
     let jobs = jobs::Jobs { sweep_retention: true };
     jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
@@ -104,7 +104,7 @@ pub async fn quickstart(
     let link_minutes = config.sign_in.settings.link_minutes;
     let temporary = _temporary.is_some();
     let state = http::AppState::new(vault.clone(), install::http_settings(&config)?)?
-        .with_installation_report(std::sync::Arc::new(crate::doctor::InstallationReport::new(&config_path)));
+        .with_installation_report(std::sync::Arc::new(InstallationReport::new(&config_path)));
     let public_base = state.listening_on(listener.local_addr()?);
     let jobs = jobs::Jobs { sweep_retention: false };
     jobs.start(&vault, &config, state.witnesses.as_ref(), &state.webhook_secrets, public_base);
@@ -146,4 +146,47 @@ pub async fn quickstart(
         println!("listening on {url}");
     })
     .await
+}
+
+/// `candor doctor`'s findings and `candor keys status`, for the staff console's accountability
+/// page (computed afresh each time the page asks).
+pub struct InstallationReport {
+    config_path: std::path::PathBuf,
+}
+
+impl InstallationReport {
+    pub fn new(config_path: &Path) -> Self {
+        InstallationReport { config_path: config_path.to_path_buf() }
+    }
+
+    async fn gather(&self) -> candor_http::InstallationHealth {
+        use candor_http::FindingLevel as L;
+        let findings = match crate::doctor::check(&self.config_path).await {
+            Ok(found) => found
+                .into_iter()
+                .map(|x| {
+                    let level = match x.level {
+                        crate::doctor::Level::Ok => L::Ok,
+                        crate::doctor::Level::Warn => L::Warn,
+                        crate::doctor::Level::Fail => L::Fail,
+                    };
+                    (level, x.what)
+                })
+                .collect(),
+            Err(e) => vec![(L::Fail, format!("the checks could not run: {e:#}"))],
+        };
+        let keys = match super::keys::status_lines(&self.config_path).await {
+            Ok(lines) => lines,
+            Err(e) => vec![format!("the key status could not be read: {e:#}")],
+        };
+        candor_http::InstallationHealth { findings, keys }
+    }
+}
+
+impl candor_http::InstallationReport for InstallationReport {
+    fn health(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = candor_http::InstallationHealth> + Send + '_>> {
+        Box::pin(self.gather())
+    }
 }

@@ -264,6 +264,13 @@ impl KeyRing {
     pub fn primary_index_version(&self) -> u32 {
         self.indexes.last().map_or(0, |(v, _)| *v)
     }
+
+    /// Whether lookup rows made under index key `version` must be recomputed: not when made
+    /// under the primary, nor when made before versions were recorded (0) while only one index
+    /// key is held — they were made by it, or no lookup could find them anyway.
+    pub fn needs_reindex(&self, version: u32) -> bool {
+        version != self.primary_index_version() && !(version == 0 && self.index_versions().len() == 1)
+    }
 }
 
 /// HMAC-SHA-256 of `normalised` under the per-field key HKDF derives from one index key.
