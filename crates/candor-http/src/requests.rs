@@ -108,7 +108,7 @@ pub async fn open_request(
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"status": "rejected", "reason": "excessive"}))]
 #[serde(deny_unknown_fields)]
-pub struct ChangeBody {
+pub struct RequestChangeBody {
     /// Closes the request.
     #[schema(pattern = "^(completed|rejected)$")]
     pub status: Option<String>,
@@ -124,13 +124,13 @@ pub struct ChangeBody {
     pub identity: Option<String>,
 }
 
-impl BodyShape for ChangeBody {
+impl BodyShape for RequestChangeBody {
     const EXPECTED: &'static str = r#"one of {"status": "completed"}, {"status": "rejected", "reason": "<code>"}, {"assignee": "me" | "nobody" | "stf_..."}, {"identity": "requested" | "proven"}"#;
 }
 
 #[utoipa::path(patch, path = "/v1/requests/{id}", tag = "rights",
     params(("id" = String, Path, description = "Request id"), ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
-    request_body = ChangeBody,
+    request_body = RequestChangeBody,
     responses(
         (status = 200, body = RequestView),
         (status = 403, description = "`purpose_not_allowed` (not a customer_requests purpose)", body = ErrorBody),
@@ -143,7 +143,7 @@ pub async fn change_request(
     State(state): State<AppState>,
     auth: Authorized,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<ChangeBody>,
+    JsonBody(body): JsonBody<RequestChangeBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     let changed = match (&body.status, &body.assignee, &body.identity) {
         (Some(status), None, None) => state.vault.close_request(&auth, &id, status, body.reason.as_deref()).await?,
@@ -157,7 +157,7 @@ pub async fn change_request(
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_value",
-                format!("send exactly one change: {}", ChangeBody::EXPECTED),
+                format!("send exactly one change: {}", RequestChangeBody::EXPECTED),
             )
             .with_field("status"));
         }
