@@ -175,7 +175,8 @@ fn checkpoint(c: &mut Criterion) {
     let line = keyfile::generate_key_line(LOG_KEY_LABEL, 1).expect("key");
     let signer = LogSigner::new(&parse_keys(&line, LOG_KEY_LABEL, "bench").expect("parse")).expect("signer");
     let key = VerifierKey::new("candor.example/log", signer.public_key());
-    let checkpoint = Checkpoint { origin: "candor.example/log".into(), size: 10_000_000, root: [7u8; 32] };
+    let checkpoint =
+        Checkpoint { origin: "candor.example/log".into(), size: 10_000_000, root: [7u8; 32], map_root: None };
     let note = sign_checkpoint(&checkpoint, &key, |m| signer.sign(m));
     let mut group = c.benchmark_group("checkpoint");
     group.bench_function("sign", |b| {

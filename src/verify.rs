@@ -9,6 +9,12 @@
 //! inclusion and consistency proofs are built from) is recomputed from the entries and compared:
 //! all of them from the database, the hash tiles (levels 0, 8, 16, …) from a server, whose
 //! entries are read through the C2SP entry bundles (`/log/tile/entries/…`).
+//!
+//! With the installation's log key (`--config`), the completeness map is rebuilt from the
+//! entries too and every checkpoint's `candor-map/v1` root is compared with it: each map update
+//! is exactly the entries appended between the checkpoints (issue 25, `docs/proofs.md`). From a
+//! server (`--url`) the map's keys cannot be computed (they need the map secret), so map roots
+//! are reported as not checked.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +23,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use candor_crypto::LogSigner;
 use candor_log::Hash;
+use candor_log::map::Map;
 use candor_log::merkle::{empty_root, leaf_hash};
 use candor_log::note::{Checkpoint, VerifierKey};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -108,9 +116,20 @@ impl LogReader for SigningDbReader {
 
     async fn checkpoint(&mut self) -> Result<Option<String>> {
         let Some(ctx) = &self.signer else { return self.db.checkpoint().await };
-        let note = crate::vault::transparency::sign_head(self.db.0.as_ref(), ctx).await?.note;
-        self.signed.push(note.clone());
-        Ok(Some(note))
+        match crate::vault::transparency::sign_head(self.db.0.as_ref(), ctx).await {
+            Ok(signed) => {
+                self.signed.push(signed.note.clone());
+                Ok(Some(signed.note))
+            }
+            // A log with a hole cannot be signed (its map cannot be built): check it against
+            // the checkpoints kept, which names the missing entry.
+            Err(candor_store::StoreError::Corrupt(why)) => {
+                eprintln!("note: no fresh checkpoint signed: {why}");
+                self.signer = None;
+                self.db.checkpoint().await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn keep(&mut self, note: &str, size: u64) -> Result<bool> {
@@ -308,14 +327,28 @@ struct Tree {
     /// last comparison.
     pending: BTreeMap<u32, (u64, Vec<Hash>)>,
     nodes_checked: u64,
+    /// The completeness map rebuilt from the same entries, when the map secret is at hand.
+    map: Option<(Map, LogSigner)>,
+    /// Its root at each size of `marks`.
+    map_roots: BTreeMap<u64, Hash>,
 }
 
 impl Tree {
-    fn push(&mut self, leaf: Hash) {
+    fn push(&mut self, leaf: Hash, bytes: &[u8]) {
         let pending = &mut self.pending;
         self.builder.push_reporting(leaf, |level, index, hash| {
             pending.entry(level).or_insert((index, Vec::new())).1.push(hash);
         });
+        if let Some((map, signer)) = &mut self.map {
+            crate::vault::completeness::add_entry(map, signer, self.builder.size() - 1, bytes);
+        }
+    }
+
+    fn mark(&mut self, roots: &mut BTreeMap<u64, Hash>) {
+        roots.insert(self.size(), self.root());
+        if let Some((map, _)) = &self.map {
+            self.map_roots.insert(self.size(), map.root());
+        }
     }
 
     fn size(&self) -> u64 {
@@ -394,6 +427,7 @@ async fn advance(
     bar: &ProgressBar,
 ) -> Result<()> {
     if marks.first() == Some(&0) && tree.size() == 0 {
+        tree.mark(roots);
         roots.insert(0, empty_root());
     }
     loop {
@@ -415,9 +449,9 @@ async fn advance(
                     "log verification FAILED at index {index}: entry {index} does not match its recorded hash (the entry was altered)"
                 );
             }
-            tree.push(recorded);
+            tree.push(recorded, &bytes);
             if marks.binary_search(&tree.size()).is_ok() {
-                roots.insert(tree.size(), tree.root());
+                tree.mark(roots);
             }
         }
         tree.compare_nodes(reader).await?;
@@ -464,6 +498,11 @@ pub struct Report {
     pub saved_size: Option<u64>,
     /// Stored subtree hashes compared with the recomputed ones.
     pub nodes_checked: u64,
+    /// Checkpoints whose completeness map root was compared with the map rebuilt from the
+    /// entries (`None`: the map could not be rebuilt here, no map secret).
+    pub maps_checked: Option<usize>,
+    /// Checkpoints checked that carry no map root (signed before the map was committed).
+    pub without_map: usize,
     pub seconds: f64,
 }
 
@@ -493,10 +532,15 @@ pub async fn run(source: Source, options: Options) -> Result<Report> {
             };
             // Sign only with the key the log is checked against.
             let signer = own.filter(|ctx| ctx.key == key);
+            // The map secret comes with the log key: with it the map is rebuilt and checked.
+            let map_signer = match &signer {
+                Some(_) => Some(install::load_log_signer(&config)?),
+                None => None,
+            };
             let store = install::open_store(&config).await?;
             let history: Vec<String> = store.checkpoints().await?.into_iter().map(|(_, n)| n).collect();
             let reader = SigningDbReader { db: DbReader(store), signer, signed: Vec::new() };
-            verify_log(&key, reader, &options, &history, started).await
+            verify_log(&key, reader, &options, &history, map_signer, started).await
         }
         Source::Url { url, token } => {
             let reader = HttpReader {
@@ -520,7 +564,7 @@ pub async fn run(source: Source, options: Options) -> Result<Report> {
                     served_key
                 }
             };
-            verify_log(&key, reader, &options, &[], started).await
+            verify_log(&key, reader, &options, &[], None, started).await
         }
     }
 }
@@ -538,6 +582,7 @@ async fn verify_log(
     mut reader: impl LogReader,
     options: &Options,
     history: &[String],
+    map_signer: Option<LogSigner>,
     started: Instant,
 ) -> Result<Report> {
     let open = |what: &str, note: &str| key.open(note).map_err(|e| anyhow!("{what} does not verify: {e}"));
@@ -586,8 +631,10 @@ async fn verify_log(
     bar.set_style(
         ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries ({per_sec})").expect("template"),
     );
-    let mut tree = Tree::default();
+    let mut tree = Tree { map: map_signer.map(|s| (Map::new(), s)), ..Tree::default() };
     let mut roots = BTreeMap::new();
+    let mut maps_checked = 0usize;
+    let mut without_map = 0usize;
     let result = async {
         advance(&mut tree, &mut reader, Some(latest.size), &marks, &mut roots, &bar).await?;
         // Every signed checkpoint must match the entries; the first that does not (by size)
@@ -599,6 +646,7 @@ async fn verify_log(
         for cp in signed {
             let recomputed = roots[&cp.size];
             if recomputed == cp.root {
+                check_map(&tree, cp, &mut maps_checked, &mut without_map)?;
                 lo = lo.max(cp.size);
                 continue;
             }
@@ -664,6 +712,7 @@ async fn verify_log(
                     cp.size - 1
                 );
             }
+            check_map(&tree, &cp, &mut maps_checked, &mut without_map)?;
             checked = cp.size;
             latest = cp;
             latest_note = note;
@@ -686,8 +735,32 @@ async fn verify_log(
         kept: kept_matching,
         saved_size: saved.map(|s| s.size),
         nodes_checked: tree.nodes_checked,
+        maps_checked: tree.map.is_some().then_some(maps_checked),
+        without_map,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Compares the map root a checkpoint commits to with the map rebuilt from its entries.
+fn check_map(tree: &Tree, cp: &Checkpoint, checked: &mut usize, without: &mut usize) -> Result<()> {
+    let Some(committed) = cp.map_root else {
+        *without += 1;
+        return Ok(());
+    };
+    let Some(rebuilt) = tree.map_roots.get(&cp.size) else { return Ok(()) };
+    if *rebuilt != committed {
+        bail!(
+            "log verification FAILED: the completeness map committed in the signed checkpoint of size {} ({}) is not the \
+             map of its {} entries ({}): the per-customer histories it proves are not the ones in the log (an entry was \
+             added to, left out of or moved between customers' histories in the map); earlier checkpoints' maps match",
+            cp.size,
+            b64(&committed),
+            cp.size,
+            b64(rebuilt)
+        );
+    }
+    *checked += 1;
+    Ok(())
 }
 
 pub fn print(report: &Report) {
@@ -703,6 +776,19 @@ pub fn print(report: &Report) {
     }
     if let Some(s) = report.saved_size {
         println!("  the log still extends your saved checkpoint of size {s}");
+    }
+    match report.maps_checked {
+        Some(n) => println!(
+            "  completeness map: rebuilt from the entries; the map root in {n} checkpoint(s) matches it{}",
+            if report.without_map > 0 {
+                format!(" ({} older checkpoint(s) carry no map root)", report.without_map)
+            } else {
+                String::new()
+            }
+        ),
+        None => println!(
+            "  completeness map: NOT checked (rebuilding it needs the installation's log key: run with --config on the installation)"
+        ),
     }
     if report.present > report.checked {
         println!(
@@ -748,7 +834,7 @@ mod tests {
         let mut tree = Tree::default();
         let leaves: Vec<Hash> = (0u8..6).map(|i| leaf_hash(&[i])).collect();
         for l in &leaves {
-            tree.push(*l);
+            tree.push(*l, b"");
         }
         let mut builder = candor_log::merkle::RootBuilder::new();
         leaves.iter().for_each(|l| builder.push(*l));

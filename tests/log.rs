@@ -567,3 +567,45 @@ async fn a_normal_shutdown_signs_a_checkpoint_covering_every_change() {
     assert_eq!(kept_checkpoint_size(&db), log_size(&db), "the checkpoint signed at shutdown covers every entry");
     assert!(server.stop().contains("signed a log checkpoint at shutdown"));
 }
+
+/// Every checkpoint commits the completeness map (`candor-map/v1` extension line, signed with
+/// the body); `candor log verify` rebuilds the map from the entries and checks each committed
+/// root, and names the checkpoint whose map misstates the customers' histories.
+#[tokio::test]
+async fn checkpoints_commit_the_completeness_map_and_log_verify_checks_its_evolution() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada"})).await;
+    let first = reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap().text().await.unwrap();
+    backend.get(&format!("/v1/subjects/{id}")).await;
+    backend.create(json!({"email": "bob@example.com", "full_name": "Bob"})).await;
+    let second = reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap().text().await.unwrap();
+    let key =
+        VerifierKey::parse(server.anonymous().get("/v1/log/key").await.body["verifier_key"].as_str().unwrap()).unwrap();
+    let (a, b) = (key.open(&first).unwrap(), key.open(&second).unwrap());
+    assert!(first.lines().nth(3).unwrap().starts_with("candor-map/v1 "), "{first}");
+    assert!(b.size > a.size);
+    assert_ne!(a.map_root, b.map_root, "the map changed with the new entries");
+    server.stop();
+
+    let cwd = install.dir.path();
+    let (ok, out, err) = candor(&["log", "verify"], cwd);
+    assert!(ok, "{err}");
+    assert!(out.contains("completeness map: rebuilt from the entries; the map root in"), "{out}");
+
+    // A checkpoint of the right log root whose map says something else (signed with the log key,
+    // as a server misstating one customer's history would): log verify names it.
+    let config = candor::config::Config::load(&install.config()).unwrap();
+    let signer = candor::install::load_log_signer(&config).unwrap();
+    let db = install.db_path();
+    let size: u64 = sqlite3(&db, "SELECT MAX(size) FROM log_checkpoints").parse().unwrap();
+    let kept = key.open(&sqlite3(&db, &format!("SELECT note FROM log_checkpoints WHERE size = {size}"))).unwrap();
+    assert!(kept.map_root.is_some());
+    let forged = candor_log::note::Checkpoint { map_root: Some([7u8; 32]), ..kept };
+    let note = candor_log::note::sign_checkpoint(&forged, &key, |m| signer.sign(m));
+    sqlite3(&db, &format!("UPDATE log_checkpoints SET note = '{note}' WHERE size = {size}"));
+    let (ok, _, err) = candor(&["log", "verify"], cwd);
+    assert!(!ok, "a misstated map is caught");
+    assert!(err.contains(&format!("the completeness map committed in the signed checkpoint of size {size}")), "{err}");
+}

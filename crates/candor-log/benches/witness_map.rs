@@ -74,7 +74,12 @@ fn main() {
     let w_key = CosignerKey::new("bench/witness", w.public_key().as_ref().try_into().unwrap());
     let (old, new) = (999_000u64, 1_000_000u64);
     let old_root = root(&mut LeafSource(&leaves), old).unwrap();
-    let cp = Checkpoint { origin: "bench/log".into(), size: new, root: root(&mut LeafSource(&leaves), new).unwrap() };
+    let cp = Checkpoint {
+        origin: "bench/log".into(),
+        size: new,
+        root: root(&mut LeafSource(&leaves), new).unwrap(),
+        map_root: None,
+    };
     let note = sign_checkpoint(&cp, &log_key, |m| log.sign(m).as_ref().try_into().unwrap());
     let proof = consistency_proof(&mut LeafSource(&leaves), old, new).unwrap();
     let body = AddCheckpoint { old_size: old, proof, note: note.clone() }.to_body();

@@ -10,14 +10,21 @@
 //! chain can be read from it.
 //!
 //! Why a sparse Merkle tree built here rather than the `akd` crate: see ARCHITECTURE.md
-//! ("Completeness map"). It uses only SHA-256 (aws-lc-rs); keys are computed by the caller
-//! (a keyed hash, HMAC-SHA-256 under a map key the log operator keeps, so keys are not
-//! guessable from customer ids).
+//! ("Completeness map"). It uses only SHA-256 (aws-lc-rs).
 //!
 //! # Format (version 1)
 //!
-//! All hashes are SHA-256; integers are 8-byte big-endian.
+//! All hashes are SHA-256; integers are 8-byte big-endian. `docs/proofs.md` describes the
+//! same for writers of independent verifiers.
 //!
+//! * key of a customer: `H(0x06 || salt || subject id)` ([`subject_key`]), where the 32-byte
+//!   `salt` is a keyed hash of the subject id under a secret the log operator keeps
+//!   (HMAC-SHA-256, `candor-crypto`). The customer receives their salt with their proof and
+//!   recomputes their key, so the key is bound to their id (the hash is collision-resistant),
+//!   while nobody without the secret can compute another customer's key from an id.
+//! * which entries name a customer: the distinct strings of the `subjects` array of the entry
+//!   (as JSON, [`crate::entry::LogEntry`]); an entry that does not parse names nobody
+//!   ([`entry_subjects`]).
 //! * chain: `chain_0 = 32 zero bytes`; for the customer's i-th entry (log index `n`, entry
 //!   bytes `e`): `chain_i = H(0x03 || chain_{i-1} || n || leaf_hash(e))` where `leaf_hash` is
 //!   the RFC 6962 leaf hash of the log.
@@ -44,6 +51,8 @@
 //! assert_eq!(proof.verify(&alice, &root).unwrap(), Some(MapValue { count: 1, chain }));
 //! ```
 
+use std::sync::{Arc, OnceLock};
+
 use aws_lc_rs::digest::{Context, SHA256};
 
 use crate::Hash;
@@ -55,6 +64,7 @@ pub const EMPTY_SUBTREE: Hash = [0u8; 32];
 const CHAIN_TAG: u8 = 0x03;
 const NODE_TAG: u8 = 0x04;
 const LEAF_TAG: u8 = 0x05;
+const KEY_TAG: u8 = 0x06;
 
 /// A key in the map (a keyed hash of a customer id).
 pub type MapKey = [u8; 32];
@@ -79,6 +89,29 @@ pub enum MapError {
     BadOtherKey,
     #[error("the map proof is not in its shortest form")]
     NotCanonical,
+}
+
+/// The map key of the customer with id `subject` (as written in log entries) and `salt`.
+pub fn subject_key(salt: &Hash, subject: &str) -> MapKey {
+    let mut c = Context::new(&SHA256);
+    c.update(&[KEY_TAG]);
+    c.update(salt);
+    c.update(subject.as_bytes());
+    c.finish().as_ref().try_into().expect("32 bytes")
+}
+
+/// The customers an entry names, for the map: the distinct `subjects` of the entry parsed as
+/// JSON, in the order first written; none if the bytes do not parse.
+pub fn entry_subjects(bytes: &[u8]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(entry) = crate::entry::LogEntry::from_bytes(bytes) {
+        for s in entry.subjects {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
 }
 
 /// `chain` extended by the entry at log index `index` whose RFC 6962 leaf hash is `leaf`.
@@ -181,13 +214,16 @@ impl MapProof {
 /// one with two or more is an inner node, even when one side is empty), each inner node caching
 /// its hash until a change below it. A change costs O(depth) and the next root rehashes only
 /// the changed paths; a proof reads the cached hashes of the siblings.
-#[derive(Debug, Default)]
+///
+/// Inner nodes are shared (`Arc`): `clone` is O(1) and a change copies only its path, so a
+/// server keeps the map as it was at each recent checkpoint to prove against it.
+#[derive(Debug, Default, Clone)]
 pub struct Map {
     root: Node,
     len: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 enum Node {
     #[default]
     Empty,
@@ -196,8 +232,8 @@ enum Node {
         value: MapValue,
     },
     Inner {
-        children: Box<[Node; 2]>,
-        hash: std::cell::Cell<Option<Hash>>,
+        children: Arc<[Node; 2]>,
+        hash: OnceLock<Hash>,
     },
 }
 
@@ -206,14 +242,7 @@ impl Node {
         match self {
             Node::Empty => EMPTY_SUBTREE,
             Node::Leaf { key, value } => leaf_hash(key, value),
-            Node::Inner { children, hash } => match hash.get() {
-                Some(h) => h,
-                None => {
-                    let h = node_hash(&children[0].hash(), &children[1].hash());
-                    hash.set(Some(h));
-                    h
-                }
-            },
+            Node::Inner { children, hash } => *hash.get_or_init(|| node_hash(&children[0].hash(), &children[1].hash())),
         }
     }
 
@@ -232,12 +261,12 @@ impl Node {
                 let side = bit(k, depth) as usize;
                 let mut children: [Node; 2] = Default::default();
                 children[side] = std::mem::take(self);
-                *self = Node::Inner { children: Box::new(children), hash: std::cell::Cell::new(None) };
+                *self = Node::Inner { children: Arc::new(children), hash: OnceLock::new() };
                 self.update(depth, key, f)
             }
             Node::Inner { children, hash } => {
-                hash.set(None);
-                children[bit(&key, depth) as usize].update(depth + 1, key, f)
+                *hash = OnceLock::new();
+                Arc::make_mut(children)[bit(&key, depth) as usize].update(depth + 1, key, f)
             }
         }
     }
@@ -376,6 +405,31 @@ mod tests {
         let map = Map::new();
         assert_eq!(map.root(), EMPTY_SUBTREE);
         assert_eq!(map.prove(&key(1)).verify(&key(1), &map.root()), Ok(None));
+    }
+
+    #[test]
+    fn a_clone_keeps_the_map_as_it_was_while_the_original_changes() {
+        let (mut map, _) = build(&[1, 2, 3, 1]);
+        let snapshot = map.clone();
+        let (root, proof) = (map.root(), map.prove(&key(2)));
+        map.append(key(2), 4, &leaf(4));
+        map.append(key(9), 5, &leaf(5));
+        assert_ne!(map.root(), root);
+        assert_eq!(snapshot.root(), root);
+        assert_eq!(snapshot.prove(&key(2)), proof);
+        assert_eq!(snapshot.len() + 1, map.len());
+    }
+
+    #[test]
+    fn keys_bind_salt_and_subject_and_entries_name_each_subject_once() {
+        let (a, b) = ("7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70", "0b1c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f71");
+        assert_ne!(subject_key(&[1; 32], a), subject_key(&[1; 32], b));
+        assert_ne!(subject_key(&[1; 32], a), subject_key(&[2; 32], a));
+        let bytes = format!(
+            r#"{{"v":1,"time":"t","action":"subject.read","actor":{{"token":"t","role":"r"}},"subjects":["{a}","{b}","{a}"]}}"#
+        );
+        assert_eq!(entry_subjects(bytes.as_bytes()), vec![a.to_string(), b.to_string()]);
+        assert!(entry_subjects(b"not json").is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Checkpoints (C2SP `tlog-checkpoint`) in signed notes (C2SP `signed-note`), Ed25519.
 //!
 //! A checkpoint body is three lines: the log's origin, the tree size in decimal, and the base64
-//! root hash. The signed note is the body, a blank line, and signature lines
+//! root hash, then optional extension lines (tlog-checkpoint allows them; witnesses cosign the
+//! whole body). Candor writes one: `candor-map/v1 <base64 map root>`, the root of the
+//! completeness map ([`crate::map`]) after the first `size` entries. The signed note is the body, a blank line, and signature lines
 //! `— <key name> <base64(key id (4 bytes) || signature)>`. The key id of an Ed25519 key is the
 //! first 4 bytes of SHA-256(name || "\n" || 0x01 || public key). A verifier key is written
 //! `<name>+<hex key id>+<base64(0x01 || public key)>`.
@@ -36,12 +38,22 @@ pub struct Checkpoint {
     pub origin: String,
     pub size: u64,
     pub root: Hash,
+    /// The completeness map's root over the same entries (extension line `candor-map/v1`);
+    /// `None` in checkpoints signed before the map was committed.
+    pub map_root: Option<Hash>,
 }
+
+/// The prefix of the extension line that commits the completeness map's root.
+pub const MAP_EXTENSION: &str = "candor-map/v1 ";
 
 impl Checkpoint {
     /// The checkpoint body (what is signed).
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, STANDARD.encode(self.root))
+        let mut body = format!("{}\n{}\n{}\n", self.origin, self.size, STANDARD.encode(self.root));
+        if let Some(m) = &self.map_root {
+            body.push_str(&format!("{MAP_EXTENSION}{}\n", STANDARD.encode(m)));
+        }
+        body
     }
 
     fn parse_body(text: &str) -> Result<Self, NoteError> {
@@ -59,7 +71,22 @@ impl Checkpoint {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or(NoteError::Malformed("the root hash is not 32 bytes of base64"))?;
-        Ok(Self { origin: origin.to_string(), size, root })
+        // Extension lines: the map root is read, others are left to whoever defined them.
+        let mut map_root = None;
+        for line in lines.filter(|l| !l.is_empty()) {
+            let Some(b64) = line.strip_prefix(MAP_EXTENSION) else { continue };
+            if map_root.is_some() {
+                return Err(NoteError::Malformed("two completeness map lines"));
+            }
+            map_root = Some(
+                STANDARD
+                    .decode(b64)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(NoteError::Malformed("the completeness map root is not 32 bytes of base64"))?,
+            );
+        }
+        Ok(Self { origin: origin.to_string(), size, root, map_root })
     }
 }
 
@@ -182,12 +209,32 @@ mod tests {
     fn a_signed_checkpoint_round_trips_in_the_c2sp_format() {
         let kp = keypair();
         let key = vkey(&kp);
-        let cp = Checkpoint { origin: "candor.example/log".into(), size: 42, root: [9u8; 32] };
+        let cp = Checkpoint { origin: "candor.example/log".into(), size: 42, root: [9u8; 32], map_root: None };
         let note = sign_checkpoint(&cp, &key, |m| kp.sign(m).as_ref().try_into().unwrap());
         assert!(note.starts_with("candor.example/log\n42\nCQkJ"), "{note}");
         assert!(note.contains("\n\n\u{2014} candor.example/log "), "{note}");
         assert_eq!(key.open(&note).unwrap(), cp);
         assert_eq!(VerifierKey::parse(&key.to_text()).unwrap(), key);
+    }
+
+    #[test]
+    fn the_map_root_is_an_extension_line_that_is_signed_with_the_body() {
+        let kp = keypair();
+        let key = vkey(&kp);
+        let cp =
+            Checkpoint { origin: "candor.example/log".into(), size: 7, root: [9u8; 32], map_root: Some([3u8; 32]) };
+        let note = sign_checkpoint(&cp, &key, |m| kp.sign(m).as_ref().try_into().unwrap());
+        assert!(
+            note.starts_with(&format!("candor.example/log\n7\n{}\ncandor-map/v1 AwMD", STANDARD.encode([9u8; 32])))
+        );
+        assert_eq!(key.open(&note).unwrap(), cp);
+        // Changing the map line breaks the signature; unknown extension lines are ignored.
+        let altered = note.replacen("candor-map/v1 AwMD", "candor-map/v1 BAMD", 1);
+        assert_eq!(key.open(&altered), Err(NoteError::BadSignature(key.name.clone())));
+        let body = format!("{}other-ext 1\n", cp.body());
+        assert_eq!(Checkpoint::parse_body(&body).unwrap(), cp);
+        let twice = format!("{}{}", cp.body(), format_args!("{MAP_EXTENSION}{}\n", STANDARD.encode([1u8; 32])));
+        assert!(Checkpoint::parse_body(&twice).is_err());
     }
 
     #[test]
@@ -203,7 +250,7 @@ mod tests {
     fn altered_or_foreign_checkpoints_are_refused() {
         let kp = keypair();
         let key = vkey(&kp);
-        let cp = Checkpoint { origin: "candor.example/log".into(), size: 42, root: [9u8; 32] };
+        let cp = Checkpoint { origin: "candor.example/log".into(), size: 42, root: [9u8; 32], map_root: None };
         let note = sign_checkpoint(&cp, &key, |m| kp.sign(m).as_ref().try_into().unwrap());
         let altered = note.replacen("\n42\n", "\n43\n", 1);
         assert_eq!(key.open(&altered), Err(NoteError::BadSignature(key.name.clone())));

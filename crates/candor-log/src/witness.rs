@@ -28,7 +28,7 @@
 //!
 //! let log = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
 //! let log_key = VerifierKey::new("example.com/log", log.public_key().as_ref().try_into().unwrap());
-//! let cp = Checkpoint { origin: "example.com/log".into(), size: 0, root: empty_root() };
+//! let cp = Checkpoint { origin: "example.com/log".into(), size: 0, root: empty_root(), map_root: None };
 //! let note = sign_checkpoint(&cp, &log_key, |m| log.sign(m).as_ref().try_into().unwrap());
 //!
 //! // The witness checks the request against what it holds (nothing yet) and cosigns.
@@ -453,7 +453,7 @@ mod tests {
             root(&mut LeafSource(&self.leaves), size).unwrap()
         }
         fn note(&self, size: u64) -> String {
-            let cp = Checkpoint { origin: ORIGIN.into(), size, root: self.root(size) };
+            let cp = Checkpoint { origin: ORIGIN.into(), size, root: self.root(size), map_root: None };
             sign_checkpoint(&cp, &log_key(), sign(&pair(1)))
         }
         fn request(&self, old: u64, size: u64) -> AddCheckpoint {
@@ -538,7 +538,7 @@ mod tests {
         req.proof = vec![[0; 32]];
         assert_eq!(check_add_checkpoint(&req, &trusted, None).unwrap_err().status(), 422);
         // An empty tree with another root.
-        let cp = Checkpoint { origin: ORIGIN.into(), size: 0, root: [7; 32] };
+        let cp = Checkpoint { origin: ORIGIN.into(), size: 0, root: [7; 32], map_root: None };
         let req = AddCheckpoint { old_size: 0, proof: vec![], note: sign_checkpoint(&cp, &log_key(), sign(&pair(1))) };
         assert_eq!(check_add_checkpoint(&req, &trusted, None).unwrap_err().status(), 422);
         // Malformed bodies.

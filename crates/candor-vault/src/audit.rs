@@ -19,17 +19,19 @@ pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
 /// ([`Audit::records`]), each naming its share and saying which part it is.
 pub const MAX_ENTRY_SUBJECTS: usize = 1000;
 
-/// The log's identity: its origin (checkpoint name) and signing key.
+/// The log's identity: its origin (checkpoint name) and signing key, and the completeness map
+/// its checkpoints commit to (built by whoever holds this context, from the log).
 pub struct LogContext {
     pub origin: String,
     pub signer: LogSigner,
     pub key: VerifierKey,
+    pub map: crate::completeness::MapState,
 }
 
 impl LogContext {
     pub fn new(origin: &str, signer: LogSigner) -> Self {
         let key = VerifierKey::new(origin, signer.public_key());
-        Self { origin: origin.to_string(), signer, key }
+        Self { origin: origin.to_string(), signer, key, map: crate::completeness::MapState::new() }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod audit;
 mod breaches;
 mod center;
 pub mod clock;
+pub mod completeness;
 mod consents;
 mod countries;
 mod grants;

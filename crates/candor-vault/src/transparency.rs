@@ -15,6 +15,8 @@ pub struct SignedCheckpoint {
     pub note: String,
     pub size: u64,
     pub root: Hash,
+    /// The completeness map's root over the same entries.
+    pub map_root: Hash,
 }
 
 pub struct LoggedEntry {
@@ -29,16 +31,17 @@ pub struct AccessLogItem {
     pub proof: Vec<Hash>,
 }
 
-/// Signs the store's current tree head with the log key, without keeping it (the caller keeps
-/// it, or `candor log verify` keeps it once the entries check).
+/// Signs the store's current tree head, with the completeness map's root over the same entries,
+/// with the log key, without keeping it (the caller keeps it, or `candor log verify` keeps it
+/// once the entries check). The first call in a process builds the map from the whole log.
 pub async fn sign_head(
     store: &dyn candor_store::Store,
     ctx: &crate::audit::LogContext,
 ) -> Result<SignedCheckpoint, candor_store::StoreError> {
-    let (size, root) = store.log_head().await?;
-    let cp = Checkpoint { origin: ctx.origin.clone(), size, root };
+    let (size, root, map_root) = ctx.map.advance_to_head(store, &ctx.signer).await?;
+    let cp = Checkpoint { origin: ctx.origin.clone(), size, root, map_root: Some(map_root) };
     let note = sign_checkpoint(&cp, &ctx.key, |m| ctx.signer.sign(m));
-    Ok(SignedCheckpoint { note, size, root })
+    Ok(SignedCheckpoint { note, size, root, map_root })
 }
 
 impl Vault {
