@@ -121,6 +121,11 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Verify a customer's proof that their history is complete (offline).
+    Verify {
+        #[command(subcommand)]
+        command: VerifyCommand,
+    },
     /// Verify signed documents: consent receipts, erasure certificates, export manifests.
     Receipt {
         #[command(subcommand)]
@@ -173,6 +178,27 @@ enum Command {
     Import {
         #[command(subcommand)]
         command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VerifyCommand {
+    /// Check a history proof bundle (history-proof.json from the privacy center's Download):
+    /// every entry about the customer up to a checkpoint, none left out, and the witnesses'
+    /// cosignatures. Offline; exits non-zero, naming the checkpoint, if anything does not match.
+    History {
+        /// The bundle (JSON).
+        bundle: PathBuf,
+        /// The log's verifier key to trust (`name+id+key`, GET /v1/log/key), instead of the
+        /// bundle's.
+        #[arg(long)]
+        log_key: Option<String>,
+        /// A witness's verifier key to trust (repeatable), instead of the bundle's.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// How many witnesses must have cosigned (at least the bundle's own number).
+        #[arg(long)]
+        require: Option<usize>,
     },
 }
 
@@ -713,6 +739,13 @@ async fn run(command: Command) -> Result<()> {
         Command::Log { command: LogCommand::Checkpoint { config } } => {
             let (_, vault) = install::open(&config.config).await?;
             print!("{}", vault.checkpoint().await?.note);
+            Ok(())
+        }
+        Command::Verify { command: VerifyCommand::History { bundle, log_key, witnesses, require } } => {
+            let options = cli::verify::HistoryOptions { log_key, witnesses, require };
+            for line in cli::verify::history(&bundle, &options)? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Receipt { command: ReceiptCommand::Verify { file, key, config } } => {

@@ -609,3 +609,88 @@ async fn checkpoints_commit_the_completeness_map_and_log_verify_checks_its_evolu
     assert!(!ok, "a misstated map is caught");
     assert!(err.contains(&format!("the completeness map committed in the signed checkpoint of size {size}")), "{err}");
 }
+
+/// The customer's story: download the proof from the privacy center, check it offline with
+/// `candor verify history`; then an entry about them is deleted from the database and the
+/// next proof fails, naming the checkpoint.
+#[tokio::test]
+async fn a_customer_verifies_their_downloaded_history_and_a_deleted_entry_makes_it_fail() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada"})).await;
+    let other = backend.create(json!({"email": "bob@example.com", "full_name": "Bob"})).await;
+    for _ in 0..3 {
+        support.get(&format!("/v1/subjects/{id}")).await;
+        support.get(&format!("/v1/subjects/{other}")).await;
+    }
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut visitor = common::visitor::Visitor::new(&server);
+    visitor.sign_in(r.body["path"].as_str().unwrap()).await;
+    let access = visitor.get("/privacy/me/access").await;
+    assert!(access.html.contains("candor verify history history-proof.json"), "{}", access.html);
+    let csrf = visitor.get("/privacy/me/download").await.csrf();
+    let download = visitor.post("/privacy/me/download", &[("csrf", &csrf), ("format", "proof")]).await;
+    assert_eq!(download.status, 200, "{}", download.html);
+    assert!(download.headers["content-disposition"].to_str().unwrap().contains("history-proof.json"));
+    let bundle: Value = serde_json::from_str(&download.html).unwrap();
+    assert_eq!(bundle["subject"], id.as_str());
+    // Only this customer's entries, never Bob's.
+    assert!(!download.html.contains(&other));
+    let listed = bundle["entries"].as_array().unwrap().len();
+    assert!(listed >= 4, "create, three reads and the link: {listed}");
+    let path = install.dir.path().join("history-proof.json");
+    std::fs::write(&path, &download.html).unwrap();
+
+    let key = server.anonymous().get("/v1/log/key").await.body["verifier_key"].as_str().unwrap().to_string();
+    let cwd = install.dir.path();
+    let (ok, out, err) = candor(&["verify", "history", path.to_str().unwrap(), "--log-key", &key], cwd);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "VERIFIED: all {listed} entries about your data (3 of them accesses that showed your data)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("no independent witness has cosigned this checkpoint"), "{out}");
+
+    // Altered in the file: caught.
+    let mut altered = bundle.clone();
+    altered["entries"].as_array_mut().unwrap().remove(1);
+    std::fs::write(&path, serde_json::to_string(&altered).unwrap()).unwrap();
+    let (ok, _, err) = candor(&["verify", "history", path.to_str().unwrap()], cwd);
+    assert!(!ok && err.contains("INCOMPLETE") && err.contains("missing from the history shown"), "{err}");
+
+    // One read of Ada deleted from the database: the server can no longer list it, and the
+    // checkpoint's map still counts it.
+    let db = install.db_path();
+    let index: u64 = sqlite3(
+        &db,
+        &format!(
+            "SELECT idx FROM log_entries WHERE CAST(entry AS TEXT) LIKE '%subject.read%' AND CAST(entry AS TEXT) LIKE '%{id}%' ORDER BY idx LIMIT 1"
+        ),
+    )
+    .parse()
+    .unwrap();
+    sqlite3(&db, &format!("DELETE FROM log_entries WHERE idx = {index}"));
+    let csrf = visitor.get("/privacy/me/download").await.csrf();
+    let download = visitor.post("/privacy/me/download", &[("csrf", &csrf), ("format", "proof")]).await;
+    assert_eq!(download.status, 200, "{}", download.html);
+    std::fs::write(&path, &download.html).unwrap();
+    let size = serde_json::from_str::<Value>(&download.html).unwrap()["checkpoint"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = candor(&["verify", "history", path.to_str().unwrap(), "--log-key", &key], cwd);
+    assert!(!ok, "a deleted entry fails the customer's verification");
+    assert!(err.contains(&format!("INCOMPLETE: the checkpoint of size {size} commits to")), "{err}");
+    assert!(err.contains("1 entries about you are missing"), "{err}");
+}

@@ -187,7 +187,34 @@ async fn two_witnesses_cosign_each_new_checkpoint_and_a_verifier_can_require_bot
         "{}",
         page.html
     );
-    assert!(page.html.contains("Not checked yet: that no entry about you was left out"), "{}", page.html);
+    assert!(page.html.contains("That nothing about you was left out"), "{}", page.html);
+
+    // The customer's proof bundle is made against the cosigned checkpoint: checked offline with
+    // the witnesses' keys pinned, it says both witnesses confirm the log.
+    let csrf = visitor.get("/privacy/me/download").await.csrf();
+    let download = visitor.post("/privacy/me/download", &[("csrf", &csrf), ("format", "proof")]).await;
+    assert_eq!(download.status, 200, "{}", download.html);
+    let bundle_path = install.dir.path().join("history-proof.json");
+    std::fs::write(&bundle_path, &download.html).unwrap();
+    let (ok, out, err) = candor(
+        &[
+            "verify",
+            "history",
+            bundle_path.to_str().unwrap(),
+            "--log-key",
+            &key.to_text(),
+            "--witness",
+            &w1.key.to_text(),
+            "--witness",
+            &w2.key.to_text(),
+            "--require",
+            "2",
+        ],
+        install.dir.path(),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("VERIFIED: all 1 entry about your data"), "{out}");
+    assert!(out.contains("2 independent witnesses confirm everyone sees the same log"), "{out}");
 
     // The verifier's command: enough cosignatures, the current log extends it, and each
     // witness's own view agrees.

@@ -14,6 +14,7 @@ pub mod retention;
 pub mod serve;
 pub mod staff;
 pub mod tokens;
+pub mod verify;
 
 /// `--config`: the installation's config file.
 #[derive(clap::Args)]

@@ -7,7 +7,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use candor_core::catalog::{CUSTOMER_ROLE, Catalog, Channel, FieldType};
 use candor_core::consent::{ConsentStatus, RequestedChange, SlotState};
 use candor_core::notice::purpose_notice_plain;
@@ -524,10 +524,38 @@ pub async fn download(State(state): State<AppState>, me: SignedIn, form: FormDat
     if let Some(r) = me.refuse_forged(&state, &form) {
         return r;
     }
-    let csv = form.as_ref().ok().and_then(|f| field(&f.0, "format")) == Some("csv");
+    let format = form.as_ref().ok().and_then(|f| field(&f.0, "format"));
+    if format == Some("proof") {
+        return history_bundle(&state, &me).await;
+    }
+    let csv = format == Some("csv");
     match export_response(&state.vault, me.session.auth(), me.session.subject, csv, true).await {
         Ok(r) => r,
         Err(e) => error_page(&state, e),
+    }
+}
+
+/// The customer's history proof bundle as a file (`candor verify history` checks it).
+async fn history_bundle(state: &AppState, me: &SignedIn) -> Response {
+    let witnesses = crate::vault::transparency::WitnessView {
+        cosigned: state.witnesses.as_ref().and_then(|w| w.cosigned()).map(|c| c.note),
+        keys: state.witnesses.as_ref().map(|w| w.keys()).unwrap_or_default(),
+        required: state.witnesses.as_ref().map_or(0, |w| w.required()),
+    };
+    match state.vault.own_history_bundle(&me.session, witnesses).await {
+        Ok(bundle) => {
+            let mut body = serde_json::to_vec_pretty(&bundle).expect("a bundle serialises");
+            body.push(b'\n');
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"history-proof.json\""),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => error_page(state, e),
     }
 }
 

@@ -122,6 +122,11 @@ impl Witnesses {
         self.required
     }
 
+    /// The witnesses' verifier keys (`name+id+base64`), as customers' proof bundles carry them.
+    pub fn keys(&self) -> Vec<String> {
+        self.endpoints.iter().map(|e| e.key.to_text()).collect()
+    }
+
     pub fn status(&self) -> Vec<WitnessStatus> {
         self.state.lock().expect("witness state").status.clone()
     }

@@ -14,6 +14,8 @@
 //! * [`map`] — the completeness map: a sparse Merkle tree from hidden per-customer keys to the
 //!   state of each customer's history (entry count and hash chain), with proofs that a history
 //!   is complete and that a later one extends an earlier one.
+//! * [`history`] — a customer's history proof bundle (entries with inclusion proofs, map proof,
+//!   cosigned checkpoint, keys) and its offline verification.
 //!
 //! ```
 //! use candor_log::merkle::{leaf_hash, RootBuilder, verify_inclusion, inclusion_proof_from_leaves};
@@ -30,6 +32,7 @@
 pub mod action;
 pub mod actor;
 pub mod entry;
+pub mod history;
 pub mod map;
 pub mod merkle;
 pub mod note;

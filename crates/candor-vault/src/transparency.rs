@@ -56,11 +56,16 @@ impl Vault {
         Ok(signed)
     }
 
-    /// Signs a checkpoint if the log grew since the last kept one (the periodic task).
+    /// Signs a checkpoint if the log grew since the last kept one, or if this server has not
+    /// built the completeness map of its size yet (the periodic task).
     pub async fn checkpoint_if_grown(&self) -> Result<Option<u64>, VaultError> {
         let (size, _) = self.store.log_head().await?;
         let last = self.store.latest_checkpoint().await?.map_or(0, |(s, _)| s);
-        if size > last || (size == 0 && last == 0) {
+        // Also when this server holds no map of the latest size (after a start): signing
+        // builds it, so customers' proofs can be made against the checkpoint the witnesses
+        // cosign (the note is the same: Ed25519 and the map are deterministic).
+        let map_kept = self.log_context().map.kept_sizes().await.contains(&size);
+        if size > last || (size == 0 && last == 0) || !map_kept {
             return Ok(Some(self.checkpoint().await?.size));
         }
         Ok(None)
@@ -142,5 +147,83 @@ impl Vault {
             .record();
         self.store.append_log(vec![log]).await?;
         Ok((checkpoint, items, next))
+    }
+}
+
+/// What the witnesses add to a customer's bundle: the latest checkpoint they cosigned (if any),
+/// their keys and how many must cosign.
+pub struct WitnessView {
+    pub cosigned: Option<String>,
+    pub keys: Vec<String>,
+    pub required: usize,
+}
+
+impl Vault {
+    /// The signed-in customer's history proof bundle (`candor verify history` checks it):
+    /// every entry naming them up to a checkpoint, with inclusion proofs, and their completeness
+    /// map proof against the same checkpoint. The checkpoint is the latest one the witnesses
+    /// cosigned when this server still holds its map (it keeps its last 64), otherwise one
+    /// signed now (then not yet cosigned, which the verifier reports). Reading it is logged
+    /// (after the checkpoint, so that entry is in the next bundle).
+    pub async fn own_history_bundle(
+        &self,
+        session: &crate::center::CustomerSession,
+        witnesses: WitnessView,
+    ) -> Result<candor_log::history::HistoryBundle, VaultError> {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        use candor_log::history::{BUNDLE_FORMAT, HistoryBundle, WireEntry, WireMapProof};
+
+        let id = session.subject;
+        self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
+        let ctx = self.log_context();
+        let subject = id.to_string();
+        let mut chosen = None;
+        if let Some(note) = &witnesses.cosigned
+            && let Ok(cp) = ctx.key.open(note)
+            && let Some(map_root) = cp.map_root
+            && let Some(p) = ctx.map.prove(cp.size, &subject, &ctx.signer).await
+            && p.proof.verify(&candor_log::map::subject_key(&p.salt, &subject), &map_root).is_ok()
+        {
+            chosen = Some((note.clone(), cp.size, p));
+        }
+        let (note, size, map) = match chosen {
+            Some(c) => c,
+            None => {
+                let signed = self.checkpoint().await?;
+                let p = ctx.map.prove(signed.size, &subject, &ctx.signer).await.ok_or_else(|| {
+                    VaultError::Store(candor_store::StoreError::Internal(
+                        "the completeness map of the checkpoint just signed is not kept".into(),
+                    ))
+                })?;
+                (signed.note, signed.size, p)
+            }
+        };
+        let mut entries = Vec::new();
+        for index in self.store.subject_log_indices(id).await?.into_iter().filter(|i| *i < size) {
+            // An entry that is gone is left out: the map proof then shows it missing.
+            let Some((_, bytes)) = self.store.log_entries(index, index + 1).await?.pop() else {
+                continue;
+            };
+            let (_, proof) = self.store.log_inclusion_proof(index, size).await?;
+            entries.push(WireEntry {
+                index,
+                data: STANDARD.encode(&bytes),
+                inclusion_proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
+            });
+        }
+        let log = self.audit(session.auth(), candor_log::Action::AccessLogRead, &[id]).decision("full").record();
+        self.store.append_log(vec![log]).await?;
+        Ok(HistoryBundle {
+            format: BUNDLE_FORMAT.into(),
+            subject,
+            log_key: ctx.key.to_text(),
+            witness_keys: witnesses.keys,
+            witnesses_required: witnesses.required,
+            checkpoint: note,
+            map_salt: STANDARD.encode(map.salt),
+            map_proof: WireMapProof::from_proof(&map.proof),
+            entries,
+        })
     }
 }
