@@ -199,6 +199,10 @@ enum VerifyCommand {
         /// How many witnesses must have cosigned (at least the bundle's own number).
         #[arg(long)]
         require: Option<usize>,
+        /// An earlier bundle of the same customer: check too that every entry it listed is
+        /// still there, unchanged, and that only newer entries were added.
+        #[arg(long)]
+        since: Option<PathBuf>,
     },
 }
 
@@ -741,8 +745,8 @@ async fn run(command: Command) -> Result<()> {
             print!("{}", vault.checkpoint().await?.note);
             Ok(())
         }
-        Command::Verify { command: VerifyCommand::History { bundle, log_key, witnesses, require } } => {
-            let options = cli::verify::HistoryOptions { log_key, witnesses, require };
+        Command::Verify { command: VerifyCommand::History { bundle, log_key, witnesses, require, since } } => {
+            let options = cli::verify::HistoryOptions { log_key, witnesses, require, since };
             for line in cli::verify::history(&bundle, &options)? {
                 println!("{line}");
             }

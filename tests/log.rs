@@ -659,6 +659,21 @@ async fn a_customer_verifies_their_downloaded_history_and_a_deleted_entry_makes_
     );
     assert!(out.contains("no independent witness has cosigned this checkpoint"), "{out}");
 
+    // Later: one more read, a new bundle that keeps every earlier entry in place.
+    let first = install.dir.path().join("history-proof-first.json");
+    std::fs::copy(&path, &first).unwrap();
+    support.get(&format!("/v1/subjects/{id}")).await;
+    let csrf = visitor.get("/privacy/me/download").await.csrf();
+    let later = visitor.post("/privacy/me/download", &[("csrf", &csrf), ("format", "proof")]).await;
+    std::fs::write(&path, &later.html).unwrap();
+    let (ok, out, err) =
+        candor(&["verify", "history", path.to_str().unwrap(), "--since", first.to_str().unwrap()], cwd);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("EXTENDS the earlier bundle: its {listed} entries")), "{out}");
+    // Swapped: the "later" one is older.
+    let (ok, _, err) = candor(&["verify", "history", first.to_str().unwrap(), "--since", path.to_str().unwrap()], cwd);
+    assert!(!ok && err.contains("is older than the earlier one"), "{err}");
+
     // Altered in the file: caught.
     let mut altered = bundle.clone();
     altered["entries"].as_array_mut().unwrap().remove(1);

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use candor_log::history::{HistoryBundle, HistoryReport, Trust, verify_bundle};
+use candor_log::history::{HistoryBundle, HistoryReport, Trust, verify_bundle, verify_extension};
 use candor_log::note::VerifierKey;
 use candor_log::witness::CosignerKey;
 
@@ -17,13 +17,19 @@ pub struct HistoryOptions {
     pub witnesses: Vec<String>,
     /// Cosignatures required at least.
     pub require: Option<usize>,
+    /// An earlier bundle of the same customer: the later one must keep every earlier entry.
+    pub since: Option<std::path::PathBuf>,
+}
+
+fn read_bundle(path: &Path) -> Result<HistoryBundle> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a Candor history proof bundle (JSON)", path.display()))
 }
 
 /// Verifies the bundle at `path`; the plain-words report on success.
 pub fn history(path: &Path, options: &HistoryOptions) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bundle: HistoryBundle = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a Candor history proof bundle (JSON)", path.display()))?;
+    let bundle = read_bundle(path)?;
     let trust = Trust {
         log_key: options.log_key.as_deref().map(VerifierKey::parse).transpose().context("--log-key")?,
         witnesses: if options.witnesses.is_empty() {
@@ -40,8 +46,29 @@ pub fn history(path: &Path, options: &HistoryOptions) -> Result<Vec<String>> {
         },
         required: options.require,
     };
-    let report = verify_bundle(&bundle, &trust).map_err(|e| anyhow!("NOT VERIFIED: {e}"))?;
-    Ok(describe(&report))
+    let Some(since) = &options.since else {
+        let report = verify_bundle(&bundle, &trust).map_err(|e| anyhow!("NOT VERIFIED: {e}"))?;
+        return Ok(describe(&report));
+    };
+    let earlier = read_bundle(since)?;
+    let r = verify_extension(&earlier, &bundle, &trust).map_err(|e| anyhow!("NOT VERIFIED: {e}"))?;
+    let mut lines = describe(&r.later);
+    lines.push(format!(
+        "EXTENDS the earlier bundle: its {} entries (checkpoint of size {}) are all still listed, unchanged and in place; {} entries were added since.",
+        r.earlier.count, r.earlier.checkpoint_size, r.added
+    ));
+    if r.common_witnesses.is_empty() {
+        lines.push(
+            "  No witness cosigned both checkpoints, so this does not show that the later log extends the earlier one (ask the server for a consistency proof)."
+                .into(),
+        );
+    } else {
+        lines.push(format!(
+            "  {} cosigned both checkpoints: the later log extends the earlier one.",
+            r.common_witnesses.join(", ")
+        ));
+    }
+    Ok(lines)
 }
 
 fn when(seconds: u64) -> String {

@@ -254,6 +254,84 @@ pub fn verify_bundle(bundle: &HistoryBundle, trust: &Trust) -> Result<HistoryRep
     })
 }
 
+/// Why a later bundle does not extend an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtensionError {
+    #[error("the earlier bundle: {0}")]
+    Earlier(HistoryError),
+    #[error("the later bundle: {0}")]
+    Later(HistoryError),
+    #[error("the two bundles are about different customers")]
+    OtherCustomer,
+    #[error("the bundles are of different logs (`{0}` and `{1}`)")]
+    OtherLog(String, String),
+    #[error("the \"later\" checkpoint (size {later}) is older than the earlier one (size {earlier})")]
+    Backwards { earlier: u64, later: u64 },
+    #[error(
+        "REWRITTEN: entry {index}, listed in the earlier bundle (checkpoint of size {earlier}), is {what} in the later one (checkpoint of size {later})"
+    )]
+    Changed { index: u64, what: &'static str, earlier: u64, later: u64 },
+    #[error(
+        "REWRITTEN: entry {index} is listed in the later bundle (checkpoint of size {later}) but was not in the earlier one, whose checkpoint of size {earlier} covers it: the earlier history was incomplete or the log was forked"
+    )]
+    Inserted { index: u64, earlier: u64, later: u64 },
+}
+
+/// What an earlier and a later bundle proved together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionReport {
+    pub earlier: HistoryReport,
+    pub later: HistoryReport,
+    /// Entries added since the earlier checkpoint.
+    pub added: u64,
+    /// Witnesses that cosigned both checkpoints: each cosigns only a log extending what it
+    /// cosigned before, so they vouch that the later log extends the earlier one.
+    pub common_witnesses: Vec<String>,
+}
+
+/// Checks both bundles, then that the later history keeps every earlier entry unchanged at its
+/// place and adds only entries after the earlier checkpoint.
+pub fn verify_extension(
+    earlier: &HistoryBundle,
+    later: &HistoryBundle,
+    trust: &Trust,
+) -> Result<ExtensionReport, ExtensionError> {
+    let a = verify_bundle(earlier, trust).map_err(ExtensionError::Earlier)?;
+    let b = verify_bundle(later, trust).map_err(ExtensionError::Later)?;
+    if a.subject != b.subject {
+        return Err(ExtensionError::OtherCustomer);
+    }
+    if a.origin != b.origin {
+        return Err(ExtensionError::OtherLog(a.origin, b.origin));
+    }
+    let (es, ls) = (a.checkpoint_size, b.checkpoint_size);
+    if ls < es {
+        return Err(ExtensionError::Backwards { earlier: es, later: ls });
+    }
+    let old: std::collections::BTreeMap<u64, &str> =
+        earlier.entries.iter().map(|e| (e.index, e.data.as_str())).collect();
+    let new: std::collections::BTreeMap<u64, &str> = later.entries.iter().map(|e| (e.index, e.data.as_str())).collect();
+    for (index, data) in &old {
+        match new.get(index) {
+            None => return Err(ExtensionError::Changed { index: *index, what: "missing", earlier: es, later: ls }),
+            Some(d) if d != data => {
+                return Err(ExtensionError::Changed { index: *index, what: "different", earlier: es, later: ls });
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(index) = new.keys().find(|i| **i < es && !old.contains_key(i)) {
+        return Err(ExtensionError::Inserted { index: *index, earlier: es, later: ls });
+    }
+    let common_witnesses = a
+        .cosignatures
+        .iter()
+        .filter(|c| b.cosignatures.iter().any(|d| d.witness == c.witness))
+        .map(|c| c.witness.clone())
+        .collect();
+    Ok(ExtensionReport { added: b.count - a.count, earlier: a, later: b, common_witnesses })
+}
+
 #[cfg(test)]
 mod tests {
     use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -397,6 +475,29 @@ mod tests {
         let r = verify_bundle(&b, &trust).unwrap();
         assert!(!r.log_key_from_bundle && !r.witness_keys_from_bundle);
         assert_eq!((r.count, r.reads), (2, 1));
+    }
+
+    #[test]
+    fn a_later_bundle_extends_an_earlier_one_unless_an_old_entry_changed() {
+        let owners: Vec<Vec<u8>> = vec![vec![1], vec![2], vec![1, 2], vec![3]];
+        let early = Log::new(&owners);
+        let mut more = owners.clone();
+        more.extend([vec![1], vec![4], vec![1]]);
+        let late = Log::new(&more);
+        let r = verify_extension(&early.bundle(1), &late.bundle(1), &Trust::default()).unwrap();
+        assert_eq!((r.earlier.count, r.later.count, r.added), (2, 4, 2));
+        assert_eq!(r.common_witnesses, vec!["witness.example/w1".to_string()]);
+        assert!(matches!(
+            verify_extension(&late.bundle(1), &early.bundle(1), &Trust::default()),
+            Err(ExtensionError::Backwards { .. })
+        ));
+        // A rewritten log: entry 2 no longer names customer 1, entry 1 now does.
+        let rewritten = Log::new(&[vec![1], vec![2, 1], vec![2], vec![3], vec![1], vec![4], vec![1]]);
+        assert!(matches!(
+            verify_extension(&early.bundle(1), &rewritten.bundle(1), &Trust::default()),
+            Err(ExtensionError::Changed { index: 2, .. })
+        ));
+        assert!(verify_extension(&early.bundle(1), &late.bundle(2), &Trust::default()).is_err());
     }
 
     proptest! {
