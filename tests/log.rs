@@ -709,3 +709,52 @@ async fn a_customer_verifies_their_downloaded_history_and_a_deleted_entry_makes_
     assert!(err.contains(&format!("INCOMPLETE: the checkpoint of size {size} commits to")), "{err}");
     assert!(err.contains("1 entries about you are missing"), "{err}");
 }
+
+/// The map is not stored: a process that starts builds it again from the log, and must sign the
+/// very checkpoint (same map root, same bytes) the stopped server signed for the same size.
+#[tokio::test]
+async fn after_a_restart_the_map_is_rebuilt_from_the_log_to_the_same_root() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    for i in 0..5 {
+        let id = backend.create(json!({"email": format!("c{i}@example.com"), "full_name": "C"})).await;
+        support.get(&format!("/v1/subjects/{id}")).await;
+    }
+    // A normal stop (SIGTERM) signs a checkpoint covering every entry.
+    let mut server = server;
+    assert!(Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap().success());
+    assert!(common::eventually(std::time::Duration::from_secs(60), || !server.is_running()), "the server stops");
+    server.stop();
+    let db = install.db_path();
+    let size = kept_checkpoint_size(&db);
+    assert_eq!(size, log_size(&db), "the shutdown checkpoint covers every entry");
+    let kept = sqlite3(&db, &format!("SELECT note FROM log_checkpoints WHERE size = {size}"));
+    // A fresh process (no map in memory) signs the head: byte for byte the same note.
+    let (ok, out, err) = candor(&["log", "checkpoint"], install.dir.path());
+    assert!(ok, "{err}");
+    assert_eq!(out.trim_end(), kept.trim_end());
+    assert!(kept.contains("\ncandor-map/v1 "), "{kept}");
+
+    // A restarted server serves proofs again, and every kept checkpoint's map checks.
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let id = backend.create(json!({"email": "later@example.com", "full_name": "L"})).await;
+    let r = backend
+        .with_purpose("privacy_requests")
+        .post(&format!("/v1/subjects/{id}/privacy-center-links"), json!({}))
+        .await;
+    let mut visitor = common::visitor::Visitor::new(&server);
+    visitor.sign_in(r.body["path"].as_str().unwrap()).await;
+    let csrf = visitor.get("/privacy/me/download").await.csrf();
+    let download = visitor.post("/privacy/me/download", &[("csrf", &csrf), ("format", "proof")]).await;
+    let path = install.dir.path().join("history-proof.json");
+    std::fs::write(&path, &download.html).unwrap();
+    let (ok, out, err) = candor(&["verify", "history", path.to_str().unwrap()], install.dir.path());
+    assert!(ok && out.contains("VERIFIED"), "{out}{err}");
+    server.stop();
+    let (ok, out, err) = candor(&["log", "verify"], install.dir.path());
+    assert!(ok, "{err}");
+    assert!(out.contains("completeness map: rebuilt from the entries; the map root in"), "{out}");
+}

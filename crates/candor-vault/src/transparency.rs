@@ -159,6 +159,16 @@ pub struct WitnessView {
 }
 
 impl Vault {
+    /// Whether a customer's bundle can be made against the checkpoint `note`: it verifies, it
+    /// commits a completeness map, and this server still holds that map.
+    pub async fn can_prove_against(&self, note: &str) -> bool {
+        let ctx = self.log_context();
+        match ctx.key.open(note) {
+            Ok(cp) if cp.map_root.is_some() => ctx.map.kept_sizes().await.contains(&cp.size),
+            _ => false,
+        }
+    }
+
     /// The signed-in customer's history proof bundle (`candor verify history` checks it):
     /// every entry naming them up to a checkpoint, with inclusion proofs, and their completeness
     /// map proof against the same checkpoint. The checkpoint is the latest one the witnesses
