@@ -1,6 +1,7 @@
 // A customer's visit to the privacy center in Debian's Chromium, with JavaScript off (the pages
 // need none): sign in through a one-time link, read their data, turn a marketing consent on (and
-// see it through the API), find the emergency access staff opened, download the export, correct
+// see it through the API), find the emergency access staff opened, download the export and the
+// proof that the history is complete, correct
 // a detail, delete the account and read the certificate; the used link is refused afterwards, as
 // soon as it is opened.
 //
@@ -78,6 +79,15 @@ try {
   ]);
   const exported = JSON.parse(readFileSync(await download.path(), 'utf8'));
   check(exported.subject_id === subject && JSON.stringify(exported.fields).includes('ada@example.com'), 'the download holds my data');
+  // The proof that the history is complete, as a file for `candor verify history`.
+  const [proof] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download the proof (history-proof.json)' }).click(),
+  ]);
+  check(proof.suggestedFilename() === 'history-proof.json', 'the proof downloads as history-proof.json');
+  const bundle = JSON.parse(readFileSync(await proof.path(), 'utf8'));
+  check(bundle.format === 'candor-history-bundle/v1' && bundle.subject === subject && bundle.entries.length > 0,
+    'the proof lists my history with its checkpoint');
 
   // 5. Correct my phone number.
   await page.getByRole('link', { name: 'Correct my data' }).click();
