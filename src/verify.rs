@@ -3,7 +3,9 @@
 //! database (`--config`) or on a running server (`--url`).
 //!
 //! Every entry present is checked, not only those up to the newest kept checkpoint: with the
-//! installation's log key (`--config`) a checkpoint of the current log is signed first; without
+//! installation's log key (`--config`) a checkpoint of the current log is signed (unless the
+//! newest kept one covers it; the completeness map it commits is the one this check rebuilt,
+//! so the log is read once); without
 //! it, entries no signed checkpoint covers are a failure unless `--allow-unsigned-tail`. Besides
 //! each entry against its recorded leaf hash, every stored complete-subtree hash (the nodes
 //! inclusion and consistency proofs are built from) is recomputed from the entries and compared:
@@ -72,6 +74,9 @@ pub trait LogReader {
     async fn keep(&mut self, _note: &str, _size: u64) -> Result<bool> {
         Ok(false)
     }
+    /// The completeness map rebuilt from the first `size` entries, for a source that signs
+    /// checkpoints (so it need not read and rebuild them again).
+    async fn seed_map(&mut self, _map: &Map, _size: u64) {}
 }
 
 /// An installation's database: its entries, stored nodes and kept checkpoints.
@@ -103,6 +108,10 @@ struct SigningDbReader {
     db: DbReader,
     signer: Option<LogContext>,
     signed: Vec<String>,
+    /// The first checkpoint asked for is the newest kept one when it covers the whole log (a
+    /// stopped server signed it); later ones are signed with the map the check rebuilt, so
+    /// the log is read once, not twice.
+    asked: bool,
 }
 
 impl LogReader for SigningDbReader {
@@ -116,6 +125,14 @@ impl LogReader for SigningDbReader {
 
     async fn checkpoint(&mut self) -> Result<Option<String>> {
         let Some(ctx) = &self.signer else { return self.db.checkpoint().await };
+        // The newest kept checkpoint already covers the whole log: check against it, without
+        // building the completeness map a second time to sign the same thing again.
+        if !std::mem::replace(&mut self.asked, true)
+            && let Some((size, kept)) = self.db.0.latest_checkpoint().await?
+            && size == self.db.0.log_head().await?.0
+        {
+            return Ok(Some(kept));
+        }
         match crate::vault::transparency::sign_head(self.db.0.as_ref(), ctx).await {
             Ok(signed) => {
                 self.signed.push(signed.note.clone());
@@ -138,6 +155,12 @@ impl LogReader for SigningDbReader {
         }
         self.db.0.save_checkpoint(size, note, crate::vault::now_millis()).await?;
         Ok(true)
+    }
+
+    async fn seed_map(&mut self, map: &Map, size: u64) {
+        if let Some(ctx) = &self.signer {
+            ctx.map.seed(map.clone(), size).await;
+        }
     }
 }
 
@@ -539,7 +562,7 @@ pub async fn run(source: Source, options: Options) -> Result<Report> {
             };
             let store = install::open_store(&config).await?;
             let history: Vec<String> = store.checkpoints().await?.into_iter().map(|(_, n)| n).collect();
-            let reader = SigningDbReader { db: DbReader(store), signer, signed: Vec::new() };
+            let reader = SigningDbReader { db: DbReader(store), signer, signed: Vec::new(), asked: false };
             verify_log(&key, reader, &options, &history, map_signer, started).await
         }
         Source::Url { url, token } => {
@@ -681,6 +704,9 @@ async fn verify_log(
         loop {
             if reader.batch(tree.size(), tree.size() + 1).await?.is_empty() {
                 break;
+            }
+            if let Some((map, _)) = &tree.map {
+                reader.seed_map(map, tree.size()).await;
             }
             let newer = match reader.checkpoint().await? {
                 Some(note) => Some((open("the log's checkpoint", &note)?, note)),

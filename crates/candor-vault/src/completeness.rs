@@ -102,6 +102,16 @@ impl MapState {
         Some(SubjectMapProof { salt, proof: map.prove(&subject_key(&salt, subject)) })
     }
 
+    /// Takes a map built elsewhere from the same log's first `size` entries (`candor log
+    /// verify` rebuilds it anyway), so the next advance reads only the entries after them.
+    pub async fn seed(&self, map: Map, size: u64) {
+        let mut inner = self.inner.lock().await;
+        if inner.size < size {
+            inner.map = map;
+            inner.size = size;
+        }
+    }
+
     /// Sizes whose maps are kept, oldest first.
     pub async fn kept_sizes(&self) -> Vec<u64> {
         self.inner.lock().await.snapshots.keys().copied().collect()
