@@ -15,6 +15,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The process's resident memory (Linux `/proc/self/statm`, 4 KiB pages).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    Some(statm.split_whitespace().nth(1)?.parse::<u64>().ok()? * 4096)
+}
+
 fn key(i: u64) -> MapKey {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &i.to_be_bytes()).as_ref().try_into().unwrap()
 }
@@ -57,8 +63,8 @@ fn rebuild(entries: u64, customers: u64) {
 
 fn main() {
     let customers: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
-    rebuild(customers, customers / 4);
     println!("completeness map, {customers} customers (one entry each)");
+    let before = resident_bytes();
     let mut map = Map::new();
     let t = Instant::now();
     for i in 0..customers {
@@ -68,6 +74,27 @@ fn main() {
     let t = Instant::now();
     std::hint::black_box(map.root());
     println!("  first root (every node hashed): {:.2?}", t.elapsed());
+    if let (Some(a), Some(b)) = (before, resident_bytes()) {
+        println!("  resident memory of the map: {:.0} MiB", (b.saturating_sub(a)) as f64 / (1024.0 * 1024.0));
+    }
+    // What a server keeps besides: the map as it was at each recent checkpoint, sharing all but
+    // the paths changed since (here 16 checkpoints of 1,000 changes each).
+    let before = resident_bytes();
+    let mut kept = Vec::new();
+    for r in 0..16u64 {
+        for j in 0..1000u64 {
+            map.append(key((j * 7919 + r * 13) % customers), customers + j, &leaf_hash(&j.to_be_bytes()));
+        }
+        std::hint::black_box(map.root());
+        kept.push(map.clone());
+    }
+    if let (Some(a), Some(b)) = (before, resident_bytes()) {
+        println!(
+            "  16 kept checkpoint maps of 1,000 changes each: {:.0} MiB more",
+            (b.saturating_sub(a)) as f64 / (1024.0 * 1024.0)
+        );
+    }
+    drop(kept);
     let runs: Vec<Duration> = (0..3)
         .map(|r| {
             // A checkpoint's worth of changes (1,000 entries), then the new root.
@@ -135,4 +162,6 @@ fn main() {
         std::hint::black_box(verify_cosigned(&cosigned, &log_key, std::slice::from_ref(&w_key), 1).unwrap());
     }
     println!("  verify a checkpoint with 1 cosignature: {:.2?}", t.elapsed() / n);
+    // Last, so the memory figures above are not hidden by memory this frees.
+    rebuild(customers, customers / 4);
 }

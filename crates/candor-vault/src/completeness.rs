@@ -22,7 +22,7 @@ use candor_log::merkle::leaf_hash;
 use candor_store::{Store, StoreError};
 
 /// Maps of this many recent checkpoints are kept for proofs.
-pub const SNAPSHOTS: usize = 64;
+pub const SNAPSHOTS: usize = 16;
 /// Entries read from the store at a time while advancing.
 const BATCH: u64 = 1024;
 

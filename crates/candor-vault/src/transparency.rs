@@ -172,7 +172,7 @@ impl Vault {
     /// The signed-in customer's history proof bundle (`candor verify history` checks it):
     /// every entry naming them up to a checkpoint, with inclusion proofs, and their completeness
     /// map proof against the same checkpoint. The checkpoint is the latest one the witnesses
-    /// cosigned when this server still holds its map (it keeps its last 64), otherwise one
+    /// cosigned when this server still holds its map (it keeps its last 16), otherwise one
     /// signed now (then not yet cosigned, which the verifier reports). Reading it is logged
     /// (after the checkpoint, so that entry is in the next bundle).
     pub async fn own_history_bundle(
