@@ -14,6 +14,7 @@ on_both_backends!(
     a_rerun_continues_without_doubling_anyone,
     existing_customers_are_updated_or_reported_when_asked,
     the_api_imports_under_the_same_decisions_and_refuses_what_it_must,
+    a_streamed_api_import_runs_in_the_background_for_its_caller_only,
     a_killed_import_and_its_rerun_end_as_one_clean_run,
 );
 
@@ -453,7 +454,6 @@ async fn the_api_imports_under_the_same_decisions_and_refuses_what_it_must(insta
             422,
             "invalid_value",
         ),
-        (shop.clone(), "/v1/imports".into(), "text/csv", vec![b'a'; 32 * 1024 * 1024 + 1], 413, "payload_too_large"),
     ];
     for (client, path, content_type, body, status, code) in refusals {
         let r = client.post_raw(&path, content_type, body).await;
@@ -464,6 +464,17 @@ async fn the_api_imports_under_the_same_decisions_and_refuses_what_it_must(insta
         assert_no_values(&r.body.to_string());
     }
     assert!(nothing_stored().await);
+    // A body declared bigger than an import takes is refused before it is read.
+    let token = install.token("shop_backend");
+    let (status, _, body) = raw_request(
+        &server.url,
+        &format!(
+            "POST /v1/imports HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nCandor-Purpose: \
+             order_fulfilment\r\nContent-Type: text/csv\r\nContent-Length: 2000000000\r\nConnection: close\r\n\r\n"
+        ),
+        None,
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
 
     // Least privilege: a role that may create customers under its purpose may import there.
     let support = server.client(&install.token("support_agent"), Some("customer_support"));
@@ -506,12 +517,189 @@ async fn the_api_imports_under_the_same_decisions_and_refuses_what_it_must(insta
 
 /// A large file, each row a new customer, every third with a consent.
 fn big_file(rows: usize) -> String {
+    big_file_of("c", rows)
+}
+
+/// [`big_file`] with e-mail addresses starting with `prefix`.
+fn big_file_of(prefix: &str, rows: usize) -> String {
     let mut s = String::from("E-mail,Name,Phone,Newsletter,Newsletter date,Newsletter source\n");
     for i in 0..rows {
         let consent = if i % 3 == 0 { "yes,2024-01-02,signup-form v3" } else { ",," };
-        s.push_str(&format!("c{i}@example.com,Customer {i},+44 20 3860 {:04},{consent}\n", i % 10_000));
+        s.push_str(&format!("{prefix}{i}@example.com,Customer {i},+44 20 3860 {:04},{consent}\n", i % 10_000));
     }
     s
+}
+
+/// Sends `head` (request line and headers) over a new connection, then `chunks` as a chunked
+/// body if given, and reads the answer to the end: status, headers (lower case) and JSON body.
+fn raw_request(url: &str, head: &str, chunks: Option<&[&[u8]]>) -> (u16, String, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    for c in chunks.unwrap_or_default() {
+        s.write_all(format!("{:x}\r\n", c.len()).as_bytes()).unwrap();
+        s.write_all(c).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    if chunks.is_some() {
+        s.write_all(b"0\r\n\r\n").unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, mut body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_lowercase(), b.to_string())).unwrap();
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if head.contains("transfer-encoding: chunked") {
+        let mut plain = String::new();
+        let mut rest = body.as_str();
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            plain.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        body = plain;
+    }
+    (status, head, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// The background import at `location`, once it has ended (`Prefer: wait`, asked again while
+/// it runs).
+async fn ended(c: &Client, location: &str) -> Value {
+    for _ in 0..30 {
+        let r = c.send(c.request(reqwest::Method::GET, location).header("Prefer", "wait=20")).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        if r.body["state"] == "done" || r.body["state"] == "failed" {
+            return r.body;
+        }
+    }
+    panic!("the import at {location} did not end");
+}
+
+async fn a_streamed_api_import_runs_in_the_background_for_its_caller_only(install: Install) {
+    const ROWS: usize = 5000;
+    let mut server = install.serve();
+    let token = install.token("shop_backend");
+    let shop = server.client(&token, Some("account"));
+    let query = "/v1/imports?consent_notice=current&map=Newsletter%3Dconsent%3Amarketing%2Femail,Phone%3D";
+
+    // A streamed body (chunked, no length, cut at odd places) is imported as a file is.
+    let file = big_file_of("s", ROWS);
+    let pieces: Vec<&[u8]> = file.as_bytes().chunks(7919).collect();
+    let head = format!(
+        "POST {query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nCandor-Purpose: account\r\n\
+         Content-Type: text/csv\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let (status, _, report) = raw_request(&server.url, &head, Some(&pieces));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["rows"], ROWS);
+    assert_eq!(report["outcome"]["created"], ROWS, "{}", report["outcome"]);
+    assert_eq!(report["outcome"]["consents_recorded"], ROWS.div_ceil(3));
+    assert_eq!(ids(&shop, "s4999@example.com").await.len(), 1);
+
+    // In the background: 202, where to ask, and the same report once done.
+    let r = post_async(&shop, query, big_file_of("b", ROWS)).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.headers["preference-applied"], "respond-async");
+    let location = r.headers["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/imports/{}", r.body["id"].as_str().unwrap()));
+    assert!(["checking", "importing"].contains(&r.body["state"].as_str().unwrap()), "{:?}", r.body);
+    assert_eq!((&r.body["purpose"], &r.body["role"]), (&json!("account"), &json!("shop_backend")));
+
+    // While it runs, a server takes two background imports at most.
+    let second = post_async(&shop, query, big_file_of("d", ROWS)).await;
+    assert_eq!(second.status, 202, "{:?}", second.body);
+    let third = post_async(&shop, query, big_file_of("e", 10)).await;
+    assert_eq!((third.status, third.code()), (429, "too_many_imports"), "{:?}", third.body);
+
+    // Only its caller may read it: not another token of the same role, not the same token under
+    // another purpose, not another role; an unknown or malformed id is not found either.
+    let other_token = server.client(&install.token("shop_backend"), Some("account"));
+    let other_purpose = server.client(&token, Some("order_fulfilment"));
+    let other_role = server.client(&install.token("support_agent"), Some("customer_support"));
+    let unknown = format!("/v1/imports/{}", uuid_like());
+    for (c, path) in [
+        (&other_token, location.as_str()),
+        (&other_purpose, location.as_str()),
+        (&other_role, location.as_str()),
+        (&shop, unknown.as_str()),
+        (&shop, "/v1/imports/not-an-id"),
+    ] {
+        let r = c.get(path).await;
+        assert_eq!((r.status, r.code(), r.field()), (404, "import_not_found", "id"), "{path}: {:?}", r.body);
+    }
+    let r = server.client(&install.token("support_agent"), Some("account")).get(&location).await;
+    assert_eq!((r.status, r.code()), (403, "purpose_not_allowed"), "{:?}", r.body);
+    let r = server.client(&token, None).get(&location).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = server.anonymous().get(&location).await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+
+    let done = ended(&shop, &location).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        (&done["rows"], &done["rows_checked"], &done["rows_imported"]),
+        (&json!(ROWS), &json!(ROWS), &json!(ROWS))
+    );
+    assert_eq!(done["report"]["outcome"]["created"], ROWS, "{}", done["report"]["outcome"]);
+    assert!(done["ended_at"].is_string() && done["kept_until"].is_string(), "{done}");
+    assert_eq!(ids(&shop, "b4999@example.com").await.len(), 1);
+    let second = ended(&shop, &format!("/v1/imports/{}", second.body["id"].as_str().unwrap())).await;
+    assert_eq!(second["report"]["outcome"]["created"], ROWS, "{second}");
+
+    // A file the import refuses ends the job with the error the request would have answered,
+    // and stores nothing; a dry run ends with the report alone.
+    let r = post_async(&shop, "/v1/imports", "ada.canary@example.com,Ada Canarywing\n".into()).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let failed = ended(&shop, r.headers["location"].to_str().unwrap()).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!((&failed["error"]["status"], &failed["error"]["code"]), (&json!(422), &json!("invalid_value")));
+    assert_eq!(failed["error"]["field"], "file");
+    assert!(!failed.to_string().contains("canary"), "{failed}");
+
+    // Ended imports are kept 24 hours, and not across a restart.
+    install.advance_clock(std::time::Duration::from_secs(23 * 3600));
+    assert_eq!(shop.get(&location).await.status, 200);
+    let r = post_async(&shop, &format!("{query}&dry_run=true"), big_file_of("f", 10)).await;
+    let dry = ended(&shop, r.headers["location"].to_str().unwrap()).await;
+    assert_eq!(
+        (&dry["state"], &dry["dry_run"], &dry["report"]["dry_run"]),
+        (&json!("done"), &json!(true), &json!(true))
+    );
+    assert_eq!(dry["report"]["plan"]["create"], 10);
+    assert!(ids(&shop, "f1@example.com").await.is_empty());
+    install.advance_clock(std::time::Duration::from_secs(2 * 3600));
+    let r = shop.get(&location).await;
+    assert_eq!((r.status, r.code()), (404, "import_not_found"), "{:?}", r.body);
+    let dry_location = format!("/v1/imports/{}", dry["id"].as_str().unwrap());
+    assert_eq!(shop.get(&dry_location).await.status, 200);
+    assert!(server.is_running());
+    let log = server.stop();
+    assert!(
+        !log.contains("s4999@") && !log.contains("b4999@") && !log.contains("canary"),
+        "a value leaked into the log"
+    );
+    let server = install.serve();
+    let r = server.client(&token, Some("account")).get(&dry_location).await;
+    assert_eq!((r.status, r.code()), (404, "import_not_found"), "{:?}", r.body);
+}
+
+/// Starts a background import of `body` (CSV).
+async fn post_async(c: &Client, path: &str, body: String) -> common::Resp {
+    c.send(
+        c.request(reqwest::Method::POST, path)
+            .header("content-type", "text/csv")
+            .header("Prefer", "respond-async")
+            .body(body),
+    )
+    .await
+}
+
+/// A well-formed id no import has.
+fn uuid_like() -> &'static str {
+    "0b7e7c5e-4d1f-4c86-9a43-2f0d1e6c9a10"
 }
 
 async fn a_killed_import_and_its_rerun_end_as_one_clean_run(install: Install) {

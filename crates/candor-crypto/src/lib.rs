@@ -33,6 +33,7 @@ pub mod kek;
 pub mod keyfile;
 pub mod pkcs11;
 mod signing;
+pub mod spool;
 pub mod staff;
 mod token;
 pub mod webhook;

@@ -88,6 +88,8 @@ pub struct AppState {
     pub witnesses: Option<Arc<crate::witnesses::Witnesses>>,
     /// The installation's own checks (`candor doctor`, key status), when the binary gives them.
     installation: Option<Arc<dyn crate::settings::InstallationReport>>,
+    /// Background imports started on this server (`POST /v1/imports` with `Prefer: respond-async`).
+    imports: Arc<imports::Jobs>,
 }
 
 impl AppState {
@@ -114,6 +116,7 @@ impl AppState {
             staff,
             witnesses: crate::witnesses::Witnesses::new(&settings.witnesses),
             installation: None,
+            imports: Arc::default(),
         })
     }
 
@@ -228,6 +231,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consents/audience", get(consents::audience))
         .route("/v1/consents/counts", get(consents::counts))
         .route("/v1/imports", post(imports::import))
+        .route("/v1/imports/{id}", get(imports::job))
         .route("/v1/log/checkpoint", get(log::checkpoint))
         .route("/v1/log/checkpoint/cosigned", get(log::cosigned_checkpoint))
         .route("/v1/log/witnesses", get(log::witnesses))

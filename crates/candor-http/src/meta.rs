@@ -105,6 +105,7 @@ a JSON body naming a key twice in one object is refused (400)."
         consents::audience,
         consents::counts,
         super::imports::import,
+        super::imports::job,
         rights::erase_subject,
         rights::place_hold,
         rights::lift_hold,

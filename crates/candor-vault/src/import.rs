@@ -77,12 +77,82 @@ impl Source for FileSource {
     }
 }
 
-/// A request body held in memory (the HTTP API), wiped when dropped.
+/// Bytes held in memory, wiped when dropped (small files in tests and tools).
 pub struct BytesSource(pub zeroize::Zeroizing<Vec<u8>>);
 
 impl Source for BytesSource {
     fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
         Ok(Box::new(&self.0[..]))
+    }
+}
+
+/// A streamed upload being written to a spool: an unnamed temporary file (gone when closed,
+/// even after a crash) sealed chunk by chunk under a key held only in this process's memory
+/// (`candor_crypto::spool`), so the body is never whole in memory and never plaintext on disk.
+/// [`Spool::finish`] turns it into the [`SpooledSource`] each pass reads from the start.
+pub struct Spool(candor_crypto::spool::SpoolWriter<std::io::BufWriter<std::fs::File>>);
+
+fn spool_error(e: std::io::Error) -> VaultError {
+    VaultError::Store(candor_store::StoreError::Internal(format!("the import's temporary spool failed: {}", e.kind())))
+}
+
+impl Spool {
+    /// A spool in the system's temporary directory (`$TMPDIR`).
+    pub fn new() -> Result<Self, VaultError> {
+        let file = tempfile::tempfile().map_err(spool_error)?;
+        let writer = std::io::BufWriter::with_capacity(1 << 17, file);
+        Ok(Self(candor_crypto::spool::SpoolWriter::new(writer)?))
+    }
+
+    /// Appends a piece of the body.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), VaultError> {
+        self.0.write(bytes).map_err(spool_error)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The body, ready to be read (once per pass).
+    pub fn finish(self) -> Result<SpooledSource, VaultError> {
+        let (writer, key) = self.0.finish().map_err(spool_error)?;
+        let file = writer.into_inner().map_err(|e| spool_error(e.into_error()))?;
+        Ok(SpooledSource { file, key })
+    }
+}
+
+/// A finished [`Spool`]: each [`Source::open`] decrypts it from the start, 64 KiB at a time.
+pub struct SpooledSource {
+    file: std::fs::File,
+    key: candor_crypto::spool::SpoolKey,
+}
+
+/// Reads a file from `pos` on without moving a shared cursor (each pass has its own).
+struct At<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+}
+
+impl std::io::Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Source for SpooledSource {
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>> {
+        let plain = self.key.reader(At { file: &self.file, pos: 0 });
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, plain)))
     }
 }
 
