@@ -227,7 +227,7 @@ pub async fn import(
         (status = 404, description = "`import_not_found`: no such import for this token and purpose (never started, started by someone else, or ended more than 24 hours ago or before a restart)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn job(
+pub async fn import_status(
     State(state): State<AppState>,
     auth: Authorized,
     headers: HeaderMap,
@@ -495,6 +495,9 @@ impl Jobs {
                 }
                 JobError { status: e.status.as_u16(), code: e.code, message: e.message, field: e.field }
             });
+            if let Ok(report) = &result {
+                watcher.rows.store(report.rows, Ordering::Relaxed);
+            }
             *watcher.result.lock().expect("job lock") = Some((vault.now_millis(), result));
             drop(permit);
             watcher.ended.send_replace(true);

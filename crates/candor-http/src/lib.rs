@@ -231,7 +231,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consents/audience", get(consents::audience))
         .route("/v1/consents/counts", get(consents::counts))
         .route("/v1/imports", post(imports::import))
-        .route("/v1/imports/{id}", get(imports::job))
+        .route("/v1/imports/{id}", get(imports::import_status))
         .route("/v1/log/checkpoint", get(log::checkpoint))
         .route("/v1/log/checkpoint/cosigned", get(log::cosigned_checkpoint))
         .route("/v1/log/witnesses", get(log::witnesses))

@@ -105,7 +105,7 @@ a JSON body naming a key twice in one object is refused (400)."
         consents::audience,
         consents::counts,
         super::imports::import,
-        super::imports::job,
+        super::imports::import_status,
         rights::erase_subject,
         rights::place_hold,
         rights::lift_hold,

@@ -14,6 +14,10 @@
 //!    checkpoint: a re-run continues after it, and rows committed after the checkpoint are found
 //!    again through the blind index, so nobody is doubled.
 //!
+//! The source is read once per pass, from the start: a file ([`FileSource`], the CLI), or a
+//! streamed upload spooled to a sealed temporary file ([`Spool`] → [`SpooledSource`], the HTTP
+//! API), so neither holds the file in memory.
+//!
 //! Nothing here puts a personal value in the report, an error or the log: only column and field
 //! names, counts, line numbers and customer ids.
 
@@ -1016,6 +1020,16 @@ const UPDATE: u8 = 2;
 /// An existing customer left as it is, given the row's consents (unless the ledger holds them).
 const CONSENT_ONLY: u8 = 3;
 
+/// Rows read between two yields to the runtime: an import running inside a server (a background
+/// one, `POST /v1/imports`) leaves the worker thread to other requests now and then.
+const ROWS_PER_YIELD: usize = 256;
+
+async fn share_the_thread(ordinal: usize) {
+    if ordinal % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// The checked import: its report, and what to store.
 pub struct Checked {
     pub report: Report,
@@ -1096,6 +1110,7 @@ impl Vault {
             let ordinal = decisions.len();
             decisions.push(SKIP);
             progress.advance(1);
+            share_the_thread(ordinal).await;
             for (c, cell) in cells.iter().enumerate() {
                 if cell.is_some() && c < t.with_value.len() {
                     t.with_value[c] += 1;
@@ -1463,6 +1478,7 @@ impl Vault {
         progress.start("importing", Some(decisions.len() as u64));
         while let Some((line, cells)) = rows.next(&layout)? {
             let decision = decisions.get(ordinal).copied().unwrap_or(SKIP);
+            share_the_thread(ordinal).await;
             ordinal += 1;
             read += 1;
             if decision != SKIP {
