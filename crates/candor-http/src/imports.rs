@@ -46,7 +46,8 @@ pub const MAX_RUNNING: usize = 2;
 pub const KEPT_HOURS: i64 = 24;
 /// Background imports kept at most (the oldest ended ones are forgotten first).
 const MAX_KEPT: usize = 100;
-/// The longest `Prefer: wait` honoured on `GET /v1/imports/{id}`, below the request timeout.
+/// The longest `Prefer: wait` honoured on `GET /v1/imports/{id}` (and a second less than the
+/// request timeout, if that is shorter).
 const MAX_WAIT: Duration = Duration::from_secs(20);
 
 /// How to read the body and what to do with existing customers.
@@ -237,7 +238,9 @@ pub async fn import_status(
     let wait = preference(&headers, "wait").and_then(|w| w.parse::<u64>().ok()).map(Duration::from_secs);
     if let Some(wait) = wait {
         let mut ended = job.ended.subscribe();
-        let _ = tokio::time::timeout(wait.min(MAX_WAIT), ended.wait_for(|e| *e)).await;
+        // Answered before the request deadline cuts the wait short.
+        let longest = MAX_WAIT.min(state.limits.request_timeout.saturating_sub(Duration::from_secs(1)));
+        let _ = tokio::time::timeout(wait.min(longest), ended.wait_for(|e| *e)).await;
     }
     Ok(Json(job.view()))
 }
