@@ -13,41 +13,17 @@
 //! FIELD (a postal address or a two-letter code) is decrypted in memory, page by page, each page
 //! logged against its customers first (action `breach.country`); only the counts leave.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use candor_core::catalog::Catalog;
-use candor_log::entry::LogEntry;
 use serde_json::{Value, json};
 
 use candor_core::{SubjectId, value};
-use candor_store::Store;
 
 use crate::config::Config;
 use crate::install;
 use crate::vault::BreachClock;
-
-/// Entries read from the store per round.
-const PAGE: u64 = 5_000;
-
-/// What to look for. Every filter given must match.
-#[derive(Debug, Default, Clone)]
-pub struct Filters {
-    /// RFC 3339 bounds, inclusive start, exclusive end (in the log's own format).
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub token: Option<String>,
-    pub role: Option<String>,
-    /// A recipient id: reads through its grants.
-    pub recipient: Option<String>,
-    pub field: Option<String>,
-    pub category: Option<String>,
-    /// Networks the requests came from (`--ip-range`): matched against the staff and recipient
-    /// addresses kept beside the log; an entry without a recorded address does not match.
-    pub networks: Vec<ipnet::IpNet>,
-}
+pub use candor_vault::breach_assessment::{Assessment, Filters, scan_log};
 
 /// `--ip-range` values: networks in CIDR form, or single addresses.
 pub fn networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>> {
@@ -60,113 +36,11 @@ pub fn networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>> {
         .collect()
 }
 
-/// The result, as it grows.
-#[derive(Debug, Default)]
-pub struct Assessment {
-    pub entries_scanned: u64,
-    pub accesses: u64,
-    /// With `networks`: disclosures that fit every other filter but have no recorded address
-    /// (older than `[log] caller_address_days`, or recorded with it off) — a gap to report.
-    pub without_address: u64,
-    /// Customer id -> categories exposed.
-    pub customers: BTreeMap<String, BTreeSet<&'static str>>,
-}
-
 /// A time in the log's format (`2026-11-22T10:00:00.000Z`), from any RFC 3339 time.
 pub fn log_time(text: &str) -> Result<String> {
     let t: jiff::Timestamp =
         text.parse().with_context(|| format!("`{text}` is not an RFC 3339 time such as 2026-11-01T00:00:00Z"))?;
     Ok(t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-}
-
-impl Assessment {
-    /// Adds one log entry, with the address its request came from if one was recorded (a no-op
-    /// unless it disclosed data and fits the filters).
-    pub fn add(&mut self, catalog: &Catalog, filters: &Filters, e: &LogEntry, caller: Option<IpAddr>) {
-        self.entries_scanned += 1;
-        if !candor_log::Action::parse(&e.action).is_some_and(candor_log::Action::discloses_personal_data)
-            || e.decision.as_deref() == Some("denied")
-        {
-            return;
-        }
-        let fits = filters.from.as_ref().is_none_or(|f| e.time.as_str() >= f.as_str())
-            && filters.to.as_ref().is_none_or(|t| e.time.as_str() < t.as_str())
-            && filters.token.as_ref().is_none_or(|t| &e.actor.token == t)
-            && filters.role.as_ref().is_none_or(|r| &e.actor.role == r)
-            && filters
-                .recipient
-                .as_ref()
-                .is_none_or(|r| candor_log::actor::recipient_of(&e.actor.role) == Some(r.as_str()));
-        if !fits {
-            return;
-        }
-        let category_of = |name: &str| {
-            catalog.field(name).map(|f| f.category.name()).or_else(|| catalog.event(name).map(|e| e.category.name()))
-        };
-        let names: Vec<&str> = e
-            .fields
-            .iter()
-            .map(String::as_str)
-            .filter(|f| filters.field.as_deref().is_none_or(|want| want == *f))
-            .filter(|f| filters.category.as_deref().is_none_or(|c| category_of(f) == Some(c)))
-            .collect();
-        if names.is_empty() || e.subjects.is_empty() {
-            return;
-        }
-        if !filters.networks.is_empty() {
-            match caller {
-                None => {
-                    self.without_address += 1;
-                    return;
-                }
-                Some(a) if !filters.networks.iter().any(|n| n.contains(&a)) => return,
-                Some(_) => {}
-            }
-        }
-        self.accesses += 1;
-        for s in &e.subjects {
-            let cats = self.customers.entry(s.clone()).or_default();
-            cats.extend(names.iter().filter_map(|f| category_of(f)));
-        }
-    }
-
-    /// Counts of customers per category.
-    pub fn by_category(&self) -> BTreeMap<&'static str, u64> {
-        let mut out = BTreeMap::new();
-        for cats in self.customers.values() {
-            for c in cats {
-                *out.entry(*c).or_insert(0) += 1;
-            }
-        }
-        out
-    }
-}
-
-/// Adds every log entry to `assessment`, in pages.
-pub async fn scan_log(
-    store: &dyn Store,
-    catalog: &Catalog,
-    filters: &Filters,
-    assessment: &mut Assessment,
-) -> Result<()> {
-    let (size, _) = store.log_head().await?;
-    let mut start = 0;
-    while start < size {
-        let end = (start + PAGE).min(size);
-        let callers: HashMap<u64, IpAddr> = if filters.networks.is_empty() {
-            HashMap::new()
-        } else {
-            store.log_callers(start, end).await?.into_iter().collect()
-        };
-        for (idx, bytes) in store.log_entries(start, end).await? {
-            match serde_json::from_slice::<LogEntry>(&bytes) {
-                Ok(e) => assessment.add(catalog, filters, &e, callers.get(&idx).copied()),
-                Err(_) => assessment.entries_scanned += 1,
-            }
-        }
-        start = end;
-    }
-    Ok(())
 }
 
 pub use candor_vault::maintenance::count_countries;
@@ -420,8 +294,9 @@ pub async fn update(config_path: &Path, id: &str, closed: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candor_core::catalog::EXAMPLE_CATALOG;
+    use candor_core::catalog::{Catalog, EXAMPLE_CATALOG};
     use candor_log::entry::Actor;
+    use candor_log::entry::LogEntry;
 
     fn entry(time: &str, action: &str, token: &str, role: &str, subjects: &[&str], fields: &[&str]) -> LogEntry {
         LogEntry {

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod breach_assessment;
 mod breaches;
 mod center;
 pub mod clock;
