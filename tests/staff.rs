@@ -948,6 +948,7 @@ async fn the_console_pages_pass_axe_without_script_at_both_widths() {
                 "/console/log?action=request.open&since=2026-01-01",
                 "/console/accountability?verify=1",
                 "/console/sharing",
+                "/console/incidents?assess=1&countries_from=shipping_address",
             ],
         ),
     ] {
@@ -1461,4 +1462,100 @@ async fn a_privacy_officer_oversees_consent_and_sharing_in_the_console() {
     let a = alice.get(&format!("{url}/console/sharing")).await;
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(!a.body.contains("href=\"/console/sharing\"") && !a.body.contains(&grant), "{}", a.body);
+}
+
+#[tokio::test]
+async fn an_auditor_assesses_and_records_a_breach_in_the_console() {
+    let secret = "test-client-secret-0f4c9a";
+    let Some(op) = Provider::start(secret) else { return };
+    let install = staff_install(&op.issuer, secret);
+    let server = install.serve();
+    let url = server.url.clone();
+    let id = ada_with_a_phone(&server, &install).await;
+    let r = server
+        .client(&install.token("shop_backend"), Some("order_fulfilment"))
+        .patch(
+            &format!("/v1/subjects/{id}"),
+            json!({"fields": {"shipping_address": {"street": "1 Main St", "city": "Leeds", "country": "GB"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Alice, a support agent, reads Ada in the console: the read is what the incident is about.
+    let mut alice = Browser::new();
+    assert_eq!(alice.sign_in(&url, &op.issuer, "alice").await.status, 200);
+    let read = alice.get(&format!("{url}/console/customers/{id}?purpose=customer_support")).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let entries = log_entries(&server, &install.admin_token).await;
+    let alice_actor = entries
+        .iter()
+        .find(|e| e["action"] == "subject.read" && e["actor"]["role"] == "support_agent")
+        .and_then(|e| e["actor"]["token"].as_str())
+        .unwrap()
+        .to_string();
+    let pseudonym = alice_actor.trim_start_matches("staff:").to_string();
+    // She may not assess: 403, no link, the refusal logged.
+    let a = alice.get(&format!("{url}/console/incidents")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(!a.body.contains("href=\"/console/incidents\""));
+
+    // Dora assesses what Alice's pseudonym could have exposed, with countries.
+    let mut dora = Browser::new();
+    assert_eq!(dora.sign_in(&url, &op.issuer, "dora").await.status, 200);
+    let page = dora
+        .get(&format!("{url}/console/incidents?assess=1&pseudonym={pseudonym}&countries_from=shipping_address"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<strong>1</strong> customers"), "{}", page.body);
+    let by_country = between(&page.body, "<table id=\"by-country\">", "</table>");
+    assert!(by_country.contains("GB") && by_country.contains("<td>1</td>"), "{by_country}");
+    assert!(!page.body.contains("Leeds") && !page.body.contains("ada@example.com"), "counts, never values");
+    let a = dora.get(&format!("{url}/console/incidents?assess=1&pseudonym=alice")).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+
+    // Recorded: the Art. 33 summary, the Art. 34 notice, Ada's notice code, the 72-hour clock.
+    let csrf = between(&page.body, "name=\"csrf\" value=\"", "\"").to_string();
+    let recorded = dora
+        .post_form(
+            &format!("{url}/console/incidents/record"),
+            &[
+                ("csrf", &csrf),
+                ("pseudonym", &pseudonym),
+                ("countries_from", "shipping_address"),
+                ("nature", "A support agent's session was used from an unknown device"),
+                ("consequences", "Contact details of one customer may have been seen"),
+                ("measures", "The session was ended and the account's password reset"),
+            ],
+        )
+        .await;
+    assert_eq!(recorded.status, 200, "{}", recorded.body);
+    assert!(recorded.body.contains("id=\"authority-summary\"") && recorded.body.contains("id=\"customer-notice\""));
+    let codes = between(&recorded.body, "<pre class=\"certificate\" id=\"codes\" tabindex=\"0\">", "</pre>");
+    assert!(codes.contains(&id), "{codes}");
+    let list = dora.get(&format!("{url}/console/incidents")).await;
+    let row = between(&list.body, "<tr data-breach=\"", "</tr>");
+    assert!(row.contains("hours left to tell the authority") && row.contains("The authority is told"), "{row}");
+    let breach = row.split('"').next().unwrap().to_string();
+    let a = dora
+        .post_form(&format!("{url}/console/incidents/{breach}/update"), &[("csrf", &csrf), ("step", "notified")])
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let list = dora.get(&format!("{url}/console/incidents?done=updated")).await;
+    assert!(list.body.contains("authority notified"), "{}", list.body);
+
+    let entries = log_entries(&server, &install.admin_token).await;
+    let by_dora = |action: &str| {
+        entries.iter().any(|e| {
+            e["action"] == action
+                && e["actor"]["role"] == "privacy_team"
+                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
+        })
+    };
+    for action in ["breach.country", "breach.record", "breach.authority_notified"] {
+        assert!(by_dora(action), "{action}: {entries:#?}");
+    }
+    assert!(
+        entries.iter().any(|e| e["action"] == "log.entries"
+            && e["decision"] == "denied"
+            && e["actor"]["role"] == "support_agent")
+    );
 }

@@ -115,7 +115,8 @@ pub async fn run(customers: usize) -> Result<()> {
         ("--countries-from, every customer (a leaked KEK)", ids.clone()),
     ] {
         let start = Instant::now();
-        let counts = candor::breach::count_countries(store.as_ref(), &ring, field, &subjects).await?;
+        let system = candor_vault::audit::system_actor();
+        let counts = candor::breach::count_countries(store.as_ref(), &ring, field, &subjects, &system).await?;
         let elapsed = start.elapsed().as_secs_f64();
         println!(
             "{:<52} {:>12.2} s ({:.0} customers/s; {} countries)",

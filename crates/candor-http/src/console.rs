@@ -25,11 +25,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 mod accountability;
+mod incidents;
 mod log;
 mod requests;
 mod sharing;
 
 pub use accountability::accountability;
+pub use incidents::{incidents, record as record_breach, update as update_breach};
 pub use log::log;
 use requests::requests_purpose;
 pub use requests::{close_request, export, report, request_page, requests, restrict, update_request};

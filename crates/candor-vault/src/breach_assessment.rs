@@ -9,9 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use candor_core::catalog::Catalog;
+use candor_core::catalog::{Catalog, Category};
+use candor_core::{SubjectId, value};
 use candor_log::entry::LogEntry;
 use candor_store::{Store, StoreError};
+
+use crate::{Principal, Vault, VaultError};
 
 /// Entries read from the store per round.
 const PAGE: u64 = 5_000;
@@ -133,4 +136,70 @@ pub async fn scan_log(
         start = end;
     }
     Ok(())
+}
+
+/// What an assessment found: counts, and the affected customers' ids (to record the breach).
+#[derive(Debug, Clone)]
+pub struct BreachImpact {
+    pub entries_scanned: u64,
+    pub accesses: u64,
+    pub customers: Vec<SubjectId>,
+    pub by_category: BTreeMap<&'static str, u64>,
+    /// With a country field: affected customers per country.
+    pub by_country: Option<BTreeMap<String, u64>>,
+}
+
+impl Vault {
+    /// Assesses a breach for an auditor (admin or `audit = true`; a refusal is logged): scans the
+    /// log with `filters` and, with `countries_from` (a field holding the customer's country),
+    /// counts the affected customers per country — that field is decrypted in memory, each page
+    /// logged against its customers as read by `caller` (`breach.country`).
+    pub async fn assess_breach(
+        &self,
+        caller: &Principal,
+        filters: &Filters,
+        countries_from: Option<&str>,
+    ) -> Result<BreachImpact, VaultError> {
+        self.require_audit(caller).await?;
+        let bad = |field: &'static str, message: String| Err(VaultError::InvalidInput { field, message });
+        if let Some(r) = &filters.recipient
+            && !self.catalog.recipients.iter().any(|x| &x.id == r)
+        {
+            return bad("recipient", format!("recipient `{r}` is not declared in the catalog"));
+        }
+        if let Some(c) = &filters.category
+            && !Category::ALL.iter().any(|(name, _)| name == c)
+        {
+            return bad("category", format!("`{c}` is not a data category"));
+        }
+        if let Some(f) = &filters.field
+            && self.catalog.field(f).is_none()
+            && self.catalog.event(f).is_none()
+        {
+            return bad("field", format!("field `{f}` is not declared in the catalog"));
+        }
+        let country_field = match countries_from {
+            None => None,
+            Some(name) => match self.catalog.field(name) {
+                Some(decl) if value::holds_country(decl.field_type) => Some(decl),
+                _ => return bad("countries_from", format!("`{name}` is not a field that holds a country")),
+            },
+        };
+        let mut assessment = Assessment::default();
+        scan_log(self.store.as_ref(), &self.catalog, filters, &mut assessment).await?;
+        let customers: Vec<SubjectId> = assessment.customers.keys().filter_map(|id| SubjectId::parse(id)).collect();
+        let by_country = match country_field {
+            Some(decl) => Some(
+                crate::maintenance::count_countries(self.store.as_ref(), &self.keys, decl, &customers, caller).await?,
+            ),
+            None => None,
+        };
+        Ok(BreachImpact {
+            entries_scanned: assessment.entries_scanned,
+            accesses: assessment.accesses,
+            by_category: assessment.by_category(),
+            customers,
+            by_country,
+        })
+    }
 }

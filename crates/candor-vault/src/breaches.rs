@@ -8,7 +8,7 @@ use candor_core::catalog::{Channel, LegalBasis};
 use candor_store::{Breach, Millis};
 
 use super::center::CustomerSession;
-use super::{Vault, VaultError};
+use super::{Principal, Vault, VaultError};
 use crate::audit::system_actor;
 
 /// The authority must be told within this long of the controller becoming aware.
@@ -92,6 +92,17 @@ impl Vault {
     /// Records a breach, registers a notice message for each affected customer (still held),
     /// and returns the texts to send.
     pub async fn record_breach(&self, input: BreachInput) -> Result<RecordedBreach, VaultError> {
+        self.record_breach_by(&system_actor(), input).await
+    }
+
+    /// [`Vault::record_breach`] by a person (the staff console): logged under their actor.
+    /// Only an auditor (admin or `audit = true`) records a breach; a refusal is logged.
+    pub async fn record_breach_as(&self, by: &Principal, input: BreachInput) -> Result<RecordedBreach, VaultError> {
+        self.require_audit(by).await?;
+        self.record_breach_by(by, input).await
+    }
+
+    async fn record_breach_by(&self, by: &Principal, input: BreachInput) -> Result<RecordedBreach, VaultError> {
         let now = self.now_millis();
         if input.detected_at > now {
             return Err(VaultError::InvalidInput { field: "detected_at", message: "must not be in the future".into() });
@@ -109,7 +120,7 @@ impl Vault {
             closed_at: None,
         };
         let mut parts = self
-            .entry(&system_actor(), candor_log::Action::BreachRecord)
+            .entry(by, candor_log::Action::BreachRecord)
             .subjects(&input.subjects)
             .detail(format!(
                 "{}; {} customers; categories {}",
@@ -139,9 +150,7 @@ impl Vault {
         for id in &input.subjects {
             let Some(record) = self.store.load_subject(*id, &[]).await? else { continue };
             let key = self.keys.open_subject_key(*id, &record.dek)?;
-            let m = self
-                .store_message(&key, &system_actor(), &purpose, Channel::Email, NOTICE_SUBJECT_LINE, body_sha256)
-                .await?;
+            let m = self.store_message(&key, by, &purpose, Channel::Email, NOTICE_SUBJECT_LINE, body_sha256).await?;
             codes.push((*id, m.code));
         }
         let (detected, deadline) = (rfc3339(breach.detected_at), rfc3339(breach.detected_at + AUTHORITY_DEADLINE_MS));
@@ -171,8 +180,19 @@ impl Vault {
 
     /// Marks the authority notified (`closed = false`) or the breach closed; logged.
     pub async fn update_breach(&self, id: &str, closed: bool) -> Result<bool, VaultError> {
+        self.update_breach_by(&system_actor(), id, closed).await
+    }
+
+    /// [`Vault::update_breach`] by a person (the staff console): an auditor only; logged under
+    /// their actor, a refusal too.
+    pub async fn update_breach_as(&self, by: &Principal, id: &str, closed: bool) -> Result<bool, VaultError> {
+        self.require_audit(by).await?;
+        self.update_breach_by(by, id, closed).await
+    }
+
+    async fn update_breach_by(&self, by: &Principal, id: &str, closed: bool) -> Result<bool, VaultError> {
         let what = if closed { candor_log::Action::BreachClose } else { candor_log::Action::BreachAuthorityNotified };
-        let log = self.entry(&system_actor(), what).detail(id.to_string()).record();
+        let log = self.entry(by, what).detail(id.to_string()).record();
         Ok(self.store.update_breach(id, closed, self.now_millis(), log).await?)
     }
 

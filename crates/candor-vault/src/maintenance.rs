@@ -80,36 +80,49 @@ pub async fn recompute_index_rows(
     Ok((changes, not_lookup))
 }
 
+/// One customer's country, being read.
+type CountryRead<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, VaultError>> + Send + 'a>>;
+
 /// Customers read per logged page by [`count_countries`].
 const COUNTRY_PAGE: usize = 5_000;
 
 /// How many of `customers` live in each country, by the country their `field` names
 /// (`unknown` when it names none or they have no such value, `erased` when they were erased
-/// meanwhile). Decrypts only that field, in memory; each page is logged before it is read.
+/// meanwhile). Decrypts only that field, in memory; each page is logged, as read by `by`, before
+/// it is read.
 pub async fn count_countries(
     store: &dyn Store,
     ring: &KeyRing,
     field: &FieldDecl,
     customers: &[SubjectId],
+    by: &crate::Principal,
 ) -> Result<BTreeMap<String, u64>, VaultError> {
     let mut counts = BTreeMap::new();
     for page in customers.chunks(COUNTRY_PAGE) {
-        let entries = Audit::new(&system_actor(), candor_log::Action::BreachCountry)
+        let entries = Audit::new(by, candor_log::Action::BreachCountry)
             .subjects(page)
             .fields([field.name.as_str()])
             .detail("country read in memory to count a breach's affected customers per country")
             .records();
         store.append_log(entries).await?;
         let names = std::slice::from_ref(&field.name);
-        let mut reads = futures_util::stream::iter(page.iter().map(|id| async move {
-            let Some(record) = store.load_subject(*id, names).await? else { return Ok("erased".to_string()) };
-            let Some((_, sealed)) = record.values.first() else { return Ok("unknown".to_string()) };
-            let key = ring.open_subject_key(*id, &record.dek)?;
-            let plain = key.open_field(&field.name, sealed)?;
-            let value: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
-            Ok::<_, VaultError>(value::country_code(field.field_type, &value).unwrap_or_else(|| "unknown".into()))
-        }))
-        .buffer_unordered(READS_IN_FLIGHT);
+        // Each read is its own boxed future, so the whole count is `Send` (a server runs it).
+        let reads: Vec<CountryRead<'_>> = page
+            .iter()
+            .map(|id| -> CountryRead<'_> {
+                Box::pin(async move {
+                    let Some(record) = store.load_subject(*id, names).await? else { return Ok("erased".to_string()) };
+                    let Some((_, sealed)) = record.values.first() else { return Ok("unknown".to_string()) };
+                    let key = ring.open_subject_key(*id, &record.dek)?;
+                    let plain = key.open_field(&field.name, sealed)?;
+                    let value: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
+                    Ok::<_, VaultError>(
+                        value::country_code(field.field_type, &value).unwrap_or_else(|| "unknown".into()),
+                    )
+                })
+            })
+            .collect();
+        let mut reads = futures_util::stream::iter(reads).buffer_unordered(READS_IN_FLIGHT);
         while let Some(country) = reads.next().await {
             *counts.entry(country?).or_insert(0) += 1;
         }

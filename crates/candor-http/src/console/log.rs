@@ -32,7 +32,7 @@ pub struct LogQuery {
 
 /// A time bound of the filter, in milliseconds: a day's start (`since`) or the next day's start
 /// (`until`), or the time given. `Ok(None)` when empty.
-fn bound(field: &'static str, value: Option<&str>, next_day: bool) -> Result<Option<i64>, ApiError> {
+pub(super) fn bound(field: &'static str, value: Option<&str>, next_day: bool) -> Result<Option<i64>, ApiError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
     if let Ok(t) = v.parse::<jiff::Timestamp>() {
         return Ok(Some(t.as_millisecond()));
