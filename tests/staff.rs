@@ -907,7 +907,7 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
 
 /// The console's pages as people's browsers get them (tests/browser/pages.mjs, Debian's
 /// Chromium): without JavaScript, nothing fetched from another host, one h1, the skip link
-/// first, no sideways scrolling, and no serious or critical axe finding, at desktop and phone
+/// first, no sideways scrolling, and no axe finding at all, at desktop and phone
 /// widths; screenshots in target/screenshots.
 #[tokio::test]
 async fn the_console_pages_pass_axe_without_script_at_both_widths() {
