@@ -323,7 +323,7 @@ async fn break_glass_unmasks_one_customer_for_one_token_for_a_while_and_everyone
     let entries: Vec<&Value> = log.body["entries"].as_array().unwrap().iter().map(|e| &e["entry"]).collect();
     assert!(entries.iter().any(|e| e["action"] == "break_glass.open" && e["decision"] == "break_glass"));
     assert!(entries.iter().any(|e| e["action"] == "subject.read" && e["decision"] == "break_glass"));
-    assert!(entries.iter().filter(|e| e["detail"] == "invalid_reason").count() == 2, "refused attempts are logged");
+    assert!(entries.iter().filter(|e| e["detail"] == "invalid_value").count() == 2, "refused attempts are logged");
     assert!(!log.body.to_string().contains("SIM swap"));
     let metrics = metrics_text(&backend).await;
     assert!(

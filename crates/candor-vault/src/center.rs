@@ -99,7 +99,7 @@ impl Vault {
     /// request to see their data).
     pub async fn create_sign_in_link(&self, auth: &Authorized, id: SubjectId) -> Result<IssuedLink, VaultError> {
         self.customer_purpose().ok_or(VaultError::PrivacyCenterUnavailable)?;
-        self.require(auth, Action::Export, candor_log::Action::PrivacyCenterLink, id, "purpose_not_allowed", || {
+        self.require(auth, Action::Export, candor_log::Action::PrivacyCenterLink, id, || {
             VaultError::WrongPurpose(format!(
                 "sign-in links are made under a purpose declared customer_requests = true, not `{}`",
                 auth.purpose
@@ -112,7 +112,7 @@ impl Vault {
         {
             let audit = self.audit(auth, candor_log::Action::PrivacyCenterLink, &[id]);
             let error = VaultError::LinkSenderNotAllowed(auth.principal.role.clone());
-            return self.refuse(audit, "link_sender_not_allowed", error).await;
+            return self.refuse(audit, error).await;
         }
         let secret = generate_secret(SIGN_IN_PREFIX)?;
         let now = self.now_millis();

@@ -206,7 +206,7 @@ impl Vault {
         }
         let audit = self.entry(&auth.principal, candor_log::Action::SubjectCreate).purpose(&auth.purpose);
         let error = VaultError::Access(AccessDenied::ConsentRequired(auth.purpose.to_string()));
-        self.refuse(audit, "consent_required", error).await
+        self.refuse(audit, error).await
     }
 
     /// Keeps the customers a lookup under a consent purpose may find: those whose consent
@@ -314,7 +314,6 @@ impl Vault {
                 candor_policy::Action::RecordConsent,
                 candor_log::Action::ConsentRecordOnBehalf,
                 id,
-                "consent_recording_not_allowed",
                 || VaultError::ConsentRecordingNotAllowed {
                     role: auth.principal.role.clone(),
                     purpose: auth.purpose.to_string(),

@@ -331,7 +331,7 @@ impl Vault {
                 role: auth.principal.role.clone(),
                 purpose: auth.purpose.to_string(),
             };
-            return self.refuse(audit, "purpose_not_allowed", VaultError::Access(denied)).await;
+            return self.refuse(audit, VaultError::Access(denied)).await;
         }
         self.end_grant(&auth.principal, g).await
     }
@@ -408,7 +408,7 @@ impl Vault {
             let audit = self.entry(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
             let error =
                 VaultError::RecipientNotDeclared { recipient: recipient.id.clone(), purpose: purpose.id.to_string() };
-            return self.refuse(audit, "recipient_not_declared", error).await;
+            return self.refuse(audit, error).await;
         }
         let (mut fields, mut withheld): (Vec<&FieldDecl>, Vec<String>) = (Vec::new(), Vec::new());
         for name in &g.fields {
@@ -421,7 +421,7 @@ impl Vault {
             let audit = self.entry(&actor, candor_log::Action::GrantRead).purpose(&purpose.id).fields(&g.fields);
             let field = withheld.first().cloned().unwrap_or_default();
             let error = VaultError::FieldNotShared { field, recipient: recipient.id.clone() };
-            return self.refuse(audit, "field_not_shared", error).await;
+            return self.refuse(audit, error).await;
         }
         let names: Vec<FieldName> = fields.iter().map(|f| f.name.clone()).collect();
         let limit = limit.clamp(1, MAX_GRANT_PAGE);

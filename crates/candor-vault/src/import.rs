@@ -470,7 +470,7 @@ impl Vault {
                 field: decl.name.to_string(),
                 purpose: purpose.id.to_string(),
             });
-            return self.refuse(audit, "field_not_allowed", error).await;
+            return self.refuse(audit, error).await;
         }
         let required: Vec<&candor_core::FieldName> =
             self.catalog.fields.iter().filter(|f| f.required).map(|f| &f.name).collect();
@@ -481,7 +481,7 @@ impl Vault {
                 let audit = self.audit(auth, candor_log::Action::SubjectLookup, &[]).fields([decl.name.as_str()]);
                 let error =
                     VaultError::LookupNotAllowed { field: decl.name.to_string(), purpose: auth.purpose.to_string() };
-                return self.refuse(audit, "field_not_allowed", error).await;
+                return self.refuse(audit, error).await;
             }
         }
         Ok(())
@@ -687,7 +687,7 @@ impl Vault {
                     role: auth.principal.role.clone(),
                     purpose: auth.purpose.to_string(),
                 };
-                return self.refuse(audit, "consent_recording_not_allowed", error).await;
+                return self.refuse(audit, error).await;
             }
         }
         let unique = catalog.fields.iter().enumerate().filter(|(_, f)| f.unique && f.lookup).map(|(i, _)| i).collect();
@@ -1615,8 +1615,7 @@ impl Vault {
                 // logged as a single create's duplicate is.
                 Some(field) => {
                     let audit = self.audit(auth, candor_log::Action::SubjectCreate, &[]).fields([field.as_str()]);
-                    let refused =
-                        self.refuse::<()>(audit, "duplicate_value", VaultError::DuplicateValue(field.to_string()));
+                    let refused = self.refuse::<()>(audit, VaultError::DuplicateValue(field.to_string()));
                     match refused.await {
                         Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
                         Err(e) => push_capped(

@@ -432,8 +432,8 @@ impl Vault {
 
     /// Logs a refusal, then returns it. If the refusal cannot be logged, the store error wins:
     /// nothing happens unlogged.
-    async fn refuse<T>(&self, audit: Audit, code: &str, error: VaultError) -> Result<T, VaultError> {
-        self.store.append_log(vec![audit.decision("denied").detail(code).record()]).await?;
+    async fn refuse<T>(&self, audit: Audit, error: VaultError) -> Result<T, VaultError> {
+        self.store.append_log(vec![audit.decision("denied").detail(error.code()).record()]).await?;
         Err(error)
     }
 
@@ -484,13 +484,13 @@ impl Vault {
                 }
                 policy::denial(&d, &principal.role, p.id.as_str())
             }
-            Err(denied) => (denial_code(&denied), VaultError::Access(denied)),
+            Err(denied) => VaultError::Access(denied),
         };
         let mut audit = self.entry(&principal, candor_log::Action::AccessDenied).subjects(subject.as_slice());
         if let Some(p) = self.catalog.purpose(purpose.unwrap_or_default().trim()) {
             audit = audit.purpose(&p.id);
         }
-        self.refuse(audit, refused.0, refused.1).await
+        self.refuse(audit, refused).await
     }
 
     /// Refuses a write the policy engine forbids (an operator policy narrowing the catalog).
@@ -525,7 +525,7 @@ impl Vault {
                 let action =
                     if id.is_some() { candor_log::Action::SubjectCorrect } else { candor_log::Action::SubjectCreate };
                 let audit = self.audit(auth, action, id.as_slice()).fields([field]);
-                self.refuse(audit, "field_not_allowed", VaultError::Write(e)).await
+                self.refuse(audit, VaultError::Write(e)).await
             }
             _ => Err(VaultError::Write(e)),
         }
@@ -556,7 +556,7 @@ impl Vault {
                         id.as_slice(),
                     )
                     .fields([decl.name.as_str()]);
-                return self.refuse(audit, "duplicate_value", VaultError::DuplicateValue(decl.name.to_string())).await;
+                return self.refuse(audit, VaultError::DuplicateValue(decl.name.to_string())).await;
             }
         }
         Ok(())
@@ -739,7 +739,7 @@ impl Vault {
             let audit = self.audit(auth, candor_log::Action::SubjectCorrect, &[id]).fields([field.name.as_str()]);
             let error =
                 VaultError::ChannelConsentRequired { field: field.name.to_string(), purpose: auth.purpose.to_string() };
-            return self.refuse(audit, "consent_required", error).await;
+            return self.refuse(audit, error).await;
         }
         self.refuse_duplicates(auth, Some(id), &checked.set).await?;
         let key = self.keys.open_subject_key(id, &record.dek)?;
@@ -787,7 +787,7 @@ impl Vault {
         if !may_use(Action::Read) && !may_use(Action::ReadMasked) {
             let audit = self.audit(auth, candor_log::Action::SubjectLookup, &[]).fields([field]);
             let error = VaultError::LookupNotAllowed { field: field.to_string(), purpose: auth.purpose.to_string() };
-            return self.refuse(audit, "field_not_allowed", error).await;
+            return self.refuse(audit, error).await;
         }
         let value = value::lookup_value_from_text(decl.field_type, value_text);
         let found = match value::lookup_key(decl.field_type, &value) {
@@ -826,7 +826,7 @@ impl Vault {
             }
             let error =
                 VaultError::EventTypeNotAllowed { event_type: input.event_type, purpose: auth.purpose.to_string() };
-            return self.refuse(audit, "event_type_not_allowed", error).await;
+            return self.refuse(audit, error).await;
         }
         let scope = self.consent_scope(auth, id).await?;
         let data = value::validate_event_payload(&input.data)

@@ -107,7 +107,7 @@ impl Vault {
                 .audit(auth, candor_log::Action::MessageRegister, &[id])
                 .detail(format!("channel {}", channel.name()));
             let error = VaultError::Access(AccessDenied::ConsentRequired(auth.purpose.to_string()));
-            return self.refuse(audit, "consent_required", error).await;
+            return self.refuse(audit, error).await;
         }
         let key = self.keys.open_subject_key(id, &record.dek)?;
         self.store_message(&key, &auth.principal, auth.purpose.as_str(), channel, subject_line, body_sha256).await

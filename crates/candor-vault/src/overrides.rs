@@ -73,25 +73,15 @@ impl Vault {
         id: SubjectId,
         reason: Option<&str>,
     ) -> Result<OverrideView, VaultError> {
-        self.require(
-            auth,
-            Action::BreakGlass,
-            candor_log::Action::BreakGlassOpen,
-            id,
-            "break_glass_not_allowed",
-            || VaultError::BreakGlassNotAllowed {
-                role: auth.principal.role.clone(),
-                purpose: auth.purpose.to_string(),
-            },
-        )
+        self.require(auth, Action::BreakGlass, candor_log::Action::BreakGlassOpen, id, || {
+            VaultError::BreakGlassNotAllowed { role: auth.principal.role.clone(), purpose: auth.purpose.to_string() }
+        })
         .await?;
         let reason = match check_break_glass_reason(reason) {
             Ok(r) => r,
             Err(message) => {
                 let audit = self.audit(auth, candor_log::Action::BreakGlassOpen, &[id]);
-                return self
-                    .refuse(audit, "invalid_reason", VaultError::InvalidInput { field: "reason", message })
-                    .await;
+                return self.refuse(audit, VaultError::InvalidInput { field: "reason", message }).await;
             }
         };
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;

@@ -112,7 +112,7 @@ impl Vault {
             let audit = self.audit(auth, candor_log::Action::GrantRevoke, &[]).detail(format!("grant {}", g.id));
             let error =
                 VaultError::EraseNotAllowed { role: auth.principal.role.clone(), purpose: auth.purpose.to_string() };
-            return self.refuse(audit, "erase_not_allowed", error).await;
+            return self.refuse(audit, error).await;
         }
         self.end_grant(&auth.principal, g).await
     }

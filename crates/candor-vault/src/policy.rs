@@ -10,21 +10,20 @@ use candor_policy::{Action, CONSENT_POLICY, Decision, Outcomes, RESTRICTION_POLI
 use super::{Authorized, Principal, Vault, VaultError};
 use crate::audit::Audit;
 
-/// The error code and error of a refusal.
-pub(crate) fn denial(d: &Decision, role: &str, purpose: &str) -> (&'static str, VaultError) {
+/// The error of a refusal (its code, `VaultError::code`, is what the log entry records).
+pub(crate) fn denial(d: &Decision, role: &str, purpose: &str) -> VaultError {
     if d.refused_by(CONSENT_POLICY) {
-        return ("consent_required", VaultError::Access(AccessDenied::ConsentRequired(purpose.to_string())));
+        return VaultError::Access(AccessDenied::ConsentRequired(purpose.to_string()));
     }
     if d.refused_by(RESTRICTION_POLICY) {
-        return ("restricted", VaultError::Restricted);
+        return VaultError::Restricted;
     }
     if let Some(p) = d.operator_forbid() {
         let denied = AccessDenied::PolicyForbids { policy: p.id.clone(), reason: p.reason.clone() };
-        return ("policy_forbids", VaultError::Access(denied));
+        return VaultError::Access(denied);
     }
     // Nothing permitted, or the catalog's bounds refused.
-    let denied = AccessDenied::PurposeNotAllowed { role: role.to_string(), purpose: purpose.to_string() };
-    ("purpose_not_allowed", VaultError::Access(denied))
+    VaultError::Access(AccessDenied::PurposeNotAllowed { role: role.to_string(), purpose: purpose.to_string() })
 }
 
 impl Vault {
@@ -42,20 +41,18 @@ impl Vault {
         audit: Audit,
         d: &Decision,
     ) -> Result<T, VaultError> {
-        let (code, error) = denial(d, &auth.principal.role, auth.purpose.as_str());
-        self.refuse(audit, code, error).await
+        self.refuse(audit, denial(d, &auth.principal.role, auth.purpose.as_str())).await
     }
 
     /// Requires a purpose-level `action` (erase, export, break-glass) for a request about `id`.
     /// A refusal is logged as `log_action`: an operator's forbid answers `policy_forbids`,
-    /// anything else (the catalog does not permit it) `code` with `otherwise`.
+    /// anything else (the catalog does not permit it) `otherwise`.
     pub(crate) async fn require(
         &self,
         auth: &Authorized,
         action: Action,
         log_action: candor_log::Action,
         id: SubjectId,
-        code: &str,
         otherwise: impl FnOnce() -> VaultError,
     ) -> Result<(), VaultError> {
         let d = self.decide(auth, action, Target::Purpose, Situation::NEUTRAL);
@@ -66,7 +63,7 @@ impl Vault {
         if d.operator_forbid().is_some() {
             return self.refuse_decision(auth, audit, &d).await;
         }
-        self.refuse(audit, code, otherwise()).await
+        self.refuse(audit, otherwise()).await
     }
 
     /// The gate for a customer's records about their data (access log, consents, their history
@@ -83,7 +80,7 @@ impl Vault {
             // Answering the customer's own requests is the export power (an operator's forbid
             // narrows it like any other).
             return self
-                .require(auth, Action::Export, action, id, "purpose_not_allowed", || {
+                .require(auth, Action::Export, action, id, || {
                     VaultError::Access(AccessDenied::PurposeNotAllowed {
                         role: auth.principal.role.clone(),
                         purpose: auth.purpose.to_string(),
@@ -114,7 +111,7 @@ impl Vault {
             return Ok(());
         }
         let audit = self.entry(caller, candor_log::Action::LogEntries);
-        self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await
+        self.refuse(audit, VaultError::AuditNotAllowed(caller.role.clone())).await
     }
 
     /// The customer gate: may the caller act under its purpose for this customer at all? If so,

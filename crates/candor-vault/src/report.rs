@@ -58,7 +58,7 @@ impl Vault {
         action: candor_log::Action,
         id: SubjectId,
     ) -> Result<(), VaultError> {
-        self.require(auth, Action::Export, action, id, "purpose_not_allowed", || {
+        self.require(auth, Action::Export, action, id, || {
             VaultError::WrongPurpose(format!(
                 "access reports and exports are produced under a purpose declared customer_requests = true, not `{}`",
                 auth.purpose

@@ -46,7 +46,7 @@ impl Vault {
         self.require_erase(auth, candor_log::Action::SubjectErase, id).await?;
         if let Err(done) = self.erasure_brake.admit(&auth.principal.token_id, self.now_millis()) {
             let audit = self.audit(auth, candor_log::Action::SubjectErase, &[id]);
-            return self.refuse(audit, "erasure_rate_limited", VaultError::ErasureRateLimited(done)).await;
+            return self.refuse(audit, VaultError::ErasureRateLimited(done)).await;
         }
         let now = self.now_millis();
         let inventory: candor_store::Inventory = self.store.inventory(id).await?.unwrap_or_default();
@@ -105,7 +105,7 @@ impl Vault {
             }
             Erasure::Held => {
                 let audit = self.audit(auth, candor_log::Action::SubjectErase, &[id]);
-                self.refuse(audit, "legal_hold", VaultError::LegalHold).await
+                self.refuse(audit, VaultError::LegalHold).await
             }
             Erasure::NotFound => Err(VaultError::SubjectNotFound),
         }
@@ -198,8 +198,9 @@ impl Vault {
         action: candor_log::Action,
         id: SubjectId,
     ) -> Result<(), VaultError> {
-        self.require(auth, candor_policy::Action::Erase, action, id, "erase_not_allowed", || {
-            VaultError::EraseNotAllowed { role: auth.principal.role.clone(), purpose: auth.purpose.to_string() }
+        self.require(auth, candor_policy::Action::Erase, action, id, || VaultError::EraseNotAllowed {
+            role: auth.principal.role.clone(),
+            purpose: auth.purpose.to_string(),
         })
         .await
     }
@@ -216,10 +217,7 @@ impl Vault {
         if self.catalog.purpose(auth.purpose.as_str()).is_some_and(|p| p.needs_consent()) {
             let audit = self.audit(auth, action, &[id]);
             return self
-                .refuse(
-                    audit,
-                    "purpose_not_allowed",
-                    VaultError::WrongPurpose(format!(
+                .refuse(audit, VaultError::WrongPurpose(format!(
                         "`{}` is a consent purpose: act under the purpose the customer's request belongs to (for example their account)",
                         auth.purpose
                     )),
@@ -285,7 +283,7 @@ impl Vault {
             "legal holds are managed under a purpose whose legal basis is legal_obligation, not `{}`",
             auth.purpose
         ));
-        self.refuse(audit, "purpose_not_allowed", error).await
+        self.refuse(audit, error).await
     }
 
     /// Restricts processing of the customer's data (kept, not used); `false` if it already was.
@@ -295,7 +293,7 @@ impl Vault {
         // a stolen token of any role gets a brake here too.
         if let Err(done) = self.restriction_brake.admit(&auth.principal.token_id, self.now_millis()) {
             let audit = self.audit(auth, candor_log::Action::SubjectRestrict, &[id]);
-            return self.refuse(audit, "restriction_rate_limited", VaultError::RestrictionRateLimited(done)).await;
+            return self.refuse(audit, VaultError::RestrictionRateLimited(done)).await;
         }
         let reason = check_reason(reason, false)?;
         let record = self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;

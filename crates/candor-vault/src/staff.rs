@@ -176,7 +176,7 @@ impl Vault {
     pub async fn staff_whois(&self, caller: &Principal, pseudonym: &str) -> Result<Option<StaffPerson>, VaultError> {
         if !self.policy.may_audit(&caller.role) {
             let audit = self.entry(caller, candor_log::Action::StaffWhois).subjects(&[]);
-            return self.refuse(audit, "audit_not_allowed", VaultError::AuditNotAllowed(caller.role.clone())).await;
+            return self.refuse(audit, VaultError::AuditNotAllowed(caller.role.clone())).await;
         }
         let log = self.entry(caller, candor_log::Action::StaffWhois).detail(format!("looked up {pseudonym}")).record();
         Ok(self.store.resolve_staff(pseudonym, log).await?)
