@@ -48,9 +48,14 @@ pub struct Audit {
     caller: Option<CallerAddress>,
     /// The write's `Idempotency-Key` and outcome, stored in the same transaction.
     idempotency: Option<IdempotencyRecord>,
+    /// When the entry happens (milliseconds), by the clock it was made with.
+    at: i64,
 }
 
 impl Audit {
+    /// A record of `action` by `actor` now, by the process clock: for the operator's jobs that
+    /// run without a vault (index recomputation, counting countries); the vault's own entries
+    /// are made with [`Audit::at`] on its clock.
     pub fn new(actor: &Principal, action: candor_log::Action) -> Self {
         Self::at(actor, action, crate::clock::now())
     }
@@ -73,6 +78,7 @@ impl Audit {
             subjects: Vec::new(),
             caller: actor.origin.map(|address| CallerAddress { address, at: now.as_millisecond() }),
             idempotency: None,
+            at: now.as_millisecond(),
         }
     }
 
@@ -83,7 +89,7 @@ impl Audit {
             key: k.key,
             request: k.request,
             outcome: serde_json::to_vec(outcome).unwrap_or_default(),
-            at: crate::clock::now_millis(),
+            at: self.at,
         });
         self
     }
@@ -133,6 +139,7 @@ impl Audit {
                     caller: self.caller,
                     // The key goes with the first part only.
                     idempotency: if i == 0 { self.idempotency.clone() } else { None },
+                    at: self.at,
                 }
                 .subjects(chunk);
                 let of = format!("part {} of {parts}", i + 1);

@@ -59,6 +59,7 @@ impl Vault {
             // Several customers in flight at once: their transactions share commits (group commit).
             let passes = page.into_iter().map(|id| {
                 let rules = &rules;
+                let clock = self.clock.clone();
                 async move {
                     self.store
                         .apply_retention(
@@ -70,7 +71,7 @@ impl Vault {
                                     .iter()
                                     .map(|f| f.as_str().to_string())
                                     .chain(e.events.iter().map(|(t, _)| t.as_str().to_string()));
-                                Audit::new(&system_actor(), candor_log::Action::RetentionDelete)
+                                Audit::at(&system_actor(), candor_log::Action::RetentionDelete, clock.now())
                                     .subjects(&[id])
                                     .fields(names.collect::<Vec<_>>())
                                     .detail(describe(e))

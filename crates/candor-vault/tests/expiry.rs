@@ -155,3 +155,29 @@ async fn a_breach_is_overdue_72_hours_after_it_was_detected_unless_the_authority
         BreachClock::Notified { at: clock.now_millis() - 100 * 3_600_000, late: false }
     );
 }
+
+#[tokio::test]
+async fn values_past_their_retention_are_swept_and_logged_at_the_vaults_time() {
+    let Setup { vault, clock, _dir } = setup().await;
+    let id = customer(&vault).await;
+    let shop = as_role(&vault, "shop_backend", "order_fulfilment").await;
+    let purchase =
+        candor_vault::NewEventInput { event_type: "purchase".into(), data: json!({"item": "pen"}), occurred_at: None };
+    vault.append_event(&shop, id, purchase).await.unwrap();
+    // A purchase is kept ten years.
+    clock.advance(366 * 24 * HOUR);
+    let report = vault.sweep_retention(vault.now_millis(), |_| {}).await.unwrap();
+    assert_eq!(report.events, 0, "not due yet");
+    clock.advance(10 * 366 * 24 * HOUR);
+    let report = vault.sweep_retention(vault.now_millis(), |_| {}).await.unwrap();
+    assert_eq!((report.subjects, report.events), (1, 1));
+    let size = vault.log_size().await.unwrap();
+    let entries = vault.log_entries(0, size).await.unwrap();
+    let swept = entries
+        .iter()
+        .filter_map(|e| candor_log::entry::LogEntry::from_bytes(&e.bytes))
+        .find(|e| e.action == "retention.delete")
+        .expect("the sweep is logged");
+    assert!(swept.time.starts_with("2037-12-"), "stamped by the vault's clock, not the machine's: {}", swept.time);
+    assert_eq!(swept.subjects, [id.to_string()]);
+}
