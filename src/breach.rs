@@ -132,8 +132,15 @@ pub async fn assess(
         Some(decl) => {
             let ring = install::load_keys(&config)?;
             let ids: Vec<SubjectId> = assessment.customers.keys().filter_map(|id| SubjectId::parse(id)).collect();
-            let counts =
-                count_countries(store.as_ref(), &ring, decl, &ids, &candor_vault::audit::system_actor()).await?;
+            let counts = count_countries(
+                store.as_ref(),
+                &ring,
+                decl,
+                &ids,
+                &candor_vault::audit::system_actor(),
+                &candor_vault::clock::SystemClock,
+            )
+            .await?;
             (
                 json!(counts),
                 format!(

@@ -116,7 +116,15 @@ pub async fn run(customers: usize) -> Result<()> {
     ] {
         let start = Instant::now();
         let system = candor_vault::audit::system_actor();
-        let counts = candor::breach::count_countries(store.as_ref(), &ring, field, &subjects, &system).await?;
+        let counts = candor::breach::count_countries(
+            store.as_ref(),
+            &ring,
+            field,
+            &subjects,
+            &system,
+            &candor_vault::clock::SystemClock,
+        )
+        .await?;
         let elapsed = start.elapsed().as_secs_f64();
         println!(
             "{:<52} {:>12.2} s ({:.0} customers/s; {} countries)",

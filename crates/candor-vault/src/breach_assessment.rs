@@ -190,7 +190,15 @@ impl Vault {
         let customers: Vec<SubjectId> = assessment.customers.keys().filter_map(|id| SubjectId::parse(id)).collect();
         let by_country = match country_field {
             Some(decl) => Some(
-                crate::maintenance::count_countries(self.store.as_ref(), &self.keys, decl, &customers, caller).await?,
+                crate::maintenance::count_countries(
+                    self.store.as_ref(),
+                    &self.keys,
+                    decl,
+                    &customers,
+                    caller,
+                    self.clock.as_ref(),
+                )
+                .await?,
             ),
             None => None,
         };

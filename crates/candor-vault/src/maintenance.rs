@@ -89,17 +89,18 @@ const COUNTRY_PAGE: usize = 5_000;
 /// How many of `customers` live in each country, by the country their `field` names
 /// (`unknown` when it names none or they have no such value, `erased` when they were erased
 /// meanwhile). Decrypts only that field, in memory; each page is logged, as read by `by`, before
-/// it is read.
+/// it is read, at `clock`'s time.
 pub async fn count_countries(
     store: &dyn Store,
     ring: &KeyRing,
     field: &FieldDecl,
     customers: &[SubjectId],
     by: &crate::Principal,
+    clock: &dyn crate::clock::Clock,
 ) -> Result<BTreeMap<String, u64>, VaultError> {
     let mut counts = BTreeMap::new();
     for page in customers.chunks(COUNTRY_PAGE) {
-        let entries = Audit::new(by, candor_log::Action::BreachCountry)
+        let entries = Audit::at(by, candor_log::Action::BreachCountry, clock.now())
             .subjects(page)
             .fields([field.name.as_str()])
             .detail("country read in memory to count a breach's affected customers per country")
