@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod args;
 pub mod consent;
 pub mod grants;
 pub mod import;
