@@ -31,6 +31,7 @@ async fn the_log_checks_out_until_an_entry_is_edited_in_the_database() {
     let check = vault.check_log(&principal("privacy_team")).await.unwrap();
     assert!(check.passed(), "{check:?}");
     assert_eq!((check.entries, check.checkpoint_size), (11, 10), "an entry past the checkpoint is checked too");
+    assert_eq!(check.map_matches, Some(true), "the checkpoint's completeness map is rebuilt and matches");
 
     // A role that does not audit is refused.
     let refused = vault.check_log(&principal("support_agent")).await;
@@ -44,6 +45,7 @@ async fn the_log_checks_out_until_an_entry_is_edited_in_the_database() {
     assert_eq!(edited, 1);
     let check = vault.check_log(&principal("admin")).await.unwrap();
     assert!(!check.passed() && !check.checkpoint_matches && !check.head_matches, "{check:?}");
+    assert_eq!(check.map_matches, Some(false), "the edited entry's customer history no longer matches the map");
     assert_eq!(check.altered, [3]);
     assert!(check.signature_ok, "the checkpoint itself is intact");
 }

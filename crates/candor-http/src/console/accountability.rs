@@ -88,6 +88,13 @@ fn checked(check: &candor_vault::LogCheck) -> Checked {
     } else {
         "The entries do NOT hash to the tree the server keeps: its proofs are not of these entries.".into()
     });
+    match check.map_matches {
+        Some(true) => lines.push("Every customer's history rebuilt from the entries makes the completeness map it commits to.".into()),
+        Some(false) => lines.push(
+            "The customers' histories rebuilt from the entries do NOT make the completeness map the checkpoint commits to.".into(),
+        ),
+        None => lines.push("The checkpoint commits to no completeness map.".into()),
+    }
     if !check.altered.is_empty() {
         let at: Vec<String> = check.altered.iter().map(u64::to_string).collect();
         lines.push(format!("Entries whose bytes do not match their stored hash: {}.", at.join(", ")));
