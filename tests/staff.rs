@@ -267,6 +267,15 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     text.split(start).nth(1).unwrap_or_else(|| panic!("no {start} in {text}")).split(end).next().unwrap()
 }
 
+/// Whether `entries` hold `action` by a signed-in person (a staff pseudonym) acting as `role`.
+fn logged_by_staff(entries: &[Value], role: &str, action: &str) -> bool {
+    entries.iter().any(|e| {
+        e["action"] == action
+            && e["actor"]["role"] == role
+            && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
+    })
+}
+
 async fn log_entries(server: &Server, admin: &str) -> Vec<Value> {
     let c = server.client(admin, None);
     let size = reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap().text().await.unwrap();
@@ -855,13 +864,7 @@ async fn a_privacy_officer_works_the_request_queue_in_the_console() {
     assert!(!a.body.contains(&bob));
 
     let entries = log_entries(&server, &install.admin_token).await;
-    let by_dora = |action: &str| {
-        entries.iter().any(|e| {
-            e["action"] == action
-                && e["actor"]["role"] == "privacy_team"
-                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
-        })
-    };
+    let by_dora = |action: &str| logged_by_staff(&entries, "privacy_team", action);
     for action in [
         "request.list",
         "request.read",
@@ -1233,12 +1236,7 @@ async fn a_support_agent_signs_in_in_chromium() {
     // The browser's reads and changes are logged under the person's pseudonym, with the role.
     let entries = log_entries(&server, &install.admin_token).await;
     for action in ["subject.read", "subject.lookup", "subject.correct", "break_glass.open"] {
-        assert!(
-            entries.iter().any(|e| e["action"] == action
-                && e["actor"]["role"] == "support_agent"
-                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))),
-            "{action}"
-        );
+        assert!(logged_by_staff(&entries, "support_agent", action), "{action}");
     }
 }
 
@@ -1304,12 +1302,7 @@ async fn a_privacy_officer_answers_requests_in_chromium() {
     let entries = log_entries(&server, &install.admin_token).await;
     for action in ["request.list", "request.read", "request.update", "subject.erase", "subject.report", "request.close"]
     {
-        assert!(
-            entries.iter().any(|e| e["action"] == action
-                && e["actor"]["role"] == "privacy_team"
-                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))),
-            "{action}"
-        );
+        assert!(logged_by_staff(&entries, "privacy_team", action), "{action}");
     }
 }
 
@@ -1445,13 +1438,7 @@ async fn a_privacy_officer_oversees_consent_and_sharing_in_the_console() {
     assert_eq!(a.status, 403, "a form without the session's token is refused");
 
     let entries = log_entries(&server, &install.admin_token).await;
-    let by_dora = |action: &str| {
-        entries.iter().any(|e| {
-            e["action"] == action
-                && e["actor"]["role"] == "privacy_team"
-                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
-        })
-    };
+    let by_dora = |action: &str| logged_by_staff(&entries, "privacy_team", action);
     for action in ["consent.counts", "grant.list", "recipient_notices.read", "recipient_notice.retry", "grant.revoke"] {
         assert!(by_dora(action), "{action}");
     }
@@ -1543,13 +1530,7 @@ async fn an_auditor_assesses_and_records_a_breach_in_the_console() {
     assert!(list.body.contains("authority notified"), "{}", list.body);
 
     let entries = log_entries(&server, &install.admin_token).await;
-    let by_dora = |action: &str| {
-        entries.iter().any(|e| {
-            e["action"] == action
-                && e["actor"]["role"] == "privacy_team"
-                && e["actor"]["token"].as_str().is_some_and(|t| t.starts_with("staff:stf_"))
-        })
-    };
+    let by_dora = |action: &str| logged_by_staff(&entries, "privacy_team", action);
     for action in ["breach.country", "breach.record", "breach.authority_notified"] {
         assert!(by_dora(action), "{action}: {entries:#?}");
     }

@@ -6,7 +6,7 @@
 //   node auditor.mjs CANDOR_URL CUSTOMER_ID TODAY SCREENSHOT_DIR
 //
 // Exit code 0 when every step passes; the first failure is printed.
-import { chromium } from 'playwright-core';
+import { check, launch, signIn } from './console.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -17,36 +17,12 @@ if (!base || !customer || !today || !shots) {
 }
 mkdirSync(shots, { recursive: true });
 
-function check(ok, what) {
-  if (!ok) throw new Error(what);
-  console.log(`ok - ${what}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-});
+const browser = await launch();
 let failed = false;
 try {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
-  const foreign = [];
-  let signedIn = false;
-  page.on('request', (r) => {
-    if (signedIn && new URL(r.url()).origin !== new URL(base).origin) foreign.push(r.url());
-  });
-  await page.goto(`${base}/console`);
-  await page.getByRole('link', { name: /Sign in with the company/ }).click();
-  await page.waitForSelector('input[name="login"]');
-  for (let i = 0; i < 5 && !page.url().startsWith(base); i += 1) {
-    if (await page.$('input[name="login"]')) {
-      await page.fill('input[name="login"]', 'dora');
-      await page.fill('input[name="password"]', 'pw');
-    }
-    await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
-  }
-  await page.waitForURL(`${base}/console`, { timeout: 15000 });
-  signedIn = true;
+  const foreign = await signIn(page, base, 'dora');
 
   // The log, filtered: the requests opened today about one customer.
   await page.getByRole('link', { name: 'The log' }).click();

@@ -8,7 +8,7 @@
 //   node staff.mjs CANDOR_URL SUBJECT_ID SCREENSHOT_DIR
 //
 // Exit code 0 when every step passes; the first failure is printed.
-import { chromium } from 'playwright-core';
+import { check, launch } from './console.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -19,15 +19,7 @@ if (!base || !subject || !shots) {
 }
 mkdirSync(shots, { recursive: true });
 
-function check(ok, what) {
-  if (!ok) throw new Error(what);
-  console.log(`ok - ${what}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-});
+const browser = await launch();
 let failed = false;
 try {
   const page = await browser.newPage();

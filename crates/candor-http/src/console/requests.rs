@@ -115,6 +115,17 @@ fn standing(r: &candor_vault::Request, now: i64) -> (String, bool) {
     }
 }
 
+/// The signed-in person behind a request page or form (a form's anti-forgery token `csrf`
+/// checked), authorized under the purpose their role answers privacy requests under.
+pub(super) async fn requests_person(
+    state: &AppState,
+    parts: &Parts,
+    csrf: Option<&str>,
+) -> Result<(Authorized, Person), Response> {
+    let (principal, person) = person(state, parts, csrf).await?;
+    requests_auth(state, principal, person).await
+}
+
 /// The queue's order and flags: overdue first, then by deadline; a second open request of the
 /// same kind from the same customer is marked. `now` is Candor's clock (ms); `me` the
 /// signed-in person's actor.
@@ -150,12 +161,8 @@ pub async fn requests(
     query: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
     parts: Parts,
 ) -> Response {
-    let (principal, person) = match person(&state, &parts, None).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let done = query.ok().and_then(|Query(q)| q.done).filter(|d| matches!(d.as_str(), "completed" | "rejected"));
-    let (auth, person) = match requests_auth(&state, principal, person).await {
+    let (auth, person) = match requests_person(&state, &parts, None).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -178,12 +185,8 @@ pub async fn close_request(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = form.map(|f| f.0).unwrap_or_default();
-    let (principal, person) = match person(&state, &parts, field(&form, "csrf")).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let back = Some(request_path(&id, None));
-    let (auth, person) = match requests_auth(&state, principal, person).await {
+    let (auth, person) = match requests_person(&state, &parts, field(&form, "csrf")).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -247,12 +250,8 @@ pub async fn request_page(
     query: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
     parts: Parts,
 ) -> Response {
-    let (principal, person) = match person(&state, &parts, None).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let done = query.ok().and_then(|Query(q)| q.done).filter(|d| DONE.contains(&d.as_str()));
-    let (auth, person) = match requests_auth(&state, principal, person).await {
+    let (auth, person) = match requests_person(&state, &parts, None).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -300,12 +299,8 @@ pub async fn update_request(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = form.map(|f| f.0).unwrap_or_default();
-    let (principal, person) = match person(&state, &parts, field(&form, "csrf")).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let back = Some(request_path(&id, None));
-    let (auth, person) = match requests_auth(&state, principal, person).await {
+    let (auth, person) = match requests_person(&state, &parts, field(&form, "csrf")).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -342,8 +337,7 @@ async fn request_and_customer(
     id: &str,
     csrf: Option<&str>,
 ) -> Result<(Authorized, Person, candor_vault::Request, SubjectId), Response> {
-    let (principal, person) = person(state, parts, csrf).await?;
-    let (auth, person) = requests_auth(state, principal, person).await?;
+    let (auth, person) = requests_person(state, parts, csrf).await?;
     let back = Some(request_path(id, None));
     let r = match state.vault.request(&auth, id).await {
         Ok(r) => r,

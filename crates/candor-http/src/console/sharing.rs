@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::requests::requests_auth;
-use super::{Person, RecordQuery, brand, person, refused};
+use super::requests::requests_person;
+use super::{Person, RecordQuery, brand, refused};
 use crate::AppState;
 use crate::grants::grant_state;
 use crate::pages::render;
@@ -90,12 +90,8 @@ pub async fn sharing(
     query: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
     parts: Parts,
 ) -> Response {
-    let (principal, person) = match person(&state, &parts, None).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
     let done = query.ok().and_then(|Query(q)| q.done).filter(|d| matches!(d.as_str(), "stopped" | "retried"));
-    let (auth, person) = match requests_auth(&state, principal, person).await {
+    let (auth, person) = match requests_person(&state, &parts, None).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -198,11 +194,7 @@ pub async fn stop_grant(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = form.map(|f| f.0).unwrap_or_default();
-    let (principal, person) = match person(&state, &parts, field(&form, "csrf")).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
-    let (auth, person) = match requests_auth(&state, principal, person).await {
+    let (auth, person) = match requests_person(&state, &parts, field(&form, "csrf")).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -220,11 +212,7 @@ pub async fn retry_notice(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = form.map(|f| f.0).unwrap_or_default();
-    let (principal, person) = match person(&state, &parts, field(&form, "csrf")).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
-    let (auth, person) = match requests_auth(&state, principal, person).await {
+    let (auth, person) = match requests_person(&state, &parts, field(&form, "csrf")).await {
         Ok(found) => found,
         Err(page) => return page,
     };
