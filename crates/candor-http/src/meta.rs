@@ -253,6 +253,51 @@ fn complete(doc: &mut Value) {
 mod tests {
     use super::*;
 
+    /// utoipa names a schema after its type and keeps one schema per name, so two types of
+    /// the same name would silently describe each other's bodies (a request's change body once
+    /// replaced the consent change body in the document). Every type deriving `ToSchema` in this
+    /// crate has a name of its own.
+    #[test]
+    fn every_schema_type_has_a_name_of_its_own() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut seen: std::collections::HashMap<String, std::path::PathBuf> = std::collections::HashMap::new();
+        let mut schemas = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let mut lines = text.lines().peekable();
+            while let Some(line) = lines.next() {
+                if !(line.trim_start().starts_with("#[derive(") && line.contains("ToSchema")) {
+                    continue;
+                }
+                // The type is on the first line after the attributes that names a struct or enum.
+                for next in lines.by_ref() {
+                    let words: Vec<&str> = next.split_whitespace().collect();
+                    if let Some(at) = words.iter().position(|w| *w == "struct" || *w == "enum") {
+                        let name =
+                            words[at + 1].trim_end_matches(['{', ';', '(']).split('<').next().unwrap().to_string();
+                        schemas += 1;
+                        if let Some(other) = seen.insert(name.clone(), file.clone()) {
+                            panic!("two schema types named {name}: {} and {}", other.display(), file.display());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(schemas > 30, "the scan found the schema types ({schemas})");
+    }
+
     #[test]
     fn the_openapi_document_is_built_once() {
         let first = openapi_document();
