@@ -653,6 +653,14 @@ async fn customers_see_their_own_requests_and_why_one_was_refused() {
     let r = privacy.patch(&format!("/v1/requests/{}", opened[1]), json!({"identity": "requested"})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 
+    // Nobody signed in: no requests are shown.
+    let stranger = Visitor::new(&server).get("/privacy/me/requests").await;
+    assert!(
+        matches!(stranger.status, 401 | 403) && !stranger.html.contains("Deleting your data"),
+        "{}",
+        stranger.status
+    );
+
     let mut visitor = Visitor::new(&server);
     visitor.sign_in(&link).await;
     let page = visitor.get("/privacy/me/requests").await;

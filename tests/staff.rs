@@ -1449,6 +1449,14 @@ async fn a_privacy_officer_oversees_consent_and_sharing_in_the_console() {
     let a = alice.get(&format!("{url}/console/sharing")).await;
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(!a.body.contains("href=\"/console/sharing\"") && !a.body.contains(&grant), "{}", a.body);
+    let alice_csrf =
+        between(&alice.get(&format!("{url}/console")).await.body, "name=\"csrf\" value=\"", "\"").to_string();
+    for form in
+        [format!("{url}/console/sharing/grants/{grant}/stop"), format!("{url}/console/sharing/notices/{notice}/retry")]
+    {
+        let a = alice.post_form(&form, &[("csrf", &alice_csrf)]).await;
+        assert_eq!(a.status, 403, "{form}: {}", a.body);
+    }
 }
 
 #[tokio::test]
@@ -1480,10 +1488,27 @@ async fn an_auditor_assesses_and_records_a_breach_in_the_console() {
         .unwrap()
         .to_string();
     let pseudonym = alice_actor.trim_start_matches("staff:").to_string();
-    // She may not assess: 403, no link, the refusal logged.
+    // She may not assess, record or update: 403, no link, the refusal logged.
     let a = alice.get(&format!("{url}/console/incidents")).await;
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(!a.body.contains("href=\"/console/incidents\""));
+    let alice_csrf = between(&read.body, "name=\"csrf\" value=\"", "\"").to_string();
+    let a = alice
+        .post_form(
+            &format!("{url}/console/incidents/record"),
+            &[
+                ("csrf", &alice_csrf),
+                ("nature", "A support agent's session was used from an unknown device"),
+                ("consequences", "Contact details of one customer may have been seen"),
+                ("measures", "The session was ended and the account's password reset"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = alice
+        .post_form(&format!("{url}/console/incidents/breach-x/update"), &[("csrf", &alice_csrf), ("step", "closed")])
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
 
     // Dora assesses what Alice's pseudonym could have exposed, with countries.
     let mut dora = Browser::new();
