@@ -758,3 +758,30 @@ async fn after_a_restart_the_map_is_rebuilt_from_the_log_to_the_same_root() {
     assert!(ok, "{err}");
     assert!(out.contains("completeness map: rebuilt from the entries; the map root in"), "{out}");
 }
+
+/// An app acting on a customer's request fetches the same proof over the API
+/// (`GET /v1/subjects/{id}/history-proof` under a customer-requests purpose), and it verifies
+/// offline; other purposes and roles are refused.
+#[tokio::test]
+async fn an_app_fetches_a_customers_history_proof_over_the_api_and_it_verifies() {
+    let install = Install::new();
+    let server = install.serve();
+    let backend = server.client(&install.token("shop_backend"), Some("account"));
+    let support = server.client(&install.token("support_agent"), Some("customer_support"));
+    let id = backend.create(json!({"email": "ada@example.com", "full_name": "Ada"})).await;
+    support.get(&format!("/v1/subjects/{id}")).await;
+    let path = format!("/v1/subjects/{id}/history-proof");
+    assert_eq!(backend.get(&path).await.code(), "purpose_not_allowed");
+    assert_eq!(support.with_purpose("privacy_requests").get(&path).await.status, 403);
+    let privacy = server.client(&install.token("privacy_team"), Some("privacy_requests"));
+    let r = privacy.get(&path).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["subject"], id.as_str());
+    let file = install.dir.path().join("api-history-proof.json");
+    std::fs::write(&file, serde_json::to_vec(&r.body).unwrap()).unwrap();
+    let key = server.anonymous().get("/v1/log/key").await.body["verifier_key"].as_str().unwrap().to_string();
+    let (ok, out, err) = candor(&["verify", "history", file.to_str().unwrap(), "--log-key", &key], install.dir.path());
+    assert!(ok && out.contains("VERIFIED"), "{out}{err}");
+    let unknown = format!("/v1/subjects/{}/history-proof", "7f0c2d4e-8a8b-4c1e-9d1a-2b3c4d5e6f70");
+    assert_eq!(privacy.get(&unknown).await.status, 404);
+}

@@ -537,24 +537,9 @@ pub async fn download(State(state): State<AppState>, me: SignedIn, form: FormDat
 
 /// The customer's history proof bundle as a file (`candor verify history` checks it).
 async fn history_bundle(state: &AppState, me: &SignedIn) -> Response {
-    let mut cosigned = state.witnesses.as_ref().and_then(|w| w.cosigned()).map(|c| c.note);
-    // This server does not hold the map of the checkpoint the witnesses cosigned last (it
-    // started since, or another server signed it): sign one now and have it cosigned at once.
-    if let Some(w) = &state.witnesses
-        && !matches!(&cosigned, Some(note) if state.vault.can_prove_against(note).await)
-    {
-        match state.vault.checkpoint().await {
-            Ok(signed) => {
-                w.push(&state.vault, &signed.note, state.vault.verifier_key()).await;
-                cosigned = w.cosigned().filter(|c| c.size == signed.size).map(|c| c.note).or(cosigned);
-            }
-            Err(e) => return error_page(state, e),
-        }
-    }
-    let witnesses = crate::vault::transparency::WitnessView {
-        cosigned,
-        keys: state.witnesses.as_ref().map(|w| w.keys()).unwrap_or_default(),
-        required: state.witnesses.as_ref().map_or(0, |w| w.required()),
+    let witnesses = match crate::witnesses::witness_view(state).await {
+        Ok(w) => w,
+        Err(e) => return error_page(state, e),
     };
     match state.vault.own_history_bundle(&me.session, witnesses).await {
         Ok(bundle) => {

@@ -228,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/subjects/{id}/events", get(subjects::list_events).post(subjects::append_event))
         .route("/v1/subjects/{id}/access-log", get(log::access_log))
+        .route("/v1/subjects/{id}/history-proof", get(log::history_proof))
         .route("/v1/subjects/{id}/consents", get(consents::get_consents).post(consents::post_consents))
         .route("/v1/subjects/{id}/consents/history", get(consents::get_history))
         .route("/v1/subjects/{id}/consents/receipts/{receipt_id}", get(consents::get_receipt))

@@ -509,3 +509,28 @@ mod tests {
         }
     }
 }
+
+/// Customer `id`'s history proof bundle, for an app or staff acting on the customer's request:
+/// every log entry naming them up to a checkpoint the witnesses cosigned, each with its
+/// inclusion proof, and their completeness-map proof against that checkpoint (the format of
+/// `docs/proofs.md`; `candor verify history` checks it offline). The same file the customer
+/// downloads in the privacy center. Under a purpose declared customer_requests = true; logged
+/// (`access_log.read`).
+#[utoipa::path(get, path = "/v1/subjects/{id}/history-proof", tag = "log",
+    params(SubjectIdParam, ("Candor-Purpose" = String, Header, description = "A purpose declared customer_requests = true")),
+    responses(
+        (status = 200, description = "The history proof bundle (JSON, docs/proofs.md)", body = Object),
+        (status = 403, description = "`purpose_not_allowed`, `policy_forbids`", body = ErrorBody),
+        (status = 404, description = "`subject_not_found`", body = ErrorBody),
+        (status = 410, description = "`subject_erased`", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn history_proof(
+    State(state): State<AppState>,
+    auth: Authorized,
+    SubjectPath(id): SubjectPath,
+) -> Result<Response, ApiError> {
+    let witnesses = crate::witnesses::witness_view(&state).await?;
+    let bundle = state.vault.history_bundle(&auth, id, witnesses).await?;
+    Ok(Json(bundle).into_response())
+}

@@ -138,6 +138,7 @@ a JSON body naming a key twice in one object is refused (400)."
         log::witnesses,
         log::key,
         log::entries,
+        log::history_proof,
         log::inclusion,
         log::consistency,
         log::access_log,

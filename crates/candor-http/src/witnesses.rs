@@ -348,3 +348,25 @@ pub fn spawn_pusher(vault: Vault, witnesses: Arc<Witnesses>, interval_seconds: u
         }
     });
 }
+
+/// What a history proof bundle needs of the witnesses: the checkpoint they cosigned last that
+/// this server can prove against, their keys and how many must cosign. When this server does not
+/// hold the map of that checkpoint (it started since, or another server signed it), it signs
+/// one now and has the witnesses cosign it at once.
+pub async fn witness_view(
+    state: &crate::AppState,
+) -> Result<candor_vault::transparency::WitnessView, candor_vault::VaultError> {
+    let mut cosigned = state.witnesses.as_ref().and_then(|w| w.cosigned()).map(|c| c.note);
+    if let Some(w) = &state.witnesses
+        && !matches!(&cosigned, Some(note) if state.vault.can_prove_against(note).await)
+    {
+        let signed = state.vault.checkpoint().await?;
+        w.push(&state.vault, &signed.note, state.vault.verifier_key()).await;
+        cosigned = w.cosigned().filter(|c| c.size == signed.size).map(|c| c.note).or(cosigned);
+    }
+    Ok(candor_vault::transparency::WitnessView {
+        cosigned,
+        keys: state.witnesses.as_ref().map(|w| w.keys()).unwrap_or_default(),
+        required: state.witnesses.as_ref().map_or(0, |w| w.required()),
+    })
+}

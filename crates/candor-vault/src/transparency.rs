@@ -180,11 +180,32 @@ impl Vault {
         session: &crate::center::CustomerSession,
         witnesses: WitnessView,
     ) -> Result<candor_log::history::HistoryBundle, VaultError> {
+        self.bundle(session.auth(), session.subject, witnesses).await
+    }
+
+    /// Customer `id`'s history proof bundle for an app or staff acting on their request
+    /// (`GET /v1/subjects/{id}/history-proof`): as [`Vault::own_history_bundle`], under a
+    /// purpose declared `customer_requests = true` (refused, and the refusal logged, otherwise).
+    pub async fn history_bundle(
+        &self,
+        auth: &crate::Authorized,
+        id: SubjectId,
+        witnesses: WitnessView,
+    ) -> Result<candor_log::history::HistoryBundle, VaultError> {
+        self.require_customer_requests(auth, candor_log::Action::AccessLogRead, id).await?;
+        self.bundle(auth, id, witnesses).await
+    }
+
+    async fn bundle(
+        &self,
+        auth: &crate::Authorized,
+        id: SubjectId,
+        witnesses: WitnessView,
+    ) -> Result<candor_log::history::HistoryBundle, VaultError> {
         use base64::Engine;
         use base64::engine::general_purpose::STANDARD;
         use candor_log::history::{BUNDLE_FORMAT, HistoryBundle, WireEntry, WireMapProof};
 
-        let id = session.subject;
         self.store.load_subject(id, &[]).await?.ok_or(VaultError::SubjectNotFound)?;
         let ctx = self.log_context();
         let subject = id.to_string();
@@ -227,7 +248,7 @@ impl Vault {
                 inclusion_proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
             });
         }
-        let log = self.audit(session.auth(), candor_log::Action::AccessLogRead, &[id]).decision("full").record();
+        let log = self.audit(auth, candor_log::Action::AccessLogRead, &[id]).decision("full").record();
         self.store.append_log(vec![log]).await?;
         Ok(HistoryBundle {
             format: BUNDLE_FORMAT.into(),
