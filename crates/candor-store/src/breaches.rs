@@ -21,8 +21,15 @@ pub struct Breach {
 
 #[async_trait]
 pub trait BreachStore: Send + Sync {
-    /// Records a breach and the customers it affects (those that still exist); logged.
-    async fn record_breach(&self, breach: Breach, subjects: Vec<SubjectId>, log: LogRecord) -> Result<(), StoreError>;
+    /// Records a breach and the customers it affects (those that still exist), and appends
+    /// `logs` (its entry, in as many parts as it takes to name every customer) in the same
+    /// transaction.
+    async fn record_breach(
+        &self,
+        breach: Breach,
+        subjects: Vec<SubjectId>,
+        logs: Vec<LogRecord>,
+    ) -> Result<(), StoreError>;
 
     /// Every breach, newest first.
     async fn breaches(&self) -> Result<Vec<Breach>, StoreError>;

@@ -31,9 +31,15 @@ pub fn split_names(stored: &str) -> Vec<String> {
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
-    /// Stores a grant with its customers (those that still exist); logged. Returns how many
-    /// customers it holds.
-    async fn create_grant(&self, grant: Grant, subjects: Vec<SubjectId>, log: LogRecord) -> Result<u64, StoreError>;
+    /// Stores a grant with its customers (those that still exist) and appends `logs` (its entry,
+    /// in as many parts as it takes to name every customer) in the same transaction. Returns how
+    /// many customers it holds.
+    async fn create_grant(
+        &self,
+        grant: Grant,
+        subjects: Vec<SubjectId>,
+        logs: Vec<LogRecord>,
+    ) -> Result<u64, StoreError>;
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
 
@@ -49,8 +55,9 @@ pub trait GrantStore: Send + Sync {
     /// not expired, reads left); otherwise `false` and nothing changes.
     async fn count_grant_read(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError>;
 
-    /// Revokes the grant; logged. `false` if it does not exist or was already revoked.
-    async fn revoke_grant(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError>;
+    /// Revokes the grant and appends `logs` (every part of its entry) in the same transaction.
+    /// `false`, with nothing logged, if it does not exist or was already revoked.
+    async fn revoke_grant(&self, id: &str, now: Millis, logs: Vec<LogRecord>) -> Result<bool, StoreError>;
 
     /// Every grant, newest first.
     async fn grants(&self) -> Result<Vec<Grant>, StoreError>;

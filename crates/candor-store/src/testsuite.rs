@@ -110,7 +110,7 @@ async fn breaches_are_recorded_with_their_customers_and_their_clock(store: &dyn 
         authority_notified_at: None,
         closed_at: None,
     };
-    store.record_breach(breach.clone(), vec![a, SubjectId::random()], log("breach", None)).await.unwrap();
+    store.record_breach(breach.clone(), vec![a, SubjectId::random()], vec![log("breach", None)]).await.unwrap();
     assert_eq!(store.breaches().await.unwrap().iter().find(|x| x.id == "br-1"), Some(&breach));
     assert_eq!(store.breaches_of(a).await.unwrap().len(), 1);
     assert!(store.breaches_of(b).await.unwrap().is_empty());
@@ -247,8 +247,10 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
         revoked_at: None,
     };
     let (log_before, _) = store.log_head().await.unwrap();
-    let held =
-        store.create_grant(grant("g-1", Some(2)), vec![a, b, SubjectId::random()], log("grant", None)).await.unwrap();
+    let held = store
+        .create_grant(grant("g-1", Some(2)), vec![a, b, SubjectId::random()], vec![log("grant", None)])
+        .await
+        .unwrap();
     assert_eq!(held, 2, "customers that do not exist are not held");
     assert_eq!(store.grant("g-1").await.unwrap().unwrap(), grant("g-1", Some(2)));
     let mut all = vec![a, b];
@@ -265,14 +267,39 @@ async fn grants_count_reads_until_revoked_expired_or_used_up_and_lose_erased_cus
     assert!(store.count_grant_read("g-1", 2_000, log("read 2", None)).await.unwrap());
     assert!(!store.count_grant_read("g-1", 2_000, log("read 3", None)).await.unwrap());
     assert_eq!(store.grant("g-1").await.unwrap().unwrap().reads, 2);
-    store.create_grant(grant("g-22", None), vec![a], log("grant 2", None)).await.unwrap();
-    assert!(store.revoke_grant("g-22", 3_000, log("revoke", None)).await.unwrap());
-    assert!(!store.revoke_grant("g-22", 3_100, log("revoke again", None)).await.unwrap());
+    store.create_grant(grant("g-22", None), vec![a], vec![log("grant 2", None)]).await.unwrap();
+    assert!(store.revoke_grant("g-22", 3_000, vec![log("revoke", None)]).await.unwrap());
+    assert!(!store.revoke_grant("g-22", 3_100, vec![log("revoke again", None)]).await.unwrap());
     assert!(!store.count_grant_read("g-22", 3_200, log("after revoke", None)).await.unwrap());
     assert_eq!(store.log_head().await.unwrap().0, log_before + 5);
 
+    // An entry in several parts (a grant of more customers than one entry names) commits with
+    // its change, all of it or nothing: a grant that fails (its id is taken) logs no part, and a
+    // revocation that changes nothing (revoked already) logs no part either.
+    let parts = |what: &str| vec![log(&format!("{what} part 1"), Some(a)), log(&format!("{what} part 2"), Some(b))];
+    let (size, _) = store.log_head().await.unwrap();
+    assert!(store.create_grant(grant("g-1", None), vec![a, b], parts("grant taken")).await.is_err());
+    assert_eq!(store.log_head().await.unwrap().0, size, "a failed grant logs none of its parts");
+    assert_eq!(store.create_grant(grant("g-333", None), vec![a, b], parts("grant in parts")).await.unwrap(), 2);
+    assert!(store.revoke_grant("g-333", 3_000, parts("revoke in parts")).await.unwrap());
+    assert!(!store.revoke_grant("g-333", 3_100, parts("revoke in parts again")).await.unwrap());
+    assert!(!store.revoke_grant("g-none", 3_100, parts("revoke nothing")).await.unwrap());
+    let added: Vec<String> = store
+        .log_entries(size, size + 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| String::from_utf8(e).unwrap())
+        .collect();
+    let expected: Vec<String> =
+        ["grant in parts part 1", "grant in parts part 2", "revoke in parts part 1", "revoke in parts part 2"]
+            .iter()
+            .map(|w| format!("{{\"test\":\"{w}\"}}"))
+            .collect();
+    assert_eq!(added, expected, "every part with its change, once");
+
     let ids: Vec<String> = store.grants_of(a).await.unwrap().into_iter().map(|g| g.id).collect();
-    assert_eq!(ids, ["g-1", "g-22"]);
+    assert_eq!(ids, ["g-1", "g-22", "g-333"]);
     // The certificate is made from the recipients the erasure writes notices to: one per
     // recipient, with the fields of all its grants.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -122,8 +122,8 @@ impl Audit {
 
     /// The records to append for a change that may concern any number of customers: one entry
     /// per [`MAX_ENTRY_SUBJECTS`] customers, in order, each detail ending `(part i of n)` when
-    /// there are several. Append them all (in one store call, or the first ones just before
-    /// the store call that takes the last), so each customer's access log finds its part.
+    /// there are several. Append them all in the store call that makes the change (a change
+    /// commits with every part of its entry), so each customer's access log finds its part.
     pub fn records(self) -> Vec<LogRecord> {
         if self.subjects.len() <= MAX_ENTRY_SUBJECTS {
             return vec![self.record()];

@@ -119,7 +119,7 @@ impl Vault {
             authority_notified_at: None,
             closed_at: None,
         };
-        let mut parts = self
+        let parts = self
             .entry(by, candor_log::Action::BreachRecord)
             .subjects(&input.subjects)
             .detail(format!(
@@ -129,12 +129,8 @@ impl Vault {
                 breach.categories.join(", ")
             ))
             .records();
-        // More customers than one entry names: the first parts go in before the record.
-        let log = parts.pop().expect("at least one part");
-        if !parts.is_empty() {
-            self.store.append_log(parts).await?;
-        }
-        self.store.record_breach(breach.clone(), input.subjects.clone(), log).await?;
+        // More customers than one entry names: every part commits with the record.
+        self.store.record_breach(breach.clone(), input.subjects.clone(), parts).await?;
         // Notices are sent under a legal obligation (Art. 34).
         let purpose = self
             .catalog

@@ -271,18 +271,14 @@ impl Vault {
             reads: 0,
             revoked_at: None,
         };
-        let mut parts = self
+        let parts = self
             .audit(auth, candor_log::Action::GrantCreate, &included)
             .fields(&grant.fields)
             .detail(format!("grant {} to {}; left out: {without_consent} without consent, {restricted} restricted, {not_found} unknown", grant.id, grant.recipient))
             .records();
-        // More customers than one entry names: the first parts go in before the grant exists.
-        let log = parts.pop().expect("at least one part");
-        if !parts.is_empty() {
-            self.store.append_log(parts).await?;
-        }
+        // More customers than one entry names: every part commits with the grant.
         let asked = included.len() as u64;
-        let held = self.store.create_grant(grant.clone(), included, log).await?;
+        let held = self.store.create_grant(grant.clone(), included, parts).await?;
         // A customer erased between the checks and the grant is not held.
         not_found += asked.saturating_sub(held);
         Ok(Ok(GrantCreated { grant, credential, included: held, without_consent, restricted, not_found }))
@@ -350,17 +346,14 @@ impl Vault {
             return Ok(g);
         }
         let subjects = self.store.grant_subjects(&g.id, None, MAX_GRANT_SUBJECTS as u32).await?;
-        let mut parts = self
+        let parts = self
             .entry(by, candor_log::Action::GrantRevoke)
             .purpose(&PurposeId::new(g.purpose.as_str()))
             .subjects(&subjects)
             .detail(format!("grant {}", g.id))
             .records();
-        let log = parts.pop().expect("at least one part");
-        if !parts.is_empty() {
-            self.store.append_log(parts).await?;
-        }
-        self.store.revoke_grant(&g.id, self.now_millis(), log).await?;
+        // Every part commits with the revocation; revoked meanwhile, nothing is logged.
+        self.store.revoke_grant(&g.id, self.now_millis(), parts).await?;
         Ok(self.store.grant(&g.id).await?.unwrap_or(g))
     }
 

@@ -26,7 +26,7 @@ pub(crate) async fn record_breach(
     c: &impl Exec,
     b: Breach,
     subjects: Vec<SubjectId>,
-    log: LogRecord,
+    logs: Vec<LogRecord>,
 ) -> Result<(), StoreError> {
     let sql = sql!(
         "INSERT INTO breaches (id, detected_at, recorded_at, nature, categories, customers, consequences, measures,
@@ -56,7 +56,7 @@ pub(crate) async fn record_breach(
             c.execute(sql, args![&b.id, id]).await?;
         }
     }
-    c.log(log).await
+    c.log_all(logs).await
 }
 
 pub(crate) async fn breaches(c: &impl Exec, subject: Option<SubjectId>) -> Result<Vec<Breach>, StoreError> {
@@ -111,9 +111,9 @@ macro_rules! impl_breach_store {
                     &self,
                     b: Breach,
                     subjects: Vec<SubjectId>,
-                    log: LogRecord,
+                    logs: Vec<LogRecord>,
                 ) -> Result<(), StoreError> {
-                    self.run_tx(move |c| Box::pin(op::record_breach(c, b, subjects, log))).await
+                    self.run_tx(move |c| Box::pin(op::record_breach(c, b, subjects, logs))).await
                 }
 
                 async fn breaches(&self) -> Result<Vec<Breach>, StoreError> {

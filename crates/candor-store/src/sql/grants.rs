@@ -55,7 +55,7 @@ pub(crate) async fn create_grant(
     c: &impl Exec,
     g: Grant,
     subjects: Vec<SubjectId>,
-    log: LogRecord,
+    logs: Vec<LogRecord>,
 ) -> Result<u64, StoreError> {
     let sql =
         sql!(concat!("INSERT INTO grants (", columns!(""), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, NULL)"));
@@ -92,7 +92,7 @@ pub(crate) async fn create_grant(
             held += c.execute(sql, args![&g.id, id]).await?;
         }
     }
-    c.log(log).await?;
+    c.log_all(logs).await?;
     Ok(held)
 }
 
@@ -126,9 +126,18 @@ pub(crate) async fn count_grant_read(
     change_logged(c, sql, args![&id, now], Some(log)).await
 }
 
-pub(crate) async fn revoke_grant(c: &impl Exec, id: String, now: Millis, log: LogRecord) -> Result<bool, StoreError> {
+pub(crate) async fn revoke_grant(
+    c: &impl Exec,
+    id: String,
+    now: Millis,
+    logs: Vec<LogRecord>,
+) -> Result<bool, StoreError> {
     let sql = sql!("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL");
-    change_logged(c, sql, args![&id, now], Some(log)).await
+    if c.execute(sql, args![&id, now]).await? == 0 {
+        return Ok(false);
+    }
+    c.log_all(logs).await?;
+    Ok(true)
 }
 
 pub(crate) async fn grant_sizes(c: &impl Exec) -> Result<Vec<(String, u64)>, StoreError> {
@@ -169,9 +178,9 @@ macro_rules! impl_grant_store {
                     &self,
                     g: Grant,
                     subjects: Vec<SubjectId>,
-                    log: LogRecord,
+                    logs: Vec<LogRecord>,
                 ) -> Result<u64, StoreError> {
-                    self.run_tx(move |c| Box::pin(op::create_grant(c, g, subjects, log))).await
+                    self.run_tx(move |c| Box::pin(op::create_grant(c, g, subjects, logs))).await
                 }
 
                 async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -194,9 +203,9 @@ macro_rules! impl_grant_store {
                     self.run_tx(move |c| Box::pin(op::count_grant_read(c, id, now, log))).await
                 }
 
-                async fn revoke_grant(&self, id: &str, now: Millis, log: LogRecord) -> Result<bool, StoreError> {
+                async fn revoke_grant(&self, id: &str, now: Millis, logs: Vec<LogRecord>) -> Result<bool, StoreError> {
                     let id = id.to_string();
-                    self.run_tx(move |c| Box::pin(op::revoke_grant(c, id, now, log))).await
+                    self.run_tx(move |c| Box::pin(op::revoke_grant(c, id, now, logs))).await
                 }
 
                 async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
