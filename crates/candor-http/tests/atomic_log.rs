@@ -55,6 +55,8 @@ struct Fixture {
     support: String,
     marketing: String,
     customers: Mutex<Vec<SubjectId>>,
+    /// The headers of the last answer (a session cookie).
+    last_headers: Mutex<header::HeaderMap>,
 }
 
 /// What a case expects of the log and of the data.
@@ -66,6 +68,9 @@ enum Expect {
     /// Refused or invalid: the data is unchanged, and the log holds at most one new entry, a
     /// refusal (`decision: denied`).
     Refused,
+    /// A retry with the same `Idempotency-Key`: the first answer again, with no change and no
+    /// entry.
+    Replayed,
 }
 
 #[derive(Clone, Copy)]
@@ -117,13 +122,24 @@ impl Fixture {
             token("support_agent").await,
             token("marketing_tool").await,
         );
-        Fixture { vault, clock, admin, shop, privacy, support, marketing, customers: Mutex::new(Vec::new()) }
+        Fixture {
+            vault,
+            clock,
+            admin,
+            shop,
+            privacy,
+            support,
+            marketing,
+            customers: Mutex::new(Vec::new()),
+            last_headers: Mutex::default(),
+        }
     }
 
     async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
         let app = router(AppState::new(self.vault.clone(), settings()).unwrap());
         let response = app.oneshot(request).await.unwrap();
         let status = response.status();
+        *self.last_headers.lock().unwrap() = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
@@ -212,6 +228,11 @@ impl Fixture {
                     let after = self.snapshot().await;
                     assert_ne!(before, after, "{name}: the change is visible");
                 }
+            }
+            Expect::Replayed => {
+                assert!(entries.is_empty(), "{name}: a replay logs nothing:\n    {}", shown());
+                let after = self.snapshot().await;
+                assert_eq!(before, after, "{name}: nothing changed");
             }
             Expect::Refused => {
                 assert!(entries.len() <= 1, "{name}: at most the refusal is logged:\n    {}", shown());
@@ -437,6 +458,37 @@ async fn every_mutating_route_commits_its_change_with_its_entry(vault: Vault, cl
     for (name, request, status) in cases {
         fx.run(Case { name, request, status, expect: Expect::Refused }).await;
     }
+
+    // A retry with the same Idempotency-Key applies the change once and logs it once.
+    let keyed = |key: &str, body: &str| {
+        let mut r = request("POST", &events(alice), shop, Some("order_fulfilment"), Some(body));
+        r.headers_mut().insert("Idempotency-Key", key.parse().unwrap());
+        r
+    };
+    let first = fx
+        .run(Case {
+            name: "event with an idempotency key",
+            request: keyed("evt-1", &purchase),
+            status: StatusCode::CREATED,
+            expect: done("event.append", Subject::Is(alice)),
+        })
+        .await;
+    let again = fx
+        .run(Case {
+            name: "the same event retried with its idempotency key",
+            request: keyed("evt-1", &purchase),
+            status: StatusCode::CREATED,
+            expect: Expect::Replayed,
+        })
+        .await;
+    assert_eq!(first, again, "the retry gets the first answer");
+    fx.run(Case {
+        name: "another event under a used idempotency key",
+        request: keyed("evt-1", &json_body(json!({"type": "purchase", "data": {"item": "Pen"}}))),
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        expect: Expect::Refused,
+    })
+    .await;
 
     // ---- POST /v1/subjects/{id}/consents
     let consents = |id: SubjectId| format!("/v1/subjects/{id}/consents");
@@ -1120,6 +1172,109 @@ async fn every_mutating_route_commits_its_change_with_its_entry(vault: Vault, cl
     for (name, request, status) in cases {
         fx.run(Case { name, request, status, expect: Expect::Refused }).await;
     }
+
+    privacy_center_forms(&fx, alice, bob).await;
+}
+
+/// The privacy center's forms (a signed-in customer acting on themself), after the API's routes.
+async fn privacy_center_forms(fx: &Fixture, alice: SubjectId, bob: SubjectId) {
+    let v = &fx.vault;
+    let links = acting_as(v, "shop_backend", "privacy_requests").await;
+    let form = |path: &str, cookie: Option<&str>, fields: &[(&str, &str)]| {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| {
+                format!("{k}={}", v.replace('%', "%25").replace(' ', "+").replace('@', "%40").replace('&', "%26"))
+            })
+            .collect();
+        let mut r = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.join("&")))
+            .unwrap();
+        if let Some(c) = cookie {
+            r.headers_mut().insert(header::COOKIE, format!("candor_session={c}").parse().unwrap());
+        }
+        r
+    };
+    let sign_in = async |id: SubjectId, name: &'static str| -> String {
+        let link = v.create_sign_in_link(&links, id).await.unwrap();
+        fx.run(Case {
+            name,
+            request: form("/privacy/sign-in", None, &[("link", link.secret.as_str())]),
+            status: StatusCode::SEE_OTHER,
+            expect: done_elsewhere("privacy_center.sign_in", Subject::Is(id)),
+        })
+        .await;
+        let cookie = fx.last_headers.lock().unwrap()[header::SET_COOKIE].to_str().unwrap().to_string();
+        let secret = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+        fx.run(Case {
+            name: "sign in again with a used link",
+            request: form("/privacy/sign-in", None, &[("link", link.secret.as_str())]),
+            status: StatusCode::GONE,
+            expect: Expect::Refused,
+        })
+        .await;
+        secret
+    };
+
+    let session = sign_in(bob, "sign in to the privacy center").await;
+    let csrf = candor_crypto::csrf_token(&session);
+    fx.run(Case {
+        name: "sign out with a forged form",
+        request: form("/privacy/sign-out", Some(&session), &[("csrf", "forged")]),
+        status: StatusCode::FORBIDDEN,
+        expect: Expect::Refused,
+    })
+    .await;
+    fx.run(Case {
+        name: "sign out",
+        request: form("/privacy/sign-out", Some(&session), &[("csrf", &csrf)]),
+        status: StatusCode::OK,
+        expect: done_elsewhere("privacy_center.sign_out", Subject::Is(bob)),
+    })
+    .await;
+
+    let session = sign_in(alice, "sign in to the privacy center (to correct and delete)").await;
+    let csrf = candor_crypto::csrf_token(&session);
+    fx.run(Case {
+        name: "correct one's own name",
+        request: form("/privacy/me/correct", Some(&session), &[("csrf", &csrf), ("full_name", "Alice Herself")]),
+        status: StatusCode::OK,
+        expect: done("subject.correct", Subject::Is(alice)),
+    })
+    .await;
+    let cases = [
+        (
+            "correct one's own data with a forged form",
+            form("/privacy/me/correct", Some(&session), &[("csrf", "forged"), ("full_name", "Mallory")]),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "correct one's own e-mail to an invalid one",
+            form("/privacy/me/correct", Some(&session), &[("csrf", &csrf), ("email", "not an address")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "correct without a session",
+            form("/privacy/me/correct", None, &[("csrf", &csrf), ("full_name", "Mallory")]),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "delete oneself without confirming",
+            form("/privacy/me/delete", Some(&session), &[("csrf", &csrf)]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (name, request, status) in cases {
+        fx.run(Case { name, request, status, expect: Expect::Refused }).await;
+    }
+    fx.run(Case {
+        name: "delete oneself",
+        request: form("/privacy/me/delete", Some(&session), &[("csrf", &csrf), ("confirm", "yes")]),
+        status: StatusCode::OK,
+        expect: done("subject.erase", Subject::Is(alice)),
+    })
+    .await;
 }
 
 #[tokio::test]
