@@ -714,6 +714,41 @@ async fn a_support_agent_serves_a_customer_in_the_console() {
     assert!(phone_row.contains("+442079460000") && phone_row.contains("in full"), "{phone_row}");
     assert!(!page.body.contains("Open break-glass"), "no second override while one is open");
 
+    // An event the catalog lets customer_support record: a purchase, with what happened. An
+    // empty note, or a type the purpose may not record, is refused and stores nothing.
+    assert!(page.body.contains("<option value=\"purchase\">") && !page.body.contains("page_view"));
+    let events = format!("{url}/console/customers/{id}/events");
+    let note = "Customer called: parcel arrived damaged, replacement sent";
+    let a = alice
+        .post_form(
+            &events,
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("event_type", "purchase"), ("note", " ")],
+        )
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let a = alice
+        .post_form(
+            &events,
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("event_type", "page_view"), ("note", note)],
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = alice
+        .post_form(
+            &events,
+            &[("csrf", &csrf), ("purpose", "customer_support"), ("event_type", "purchase"), ("note", note)],
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let page = alice.get(&format!("{url}{}", a.location.unwrap())).await;
+    assert!(page.body.contains("The event is recorded and logged."), "{}", page.body);
+    let listed = server
+        .client(&install.token("support_agent"), Some("customer_support"))
+        .get(&format!("/v1/subjects/{id}/events"))
+        .await;
+    assert_eq!(listed.body["events"].as_array().map(Vec::len), Some(1), "{:?}", listed.body);
+    assert_eq!(listed.body["events"][0]["data"]["note"], note);
+
     // Every step is in the log under Alice's pseudonym and role, as the API's calls would be.
     let entries = log_entries(&server, &install.admin_token).await;
     let by_alice = |action: &str, decision: Option<&str>| {
@@ -729,9 +764,16 @@ async fn a_support_agent_serves_a_customer_in_the_console() {
     assert!(by_alice("subject.read", Some("break_glass")));
     assert!(by_alice("subject.correct", None));
     assert!(by_alice("break_glass.open", Some("break_glass")));
+    assert!(by_alice("event.append", None));
+    assert!(by_alice("event.append", Some("denied")), "the page_view attempt is a logged refusal");
     assert!(by_alice("access.denied", None), "the marketing read is a logged refusal");
     let text = serde_json::to_string(&entries).unwrap();
-    assert!(!text.contains("Lovelace") && !text.contains("ada@example.com") && !text.contains("courier"));
+    assert!(
+        !text.contains("Lovelace")
+            && !text.contains("ada@example.com")
+            && !text.contains("courier")
+            && !text.contains("damaged")
+    );
 }
 
 /// The console's request queue (issue 23 §2, first part): a privacy officer sees open requests

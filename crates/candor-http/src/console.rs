@@ -1,14 +1,16 @@
-//! The staff console's work pages (issue 23, first part: find and serve a customer).
+//! The staff console's customer pages (find and serve a customer), and what every console page
+//! shares (the signed-in `Person`, refusals as pages); the other pages are the submodules.
 //!
 //! Server-rendered forms over the same vault operations as the API, with the person's staff
 //! session as the caller: `GET /console/customers` (find by a lookup field under a purpose the
 //! person chooses, every time), `POST /console/customers/find`, `GET /console/customers/{id}`
 //! (the record as the policy lets the role see it, masked fields marked), `POST
-//! /console/customers/{id}/correct` and `POST /console/customers/{id}/break-glass`.
+//! /console/customers/{id}/correct`, `POST /console/customers/{id}/events`, `POST
+//! /console/customers/{id}/break-glass` and `POST /console/customers/{id}/erase`.
 //!
 //! Nothing here decides who may do what: every page calls `Vault::authorize` and the same vault
 //! method as the API route it mirrors, so the policy decisions and log entries are the API's
-//! (`subject.lookup`, `subject.read`, `subject.correct`, `break_glass.open`). Forms carry the
+//! (`subject.lookup`, `subject.read`, `subject.correct`, `event.append`, `break_glass.open`). Forms carry the
 //! session's anti-forgery token; `[staff.require_mfa]` guards the break-glass form as it guards
 //! the API call. Personal values are shown to the person, never put in a URL or the server log:
 //! the search is a POST and the record's address holds only the customer id and the purpose.
@@ -86,6 +88,8 @@ struct CustomerPage {
     withheld: Vec<String>,
     /// Fields this page offers to correct (text-like values the purpose covers).
     correctable: Vec<String>,
+    /// Event types the catalog lets this purpose record.
+    event_types: Vec<String>,
     /// Until when (UTC) an open break-glass override unmasks this customer for this person.
     break_glass_until: Option<String>,
     may_break_glass: bool,
@@ -355,7 +359,8 @@ fn customer_page(
         break_glass_until,
         may_break_glass: role.is_some_and(|r| r.break_glass) && !view.break_glass,
         may_erase: role.is_some_and(|r| r.erase) && catalog.purpose(purpose).is_some_and(|p| p.customer_requests),
-        done: done.filter(|d| matches!(d.as_str(), "corrected" | "break_glass")),
+        event_types: catalog.events.iter().filter(|e| e.allows(&auth.purpose)).map(|e| e.name.to_string()).collect(),
+        done: done.filter(|d| matches!(d.as_str(), "corrected" | "break_glass" | "event")),
     }
 }
 
@@ -454,6 +459,45 @@ pub async fn break_glass(
     let back = Some(record_path(id, auth.purpose.as_str(), None));
     match state.vault.open_break_glass(&auth, id, field(&form, "reason")).await {
         Ok(_) => Redirect::to(&record_path(id, auth.purpose.as_str(), Some("break_glass"))).into_response(),
+        Err(e) => refused(&state, Some(person), e.into(), back),
+    }
+}
+
+/// Longest note a console event holds.
+const EVENT_NOTE_MAX: usize = 2000;
+
+/// `POST /console/customers/{id}/events` (form: `csrf`, `purpose`, `event_type`, `note`):
+/// `POST /v1/subjects/{id}/events` with `{"type": event_type, "data": {"note": note}}` — same
+/// rules (the catalog's event types for the purpose, the policy), same log entry.
+pub async fn append_event(
+    State(state): State<AppState>,
+    axum::extract::Path(raw): axum::extract::Path<String>,
+    parts: Parts,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let (auth, person, id) = match form_context(&state, &parts, &raw, &form).await {
+        Ok(c) => c,
+        Err(page) => return page,
+    };
+    let back = Some(record_path(id, auth.purpose.as_str(), None));
+    let note = field(&form, "note").unwrap_or("").trim();
+    if note.is_empty() || note.chars().count() > EVENT_NOTE_MAX {
+        let e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+            format!("say what happened in 1 to {EVENT_NOTE_MAX} characters"),
+        )
+        .with_field("note");
+        return refused(&state, Some(person), e, back);
+    }
+    let input = crate::vault::NewEventInput {
+        event_type: field(&form, "event_type").unwrap_or("").trim().to_string(),
+        data: serde_json::json!({ "note": note }),
+        occurred_at: None,
+    };
+    match state.vault.append_event(&auth, id, input).await {
+        Ok(_) => Redirect::to(&record_path(id, auth.purpose.as_str(), Some("event"))).into_response(),
         Err(e) => refused(&state, Some(person), e.into(), back),
     }
 }

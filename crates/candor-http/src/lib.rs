@@ -182,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/customers/{id}", get(console::record))
         .route("/console/customers/{id}/correct", post(console::correct))
         .route("/console/customers/{id}/break-glass", post(console::break_glass))
+        .route("/console/customers/{id}/events", post(console::append_event))
         .route("/console/customers/{id}/erase", post(console::erase))
         .route("/console/requests", get(console::requests))
         .route("/console/log", get(console::log))
