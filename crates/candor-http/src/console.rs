@@ -169,6 +169,17 @@ async fn person(state: &AppState, parts: &Parts, csrf: Option<&str>) -> Result<(
     Ok((principal, person))
 }
 
+/// The signed-in person behind an auditor's page or form (a form's anti-forgery token `csrf`
+/// checked), refused — and the refusal logged — unless their role audits (admin or
+/// `audit = true`).
+async fn auditor(state: &AppState, parts: &Parts, csrf: Option<&str>) -> Result<(Principal, Person), Response> {
+    let (principal, person) = person(state, parts, csrf).await?;
+    match state.vault.require_audit(&principal).await {
+        Ok(()) => Ok((principal, person)),
+        Err(e) => Err(refused(state, Some(person), e.into(), None)),
+    }
+}
+
 /// What the console shows of a signed-in person with `role`, and the menu their role gets.
 pub fn person_for(state: &AppState, role: &str, csrf: String) -> Person {
     let handles_requests = requests_purpose(state, role).is_some();

@@ -15,7 +15,7 @@ use axum::response::Response;
 use candor_core::catalog::ADMIN_ROLE;
 use serde::Deserialize;
 
-use super::{Person, brand, person, refused};
+use super::{Person, auditor, brand, refused};
 use crate::AppState;
 use crate::pages::render;
 use crate::settings::FindingLevel;
@@ -112,13 +112,10 @@ pub async fn accountability(
     query: Result<Query<AccountabilityQuery>, axum::extract::rejection::QueryRejection>,
     parts: Parts,
 ) -> Response {
-    let (principal, person) = match person(&state, &parts, None).await {
-        Ok(p) => p,
+    let (principal, person) = match auditor(&state, &parts, None).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
-    if let Err(e) = state.vault.require_audit(&principal).await {
-        return refused(&state, Some(person), e.into(), None);
-    }
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let checkpoint = match state.vault.latest_checkpoint().await {
         Ok(c) => c,

@@ -23,7 +23,7 @@ use candor_vault::breach_assessment::{BreachImpact, Filters};
 use serde::Deserialize;
 
 use super::log::bound;
-use super::{Person, brand, person, refused};
+use super::{Person, auditor, brand, person, refused};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::pages::render;
@@ -176,13 +176,10 @@ pub async fn incidents(
     query: Result<Query<AssessForm>, axum::extract::rejection::QueryRejection>,
     parts: Parts,
 ) -> Response {
-    let (principal, person) = match person(&state, &parts, None).await {
-        Ok(p) => p,
+    let (principal, person) = match auditor(&state, &parts, None).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
-    if let Err(e) = state.vault.require_audit(&principal).await {
-        return refused(&state, Some(person), e.into(), None);
-    }
     let form = query.map(|Query(q)| q).unwrap_or_default();
     let back = Some("/console/incidents".to_string());
     let impact = if form.assess.as_deref() == Some("1") {
@@ -249,14 +246,11 @@ pub async fn record(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let pairs = form.map(|f| f.0).unwrap_or_default();
-    let (principal, person) = match person(&state, &parts, field(&pairs, "csrf")).await {
-        Ok(p) => p,
+    let back = Some("/console/incidents".to_string());
+    let (principal, person) = match auditor(&state, &parts, field(&pairs, "csrf")).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
-    let back = Some("/console/incidents".to_string());
-    if let Err(e) = state.vault.require_audit(&principal).await {
-        return refused(&state, Some(person), e.into(), None);
-    }
     let form = AssessForm::from_pairs(&pairs);
     let filters = match form.filters() {
         Ok(f) => f,

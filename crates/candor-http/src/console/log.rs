@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Person, brand, person, refused};
+use super::{Person, auditor, brand, refused};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::pages::render;
@@ -130,14 +130,11 @@ pub async fn log(
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
     parts: Parts,
 ) -> Response {
-    let (principal, person) = match person(&state, &parts, None).await {
-        Ok(p) => p,
+    let filter = query.map(|Query(q)| q).unwrap_or_default();
+    let (_, person) = match auditor(&state, &parts, None).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
-    let filter = query.map(|Query(q)| q).unwrap_or_default();
-    if let Err(e) = state.vault.require_audit(&principal).await {
-        return refused(&state, Some(person), e.into(), None);
-    }
     let checkpoint = match state.vault.latest_checkpoint().await {
         Ok(c) => c,
         Err(e) => return refused(&state, Some(person), e.into(), None),
