@@ -7,10 +7,10 @@
 //! newest kept one covers it; the completeness map it commits is the one this check rebuilt,
 //! so the log is read once); without
 //! it, entries no signed checkpoint covers are a failure unless `--allow-unsigned-tail`. Besides
-//! each entry against its recorded leaf hash, every stored complete-subtree hash (the nodes
-//! inclusion and consistency proofs are built from) is recomputed from the entries and compared:
-//! all of them from the database, the hash tiles (levels 0, 8, 16, …) from a server, whose
-//! entries are read through the C2SP entry bundles (`/log/tile/entries/…`).
+//! each entry against its recorded leaf hash, every stored hash of the tree (the C2SP hash tiles
+//! of levels 0, 8, 16, …, which inclusion and consistency proofs are built from) is recomputed
+//! from the entries and compared, from the database and from a server alike; a server's entries
+//! are read through the C2SP entry bundles (`/log/tile/entries/…`).
 //!
 //! With the installation's log key (`--config`), the completeness map is rebuilt from the
 //! entries too and every checkpoint's `candor-map/v1` root is compared with it: each map update
@@ -65,8 +65,8 @@ pub struct Options {
 pub trait LogReader {
     /// Entries `[start, end)` that exist, as (index, bytes, the leaf hash the log recorded).
     async fn batch(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Hash)>>;
-    /// The stored hashes of tree level `level` (at least 1) nodes `[start, end)` that exist, or
-    /// `None` when the source does not serve that level.
+    /// The stored hashes of tree level `level` (8, 16, …: the levels hash tiles hold) nodes
+    /// `[start, end)` that exist, or `None` when the source does not serve that level.
     async fn nodes(&mut self, level: u32, start: u64, end: u64) -> Result<Option<Vec<Hash>>>;
     /// The newest checkpoint the source has, or signs now.
     async fn checkpoint(&mut self) -> Result<Option<String>>;
@@ -346,7 +346,7 @@ fn parse_bundle(bundle: &[u8], width: u64) -> Result<Vec<Vec<u8>>, (u64, String)
 #[derive(Default)]
 struct Tree {
     builder: candor_log::merkle::RootBuilder,
-    /// Level (at least 1) -> first node index and the hashes of the nodes completed since the
+    /// Tile level (8, 16, …) -> first node index and the hashes of the nodes completed since the
     /// last comparison.
     pending: BTreeMap<u32, (u64, Vec<Hash>)>,
     nodes_checked: u64,
@@ -360,7 +360,10 @@ impl Tree {
     fn push(&mut self, leaf: Hash, bytes: &[u8]) {
         let pending = &mut self.pending;
         self.builder.push_reporting(leaf, |level, index, hash| {
-            pending.entry(level).or_insert((index, Vec::new())).1.push(hash);
+            // Only the levels tiles store (level 0 is the recorded leaf hash, checked above).
+            if level > 0 && level.is_multiple_of(candor_log::tiles::HEIGHT) {
+                pending.entry(level).or_insert((index, Vec::new())).1.push(hash);
+            }
         });
         if let Some((map, signer)) = &mut self.map {
             crate::vault::completeness::add_entry(map, signer, self.builder.size() - 1, bytes);
@@ -829,7 +832,6 @@ pub fn print(report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candor_log::merkle::node_hash;
 
     #[test]
     fn tile_names_follow_the_c2sp_encoding() {
@@ -856,19 +858,17 @@ mod tests {
     }
 
     #[test]
-    fn the_tree_names_each_completed_subtree_by_level_and_index() {
+    fn the_tree_keeps_the_completed_subtrees_of_the_levels_tiles_store() {
         let mut tree = Tree::default();
-        let leaves: Vec<Hash> = (0u8..6).map(|i| leaf_hash(&[i])).collect();
+        let leaves: Vec<Hash> = (0u32..600).map(|i| leaf_hash(&i.to_be_bytes())).collect();
         for l in &leaves {
             tree.push(*l, b"");
         }
         let mut builder = candor_log::merkle::RootBuilder::new();
         leaves.iter().for_each(|l| builder.push(*l));
         assert_eq!(tree.root(), builder.root());
-        let (first, level1) = &tree.pending[&1];
-        assert_eq!((*first, level1.len()), (0, 3));
-        assert_eq!(level1[2], node_hash(&leaves[4], &leaves[5]));
-        assert_eq!(tree.pending[&2], (0, vec![node_hash(&level1[0], &level1[1])]));
-        assert!(!tree.pending.contains_key(&3));
+        let subtree = |i: usize| candor_log::tiles::perfect_root(&leaves[256 * i..256 * (i + 1)]);
+        assert_eq!(tree.pending[&8], (0, vec![subtree(0), subtree(1)]), "tree level 8: nodes 0 and 1");
+        assert_eq!(tree.pending.keys().collect::<Vec<_>>(), vec![&8], "levels 1 to 7 are not stored, so not kept");
     }
 }

@@ -259,8 +259,8 @@ async fn log_verify_names_the_entry_edited_with_sqlite3_and_passes_once_restored
     let forged_bytes: Vec<u8> =
         (0..forged.len() / 2).map(|i| u8::from_str_radix(&forged[2 * i..2 * i + 2], 16).unwrap()).collect();
     let forged_leaf: String = leaf_hash(&forged_bytes).iter().map(|b| format!("{b:02X}")).collect();
-    let original_leaf = sqlite3(&db, &format!("SELECT hex(hash) FROM log_nodes WHERE level = 0 AND idx = {index}"));
-    sqlite3(&db, &format!("UPDATE log_nodes SET hash = X'{forged_leaf}' WHERE level = 0 AND idx = {index}"));
+    let original_leaf = stored_hash(&db, 0, index);
+    set_stored_hash(&db, 0, index, &forged_leaf);
     let (ok, _, err) = candor(&["log", "verify"], cwd);
     assert!(!ok && err.contains("the log was rewritten"), "{err}");
     // Kept checkpoints narrow it down: the edited entry lies in the reported range.
@@ -278,7 +278,7 @@ async fn log_verify_names_the_entry_edited_with_sqlite3_and_passes_once_restored
 
     // Restore: verification passes again.
     sqlite3(&db, &format!("UPDATE log_entries SET entry = X'{original}' WHERE idx = {index}"));
-    sqlite3(&db, &format!("UPDATE log_nodes SET hash = X'{original_leaf}' WHERE level = 0 AND idx = {index}"));
+    set_stored_hash(&db, 0, index, &original_leaf);
     let (ok, _, err) = candor(&["log", "verify", "--checkpoint", saved_arg], cwd);
     assert!(ok, "restored log verifies: {err}");
 
@@ -430,12 +430,12 @@ async fn log_verify_recomputes_the_stored_subtree_hashes_that_proofs_are_built_f
 
     // One bit flipped in the stored hash of entries 0 to 255 (tree level 8, node 0).
     let db = install.db_path();
-    let stored = sqlite3(&db, "SELECT hex(hash) FROM log_nodes WHERE level = 8 AND idx = 0");
+    let stored = stored_hash(&db, 8, 0);
     let mut bytes: Vec<u8> =
         (0..stored.len() / 2).map(|i| u8::from_str_radix(&stored[2 * i..2 * i + 2], 16).unwrap()).collect();
     bytes[7] ^= 0x10;
     let flipped: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
-    sqlite3(&db, &format!("UPDATE log_nodes SET hash = X'{flipped}' WHERE level = 8 AND idx = 0"));
+    set_stored_hash(&db, 8, 0, &flipped);
 
     // The server's proofs for later entries go through it and no longer lead to the signed root.
     let index = checkpoint.size - 1;
@@ -461,11 +461,32 @@ async fn log_verify_recomputes_the_stored_subtree_hashes_that_proofs_are_built_f
     assert!(!ok, "over HTTP too");
     assert!(err.contains("(tree level 8, node 0) does not match"), "{err}");
 
-    // A lower node (level 2: entries 8 to 11), with the top one restored.
-    sqlite3(&db, &format!("UPDATE log_nodes SET hash = X'{stored}' WHERE level = 8 AND idx = 0"));
-    sqlite3(&db, "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 2");
+    // A leaf hash in the first tile (entry 9), with the level-8 hash restored.
+    set_stored_hash(&db, 8, 0, &stored);
+    set_stored_hash(&db, 0, 9, &"00".repeat(32));
     let (ok, _, err) = candor(&["log", "verify"], cwd);
-    assert!(!ok && err.contains("entries 8 to 11 (tree level 2, node 2)"), "{err}");
+    assert!(!ok && err.contains("FAILED at index 9: entry 9 does not match its recorded hash"), "{err}");
+}
+
+/// The stored hash of node `index` of tree level `level` (a multiple of 8), in hex: hash
+/// tiles (`log_tiles`) hold 256 hashes of one level each.
+fn stored_hash(db: &std::path::Path, level: u32, index: u64) -> String {
+    let tile = sqlite3(
+        db,
+        &format!("SELECT hex(hashes) FROM log_tiles WHERE level = {} AND idx = {}", level / 8, index / 256),
+    );
+    let at = 64 * (index % 256) as usize;
+    tile[at..at + 64].to_string()
+}
+
+/// Overwrites that stored hash (as someone with write access to the database file could).
+fn set_stored_hash(db: &std::path::Path, level: u32, index: u64, hex: &str) {
+    let (tile_level, tile_index) = (level / 8, index / 256);
+    let mut tile =
+        sqlite3(db, &format!("SELECT hex(hashes) FROM log_tiles WHERE level = {tile_level} AND idx = {tile_index}"));
+    let at = 64 * (index % 256) as usize;
+    tile.replace_range(at..at + 64, hex);
+    sqlite3(db, &format!("UPDATE log_tiles SET hashes = X'{tile}' WHERE level = {tile_level} AND idx = {tile_index}"));
 }
 
 #[tokio::test]

@@ -36,6 +36,7 @@ pub mod history;
 pub mod map;
 pub mod merkle;
 pub mod note;
+pub mod tiles;
 pub mod witness;
 
 pub use action::Action;

@@ -194,7 +194,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
     ("log_entries", &[("idx", Kind::Int8), ("entry", Kind::Bytes)]),
     ("log_callers", &[("idx", Kind::Int8), ("address", Kind::Text), ("recorded_at", Kind::Int8)]),
-    ("log_nodes", &[("level", Kind::Int4), ("idx", Kind::Int8), ("hash", Kind::Bytes)]),
+    ("log_tiles", &[("level", Kind::Int4), ("idx", Kind::Int8), ("hashes", Kind::Bytes)]),
     ("log_subjects", &[("subject_id", Kind::Text), ("idx", Kind::Int8)]),
     ("log_checkpoints", &[("size", Kind::Int8), ("note", Kind::Text), ("created_at", Kind::Int8)]),
     (

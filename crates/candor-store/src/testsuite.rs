@@ -75,6 +75,7 @@ pub async fn run_all(store: &dyn Store) {
     tokens_are_found_by_hash_only(store).await;
     failed_changes_log_nothing_and_every_change_logs_once(store).await;
     the_log_proves_inclusion_and_consistency(store).await;
+    the_logs_tiles_hold_across_their_boundaries_however_appends_arrive(store).await;
     checkpoints_and_catalog_changes_are_kept(store).await;
     the_consent_ledger_appends_all_or_nothing_and_streams_audiences(store).await;
     erasure_destroys_the_key_and_the_data_unless_held_and_is_idempotent(store).await;
@@ -902,6 +903,48 @@ async fn failed_changes_log_nothing_and_every_change_logs_once(store: &dyn Store
     assert_eq!(logged.iter().filter(|e| e.contains("\"update\"")).count(), 1);
     assert_eq!(logged.iter().filter(|e| e.contains("\"event\"")).count(), 4);
     assert_eq!(logged.iter().filter(|e| e.contains("\"token\"")).count(), 1);
+}
+
+/// The tree is stored as 256-hash tiles: appends that arrive alone, together (one group commit)
+/// and in batches that fill and cross tiles give the same tree as the entries, and proofs at
+/// sizes on and around a tile's edge hold.
+async fn the_logs_tiles_hold_across_their_boundaries_however_appends_arrive(store: &dyn Store) {
+    let (start, _) = store.log_head().await.unwrap();
+    for size in [1usize, 254, 3, 300] {
+        let records = (0..size).map(|i| log(&format!("tile-{size}-{i}"), None)).collect();
+        store.append_log(records).await.unwrap();
+    }
+    let together = (0..40).map(|i| store.append_log(vec![log(&format!("together-{i}"), None)]));
+    for r in futures_util::future::join_all(together).await {
+        r.unwrap();
+    }
+    let (size, root) = store.log_head().await.unwrap();
+    assert_eq!(size, start + 598);
+    let leaves: Vec<_> = store.log_entries(0, size).await.unwrap().iter().map(|(_, e)| merkle::leaf_hash(e)).collect();
+    let mut b = RootBuilder::new();
+    leaves.iter().for_each(|l| b.push(*l));
+    assert_eq!(b.root(), root);
+    assert_eq!(store.log_nodes(0, 0, size).await.unwrap(), leaves, "level 0: the leaf hashes");
+    let level8 = store.log_nodes(8, 0, size / 256 + 1).await.unwrap();
+    assert_eq!(level8.len() as u64, size / 256, "level 8: one hash per complete 256 leaves");
+    for (i, h) in level8.iter().enumerate() {
+        assert_eq!(
+            *h,
+            merkle::subtree_hash(&mut merkle::LeafSource(&leaves), i as u64 * 256, (i as u64 + 1) * 256).unwrap()
+        );
+    }
+    assert!(store.log_nodes(3, 0, 1).await.is_err(), "only every 8th level is stored");
+    for tree in [255, 256, 257, 511, 512, size] {
+        let tree = tree.min(size);
+        let r = merkle::root(&mut merkle::LeafSource(&leaves), tree).unwrap();
+        for index in [0, tree / 2, tree - 1] {
+            let (leaf, proof) = store.log_inclusion_proof(index, tree).await.unwrap();
+            merkle::verify_inclusion(&leaf, index, tree, &proof, &r).unwrap();
+        }
+        let (r1, r2, proof) = store.log_consistency_proof(tree, size).await.unwrap();
+        assert_eq!((r1, r2), (r, root));
+        merkle::verify_consistency(tree, size, &r1, &r2, &proof).unwrap();
+    }
 }
 
 async fn the_log_proves_inclusion_and_consistency(store: &dyn Store) {

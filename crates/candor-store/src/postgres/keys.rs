@@ -33,7 +33,7 @@ async fn pair_report_on(c: &impl GenericClient) -> Result<PairReport, StoreError
     let data_installation = meta_value(c, "SELECT value FROM meta WHERE key = 'key_store_id'").await?;
     let keys_installation = meta_value(c, "SELECT value FROM candor_keys.key_store_meta WHERE key = 'id'").await?;
     let log_size = super::log_size(c).await?;
-    let log_root = super::with_nodes(c, |src| candor_log::merkle::root(src, log_size)).await?;
+    let log_root = super::with_tiles(c, |src| candor_log::merkle::root(src, log_size)).await?;
     let customers = count(c, "SELECT COUNT(*) FROM subjects", &[]).await?;
     let live_keys = count(c, "SELECT COUNT(*) FROM candor_keys.subject_keys WHERE destroyed_at IS NULL", &[]).await?;
     let destroyed_keys =
@@ -353,11 +353,14 @@ mod tests {
         PgStore::connect(&db.url).await.unwrap_err().to_string()
     }
 
-    /// Cuts the log back to `size` entries (as an older copy of the data would have it).
+    /// Cuts the log back to `size` entries, fewer than one tile's 256 (as an older copy of the
+    /// data would have it): the first leaf tile keeps `size` hashes, no other tile exists.
     fn older_log(size: u64) -> String {
+        assert!(size < 256);
         format!(
             "DELETE FROM log_subjects WHERE idx >= {size}; DELETE FROM log_entries WHERE idx >= {size};
-             DELETE FROM log_nodes WHERE (idx + 1) * (1::bigint << level) > {size}; UPDATE log_head SET size = {size};"
+             DELETE FROM log_tiles WHERE level > 0 OR idx > 0 OR {size} = 0;
+             UPDATE log_tiles SET hashes = substring(hashes from 1 for 32 * {size}); UPDATE log_head SET size = {size};"
         )
     }
 

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, StoredDek, SubjectId, WrappedDek};
-use candor_log::merkle::{self, MapSource, NodeRecorder, ProofError};
+use candor_log::merkle::{self, NodeRecorder, ProofError};
+use candor_log::tiles::{self, Edge, TileSource};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, NoTls};
@@ -26,7 +27,7 @@ mod rights;
 
 use exec::Pg;
 
-use crate::sql::{SendFuture, hash_of, now_millis, parse_subject, proof_err};
+use crate::sql::{SendFuture, now_millis, parse_subject, proof_err};
 
 use crate::sql::core;
 use crate::{
@@ -52,6 +53,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("../../migrations/postgres/0015_idempotency.sql")),
     (16, include_str!("../../migrations/postgres/0016_staff.sql")),
     (17, include_str!("../../migrations/postgres/0017_request_handling.sql")),
+    (18, include_str!("../../migrations/postgres/0018_log_tiles.sql")),
 ];
 /// Advisory lock key serialising migrations across servers ("candor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_6e_64_6f_72;
@@ -93,8 +95,11 @@ fn u32_of(v: i32) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt("a stored key version is out of range".into()))
 }
 
-/// Fetches the given log nodes in one query.
-async fn fetch_nodes(c: &impl GenericClient, wanted: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, StoreError> {
+/// Fetches the given tiles in one query (those that exist).
+async fn fetch_tiles(
+    c: &impl GenericClient,
+    wanted: &[(u32, u64)],
+) -> Result<HashMap<(u32, u64), Vec<Hash>>, StoreError> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
@@ -102,27 +107,29 @@ async fn fetch_nodes(c: &impl GenericClient, wanted: &[(u32, u64)]) -> Result<Ha
     let idxs: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
     let rows = c
         .query(
-            "SELECT n.level, n.idx, n.hash FROM log_nodes n
-             JOIN unnest($1::int4[], $2::int8[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx",
+            "SELECT t.level, t.idx, t.hashes FROM log_tiles t
+             JOIN unnest($1::int4[], $2::int8[]) AS w(level, idx) ON t.level = w.level AND t.idx = w.idx",
             &[&levels, &idxs],
         )
         .await
         .map_err(pg_err)?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        out.insert((r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64), hash_of(r.get(2))?);
+        let hashes = tiles::decode(r.get::<_, &[u8]>(2)).map_err(proof_err)?;
+        out.insert((r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64), hashes);
     }
     Ok(out)
 }
 
-/// Runs a node-reading algorithm over stored nodes: learn the nodes it reads, fetch them, run.
-async fn with_nodes<T>(
+/// Runs a node-reading algorithm over the stored tiles: learn the nodes it reads, fetch the
+/// tiles holding them in one query, run.
+async fn with_tiles<T>(
     c: &impl GenericClient,
     f: impl Fn(&mut dyn merkle::NodeSource) -> Result<T, ProofError>,
 ) -> Result<T, StoreError> {
     let mut rec = NodeRecorder::default();
     f(&mut rec).map_err(proof_err)?;
-    let mut src = MapSource(fetch_nodes(c, &rec.wanted).await?);
+    let mut src = TileSource(fetch_tiles(c, &tiles::tiles_for(&rec.wanted)).await?);
     f(&mut src).map_err(proof_err)
 }
 
@@ -136,32 +143,19 @@ async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecor
     claim_idempotency_keys(tx, records).await?;
     let first =
         tx.query_one("SELECT size FROM log_head FOR UPDATE", &[]).await.map_err(pg_err)?.get::<_, i64>(0) as u64;
-    // Compute every row first (nodes this batch completes are remembered, older ones fetched
-    // when needed), then write them with one multi-row insert per table: a handful of round
-    // trips per batch, whatever its size.
-    let mut known: HashMap<(u32, u64), Hash> = HashMap::new();
+    // The right edge's partial tiles (one query), extended by every record in memory; then
+    // every row is written with one multi-row statement per table, each changed tile once: a
+    // handful of round trips per batch, whatever its size.
+    let wanted: Vec<(u32, u64)> = tiles::partial_tiles(first).into_iter().map(|(l, i, _)| (l, i)).collect();
+    let mut edge = Edge::load(first, &fetch_tiles(tx, &wanted).await?).map_err(proof_err)?;
     let (mut entry_idx, mut entries) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
-    let (mut node_level, mut node_idx, mut node_hash) = (Vec::new(), Vec::new(), Vec::new());
     let (mut link_subject, mut link_idx) = (Vec::new(), Vec::new());
     let (mut caller_idx, mut caller_address, mut caller_at) = (Vec::new(), Vec::new(), Vec::new());
     for (i, record) in records.iter().enumerate() {
         let idx = first + i as u64;
         entry_idx.push(idx as i64);
         entries.push(record.entry.as_slice());
-        let leaf = merkle::leaf_hash(&record.entry);
-        let mut rec = NodeRecorder::default();
-        merkle::completed_nodes(&mut rec, idx, leaf).map_err(proof_err)?;
-        let missing: Vec<(u32, u64)> = rec.wanted.into_iter().filter(|k| !known.contains_key(k)).collect();
-        known.extend(fetch_nodes(tx, &missing).await?);
-        let mut src = MapSource(std::mem::take(&mut known));
-        let completed = merkle::completed_nodes(&mut src, idx, leaf).map_err(proof_err)?;
-        known = src.0;
-        for (level, index, hash) in completed {
-            node_level.push(level as i32);
-            node_idx.push(index as i64);
-            node_hash.push(hash.to_vec());
-            known.insert((level, index), hash);
-        }
+        edge.push(merkle::leaf_hash(&record.entry));
         for subject in &record.subjects {
             link_subject.push(subject.to_string());
             link_idx.push(idx as i64);
@@ -178,14 +172,17 @@ async fn append_log_tx(tx: &tokio_postgres::Transaction<'_>, records: &[LogRecor
     )
     .await
     .map_err(pg_err)?;
-    if !node_level.is_empty() {
-        tx.execute(
-            "INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
-            &[&node_level, &node_idx, &node_hash],
-        )
-        .await
-        .map_err(pg_err)?;
-    }
+    let written = edge.finish();
+    let tile_level: Vec<i32> = written.iter().map(|t| t.level as i32).collect();
+    let tile_idx: Vec<i64> = written.iter().map(|t| t.index as i64).collect();
+    let tile_hashes: Vec<Vec<u8>> = written.iter().map(|t| tiles::encode(&t.hashes)).collect();
+    tx.execute(
+        "INSERT INTO log_tiles (level, idx, hashes) SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])
+         ON CONFLICT (level, idx) DO UPDATE SET hashes = EXCLUDED.hashes",
+        &[&tile_level, &tile_idx, &tile_hashes],
+    )
+    .await
+    .map_err(pg_err)?;
     if !link_subject.is_empty() {
         tx.execute(
             "INSERT INTO log_subjects (subject_id, idx) SELECT * FROM unnest($1::text[], $2::int8[]) ON CONFLICT DO NOTHING",
@@ -633,7 +630,7 @@ impl Store for PgStore {
     async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         let client = self.client().await?;
         let size = log_size(&**client).await?;
-        let root = with_nodes(&**client, |src| merkle::root(src, size)).await?;
+        let root = with_tiles(&**client, |src| merkle::root(src, size)).await?;
         Ok((size, root))
     }
 
@@ -669,17 +666,17 @@ impl Store for PgStore {
     async fn log_inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
         let client = self.client().await?;
         check_size(&**client, size).await?;
-        let proof = with_nodes(&**client, |src| merkle::inclusion_proof(src, index, size)).await?;
-        let leaf = with_nodes(&**client, |src| src.node(0, index)).await?;
+        let proof = with_tiles(&**client, |src| merkle::inclusion_proof(src, index, size)).await?;
+        let leaf = with_tiles(&**client, |src| src.node(0, index)).await?;
         Ok((leaf, proof))
     }
 
     async fn log_consistency_proof(&self, first: u64, second: u64) -> Result<(Hash, Hash, Vec<Hash>), StoreError> {
         let client = self.client().await?;
         check_size(&**client, second).await?;
-        let proof = with_nodes(&**client, |src| merkle::consistency_proof(src, first, second)).await?;
-        let r1 = with_nodes(&**client, |src| merkle::root(src, first)).await?;
-        let r2 = with_nodes(&**client, |src| merkle::root(src, second)).await?;
+        let proof = with_tiles(&**client, |src| merkle::consistency_proof(src, first, second)).await?;
+        let r1 = with_tiles(&**client, |src| merkle::root(src, first)).await?;
+        let r2 = with_tiles(&**client, |src| merkle::root(src, second)).await?;
         Ok((r1, r2, proof))
     }
 
@@ -713,6 +710,70 @@ impl Store for PgStore {
 mod tests {
     use super::*;
     use crate::pgtest::TestDatabase;
+
+    /// A database as Candor wrote it before tiles (schema 17: a row per complete subtree in
+    /// `log_nodes`) is migrated to tiles holding exactly the committed hashes, and the log goes
+    /// on from there.
+    #[tokio::test]
+    async fn a_postgres_log_stored_as_node_rows_is_migrated_to_tiles_and_keeps_growing() {
+        let Some(db) = TestDatabase::create("postgres_log_tiles_migration").await else { return };
+        let n = 66_000u64;
+        let entries: Vec<Vec<u8>> = (0..n).map(|i| format!("{{\"old\":{i}}}").into_bytes()).collect();
+        let mut builder = merkle::RootBuilder::new();
+        let (mut level, mut index, mut hash) = (Vec::<i32>::new(), Vec::<i64>::new(), Vec::<Vec<u8>>::new());
+        for (i, e) in entries.iter().enumerate() {
+            let leaf = merkle::leaf_hash(e);
+            level.push(0);
+            index.push(i as i64);
+            hash.push(leaf.to_vec());
+            builder.push_reporting(leaf, |l, i, h| {
+                level.push(l as i32);
+                index.push(i as i64);
+                hash.push(h.to_vec());
+            });
+        }
+        {
+            let (mut client, conn) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+            tokio::spawn(conn);
+            let tx = client.transaction().await.unwrap();
+            tx.batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                .await
+                .unwrap();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < 18) {
+                tx.batch_execute(sql).await.unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES ($1, 0)", &[version]).await.unwrap();
+            }
+            let idx: Vec<i64> = (0..n as i64).collect();
+            let bytes: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            tx.execute(
+                "INSERT INTO log_entries (idx, entry) SELECT * FROM unnest($1::int8[], $2::bytea[])",
+                &[&idx, &bytes],
+            )
+            .await
+            .unwrap();
+            tx.execute(
+                "INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
+                &[&level, &index, &hash],
+            )
+            .await
+            .unwrap();
+            tx.execute("UPDATE log_head SET size = $1", &[&(n as i64)]).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let old_root = builder.root();
+        let store = PgStore::connect(&db.url).await.unwrap();
+        assert_eq!(store.log_head().await.unwrap(), (n, old_root), "the same tree, from tiles");
+        let (leaf, proof) = store.log_inclusion_proof(n - 1, n).await.unwrap();
+        merkle::verify_inclusion(&leaf, n - 1, n, &proof, &old_root).unwrap();
+        let more = LogRecord { entry: b"{\"new\":1}".to_vec(), ..Default::default() };
+        assert_eq!(store.append_log(vec![more.clone()]).await.unwrap(), n);
+        builder.push(merkle::leaf_hash(&more.entry));
+        assert_eq!(store.log_head().await.unwrap(), (n + 1, builder.root()));
+        let (r1, _, proof) = store.log_consistency_proof(n, n + 1).await.unwrap();
+        merkle::verify_consistency(n, n + 1, &r1, &builder.root(), &proof).unwrap();
+        drop(store);
+        db.drop_database().await;
+    }
 
     #[tokio::test]
     async fn the_postgres_store_passes_the_store_test_suite() {

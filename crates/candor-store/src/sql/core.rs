@@ -6,7 +6,7 @@
 
 use candor_core::SubjectId;
 
-use super::{Exec, Row, Sql, args, change_logged, hash_of, sql};
+use super::{Exec, Row, Sql, args, change_logged, sql};
 use crate::{FieldChange, Hash, IdempotentOutcome, LogRecord, Millis, NewEvent, NewToken, StoreError, StoredToken};
 
 /// Writes one notice per recipient holding `$1` in a grant: `$1` subject, `$2` kind, `$3`
@@ -201,8 +201,21 @@ pub(crate) async fn prune_log_callers(c: &impl Exec, before: Millis) -> Result<u
 }
 
 pub(crate) async fn log_nodes(c: &impl Exec, level: u32, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
-    let sql = sql!("SELECT hash FROM log_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx");
-    c.query(sql, args![level, start as i64, end as i64], |r| hash_of(r.blob(0)?)).await
+    use candor_log::tiles;
+    if !level.is_multiple_of(tiles::HEIGHT) {
+        return Err(StoreError::OutOfRange(format!("level {level} is not stored: tiles hold every 8th level")));
+    }
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    let sql = sql!("SELECT idx, hashes FROM log_tiles WHERE level = $1 AND idx >= $2 AND idx <= $3 ORDER BY idx");
+    let (first, last) = ((start / tiles::WIDTH) as i64, ((end - 1) / tiles::WIDTH) as i64);
+    let rows = c.query(sql, args![level / tiles::HEIGHT, first, last], |r| Ok((r.count(0)?, r.blob(1)?))).await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for (index, bytes) in rows {
+        found.push((index, tiles::decode(&bytes).map_err(super::proof_err)?));
+    }
+    Ok(tiles::nodes_in_range(&found, start, end))
 }
 
 pub(crate) async fn subject_log_indices(c: &impl Exec, subject: SubjectId) -> Result<Vec<u64>, StoreError> {

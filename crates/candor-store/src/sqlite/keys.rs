@@ -86,8 +86,8 @@ impl SqliteStore {
         let get = |sql: &str| query_row_cached(conn, sql, [], |r| r.get::<_, String>(0)).optional().map_err(db_err);
         let data_installation = get("SELECT value FROM main.meta WHERE key = 'key_store_id'")?;
         let keys_installation = get("SELECT value FROM keys.key_store_meta WHERE key = 'id'")?;
-        let log_size = super::log_size(conn)?;
-        let log_root = super::with_nodes(conn, |src| candor_log::merkle::root(src, log_size))?;
+        let log_size = super::tiles::tree_size(conn)?;
+        let log_root = super::tiles::root(conn, log_size)?;
         let customers = count(conn, "SELECT COUNT(*) FROM main.subjects", [])?;
         let live_keys = count(conn, "SELECT COUNT(*) FROM keys.subject_keys WHERE destroyed_at IS NULL", [])?;
         let destroyed_keys = count(conn, "SELECT COUNT(*) FROM keys.subject_keys WHERE destroyed_at IS NOT NULL", [])?;

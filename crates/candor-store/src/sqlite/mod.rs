@@ -13,18 +13,19 @@ use async_trait::async_trait;
 use candor_core::{BlindIndex, Ciphertext, EventId, FieldName, PurposeId, StoredDek, SubjectId, WrappedDek};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use candor_log::merkle::{self, MapSource, NodeRecorder, NodeSource, ProofError};
+use candor_log::merkle;
 
 pub mod backup;
 mod consents;
 mod exec;
 mod keys;
 mod rights;
+mod tiles;
 mod writer;
 
 use exec::Lite;
 
-use crate::sql::{LocalFuture, finish, now_millis, parse_subject, proof_err};
+use crate::sql::{LocalFuture, finish, now_millis, parse_subject};
 
 use crate::consents::StoredConsent;
 use crate::sql::core;
@@ -53,12 +54,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("../../migrations/sqlite/0016_idempotency.sql")),
     (17, include_str!("../../migrations/sqlite/0017_staff.sql")),
     (18, include_str!("../../migrations/sqlite/0018_request_handling.sql")),
+    (19, include_str!("../../migrations/sqlite/0019_log_tiles.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
+/// The migration that stores the log's tree as tiles: they are made from the node rows, which go.
+const LOG_TILES: i64 = 19;
 const KEY_STORE_SCHEMA: &str = include_str!("../../migrations/keystore/0001_subject_keys.sql");
 /// Reader connections kept open between reads (opening one costs more than a read).
 const MAX_IDLE_READERS: usize = 32;
+/// Connections for reads run inline: one per async worker thread of a two-core machine, so
+/// that on it every request's reads run inline; beyond, reads wait for the pool.
+const INLINE_READERS: usize = 2;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -66,8 +73,10 @@ pub struct SqliteStore {
     keys_path: PathBuf,
     writer: writer::Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
-    /// The connection [`Store::token_epoch`] reads on, inline (opened on first use).
-    epoch_reader: Mutex<Option<Connection>>,
+    /// Connections for the small reads every request makes (the token epoch, the customer,
+    /// their consent for the purpose), run inline on the caller's thread (each opened on first
+    /// use); see [`SqliteStore::read_inline`].
+    inline_readers: [Mutex<Option<Connection>>; INLINE_READERS],
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -255,6 +264,9 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
         tx.execute_batch(sql).map_err(db_err)?;
+        if *version == LOG_TILES {
+            tiles::tiles_from_nodes(&tx)?;
+        }
         execute_cached(
             &tx,
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
@@ -270,41 +282,17 @@ fn version(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt("a stored key version is out of range".into()))
 }
 
-/// Stored log nodes, read through a connection or transaction.
-struct Nodes<'c>(&'c Connection);
-
-impl NodeSource for Nodes<'_> {
-    fn node(&mut self, level: u32, index: u64) -> Result<Hash, ProofError> {
-        let bytes: Option<Vec<u8>> = self
-            .0
-            .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
-            .and_then(|mut s| s.query_row(params![level, index as i64], |r| r.get(0)).optional())
-            .map_err(|e| ProofError::Storage(e.to_string()))?;
-        bytes.and_then(|b| b.try_into().ok()).ok_or(ProofError::MissingNode { level, index })
-    }
-}
-
-/// Runs a node-reading algorithm: learn which nodes it reads, read each once, run it over them.
-/// (Proof algorithms revisit right-edge subtrees; this reads every node once.)
-fn with_nodes<T>(conn: &Connection, f: impl Fn(&mut dyn NodeSource) -> Result<T, ProofError>) -> Result<T, StoreError> {
-    let mut recorder = NodeRecorder::default();
-    f(&mut recorder).map_err(proof_err)?;
-    let mut nodes = Nodes(conn);
-    let mut map = std::collections::HashMap::with_capacity(recorder.wanted.len());
-    for (level, index) in recorder.wanted {
-        map.insert((level, index), nodes.node(level, index).map_err(proof_err)?);
-    }
-    f(&mut MapSource(map)).map_err(proof_err)
-}
-
+/// The number of entries (the next entry's index). The tree covers them all once the writer's
+/// transaction commits ([`tiles::tree_size`]).
 fn log_size(conn: &Connection) -> Result<u64, StoreError> {
     query_row_cached(conn, "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries", [], |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
         .map_err(db_err)
 }
 
-/// Appends records inside the caller's transaction: entry, completed subtree hashes, subject
-/// links. Returns the index of the first record.
+/// Appends records inside the caller's transaction: entry, subject links, caller, idempotency
+/// key. Returns the index of the first record. The tree's tiles are extended for them before
+/// the transaction commits ([`tiles::tile_new_entries`]).
 fn append_log_tx(tx: &Connection, records: &[LogRecord]) -> Result<u64, StoreError> {
     let first = log_size(tx)?;
     for (i, record) in records.iter().enumerate() {
@@ -312,12 +300,6 @@ fn append_log_tx(tx: &Connection, records: &[LogRecord]) -> Result<u64, StoreErr
         tx.prepare_cached("INSERT INTO log_entries (idx, entry) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![idx as i64, record.entry]))
             .map_err(db_err)?;
-        let leaf = merkle::leaf_hash(&record.entry);
-        for (level, index, hash) in merkle::completed_nodes(&mut Nodes(tx), idx, leaf).map_err(proof_err)? {
-            tx.prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
-                .and_then(|mut s| s.execute(params![level, index as i64, &hash[..]]))
-                .map_err(db_err)?;
-        }
         for subject in &record.subjects {
             tx.prepare_cached("INSERT OR IGNORE INTO log_subjects (subject_id, idx) VALUES (?1, ?2)")
                 .and_then(|mut s| s.execute(params![subject.to_string(), idx as i64]))
@@ -340,7 +322,7 @@ fn append_log_tx(tx: &Connection, records: &[LogRecord]) -> Result<u64, StoreErr
 }
 
 fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
-    let current = log_size(conn)?;
+    let current = tiles::tree_size(conn)?;
     if size > current {
         return Err(StoreError::OutOfRange(format!("tree size {size} is larger than the log ({current} entries)")));
     }
@@ -532,6 +514,7 @@ fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<F
         }
         let logs: Vec<LogRecord> = stored.iter().map(|r| r.log.clone()).collect();
         append_log_tx(&tx, &logs)?;
+        tiles::tile_new_entries(&tx)?;
         tx.commit().map_err(db_err)
     })();
     let checks_back = c.pragma_update(None, "foreign_keys", "ON").map_err(db_err);
@@ -650,6 +633,7 @@ impl SqliteStore {
             keys::prepare_key_store(&mut conn)?;
             check_key_store_pairing(&mut conn, &k)?;
             keys::check_key_store(&mut conn, &p, &k)?;
+            tiles::tile_at_open(&mut conn)?;
             Ok::<_, StoreError>(conn)
         })
         .await
@@ -659,7 +643,7 @@ impl SqliteStore {
             keys_path,
             writer: writer::Writer::start(writer),
             readers: Arc::new(Mutex::new(Vec::new())),
-            epoch_reader: Mutex::new(None),
+            inline_readers: Default::default(),
         })
     }
 
@@ -694,6 +678,27 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.writer.alone(f).await
+    }
+
+    /// Runs a small indexed read (a few B-tree lookups, microseconds) on the caller's thread,
+    /// on one of the inline connections, instead of a hop to the blocking pool and back (two
+    /// thread wake-ups, which cost more than such a read). `None` when every inline connection
+    /// is in use: the caller then goes through the pool.
+    fn read_inline<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        for slot in &self.inline_readers {
+            let Ok(mut slot) = slot.try_lock() else { continue };
+            if slot.is_none() {
+                match open_connection(&self.path, &self.keys_path) {
+                    Ok(conn) => *slot = Some(conn),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            return slot.as_mut().map(f);
+        }
+        None
     }
 
     async fn read<T: Send + 'static>(
@@ -834,6 +839,9 @@ impl Store for SqliteStore {
     }
 
     async fn load_subject(&self, id: SubjectId, fields: &[FieldName]) -> Result<Option<SubjectRecord>, StoreError> {
+        if let Some(loaded) = self.read_inline(|c| load_subject_in(c, id, fields)) {
+            return loaded;
+        }
         let fields = fields.to_vec();
         self.read(move |c| load_subject_in(c, id, &fields)).await
     }
@@ -844,15 +852,24 @@ impl Store for SqliteStore {
         fields: &[FieldName],
         purpose: &PurposeId,
     ) -> Result<Option<(SubjectRecord, Vec<StoredConsent>)>, StoreError> {
-        let (fields, purpose) = (fields.to_vec(), purpose.clone());
-        self.read(move |c| {
+        // Customer and consent rows in one read transaction (one snapshot).
+        fn load(
+            c: &mut Connection,
+            id: SubjectId,
+            fields: &[FieldName],
+            purpose: PurposeId,
+        ) -> Result<Option<(SubjectRecord, Vec<StoredConsent>)>, StoreError> {
             let tx = c.transaction().map_err(db_err)?;
-            let Some(record) = load_subject_in(&tx, id, &fields)? else {
+            let Some(record) = load_subject_in(&tx, id, fields)? else {
                 return Ok(None);
             };
             Ok(Some((record, finish(crate::sql::consents::consent_rows(&Lite(&tx), id, Some(purpose)))?)))
-        })
-        .await
+        }
+        if let Some(loaded) = self.read_inline(|c| load(c, id, fields, purpose.clone())) {
+            return loaded;
+        }
+        let (fields, purpose) = (fields.to_vec(), purpose.clone());
+        self.read(move |c| load(c, id, &fields, purpose)).await
     }
 
     async fn update_subject(
@@ -975,16 +992,8 @@ impl Store for SqliteStore {
     }
 
     async fn token_epoch(&self) -> Result<u64, StoreError> {
-        // Inline on the caller's thread, on a connection kept for it: one indexed read of a
-        // tiny table costs a few microseconds, less than a hop to the blocking pool. When
-        // another request holds that connection, the pool serves this one.
-        if let Ok(mut slot) = self.epoch_reader.try_lock() {
-            if let Some(conn) = slot.as_ref() {
-                return read_token_epoch(conn);
-            }
-            let conn = open_connection(&self.path, &self.keys_path)?;
-            let epoch = read_token_epoch(&conn);
-            *slot = Some(conn);
+        // One indexed read of a tiny table: a few microseconds, inline.
+        if let Some(epoch) = self.read_inline(|c| read_token_epoch(c)) {
             return epoch;
         }
         self.read(|c| read_token_epoch(c)).await
@@ -1028,9 +1037,8 @@ impl Store for SqliteStore {
     async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         self.read(|c| {
             let tx = c.transaction().map_err(db_err)?;
-            let size = log_size(&tx)?;
-            let root = with_nodes(&tx, |src| merkle::root(src, size))?;
-            Ok((size, root))
+            let size = tiles::tree_size(&tx)?;
+            Ok((size, tiles::root(&tx, size)?))
         })
         .await
     }
@@ -1068,8 +1076,8 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let tx = c.transaction().map_err(db_err)?;
             check_size(&tx, size)?;
-            let proof = with_nodes(&tx, |src| merkle::inclusion_proof(src, index, size))?;
-            let leaf = Nodes(&tx).node(0, index).map_err(proof_err)?;
+            let proof = tiles::with_tiles(&tx, |src| merkle::inclusion_proof(src, index, size))?;
+            let leaf = tiles::with_tiles(&tx, |src| src.node(0, index))?;
             Ok((leaf, proof))
         })
         .await
@@ -1079,9 +1087,9 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let tx = c.transaction().map_err(db_err)?;
             check_size(&tx, second)?;
-            let proof = with_nodes(&tx, |src| merkle::consistency_proof(src, first, second))?;
-            let r1 = with_nodes(&tx, |src| merkle::root(src, first))?;
-            let r2 = with_nodes(&tx, |src| merkle::root(src, second))?;
+            let proof = tiles::with_tiles(&tx, |src| merkle::consistency_proof(src, first, second))?;
+            let r1 = tiles::root(&tx, first)?;
+            let r2 = tiles::root(&tx, second)?;
             Ok((r1, r2, proof))
         })
         .await

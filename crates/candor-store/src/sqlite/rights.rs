@@ -37,6 +37,7 @@ impl SqliteStore {
             };
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
             let erased = finish(op::finish_data(&Lite(&tx), &sid, erased_at, certify, log))?;
+            super::tiles::tile_new_entries(&tx)?;
             tx.commit().map_err(db_err)?;
             Ok(erased)
         })

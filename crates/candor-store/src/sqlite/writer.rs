@@ -118,6 +118,11 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                     if !conn.is_autocommit() {
                         let _ = conn.execute_batch("ROLLBACK");
                     }
+                    // Its entries are in the tree before anything else is written (a write
+                    // alone commits its own transactions, most of them extending the tiles
+                    // already; this catches any that did not). A failure here is retried
+                    // before the next commit.
+                    let _ = tile_alone(&conn);
                 }
                 batched => batch.push(batched),
             }
@@ -130,11 +135,24 @@ fn begin(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(super::db_err)
 }
 
+/// Commits the batch's transaction, its entries' tiles first (one write per changed tile for
+/// the whole batch, not node rows per entry).
 fn commit(conn: &Connection) -> Result<(), StoreError> {
+    if let Err(e) = super::tiles::tile_new_entries(conn) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
     conn.execute_batch("COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         super::db_err(e)
     })
+}
+
+/// Extends the tiles over entries a write alone committed without them, in a transaction of
+/// its own.
+fn tile_alone(conn: &Connection) -> Result<(), StoreError> {
+    begin(conn)?;
+    commit(conn)
 }
 
 fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
