@@ -80,25 +80,51 @@ pub trait LogReader {
 }
 
 /// An installation's database: its entries, stored nodes and kept checkpoints.
-pub struct DbReader(pub Arc<dyn candor_store::Store>);
+pub struct DbReader {
+    store: Arc<dyn candor_store::Store>,
+    /// The batch after the last one asked for, being read while the caller hashes that one
+    /// (reading and hashing take about as long each, and run on different threads).
+    ahead: Option<(u64, u64, tokio::task::JoinHandle<Result<Batch>>)>,
+}
 
-impl LogReader for DbReader {
-    async fn batch(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Hash)>> {
-        let entries = self.0.log_entries(start, end).await?;
-        let leaves = self.0.log_nodes(0, start, end).await?;
+type Batch = Vec<(u64, Vec<u8>, Hash)>;
+
+impl DbReader {
+    pub fn new(store: Arc<dyn candor_store::Store>) -> Self {
+        Self { store, ahead: None }
+    }
+
+    async fn read(store: &dyn candor_store::Store, start: u64, end: u64) -> Result<Batch> {
+        let entries = store.log_entries(start, end).await?;
+        let leaves = store.log_nodes(0, start, end).await?;
         Ok(entries
             .into_iter()
             .zip(leaves.into_iter().chain(std::iter::repeat([0u8; 32])))
             .map(|((i, e), h)| (i, e, h))
             .collect())
     }
+}
+
+impl LogReader for DbReader {
+    async fn batch(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Hash)>> {
+        let batch = match self.ahead.take() {
+            Some((s, e, read)) if (s, e) == (start, end) => read.await.context("reading the log")??,
+            _ => Self::read(self.store.as_ref(), start, end).await?,
+        };
+        // The next batch of the same length is read meanwhile.
+        let (next, next_end) = (end, end + (end - start));
+        let store = self.store.clone();
+        self.ahead =
+            Some((next, next_end, tokio::spawn(async move { Self::read(store.as_ref(), next, next_end).await })));
+        Ok(batch)
+    }
 
     async fn nodes(&mut self, level: u32, start: u64, end: u64) -> Result<Option<Vec<Hash>>> {
-        Ok(Some(self.0.log_nodes(level, start, end).await?))
+        Ok(Some(self.store.log_nodes(level, start, end).await?))
     }
 
     async fn checkpoint(&mut self) -> Result<Option<String>> {
-        Ok(self.0.latest_checkpoint().await?.map(|(_, n)| n))
+        Ok(self.store.latest_checkpoint().await?.map(|(_, n)| n))
     }
 }
 
@@ -128,12 +154,12 @@ impl LogReader for SigningDbReader {
         // The newest kept checkpoint already covers the whole log: check against it, without
         // building the completeness map a second time to sign the same thing again.
         if !std::mem::replace(&mut self.asked, true)
-            && let Some((size, kept)) = self.db.0.latest_checkpoint().await?
-            && size == self.db.0.log_head().await?.0
+            && let Some((size, kept)) = self.db.store.latest_checkpoint().await?
+            && size == self.db.store.log_head().await?.0
         {
             return Ok(Some(kept));
         }
-        match crate::vault::transparency::sign_head(self.db.0.as_ref(), ctx).await {
+        match crate::vault::transparency::sign_head(self.db.store.as_ref(), ctx).await {
             Ok(signed) => {
                 self.signed.push(signed.note.clone());
                 Ok(Some(signed.note))
@@ -153,7 +179,7 @@ impl LogReader for SigningDbReader {
         if !self.signed.iter().any(|n| n == note) {
             return Ok(false);
         }
-        self.db.0.save_checkpoint(size, note, crate::vault::now_millis()).await?;
+        self.db.store.save_checkpoint(size, note, crate::vault::now_millis()).await?;
         Ok(true)
     }
 
@@ -565,7 +591,7 @@ pub async fn run(source: Source, options: Options) -> Result<Report> {
             };
             let store = install::open_store(&config).await?;
             let history: Vec<String> = store.checkpoints().await?.into_iter().map(|(_, n)| n).collect();
-            let reader = SigningDbReader { db: DbReader(store), signer, signed: Vec::new(), asked: false };
+            let reader = SigningDbReader { db: DbReader::new(store), signer, signed: Vec::new(), asked: false };
             verify_log(&key, reader, &options, &history, map_signer, started).await
         }
         Source::Url { url, token } => {

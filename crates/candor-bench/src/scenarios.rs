@@ -807,7 +807,8 @@ async fn log_bench(dir: &std::path::Path, entries: u64, seconds: f64) -> Result<
     report(&format!("consistency proof at {size} entries"), rounds, start.elapsed());
 
     let start = Instant::now();
-    let (recomputed, _) = candor::verify::recompute(&mut candor::verify::DbReader(store.clone()), size, &[]).await?;
+    let (recomputed, _) =
+        candor::verify::recompute(&mut candor::verify::DbReader::new(store.clone()), size, &[]).await?;
     anyhow::ensure!(recomputed == root, "the recomputed root must match");
     report(&format!("full verification: read + hash + recompute root ({size} entries)"), size, start.elapsed());
     Ok(())
