@@ -340,6 +340,23 @@ fn read_token_epoch(c: &Connection) -> Result<u64, StoreError> {
     }
 }
 
+/// The customers holding any of `indexes` (one value's blind index under each index-key
+/// version) in `field`, in one statement, so a row being recomputed under the new key meanwhile
+/// is seen exactly once (one snapshot).
+fn holders_of_any(c: &Connection, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError> {
+    let tokens = (0..indexes.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT DISTINCT subject_id FROM blind_index WHERE field = ?1 AND token IN ({tokens}) ORDER BY subject_id"
+    );
+    let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
+    let name = field.as_str();
+    let bytes: Vec<&[u8]> = indexes.iter().map(BlindIndex::as_bytes).collect();
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&name];
+    values.extend(bytes.iter().map(|b| b as &dyn rusqlite::ToSql));
+    let rows = stmt.query_map(values.as_slice(), |r| r.get::<_, String>(0)).map_err(db_err)?;
+    rows.map(|r| parse_subject(&r.map_err(db_err)?)).collect()
+}
+
 /// Index entries looked up per statement (one statement, always the same size, padded with an
 /// empty token that no entry has, so it stays in the statement cache).
 const TOKENS_PER_QUERY: usize = 256;
@@ -883,23 +900,11 @@ impl Store for SqliteStore {
     }
 
     async fn find_by_index(&self, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError> {
+        if let Some(found) = self.read_inline(|c| holders_of_any(c, field, indexes)) {
+            return found;
+        }
         let (field, indexes) = (field.clone(), indexes.to_vec());
-        self.read(move |c| {
-            // One statement for every version, so a row being recomputed under the new key
-            // meanwhile is seen exactly once (one snapshot).
-            let tokens = (0..indexes.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
-            let sql = format!(
-                "SELECT DISTINCT subject_id FROM blind_index WHERE field = ?1 AND token IN ({tokens}) ORDER BY subject_id"
-            );
-            let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
-            let name = field.as_str();
-            let bytes: Vec<&[u8]> = indexes.iter().map(BlindIndex::as_bytes).collect();
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&name];
-            values.extend(bytes.iter().map(|b| b as &dyn rusqlite::ToSql));
-            let rows = stmt.query_map(values.as_slice(), |r| r.get::<_, String>(0)).map_err(db_err)?;
-            rows.map(|r| parse_subject(&r.map_err(db_err)?)).collect()
-        })
-        .await
+        self.read(move |c| holders_of_any(c, &field, &indexes)).await
     }
 
     async fn find_many_by_index(
