@@ -87,19 +87,34 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Hash>, ProofError> {
     Ok(bytes.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect())
 }
 
-/// Nodes computed from tiles held in memory (the tiles [`tile_of`] names for each node).
+/// Nodes computed from tiles held in memory (the tiles [`tile_of`] names for each node), each
+/// computed once however often an algorithm asks for it.
 #[derive(Debug, Default)]
-pub struct TileSource(pub HashMap<(u32, u64), Vec<Hash>>);
+pub struct TileSource {
+    tiles: HashMap<(u32, u64), Vec<Hash>>,
+    computed: HashMap<(u32, u64), Hash>,
+}
+
+impl TileSource {
+    pub fn new(tiles: HashMap<(u32, u64), Vec<Hash>>) -> Self {
+        Self { tiles, computed: HashMap::new() }
+    }
+}
 
 impl NodeSource for TileSource {
     fn node(&mut self, level: u32, index: u64) -> Result<Hash, ProofError> {
+        if let Some(hash) = self.computed.get(&(level, index)) {
+            return Ok(*hash);
+        }
         let (tile_level, tile, start, count) = tile_of(level, index);
         let hashes = self
-            .0
+            .tiles
             .get(&(tile_level, tile))
             .and_then(|t| t.get(start..start + count))
             .ok_or(ProofError::MissingNode { level, index })?;
-        Ok(perfect_root(hashes))
+        let hash = perfect_root(hashes);
+        self.computed.insert((level, index), hash);
+        Ok(hash)
     }
 }
 
@@ -246,7 +261,7 @@ mod tests {
             let all = leaves(n);
             let mut builder = RootBuilder::new();
             all.iter().for_each(|l| builder.push(*l));
-            let mut src = TileSource(stored.clone());
+            let mut src = TileSource::new(stored.clone());
             assert_eq!(merkle::root(&mut src, n).unwrap(), builder.root(), "n = {n}, batch = {batch}");
             for index in [0, n / 2, n - 1] {
                 let proof = merkle::inclusion_proof(&mut src, index, n).unwrap();
@@ -280,7 +295,7 @@ mod tests {
         assert_eq!(Edge::load(300, &stored).unwrap().size(), 300);
         stored.get_mut(&(0, 1)).unwrap().truncate(10);
         assert_eq!(Edge::load(300, &stored).unwrap_err(), ProofError::MissingNode { level: 0, index: 256 });
-        let mut src = TileSource(stored);
+        let mut src = TileSource::new(stored);
         assert_eq!(src.node(0, 299).unwrap_err(), ProofError::MissingNode { level: 0, index: 299 });
         assert!(decode(&[0; 31]).is_err() && decode(&[]).is_err() && decode(&[0; 257 * 32]).is_err());
         assert_eq!(decode(&encode(&leaves(3))).unwrap(), leaves(3));

@@ -129,7 +129,7 @@ async fn with_tiles<T>(
 ) -> Result<T, StoreError> {
     let mut rec = NodeRecorder::default();
     f(&mut rec).map_err(proof_err)?;
-    let mut src = TileSource(fetch_tiles(c, &tiles::tiles_for(&rec.wanted)).await?);
+    let mut src = TileSource::new(fetch_tiles(c, &tiles::tiles_for(&rec.wanted)).await?);
     f(&mut src).map_err(proof_err)
 }
 
@@ -666,18 +666,18 @@ impl Store for PgStore {
     async fn log_inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
         let client = self.client().await?;
         check_size(&**client, size).await?;
-        let proof = with_tiles(&**client, |src| merkle::inclusion_proof(src, index, size)).await?;
-        let leaf = with_tiles(&**client, |src| src.node(0, index)).await?;
-        Ok((leaf, proof))
+        // Leaf and path from one read of the tiles they lie in.
+        with_tiles(&**client, |src| Ok((src.node(0, index)?, merkle::inclusion_proof(src, index, size)?))).await
     }
 
     async fn log_consistency_proof(&self, first: u64, second: u64) -> Result<(Hash, Hash, Vec<Hash>), StoreError> {
         let client = self.client().await?;
         check_size(&**client, second).await?;
-        let proof = with_tiles(&**client, |src| merkle::consistency_proof(src, first, second)).await?;
-        let r1 = with_tiles(&**client, |src| merkle::root(src, first)).await?;
-        let r2 = with_tiles(&**client, |src| merkle::root(src, second)).await?;
-        Ok((r1, r2, proof))
+        // Both roots and the proof from one read of the tiles they need.
+        with_tiles(&**client, |src| {
+            Ok((merkle::root(src, first)?, merkle::root(src, second)?, merkle::consistency_proof(src, first, second)?))
+        })
+        .await
     }
 
     async fn subject_log_indices(&self, subject: SubjectId) -> Result<Vec<u64>, StoreError> {

@@ -1081,9 +1081,8 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let tx = c.transaction().map_err(db_err)?;
             check_size(&tx, size)?;
-            let proof = tiles::with_tiles(&tx, |src| merkle::inclusion_proof(src, index, size))?;
-            let leaf = tiles::with_tiles(&tx, |src| src.node(0, index))?;
-            Ok((leaf, proof))
+            // Leaf and path from one read of the tiles they lie in.
+            tiles::with_tiles(&tx, |src| Ok((src.node(0, index)?, merkle::inclusion_proof(src, index, size)?)))
         })
         .await
     }
@@ -1092,10 +1091,14 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let tx = c.transaction().map_err(db_err)?;
             check_size(&tx, second)?;
-            let proof = tiles::with_tiles(&tx, |src| merkle::consistency_proof(src, first, second))?;
-            let r1 = tiles::root(&tx, first)?;
-            let r2 = tiles::root(&tx, second)?;
-            Ok((r1, r2, proof))
+            // Both roots and the proof from one read of the tiles they need.
+            tiles::with_tiles(&tx, |src| {
+                Ok((
+                    merkle::root(src, first)?,
+                    merkle::root(src, second)?,
+                    merkle::consistency_proof(src, first, second)?,
+                ))
+            })
         })
         .await
     }

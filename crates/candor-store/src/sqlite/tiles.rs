@@ -57,7 +57,7 @@ pub(super) fn with_tiles<T>(
 ) -> Result<T, StoreError> {
     let mut recorder = NodeRecorder::default();
     f(&mut recorder).map_err(proof_err)?;
-    let mut src = TileSource(read_tiles(c, &tiles::tiles_for(&recorder.wanted))?);
+    let mut src = TileSource::new(read_tiles(c, &tiles::tiles_for(&recorder.wanted))?);
     f(&mut src).map_err(proof_err)
 }
 
