@@ -135,6 +135,11 @@ fn configure(conn: &Connection, keys_path: &Path) -> rusqlite::Result<()> {
         conn.pragma_update(Some(schema), "secure_delete", "ON")?;
     }
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoint journals (each write of a group commit runs in one) and sorts in memory, not in
+    // temporary files: a profile of log appends showed a sixth of the writer's time copying
+    // pages to the sub-journal file and reading them back; and no page image of customer data
+    // lands in a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
