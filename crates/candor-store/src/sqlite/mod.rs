@@ -655,7 +655,7 @@ impl SqliteStore {
             keys::prepare_key_store(&mut conn)?;
             check_key_store_pairing(&mut conn, &k)?;
             keys::check_key_store(&mut conn, &p, &k)?;
-            tiles::tile_at_open(&mut conn)?;
+            tiles::tile_untiled_entries(&mut conn)?;
             Ok::<_, StoreError>(conn)
         })
         .await

@@ -4,9 +4,8 @@
 //! extends the tiles for every entry of a transaction at once, just before that transaction
 //! commits ([`tile_new_entries`]), so a group commit of 64 reads writes one leaf tile instead of
 //! ~130 node rows. The tree's size is what the tiles cover ([`tree_size`]); it equals the
-//! number of entries after every commit of the writer, and a database left behind (a crash
-//! between an entry's commit and its tiles cannot happen, but an older Candor's database can
-//! be migrated) is caught up at open.
+//! number of entries after every commit of the writer. Entries committed without tiles (a
+//! migrated database, a write run alone) are tiled by [`tile_untiled_entries`].
 
 use std::collections::HashMap;
 
@@ -97,10 +96,12 @@ pub(crate) fn tile_new_entries(c: &Connection) -> Result<(), StoreError> {
     write_tiles(c, edge.finish())
 }
 
-/// At open: tiles the entries an older Candor left without them. A log whose tiles cover more
-/// entries than it has (entries deleted from the file) still opens, so that `candor log
-/// verify` can name what is missing; writing to it fails ([`tile_new_entries`]).
-pub(super) fn tile_at_open(c: &mut Connection) -> Result<(), StoreError> {
+/// Tiles, in a transaction of its own, entries committed without their tiles: at open (an
+/// older Candor's migrated log) and after a write run alone. Nothing to do costs two indexed
+/// reads and no transaction. A log whose tiles cover more entries than it has (entries deleted
+/// from the file) is left as it is, so that it still opens and `candor log verify` can name
+/// what is missing; writing to it fails ([`tile_new_entries`]).
+pub(super) fn tile_untiled_entries(c: &mut Connection) -> Result<(), StoreError> {
     if tree_size(c)? >= log_size(c)? {
         return Ok(());
     }

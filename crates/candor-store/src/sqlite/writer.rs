@@ -122,7 +122,7 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                     // alone commits its own transactions, most of them extending the tiles
                     // already; this catches any that did not). A failure here is retried
                     // before the next commit.
-                    let _ = tile_alone(&conn);
+                    let _ = super::tiles::tile_untiled_entries(&mut conn);
                 }
                 batched => batch.push(batched),
             }
@@ -146,13 +146,6 @@ fn commit(conn: &Connection) -> Result<(), StoreError> {
         let _ = conn.execute_batch("ROLLBACK");
         super::db_err(e)
     })
-}
-
-/// Extends the tiles over entries a write alone committed without them, in a transaction of
-/// its own.
-fn tile_alone(conn: &Connection) -> Result<(), StoreError> {
-    begin(conn)?;
-    commit(conn)
 }
 
 fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
