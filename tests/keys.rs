@@ -321,7 +321,11 @@ async fn the_index_key_rotates_while_lookups_keep_finding_everyone_and_correctio
     // made by the only key held, so nothing to do — until the key is rotated.
     let db = rusqlite::Connection::open(install.db_path()).unwrap();
     for (_, id) in &ids[30..40] {
-        db.execute("UPDATE blind_index SET key_version = 0 WHERE subject_id = ?1", [id]).unwrap();
+        db.execute(
+            "UPDATE blind_index SET key_version = 0 WHERE subject_no = (SELECT no FROM subjects WHERE id = ?1)",
+            [id],
+        )
+        .unwrap();
     }
     let (_, status, _) = keys(&install, &["status"]);
     assert!(

@@ -172,15 +172,29 @@ async fn a_ciphertext_moved_to_another_subject_or_field_fails_loudly(install: In
             .await;
         assert_eq!(r.status, 201);
     }
-    sql(&install, "CREATE TABLE fv_backup AS SELECT subject_id, field, ciphertext FROM field_values");
+    // SQLite keys values by the customer's internal number, PostgreSQL by their id.
+    let (values, owner_of_row, row_of) = if install.postgres.is_some() {
+        ("field_values", "field_values.subject_id", "subject_id = '{id}'")
+    } else {
+        (
+            "(SELECT s.id AS subject_id, v.field, v.ciphertext FROM field_values v JOIN subjects s ON s.no = v.subject_no)",
+            "(SELECT id FROM subjects WHERE no = field_values.subject_no)",
+            "subject_no = (SELECT no FROM subjects WHERE id = '{id}')",
+        )
+    };
+    sql(&install, &format!("CREATE TABLE fv_backup AS SELECT subject_id, field, ciphertext FROM {values}"));
     let put = |to: &str, field: &str, from: &str, from_field: &str| {
         format!(
             "UPDATE field_values SET ciphertext = (SELECT ciphertext FROM fv_backup WHERE subject_id = '{from}' AND field = '{from_field}') \
-             WHERE subject_id = '{to}' AND field = '{field}'"
+             WHERE {} AND field = '{field}'",
+            row_of.replace("{id}", to)
         )
     };
-    let restore = "UPDATE field_values SET ciphertext = (SELECT ciphertext FROM fv_backup b \
-                   WHERE b.subject_id = field_values.subject_id AND b.field = field_values.field)";
+    let restore = format!(
+        "UPDATE field_values SET ciphertext = (SELECT ciphertext FROM fv_backup b \
+         WHERE b.subject_id = {owner_of_row} AND b.field = field_values.field)"
+    );
+    let restore = restore.as_str();
 
     // Ada's e-mail ciphertext copied into Bob's row: Bob's read fails, Ada's data never shows.
     sql(&install, &put(&bob, "email", &ada, "email"));

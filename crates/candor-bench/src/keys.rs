@@ -39,24 +39,26 @@ pub async fn run(customers: usize) -> Result<()> {
                 "INSERT INTO subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at) VALUES (?1, ?2, ?3, ?4, 0)",
             )?;
             let mut value =
-                dt.prepare("INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, 0)")?;
+                dt.prepare("INSERT INTO field_values (subject_no, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, 0)")?;
             let mut index =
-                dt.prepare("INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)")?;
+                dt.prepare("INSERT INTO blind_index (field, token, subject_no, key_version) VALUES (?1, ?2, ?3, ?4)")?;
             let (email, address) = (candor_core::FieldName::new("email"), candor_core::FieldName::new("shipping_address"));
             for n in 0..customers {
                 let id = candor_core::SubjectId::random();
                 let (subject_key, dek) = seeding_ring.new_subject_key(id)?;
                 subject.execute([id.to_string()])?;
+                // Values and index rows name the customer by their internal number.
+                let no = dt.last_insert_rowid();
                 key.execute(rusqlite::params![id.to_string(), dek.kek_version, dek.dek_version, dek.wrapped.as_bytes()])?;
                 let mail = format!("customer{n}@example.com");
                 let country = ["DE", "FR", "GB", "IE", "NL"][n % 7 % 5];
                 let place = serde_json::json!({"street": format!("{n} Bench St"), "city": "Benchton", "country": country});
                 for (field, plain) in [(&email, serde_json::to_vec(&mail)?), (&address, serde_json::to_vec(&place)?)] {
                     let sealed = subject_key.seal_field(field, &plain)?;
-                    value.execute(rusqlite::params![id.to_string(), field.as_str(), sealed.as_bytes()])?;
+                    value.execute(rusqlite::params![no, field.as_str(), sealed.as_bytes()])?;
                 }
                 let token = seeding_ring.blind_index(&email, mail.as_bytes());
-                index.execute(rusqlite::params!["email", token.as_bytes(), id.to_string(), token.key_version()])?;
+                index.execute(rusqlite::params!["email", token.as_bytes(), no, token.key_version()])?;
                 ids.push(id);
             }
         }

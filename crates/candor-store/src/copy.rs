@@ -256,6 +256,22 @@ fn value(kind: Kind, v: ValueRef<'_>) -> Result<Box<dyn ToSql + Sync + Send>, St
     })
 }
 
+/// Where a table's rows are read on SQLite: the table, except for the values and the blind
+/// index, which SQLite keys by the customer's internal number (PostgreSQL by their id).
+fn source_rows(table: &str) -> &str {
+    match table {
+        "field_values" => {
+            "(SELECT s.id AS subject_id, v.field, v.ciphertext, v.updated_at
+              FROM field_values v JOIN subjects s ON s.no = v.subject_no)"
+        }
+        "blind_index" => {
+            "(SELECT b.field, b.token, s.id AS subject_id, b.key_version
+              FROM blind_index b JOIN subjects s ON s.no = b.subject_no)"
+        }
+        other => other,
+    }
+}
+
 /// The PostgreSQL name of a table: the key store is the `candor_keys` schema.
 fn destination_table(table: &str) -> String {
     match table.strip_prefix("keys.") {
@@ -297,7 +313,8 @@ pub async fn sqlite_to_postgres(
         let target = destination_table(table);
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
         let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).map_err(sql_err)?;
-        let mut stmt = conn.prepare(&format!("SELECT {} FROM {table}", names.join(", "))).map_err(sql_err)?;
+        let source = source_rows(table);
+        let mut stmt = conn.prepare(&format!("SELECT {} FROM {source}", names.join(", "))).map_err(sql_err)?;
         let mut rows = stmt.query([]).map_err(sql_err)?;
         let mut batch: Vec<Vec<Box<dyn ToSql + Sync + Send>>> = Vec::with_capacity(BATCH);
         let mut copied = 0u64;

@@ -36,7 +36,8 @@ pub trait KeyRingStore: Send + Sync {
     async fn index_counts(&self) -> Result<Vec<(u32, u64)>, StoreError>;
 
     /// Up to `limit` lookup-index rows made under index key `key_version`, after `after` in
-    /// (subject, field) order.
+    /// the store's order of customers, then field (PostgreSQL orders customers by id; SQLite by
+    /// their internal number, in order of creation).
     async fn index_rows_under(
         &self,
         key_version: u32,

@@ -9,6 +9,13 @@ use candor_core::SubjectId;
 use super::{Exec, Row, Sql, args, change_logged, sql};
 use crate::{FieldChange, Hash, IdempotentOutcome, LogRecord, Millis, NewEvent, NewToken, StoreError, StoredToken};
 
+/// Removes the customer `$1`'s blind-index rows of field `$2` (SQLite keys them by the
+/// customer's internal number).
+pub(crate) const UNINDEX: Sql<'static> = sql!(
+    postgres: "DELETE FROM blind_index WHERE subject_id = $1 AND field = $2",
+    sqlite: "DELETE FROM blind_index WHERE subject_no = (SELECT no FROM subjects WHERE id = ?1) AND field = ?2",
+);
+
 /// Writes one notice per recipient holding `$1` in a grant: `$1` subject, `$2` kind, `$3`
 /// fields, `$4` now.
 pub(crate) const ENQUEUE: Sql<'static> = sql!(
@@ -39,24 +46,37 @@ pub(crate) async fn update_subject(
     }
     for change in &changes {
         // The old index entry goes whatever the change; a new value brings its own.
-        let unindex = sql!("DELETE FROM blind_index WHERE subject_id = $1 AND field = $2");
-        c.execute(unindex, args![&sid, change.field().as_str()]).await?;
+        c.execute(UNINDEX, args![&sid, change.field().as_str()]).await?;
         match change {
             FieldChange::Set { field, value, index } => {
+                // SQLite keys values and index rows by the customer's internal number.
                 let put = sql!(
-                    "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (subject_id, field)
-                     DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at"
+                    postgres: "INSERT INTO field_values (subject_id, field, ciphertext, updated_at)
+                               VALUES ($1, $2, $3, $4)
+                               ON CONFLICT (subject_id, field)
+                               DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at",
+                    sqlite: "INSERT INTO field_values (subject_no, field, ciphertext, updated_at)
+                             SELECT no, ?2, ?3, ?4 FROM subjects WHERE id = ?1
+                             ON CONFLICT (subject_no, field)
+                             DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
                 );
                 c.execute(put, args![&sid, field.as_str(), value.as_bytes(), now]).await?;
                 if let Some(token) = index {
-                    let index =
-                        sql!("INSERT INTO blind_index (field, token, subject_id, key_version) VALUES ($1, $2, $3, $4)");
+                    let index = sql!(
+                        postgres: "INSERT INTO blind_index (field, token, subject_id, key_version)
+                                   VALUES ($1, $2, $3, $4)",
+                        sqlite: "INSERT INTO blind_index (field, token, subject_no, key_version)
+                                 SELECT ?1, ?2, no, ?4 FROM subjects WHERE id = ?3",
+                    );
                     c.execute(index, args![field.as_str(), token.as_bytes(), &sid, token.key_version()]).await?;
                 }
             }
             FieldChange::Remove { field } => {
-                let remove = sql!("DELETE FROM field_values WHERE subject_id = $1 AND field = $2");
+                let remove = sql!(
+                    postgres: "DELETE FROM field_values WHERE subject_id = $1 AND field = $2",
+                    sqlite: "DELETE FROM field_values WHERE subject_no = (SELECT no FROM subjects WHERE id = ?1)
+                             AND field = ?2",
+                );
                 c.execute(remove, args![&sid, field.as_str()]).await?;
             }
         }

@@ -79,10 +79,16 @@ pub(crate) async fn index_rows_under(
     after: (String, String),
     limit: u32,
 ) -> Result<Vec<(SubjectId, FieldName)>, StoreError> {
+    // SQLite keys the rows by the customer's internal number and pages in its order (a cursor
+    // whose customer has been erased since starts again from the first row still under the key).
     let sql = sql!(
-        "SELECT subject_id, field FROM blind_index
-         WHERE key_version = $1 AND (subject_id, field) > ($2, $3)
-         ORDER BY subject_id, field LIMIT $4"
+        postgres: "SELECT subject_id, field FROM blind_index
+                   WHERE key_version = $1 AND (subject_id, field) > ($2, $3)
+                   ORDER BY subject_id, field LIMIT $4",
+        sqlite: "SELECT s.id, b.field FROM blind_index b JOIN subjects s ON s.no = b.subject_no
+                 WHERE b.key_version = ?1
+                   AND (b.subject_no, b.field) > (COALESCE((SELECT no FROM subjects WHERE id = ?2), -1), ?3)
+                 ORDER BY b.subject_no, b.field LIMIT ?4",
     );
     c.query(sql, args![key_version, &after.0, &after.1, limit], |r| Ok((r.subject(0)?, FieldName::new(r.text(1)?))))
         .await
@@ -90,8 +96,11 @@ pub(crate) async fn index_rows_under(
 
 pub(crate) async fn replace_index_rows(c: &impl Exec, changes: Vec<IndexReplacement>) -> Result<u64, StoreError> {
     let insert = sql!(
-        "INSERT INTO blind_index (field, token, subject_id, key_version) VALUES ($1, $2, $3, $4)
-         ON CONFLICT DO NOTHING"
+        postgres: "INSERT INTO blind_index (field, token, subject_id, key_version) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT DO NOTHING",
+        sqlite: "INSERT INTO blind_index (field, token, subject_no, key_version)
+                 SELECT ?1, ?2, no, ?4 FROM subjects WHERE id = ?3
+                 ON CONFLICT DO NOTHING",
     );
     let mut replaced = 0;
     for ch in &changes {
@@ -108,7 +117,9 @@ pub(crate) async fn replace_index_rows(c: &impl Exec, changes: Vec<IndexReplacem
             c.execute(delete, &args).await?
         } else {
             let delete = sql!(
-                "DELETE FROM blind_index WHERE field = $1 AND token = $2 AND subject_id = $3 AND key_version = $4"
+                postgres: "",
+                sqlite: "DELETE FROM blind_index WHERE field = ?1 AND token = ?2
+                         AND subject_no = (SELECT no FROM subjects WHERE id = ?3) AND key_version = ?4",
             );
             let mut gone = 0;
             for token in &ch.current {

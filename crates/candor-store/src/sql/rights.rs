@@ -13,11 +13,21 @@ use crate::rights::{
 };
 use crate::{LogRecord, Millis, StoreError};
 
-/// The table and columns a retention rule reads.
-fn rule_columns(rule: &RetentionRule) -> (&'static str, &'static str, &'static str) {
+/// The rows a retention rule reads, on PostgreSQL and on SQLite (each with a `subject_id`
+/// column), and their name and time columns. SQLite keys a customer's values by their internal
+/// number, so there the values are joined back to the customer's id.
+fn rule_columns(rule: &RetentionRule) -> (Sql<'static>, &'static str, &'static str) {
     match rule.target {
-        RuleTarget::Event => ("events", "event_type", "recorded_at"),
-        RuleTarget::Field => ("field_values", "field", "updated_at"),
+        RuleTarget::Event => (sql!("events"), "event_type", "recorded_at"),
+        RuleTarget::Field => (
+            sql!(
+                postgres: "field_values",
+                sqlite: "(SELECT s.id AS subject_id, v.field, v.updated_at
+                          FROM field_values v JOIN subjects s ON s.no = v.subject_no)",
+            ),
+            "field",
+            "updated_at",
+        ),
     }
 }
 
@@ -204,7 +214,11 @@ pub(crate) async fn inventory(c: &impl Exec, id: SubjectId) -> Result<Option<Inv
     if c.query_opt(sql!("SELECT 1 FROM subjects WHERE id = $1"), args![&sid], |_| Ok(())).await?.is_none() {
         return Ok(None);
     }
-    let fields = sql!("SELECT field FROM field_values WHERE subject_id = $1 ORDER BY field");
+    let fields = sql!(
+        postgres: "SELECT field FROM field_values WHERE subject_id = $1 ORDER BY field",
+        sqlite: "SELECT v.field FROM field_values v JOIN subjects s ON s.no = v.subject_no WHERE s.id = ?1
+                 ORDER BY v.field",
+    );
     let events =
         sql!("SELECT event_type, COUNT(*) FROM events WHERE subject_id = $1 GROUP BY event_type ORDER BY event_type");
     Ok(Some(Inventory {
@@ -279,26 +293,28 @@ pub(crate) async fn retention_candidates(
         return Ok(Vec::new());
     }
     let after = after.map(|a| a.to_string()).unwrap_or_default();
-    let mut parts = Vec::new();
+    let (mut postgres, mut sqlite) = (Vec::new(), Vec::new());
     let mut args = vec![Arg::Text(&after)];
     for rule in &rules {
         let (table, name, time) = rule_columns(rule);
-        let n = args.len();
-        parts.push(format!(
-            "SELECT subject_id FROM {table} WHERE {name} = ${} AND {time} <= ${} AND subject_id > $1",
-            n + 1,
-            n + 2
-        ));
+        let (n, m) = (args.len() + 1, args.len() + 2);
+        let part = |table: &str| {
+            format!("SELECT subject_id FROM {table} WHERE {name} = ${n} AND {time} <= ${m} AND subject_id > $1")
+        };
+        postgres.push(part(table.postgres));
+        sqlite.push(part(table.sqlite));
         args.extend([Arg::Text(rule.name.as_str()), Arg::Int(rule.cutoff)]);
     }
-    let postgres = format!(
-        "SELECT subject_id FROM ({}) AS due WHERE subject_id NOT IN (SELECT subject_id FROM legal_holds)
-         ORDER BY subject_id LIMIT ${}",
-        parts.join(" UNION "),
-        args.len() + 1
-    );
+    let whole = |parts: Vec<String>| {
+        format!(
+            "SELECT subject_id FROM ({}) AS due WHERE subject_id NOT IN (SELECT subject_id FROM legal_holds)
+             ORDER BY subject_id LIMIT ${}",
+            parts.join(" UNION "),
+            args.len() + 1
+        )
+    };
+    let (postgres, sqlite) = (whole(postgres), sqlite_of(&whole(sqlite)));
     args.push(Arg::from(limit));
-    let sqlite = sqlite_of(&postgres);
     c.query(Sql { postgres: &postgres, sqlite: &sqlite }, &args, |r| r.subject(0)).await
 }
 
@@ -310,16 +326,18 @@ pub(crate) async fn retention_due(c: &impl Exec, rules: Vec<RetentionRule>) -> R
             "SELECT COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 1 ELSE 0 END), 0),
                     COUNT(DISTINCT CASE WHEN h.subject_id IS NULL THEN t.subject_id END),
                     COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 0 ELSE 1 END), 0)
-             FROM {table} t LEFT JOIN legal_holds h ON h.subject_id = t.subject_id
-             WHERE t.{name} = ?1 AND t.{time} <= ?2"
+             FROM {} t LEFT JOIN legal_holds h ON h.subject_id = t.subject_id
+             WHERE t.{name} = ?1 AND t.{time} <= ?2",
+            table.sqlite
         );
         // The sums as BIGINT on PostgreSQL (a SUM is NUMERIC there for some argument types).
         let postgres = format!(
             "SELECT COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 1 ELSE 0 END), 0)::BIGINT,
                     COUNT(DISTINCT CASE WHEN h.subject_id IS NULL THEN t.subject_id END)::BIGINT,
                     COALESCE(SUM(CASE WHEN h.subject_id IS NULL THEN 0 ELSE 1 END), 0)::BIGINT
-             FROM {table} t LEFT JOIN legal_holds h ON h.subject_id = t.subject_id
-             WHERE t.{name} = $1 AND t.{time} <= $2"
+             FROM {} t LEFT JOIN legal_holds h ON h.subject_id = t.subject_id
+             WHERE t.{name} = $1 AND t.{time} <= $2",
+            table.postgres
         );
         let sql = Sql { postgres: &postgres, sqlite: &sqlite };
         let (items, subjects, held_items) = c
@@ -345,10 +363,16 @@ pub(crate) async fn apply_retention(
     }
     let mut expired = Expired::default();
     for rule in &rules {
-        let (table, name, time) = rule_columns(rule);
-        let postgres = format!("DELETE FROM {table} WHERE subject_id = $1 AND {name} = $2 AND {time} <= $3");
-        let sqlite = sqlite_of(&postgres);
-        let sql = Sql { postgres: &postgres, sqlite: &sqlite };
+        let sql = match rule.target {
+            RuleTarget::Event => {
+                sql!("DELETE FROM events WHERE subject_id = $1 AND event_type = $2 AND recorded_at <= $3")
+            }
+            RuleTarget::Field => sql!(
+                postgres: "DELETE FROM field_values WHERE subject_id = $1 AND field = $2 AND updated_at <= $3",
+                sqlite: "DELETE FROM field_values WHERE subject_no = (SELECT no FROM subjects WHERE id = ?1)
+                         AND field = ?2 AND updated_at <= ?3",
+            ),
+        };
         let n = c.execute(sql, args![&sid, rule.name.as_str(), rule.cutoff]).await?;
         if n == 0 {
             continue;
@@ -356,8 +380,7 @@ pub(crate) async fn apply_retention(
         match rule.target {
             RuleTarget::Event => expired.events.push((rule.name.clone(), n)),
             RuleTarget::Field => {
-                let unindex = sql!("DELETE FROM blind_index WHERE subject_id = $1 AND field = $2");
-                c.execute(unindex, args![&sid, rule.name.as_str()]).await?;
+                c.execute(super::core::UNINDEX, args![&sid, rule.name.as_str()]).await?;
                 expired.fields.push(rule.name.clone());
             }
         }

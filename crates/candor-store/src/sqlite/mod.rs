@@ -55,11 +55,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("../../migrations/sqlite/0017_staff.sql")),
     (18, include_str!("../../migrations/sqlite/0018_request_handling.sql")),
     (19, include_str!("../../migrations/sqlite/0019_log_tiles.sql")),
+    (20, include_str!("../../migrations/sqlite/0020_subject_numbers.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
 /// The migration that stores the log's tree as tiles: they are made from the node rows, which go.
 const LOG_TILES: i64 = 19;
+/// The migration that rebuilds `subjects` with an internal number: it runs with foreign keys off
+/// (dropping the old table must not cascade) and checks every reference before it commits.
+const SUBJECT_NUMBERS: i64 = 20;
 const KEY_STORE_SCHEMA: &str = include_str!("../../migrations/keystore/0001_subject_keys.sql");
 /// Reader connections kept open between reads (opening one costs more than a read).
 const MAX_IDLE_READERS: usize = 32;
@@ -267,20 +271,43 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
         if *version == KEYS_LEAVE_DATA {
             move_keys_to_key_store(conn)?;
         }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-        tx.execute_batch(sql).map_err(db_err)?;
-        if *version == LOG_TILES {
-            tiles::tiles_from_nodes(&tx)?;
+        let rebuilds = *version == SUBJECT_NUMBERS;
+        if rebuilds {
+            conn.pragma_update(None, "foreign_keys", "OFF").map_err(db_err)?;
         }
-        execute_cached(
-            &tx,
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, now_millis()],
-        )
-        .map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
+        let applied = apply_migration(conn, *version, sql, rebuilds);
+        if rebuilds {
+            conn.pragma_update(None, "foreign_keys", "ON").map_err(db_err)?;
+        }
+        applied?;
     }
     Ok(latest)
+}
+
+/// One migration in its own transaction; with `check_references`, every foreign key is checked
+/// before it commits (for the migrations that run with foreign keys off).
+fn apply_migration(conn: &mut Connection, version: i64, sql: &str, check_references: bool) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+    tx.execute_batch(sql).map_err(db_err)?;
+    if version == LOG_TILES {
+        tiles::tiles_from_nodes(&tx)?;
+    }
+    if check_references {
+        let dangling: i64 =
+            query_row_cached(&tx, "SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).map_err(db_err)?;
+        if dangling > 0 {
+            return Err(StoreError::Corrupt(format!(
+                "migration {version}: {dangling} rows name a customer that does not exist; nothing was changed"
+            )));
+        }
+    }
+    execute_cached(
+        &tx,
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+        params![version, now_millis()],
+    )
+    .map_err(db_err)?;
+    tx.commit().map_err(db_err)
 }
 
 fn version(v: i64) -> Result<u32, StoreError> {
@@ -351,7 +378,8 @@ fn read_token_epoch(c: &Connection) -> Result<u64, StoreError> {
 fn holders_of_any(c: &Connection, field: &FieldName, indexes: &[BlindIndex]) -> Result<Vec<SubjectId>, StoreError> {
     let tokens = (0..indexes.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT DISTINCT subject_id FROM blind_index WHERE field = ?1 AND token IN ({tokens}) ORDER BY subject_id"
+        "SELECT DISTINCT s.id FROM blind_index b JOIN subjects s ON s.no = b.subject_no
+         WHERE b.field = ?1 AND b.token IN ({tokens}) ORDER BY s.id"
     );
     let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
     let name = field.as_str();
@@ -369,7 +397,10 @@ const TOKENS_PER_QUERY: usize = 256;
 /// (position in `tokens`, subject) for every entry of `field` holding one of `tokens`.
 fn holders_of(c: &Connection, field: &FieldName, tokens: &[BlindIndex]) -> Result<Vec<(usize, SubjectId)>, StoreError> {
     let marks = (0..TOKENS_PER_QUERY).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
-    let sql = format!("SELECT token, subject_id FROM blind_index WHERE field = ?1 AND token IN ({marks})");
+    let sql = format!(
+        "SELECT b.token, s.id FROM blind_index b JOIN subjects s ON s.no = b.subject_no
+         WHERE b.field = ?1 AND b.token IN ({marks})"
+    );
     let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
     let mut position: std::collections::HashMap<&[u8], Vec<usize>> = std::collections::HashMap::new();
     for (i, t) in tokens.iter().enumerate() {
@@ -498,11 +529,12 @@ fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<F
         }
     }
     tx.commit().map_err(db_err)?;
-    // Phase 2: the customers and their log records. Rows go in in id order (nearby B-tree pages
-    // one after the other; the ids are random), log records in the batch's order. Foreign keys
-    // are not checked for this transaction: every value and index row it writes belongs to a
-    // customer it writes just before (the setting cannot change inside a transaction; it is set
-    // back right after).
+    // Phase 2: the customers and their log records. Customers go in in id order (nearby pages
+    // of the id index one after the other; the ids are random); each gets the next internal
+    // number, so their values and index rows go at the end of those tables. Log records go in
+    // the batch's order. Foreign keys are not checked for this transaction: every value and
+    // index row it writes belongs to a customer it writes just before (the setting cannot
+    // change inside a transaction; it is set back right after).
     let stored: Vec<&ImportRow> = rows.iter().zip(&conflict).filter(|(_, c)| c.is_none()).map(|(r, _)| r).collect();
     let mut in_order: Vec<(String, &NewSubject)> =
         stored.iter().map(|r| (r.subject.id.to_string(), &r.subject)).collect();
@@ -510,29 +542,8 @@ fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<F
     c.pragma_update(None, "foreign_keys", "OFF").map_err(db_err)?;
     let data = (|| {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-        {
-            let mut subject = tx
-                .prepare_cached("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)")
-                .map_err(db_err)?;
-            let mut put = tx
-                .prepare_cached(
-                    "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(db_err)?;
-            let mut idx = tx
-                .prepare_cached(
-                    "INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(db_err)?;
-            for (id, s) in &in_order {
-                subject.execute(params![id, s.now]).map_err(db_err)?;
-                for (field, value) in &s.values {
-                    put.execute(params![id, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
-                }
-                for (field, token) in &s.index {
-                    idx.execute(params![field.as_str(), token.as_bytes(), id, token.key_version()]).map_err(db_err)?;
-                }
-            }
+        for (id, subject) in &in_order {
+            insert_subject_rows(&tx, id, subject)?;
         }
         let logs: Vec<LogRecord> = stored.iter().map(|r| r.log.clone()).collect();
         append_log_tx(&tx, &logs)?;
@@ -562,26 +573,30 @@ fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<F
 /// The data half of creating a subject (its key is already in the key store).
 fn insert_subject(c: &mut Connection, id: &str, s: &NewSubject, log: &LogRecord) -> Result<(), StoreError> {
     let tx = c.savepoint().map_err(db_err)?;
-    execute_cached(&tx, "INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![id, s.now])
-        .map_err(db_err)?;
-    {
-        let mut put = tx
-            .prepare_cached(
-                "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(db_err)?;
-        for (field, value) in &s.values {
-            put.execute(params![id, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
-        }
-        let mut idx = tx
-            .prepare_cached("INSERT INTO blind_index (field, token, subject_id, key_version) VALUES (?1, ?2, ?3, ?4)")
-            .map_err(db_err)?;
-        for (field, token) in &s.index {
-            idx.execute(params![field.as_str(), token.as_bytes(), id, token.key_version()]).map_err(db_err)?;
-        }
-    }
+    insert_subject_rows(&tx, id, s)?;
     append_log_tx(&tx, std::slice::from_ref(log))?;
     tx.commit().map_err(db_err)
+}
+
+/// A new subject's row, values and blind-index rows. The row gets the next internal number,
+/// which keys the values and index rows (at the end of their tables' B-trees).
+fn insert_subject_rows(tx: &Connection, id: &str, s: &NewSubject) -> Result<(), StoreError> {
+    execute_cached(tx, "INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![id, s.now])
+        .map_err(db_err)?;
+    let no = tx.last_insert_rowid();
+    let mut put = tx
+        .prepare_cached("INSERT INTO field_values (subject_no, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    for (field, value) in &s.values {
+        put.execute(params![no, field.as_str(), value.as_bytes(), s.now]).map_err(db_err)?;
+    }
+    let mut idx = tx
+        .prepare_cached("INSERT INTO blind_index (field, token, subject_no, key_version) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    for (field, token) in &s.index {
+        idx.execute(params![field.as_str(), token.as_bytes(), no, token.key_version()]).map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// A subject's data key (from the key store), restriction flag and the requested values, read
@@ -596,7 +611,7 @@ fn load_subject_in(c: &Connection, id: SubjectId, fields: &[FieldName]) -> Resul
                     EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_id = s.id),
                     v.field, v.ciphertext, v.updated_at
              FROM subjects s LEFT JOIN keys.subject_keys k ON k.subject_id = s.id
-             LEFT JOIN field_values v ON ?2 AND v.subject_id = s.id
+             LEFT JOIN field_values v ON ?2 AND v.subject_no = s.no
              WHERE s.id = ?1 ORDER BY v.field",
         )
         .map_err(db_err)?;
@@ -1268,6 +1283,107 @@ mod tests {
         assert!(!entries.iter().any(|(_, e)| e == b"duplicate"));
         // The duplicate's failure did not remove the first subject's key.
         assert!(store.load_subject(id, &[]).await.unwrap().is_some());
+    }
+
+    /// A database from before internal numbers (schema 19: values and index rows keyed by the
+    /// customer's id) keeps every value, index row and event through the rebuild, with numbers
+    /// in order of creation, and works as before afterwards.
+    #[tokio::test]
+    async fn values_and_index_rows_keyed_by_id_are_moved_to_internal_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keys.db"));
+        let ids: Vec<SubjectId> = (0..4).map(|_| SubjectId::random()).collect();
+        let field = |n: &str| FieldName::new(n);
+        {
+            let mut conn = open_connection(&data, &keys).unwrap();
+            conn.execute_batch(
+                &KEY_STORE_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TABLE IF NOT EXISTS keys."),
+            )
+            .unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < SUBJECT_NUMBERS) {
+                tx.execute_batch(sql).unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version]).unwrap();
+            }
+            for (n, id) in ids.iter().enumerate() {
+                let (sid, n) = (id.to_string(), n as i64);
+                tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![sid, n])
+                    .unwrap();
+                tx.execute(
+                    "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
+                     VALUES (?1, 1, 1, x'0102', 0)",
+                    params![sid],
+                )
+                .unwrap();
+                for (f, byte) in [("email", 1u8), ("full_name", 2)] {
+                    tx.execute(
+                        "INSERT INTO field_values (subject_id, field, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![sid, f, vec![byte, n as u8], n],
+                    )
+                    .unwrap();
+                }
+                tx.execute(
+                    "INSERT INTO blind_index (field, token, subject_id, key_version) VALUES ('email', ?1, ?2, 1)",
+                    params![vec![n as u8; 32], sid],
+                )
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO events (id, subject_id, event_type, recorded_at, payload) VALUES (?1, ?2, 'order', 1, x'00')",
+                    params![format!("event-{n}"), sid],
+                )
+                .unwrap();
+            }
+            // A customer erased before the upgrade leaves a gap in the row numbers.
+            tx.execute("DELETE FROM subjects WHERE id = ?1", params![ids[1].to_string()]).unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(&data, &keys).await.unwrap();
+        for (n, id) in ids.iter().enumerate().filter(|(n, _)| *n != 1) {
+            let record = store.load_subject(*id, &[field("email"), field("full_name")]).await.unwrap().unwrap();
+            let values: Vec<(String, Vec<u8>)> =
+                record.values.iter().map(|(f, c)| (f.as_str().to_string(), c.as_bytes().to_vec())).collect();
+            assert_eq!(values, [("email".into(), vec![1, n as u8]), ("full_name".into(), vec![2, n as u8])]);
+            let token = BlindIndex::new(1, vec![n as u8; 32]);
+            assert_eq!(store.find_by_index(&field("email"), &[token]).await.unwrap(), vec![*id]);
+        }
+        assert!(store.load_subject(ids[1], &[]).await.unwrap().is_none());
+        assert!(store.find_by_index(&field("email"), &[BlindIndex::new(1, vec![1; 32])]).await.unwrap().is_empty());
+        let conn = open_connection(&data, &keys).unwrap();
+        let numbers: Vec<(i64, String)> = conn
+            .prepare("SELECT no, id FROM subjects ORDER BY no")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expected: Vec<(i64, String)> =
+            [(1, 0), (3, 2), (4, 3)].iter().map(|&(no, n)| (no, ids[n].to_string())).collect();
+        assert_eq!(numbers, expected, "the old row numbers, in order of creation");
+        let dangling: i64 = conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(dangling, 0);
+        drop(conn);
+
+        // Afterwards: a correction, a new customer after the last number, an erasure that takes
+        // values, index rows and events along.
+        let set = FieldChange::Set {
+            field: field("email"),
+            value: Ciphertext::from_bytes(vec![9, 9]),
+            index: Some(BlindIndex::new(1, vec![99; 32])),
+        };
+        assert!(store.update_subject(ids[0], vec![set], 10, LogRecord::default()).await.unwrap());
+        assert_eq!(store.find_by_index(&field("email"), &[BlindIndex::new(1, vec![99; 32])]).await.unwrap(), [ids[0]]);
+        assert!(store.find_by_index(&field("email"), &[BlindIndex::new(1, vec![0; 32])]).await.unwrap().is_empty());
+        store.erase_subject(ids[2], 11, "{}".into(), LogRecord::default()).await.unwrap();
+        let conn = open_connection(&data, &keys).unwrap();
+        let left = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(left("SELECT COUNT(*) FROM field_values WHERE subject_no = 3"), 0);
+        assert_eq!(left("SELECT COUNT(*) FROM blind_index WHERE subject_no = 3"), 0);
+        assert_eq!(left("SELECT COUNT(*) FROM events"), 2);
+        assert_eq!(left("SELECT COUNT(*) FROM field_values"), 4);
     }
 
     #[tokio::test]
