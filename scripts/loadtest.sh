@@ -20,6 +20,10 @@
 #   --clients C     (LOADTEST_CLIENTS, default 64)      wrk connections
 #   --postgres URL  (LOADTEST_POSTGRES)                 serve from a fresh database on this server
 #   --only LIST     (LOADTEST_ONLY) comma-separated scenario names, e.g. healthz,read
+#   --preload FILE  (LOADTEST_PRELOAD) before the server starts, import the customers of FILE
+#                   with `candor import subjects FILE --purpose order_fulfilment` (e.g. a
+#                   million made-up ones from scripts/gen-import.py), so the scenarios run
+#                   against a large database; the seeded customers come on top
 #   --keep          keep the temporary installation (its path is printed)
 # Scenarios: healthz read read_paced read_consent lookup create correction event consent.
 # read_paced aims at half the throughput `read` just reached (wrk has no open-loop mode: each
@@ -33,6 +37,7 @@ runs=${LOADTEST_RUNS:-3}
 clients=${LOADTEST_CLIENTS:-64}
 postgres=${LOADTEST_POSTGRES:-}
 only=${LOADTEST_ONLY:-}
+preload=${LOADTEST_PRELOAD:-}
 keep=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
         --clients) clients=$2; shift 2 ;;
         --postgres) postgres=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
+        --preload) preload=$2; shift 2 ;;
         --keep) keep=1; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "loadtest: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -51,6 +57,9 @@ for n in "$customers" "$seconds" "$runs" "$clients"; do
     case "$n" in ''|*[!0-9]*|0) echo "loadtest: --customers, --seconds, --runs and --clients take a whole number above 0 (got '$n')" >&2; exit 2 ;; esac
 done
 
+if [ -n "$preload" ] && [ ! -r "$preload" ]; then
+    echo "loadtest: --preload: cannot read $preload" >&2; exit 2
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 if ! command -v wrk >/dev/null; then
@@ -97,6 +106,16 @@ fi
 config=$work/candor.toml
 backend_token=$("$candor" token create --config "$config" --role shop_backend --description loadtest)
 marketing_token=$("$candor" token create --config "$config" --role marketing_tool --description loadtest)
+preloaded=0
+if [ -n "$preload" ]; then
+    echo "loadtest: importing $preload before the server starts" >&2
+    "$candor" import subjects "$preload" --purpose order_fulfilment --report "$work/preload-report" \
+        --config "$config" >"$work/preload.txt" 2>&1 \
+        || { echo "loadtest: the preload import failed:" >&2; cat "$work/preload.txt" >&2; exit 1; }
+    preloaded=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"]["created"])' \
+        "$work/preload-report/report.json")
+    echo "loadtest: $preloaded customers imported ($(grep -o '[0-9]* rows/s' "$work/preload.txt" || true))" >&2
+fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url=http://127.0.0.1:$port
@@ -247,7 +266,7 @@ peak_rss=$(rss_kib VmHWM)
 field() { echo -n "${results[$1]}" | awk -v f="$2" '{print $f}' | median; }
 floor=$( [ -n "${results[healthz]:-}" ] && field healthz 1 || echo 0)
 echo
-echo "Candor $("$candor" --version 2>/dev/null | awk '{print $2}') on $backend, $customers customers; wrk -t2 -c$clients -d${seconds}s --latency, median of $runs run(s); $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Candor $("$candor" --version 2>/dev/null | awk '{print $2}') on $backend, $customers customers$([ "$preloaded" -gt 0 ] && echo " (and $preloaded imported before)"); wrk -t2 -c$clients -d${seconds}s --latency, median of $runs run(s); $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| %-58s | %12s | %9s | %9s | %17s | %16s |\n' scenario throughput p50 p99 'share of /healthz' 'server CPU/req'
 printf '|%s|%s:|%s:|%s:|%s:|%s:|\n' "$(printf -- '-%.0s' {1..60})" "$(printf -- '-%.0s' {1..13})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..18})" "$(printf -- '-%.0s' {1..17})"
 for s in $scenarios; do
