@@ -1152,6 +1152,24 @@ impl Store for SqliteStore {
     }
 }
 
+/// A database as an earlier Candor left it: the key store and every migration before `version`
+/// applied, nothing else (for tests of the migrations after it).
+#[cfg(test)]
+pub(super) fn database_before(data: &Path, keys: &Path, version: i64) -> Connection {
+    let conn = open_connection(data, keys).unwrap();
+    conn.execute_batch(&KEY_STORE_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TABLE IF NOT EXISTS keys."))
+        .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
+    )
+    .unwrap();
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < version) {
+        conn.execute_batch(sql).unwrap();
+        conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [v]).unwrap();
+    }
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1298,20 +1316,8 @@ mod tests {
         let ids: Vec<SubjectId> = (0..4).map(|_| SubjectId::random()).collect();
         let field = |n: &str| FieldName::new(n);
         {
-            let mut conn = open_connection(&data, &keys).unwrap();
-            conn.execute_batch(
-                &KEY_STORE_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TABLE IF NOT EXISTS keys."),
-            )
-            .unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
-            )
-            .unwrap();
+            let mut conn = database_before(&data, &keys, SUBJECT_NUMBERS);
             let tx = conn.transaction().unwrap();
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < SUBJECT_NUMBERS) {
-                tx.execute_batch(sql).unwrap();
-                tx.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version]).unwrap();
-            }
             for (n, id) in ids.iter().enumerate() {
                 let (sid, n) = (id.to_string(), n as i64);
                 tx.execute("INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![sid, n])

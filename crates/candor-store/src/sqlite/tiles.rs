@@ -175,7 +175,7 @@ pub(super) fn tiles_from_nodes(c: &Connection) -> Result<(), StoreError> {
 mod tests {
     use candor_log::merkle::{self, RootBuilder};
 
-    use super::super::{KEY_STORE_SCHEMA, LOG_TILES, MIGRATIONS, SqliteStore, open_connection};
+    use super::super::{LOG_TILES, SqliteStore, database_before, open_connection};
     use crate::Store;
 
     /// A database as Candor wrote it before tiles (schema 18: a row per complete subtree in
@@ -189,20 +189,8 @@ mod tests {
         let entries: Vec<Vec<u8>> = (0..n).map(|i| format!("{{\"old\":{i}}}").into_bytes()).collect();
         let mut builder = RootBuilder::new();
         {
-            let mut conn = open_connection(&data, &keys).unwrap();
-            conn.execute_batch(
-                &KEY_STORE_SCHEMA.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TABLE IF NOT EXISTS keys."),
-            )
-            .unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
-            )
-            .unwrap();
+            let mut conn = database_before(&data, &keys, LOG_TILES);
             let tx = conn.transaction().unwrap();
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v < LOG_TILES) {
-                tx.execute_batch(sql).unwrap();
-                tx.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version]).unwrap();
-            }
             for (i, e) in entries.iter().enumerate() {
                 tx.execute("INSERT INTO log_entries (idx, entry) VALUES (?1, ?2)", rusqlite::params![i as i64, e])
                     .unwrap();
