@@ -260,14 +260,8 @@ fn value(kind: Kind, v: ValueRef<'_>) -> Result<Box<dyn ToSql + Sync + Send>, St
 /// index, which SQLite keys by the customer's internal number (PostgreSQL by their id).
 fn source_rows(table: &str) -> &str {
     match table {
-        "field_values" => {
-            "(SELECT s.id AS subject_id, v.field, v.ciphertext, v.updated_at
-              FROM field_values v JOIN subjects s ON s.no = v.subject_no)"
-        }
-        "blind_index" => {
-            "(SELECT b.field, b.token, s.id AS subject_id, b.key_version
-              FROM blind_index b JOIN subjects s ON s.no = b.subject_no)"
-        }
+        "field_values" => crate::sql::SQLITE_VALUES_BY_ID,
+        "blind_index" => crate::sql::SQLITE_INDEX_BY_ID,
         other => other,
     }
 }

@@ -19,15 +19,9 @@ use crate::{LogRecord, Millis, StoreError};
 fn rule_columns(rule: &RetentionRule) -> (Sql<'static>, &'static str, &'static str) {
     match rule.target {
         RuleTarget::Event => (sql!("events"), "event_type", "recorded_at"),
-        RuleTarget::Field => (
-            sql!(
-                postgres: "field_values",
-                sqlite: "(SELECT s.id AS subject_id, v.field, v.updated_at
-                          FROM field_values v JOIN subjects s ON s.no = v.subject_no)",
-            ),
-            "field",
-            "updated_at",
-        ),
+        RuleTarget::Field => {
+            (sql!(postgres: "field_values", sqlite: super::SQLITE_VALUES_BY_ID), "field", "updated_at")
+        }
     }
 }
 
