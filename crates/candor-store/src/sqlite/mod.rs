@@ -1201,6 +1201,25 @@ mod tests {
         crate::testsuite::run_all(&store).await;
     }
 
+    #[test]
+    fn a_wal_grown_by_a_large_write_is_cut_back_once_a_checkpoint_empties_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
+        let conn = open_connection(&data, &keys).unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE scratch (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
+             INSERT INTO scratch SELECT randomblob(4000) FROM n;",
+        )
+        .unwrap();
+        let wal = || std::fs::metadata(format!("{}-wal", data.display())).unwrap().len() as i64;
+        assert!(wal() > 2 * WAL_KEPT_BYTES, "the write grew the WAL to {} bytes", wal());
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)).unwrap();
+        conn.execute("INSERT INTO scratch VALUES (x'00')", []).unwrap();
+        assert!(wal() <= WAL_KEPT_BYTES, "the WAL is cut back to {WAL_KEPT_BYTES} bytes, not {}", wal());
+    }
+
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
