@@ -448,6 +448,10 @@ fn holders_of(c: &Connection, field: &FieldName, tokens: &[BlindIndex]) -> Resul
 /// mid-transaction cost a sixth of the writer's time; the key store's id index, a random page
 /// per new key, was read back from the file on every batch until it got the same cache).
 const IMPORT_CACHE_KIB: i64 = 64 * 1024;
+/// SQLite's own page cache per file and checkpoint threshold, which every connection keeps
+/// outside an import batch.
+const DEFAULT_CACHE_KIB: i64 = 2000;
+const DEFAULT_WAL_PAGES: i64 = 1000;
 /// WAL pages (256 MB) after which a commit of an import batch copies the WAL into the database.
 /// SQLite's default, 1,000 pages, made every batch's commit a checkpoint, and so did 16,384
 /// once a database held a million customers (a batch's random index pages alone fill that):
@@ -476,9 +480,9 @@ fn import_subjects_tx(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Op
     }
     let reset = c
         .pragma_update(None, "foreign_keys", "ON")
-        .and_then(|()| c.pragma_update(Some("main"), "cache_size", -2000))
-        .and_then(|()| c.pragma_update(Some("keys"), "cache_size", -2000))
-        .and_then(|()| c.pragma_update(None, "wal_autocheckpoint", 1000))
+        .and_then(|()| c.pragma_update(Some("main"), "cache_size", -DEFAULT_CACHE_KIB))
+        .and_then(|()| c.pragma_update(Some("keys"), "cache_size", -DEFAULT_CACHE_KIB))
+        .and_then(|()| c.pragma_update(None, "wal_autocheckpoint", DEFAULT_WAL_PAGES))
         .map_err(db_err);
     let outcome = match outcome {
         Ok(outcome) => outcome?,
