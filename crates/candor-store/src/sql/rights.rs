@@ -90,9 +90,23 @@ async fn destroy_key(c: &impl Exec, sid: &str, now: Millis) -> Result<(), StoreE
                  WHERE subject_id = ?1 AND destroyed_at IS NULL",
     );
     c.execute(sql, args![sid, now]).await?;
-    if !c.postgres() {
-        let checkpoint = sql!(postgres: "", sqlite: "PRAGMA keys.wal_checkpoint(TRUNCATE)");
-        c.query_one(checkpoint, &[], |_| Ok(())).await?;
+    empty_key_store_wal(c).await
+}
+
+/// On SQLite, copies the key store's WAL into its file and truncates it, so that a destroyed
+/// key's earlier page image is gone from the WAL too. SQLite answers `busy` rather than an error
+/// when it could not (a reader still on an older snapshot after the busy timeout, another
+/// connection checkpointing): that is an error here, so the erasure is retried rather than
+/// reported done with the key's bytes still in the WAL.
+async fn empty_key_store_wal(c: &impl Exec) -> Result<(), StoreError> {
+    if c.postgres() {
+        return Ok(());
+    }
+    let checkpoint = sql!(postgres: "", sqlite: "PRAGMA keys.wal_checkpoint(TRUNCATE)");
+    if c.query_one(checkpoint, &[], |r| r.int(0)).await? != 0 {
+        return Err(StoreError::Unavailable(
+            "the key store is busy: a destroyed key is not yet cleared from its write-ahead log; retry".into(),
+        ));
     }
     Ok(())
 }
@@ -143,7 +157,13 @@ pub(crate) async fn finish_key(c: &impl Exec, sid: &str) -> Result<Result<Millis
             destroy_key(c, sid, at).await?;
             Ok(at)
         }
-        (Some(at), Some(_)) | (None, Some(at)) => Ok(at),
+        (Some(at), Some(_)) => {
+            // The key went, but its erasure stopped before the data (perhaps because the WAL
+            // could not be emptied then): empty it now.
+            empty_key_store_wal(c).await?;
+            Ok(at)
+        }
+        (None, Some(at)) => Ok(at),
         (None, None) => Err(Erasure::NotFound),
     })
 }

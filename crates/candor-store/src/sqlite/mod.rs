@@ -1264,6 +1264,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_erasure_that_cannot_clear_the_key_from_the_wal_fails_and_its_retry_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
+        let store = SqliteStore::open(&data, &keys).await.unwrap();
+        let id = SubjectId::random();
+        let wrapped = vec![0x5A; 48];
+        let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(wrapped.clone()) };
+        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id], ..Default::default() };
+        store
+            .create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log("create"))
+            .await
+            .unwrap();
+        // A reader stays on the key store's snapshot from before the erasure, past the busy
+        // timeout: the WAL cannot be emptied while it does.
+        let reader = open_connection(&data, &keys).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        reader.query_row("SELECT COUNT(*) FROM keys.subject_keys", [], |r| r.get::<_, i64>(0)).unwrap();
+        let err = store.erase_subject(id, 2, "{}".into(), log("erase")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        let erased = store.erase_subject(id, 3, "{}".into(), log("erase")).await.unwrap();
+        assert_eq!(erased, crate::rights::Erasure::Erased);
+        let mut files = Vec::new();
+        for path in [&data, &keys] {
+            for suffix in ["", "-wal"] {
+                files.extend(std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default());
+            }
+        }
+        assert!(!contains(&files, &wrapped), "the destroyed key is gone from both files and their WALs");
+    }
+
+    #[tokio::test]
     async fn a_missing_or_foreign_key_store_is_refused_rather_than_making_everyone_erased() {
         let dir = tempfile::tempdir().unwrap();
         let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
