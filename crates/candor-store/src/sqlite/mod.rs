@@ -1228,71 +1228,67 @@ mod tests {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 
+    /// A store in `dir` holding one customer whose wrapped data key is `wrapped`.
+    async fn store_with_one_key(dir: &Path, wrapped: &[u8]) -> (SqliteStore, PathBuf, PathBuf, SubjectId) {
+        let (data, keys) = (dir.join("candor.db"), dir.join("keystore.db"));
+        let store = SqliteStore::open(&data, &keys).await.unwrap();
+        let id = SubjectId::random();
+        let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(wrapped.to_vec()) };
+        store.create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log_of(id)).await.unwrap();
+        (store, data, keys, id)
+    }
+
+    fn log_of(id: SubjectId) -> LogRecord {
+        LogRecord { entry: b"entry".to_vec(), subjects: vec![id], ..Default::default() }
+    }
+
+    /// The bytes of the files at `paths` with each of `suffixes` ("" for the file itself).
+    fn bytes_of(paths: &[&Path], suffixes: &[&str]) -> Vec<u8> {
+        let mut all = Vec::new();
+        for path in paths {
+            for s in suffixes {
+                all.extend(std::fs::read(format!("{}{s}", path.display())).unwrap_or_default());
+            }
+        }
+        all
+    }
+
     #[tokio::test]
     async fn keys_live_in_their_own_file_and_erasure_overwrites_them_there() {
         let dir = tempfile::tempdir().unwrap();
-        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
-        let store = SqliteStore::open(&data, &keys).await.unwrap();
+        let wrapped = vec![0xA5; 48];
+        let (store, data, keys, id) = store_with_one_key(dir.path(), &wrapped).await;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        let id = SubjectId::random();
-        let wrapped = vec![0xA5; 48];
-        let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(wrapped.clone()) };
-        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id], ..Default::default() };
-        store
-            .create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log("create"))
-            .await
-            .unwrap();
-        let files = |suffixes: &[&str]| -> Vec<u8> {
-            let mut all = Vec::new();
-            for path in [&data, &keys] {
-                for s in suffixes {
-                    all.extend(std::fs::read(format!("{}{s}", path.display())).unwrap_or_default());
-                }
-            }
-            all
-        };
-        assert!(!contains(&std::fs::read(&data).unwrap_or_default(), &wrapped));
-        assert!(contains(&files(&["", "-wal"]), &wrapped), "the key is in the key store");
-        let erased = store.erase_subject(id, 2, "{}".into(), log("erase")).await.unwrap();
+        let files = || bytes_of(&[&data, &keys], &["", "-wal"]);
+        assert!(!contains(&bytes_of(&[&data], &[""]), &wrapped));
+        assert!(contains(&files(), &wrapped), "the key is in the key store");
+        let erased = store.erase_subject(id, 2, "{}".into(), log_of(id)).await.unwrap();
         assert_eq!(erased, crate::rights::Erasure::Erased);
-        assert!(!contains(&files(&["", "-wal"]), &wrapped), "the destroyed key is gone from both files and their WALs");
+        assert!(!contains(&files(), &wrapped), "the destroyed key is gone from both files and their WALs");
         assert!(matches!(store.load_subject(id, &[]).await, Ok(None)));
     }
 
     #[tokio::test]
     async fn an_erasure_that_cannot_clear_the_key_from_the_wal_fails_and_its_retry_clears_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
-        let store = SqliteStore::open(&data, &keys).await.unwrap();
-        let id = SubjectId::random();
         let wrapped = vec![0x5A; 48];
-        let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(wrapped.clone()) };
-        let log = |what: &str| LogRecord { entry: what.as_bytes().to_vec(), subjects: vec![id], ..Default::default() };
-        store
-            .create_subject(NewSubject { id, dek, values: vec![], index: vec![], now: 1 }, log("create"))
-            .await
-            .unwrap();
+        let (store, data, keys, id) = store_with_one_key(dir.path(), &wrapped).await;
         // A reader stays on the key store's snapshot from before the erasure, past the busy
         // timeout: the WAL cannot be emptied while it does.
         let reader = open_connection(&data, &keys).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         reader.query_row("SELECT COUNT(*) FROM keys.subject_keys", [], |r| r.get::<_, i64>(0)).unwrap();
-        let err = store.erase_subject(id, 2, "{}".into(), log("erase")).await.unwrap_err();
+        let err = store.erase_subject(id, 2, "{}".into(), log_of(id)).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         reader.execute_batch("COMMIT").unwrap();
         drop(reader);
-        let erased = store.erase_subject(id, 3, "{}".into(), log("erase")).await.unwrap();
+        let erased = store.erase_subject(id, 3, "{}".into(), log_of(id)).await.unwrap();
         assert_eq!(erased, crate::rights::Erasure::Erased);
-        let mut files = Vec::new();
-        for path in [&data, &keys] {
-            for suffix in ["", "-wal"] {
-                files.extend(std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default());
-            }
-        }
+        let files = bytes_of(&[&data, &keys], &["", "-wal"]);
         assert!(!contains(&files, &wrapped), "the destroyed key is gone from both files and their WALs");
     }
 
