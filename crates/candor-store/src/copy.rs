@@ -229,6 +229,7 @@ const NOT_COPIED: &[(&str, &str)] = &[
     ("write_probe", "the readiness check's scratch row"),
     ("keys.key_store_meta", "the SQLite key store's pairing marks with its data file: PostgreSQL pairs its own"),
     ("pending_erasures", "erasures under way: the copy refuses to start while there are any"),
+    ("log_customer_links", "copied as part of log_subjects, by the customer's id (SQLite keeps them by number)"),
 ];
 
 const BATCH: usize = 500;
@@ -256,12 +257,14 @@ fn value(kind: Kind, v: ValueRef<'_>) -> Result<Box<dyn ToSql + Sync + Send>, St
     })
 }
 
-/// Where a table's rows are read on SQLite: the table, except for the values and the blind
-/// index, which SQLite keys by the customer's internal number (PostgreSQL by their id).
+/// Where a table's rows are read on SQLite: the table, except for the values, the blind index
+/// and the log's customer links, which SQLite keys by the customer's internal number
+/// (PostgreSQL by their id).
 fn source_rows(table: &str) -> &str {
     match table {
         "field_values" => crate::sql::SQLITE_VALUES_BY_ID,
         "blind_index" => crate::sql::SQLITE_INDEX_BY_ID,
+        "log_subjects" => crate::sql::SQLITE_LOG_LINKS_BY_ID,
         other => other,
     }
 }
@@ -306,8 +309,9 @@ pub async fn sqlite_to_postgres(
     for (table, columns) in TABLES {
         let target = destination_table(table);
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-        let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).map_err(sql_err)?;
         let source = source_rows(table);
+        let total: i64 =
+            conn.query_row(&format!("SELECT COUNT(*) FROM {source}"), [], |r| r.get(0)).map_err(sql_err)?;
         let mut stmt = conn.prepare(&format!("SELECT {} FROM {source}", names.join(", "))).map_err(sql_err)?;
         let mut rows = stmt.query([]).map_err(sql_err)?;
         let mut batch: Vec<Vec<Box<dyn ToSql + Sync + Send>>> = Vec::with_capacity(BATCH);

@@ -239,7 +239,12 @@ pub(crate) async fn log_nodes(c: &impl Exec, level: u32, start: u64, end: u64) -
 }
 
 pub(crate) async fn subject_log_indices(c: &impl Exec, subject: SubjectId) -> Result<Vec<u64>, StoreError> {
-    let sql = sql!("SELECT idx FROM log_subjects WHERE subject_id = $1 ORDER BY idx");
+    let sql = sql!(
+        postgres: "SELECT idx FROM log_subjects WHERE subject_id = $1 ORDER BY idx",
+        sqlite: "SELECT idx FROM log_subjects WHERE subject_id = ?1
+                 UNION SELECT l.idx FROM log_customer_links l JOIN subjects s ON s.no = l.subject_no WHERE s.id = ?1
+                 ORDER BY idx",
+    );
     c.query(sql, args![&subject.to_string()], |r| r.count(0)).await
 }
 
@@ -249,8 +254,15 @@ pub(crate) async fn recent_subject_log_entries(
     limit: u32,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
     let sql = sql!(
-        "SELECT e.idx, e.entry FROM log_subjects s JOIN log_entries e ON e.idx = s.idx
-         WHERE s.subject_id = $1 ORDER BY s.idx DESC LIMIT $2"
+        postgres: "SELECT e.idx, e.entry FROM log_subjects s JOIN log_entries e ON e.idx = s.idx
+                   WHERE s.subject_id = $1 ORDER BY s.idx DESC LIMIT $2",
+        sqlite: "SELECT e.idx, e.entry FROM log_entries e JOIN (
+                     SELECT idx FROM (SELECT idx FROM log_subjects WHERE subject_id = ?1 ORDER BY idx DESC LIMIT ?2)
+                     UNION
+                     SELECT idx FROM (SELECT l.idx FROM log_customer_links l JOIN subjects s ON s.no = l.subject_no
+                                      WHERE s.id = ?1 ORDER BY l.idx DESC LIMIT ?2)
+                 ) k ON e.idx = k.idx
+                 ORDER BY e.idx DESC LIMIT ?2",
     );
     let mut out = c.query(sql, args![&subject.to_string(), limit], |r| Ok((r.count(0)?, r.blob(1)?))).await?;
     out.reverse();

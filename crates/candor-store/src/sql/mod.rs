@@ -72,13 +72,16 @@ use crate::{LogRecord, StoreError};
 
 pub(crate) mod breaches;
 
-/// On SQLite, `field_values` and `blind_index` name a customer by their internal number
-/// (`subjects.no`); these row sources give each row the customer's id as `subject_id`, in
-/// PostgreSQL's columns, for the statements and the copy that read them by id.
+/// On SQLite, `field_values`, `blind_index` and the log's links to existing customers
+/// (`log_customer_links`, beside `log_subjects` for ids that are no customer's) name a customer
+/// by their internal number (`subjects.no`); these row sources give each row the customer's id
+/// as `subject_id`, in PostgreSQL's columns, for the statements and the copy that read them by id.
 pub(crate) const SQLITE_VALUES_BY_ID: &str = "(SELECT s.id AS subject_id, v.field, v.ciphertext, v.updated_at
       FROM field_values v JOIN subjects s ON s.no = v.subject_no)";
 pub(crate) const SQLITE_INDEX_BY_ID: &str = "(SELECT b.field, b.token, s.id AS subject_id, b.key_version
       FROM blind_index b JOIN subjects s ON s.no = b.subject_no)";
+pub(crate) const SQLITE_LOG_LINKS_BY_ID: &str = "(SELECT subject_id, idx FROM log_subjects UNION ALL
+      SELECT s.id AS subject_id, l.idx FROM log_customer_links l JOIN subjects s ON s.no = l.subject_no)";
 
 pub(crate) mod consents;
 pub(crate) mod core;

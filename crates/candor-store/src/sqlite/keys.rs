@@ -33,7 +33,11 @@ pub(super) fn prepare_key_store(conn: &mut Connection) -> Result<(), StoreError>
     execute_cached(
         &tx,
         "UPDATE keys.subject_keys
-         SET log_mark = COALESCE((SELECT MIN(l.idx) FROM main.log_subjects l WHERE l.subject_id = subject_keys.subject_id), 0)
+         SET log_mark = COALESCE((SELECT MIN(idx) FROM (
+                 SELECT l.idx FROM main.log_subjects l WHERE l.subject_id = subject_keys.subject_id
+                 UNION ALL
+                 SELECT c.idx FROM main.log_customer_links c JOIN main.subjects s ON s.no = c.subject_no
+                 WHERE s.id = subject_keys.subject_id)), 0)
          WHERE log_mark IS NULL AND destroyed_at IS NULL
            AND EXISTS (SELECT 1 FROM main.subjects s WHERE s.id = subject_keys.subject_id)",
         [],

@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (18, include_str!("../../migrations/sqlite/0018_request_handling.sql")),
     (19, include_str!("../../migrations/sqlite/0019_log_tiles.sql")),
     (20, include_str!("../../migrations/sqlite/0020_subject_numbers.sql")),
+    (21, include_str!("../../migrations/sqlite/0021_log_links_by_number.sql")),
 ];
 /// The migration that drops the data keys from `subjects`: they are copied to the key store first.
 const KEYS_LEAVE_DATA: i64 = 4;
@@ -64,6 +65,9 @@ const LOG_TILES: i64 = 19;
 /// The migration that rebuilds `subjects` with an internal number: it runs with foreign keys off
 /// and checks every reference before it commits (see `migrate`).
 const SUBJECT_NUMBERS: i64 = 20;
+/// The migration that keys the log's links to customers by their internal number.
+#[cfg(test)]
+const LOG_LINKS_BY_NUMBER: i64 = 21;
 const KEY_STORE_SCHEMA: &str = include_str!("../../migrations/keystore/0001_subject_keys.sql");
 /// Reader connections kept open between reads (opening one costs more than a read).
 const MAX_IDLE_READERS: usize = 32;
@@ -356,13 +360,23 @@ fn append_log_tx(tx: &Connection, records: &[LogRecord]) -> Result<u64, StoreErr
             .map_err(db_err)?;
         }
     }
-    // The links in key order: one pass over the index (its keys are random customer ids)
-    // instead of a jump per record.
+    // The links in id order: one pass over the id index of `subjects` (the ids are random)
+    // instead of a jump per record. A customer's link is keyed by their internal number (at the
+    // end of its B-tree for a new customer); an id that is no customer's keeps its link by id.
     links.sort_unstable();
+    links.dedup();
     for (subject, idx) in links {
-        tx.prepare_cached("INSERT OR IGNORE INTO log_subjects (subject_id, idx) VALUES (?1, ?2)")
+        let by_number = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO log_customer_links (subject_no, idx) SELECT no, ?2 FROM subjects WHERE id = ?1",
+            )
             .and_then(|mut s| s.execute(params![subject, idx]))
             .map_err(db_err)?;
+        if by_number == 0 {
+            tx.prepare_cached("INSERT OR IGNORE INTO log_subjects (subject_id, idx) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![subject, idx]))
+                .map_err(db_err)?;
+        }
     }
     Ok(first)
 }
@@ -1464,6 +1478,80 @@ mod tests {
         assert_eq!(left("SELECT COUNT(*) FROM blind_index WHERE subject_no = 3"), 0);
         assert_eq!(left("SELECT COUNT(*) FROM events"), 2);
         assert_eq!(left("SELECT COUNT(*) FROM field_values"), 4);
+    }
+
+    #[tokio::test]
+    async fn log_links_of_customers_are_keyed_by_number_and_outlive_an_erasure_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keys.db"));
+        let (kept, erased, stranger) = (SubjectId::random(), SubjectId::random(), SubjectId::random());
+        {
+            // Before the migration: every link by id (entries 0 and 1 name `kept`, 1 and 2
+            // `erased`, 3 a `stranger` who was never a customer).
+            let mut conn = database_before(&data, &keys, LOG_LINKS_BY_NUMBER);
+            let tx = conn.transaction().unwrap();
+            for (n, id) in [kept, erased].iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO subjects (id, created_at, updated_at) VALUES (?1, ?2, ?2)",
+                    params![id.to_string(), n as i64],
+                )
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at)
+                     VALUES (?1, 1, 1, x'0102', 0)",
+                    params![id.to_string()],
+                )
+                .unwrap();
+            }
+            for (id, idx) in [(kept, 0), (kept, 1), (erased, 1), (erased, 2), (stranger, 3)] {
+                tx.execute("INSERT INTO log_entries (idx, entry) VALUES (?1, x'00') ON CONFLICT DO NOTHING", [idx])
+                    .unwrap();
+                tx.execute("INSERT INTO log_subjects (subject_id, idx) VALUES (?1, ?2)", params![id.to_string(), idx])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(&data, &keys).await.unwrap();
+        let count = |sql: &str| {
+            let conn = open_connection(&data, &keys).unwrap();
+            conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM log_customer_links"), 4, "the customers' links, by number");
+        assert_eq!(count("SELECT COUNT(*) FROM log_subjects"), 1, "only the stranger's link stays by id");
+        assert_eq!(store.subject_log_indices(kept).await.unwrap(), [0, 1]);
+        assert_eq!(store.subject_log_indices(erased).await.unwrap(), [1, 2]);
+        assert_eq!(store.subject_log_indices(stranger).await.unwrap(), [3]);
+
+        // New entries: one naming a customer (by number), one naming the stranger (by id).
+        let first = store.append_log(vec![log_of(erased), log_of(stranger)]).await.unwrap();
+        assert_eq!(first, 4);
+        assert_eq!(count("SELECT COUNT(*) FROM log_customer_links"), 5);
+        assert_eq!(count("SELECT COUNT(*) FROM log_subjects"), 2);
+        assert_eq!(store.subject_log_indices(erased).await.unwrap(), [1, 2, 4]);
+        let recent: Vec<u64> =
+            store.recent_subject_log_entries(erased, 2).await.unwrap().into_iter().map(|(i, _)| i).collect();
+        assert_eq!(recent, [2, 4], "the newest two, oldest first");
+
+        // The erased customer had the highest number: the next customer gets it again, yet
+        // their access log starts empty and the erased customer's is kept, by id.
+        store.erase_subject(erased, 10, "{}".into(), LogRecord::default()).await.unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM log_customer_links"), 2);
+        assert_eq!(store.subject_log_indices(erased).await.unwrap(), [1, 2, 4]);
+        let recent: Vec<u64> =
+            store.recent_subject_log_entries(erased, 10).await.unwrap().into_iter().map(|(i, _)| i).collect();
+        assert_eq!(recent, [1, 2, 4]);
+        let newcomer = SubjectId::random();
+        let dek = StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![7; 8]) };
+        store
+            .create_subject(NewSubject { id: newcomer, dek, values: vec![], index: vec![], now: 11 }, log_of(newcomer))
+            .await
+            .unwrap();
+        assert_eq!(count(&format!("SELECT no FROM subjects WHERE id = '{newcomer}'")), 2, "the number is given again");
+        let size = store.log_head().await.unwrap().0;
+        assert_eq!(store.subject_log_indices(newcomer).await.unwrap(), [size - 1]);
+        assert_eq!(store.subject_log_indices(erased).await.unwrap(), [1, 2, 4]);
+        assert_eq!(store.subject_log_indices(kept).await.unwrap(), [0, 1]);
+        assert_eq!(count("SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
     }
 
     #[tokio::test]
