@@ -8,7 +8,9 @@
 -- id that never existed (a refused or failed request), and the links of erased customers, which
 -- the trigger below moves there, by id, before a customer's row is deleted — so a customer's
 -- internal number, which SQLite may give again after the highest one is deleted, never names
--- someone else's entries. A customer's access log is the union of both.
+-- someone else's entries. A customer's access log is the union of both. (A later migration that
+-- rebuilds subjects must create the trigger again: dropping a table drops its triggers. The test
+-- log_links_of_customers_are_keyed_by_number_and_outlive_an_erasure_by_id fails without it.)
 
 CREATE TABLE log_customer_links (
     subject_no INTEGER NOT NULL REFERENCES subjects(no),
