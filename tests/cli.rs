@@ -151,7 +151,7 @@ async fn copy_moves_an_installation_to_postgresql_and_it_keeps_working() {
     };
     let install = Install::new();
     let cwd = install.dir.path();
-    let (id, token) = {
+    let (id, token, access_before) = {
         let server = install.serve();
         let token = install.token("shop_backend");
         let backend = server.client(&token, Some("account"));
@@ -165,8 +165,11 @@ async fn copy_moves_an_installation_to_postgresql_and_it_keeps_working() {
             .await;
         assert_eq!(r.status, 201);
         reqwest::get(format!("{}/v1/log/checkpoint", server.url)).await.unwrap();
-        (id, token)
+        let access = backend.get(&format!("/v1/subjects/{id}/access-log")).await;
+        assert_eq!(access.status, 200, "{:?}", access.body);
+        (id, token, log_indices(&access.body))
     };
+    assert!(access_before.len() >= 2, "the create and the event at least: {access_before:?}");
     let (ok, out, err) = candor(&["migrate"], cwd);
     assert!(ok && out.contains("migrations applied"), "{err}");
 
@@ -183,6 +186,13 @@ async fn copy_moves_an_installation_to_postgresql_and_it_keeps_working() {
     let backend = server.client(&token, Some("account"));
     assert_eq!(backend.get("/v1/subjects?email=ada@example.com").await.body["ids"], serde_json::json!([id]));
     assert_eq!(backend.get(&format!("/v1/subjects/{id}")).await.body["fields"]["full_name"], "Ada Lovelace");
+    // The customer's access log came along (SQLite keeps its links by the customer's internal
+    // number, PostgreSQL by id): every entry listed before the copy, then the reads since.
+    let access_after = log_indices(&backend.get(&format!("/v1/subjects/{id}/access-log")).await.body);
+    assert!(
+        access_after.starts_with(&access_before) && access_after.len() > access_before.len(),
+        "before the copy {access_before:?}, after {access_after:?}"
+    );
     let events = backend.with_purpose("order_fulfilment").get(&format!("/v1/subjects/{id}/events")).await.body;
     assert_eq!(events["events"][0]["data"]["item"], "pen");
     let r = backend
@@ -195,6 +205,11 @@ async fn copy_moves_an_installation_to_postgresql_and_it_keeps_working() {
     assert!(ok && out.contains("log OK"), "{err}");
     drop(server);
     db.drop_database().await;
+}
+
+/// The log indices of an access-log page.
+fn log_indices(page: &serde_json::Value) -> Vec<u64> {
+    page["entries"].as_array().unwrap().iter().map(|e| e["index"].as_u64().unwrap()).collect()
 }
 
 /// Starts `candor quickstart --listen ADDR` with its temporary directory under `tmp`; returns the
