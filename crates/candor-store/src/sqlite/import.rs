@@ -1,17 +1,18 @@
-//! Importing customers in batches on SQLite (`candor import subjects`, `POST /v1/imports`): the
-//! batch's keys committed first, then its customers and their log records, with the write
-//! connection's page cache, checkpoints and WAL limit raised for the batch and set back after.
+//! Importing customers in batches on SQLite (`candor import subjects`, `POST /v1/imports`): a
+//! batch's keys committed first on a connection of the import's own, then its customers and
+//! their log records on the write connection, while the next batch's keys are being written
+//! (see [`store_keys`]).
 
 use std::collections::HashSet;
 
 use candor_core::{BlindIndex, FieldName};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 
 use super::{WAL_KEPT_BYTES, append_log_tx, db_err, execute_cached, holders_of, insert_subject_rows, log_size, tiles};
 use crate::{ImportRow, LogRecord, NewSubject, StoreError};
 
-/// Page cache of the write connection, per file (data and key store), while it writes an import
-/// batch (SQLite's default is 2 MB; a batch's B-tree pages did not fit, and spilling them
+/// Page cache for the file an import phase writes (data or key store), while it writes it
+/// (SQLite's default is 2 MB; a batch's B-tree pages did not fit, and spilling them
 /// mid-transaction cost a sixth of the writer's time; the key store's id index, a random page
 /// per new key, was read back from the file on every batch until it got the same cache).
 const IMPORT_CACHE_KIB: i64 = 64 * 1024;
@@ -28,50 +29,118 @@ const DEFAULT_WAL_PAGES: i64 = 1000;
 /// at the next checkpoint that empties it.
 const IMPORT_WAL_PAGES: i64 = 64 * 1024;
 
-/// An import batch, on the write connection alone: the duplicate check and every new key in one
-/// transaction (committed first, as a single create commits its key first), then every
-/// customer's rows and log record in one more. No savepoint per customer: a failure rolls the
-/// whole data transaction back (and removes the batch's keys), and the import stops there; a
-/// re-run continues from its checkpoint. The connection's page cache and checkpoint interval are
-/// raised for the batch and set back afterwards (an idle server keeps its footprint), and the
-/// WALs are not cut back during the batch: cutting a 256 MB WAL to 16 MB at every checkpoint
-/// made the file system allocate and zero its blocks again as it regrew (a 1,000,000-row import
-/// +13% rows/s); the next checkpoint after the import cuts them back.
-pub(super) fn import_subjects_tx(
-    c: &mut Connection,
-    rows: Vec<ImportRow>,
-) -> Result<Vec<Option<FieldName>>, StoreError> {
-    for schema in ["main", "keys"] {
-        c.pragma_update(Some(schema), "cache_size", -IMPORT_CACHE_KIB).map_err(db_err)?;
-        c.pragma_update(Some(schema), "journal_size_limit", -1).map_err(db_err)?;
-    }
-    c.pragma_update(None, "wal_autocheckpoint", IMPORT_WAL_PAGES).map_err(db_err)?;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| import_batch(c, rows)));
-    // Whatever happened (even a panic mid-transaction), the connection goes back to how every
-    // other write expects it: no transaction open, foreign keys checked, default cache.
-    if !c.is_autocommit() {
-        let _ = c.execute_batch("ROLLBACK");
-    }
-    let reset = c
-        .pragma_update(None, "foreign_keys", "ON")
-        .and_then(|()| c.pragma_update(Some("main"), "cache_size", -DEFAULT_CACHE_KIB))
-        .and_then(|()| c.pragma_update(Some("keys"), "cache_size", -DEFAULT_CACHE_KIB))
-        .and_then(|()| c.pragma_update(None, "wal_autocheckpoint", DEFAULT_WAL_PAGES))
-        .and_then(|()| c.pragma_update(Some("main"), "journal_size_limit", WAL_KEPT_BYTES))
-        .and_then(|()| c.pragma_update(Some("keys"), "journal_size_limit", WAL_KEPT_BYTES))
-        .map_err(db_err);
-    let outcome = match outcome {
-        Ok(outcome) => outcome?,
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
-    reset?;
-    Ok(outcome)
+/// An import batch is written in two transactions on two connections, so that the key store's
+/// part of one batch is written while the data store's part of the one before is:
+///
+/// 1. [`store_keys`], on the import's own connection: every row's data key, committed in the
+///    key store first, as a single create commits its key first (a crash after it leaves unused
+///    keys, never a customer without one). It writes the key store alone and reads nothing but
+///    the log's size, so it runs beside the writer.
+/// 2. [`store_customers`], on the write connection: the duplicate check and every customer's
+///    rows and log record in one transaction, which locks the data store alone (not the key
+///    store, where the next batch's keys are being written). The check is in the same
+///    transaction as the rows, so a customer created by anyone between the two phases (another
+///    server, another import) is seen and never doubled. Keys of rows not stored are removed.
+///
+/// No savepoint per customer: a failure rolls the whole data transaction back (and removes the
+/// batch's keys), and the import stops there; a re-run continues from its checkpoint.
+///
+/// Each connection's page cache and checkpoint interval are raised for its phase and set back
+/// afterwards (an idle server keeps its footprint), and the WALs are not cut back during the
+/// batch: cutting a 256 MB WAL to 16 MB at every checkpoint made the file system allocate and
+/// zero its blocks again as it regrew (a 1,000,000-row import +13% rows/s); the next checkpoint
+/// after the import cuts them back.
+pub(super) fn store_keys(k: &mut Connection, rows: &[ImportRow]) -> Result<(), StoreError> {
+    with_import_settings(k, "keys", |k| {
+        // Deferred: it reads the data store's log size (a snapshot, no lock) and then writes the
+        // key store only, so only the key store is locked.
+        let tx = k.transaction().map_err(db_err)?;
+        // The log's size now, at most its size when the keys' customers are stored: the pairing
+        // check (`keys::check_key_store`) only needs a mark no higher than that.
+        let mark = log_size(&tx)? as i64;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at, log_mark)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db_err)?;
+            // In id order: one pass over the key store's id index instead of a jump per key.
+            let mut new_keys: Vec<(String, &NewSubject)> =
+                rows.iter().map(|row| (row.subject.id.to_string(), &row.subject)).collect();
+            new_keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (id, s) in new_keys {
+                put.execute(params![id, s.dek.kek_version, s.dek.dek_version, s.dek.wrapped.as_bytes(), s.now, mark])
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    })
 }
 
-fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
-    // Phase 1: which rows may be stored (no customer, and no earlier row, holds a unique value),
-    // and their keys.
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+/// The second phase of an import batch (see [`store_keys`]): which rows may be stored (no
+/// customer, and no earlier row, holds one of their unique values), and those customers with
+/// their log records, in one transaction on the write connection. Returns, per row, the field
+/// whose value was taken, or `None` for a row stored.
+pub(super) fn store_customers(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
+    // Foreign keys are not checked for this transaction: every value and index row it writes
+    // belongs to a customer it writes just before (the setting cannot change inside a
+    // transaction; `with_import_settings` sets it back).
+    c.pragma_update(None, "foreign_keys", "OFF").map_err(db_err)?;
+    let outcome = with_import_settings(c, "main", |c| {
+        let tx = begin_data_only(c)?;
+        let conflict = taken_values(&tx, &rows)?;
+        // Customers go in in id order (nearby pages of the id index one after the other; the
+        // ids are random); each gets the next internal number, so their values and index rows go
+        // at the end of those tables. Log records go in the batch's order.
+        let stored: Vec<&ImportRow> = rows.iter().zip(&conflict).filter(|(_, c)| c.is_none()).map(|(r, _)| r).collect();
+        let mut in_order: Vec<(String, &NewSubject)> =
+            stored.iter().map(|r| (r.subject.id.to_string(), &r.subject)).collect();
+        in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (id, subject) in &in_order {
+            insert_subject_rows(&tx, id, subject)?;
+        }
+        let logs: Vec<LogRecord> = stored.iter().map(|r| r.log.clone()).collect();
+        append_log_tx(&tx, &logs)?;
+        tiles::tile_new_entries(&tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(conflict)
+    });
+    // The keys of customers that were never stored are removed (a crash before this leaves them
+    // unused, as a single create's would be; so does a key store kept busy past the timeout).
+    let unused: Vec<&ImportRow> = match &outcome {
+        Ok(conflict) => rows.iter().zip(conflict).filter(|(_, c)| c.is_some()).map(|(r, _)| r).collect(),
+        Err(_) => rows.iter().collect(),
+    };
+    if !unused.is_empty()
+        && let Ok(tx) = c.transaction()
+    {
+        for row in unused {
+            let _ = execute_cached(
+                &tx,
+                "DELETE FROM keys.subject_keys WHERE subject_id = ?1 AND destroyed_at IS NULL",
+                params![row.subject.id.to_string()],
+            );
+        }
+        let _ = tx.commit();
+    }
+    outcome
+}
+
+/// Begins a transaction that holds the data store's write lock and not the key store's.
+/// (`BEGIN IMMEDIATE` would lock every attached file; a deferred transaction whose first
+/// statement reads could not take the write lock later if another connection committed
+/// meanwhile. A write that changes nothing takes the lock first, waiting as long as the busy
+/// timeout allows.)
+fn begin_data_only(c: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    let tx = c.transaction().map_err(db_err)?;
+    tx.execute_batch("UPDATE main.subjects SET updated_at = updated_at WHERE 0").map_err(db_err)?;
+    Ok(tx)
+}
+
+/// Per row, the unique field whose value a customer already holds or an earlier row of the
+/// batch claims first (a row refused for a held value claims nothing).
+fn taken_values(tx: &Connection, rows: &[ImportRow]) -> Result<Vec<Option<FieldName>>, StoreError> {
     let mut by_field: Vec<(FieldName, Vec<BlindIndex>, Vec<usize>)> = Vec::new();
     for (r, row) in rows.iter().enumerate() {
         for (field, tokens) in &row.unique {
@@ -90,7 +159,7 @@ fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<F
     }
     let mut conflict: Vec<Option<FieldName>> = vec![None; rows.len()];
     for (field, tokens, owner) in &by_field {
-        for (i, _) in holders_of(&tx, field, tokens)? {
+        for (i, _) in holders_of(tx, field, tokens)? {
             conflict[owner[i]].get_or_insert_with(|| field.clone());
         }
     }
@@ -109,88 +178,144 @@ fn import_batch(c: &mut Connection, rows: Vec<ImportRow>) -> Result<Vec<Option<F
             taken.extend(tokens.iter().map(|t| (f.as_str(), t.as_bytes())));
         }
     }
-    let mark = log_size(&tx)? as i64;
-    {
-        let mut put = tx
-            .prepare_cached(
-                "INSERT INTO keys.subject_keys (subject_id, kek_version, dek_version, wrapped_dek, created_at, log_mark)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(db_err)?;
-        // In id order: one pass over the key store's id index instead of a jump per key.
-        let mut new_keys: Vec<(String, &NewSubject)> = rows
-            .iter()
-            .zip(&conflict)
-            .filter(|(_, c)| c.is_none())
-            .map(|(row, _)| (row.subject.id.to_string(), &row.subject))
-            .collect();
-        new_keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (id, s) in new_keys {
-            put.execute(params![id, s.dek.kek_version, s.dek.dek_version, s.dek.wrapped.as_bytes(), s.now, mark])
-                .map_err(db_err)?;
-        }
-    }
-    tx.commit().map_err(db_err)?;
-    // Phase 2: the customers and their log records. Customers go in in id order (nearby pages
-    // of the id index one after the other; the ids are random); each gets the next internal
-    // number, so their values and index rows go at the end of those tables. Log records go in
-    // the batch's order. Foreign keys are not checked for this transaction: every value and
-    // index row it writes belongs to a customer it writes just before (the setting cannot
-    // change inside a transaction; it is set back right after).
-    let stored: Vec<&ImportRow> = rows.iter().zip(&conflict).filter(|(_, c)| c.is_none()).map(|(r, _)| r).collect();
-    let mut in_order: Vec<(String, &NewSubject)> =
-        stored.iter().map(|r| (r.subject.id.to_string(), &r.subject)).collect();
-    in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    c.pragma_update(None, "foreign_keys", "OFF").map_err(db_err)?;
-    let data = (|| {
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
-        for (id, subject) in &in_order {
-            insert_subject_rows(&tx, id, subject)?;
-        }
-        let logs: Vec<LogRecord> = stored.iter().map(|r| r.log.clone()).collect();
-        append_log_tx(&tx, &logs)?;
-        tiles::tile_new_entries(&tx)?;
-        tx.commit().map_err(db_err)
-    })();
-    let checks_back = c.pragma_update(None, "foreign_keys", "ON").map_err(db_err);
-    if let Err(e) = data {
-        // The keys of customers that were never stored are removed (a crash here instead leaves
-        // them unused, as a single create's would be).
-        if let Ok(tx) = c.transaction_with_behavior(TransactionBehavior::Immediate) {
-            for row in &stored {
-                let _ = execute_cached(
-                    &tx,
-                    "DELETE FROM keys.subject_keys WHERE subject_id = ?1 AND destroyed_at IS NULL",
-                    params![row.subject.id.to_string()],
-                );
-            }
-            let _ = tx.commit();
-        }
-        return Err(e);
-    }
-    checks_back?;
     Ok(conflict)
+}
+
+/// Runs `f` with `schema`'s page cache raised and its WAL left whole, and the connection's
+/// checkpoint interval raised; whatever happens (even a panic mid-transaction), the connection
+/// goes back to how every other write expects it: no transaction open, foreign keys checked,
+/// default cache, checkpoints and WAL limit.
+fn with_import_settings<T>(
+    c: &mut Connection,
+    schema: &str,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let outcome = c
+        .pragma_update(Some(schema), "cache_size", -IMPORT_CACHE_KIB)
+        .and_then(|()| c.pragma_update(Some(schema), "journal_size_limit", -1))
+        .and_then(|()| c.pragma_update(None, "wal_autocheckpoint", IMPORT_WAL_PAGES))
+        .map_err(db_err)
+        .map(|()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c))));
+    if !c.is_autocommit() {
+        let _ = c.execute_batch("ROLLBACK");
+    }
+    let reset = c
+        .pragma_update(None, "foreign_keys", "ON")
+        .and_then(|()| c.pragma_update(Some(schema), "cache_size", -DEFAULT_CACHE_KIB))
+        .and_then(|()| c.pragma_update(None, "wal_autocheckpoint", DEFAULT_WAL_PAGES))
+        .and_then(|()| c.pragma_update(Some(schema), "journal_size_limit", WAL_KEPT_BYTES))
+        .map_err(db_err);
+    let outcome = match outcome? {
+        Ok(outcome) => outcome?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    reset?;
+    Ok(outcome)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use candor_core::{Ciphertext, StoredDek, SubjectId, WrappedDek};
+    use rusqlite::ErrorCode;
+
     use super::*;
     use crate::sqlite::{keys, migrate, open_connection};
 
-    #[test]
-    fn an_import_batch_gives_the_connection_back_with_its_usual_cache_checkpoints_and_wal_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, keys) = (dir.path().join("candor.db"), dir.path().join("keystore.db"));
-        let mut conn = open_connection(&data, &keys).unwrap();
+    /// A migrated data store and key store in `dir`, and a connection to them.
+    fn opened(dir: &Path) -> Connection {
+        let mut conn = open_connection(&dir.join("candor.db"), &dir.join("keystore.db")).unwrap();
         migrate(&mut conn).unwrap();
         keys::prepare_key_store(&mut conn).unwrap();
-        import_subjects_tx(&mut conn, Vec::new()).unwrap();
-        let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
-        for schema in ["main", "keys"] {
-            assert_eq!(pragma(&format!("{schema}.journal_size_limit")), WAL_KEPT_BYTES, "{schema}");
-            assert_eq!(pragma(&format!("{schema}.cache_size")), -DEFAULT_CACHE_KIB, "{schema}");
+        conn
+    }
+
+    fn another(dir: &Path) -> Connection {
+        open_connection(&dir.join("candor.db"), &dir.join("keystore.db")).unwrap()
+    }
+
+    /// A new customer whose e-mail address has the blind index `token`.
+    fn row(token: u8) -> ImportRow {
+        let id = SubjectId::random();
+        let email = FieldName::new("email");
+        let index = BlindIndex::new(1, vec![token; 32]);
+        ImportRow {
+            subject: NewSubject {
+                id,
+                dek: StoredDek { kek_version: 1, dek_version: 1, wrapped: WrappedDek::from_bytes(vec![7; 60]) },
+                values: vec![(email.clone(), Ciphertext::from_bytes(vec![token; 40]))],
+                index: vec![(email.clone(), index.clone())],
+                now: 1,
+            },
+            log: LogRecord { entry: b"entry".to_vec(), subjects: vec![id], ..Default::default() },
+            unique: vec![(email, vec![index])],
         }
-        assert_eq!(pragma("wal_autocheckpoint"), DEFAULT_WAL_PAGES);
-        assert_eq!(pragma("foreign_keys"), 1);
+    }
+
+    fn count(c: &Connection, sql: &str, id: SubjectId) -> i64 {
+        c.query_row(sql, params![id.to_string()], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn an_import_batch_gives_each_connection_back_with_its_usual_cache_checkpoints_and_wal_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = opened(dir.path());
+        let mut import_keys = another(dir.path());
+        let rows = vec![row(1), row(2)];
+        store_keys(&mut import_keys, &rows).unwrap();
+        assert_eq!(store_customers(&mut writer, rows).unwrap(), vec![None, None]);
+        for conn in [&writer, &import_keys] {
+            let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
+            for schema in ["main", "keys"] {
+                assert_eq!(pragma(&format!("{schema}.journal_size_limit")), WAL_KEPT_BYTES, "{schema}");
+                assert_eq!(pragma(&format!("{schema}.cache_size")), -DEFAULT_CACHE_KIB, "{schema}");
+            }
+            assert_eq!(pragma("wal_autocheckpoint"), DEFAULT_WAL_PAGES);
+            assert_eq!(pragma("foreign_keys"), 1);
+            assert!(conn.is_autocommit(), "no transaction left open");
+        }
+    }
+
+    #[test]
+    fn a_customer_created_between_a_batchs_keys_and_its_customers_is_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = opened(dir.path());
+        let mut import_keys = another(dir.path());
+        let rows = vec![row(1), row(2)];
+        let (first, second) = (rows[0].subject.id, rows[1].subject.id);
+        store_keys(&mut import_keys, &rows).unwrap();
+        // Meanwhile another writer (a single create, another server) stores a customer with the
+        // first row's address.
+        let meanwhile = row(1);
+        let mut other = another(dir.path());
+        let tx = other.transaction().unwrap();
+        insert_subject_rows(&tx, &meanwhile.subject.id.to_string(), &meanwhile.subject).unwrap();
+        tx.commit().unwrap();
+
+        assert_eq!(store_customers(&mut writer, rows).unwrap(), vec![Some(FieldName::new("email")), None]);
+        let customers = "SELECT COUNT(*) FROM subjects WHERE id = ?1";
+        assert_eq!(count(&writer, customers, first), 0, "the row whose address was taken is not stored");
+        assert_eq!(count(&writer, customers, second), 1);
+        let holders = holders_of(&writer, &FieldName::new("email"), &[BlindIndex::new(1, vec![1; 32])]).unwrap();
+        assert_eq!(holders, vec![(0, meanwhile.subject.id)], "one customer holds the address");
+        let keys = "SELECT COUNT(*) FROM keys.subject_keys WHERE subject_id = ?1";
+        assert_eq!(count(&writer, keys, first), 0, "the key of the row not stored is removed");
+        assert_eq!(count(&writer, keys, second), 1);
+    }
+
+    #[test]
+    fn the_customers_transaction_locks_the_data_store_and_leaves_the_key_store_to_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = opened(dir.path());
+        let mut import_keys = another(dir.path());
+        import_keys.busy_timeout(Duration::ZERO).unwrap();
+        let tx = begin_data_only(&mut writer).unwrap();
+        store_keys(&mut import_keys, &[row(1)]).expect("the next batch's keys are written meanwhile");
+        let data = import_keys.execute_batch("UPDATE main.subjects SET updated_at = 0 WHERE 0").unwrap_err();
+        assert_eq!(data.sqlite_error_code(), Some(ErrorCode::DatabaseBusy), "{data}");
+        tx.rollback().unwrap();
+        import_keys.execute_batch("UPDATE main.subjects SET updated_at = 0 WHERE 0").unwrap();
     }
 }

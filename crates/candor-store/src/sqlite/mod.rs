@@ -86,6 +86,12 @@ pub struct SqliteStore {
     /// their consent for the purpose), run inline on the caller's thread (each opened on first
     /// use); see [`SqliteStore::read_inline`].
     inline_readers: [Mutex<Option<Connection>>; INLINE_READERS],
+    /// The connection an import writes its batches' keys on, beside the writer (opened at the
+    /// first import; see [`import::store_keys`]). An erasure holds it too, so that its
+    /// truncation of the key store's WAL never meets a batch's keys being written.
+    import_keys: Arc<Mutex<Option<Connection>>>,
+    /// Import batches take turns here, so their data reaches the writer in the order they came.
+    import_order: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -569,6 +575,8 @@ impl SqliteStore {
             writer: writer::Writer::start(writer),
             readers: Arc::new(Mutex::new(Vec::new())),
             inline_readers: Default::default(),
+            import_keys: Arc::new(Mutex::new(None)),
+            import_order: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -830,8 +838,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// A batch's keys on the import's own connection, then its customers on the writer: the
+    /// next batch's keys are written while the writer stores this one's customers.
     async fn import_subjects(&self, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
-        self.write_alone(move |c| import::import_subjects_tx(c, rows)).await
+        let turn = self.import_order.lock().await;
+        let (slot, path, keys_path) = (self.import_keys.clone(), self.path.clone(), self.keys_path.clone());
+        let rows = tokio::task::spawn_blocking(move || {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = match &mut *slot {
+                Some(conn) => conn,
+                empty => empty.insert(open_connection(&path, &keys_path)?),
+            };
+            import::store_keys(conn, &rows)?;
+            Ok::<_, StoreError>(rows)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        let stored = self.writer.queue_alone(move |c| import::store_customers(c, rows));
+        drop(turn);
+        stored.outcome().await
     }
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {

@@ -21,7 +21,11 @@ impl SqliteStore {
         begin: Option<(Millis, ErasureRequest)>,
         complete: Option<(Certify, LogRecord)>,
     ) -> Result<Erasure, StoreError> {
+        let import_keys = self.import_keys.clone();
         self.write_alone(move |c| {
+            // Not while an import writes a batch's keys: the truncation of the key store's WAL
+            // below would find it busy.
+            let _import_keys = import_keys.lock().unwrap_or_else(|p| p.into_inner());
             let sid = id.to_string();
             if let Some((now, request)) = begin
                 && let Some(done) = finish(op::begin_erasure(&Lite(c), &sid, now, &request))?

@@ -88,14 +88,31 @@ impl Writer {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.queue_alone(f).outcome().await
+    }
+
+    /// As [`Writer::alone`], but `f` is in the writer's queue when this returns (writes queued
+    /// one after the other run in that order); its outcome is awaited separately.
+    pub(super) fn queue_alone<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Queued<T> {
         let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Alone(Box::new(move |conn| {
-                let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| Err(panicked()));
-                let _ = tx.send(result);
-            })))
-            .map_err(|_| lost())?;
-        rx.await.map_err(|_| lost())?
+        let sent = self.jobs.send(Job::Alone(Box::new(move |conn| {
+            let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| Err(panicked()));
+            let _ = tx.send(result);
+        })));
+        Queued(sent.map(|()| rx).map_err(|_| lost()))
+    }
+}
+
+/// A write in the writer's queue ([`Writer::queue_alone`]).
+pub(super) struct Queued<T>(Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>);
+
+impl<T> Queued<T> {
+    /// Waits for the write's outcome.
+    pub(super) async fn outcome(self) -> Result<T, StoreError> {
+        self.0?.await.map_err(|_| lost())?
     }
 }
 
