@@ -78,6 +78,13 @@ pub(super) fn store_keys(k: &mut Connection, rows: &[ImportRow]) -> Result<(), S
     })
 }
 
+/// Copies the data store's WAL into its file as far as it can without waiting (a passive
+/// checkpoint), on the import's own connection while the writer goes on. (Not an error when it
+/// cannot: the writer's own checkpoints stay the bound.)
+pub(super) fn copy_data_wal(k: &Connection) {
+    let _ = k.query_row("PRAGMA main.wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
 /// The second phase of an import batch (see [`store_keys`]): which rows may be stored (no
 /// customer, and no earlier row, holds one of their unique values), and those customers with
 /// their log records, in one transaction on the write connection. Returns, per row, the field

@@ -856,7 +856,16 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Internal(e.to_string()))??;
         let stored = self.writer.queue_alone(move |c| import::store_customers(c, rows));
         drop(turn);
-        stored.outcome().await
+        // While the writer stores them, the data store's WAL is copied into its file up to the
+        // batches committed so far, off the writer's thread.
+        let slot = self.import_keys.clone();
+        let copied = tokio::task::spawn_blocking(move || {
+            if let Some(conn) = &*slot.lock().unwrap_or_else(|p| p.into_inner()) {
+                import::copy_data_wal(conn);
+            }
+        });
+        let (stored, _) = tokio::join!(stored.outcome(), copied);
+        stored
     }
 
     async fn append_event(&self, e: NewEvent, log: LogRecord) -> Result<bool, StoreError> {
