@@ -92,6 +92,9 @@ pub struct SqliteStore {
     import_keys: Arc<Mutex<Option<Connection>>>,
     /// Import batches take turns here, so their data reaches the writer in the order they came.
     import_order: tokio::sync::Mutex<()>,
+    /// The thread that works on `import_keys` (one thread, not the blocking pool: the memory its
+    /// page cache frees stays with one thread for the next batch).
+    import_thread: import::ImportThread,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -577,6 +580,7 @@ impl SqliteStore {
             inline_readers: Default::default(),
             import_keys: Arc::new(Mutex::new(None)),
             import_order: tokio::sync::Mutex::new(()),
+            import_thread: import::ImportThread::default(),
         })
     }
 
@@ -843,23 +847,24 @@ impl Store for SqliteStore {
     async fn import_subjects(&self, rows: Vec<ImportRow>) -> Result<Vec<Option<FieldName>>, StoreError> {
         let turn = self.import_order.lock().await;
         let (slot, path, keys_path) = (self.import_keys.clone(), self.path.clone(), self.keys_path.clone());
-        let rows = tokio::task::spawn_blocking(move || {
-            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-            let conn = match &mut *slot {
-                Some(conn) => conn,
-                empty => empty.insert(open_connection(&path, &keys_path)?),
-            };
-            import::store_keys(conn, &rows)?;
-            Ok::<_, StoreError>(rows)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        let rows = self
+            .import_thread
+            .run(move || {
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                let conn = match &mut *slot {
+                    Some(conn) => conn,
+                    empty => empty.insert(open_connection(&path, &keys_path)?),
+                };
+                import::store_keys(conn, &rows)?;
+                Ok::<_, StoreError>(rows)
+            })
+            .await??;
         let stored = self.writer.queue_alone(move |c| import::store_customers(c, rows));
         drop(turn);
         // While the writer stores them, the data store's WAL is copied into its file up to the
         // batches committed so far, off the writer's thread.
         let slot = self.import_keys.clone();
-        let copied = tokio::task::spawn_blocking(move || {
+        let copied = self.import_thread.run(move || {
             if let Some(conn) = &*slot.lock().unwrap_or_else(|p| p.into_inner()) {
                 import::copy_data_wal(conn);
             }
