@@ -166,8 +166,6 @@ impl AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
-    // Built once, here, rather than on the first request that asks for it.
-    meta::openapi_document();
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(health::readyz))
