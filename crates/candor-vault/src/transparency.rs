@@ -172,9 +172,9 @@ impl Vault {
     /// The signed-in customer's history proof bundle (`candor verify history` checks it):
     /// every entry naming them up to a checkpoint, with inclusion proofs, and their completeness
     /// map proof against the same checkpoint. The checkpoint is the latest one the witnesses
-    /// cosigned when this server still holds its map (it keeps its last 16), otherwise one
-    /// signed now (then not yet cosigned, which the verifier reports). Reading it is logged
-    /// (after the checkpoint, so that entry is in the next bundle).
+    /// cosigned when this server still holds its map (`completeness::evict` says which maps it
+    /// keeps), otherwise one signed now (then not yet cosigned, which the verifier reports).
+    /// Reading it is logged (after the checkpoint, so that entry is in the next bundle).
     pub async fn own_history_bundle(
         &self,
         session: &crate::center::CustomerSession,
@@ -194,6 +194,25 @@ impl Vault {
     ) -> Result<candor_log::history::HistoryBundle, VaultError> {
         self.require_customer_requests(auth, candor_log::Action::AccessLogRead, id).await?;
         self.bundle(auth, id, witnesses).await
+    }
+
+    /// A checkpoint signed now and `subject`'s map proof against it. The map of a checkpoint
+    /// just signed is kept unless checkpoints signed meanwhile changed many histories (see
+    /// `completeness::evict`); then it is signed again.
+    async fn checkpoint_with_map_proof(
+        &self,
+        subject: &str,
+    ) -> Result<(String, u64, crate::completeness::SubjectMapProof), VaultError> {
+        let ctx = self.log_context();
+        for _ in 0..3 {
+            let signed = self.checkpoint().await?;
+            if let Some(p) = ctx.map.prove(signed.size, subject, &ctx.signer).await {
+                return Ok((signed.note, signed.size, p));
+            }
+        }
+        Err(VaultError::Store(candor_store::StoreError::Internal(
+            "the completeness map of a checkpoint just signed was not kept, three times".into(),
+        )))
     }
 
     async fn bundle(
@@ -220,15 +239,7 @@ impl Vault {
         }
         let (note, size, map) = match chosen {
             Some(c) => c,
-            None => {
-                let signed = self.checkpoint().await?;
-                let p = ctx.map.prove(signed.size, &subject, &ctx.signer).await.ok_or_else(|| {
-                    VaultError::Store(candor_store::StoreError::Internal(
-                        "the completeness map of the checkpoint just signed is not kept".into(),
-                    ))
-                })?;
-                (signed.note, signed.size, p)
-            }
+            None => self.checkpoint_with_map_proof(&subject).await?,
         };
         let mut entries = Vec::new();
         for index in self.store.subject_log_indices(id).await?.into_iter().filter(|i| *i < size) {
