@@ -9,7 +9,11 @@
 #
 # Works in a fresh installation under ${TMPDIR:-/tmp}; prints the file size, the server's memory
 # before and at its peak (VmHWM from /proc, Linux), its VmRSS every 2 s, and the import's own
-# figures.
+# figures. Optional environment:
+#   CHECKPOINT_SECONDS=N  the server signs a checkpoint every N s (default 60), so that several
+#                         fall within the import and the completeness maps it keeps show
+#   AFTER=N               after the import, wait N s (checkpoints go on) and print the server's
+#                         memory then: what it keeps once the import is over
 set -eu
 ROWS=$1
 BIN=$(realpath "${2:-target/release/candor}")
@@ -18,6 +22,9 @@ HERE=$(dirname "$(realpath "$0")")
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/candor-api-import.XXXXXX")
 cd "$DIR"
 "$BIN" init --dir . > init.out
+if [ -n "${CHECKPOINT_SECONDS:-}" ]; then
+  sed -i "s/^checkpoint_interval_seconds = .*/checkpoint_interval_seconds = $CHECKPOINT_SECONDS/" candor.toml
+fi
 TOKEN=$("$BIN" token create --config candor.toml --role shop_backend)
 python3 "$HERE/gen-import.py" "$ROWS" > big.csv
 : > serve.out
@@ -52,3 +59,7 @@ print("state:", j["state"], "| rows:", j.get("rows"), "| planned creates:", repo
 echo "wall clock (upload, check, store): $(echo "$END - $START" | bc) s"
 echo "server peak: $(grep VmHWM /proc/$PID/status | tr -s ' \t' ' ')"
 echo "server VmRSS every 2 s (MiB): $(cat rss.txt)"
+if [ "${AFTER:-0}" -gt 0 ]; then
+  sleep "$AFTER"
+  echo "server ${AFTER} s after the import: $(grep VmRSS /proc/$PID/status | tr -s ' \t' ' ')"
+fi
