@@ -175,13 +175,7 @@ fn missing(index: u64) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use candor_core::SubjectId;
-    use candor_crypto::LOG_KEY_LABEL;
-    use candor_crypto::keyfile::{generate_key_line, parse_keys};
-    use candor_store::sqlite::SqliteStore;
-
     use super::*;
-    use crate::audit::{Audit, system_actor};
 
     fn sizes(snapshots: &BTreeMap<u64, (Map, u64)>) -> Vec<u64> {
         snapshots.keys().copied().collect()
@@ -204,45 +198,5 @@ mod tests {
         let mut s = kept(&many);
         evict(&mut s, SNAPSHOTS as u64 + 5, 1_000);
         assert_eq!(sizes(&s), (6..=SNAPSHOTS as u64 + 5).collect::<Vec<_>>());
-    }
-
-    #[tokio::test]
-    async fn a_checkpoint_after_many_changed_histories_lets_the_older_maps_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("candor.db"), dir.path().join("keystore.db")).await.unwrap();
-        let line = generate_key_line(LOG_KEY_LABEL, 1).unwrap();
-        let signer = LogSigner::new(&parse_keys(&line, LOG_KEY_LABEL, "test").unwrap()).unwrap();
-        let state = MapState::keeping(10);
-        let customer = SubjectId::random();
-        let read = |n: usize| {
-            (0..n)
-                .map(|_| Audit::new(&system_actor(), candor_log::Action::SubjectRead).subjects(&[customer]).record())
-                .collect::<Vec<_>>()
-        };
-        store.append_log(read(3)).await.unwrap();
-        assert_eq!(state.advance_to_head(&store, &signer).await.unwrap().0, 3);
-        store.append_log(read(5)).await.unwrap();
-        state.advance_to_head(&store, &signer).await.unwrap();
-        assert_eq!(state.kept_sizes().await, [3, 8], "5 histories changed after the first");
-        // Two entries naming nobody change no history.
-        store
-            .append_log(vec![Audit::new(&system_actor(), candor_log::Action::CatalogChanged).record(); 2])
-            .await
-            .unwrap();
-        state.advance_to_head(&store, &signer).await.unwrap();
-        assert_eq!(state.kept_sizes().await, [3, 8, 10]);
-        store.append_log(read(6)).await.unwrap();
-        state.advance_to_head(&store, &signer).await.unwrap();
-        assert_eq!(state.kept_sizes().await, [8, 10, 16], "11 changes after the first, 6 after the second");
-        store.append_log(read(20)).await.unwrap();
-        state.advance_to_head(&store, &signer).await.unwrap();
-        assert_eq!(state.kept_sizes().await, [36], "only the newest is kept");
-        let key = |size| {
-            let state = &state;
-            let signer = &signer;
-            async move { state.prove(size, &customer.to_string(), signer).await.is_some() }
-        };
-        assert!(key(36).await, "a proof against the newest map");
-        assert!(!key(16).await, "none against a map let go");
     }
 }
